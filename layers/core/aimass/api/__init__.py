@@ -1,0 +1,1 @@
+"""The HTTP API as FastAPI routers; the Lambda functions and the local server serve the same apps."""

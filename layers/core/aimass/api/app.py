@@ -1,0 +1,33 @@
+"""The FastAPI apps: `online` (predictions), `registry` (administration), or both (the local server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import FastAPI
+
+from aimass import __version__
+from aimass.api.guard import RequestGuard
+from aimass.api.responses import install_error_handlers
+from aimass.config import settings
+
+
+def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
+    parts = set(parts)
+    app = FastAPI(
+        title="aimass",
+        version=__version__,
+        description="Versioned ONNX models behind V1 (:predict) and Open Inference Protocol V2 APIs.",
+    )
+    if "online" in parts:
+        from aimass.api import online
+
+        app.include_router(online.router)
+    if "registry" in parts:
+        from aimass.api import registry
+
+        app.include_router(registry.router)
+    install_error_handlers(app)
+    s = settings()
+    app.add_middleware(RequestGuard, max_body_bytes=s.max_payload_bytes, api_key=s.api_key)
+    return app

@@ -1,0 +1,46 @@
+"""What a request handler needs, made once per container from the settings."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fastapi import Request
+
+from aimass.config import settings
+from aimass.inference.predictor import Predictor
+from aimass.registry import Registry
+
+
+@cache
+def registry() -> Registry:
+    return Registry(settings().registry_table)
+
+
+@cache
+def predictor() -> Predictor:
+    s = settings()
+    return Predictor(
+        registry(),
+        s.model_cache_dir,
+        s.ort_intra_op_threads,
+        s.ort_inter_op_threads,
+        s.registry_ttl_s,
+        s.max_instances,
+    )
+
+
+def reset() -> None:
+    registry.cache_clear()
+    predictor.cache_clear()
+
+
+def actor(request: Request) -> str:
+    """Who is calling, as API Gateway's authorizer saw them (IAM ARN or JWT subject)."""
+    event: dict[str, Any] = request.scope.get("aws.event") or {}
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    iam = authorizer.get("iam") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    return str(
+        iam.get("userArn") or claims.get("sub") or request.headers.get("x-aimass-actor") or "anonymous"
+    )

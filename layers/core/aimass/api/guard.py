@@ -1,0 +1,70 @@
+"""Request limits and the local API key, as plain ASGI so the hot path pays no extra task per request."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aimass.api.responses import error_response
+from aimass.errors import PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, api_key: str | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.api_key = api_key.encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if (
+            self.api_key
+            and scope["path"] not in OPEN_PATHS
+            and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.api_key)
+        ):
+            await error_response(
+                401,
+                "unauthorized",
+                "missing or wrong x-api-key header",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            error = self._too_large(int(declared))
+            await error_response(error.status, error.code, error.message, error.details)(scope, receive, send)
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def _too_large(self, size: int | None = None) -> PayloadTooLarge:
+        what = f"request body of {size} bytes" if size else "request body"
+        return PayloadTooLarge(
+            f"{what} exceeds the limit of {self.max_body_bytes} bytes",
+            [{"loc": ["body"], "message": f"at most {self.max_body_bytes} bytes", "type": "too_large"}],
+        )
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                # Raised inside the app's call, so the app's error handlers turn it into a 413.
+                raise self._too_large()
+            return message
+
+        return counted

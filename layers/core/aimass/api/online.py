@@ -1,0 +1,149 @@
+"""Online predictions: V1 (`:predict`) and the Open Inference Protocol V2, plus health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from aimass import __version__
+from aimass.api.deps import predictor, registry
+from aimass.api.responses import JSON
+from aimass.contracts import (
+    ErrorResponse,
+    Health,
+    InferRequest,
+    InferResponse,
+    PredictRequest,
+    PredictResponse,
+    V2ModelMetadata,
+    V2Ready,
+)
+from aimass.inference.tensors import V2_DATATYPES
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422)
+}
+
+router = APIRouter()
+
+
+@router.get("/health", response_model=Health, tags=["health"])
+async def health() -> Response:
+    return JSON({"status": "ok", "version": __version__})
+
+
+# --- V1 ------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/models/{name}:predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    tags=["v1"],
+    summary="Predict with the champion (else the latest) version",
+)
+async def predict(name: str, body: PredictRequest) -> Response:
+    return JSON(predictor().predict(name, body.instances))
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}:predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    tags=["v1"],
+    summary="Predict with one version",
+)
+async def predict_version(name: str, version: int, body: PredictRequest) -> Response:
+    return JSON(predictor().predict(name, body.instances, version=version))
+
+
+@router.post(
+    "/v1/models/{name}/labels/{alias}:predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    tags=["v1"],
+    summary="Predict with the version an alias points at",
+)
+async def predict_alias(name: str, alias: str, body: PredictRequest) -> Response:
+    return JSON(predictor().predict(name, body.instances, alias=alias))
+
+
+# --- Open Inference Protocol V2 --------------------------------------------------------------------
+
+
+@router.get("/v2", tags=["v2"])
+async def server_metadata() -> Response:
+    return JSON({"name": "aimass", "version": __version__, "extensions": []})
+
+
+@router.get("/v2/health/live", tags=["v2"])
+async def live() -> Response:
+    return JSON({"live": True})
+
+
+@router.get("/v2/health/ready", tags=["v2"])
+async def ready() -> Response:
+    return JSON({"ready": True})
+
+
+def _v2_metadata(name: str, version: int | None) -> dict[str, Any]:
+    model = predictor().load(name, version)
+    versions = [str(v.version) for v in registry().list_versions(name)]
+    signature = model.version.signature
+
+    def tensors(specs: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": s.name,
+                "datatype": V2_DATATYPES[s.dtype],
+                "shape": [-1 if d is None else d for d in s.shape],
+            }
+            for s in specs
+        ]
+
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": "onnxruntime_onnx",
+        "inputs": tensors(signature.inputs),
+        "outputs": tensors(signature.outputs),
+    }
+
+
+@router.get("/v2/models/{name}", response_model=V2ModelMetadata, responses=ERRORS, tags=["v2"])
+async def model_metadata(name: str) -> Response:
+    return JSON(_v2_metadata(name, None))
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}", response_model=V2ModelMetadata, responses=ERRORS, tags=["v2"]
+)
+async def model_version_metadata(name: str, version: int) -> Response:
+    return JSON(_v2_metadata(name, version))
+
+
+@router.get("/v2/models/{name}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"])
+async def model_ready(name: str) -> Response:
+    predictor().load(name)
+    return JSON({"name": name, "ready": True})
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"]
+)
+async def model_version_ready(name: str, version: int) -> Response:
+    predictor().load(name, version)
+    return JSON({"name": name, "ready": True})
+
+
+@router.post("/v2/models/{name}/infer", response_model=InferResponse, responses=ERRORS, tags=["v2"])
+async def infer(name: str, body: InferRequest) -> Response:
+    return JSON(predictor().infer(name, body).model_dump(exclude_none=True))
+
+
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer", response_model=InferResponse, responses=ERRORS, tags=["v2"]
+)
+async def infer_version(name: str, version: int, body: InferRequest) -> Response:
+    return JSON(predictor().infer(name, body, version=version).model_dump(exclude_none=True))

@@ -1,0 +1,90 @@
+"""Model administration: versions (upload ONNX), aliases, audit trail."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from pydantic import ValidationError
+
+from aimass.api.deps import actor, registry
+from aimass.api.online import ERRORS
+from aimass.api.responses import JSON
+from aimass.config import settings
+from aimass.contracts import (
+    Alias,
+    AliasUpdate,
+    AuditRecord,
+    ModelDetail,
+    ModelList,
+    ModelVersion,
+    SignatureEnrichment,
+)
+from aimass.errors import ValidationFailed
+from aimass.registration import register_version, set_alias
+
+router = APIRouter(tags=["registry"])
+
+
+@router.get("/v1/models", response_model=ModelList)
+def list_models() -> Response:
+    return JSON({"models": [m.model_dump() for m in registry().list_models()]})
+
+
+@router.get("/v1/models/{name}", response_model=ModelDetail, responses=ERRORS)
+def get_model(name: str) -> Response:
+    summary = registry().get_model(name)
+    versions = registry().list_versions(name)
+    return JSON({**summary.model_dump(), "versions": [v.model_dump() for v in versions]})
+
+
+@router.get("/v1/models/{name}/versions/{version}", response_model=ModelVersion, responses=ERRORS)
+def get_version(name: str, version: int) -> Response:
+    return JSON(registry().get_version(name, version).model_dump())
+
+
+@router.get("/v1/models/{name}/audit", response_model=list[AuditRecord], responses=ERRORS)
+def audit(name: str) -> Response:
+    registry().get_model(name)
+    return JSON([r.model_dump() for r in registry().audit_trail(name)])
+
+
+def _enrichment(metadata: str | None) -> SignatureEnrichment | None:
+    if not metadata:
+        return None
+    try:
+        return SignatureEnrichment.model_validate_json(metadata)
+    except ValidationError as error:
+        raise ValidationFailed(
+            "metadata does not match the signature enrichment schema",
+            [
+                {"loc": ["body", "metadata", *e["loc"]], "message": e["msg"], "type": e["type"]}
+                for e in error.errors()
+            ],
+        ) from error
+
+
+@router.post(
+    "/v1/models/{name}/versions",
+    status_code=201,
+    response_model=ModelVersion,
+    responses=ERRORS,
+    summary="Register a new version by uploading an ONNX file",
+)
+def upload_version(
+    name: str,
+    request: Request,
+    model: Annotated[UploadFile, File(description="the ONNX file")],
+    metadata: Annotated[
+        str | None, Form(description="JSON: SignatureEnrichment (features, class_labels, ...)")
+    ] = None,
+) -> Response:
+    record = register_version(
+        registry(), settings().bucket, name, model.file.read(), actor(request), _enrichment(metadata)
+    )
+    return JSON(record.model_dump(), status_code=201)
+
+
+@router.put("/v1/models/{name}/aliases/{alias}", response_model=Alias, responses=ERRORS)
+def put_alias(name: str, alias: str, body: AliasUpdate, request: Request) -> Response:
+    return JSON(set_alias(registry(), name, alias, body.version, actor(request)).model_dump())

@@ -1,0 +1,102 @@
+"""JSON responses and errors in the one shape the API promises: {"error": {code, message, details}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from aimass.errors import AimassError
+
+log = logging.getLogger(__name__)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class JSON(Response):
+    """Compact JSON; a model's NaN or infinity becomes null rather than invalid JSON."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        try:
+            text = json.dumps(content, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            text = json.dumps(_finite(content), separators=(",", ":"))
+        return text.encode()
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSON:
+    return JSON(
+        {"error": {"code": code, "message": message, "details": details or []}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _aimass_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, AimassError)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = list(error.errors())
+    content_type = request.headers.get("content-type", "")
+    if (
+        content_type
+        and "json" not in content_type
+        and any(e.get("loc") == ("body",) for e in errors)
+        and "multipart" not in content_type
+    ):
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with content-type: application/json, not {content_type}",
+        )
+    if any(e.get("type") == "json_invalid" for e in errors):
+        where = errors[0].get("ctx", {}).get("error", "")
+        return error_response(400, "bad_json", f"the request body is not valid JSON {where}".strip())
+    details = [
+        {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors[:50]
+    ]
+    return error_response(422, "validation_error", "the request does not match the schema", details)
+
+
+def _http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return error_response(error.status_code, code, str(error.detail), headers=dict(error.headers or {}))
+
+
+def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AimassError, _aimass_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

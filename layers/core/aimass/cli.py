@@ -1,0 +1,187 @@
+"""The `aimass` command: run the local stack, manage models and predict against any aimass API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="aimass: versioned ML predictions, locally or on AWS.", no_args_is_help=True)
+models_app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+Endpoint = Annotated[str, typer.Option(envvar="AIMASS_ENDPOINT", help="aimass API to talk to")]
+ApiKey = Annotated[str | None, typer.Option(envvar="AIMASS_API_KEY", help="x-api-key header value")]
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+
+
+def _call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
+    import httpx
+
+    headers = {"x-api-key": api_key} if api_key else {}
+    try:
+        response = httpx.request(method, endpoint.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
+    except httpx.HTTPError as error:
+        err.print(f"[red]cannot reach {endpoint}: {error}[/red]")
+        raise typer.Exit(2) from error
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code >= 400:
+        problem = body.get("error", {})
+        err.print(
+            f"[red]{response.status_code} {problem.get('code', '')}: {problem.get('message', response.text)}"
+            "[/red]"
+        )
+        for detail in problem.get("details", []):
+            err.print(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}")
+        raise typer.Exit(1)
+    return body
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="AIMASS_PORT")] = 8000,
+    aws_port: Annotated[int, typer.Option(envvar="AIMASS_AWS_PORT")] = 5000,
+    state_dir: Annotated[
+        Path, typer.Option(envvar="AIMASS_STATE_DIR", help="demo models, model cache")
+    ] = Path(".aimass"),
+    demo: Annotated[bool, typer.Option(help="train and register the demo models")] = True,
+) -> None:
+    """Start the embedded local stack and serve the API (Ctrl-C stops)."""
+    import uvicorn
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from aimass.local.stack import LocalStack
+
+    stack = LocalStack(aws_port=aws_port, state_dir=state_dir)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task(f"starting the embedded AWS on {stack.aws_endpoint}")
+        stack.start()
+        served = stack.register_demos(lambda text: bar.update(task, description=text)) if demo else []
+    from aimass.api.app import create_app
+    from aimass.config import settings
+
+    base = f"http://{host}:{port}"
+    key = settings().api_key
+    auth = f" -H 'x-api-key: {key}'" if key else ""
+    console.print(f"[bold green]aimass[/bold green] API on {base} (OpenAPI: {base}/docs)")
+    console.print(f"embedded AWS on {stack.aws_endpoint}, bucket s3://{stack.bucket}, table {stack.table}")
+    for name in served:
+        console.print(f"  model [bold]{name}[/bold] (champion v1)")
+    if "breast-cancer" in served:
+        console.print("try:")
+        console.print(f"  curl -s {base}/v1/models{auth}")
+        console.print(
+            f"  curl -s {base}/v1/models/breast-cancer:predict{auth} -H 'content-type: application/json' "
+            "-d @events/bodies/breast_cancer_predict.json"
+        )
+        console.print(f"  curl -s {base}/v2/models/digits{auth}")
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    finally:
+        stack.stop()
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@models_app.command("push")
+def push(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the .onnx file")],
+    features: Annotated[str | None, typer.Option(help="feature names, comma-separated")] = None,
+    labels: Annotated[str | None, typer.Option(help="class labels, comma-separated")] = None,
+    metadata: Annotated[Path | None, typer.Option(exists=True, help="JSON signature enrichment")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Register FILE as the next version of model NAME."""
+    enrichment: dict[str, Any] = json.loads(metadata.read_text()) if metadata else {}
+    for key, value in (
+        ("features", _csv(features)),
+        ("class_labels", _csv(labels)),
+        ("description", description),
+    ):
+        if value:
+            enrichment[key] = value
+    form = {"metadata": json.dumps(enrichment)} if enrichment else {}
+    with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
+        record = _call(
+            "POST",
+            endpoint,
+            f"/v1/models/{name}/versions",
+            api_key,
+            files={"model": (file.name, file.read_bytes(), "application/octet-stream")},
+            data=form,
+        )
+    console.print(f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}…")
+    if alias:
+        _call(
+            "PUT",
+            endpoint,
+            f"/v1/models/{name}/aliases/{alias}",
+            api_key,
+            json={"version": record["version"]},
+        )
+        console.print(f"{alias} → v{record['version']}")
+
+
+@models_app.command("list")
+def list_models(endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -> None:
+    """List the registered models with their latest version and aliases."""
+    table = Table("model", "latest", "aliases", "updated")
+    for model in _call("GET", endpoint, "/v1/models", api_key)["models"]:
+        aliases = ", ".join(f"{k}→v{v}" for k, v in sorted(model["aliases"].items()))
+        table.add_row(model["name"], str(model["latest_version"]), aliases, model["updated_at"])
+    console.print(table)
+
+
+@models_app.command("alias")
+def alias(
+    name: str, alias: str, version: int, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+) -> None:
+    """Point ALIAS (champion, challenger, any name) of model NAME at VERSION."""
+    result = _call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
+    before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
+    console.print(f"{name}: {alias} → v{result['version']}{before}")
+
+
+@app.command()
+def predict(
+    name: str,
+    data: Annotated[str | None, typer.Option(help="JSON body, e.g. '{\"instances\": [[...]]}'")] = None,
+    file: Annotated[
+        Path | None, typer.Option(exists=True, help="file with the JSON body ('-' for stdin)")
+    ] = None,
+    version: Annotated[int | None, typer.Option()] = None,
+    alias: Annotated[str | None, typer.Option()] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Send a V1 predict request for model NAME and print the response."""
+    text = data if data is not None else (file.read_text() if file else sys.stdin.read())
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        err.print(f"[red]the request body is not valid JSON: {error}[/red]")
+        raise typer.Exit(2) from error
+    if isinstance(body, list):
+        body = {"instances": body}
+    path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
+    console.print_json(data=_call("POST", endpoint, path + ":predict", api_key, json=body))
+
+
+def main() -> None:
+    os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+    app()

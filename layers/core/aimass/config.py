@@ -1,0 +1,36 @@
+"""Settings from the environment, validated once per container."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIMASS_", extra="ignore")
+
+    stage: str = "local"
+    region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    bucket: str = "aimass-local"
+    registry_table: str = "aimass-registry"
+    # Only the local stack sets this; in AWS the SDK finds the regional endpoints itself.
+    aws_endpoint_url: str | None = None
+
+    max_payload_bytes: int = 6_000_000
+    max_instances: int = 10_000
+    model_cache_dir: Path = Path("/tmp/aimass-models")
+    # Lambda gives a function ~1 vCPU per 1.8 GB: one intra-op thread avoids oversubscription.
+    ort_intra_op_threads: int = 1
+    ort_inter_op_threads: int = 1
+    # Seconds a resolved alias/latest version is reused before asking the registry again.
+    registry_ttl_s: float = 5.0
+    # When set, every route but /health requires this value in the x-api-key header (local stack).
+    api_key: str | None = None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()

@@ -1,0 +1,276 @@
+"""Every payload that crosses a boundary: HTTP bodies, registry records, signatures.
+
+The OpenAPI document is generated from these models, and the tests build requests from them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+TensorType = Literal[
+    "float32",
+    "float64",
+    "float16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "string",
+]
+FeatureType = Literal["float", "int", "bool", "string"]
+Task = Literal["classification", "regression", "other"]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TensorSpec(BaseModel):
+    """One graph input or output as ONNX describes it; None marks a dynamic dimension."""
+
+    name: str
+    dtype: TensorType
+    shape: list[int | None]
+
+
+class Feature(BaseModel):
+    """A named column of a tabular model's input, with what valid values look like."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "mean_radius", "dtype": "float", "min": 6.9, "max": 28.1}]}
+    )
+
+    name: str = Field(min_length=1, max_length=128)
+    dtype: FeatureType = "float"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str | int | float] | None = None
+    description: str | None = None
+
+
+class Signature(BaseModel):
+    """What a model version takes and gives: read from the ONNX graph, optionally enriched."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    # Columns of the single 2-D input, in order; instances may then be objects keyed by these names.
+    features: list[Feature] | None = None
+    task: Task = "other"
+    class_labels: list[str] | None = None
+    label_output: str | None = None
+    probabilities_output: str | None = None
+
+
+class SignatureEnrichment(BaseModel):
+    """What an uploader may add to the graph's own signature."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"features": ["mean_radius", "mean_texture"], "class_labels": ["malignant", "benign"]}
+            ]
+        },
+    )
+
+    features: list[Feature | str] | None = None
+    class_labels: list[str] | None = None
+    task: Task | None = None
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ModelVersion(BaseModel):
+    """An immutable registered version of a model."""
+
+    name: str
+    version: int
+    artifact_uri: str
+    sha256: str
+    size_bytes: int
+    signature: Signature
+    backend: str = "onnxruntime"
+    description: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=utcnow)
+    created_by: str = "anonymous"
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int
+    aliases: dict[str, int] = Field(default_factory=dict)
+    updated_at: str
+
+
+class ModelDetail(ModelSummary):
+    versions: list[ModelVersion]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
+
+    version: int = Field(ge=1)
+
+
+class Alias(BaseModel):
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None = None
+    updated_at: str
+
+
+class AuditRecord(BaseModel):
+    at: str = Field(default_factory=utcnow)
+    actor: str
+    action: Literal["register_version", "set_alias"]
+    model: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+    backend: str
+
+
+# --- V1 (TF-Serving / KServe V1 style) ---------------------------------------------------------
+
+Instance = dict[str, Any] | list[Any] | float | int | str | bool
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"instances": [{"mean_radius": 17.99, "mean_texture": 10.38}]},
+                {"instances": [[0.0, 1.5, 3.2]]},
+            ]
+        }
+    )
+
+    instances: list[Instance] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": [
+                        {"label": "benign", "probabilities": {"malignant": 0.02, "benign": 0.98}}
+                    ],
+                    "model": {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"},
+                }
+            ]
+        }
+    )
+
+    predictions: list[Any]
+    model: ModelRef
+
+
+# --- Open Inference Protocol V2 ----------------------------------------------------------------
+
+V2Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+
+
+class InferTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: V2Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class InferOutputRequest(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [0.1, 0.2, 0.3]}]}
+            ]
+        }
+    )
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferTensor] = Field(min_length=1)
+    outputs: list[InferOutputRequest] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[InferTensor]
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: V2Datatype
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2Ready(BaseModel):
+    name: str
+    ready: bool
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str

@@ -1,0 +1,1 @@
+"""Turning requests into tensors, running models, and turning tensors into predictions."""

@@ -1,0 +1,1 @@
+"""The embedded local stack: moto as the AWS endpoint, the same code and template as in AWS."""

@@ -1,0 +1,126 @@
+"""Demo models trained from scikit-learn's bundled datasets; nothing is downloaded.
+
+Trained once, then kept under the local state directory so later starts only register them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aimass.contracts import Feature, SignatureEnrichment
+
+SEED = 0
+
+
+@dataclass
+class Demo:
+    name: str
+    model: bytes
+    enrichment: SignatureEnrichment
+    # Held-out rows (as the API takes them) and the estimator's probabilities for them.
+    holdout: np.ndarray
+    holdout_probabilities: np.ndarray
+    description: str
+
+
+def snake(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+def _split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(x, y, test_size=0.25, random_state=SEED, stratify=y)
+
+
+def breast_cancer() -> Demo:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from aimass.export import check_parity, sklearn_to_onnx
+
+    data = load_breast_cancer()
+    x = data.data.astype(np.float32)
+    x_train, x_test, y_train, _ = _split(x, data.target)
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=SEED))
+    estimator.fit(x_train, y_train)
+    model = sklearn_to_onnx(estimator, x.shape[1])
+    check_parity(estimator, model, x_test)
+    features = [
+        Feature(name=snake(n), dtype="float", min=float(lo), max=float(hi))
+        for n, lo, hi in zip(data.feature_names, x_train.min(axis=0), x_train.max(axis=0), strict=True)
+    ]
+    return Demo(
+        "breast-cancer",
+        model,
+        SignatureEnrichment(
+            features=list(features),
+            class_labels=[str(n) for n in data.target_names],
+            description="Logistic regression on scikit-learn's breast_cancer dataset (30 named features).",
+        ),
+        x_test,
+        estimator.predict_proba(x_test),
+        "tabular classifier, 30 named features",
+    )
+
+
+def digits() -> Demo:
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    from aimass.export import check_parity, sklearn_to_onnx, with_image_input
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    x_train, x_test, y_train, _ = _split(x, data.target)
+    estimator = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=SEED)
+    estimator.fit(x_train, y_train)
+    model = with_image_input(sklearn_to_onnx(estimator, 64), 8, 8)
+    images = x_test.reshape(-1, 8, 8)
+    check_parity(estimator, model, x_test, onnx_x=images)
+    return Demo(
+        "digits",
+        model,
+        SignatureEnrichment(
+            class_labels=[str(d) for d in data.target_names],
+            description="MLP on scikit-learn's digits dataset: 8x8 grey images scaled to [0, 1].",
+        ),
+        images,
+        estimator.predict_proba(x_test),
+        "image classifier, 8x8 inputs",
+    )
+
+
+BUILDERS = {"breast-cancer": breast_cancer, "digits": digits}
+
+
+def load_or_train(name: str, state_dir: Path) -> Demo:
+    """The demo from the state directory, training it (seconds) the first time."""
+    folder = state_dir / "demo" / name
+    files = {k: folder / k for k in ("model.onnx", "enrichment.json", "holdout.npz", "meta.json")}
+    if all(f.exists() for f in files.values()):
+        arrays = np.load(files["holdout.npz"])
+        meta: dict[str, Any] = json.loads(files["meta.json"].read_text())
+        return Demo(
+            name,
+            files["model.onnx"].read_bytes(),
+            SignatureEnrichment.model_validate_json(files["enrichment.json"].read_text()),
+            arrays["x"],
+            arrays["p"],
+            meta["description"],
+        )
+    demo = BUILDERS[name]()
+    folder.mkdir(parents=True, exist_ok=True)
+    files["model.onnx"].write_bytes(demo.model)
+    files["enrichment.json"].write_text(demo.enrichment.model_dump_json(indent=2))
+    np.savez(files["holdout.npz"], x=demo.holdout, p=demo.holdout_probabilities)
+    files["meta.json"].write_text(json.dumps({"description": demo.description}))
+    return demo

@@ -1,0 +1,61 @@
+"""The registry table and artifacts bucket, made in the embedded AWS from template.yaml's properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aimass import aws
+from aimass.local.template import resource_properties
+
+TABLE_PROPERTIES = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "BillingMode",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "ProvisionedThroughput",
+)
+
+
+def create_table(name: str, logical_id: str = "RegistryTable") -> None:
+    properties = resource_properties(logical_id)
+    ddb = aws.client("dynamodb")
+    kwargs: dict[str, Any] = {k: properties[k] for k in TABLE_PROPERTIES if k in properties}
+    if properties.get("SSESpecification", {}).get("SSEEnabled"):
+        kwargs["SSESpecification"] = {"Enabled": True}
+    try:
+        ddb.create_table(TableName=name, **kwargs)
+    except ddb.exceptions.ResourceInUseException:
+        return
+    ddb.get_waiter("table_exists").wait(TableName=name)
+    if properties.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+        ddb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+
+
+def create_bucket(name: str, logical_id: str = "ArtifactsBucket") -> None:
+    properties = resource_properties(logical_id)
+    s3 = aws.client("s3")
+    try:
+        s3.create_bucket(Bucket=name)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        return
+    if "VersioningConfiguration" in properties:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=properties["VersioningConfiguration"])
+    if "BucketEncryption" in properties:
+        # CloudFormation spells the rules differently from the S3 API; same meaning.
+        rules = [
+            {
+                ("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                for k, v in rule.items()
+            }
+            for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in properties:
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
+    if "OwnershipControls" in properties:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])

@@ -1,0 +1,78 @@
+"""The embedded local stack: moto in-process as AWS, resources from template.yaml, demo models."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aimass import aws
+from aimass.api import deps
+from aimass.config import settings
+from aimass.local import demo as demos
+from aimass.local.resources import create_bucket, create_table
+
+
+@dataclass
+class LocalStack:
+    aws_port: int = 5000
+    host: str = "127.0.0.1"
+    state_dir: Path = field(default_factory=lambda: Path(".aimass"))
+    bucket: str = "aimass-local"
+    table: str = "aimass-registry"
+
+    def __post_init__(self) -> None:
+        self._server: object | None = None
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        server.start()
+        # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                "MOTO_PORT": str(self.aws_port),
+                "AIMASS_AWS_ENDPOINT_URL": self.aws_endpoint,
+                "AIMASS_BUCKET": self.bucket,
+                "AIMASS_REGISTRY_TABLE": self.table,
+                "AIMASS_MODEL_CACHE_DIR": str((self.state_dir / "model-cache").resolve()),
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        settings.cache_clear()
+        aws.reset()
+        deps.reset()
+        create_table(self.table)
+        create_bucket(self.bucket)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+    def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Train (first start only) and register each demo model, pointing `champion` at it."""
+        from aimass.registration import register_version, set_alias
+
+        names = []
+        for name in demos.BUILDERS:
+            progress(f"preparing demo model {name}")
+            demo = demos.load_or_train(name, self.state_dir)
+            record = register_version(
+                deps.registry(), self.bucket, name, demo.model, "aimass-local", demo.enrichment
+            )
+            set_alias(deps.registry(), name, "champion", record.version, "aimass-local")
+            names.append(name)
+        return names

@@ -1,0 +1,223 @@
+"""The model registry in DynamoDB: immutable versions, movable aliases, an audit record per change.
+
+One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
+  MODELS / <name>                 summary: latest_version, aliases, timestamps
+  MODEL#<name> / V#<00000001>     an immutable version (the ModelVersion as JSON)
+  MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
+  MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aimass import aws
+from aimass.contracts import Alias, AuditRecord, ModelSummary, ModelVersion, utcnow
+from aimass.errors import NotFound
+
+CATALOG = "MODELS"
+
+
+def _model_pk(name: str) -> str:
+    return f"MODEL#{name}"
+
+
+def _version_sk(version: int) -> str:
+    return f"V#{version:08d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _summary(item: dict[str, Any]) -> ModelSummary:
+    return ModelSummary(
+        name=item["sk"]["S"],
+        latest_version=int(item["latest_version"]["N"]),
+        aliases={k: int(v["N"]) for k, v in item.get("aliases", {}).get("M", {}).items()},
+        updated_at=item["updated_at"]["S"],
+    )
+
+
+class Registry:
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    @property
+    def _ddb(self) -> Any:
+        return aws.client("dynamodb")
+
+    def _query(self, pk: str, sk_prefix: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s(pk)},
+        }
+        if sk_prefix:
+            kwargs["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
+            kwargs["ExpressionAttributeValues"][":prefix"] = _s(sk_prefix)
+        while True:
+            page = self._ddb.query(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def list_models(self) -> list[ModelSummary]:
+        return [_summary(item) for item in self._query(CATALOG)]
+
+    def get_model(self, name: str) -> ModelSummary:
+        item = self._ddb.get_item(
+            TableName=self.table, Key={"pk": _s(CATALOG), "sk": _s(name)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise NotFound(
+                f"model {name!r} is not registered",
+                [{"loc": ["path", "name"], "message": "unknown model", "type": "unknown_model"}],
+            )
+        return _summary(item)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        item = self._ddb.get_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s(_version_sk(version))},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            self.get_model(name)  # 404 for the model first, when it is the model that is unknown
+            raise NotFound(
+                f"model {name!r} has no version {version}",
+                [{"loc": ["path", "version"], "message": "unknown version", "type": "unknown_version"}],
+            )
+        return ModelVersion.model_validate_json(item["doc"]["S"])
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return [ModelVersion.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "V#")]
+
+    def audit_trail(self, name: str) -> list[AuditRecord]:
+        return [
+            AuditRecord.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "AUDIT#")
+        ]
+
+    def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """The version a request means: explicit, by alias, else `champion`, else the latest."""
+        if version is not None:
+            return self.get_version(name, version)
+        summary = self.get_model(name)
+        if alias is not None:
+            if alias not in summary.aliases:
+                raise NotFound(
+                    f"model {name!r} has no alias {alias!r}",
+                    [{"loc": ["path", "alias"], "message": "unknown alias", "type": "unknown_alias"}],
+                )
+            return self.get_version(name, summary.aliases[alias])
+        return self.get_version(name, summary.aliases.get("champion", summary.latest_version))
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def reserve_version(self, name: str) -> int:
+        result = self._ddb.update_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s("COUNTER")},
+            UpdateExpression="ADD next_version :one",
+            ExpressionAttributeValues={":one": _n(1)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(result["Attributes"]["next_version"]["N"])
+
+    def _audit_put(self, record: AuditRecord) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {
+                    "pk": _s(_model_pk(record.model)),
+                    "sk": _s(f"AUDIT#{record.at}#{uuid.uuid4().hex[:8]}"),
+                    "doc": _s(record.model_dump_json()),
+                },
+            }
+        }
+
+    def commit_version(self, record: ModelVersion) -> ModelVersion:
+        """Store a version (never overwriting one) and move `latest_version` forward, atomically."""
+        now = utcnow()
+        audit = AuditRecord(
+            actor=record.created_by,
+            action="register_version",
+            model=record.name,
+            details={"version": record.version, "sha256": record.sha256, "artifact_uri": record.artifact_uri},
+        )
+        put_version = {
+            "Put": {
+                "TableName": self.table,
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "Item": {
+                    "pk": _s(_model_pk(record.name)),
+                    "sk": _s(_version_sk(record.version)),
+                    "version": _n(record.version),
+                    "doc": _s(record.model_dump_json()),
+                },
+            }
+        }
+        values = {":v": _n(record.version), ":t": _s(now), ":empty": {"M": {}}}
+        set_summary = (
+            "SET updated_at = :t, aliases = if_not_exists(aliases, :empty), "
+            "created_at = if_not_exists(created_at, :t)"
+        )
+        # A concurrent upload may already have committed a higher version: then only the version lands.
+        for move_latest in (True, False):
+            update: dict[str, Any] = {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": _s(CATALOG), "sk": _s(record.name)},
+                    "UpdateExpression": set_summary + (", latest_version = :v" if move_latest else ""),
+                    "ExpressionAttributeValues": values,
+                }
+            }
+            if move_latest:
+                update["Update"]["ConditionExpression"] = (
+                    "attribute_not_exists(latest_version) OR latest_version < :v"
+                )
+            try:
+                self._ddb.transact_write_items(TransactItems=[put_version, update, self._audit_put(audit)])
+                return record
+            except self._ddb.exceptions.TransactionCanceledException as error:
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if not (move_latest and reasons[:2] == ["None", "ConditionalCheckFailed"]):
+                    raise
+        raise AssertionError("unreachable")
+
+    def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
+        summary = self.get_model(name)
+        self.get_version(name, version)
+        previous = summary.aliases.get(alias)
+        now = utcnow()
+        audit = AuditRecord(
+            actor=actor,
+            action="set_alias",
+            model=name,
+            details={"alias": alias, "version": version, "previous_version": previous},
+        )
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"pk": _s(CATALOG), "sk": _s(name)},
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "UpdateExpression": "SET aliases.#alias = :v, updated_at = :t",
+                        "ExpressionAttributeNames": {"#alias": alias},
+                        "ExpressionAttributeValues": {":v": _n(version), ":t": _s(now)},
+                    }
+                },
+                self._audit_put(audit),
+            ]
+        )
+        return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
