@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
@@ -26,6 +27,13 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
+        response = dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
+        status = int(response.get("statusCode", 500))
+        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        if status >= 400:
+            metrics.add_metric(
+                name="ServerErrors" if status >= 500 else "ClientErrors", unit=MetricUnit.Count, value=1
+            )
+        return response
 
     return handler

@@ -88,7 +88,9 @@ def _shape_text(spec: list[int | None]) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in spec) + "]"
 
 
-def _to_tensor(rows: list[Any], spec: TensorSpec, loc_of_row: Any) -> np.ndarray:
+def _to_tensor(
+    rows: list[Any], spec: TensorSpec, loc_of_row: Any, columns: list[str] | None = None
+) -> np.ndarray:
     """Stack per-instance values into one tensor of spec's dtype and shape, or fail with details."""
     errors: list[dict[str, Any]] = []
     try:
@@ -119,8 +121,12 @@ def _to_tensor(rows: list[Any], spec: TensorSpec, loc_of_row: Any) -> np.ndarray
         problem = _value_error(value, spec.dtype)
         if problem:
             row, offset = divmod(position, max(1, math.prod(array.shape[1:])))
-            index = list(np.unravel_index(offset, array.shape[1:])) if array.ndim > 1 else []
-            errors.append(field_error([*loc_of_row(row), *(int(i) for i in index)], problem, "type_error"))
+            index: list[Any] = (
+                [int(i) for i in np.unravel_index(offset, array.shape[1:])] if array.ndim > 1 else []
+            )
+            if columns and index:
+                index[0] = columns[index[0]]
+            errors.append(field_error([*loc_of_row(row), *index], problem, "type_error"))
             if len(errors) >= MAX_ERRORS:
                 break
     if errors:
@@ -136,8 +142,10 @@ def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
     spec = signature.inputs[0]
     names = [f.name for f in signature.features]
     known = set(names)
-    nullable = {f.name for f in signature.features if f.nullable}
+    # A null in a nullable feature reaches a float model as NaN; other tensors have no missing value.
+    nullable = {f.name for f in signature.features if f.nullable} if spec.dtype.startswith("float") else set()
     rows: list[list[Any]] = []
+    nulls: list[tuple[int, int]] = []
     errors: list[dict[str, Any]] = []
     for i, instance in enumerate(instances):
         if isinstance(instance, dict):
@@ -149,7 +157,9 @@ def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
             errors += [
                 field_error(["instances", i, k], "unknown feature", "unknown_feature") for k in unknown
             ]
-            rows.append([math.nan if instance.get(n) is None else instance.get(n) for n in names])
+            row = [instance.get(n) for n in names]
+            nulls += [(i, j) for j, value in enumerate(row) if value is None]
+            rows.append([0.0 if value is None else value for value in row])
         elif isinstance(instance, list):
             if len(instance) != len(names):
                 errors.append(
@@ -172,7 +182,10 @@ def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
             break
     if errors:
         raise ValidationFailed("instances do not match the model's features", errors[:MAX_ERRORS])
-    return _to_tensor(rows, spec, lambda i: ["instances", i])
+    tensor = _to_tensor(rows, spec, lambda i: ["instances", i], columns=names)
+    for i, j in nulls:
+        tensor[i, j] = np.nan
+    return tensor
 
 
 def v1_feeds(signature: Signature, instances: list[Any]) -> dict[str, np.ndarray]:

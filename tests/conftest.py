@@ -1,0 +1,85 @@
+"""Fixtures shared by every layer of tests: fake AWS credentials, demo models, a moto-backed stack."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Never reach a real AWS account from a test, whatever the machine has configured.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "aimass",
+        "POWERTOOLS_METRICS_NAMESPACE": "aimass",
+        "AIMASS_BUCKET": "aimass-test",
+        "AIMASS_REGISTRY_TABLE": "aimass-test",
+    }
+)
+for variable in ("AWS_PROFILE", "AIMASS_AWS_ENDPOINT_URL", "AIMASS_API_KEY"):
+    os.environ.pop(variable, None)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("aimass-state")
+
+
+@pytest.fixture(scope="session")
+def demos(state_dir: Path) -> dict[str, Any]:
+    from aimass.local import demo
+
+    return {name: demo.load_or_train(name, state_dir) for name in demo.BUILDERS}
+
+
+def reset_caches() -> None:
+    from aimass import aws
+    from aimass.api import deps
+    from aimass.config import settings
+
+    settings.cache_clear()
+    aws.reset()
+    deps.reset()
+
+
+@pytest.fixture
+def moto_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process, with the bucket and table made from template.yaml's own properties."""
+    from moto import mock_aws
+
+    from aimass.local.resources import create_bucket, create_table
+
+    monkeypatch.setenv("AIMASS_MODEL_CACHE_DIR", str(tmp_path / "model-cache"))
+    reset_caches()
+    with mock_aws():
+        create_table("aimass-test")
+        create_bucket("aimass-test")
+        yield
+    reset_caches()
+
+
+@dataclass
+class Registered:
+    versions: dict[str, int]
+
+
+@pytest.fixture
+def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
+    """Both demo models registered as v1 and set as champion, as the local stack does."""
+    from aimass.api import deps
+    from aimass.registration import register_version, set_alias
+
+    versions = {}
+    for name, demo in demos.items():
+        record = register_version(deps.registry(), "aimass-test", name, demo.model, "test", demo.enrichment)
+        set_alias(deps.registry(), name, "champion", record.version, "test")
+        versions[name] = record.version
+    return Registered(versions)

@@ -1,0 +1,113 @@
+"""The Lambda handlers fed the sample API Gateway events from events/, against moto."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.support import LambdaContext, event, load_function
+
+
+@pytest.fixture(scope="module")
+def online() -> Any:
+    return load_function("online").handler
+
+
+@pytest.fixture(scope="module")
+def admin() -> Any:
+    return load_function("registry").handler
+
+
+def invoke(handler: Any, event_name: str, **overrides: Any) -> tuple[int, Any]:
+    response = handler(event(event_name) | overrides, LambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_health_answers_without_touching_aws(online: Any) -> None:
+    assert invoke(online, "health") == (200, {"status": "ok", "version": "0.1.0"})
+
+
+@pytest.mark.parametrize(
+    "event_name",
+    ["v1_predict_breast_cancer", "v1_predict_breast_cancer_lists", "v1_predict_version", "v1_predict_alias"],
+)
+def test_v1_predictions_for_every_selector(
+    online: Any, registered: Any, demos: dict[str, Any], event_name: str
+) -> None:
+    status, body = invoke(online, event_name)
+    assert status == 200
+    expected = demos["breast-cancer"].holdout_probabilities[:2]
+    got = [[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in body["predictions"]]
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert body["model"] == {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"}
+
+
+def test_v1_digits_gives_the_digit(online: Any, registered: Any, demos: dict[str, Any]) -> None:
+    status, body = invoke(online, "v1_predict_digits")
+    assert status == 200
+    assert body["predictions"][0]["label"] == str(int(np.argmax(demos["digits"].holdout_probabilities[0])))
+
+
+def test_v2_infer_metadata_and_ready(online: Any, registered: Any, demos: dict[str, Any]) -> None:
+    status, body = invoke(online, "v2_infer_digits")
+    assert status == 200 and body["id"] == "req-1" and body["model_version"] == "1"
+    probabilities = next(o for o in body["outputs"] if o["name"] == "probabilities")
+    np.testing.assert_allclose(
+        probabilities["data"], demos["digits"].holdout_probabilities[0], atol=1e-5, rtol=0
+    )
+    status, metadata = invoke(online, "v2_model_metadata")
+    assert status == 200 and metadata["inputs"] == [
+        {"name": "image", "datatype": "FP32", "shape": [-1, 8, 8]}
+    ]
+    assert invoke(online, "v2_model_ready") == (200, {"name": "digits", "ready": True})
+
+
+@pytest.mark.parametrize(
+    ("event_name", "status", "code"),
+    [
+        ("v1_predict_bad_json", 400, "bad_json"),
+        ("v1_predict_unknown_model", 404, "not_found"),
+        ("v1_predict_invalid_instance", 422, "validation_error"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(
+    online: Any, registered: Any, event_name: str, status: int, code: str
+) -> None:
+    got_status, body = invoke(online, event_name)
+    assert (got_status, body["error"]["code"]) == (status, code)
+
+
+def test_an_invalid_instance_names_every_bad_field(online: Any, registered: Any) -> None:
+    _, body = invoke(online, "v1_predict_invalid_instance")
+    problems = {tuple(d["loc"][2:]): d["type"] for d in body["error"]["details"]}
+    assert problems == {("mean_radius",): "missing", ("colour",): "unknown_feature"}
+
+
+def test_a_field_of_the_wrong_type_is_reported_once_the_keys_are_right(
+    online: Any, registered: Any, demos: dict[str, Any]
+) -> None:
+    body = json.loads(event("v1_predict_breast_cancer")["body"])
+    body["instances"][0]["mean_texture"] = "high"
+    status, body = invoke(online, "v1_predict_breast_cancer", body=json.dumps(body))
+    assert status == 422
+    assert body["error"]["details"][0]["loc"] == ["instances", 0, "mean_texture"]
+
+
+def test_registry_lists_shows_and_moves_aliases(admin: Any, registered: Any) -> None:
+    status, listing = invoke(admin, "registry_list_models")
+    assert status == 200 and {m["name"] for m in listing["models"]} == {"breast-cancer", "digits"}
+    status, model = invoke(admin, "registry_get_model")
+    assert status == 200 and model["aliases"] == {"champion": 1} and len(model["versions"]) == 1
+    status, alias = invoke(admin, "registry_set_alias")
+    assert status == 200 and alias["version"] == 1 and alias["alias"] == "challenger"
+
+
+def test_uploading_a_version_reads_the_signature_and_records_the_caller(admin: Any, registered: Any) -> None:
+    status, record = invoke(admin, "registry_upload_version")
+    assert status == 201
+    assert record["version"] == 2 and record["signature"]["task"] == "classification"
+    assert record["signature"]["features"][0]["name"] == "mean_radius"
+    assert record["created_by"] == "arn:aws:iam::123456789012:user/data-scientist"

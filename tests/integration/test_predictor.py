@@ -1,0 +1,113 @@
+"""The predictor against moto: caching, alias moves, and refusing artifacts that fail their sha256."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from aimass import artifacts
+from aimass.api import deps
+from aimass.errors import IntegrityError
+from aimass.inference.predictor import Predictor
+from aimass.registration import register_version, set_alias
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def predictor(registered: Any, tmp_path: Any, clock: Clock) -> Predictor:
+    return Predictor(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
+
+
+def retrained(model: bytes) -> bytes:
+    """The same graph with other bytes, as a retrained model would have."""
+    proto = onnx.load_from_string(model)
+    proto.doc_string = "retrained"
+    return proto.SerializeToString()
+
+
+def row(demos: dict[str, Any]) -> list[Any]:
+    return [demos["breast-cancer"].holdout[0].tolist()]
+
+
+def test_predictions_match_scikit_learn(predictor: Predictor, demos: dict[str, Any]) -> None:
+    demo = demos["breast-cancer"]
+    result = predictor.predict("breast-cancer", demo.holdout.tolist())
+    got = np.array(
+        [[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in result["predictions"]]
+    )
+    np.testing.assert_allclose(got, demo.holdout_probabilities, atol=1e-5, rtol=0)
+    assert result["model"] == {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"}
+
+
+def test_an_alias_move_is_seen_once_the_registry_ttl_passes(
+    predictor: Predictor, demos: dict[str, Any], clock: Clock
+) -> None:
+    predictor.predict("breast-cancer", row(demos))
+    v2 = register_version(
+        deps.registry(),
+        "aimass-test",
+        "breast-cancer",
+        demos["breast-cancer"].model,
+        "t",
+        demos["breast-cancer"].enrichment,
+    )
+    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    clock.now += 6
+    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 2
+
+
+def test_a_tampered_new_version_is_refused_and_the_previous_keeps_serving(
+    predictor: Predictor, demos: dict[str, Any], clock: Clock
+) -> None:
+    # Given v1 serving as champion, and v2 registered whose stored bytes are later altered
+    predictor.predict("breast-cancer", row(demos))
+    v2 = register_version(
+        deps.registry(),
+        "aimass-test",
+        "breast-cancer",
+        retrained(demos["breast-cancer"].model),
+        "t",
+        demos["breast-cancer"].enrichment,
+    )
+    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    artifacts.put("aimass-test", "models/breast-cancer/2/model.onnx", demos["digits"].model)
+    clock.now += 6
+    # When the champion moves to v2, v1 keeps answering; asking for v2 by number is refused
+    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    with pytest.raises(IntegrityError):
+        predictor.predict("breast-cancer", row(demos), version=2)
+
+
+def test_a_tampered_model_with_nothing_to_fall_back_to_is_refused(
+    moto_aws: None, demos: dict[str, Any], tmp_path: Any
+) -> None:
+    register_version(deps.registry(), "aimass-test", "digits", demos["digits"].model, "t")
+    artifacts.put("aimass-test", "models/digits/1/model.onnx", b"\x00" * 10)
+    with pytest.raises(IntegrityError):
+        Predictor(deps.registry(), tmp_path).load("digits")
+
+
+def test_a_cached_model_file_is_checked_again_before_it_is_loaded(
+    predictor: Predictor, demos: dict[str, Any], tmp_path: Any
+) -> None:
+    record = deps.registry().get_version("breast-cancer", 1)
+    path = artifacts.cached_path(record.artifact_uri, record.sha256, tmp_path / "cache")
+    path.write_bytes(b"corrupted on disk")
+    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    assert artifacts.sha256(path.read_bytes()) == record.sha256

@@ -1,0 +1,147 @@
+"""Requests to tensors and back: what a caller sees when an instance is right or wrong."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aimass.contracts import Feature, InferTensor, Signature, TensorSpec
+from aimass.errors import ValidationFailed
+from aimass.inference import tensors
+
+TABULAR = Signature(
+    inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],
+    outputs=[
+        TensorSpec(name="label", dtype="int64", shape=[None]),
+        TensorSpec(name="probabilities", dtype="float32", shape=[None, 2]),
+    ],
+    features=[Feature(name="age"), Feature(name="income", nullable=True), Feature(name="score")],
+    task="classification",
+    class_labels=["no", "yes"],
+    label_output="label",
+    probabilities_output="probabilities",
+)
+IMAGE = Signature(
+    inputs=[TensorSpec(name="image", dtype="float32", shape=[None, 2, 2])],
+    outputs=[TensorSpec(name="out", dtype="float32", shape=[None, 3])],
+)
+TWO_INPUTS = Signature(
+    inputs=[
+        TensorSpec(name="a", dtype="int64", shape=[None, 1]),
+        TensorSpec(name="b", dtype="string", shape=[None, 1]),
+    ],
+    outputs=[TensorSpec(name="out", dtype="float32", shape=[None])],
+)
+
+
+def details(error: pytest.ExceptionInfo[ValidationFailed]) -> list[tuple[list[object], str]]:
+    return [(d["loc"], d["type"]) for d in error.value.details]
+
+
+def test_objects_keyed_by_feature_name_become_columns_in_signature_order() -> None:
+    feeds = tensors.v1_feeds(TABULAR, [{"score": 3, "age": 1.5, "income": 2}])
+    assert feeds["input"].dtype == np.float32
+    assert feeds["input"].tolist() == [[1.5, 2.0, 3.0]]
+
+
+def test_plain_lists_are_rows_in_feature_order() -> None:
+    feeds = tensors.v1_feeds(TABULAR, [[1, 2, 3], [4, 5, 6]])
+    assert feeds["input"].shape == (2, 3)
+
+
+def test_a_missing_and_an_unknown_feature_are_named_in_the_details() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TABULAR, [{"age": 1, "income": 2}, {"age": 1, "income": 2, "score": 3, "colour": 4}])
+    assert details(error) == [
+        (["instances", 0, "score"], "missing"),
+        (["instances", 1, "colour"], "unknown_feature"),
+    ]
+
+
+def test_null_is_a_missing_value_unless_the_feature_is_nullable() -> None:
+    feeds = tensors.v1_feeds(TABULAR, [{"age": 1, "income": None, "score": 3}])
+    assert math.isnan(feeds["input"][0, 1])
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TABULAR, [{"age": None, "income": 1, "score": 3}])
+    assert details(error) == [(["instances", 0, "age"], "missing")]
+
+
+@pytest.mark.parametrize("value", ["1.5", True, [1], {"x": 1}, 1e300])
+def test_a_value_that_is_not_a_fitting_number_is_a_type_error_at_its_position(value: object) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TABULAR, [[1, 2, 3], [1, value, 3]])
+    assert details(error)[0][0][:2] == ["instances", 1]
+    assert details(error)[0][1] in ("type_error", "shape_mismatch")
+
+
+def test_a_row_of_the_wrong_width_is_a_shape_error() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TABULAR, [[1, 2]])
+    assert details(error) == [(["instances", 0], "shape_mismatch")]
+
+
+def test_an_instance_that_is_neither_object_nor_list_is_refused() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TABULAR, ["age=1"])
+    assert details(error) == [(["instances", 0], "type_error")]
+
+
+def test_image_instances_must_have_the_image_shape() -> None:
+    assert tensors.v1_feeds(IMAGE, [[[0, 1], [2, 3]]])["image"].shape == (1, 2, 2)
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(IMAGE, [[[0, 1], [2, 3]], [0, 1, 2, 3]])
+    assert details(error) == [(["instances", 1], "shape_mismatch")]
+    with pytest.raises(ValidationFailed):
+        tensors.v1_feeds(IMAGE, [[[0, 1], [2]]])
+
+
+def test_multi_input_models_take_objects_keyed_by_input_name() -> None:
+    feeds = tensors.v1_feeds(TWO_INPUTS, [{"a": [1], "b": ["x"]}])
+    assert feeds["a"].dtype == np.int64 and feeds["b"].tolist() == [["x"]]
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(TWO_INPUTS, [{"a": [1.5], "b": ["x"]}])
+    assert details(error) == [(["instances", 0, "a", 0], "type_error")]
+
+
+def test_v2_tensors_are_checked_for_name_datatype_shape_and_count() -> None:
+    good = InferTensor(name="image", shape=[1, 2, 2], datatype="FP32", data=[0, 1, 2, 3])
+    assert tensors.v2_feeds(IMAGE, [good])["image"].shape == (1, 2, 2)
+    cases = {
+        "datatype_mismatch": good.model_copy(update={"datatype": "INT64"}),
+        "shape_mismatch": good.model_copy(update={"shape": [1, 4]}),
+        "unknown_input": good.model_copy(update={"name": "img"}),
+    }
+    for kind, tensor in cases.items():
+        with pytest.raises(ValidationFailed) as error:
+            tensors.v2_feeds(IMAGE, [tensor])
+        assert kind in [t for _, t in details(error)]
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v2_feeds(IMAGE, [good.model_copy(update={"data": [0, 1, 2]})])
+    assert details(error) == [(["inputs", 0, "data"], "shape_mismatch")]
+
+
+def test_classifier_outputs_name_the_label_and_each_class_probability() -> None:
+    outputs = {
+        "label": np.array([1, 0]),
+        "probabilities": np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32),
+    }
+    predictions = tensors.v1_predictions(TABULAR, outputs, 2)
+    assert predictions[0]["label"] == "yes"
+    assert predictions[1]["probabilities"] == pytest.approx({"no": 0.9, "yes": 0.1})
+
+
+def test_classifier_without_labels_gives_raw_label_and_probability_list() -> None:
+    unlabeled = TABULAR.model_copy(update={"class_labels": None})
+    outputs = {"label": np.array([1]), "probabilities": np.array([[0.2, 0.8]], dtype=np.float32)}
+    assert tensors.v1_predictions(unlabeled, outputs, 1) == [
+        {"label": 1, "probabilities": pytest.approx([0.2, 0.8])}
+    ]
+
+
+def test_v2_outputs_are_flat_row_major_with_v2_datatypes() -> None:
+    out = tensors.v2_outputs({"p": np.arange(6, dtype=np.float32).reshape(2, 3)}, None)
+    assert out[0].datatype == "FP32" and out[0].shape == [2, 3] and out[0].data == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValidationFailed):
+        tensors.v2_outputs({"p": np.zeros(1)}, ["q"])
