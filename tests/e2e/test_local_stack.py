@@ -1,0 +1,206 @@
+"""The local stack started as a user starts it (`aimass serve`), driven over HTTP, S3 and the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from aimass.local import demo
+
+from tests.support import REPO
+
+pytestmark = pytest.mark.e2e
+AIMASS = Path(sys.executable).parent / "aimass"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    url: str
+    aws_url: str
+    state_dir: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AIMASS), *args, "--endpoint", self.url],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("e2e-state")
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
+    log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
+    server = subprocess.Popen(
+        [
+            str(AIMASS),
+            "serve",
+            "--port",
+            str(port),
+            "--aws-port",
+            str(aws_port),
+            "--state-dir",
+            str(state_dir),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
+        time.sleep(0.2)
+    yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env)
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def holdout(stack: Stack, name: str) -> demo.Demo:
+    return demo.load_or_train(name, stack.state_dir)
+
+
+def test_start_up_says_what_is_served_and_how_to_call_it(stack: Stack) -> None:
+    printed = (stack.state_dir / "serve.log").read_text()
+    assert "model breast-cancer" in printed and "model digits" in printed
+    assert f"curl -s {stack.url}/v1/models/breast-cancer:predict" in printed
+
+
+def test_the_demo_models_are_registered_as_champion(stack: Stack) -> None:
+    models = {m["name"]: m for m in httpx.get(f"{stack.url}/v1/models").json()["models"]}
+    assert models["breast-cancer"]["aliases"] == {"champion": 1}
+    assert models["digits"]["aliases"] == {"champion": 1}
+
+
+def test_tabular_predictions_equal_scikit_learn(stack: Stack) -> None:
+    bc = holdout(stack, "breast-cancer")
+    names = [f.name for f in bc.enrichment.features or []]
+    instances = [dict(zip(names, map(float, row), strict=True)) for row in bc.holdout]
+    response = httpx.post(f"{stack.url}/v1/models/breast-cancer:predict", json={"instances": instances})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    got = np.array([[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in predictions])
+    np.testing.assert_allclose(got, bc.holdout_probabilities, atol=1e-5, rtol=0)
+    assert [p["label"] for p in predictions] == [
+        ["malignant", "benign"][int(i)] for i in bc.holdout_probabilities.argmax(axis=1)
+    ]
+
+
+def test_image_predictions_equal_scikit_learn_over_v1_and_v2(stack: Stack) -> None:
+    digits = holdout(stack, "digits")
+    v1 = httpx.post(
+        f"{stack.url}/v1/models/digits:predict", json={"instances": digits.holdout.tolist()}
+    ).json()
+    got = np.array([[p["probabilities"][str(d)] for d in range(10)] for p in v1["predictions"]])
+    np.testing.assert_allclose(got, digits.holdout_probabilities, atol=1e-5, rtol=0)
+    v2 = httpx.post(
+        f"{stack.url}/v2/models/digits/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": list(digits.holdout.shape),
+                    "datatype": "FP32",
+                    "data": digits.holdout.reshape(-1).tolist(),
+                }
+            ],
+            "outputs": [{"name": "probabilities"}],
+        },
+    ).json()
+    assert v2["outputs"][0]["shape"] == [len(digits.holdout), 10]
+    np.testing.assert_allclose(
+        np.array(v2["outputs"][0]["data"]).reshape(-1, 10), digits.holdout_probabilities, atol=1e-5, rtol=0
+    )
+
+
+def test_a_bad_request_over_http_gets_a_json_4xx(stack: Stack) -> None:
+    response = httpx.post(
+        f"{stack.url}/v1/models/breast-cancer:predict",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_json"
+
+
+def test_the_cli_pushes_a_version_moves_the_champion_and_predicts_with_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    bc = holdout(stack, "breast-cancer")
+    model = tmp_path / "breast-cancer.onnx"
+    model.write_bytes(bc.model)
+    features = ",".join(f.name for f in bc.enrichment.features or [])
+    pushed = stack.cli(
+        "models",
+        "push",
+        "breast-cancer",
+        str(model),
+        "--features",
+        features,
+        "--labels",
+        "malignant,benign",
+        "--alias",
+        "challenger",
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert "registered breast-cancer v2" in pushed.stdout
+    moved = stack.cli("models", "alias", "breast-cancer", "champion", "2")
+    assert moved.returncode == 0 and "champion → v2 (was v1)" in moved.stdout
+    listed = stack.cli("models", "list")
+    assert "challenger→v2" in listed.stdout and "champion→v2" in listed.stdout
+    row = ",".join(str(float(v)) for v in bc.holdout[0])
+    predicted = stack.cli(
+        "predict", "breast-cancer", "--data", f'{{"instances": [[{row}]]}}', "--alias", "champion"
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert '"version": 2' in predicted.stdout
+
+
+def test_the_cli_reports_errors_with_their_details(stack: Stack) -> None:
+    failed = stack.cli("predict", "breast-cancer", "--data", '{"instances": [{"mean_radius": "big"}]}')
+    assert failed.returncode == 1
+    assert "422 validation_error" in failed.stderr and "instances.0.mean_texture" in failed.stderr
+
+
+def test_the_embedded_aws_serves_the_artifacts_bucket_to_boto3(stack: Stack) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="aimass-local", Prefix="models/digits/")["Contents"]}
+    assert "models/digits/1/model.onnx" in keys
+    assert s3.get_bucket_versioning(Bucket="aimass-local")["Status"] == "Enabled"

@@ -1,0 +1,146 @@
+"""What a client sees for each kind of bad request: the right 4xx, JSON, field-level details, never a 500."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aimass.api.app import create_app
+from fastapi.testclient import TestClient
+
+from tests.conftest import reset_caches
+
+PREDICT = "/v1/models/breast-cancer:predict"
+
+
+@pytest.fixture
+def client(registered: Any) -> Iterator[TestClient]:
+    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    assert response.headers["content-type"] == "application/json"
+    return response.json()["error"]  # type: ignore[no-any-return]
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    response = client.post(
+        PREDICT, content=b'{"instances": [1,', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and error_of(response)["code"] == "bad_json"
+
+
+def test_a_body_that_is_not_json_is_415(client: TestClient) -> None:
+    response = client.post(PREDICT, data={"instances": "1"})
+    assert response.status_code == 415
+
+
+def test_missing_or_empty_instances_is_422_naming_the_field(client: TestClient) -> None:
+    for body in ({}, {"instances": []}):
+        response = client.post(PREDICT, json=body)
+        assert response.status_code == 422
+        assert error_of(response)["details"][0]["loc"] == ["body", "instances"]
+
+
+def test_unknown_model_version_and_alias_are_404(client: TestClient) -> None:
+    body = {"instances": [[0.0] * 30]}
+    for path in (
+        "/v1/models/nope:predict",
+        "/v1/models/breast-cancer/versions/7:predict",
+        "/v1/models/breast-cancer/labels/canary:predict",
+        "/v2/models/nope",
+        "/v1/models/nope",
+    ):
+        response = client.post(path, json=body) if path.endswith("predict") else client.get(path)
+        assert response.status_code == 404, path
+        assert error_of(response)["code"] == "not_found"
+
+
+def test_an_unknown_route_is_a_json_404_and_a_wrong_method_a_405(client: TestClient) -> None:
+    assert error_of(client.get("/v3/anything"))["code"] == "not_found"
+    assert client.delete("/health").status_code == 405
+
+
+def test_a_version_that_is_not_a_number_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/models/breast-cancer/versions/latest:predict", json={"instances": [[0.0] * 30]}
+    )
+    assert response.status_code == 422 and error_of(response)["details"][0]["loc"] == ["path", "version"]
+
+
+def test_a_payload_over_the_limit_is_413(registered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMASS_MAX_PAYLOAD_BYTES", "1000")
+    reset_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as small:
+        response = small.post(PREDICT, json={"instances": [[0.0] * 30] * 40})
+        assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+
+
+def test_too_many_instances_is_422(registered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMASS_MAX_INSTANCES", "3")
+    reset_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as small:
+        response = small.post(PREDICT, json={"instances": [[0.0] * 30] * 4})
+        assert response.status_code == 422 and error_of(response)["details"][0]["type"] == "too_many"
+
+
+def test_with_an_api_key_configured_every_route_but_health_needs_it(
+    registered: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIMASS_API_KEY", "s3cret")
+    reset_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as keyed:
+        assert keyed.get("/health").status_code == 200
+        assert keyed.get("/v1/models").status_code == 401
+        assert keyed.get("/v1/models", headers={"x-api-key": "wrong"}).status_code == 401
+        assert keyed.get("/v1/models", headers={"x-api-key": "s3cret"}).status_code == 200
+
+
+def test_v2_input_errors_are_422_with_the_tensor_named(client: TestClient) -> None:
+    body = {"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    response = client.post("/v2/models/digits/infer", json=body)
+    assert response.status_code == 422
+    assert error_of(response)["details"][0]["loc"] == ["inputs", 0, "shape"]
+
+
+def test_uploading_a_file_that_is_not_onnx_is_422_and_registers_nothing(client: TestClient) -> None:
+    response = client.post("/v1/models/breast-cancer/versions", files={"model": ("m.onnx", b"garbage")})
+    assert response.status_code == 422 and error_of(response)["details"][0]["type"] == "invalid_onnx"
+    assert client.get("/v1/models/breast-cancer").json()["latest_version"] == 1
+
+
+def test_upload_metadata_that_does_not_fit_is_422(client: TestClient, demos: dict[str, Any]) -> None:
+    model = ("m.onnx", demos["breast-cancer"].model)
+    response = client.post(
+        "/v1/models/breast-cancer/versions",
+        files={"model": model},
+        data={"metadata": json.dumps({"features": ["a"]})},
+    )
+    assert (
+        response.status_code == 422 and "1 features for an input of width 30" in error_of(response)["message"]
+    )
+    response = client.post(
+        "/v1/models/breast-cancer/versions",
+        files={"model": model},
+        data={"metadata": json.dumps({"colour": "red"})},
+    )
+    assert response.status_code == 422 and error_of(response)["details"][0]["loc"] == [
+        "body",
+        "metadata",
+        "colour",
+    ]
+    response = client.post("/v1/models/breast-cancer/versions", data={"metadata": "{}"})
+    assert response.status_code == 422 and error_of(response)["details"][0]["loc"] == ["body", "model"]
+
+
+def test_an_alias_to_a_missing_version_is_404_and_a_bad_body_422(client: TestClient) -> None:
+    assert client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 5}).status_code == 404
+    assert client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 0}).status_code == 422
+
+
+def test_the_audit_trail_is_readable(client: TestClient) -> None:
+    trail = client.get("/v1/models/breast-cancer/audit").json()
+    assert [r["action"] for r in trail] == ["register_version", "set_alias"]
