@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from aimass.local import demo
 
+from aimass.local import demo
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e

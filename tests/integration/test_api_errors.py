@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aimass.api.app import create_app
 from fastapi.testclient import TestClient
 
+from aimass.api.app import create_app
 from tests.conftest import reset_caches
 
 PREDICT = "/v1/models/breast-cancer:predict"

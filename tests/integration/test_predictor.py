@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+
 from aimass import artifacts
 from aimass.api import deps
 from aimass.errors import IntegrityError

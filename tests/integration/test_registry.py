@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from aimass import artifacts, aws
 from aimass.api import deps
 from aimass.errors import IntegrityError, NotFound, ValidationFailed
