@@ -1,36 +1,49 @@
-"""Expand template.yaml with the SAM translator, offline, and print the CloudFormation as JSON.
+"""Expand template.yaml with the SAM translator, offline, as CloudFormation would at deploy time.
 
 Runs with the template tools' interpreter (.venv-tools/bin/python), which has aws-sam-cli and
-aws-sam-translator; the app venv does not. Used by tests/infra to check what SAM generates, for
-example the HTTP API's OpenAPI body under each AuthMode.
+aws-sam-translator; the app venv has neither. tests/infra uses it to check what SAM generates
+(the HTTP API's OpenAPI body under each AuthMode, the online function's versions).
 
-    .venv-tools/bin/python tests/infra/sam_translate.py template.yaml AuthMode=jwt JwtIssuer=https://x
+Reads a JSON list of cases on stdin and writes a JSON list of translated templates, one per case,
+so that several cases cost one interpreter start:
+
+    echo '[{"parameters": {"AuthMode": "jwt", "JwtIssuer": "https://id.example.com"}}]' \
+        | .venv-tools/bin/python tests/infra/sam_translate.py template.yaml
+
+A case may also carry "artifact": a name standing for one build of the code. The translator only
+accepts S3 locations for code, so every CodeUri/ContentUri becomes s3://artifacts/<artifact>/<id>.zip:
+two cases with different artifacts look like two builds of different code.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
 from samcli.yamlhelper import yaml_parse
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-# The translator only accepts S3 locations for code; the value does not matter for the checks.
 _CODE_PROPERTIES = {
     "AWS::Serverless::Function": "CodeUri",
     "AWS::Serverless::LayerVersion": "ContentUri",
 }
 
 
-def translate(template_path: Path, parameters: dict[str, str]) -> dict:
-    template = yaml_parse(template_path.read_text())
-    for resource in template.get("Resources", {}).values():
+def translate(
+    template: dict[str, Any], parameters: dict[str, str], artifact: str = "build"
+) -> dict[str, Any]:
+    template = copy.deepcopy(template)
+    for logical_id, resource in template.get("Resources", {}).items():
         code_property = _CODE_PROPERTIES.get(resource.get("Type"))
         if code_property:
-            resource.setdefault("Properties", {})[code_property] = "s3://bucket/key.zip"
+            resource.setdefault("Properties", {})[code_property] = (
+                f"s3://artifacts/{artifact}/{logical_id}.zip"
+            )
     # A session only to name the region: nothing here calls AWS or needs credentials.
     session = boto3.Session(region_name="us-east-1")
     translator = Translator(managed_policy_map=None, sam_parser=Parser(), boto_session=session)
@@ -38,9 +51,13 @@ def translate(template_path: Path, parameters: dict[str, str]) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    template_path, *assignments = argv
-    parameters = dict(assignment.split("=", 1) for assignment in assignments)
-    json.dump(translate(Path(template_path), parameters), sys.stdout, indent=1, default=str)
+    (template_path,) = argv
+    template = yaml_parse(Path(template_path).read_text())
+    cases = json.load(sys.stdin)
+    results = [
+        translate(template, case.get("parameters", {}), case.get("artifact", "build")) for case in cases
+    ]
+    json.dump(results, sys.stdout, default=str)
 
 
 if __name__ == "__main__":

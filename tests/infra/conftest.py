@@ -1,0 +1,126 @@
+"""Fixtures for the template checks: template.yaml as data, the template tools and how to run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimass.local.template import load
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+TOOLS_BIN = REPO / ".venv-tools" / "bin"
+TOOL_NAMES = ("sam", "cfn-lint", "checkov", "python")
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """template.yaml as plain dicts and lists, intrinsics in their long form ({"Ref": ...})."""
+    return load(path)
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def tools() -> Path:
+    """The template tools' bin folder (.venv-tools, made by `make infra` / `make test`)."""
+    missing = [name for name in TOOL_NAMES if not os.access(TOOLS_BIN / name, os.X_OK)]
+    if missing:
+        pytest.fail(
+            f"template tools missing from {TOOLS_BIN}: {', '.join(missing)}. "
+            "Create them with `make infra` (or `make .venv-tools/.installed`), "
+            "from tests/infra/requirements-tools.txt.",
+            pytrace=False,
+        )
+    return TOOLS_BIN
+
+
+@pytest.fixture(scope="session")
+def tool_env() -> dict[str, str]:
+    """Environment for the tools: offline, no telemetry, and no way to find real credentials."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        SAM_CLI_TELEMETRY="0",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+    )
+    return env
+
+
+def run(
+    command: list[str | Path], env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str  # logical id of the function behind the route
+    event: str
+    method: str  # as in the template: GET, POST, ANY, ...
+    path: str
+
+    @property
+    def openapi_method(self) -> str:
+        return "x-amazon-apigateway-any-method" if self.method.upper() == "ANY" else self.method.lower()
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.function}.{self.event})"
+
+
+@pytest.fixture(scope="session")
+def routes(template: dict[str, Any]) -> list[Route]:
+    """Every HttpApi event of every function in the template."""
+    found = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event_id, event in resource["Properties"].get("Events", {}).items():
+            if event["Type"] == "HttpApi":
+                props = event["Properties"]
+                found.append(Route(logical_id, event_id, props["Method"], props["Path"]))
+    return found
+
+
+@pytest.fixture(scope="session")
+def translated(tools: Path, tool_env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The template as CloudFormation sees it after the SAM transform, per named case."""
+    cases = {
+        "iam": {"parameters": {"AuthMode": "iam"}},
+        "jwt": {
+            "parameters": {
+                "AuthMode": "jwt",
+                "JwtIssuer": "https://issuer.example.com",
+                "JwtAudience": "aimass-clients",
+            }
+        },
+        # the same template, built twice with different code: as after a change in layers/core
+        "rebuilt": {"parameters": {"AuthMode": "iam"}, "artifact": "rebuilt"},
+    }
+    result = run(
+        [tools / "python", REPO / "tests" / "infra" / "sam_translate.py", TEMPLATE],
+        tool_env,
+        stdin=json.dumps(list(cases.values())),
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(zip(cases, json.loads(result.stdout), strict=True))

@@ -1,0 +1,93 @@
+"""Every function the template names has a handler that imports and is callable, as in Lambda."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.infra
+
+# Runs in a fresh interpreter per function, so one handler's imports cannot help another's.
+# Lambda puts the function's folder (/var/task) and the layers' python/ folders on sys.path;
+# here the CoreLayer source (layers/core) stands in for the built layer.
+IMPORT_HANDLER = """
+import importlib.util, sys
+code_dir, module_file, attribute, core = sys.argv[1:5]
+sys.path[:0] = [code_dir, core]
+spec = importlib.util.spec_from_file_location(module_file.rsplit("/", 1)[-1][:-3], module_file)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+handler = getattr(module, attribute, None)
+if not callable(handler):
+    sys.exit(f"{module_file} has no callable {attribute!r}")
+"""
+
+
+def function_environment(template: dict[str, Any], function: dict[str, Any]) -> dict[str, str]:
+    """The function's environment variables, with references replaced by stand-ins."""
+    variables = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **function["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+    parameters = template["Parameters"]
+    env = {}
+    for name, value in variables.items():
+        if isinstance(value, dict) and value.get("Ref") in parameters:
+            value = parameters[value["Ref"]].get("Default", "")
+        elif isinstance(value, dict):
+            value = f"aimass-test-{name.lower()}"  # a resource name only known once deployed
+        env[name] = str(value)
+    return env
+
+
+def test_every_function_handler_imports_and_is_callable(template: dict[str, Any]) -> None:
+    functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions, "the template names no functions"
+    problems = []
+
+    for logical_id, function in functions.items():
+        code_dir = REPO / function["Properties"]["CodeUri"]
+        module, _, attribute = function["Properties"]["Handler"].rpartition(".")
+        module_file = code_dir / (module.replace(".", "/") + ".py")
+        if not module_file.is_file():
+            problems.append(f"{logical_id}: {module_file.relative_to(REPO)} does not exist")
+            continue
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **function_environment(template, function),
+        }
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                IMPORT_HANDLER,
+                code_dir,
+                module_file,
+                attribute,
+                REPO / "layers" / "core",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            problems.append(
+                f"{logical_id}: importing {module_file.relative_to(REPO)} failed:\n{result.stderr}"
+            )
+
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,222 @@
+"""What template.yaml promises, read as data: auth on every route, storage settings, wiring."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from .conftest import REPO, Route
+
+pytestmark = pytest.mark.infra
+
+PUBLIC_ROUTES = {("GET", "/health")}
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def resolve_if(value: Any, conditions: dict[str, bool]) -> Any:
+    """Evaluate Fn::If with the given condition values, as CloudFormation does at deploy time."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        return resolve_if(when_true if conditions[condition] else when_false, conditions)
+    if isinstance(value, dict):
+        return {k: resolve_if(v, conditions) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_if(v, conditions) for v in value]
+    return value
+
+
+def api_body(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["Api"]["Properties"]["DefinitionBody"]
+
+
+def test_every_route_but_health_requires_auth(template: dict[str, Any], routes: list[Route]) -> None:
+    paths = api_body(template)["paths"]
+    assert {(r.method, r.path) for r in routes} >= PUBLIC_ROUTES
+
+    for route in routes:
+        operation = paths.get(route.path, {}).get(route.openapi_method)
+        assert operation is not None, f"{route} is missing from the Api's OpenAPI body"
+        if (route.method, route.path) in PUBLIC_ROUTES:
+            assert not operation.get("security"), f"{route} must stay public"
+        else:
+            assert operation.get("security") == [{"caller": []}], f"{route} is not authenticated"
+
+
+def test_api_body_lists_exactly_the_routes_the_functions_serve(
+    template: dict[str, Any], routes: list[Route]
+) -> None:
+    # An operation in the body with no function behind it would be a route without integration.
+    in_body = {(path, method) for path, item in api_body(template)["paths"].items() for method in item}
+    served = {(route.path, route.openapi_method) for route in routes}
+
+    assert in_body == served
+
+
+@pytest.mark.parametrize(
+    ("auth_mode", "expected"),
+    [
+        ("iam", {"type": "apiKey", "x-amazon-apigateway-authtype": "awsSigv4"}),
+        ("jwt", {"type": "oauth2"}),
+    ],
+)
+def test_auth_mode_picks_iam_or_a_jwt_authorizer(
+    template: dict[str, Any], auth_mode: str, expected: dict[str, str]
+) -> None:
+    # Given AuthMode, when CloudFormation resolves the body's Fn::If
+    scheme = resolve_if(
+        api_body(template)["components"]["securitySchemes"]["caller"], {"UseJwt": auth_mode == "jwt"}
+    )
+
+    # Then the one scheme every route uses is SigV4 or a JWT authorizer fed by the parameters
+    assert expected.items() <= scheme.items()
+    if auth_mode == "jwt":
+        authorizer = scheme["x-amazon-apigateway-authorizer"]
+        assert authorizer["type"] == "jwt"
+        assert authorizer["identitySource"] == "$request.header.Authorization"
+        assert authorizer["jwtConfiguration"] == {
+            "issuer": {"Ref": "JwtIssuer"},
+            "audience": {"Ref": "JwtAudience"},
+        }
+    assert template["Conditions"]["UseJwt"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "jwt"]}
+    assert template["Parameters"]["AuthMode"]["Default"] == "iam"
+
+
+def test_artifacts_bucket_is_encrypted_versioned_private_and_tls_only(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ArtifactsBucket"]["Properties"]
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    policies = [
+        p["Properties"]
+        for p in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "ArtifactsBucket"}
+    ]
+
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert "BucketName" not in bucket
+    statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+    assert any(
+        s["Effect"] == "Deny"
+        and s["Principal"] == "*"
+        and s["Action"] in ("s3:*", ["s3:*"])
+        and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        and {"Fn::Sub": "${ArtifactsBucket.Arn}/*"} in s["Resource"]
+        for s in statements
+    ), "no statement denies non-TLS access to the bucket and its objects"
+
+
+def test_registry_table_keys_and_billing_are_literal_for_the_local_stack(template: dict[str, Any]) -> None:
+    table = template["Resources"]["RegistryTable"]
+
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    assert props["AttributeDefinitions"] == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ]
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["DeletionProtectionEnabled"] == {"Fn::If": ["IsProd", True, False]}
+    assert "TableName" not in props
+
+
+def test_every_function_gets_the_settings_the_package_reads(template: dict[str, Any]) -> None:
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert environment == {
+        "AIMASS_BUCKET": {"Ref": "ArtifactsBucket"},
+        "AIMASS_REGISTRY_TABLE": {"Ref": "RegistryTable"},
+        "AIMASS_STAGE": {"Ref": "Stage"},
+        "AIMASS_MAX_PAYLOAD_BYTES": {"Ref": "MaxPayloadBytes"},
+        "AIMASS_ORT_INTRA_OP_THREADS": "1",
+        "POWERTOOLS_SERVICE_NAME": "aimass",
+        "POWERTOOLS_METRICS_NAMESPACE": "aimass",
+    }
+    assert template["Globals"]["Function"]["Layers"] == [{"Ref": "CoreLayer"}, {"Ref": "RuntimeLayer"}]
+    assert template["Globals"]["Function"]["Runtime"] == "python3.12"
+
+
+def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
+    log_groups = {
+        props["LogGroupName"]["Fn::Sub"]: props
+        for props in (g["Properties"] for g in resources_of_type(template, "AWS::Logs::LogGroup").values())
+        if "LogGroupName" in props
+    }
+
+    for function in resources_of_type(template, "AWS::Serverless::Function"):
+        log_group = log_groups.get(f"/aws/lambda/${{{function}}}")
+        assert log_group is not None, f"{function} has no log group"
+        assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_online_function_can_use_snapstart_or_provisioned_concurrency(template: dict[str, Any]) -> None:
+    online = template["Resources"]["OnlineFunction"]["Properties"]
+
+    assert online["AutoPublishAlias"] == "live"
+    assert resolve_if(online["SnapStart"], {"UseSnapStart": True}) == {"ApplyOn": "PublishedVersions"}
+    assert resolve_if(online["ProvisionedConcurrencyConfig"], {"HasProvisionedConcurrency": True}) == {
+        "ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}
+    }
+    assert resolve_if(online["SnapStart"], {"UseSnapStart": False}) == {"Ref": "AWS::NoValue"}
+    assert template["Parameters"]["ProvisionedConcurrency"]["Default"] == 0
+    assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
+
+
+def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
+    for logical_id, resource in template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "").strip()) > 20, (
+                f"{logical_id} skips {skip['id']} without a reason"
+            )
+
+
+def test_functions_ship_no_dependencies_of_their_own(template: dict[str, Any]) -> None:
+    # Dependencies belong in layers/runtime; a requirements.txt here would also make `sam build`
+    # need a local python3.12.
+    for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items():
+        code = REPO / function["Properties"]["CodeUri"]
+        assert not (code / "requirements.txt").exists(), (
+            f"{logical_id}: move {code}/requirements.txt to the layer"
+        )
+
+
+def test_outputs_name_the_api_storage_and_functions(template: dict[str, Any]) -> None:
+    assert set(template["Outputs"]) >= {
+        "ApiUrl",
+        "ArtifactsBucketName",
+        "RegistryTableName",
+        "OnlineFunctionArn",
+        "RegistryFunctionArn",
+    }
+
+
+def test_samconfig_deploys_each_stage_to_its_own_stack() -> None:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+
+    assert config["version"] == 0.1
+    for env, stage in (("default", "dev"), ("staging", "staging"), ("prod", "prod")):
+        deploy = config[env]["deploy"]["parameters"]
+        assert deploy["stack_name"] == f"aimass-{stage}"
+        assert f"Stage={stage}" in deploy["parameter_overrides"]
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert deploy["resolve_s3"] is True
+        assert deploy["region"] == "us-east-1"
+        build = config[env]["build"]["parameters"]
+        assert build["cached"] is True
+        assert build["parallel"] is True
