@@ -153,8 +153,6 @@ class ModelRef(BaseModel):
 
 # --- V1 (TF-Serving / KServe V1 style) ---------------------------------------------------------
 
-Instance = dict[str, Any] | list[Any] | float | int | str | bool
-
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
@@ -166,7 +164,9 @@ class PredictRequest(BaseModel):
         }
     )
 
-    instances: list[Instance] = Field(min_length=1)
+    # Each instance is an object keyed by feature (or input) name, or a (nested) list. Their contents
+    # are checked against the model's signature, with field-level details, by inference.tensors.
+    instances: list[Any] = Field(min_length=1)
 
 
 class PredictResponse(BaseModel):

@@ -26,6 +26,10 @@ class BadRequest(AimassError):
     code = "bad_request"
 
 
+class BadJson(BadRequest):
+    code = "bad_json"
+
+
 class Unauthorized(AimassError):
     status = 401
     code = "unauthorized"
@@ -50,6 +54,11 @@ class IntegrityError(Conflict):
 class PayloadTooLarge(AimassError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AimassError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class ValidationFailed(AimassError):

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from fastapi import FastAPI
 
 from aimass import __version__
+from aimass.api.bodies import add_body_schemas
 from aimass.api.guard import RequestGuard
 from aimass.api.responses import install_error_handlers
 from aimass.config import settings
@@ -27,6 +28,8 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
         from aimass.api import registry
 
         app.include_router(registry.router)
+    document = app.openapi
+    app.openapi = lambda: add_body_schemas(document())  # type: ignore[method-assign]
     install_error_handlers(app)
     s = settings()
     app.add_middleware(RequestGuard, max_body_bytes=s.max_payload_bytes, api_key=s.api_key)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from aimass import __version__
+from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import predictor, registry
 from aimass.api.responses import JSON
 from aimass.contracts import (
@@ -39,33 +40,39 @@ async def health() -> Response:
 @router.post(
     "/v1/models/{name}:predict",
     response_model=PredictResponse,
+    openapi_extra=openapi_body(PredictRequest),
     responses=ERRORS,
     tags=["v1"],
     summary="Predict with the champion (else the latest) version",
 )
-async def predict(name: str, body: PredictRequest) -> Response:
+async def predict(name: str, request: Request) -> Response:
+    body = await parse(request, PredictRequest)
     return JSON(predictor().predict(name, body.instances))
 
 
 @router.post(
     "/v1/models/{name}/versions/{version}:predict",
     response_model=PredictResponse,
+    openapi_extra=openapi_body(PredictRequest),
     responses=ERRORS,
     tags=["v1"],
     summary="Predict with one version",
 )
-async def predict_version(name: str, version: int, body: PredictRequest) -> Response:
+async def predict_version(name: str, version: int, request: Request) -> Response:
+    body = await parse(request, PredictRequest)
     return JSON(predictor().predict(name, body.instances, version=version))
 
 
 @router.post(
     "/v1/models/{name}/labels/{alias}:predict",
     response_model=PredictResponse,
+    openapi_extra=openapi_body(PredictRequest),
     responses=ERRORS,
     tags=["v1"],
     summary="Predict with the version an alias points at",
 )
-async def predict_alias(name: str, alias: str, body: PredictRequest) -> Response:
+async def predict_alias(name: str, alias: str, request: Request) -> Response:
+    body = await parse(request, PredictRequest)
     return JSON(predictor().predict(name, body.instances, alias=alias))
 
 
@@ -137,13 +144,21 @@ async def model_version_ready(name: str, version: int) -> Response:
     return JSON({"name": name, "ready": True})
 
 
-@router.post("/v2/models/{name}/infer", response_model=InferResponse, responses=ERRORS, tags=["v2"])
-async def infer(name: str, body: InferRequest) -> Response:
+@router.post(
+    "/v2/models/{name}/infer",
+    response_model=InferResponse,
+    openapi_extra=openapi_body(InferRequest),
+    responses=ERRORS,
+    tags=["v2"],
+)
+async def infer(name: str, request: Request) -> Response:
+    body = await parse(request, InferRequest)
     return JSON(predictor().infer(name, body).model_dump(exclude_none=True))
 
 
 @router.post(
     "/v2/models/{name}/versions/{version}/infer", response_model=InferResponse, responses=ERRORS, tags=["v2"]
 )
-async def infer_version(name: str, version: int, body: InferRequest) -> Response:
+async def infer_version(name: str, version: int, request: Request) -> Response:
+    body = await parse(request, InferRequest)
     return JSON(predictor().infer(name, body, version=version).model_dump(exclude_none=True))

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 
+from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor, registry
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
@@ -85,6 +86,12 @@ def upload_version(
     return JSON(record.model_dump(), status_code=201)
 
 
-@router.put("/v1/models/{name}/aliases/{alias}", response_model=Alias, responses=ERRORS)
-def put_alias(name: str, alias: str, body: AliasUpdate, request: Request) -> Response:
+@router.put(
+    "/v1/models/{name}/aliases/{alias}",
+    response_model=Alias,
+    responses=ERRORS,
+    openapi_extra=openapi_body(AliasUpdate),
+)
+async def put_alias(name: str, alias: str, request: Request) -> Response:
+    body = await parse(request, AliasUpdate)
     return JSON(set_alias(registry(), name, alias, body.version, actor(request)).model_dump())

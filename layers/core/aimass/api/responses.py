@@ -59,27 +59,12 @@ def _aimass_error(_: Request, error: Exception) -> Response:
     return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
-def _validation_error(request: Request, error: Exception) -> Response:
+def _validation_error(_: Request, error: Exception) -> Response:
+    """Path parameters and multipart forms (JSON bodies are parsed by aimass.api.bodies)."""
     assert isinstance(error, RequestValidationError)
-    errors = list(error.errors())
-    content_type = request.headers.get("content-type", "")
-    if (
-        content_type
-        and "json" not in content_type
-        and any(e.get("loc") == ("body",) for e in errors)
-        and "multipart" not in content_type
-    ):
-        return error_response(
-            415,
-            "unsupported_media_type",
-            f"send the body as JSON with content-type: application/json, not {content_type}",
-        )
-    if any(e.get("type") == "json_invalid" for e in errors):
-        where = errors[0].get("ctx", {}).get("error", "")
-        return error_response(400, "bad_json", f"the request body is not valid JSON {where}".strip())
     details = [
         {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
-        for e in errors[:50]
+        for e in list(error.errors())[:50]
     ]
     return error_response(422, "validation_error", "the request does not match the schema", details)
 

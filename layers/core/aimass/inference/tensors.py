@@ -117,6 +117,9 @@ def _to_tensor(
                 break
         raise ValidationFailed(f"instances do not match input {spec.name!r}", errors)
     flat = array.reshape(-1)
+    tensor = _convert_clean(flat, spec.dtype)
+    if tensor is not None:
+        return tensor.reshape(array.shape)
     for position, value in enumerate(flat):
         problem = _value_error(value, spec.dtype)
         if problem:
@@ -134,6 +137,28 @@ def _to_tensor(
             f"instances have values that do not fit input {spec.name!r} ({spec.dtype})", errors
         )
     return array.astype(NUMPY_DTYPES[spec.dtype])
+
+
+def _convert_clean(flat: np.ndarray, dtype: str) -> np.ndarray | None:
+    """Vectorised conversion when every value is clean (the usual case); None sends the caller to
+    the value-by-value check that explains what is wrong."""
+    kinds = set(map(type, flat))
+    try:
+        if dtype.startswith("float") and kinds <= {int, float}:
+            values = flat.astype(np.float64)
+            if np.isfinite(values).all() and (values.size == 0 or np.abs(values).max() <= _FLOAT_MAX[dtype]):
+                return values.astype(NUMPY_DTYPES[dtype])
+        elif dtype.startswith(("int", "uint")) and kinds <= {int}:
+            limits = np.iinfo(NUMPY_DTYPES[dtype])
+            if flat.size == 0 or (limits.min <= min(flat) and max(flat) <= limits.max):
+                return flat.astype(NUMPY_DTYPES[dtype])
+        elif dtype == "bool" and kinds <= {bool}:
+            return flat.astype(np.bool_)
+        elif dtype == "string" and kinds <= {str}:
+            return flat
+    except OverflowError:
+        pass
+    return None
 
 
 def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
