@@ -145,3 +145,35 @@ def test_v2_outputs_are_flat_row_major_with_v2_datatypes() -> None:
     assert out[0].datatype == "FP32" and out[0].shape == [2, 3] and out[0].data == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ValidationFailed):
         tensors.v2_outputs({"p": np.zeros(1)}, ["q"])
+
+
+def test_v2_data_of_the_wrong_kind_names_its_position() -> None:
+    tensor = InferTensor(name="image", shape=[1, 2, 2], datatype="FP32", data=[0, 1, "2", 3])
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v2_feeds(IMAGE, [tensor])
+    assert details(error) == [(["inputs", 0, "data", 2], "type_error")]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"), [("int8", 300), ("uint8", -1), ("int64", 2**70), ("float32", 1e39)]
+)
+def test_values_outside_the_tensor_dtype_range_are_refused(dtype: str, value: object) -> None:
+    signature = Signature(
+        inputs=[TensorSpec(name="x", dtype=dtype, shape=[None, 1])],  # type: ignore[arg-type]
+        outputs=[TensorSpec(name="y", dtype="float32", shape=[None])],
+    )
+    with pytest.raises(ValidationFailed) as error:
+        tensors.v1_feeds(signature, [[value]])
+    assert "range" in error.value.details[0]["message"]
+
+
+def test_clean_integer_and_boolean_inputs_convert_exactly() -> None:
+    signature = Signature(
+        inputs=[
+            TensorSpec(name="n", dtype="int64", shape=[None, 2]),
+            TensorSpec(name="b", dtype="bool", shape=[None, 1]),
+        ],
+        outputs=[TensorSpec(name="y", dtype="float32", shape=[None])],
+    )
+    feeds = tensors.v1_feeds(signature, [{"n": [2**62, -5], "b": [True]}])
+    assert feeds["n"].tolist() == [[2**62, -5]] and feeds["b"].dtype == np.bool_

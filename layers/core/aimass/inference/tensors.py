@@ -40,7 +40,6 @@ V2_DATATYPES = {
     "bool": "BOOL",
     "string": "BYTES",
 }
-TENSOR_TYPE_OF_V2 = {v: k for k, v in V2_DATATYPES.items()}
 MAX_ERRORS = 50
 _FLOAT_MAX = {t: float(np.finfo(NUMPY_DTYPES[t]).max) for t in ("float16", "float32", "float64")}
 
@@ -301,11 +300,15 @@ def v2_feeds(signature: Signature, tensors: list[InferTensor]) -> dict[str, np.n
                 field_error([*loc, "data"], f"{flat.size} values for shape {tensor.shape}", "shape_mismatch")
             )
             continue
-        bad = next(((p, m) for p, v in enumerate(flat) if (m := _value_error(v, spec.dtype))), None)
-        if bad:
-            errors.append(field_error([*loc, "data", bad[0]], bad[1], "type_error"))
+        converted = _convert_clean(flat, spec.dtype)
+        if converted is None:
+            position, problem = next(
+                ((p, m) for p, v in enumerate(flat) if (m := _value_error(v, spec.dtype))),
+                (0, f"values out of the {spec.dtype} range"),
+            )
+            errors.append(field_error([*loc, "data", position], problem, "type_error"))
             continue
-        feeds[spec.name] = flat.astype(NUMPY_DTYPES[spec.dtype]).reshape(tensor.shape)
+        feeds[spec.name] = converted.reshape(tensor.shape)
     if errors:
         raise ValidationFailed("inputs do not match the model's signature", errors[:MAX_ERRORS])
     return feeds
