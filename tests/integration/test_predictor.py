@@ -40,6 +40,15 @@ def retrained(model: bytes) -> bytes:
     return proto.SerializeToString()
 
 
+def promote_retrained(demos: dict[str, Any]) -> None:
+    """Register a retrained breast-cancer model as v2 and make it the champion."""
+    demo = demos["breast-cancer"]
+    v2 = register_version(
+        deps.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
+    )
+    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+
+
 def row(demos: dict[str, Any]) -> list[Any]:
     return [demos["breast-cancer"].holdout[0].tolist()]
 
@@ -58,15 +67,7 @@ def test_an_alias_move_is_seen_once_the_registry_ttl_passes(
     predictor: Predictor, demos: dict[str, Any], clock: Clock
 ) -> None:
     predictor.predict("breast-cancer", row(demos))
-    v2 = register_version(
-        deps.registry(),
-        "aimass-test",
-        "breast-cancer",
-        demos["breast-cancer"].model,
-        "t",
-        demos["breast-cancer"].enrichment,
-    )
-    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    promote_retrained(demos)
     assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
     clock.now += 6
     assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 2
@@ -77,15 +78,7 @@ def test_a_tampered_new_version_is_refused_and_the_previous_keeps_serving(
 ) -> None:
     # Given v1 serving as champion, and v2 registered whose stored bytes are later altered
     predictor.predict("breast-cancer", row(demos))
-    v2 = register_version(
-        deps.registry(),
-        "aimass-test",
-        "breast-cancer",
-        retrained(demos["breast-cancer"].model),
-        "t",
-        demos["breast-cancer"].enrichment,
-    )
-    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    promote_retrained(demos)
     artifacts.put("aimass-test", "models/breast-cancer/2/model.onnx", demos["digits"].model)
     clock.now += 6
     # When the champion moves to v2, v1 keeps answering; asking for v2 by number is refused

@@ -37,43 +37,40 @@ async def health() -> Response:
 # --- V1 ------------------------------------------------------------------------------------------
 
 
+V1_ROUTE: dict[str, Any] = {
+    "response_model": PredictResponse,
+    "openapi_extra": openapi_body(PredictRequest),
+    "responses": ERRORS,
+    "tags": ["v1"],
+}
+
+
+async def _predict(
+    request: Request, name: str, version: int | None = None, alias: str | None = None
+) -> Response:
+    body = await parse(request, PredictRequest)
+    return JSON(predictor().predict(name, body.instances, version=version, alias=alias))
+
+
 @router.post(
-    "/v1/models/{name}:predict",
-    response_model=PredictResponse,
-    openapi_extra=openapi_body(PredictRequest),
-    responses=ERRORS,
-    tags=["v1"],
-    summary="Predict with the champion (else the latest) version",
+    "/v1/models/{name}:predict", summary="Predict with the champion (else the latest) version", **V1_ROUTE
 )
 async def predict(name: str, request: Request) -> Response:
-    body = await parse(request, PredictRequest)
-    return JSON(predictor().predict(name, body.instances))
+    return await _predict(request, name)
 
 
-@router.post(
-    "/v1/models/{name}/versions/{version}:predict",
-    response_model=PredictResponse,
-    openapi_extra=openapi_body(PredictRequest),
-    responses=ERRORS,
-    tags=["v1"],
-    summary="Predict with one version",
-)
+@router.post("/v1/models/{name}/versions/{version}:predict", summary="Predict with one version", **V1_ROUTE)
 async def predict_version(name: str, version: int, request: Request) -> Response:
-    body = await parse(request, PredictRequest)
-    return JSON(predictor().predict(name, body.instances, version=version))
+    return await _predict(request, name, version=version)
 
 
 @router.post(
     "/v1/models/{name}/labels/{alias}:predict",
-    response_model=PredictResponse,
-    openapi_extra=openapi_body(PredictRequest),
-    responses=ERRORS,
-    tags=["v1"],
     summary="Predict with the version an alias points at",
+    **V1_ROUTE,
 )
 async def predict_alias(name: str, alias: str, request: Request) -> Response:
-    body = await parse(request, PredictRequest)
-    return JSON(predictor().predict(name, body.instances, alias=alias))
+    return await _predict(request, name, alias=alias)
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------
@@ -144,21 +141,24 @@ async def model_version_ready(name: str, version: int) -> Response:
     return JSON({"name": name, "ready": True})
 
 
-@router.post(
-    "/v2/models/{name}/infer",
-    response_model=InferResponse,
-    openapi_extra=openapi_body(InferRequest),
-    responses=ERRORS,
-    tags=["v2"],
-)
-async def infer(name: str, request: Request) -> Response:
-    body = await parse(request, InferRequest)
-    return JSON(predictor().infer(name, body).model_dump(exclude_none=True))
+V2_INFER_ROUTE: dict[str, Any] = {
+    "response_model": InferResponse,
+    "openapi_extra": openapi_body(InferRequest),
+    "responses": ERRORS,
+    "tags": ["v2"],
+}
 
 
-@router.post(
-    "/v2/models/{name}/versions/{version}/infer", response_model=InferResponse, responses=ERRORS, tags=["v2"]
-)
-async def infer_version(name: str, version: int, request: Request) -> Response:
+async def _infer(request: Request, name: str, version: int | None = None) -> Response:
     body = await parse(request, InferRequest)
     return JSON(predictor().infer(name, body, version=version).model_dump(exclude_none=True))
+
+
+@router.post("/v2/models/{name}/infer", **V2_INFER_ROUTE)
+async def infer(name: str, request: Request) -> Response:
+    return await _infer(request, name)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", **V2_INFER_ROUTE)
+async def infer_version(name: str, version: int, request: Request) -> Response:
+    return await _infer(request, name, version)
