@@ -1,0 +1,81 @@
+"""`python -m bench [online http cold-start] [--quick]`: run the benchmarks, print tables, write JSON.
+
+All three run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+its figures are not for RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from bench import cold_start, http_server, online
+from bench.environment import describe
+from bench.harness import local_aws
+from bench.report import Table, console, write_json, write_markdown
+
+TITLES = {
+    "online": "1. Warm predict handler, in-process",
+    "http": "2. HTTP against the local server",
+    "cold-start": "3. Cold start of the predict function",
+}
+TABLES = {"online": online.tables, "http": http_server.tables, "cold-start": cold_start.tables}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "only", nargs="*", metavar="BENCHMARK", help=f"any of {', '.join(TITLES)} (default: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="1/10 of the iterations, 2 cold-start repeats")
+    args = parser.parse_args()
+    unknown = sorted(set(args.only) - set(TITLES))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(TITLES)}")
+    return args
+
+
+def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
+    scale = 0.1 if quick else 1.0
+    if name == "online":
+        return online.run(scale)
+    if name == "http":
+        return http_server.run(scale)
+    return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
+
+
+def main() -> None:
+    args = parse_args()
+    # `make bench` runs `.venv/bin/python -m bench` with no arguments.
+    command = " ".join(["python -m bench", *sys.argv[1:]])
+    environment = describe(command)
+    console.print(
+        f"[bold]aimass benchmarks[/bold] {environment['date']} · {environment['cpu_model']} · "
+        f"{environment['nproc']} CPUs · Python {environment['python']} · "
+        f"onnxruntime {environment['packages']['onnxruntime']} · {environment['git']}"
+    )
+    sections: list[tuple[str, list[Table]]] = []
+    # One embedded AWS for the whole run: the in-process handler and the cold-start processes use it.
+    with local_aws() as stack:
+        for name in args.only or list(TITLES):
+            console.rule(TITLES[name])
+            result = measure(name, stack, args.quick)
+            payload = {"benchmark": name, "quick": args.quick, "environment": environment, **result}
+            path = write_json(name, {**payload, "loadavg_after": os.getloadavg()})
+            tables = TABLES[name](result)
+            for table in tables:
+                table.print()
+            console.print(f"[dim]wrote {path}[/dim]")
+            sections.append((TITLES[name], tables))
+    preamble = (
+        f"Machine: {environment['cpu_model']}, {environment['nproc']} CPUs, Python {environment['python']}, "
+        f"onnxruntime {environment['packages']['onnxruntime']}; {environment['date']}; "
+        f"commit {environment['git']}; `{command}`."
+    )
+    console.print(f"[dim]wrote {write_markdown('summary', sections, preamble)}[/dim]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""Benchmark 3: cold start of the online function in a fresh process, next to a bare ONNX Runtime process.
+
+Each run is a new interpreter, as a new Lambda execution environment is: the handler process imports
+functions/online/app.py and answers one predict event (resolving the version in the registry and
+downloading the artifact into an empty model cache); the floor process imports ONNX Runtime, loads
+the same model from a file and runs it once on the same row. Both are timed from outside (the whole
+process) and from inside (from the first line of the script to the first prediction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.harness import ONLINE_FUNCTION, REPO, aws_env, demo_model, demo_rows, predict_event
+from bench.report import Table, ms, ratio
+from bench.stats import median
+
+MODEL = "breast-cancer"
+REPEATS = 7
+PHASE_MARK = "# aimass-bench phase:"
+
+# Both children start with this: the clock, and the time the garbage collector pauses the process.
+CHILD_CLOCKS = """
+import gc, time
+started = time.perf_counter()
+gc_seconds = [0.0]
+def _time_gc(phase, info, _since=[0.0]):
+    if phase == "start":
+        _since[0] = time.perf_counter()
+    else:
+        gc_seconds[0] += time.perf_counter() - _since[0]
+gc.callbacks.append(_time_gc)
+"""
+
+# The Lambda runtime's part (reading the event) is outside the measured window; the handler's is in.
+# aimass.aws.client is wrapped only to time it: the clients are still made when the service makes them.
+HANDLER_CHILD = (
+    CHILD_CLOCKS
+    + """
+import importlib.util, json, sys
+function, event_file, result_file = sys.argv[1:4]
+print("@PHASE_MARK@ import", file=sys.stderr)
+spec = importlib.util.spec_from_file_location("function_online", function)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported, gc_at_import = time.perf_counter(), gc_seconds[0]
+import aimass.aws
+make_client, clients_seconds = aimass.aws.client, [0.0]
+def timed_client(service):
+    since = time.perf_counter()
+    try:
+        return make_client(service)
+    finally:
+        clients_seconds[0] += time.perf_counter() - since
+aimass.aws.client = timed_client
+with open(event_file) as file:
+    event = json.load(file)
+class Context:
+    function_name = "aimass-online"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+print("@PHASE_MARK@ first-request", file=sys.stderr)
+before, gc_before = time.perf_counter(), gc_seconds[0]
+response = module.handler(event, Context())
+answered, gc_answered = time.perf_counter(), gc_seconds[0]
+module.handler(event, Context())
+second = time.perf_counter()
+with open(result_file, "w") as file:
+    json.dump({
+        "status": response["statusCode"],
+        "import_ms": (imported - started) * 1e3,
+        "import_gc_ms": gc_at_import * 1e3,
+        "first_request_ms": (answered - before) * 1e3,
+        "first_request_gc_ms": (gc_answered - gc_before) * 1e3,
+        "first_request_clients_ms": clients_seconds[0] * 1e3,
+        "in_child_ms": (imported - started + answered - before) * 1e3,
+        "in_child_gc_ms": (gc_at_import + gc_answered - gc_before) * 1e3,
+        "second_request_ms": (second - answered) * 1e3,
+    }, file)
+""".replace("@PHASE_MARK@", PHASE_MARK)
+)
+
+# The same session options as the service (aimass.inference.onnx imports nothing beyond ORT and numpy).
+FLOOR_CHILD = (
+    CHILD_CLOCKS
+    + """
+import json, sys
+from pathlib import Path
+import numpy as np
+from aimass.inference.onnx import new_session
+model_file, input_file, result_file = sys.argv[1:4]
+imported = time.perf_counter()
+session = new_session(Path(model_file))
+tensor = np.load(input_file)
+loaded = time.perf_counter()
+session.run(None, {session.get_inputs()[0].name: tensor})
+ran = time.perf_counter()
+with open(result_file, "w") as file:
+    json.dump({
+        "status": 200,
+        "import_ms": (imported - started) * 1e3,
+        "session_ms": (loaded - imported) * 1e3,
+        "run_ms": (ran - loaded) * 1e3,
+        "in_child_ms": (ran - started) * 1e3,
+        "in_child_gc_ms": gc_seconds[0] * 1e3,
+    }, file)
+"""
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Files both kinds of process read: the event, the model and its tensor, in a scratch folder."""
+
+    folder: Path
+    event: Path
+    model: Path
+    tensor: Path
+
+
+def prepare(folder: Path) -> Inputs:
+    rows = demo_rows(MODEL, 1)
+    inputs = Inputs(folder, folder / "event.json", folder / "model.onnx", folder / "input.npy")
+    inputs.event.write_text(json.dumps(predict_event(rows)))
+    inputs.model.write_bytes(demo_model(MODEL))
+    np.save(inputs.tensor, rows.tensor)
+    return inputs
+
+
+def child_env(stack: Any, cache_dir: Path) -> dict[str, str]:
+    """A small, explicit environment, as a function has: the embedded AWS, Powertools, PATH."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **aws_env(stack, cache_dir)}
+
+
+def run_child(
+    code: str, args: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
+    """The child's own figures plus the parent's wall time of the whole process, and its stderr."""
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-child-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        command = [sys.executable, *python_flags, "-c", code, *args, str(result_file)]
+        started = time.perf_counter()
+        process = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        wall_ms = (time.perf_counter() - started) * 1e3
+        if process.returncode != 0 or not result_file.exists():
+            raise RuntimeError(f"child failed ({process.returncode}):\n{process.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    if result["status"] != 200:
+        raise RuntimeError(f"child answered {result['status']}")
+    return {**result, "wall_ms": wall_ms}, process.stderr
+
+
+def handler_run(stack: Any, inputs: Inputs, python_flags: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    # A fresh, empty model cache per run: a new execution environment has nothing in /tmp.
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-cache-") as cache:
+        env = child_env(stack, Path(cache))
+        return run_child(HANDLER_CHILD, [str(ONLINE_FUNCTION), str(inputs.event)], env, python_flags)
+
+
+def floor_run(stack: Any, inputs: Inputs) -> dict[str, Any]:
+    # The same environment as the handler's, though the floor never reaches the embedded AWS.
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-cache-") as cache:
+        env = child_env(stack, Path(cache))
+        return run_child(FLOOR_CHILD, [str(inputs.model), str(inputs.tensor)], env)[0]
+
+
+def profile_imports(stack: Any, inputs: Inputs) -> dict[str, Any]:
+    """One more cold handler run under `python -X importtime` (slower, so not among the timed runs)."""
+    _, stderr = handler_run(stack, inputs, ("-X", "importtime"))
+    return import_breakdown(stderr)
+
+
+def import_breakdown(stderr: str) -> dict[str, Any]:
+    """`python -X importtime` output by phase: own (self) time per top-level package, top modules."""
+    self_ms: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    modules: list[dict[str, Any]] = []
+    phase = "startup"
+    for line in stderr.splitlines():
+        if line.startswith(PHASE_MARK):
+            phase = line[len(PHASE_MARK) :].strip()
+            continue
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3 or not fields[0].strip().isdigit():
+            continue
+        own, cumulative, name = int(fields[0]) / 1e3, int(fields[1]) / 1e3, fields[2].rstrip()
+        depth = (len(name) - len(name.lstrip()) - 1) // 2
+        module = name.strip()
+        self_ms[module.split(".")[0]][phase] += own
+        modules.append(
+            {"module": module, "phase": phase, "depth": depth, "self_ms": own, "cumulative_ms": cumulative}
+        )
+    # What the interpreter imports before the script runs is the same for the floor: left out of totals.
+    packages: list[dict[str, Any]] = [
+        {"package": p, **phases, "total_ms": phases.get("import", 0.0) + phases.get("first-request", 0.0)}
+        for p, phases in self_ms.items()
+    ]
+    packages.sort(key=lambda item: -float(item["total_ms"]))
+    measured = [m for m in modules if m["phase"] != "startup"]
+    top = sorted(measured, key=lambda item: -float(item["cumulative_ms"]))[:15]
+    totals = {
+        phase: sum(p.get(phase, 0.0) for p in packages) for phase in ("startup", "import", "first-request")
+    }
+    return {"packages": packages, "top_modules_by_cumulative": top, "totals_ms": totals}
+
+
+def run(stack: Any, repeats: int = REPEATS) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-") as folder:
+        inputs = prepare(Path(folder))
+        # One discarded pair first: it pulls the interpreter, packages and model into the page cache, which
+        # a warm Lambda host has too; the first start after a deploy is slower still.
+        handler_run(stack, inputs)
+        floor_run(stack, inputs)
+        handlers, floors = [], []
+        for _ in range(repeats):  # alternating, so drift on the machine hits both alike
+            handlers.append(handler_run(stack, inputs)[0])
+            floors.append(floor_run(stack, inputs))
+        imports = profile_imports(stack, inputs)
+    summary = {
+        side: {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
+        for side, runs in (("handler", handlers), ("floor", floors))
+    }
+    return {
+        "model": MODEL,
+        "repeats": repeats,
+        "median": summary,
+        "ratio_wall": summary["handler"]["wall_ms"] / summary["floor"]["wall_ms"],
+        "ratio_in_child": summary["handler"]["in_child_ms"] / summary["floor"]["in_child_ms"],
+        "runs": {"handler": handlers, "floor": floors},
+        "imports": imports,
+    }
+
+
+def tables(result: dict[str, Any]) -> list[Table]:
+    handler, floor = result["median"]["handler"], result["median"]["floor"]
+    cold = Table(
+        f"Cold start, fresh process, {result['model']} x1: "
+        f"medians of {result['repeats']} alternating runs (ms)",
+        [
+            "process",
+            "whole process (wall)",
+            "import + first prediction (in child)",
+            "of which import",
+            "of which first prediction",
+            "of which GC pauses",
+        ],
+        note="Handler: import functions/online/app.py + one predict event (registry lookup, S3 download "
+        "into an empty cache, session). Floor: import onnxruntime + numpy, session from the model file, "
+        "one run.",
+    )
+    cold.add(
+        "online handler",
+        ms(handler["wall_ms"]),
+        ms(handler["in_child_ms"]),
+        ms(handler["import_ms"]),
+        ms(handler["first_request_ms"]),
+        ms(handler["in_child_gc_ms"]),
+    )
+    cold.add(
+        "ONNX Runtime floor",
+        ms(floor["wall_ms"]),
+        ms(floor["in_child_ms"]),
+        ms(floor["import_ms"]),
+        ms(floor["session_ms"] + floor["run_ms"]),
+        ms(floor["in_child_gc_ms"]),
+    )
+    ratios = ratio(result["ratio_wall"]), ratio(result["ratio_in_child"])
+    cold.add("ratio handler / floor", *ratios, "", "", "")
+    detail = Table("The cold handler in detail (medians, ms)", ["step", "ms"])
+    detail.add("import of functions/online/app.py", ms(handler["import_ms"]))
+    detail.add("  of which garbage collection pauses", ms(handler["import_gc_ms"]))
+    detail.add("first request (registry lookup, S3 download, session)", ms(handler["first_request_ms"]))
+    detail.add("  of which making the boto3 clients", ms(handler["first_request_clients_ms"]))
+    detail.add("  of which garbage collection pauses", ms(handler["first_request_gc_ms"]))
+    detail.add("second request, for comparison", ms(handler["second_request_ms"]))
+    imports = result["imports"]
+    packages = Table(
+        "Import time of the cold handler by top-level package, own time (ms, python -X importtime)",
+        ["package", "while importing app.py", "during the first request", "total"],
+        note="Read these as shares: -X importtime inflates them, and a garbage collection pause is "
+        "charged to whichever module is importing when it runs. Interpreter startup is left out.",
+    )
+    for item in [p for p in imports["packages"] if p["total_ms"] >= 5][:14]:
+        packages.add(
+            item["package"],
+            ms(item.get("import", 0.0)),
+            ms(item.get("first-request", 0.0)),
+            ms(item["total_ms"]),
+        )
+    totals = imports["totals_ms"]
+    packages.add(
+        "all packages",
+        ms(totals["import"]),
+        ms(totals["first-request"]),
+        ms(totals["import"] + totals["first-request"]),
+    )
+    top = Table("Top modules by cumulative import time (ms)", ["module", "phase", "cumulative", "own"])
+    for item in imports["top_modules_by_cumulative"]:
+        indented = "  " * item["depth"] + item["module"]
+        top.add(indented, item["phase"], ms(item["cumulative_ms"]), ms(item["self_ms"]))
+    return [cold, detail, packages, top]

@@ -1,0 +1,163 @@
+"""What the benchmarks share: the embedded AWS, the Lambda function and context, events and rows."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bench.environment import REPO
+
+EVENTS = REPO / "events"
+ONLINE_FUNCTION = REPO / "functions" / "online" / "app.py"
+# Demo models and the server's state, kept between runs so only the first run trains (gitignored).
+STATE_DIR = REPO / ".aimass" / "bench"
+# What the SAM template gives every function; the tracer is off because no X-Ray daemon runs here.
+POWERTOOLS_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "aimass",
+    "POWERTOOLS_SERVICE_NAME": "aimass",
+}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# The API Gateway sample event each model's requests are made from.
+EVENT_TEMPLATES = {"breast-cancer": "v1_predict_breast_cancer.json", "digits": "v1_predict_digits.json"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LambdaContext:
+    """Stands in for the context object the Lambda runtime passes (the attributes Powertools reads)."""
+
+    function_name: str = "aimass-online"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+
+
+def load_online_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """functions/online/app.py imported by path, as the Lambda runtime does; its app is built here."""
+    spec = importlib.util.spec_from_file_location("function_online", ONLINE_FUNCTION)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]] = module.handler
+    return handler
+
+
+@contextmanager
+def local_aws() -> Iterator[Any]:
+    """The embedded stack's moto server in this process, both demos registered as champion.
+
+    Its model cache is pointed at an empty folder, so the first request of a benchmark really
+    resolves the version in DynamoDB and downloads the artifact from S3.
+    """
+    from aimass.local.stack import LocalStack
+
+    os.environ.update(POWERTOOLS_ENV)
+    # With a key set, every request would need the x-api-key header: the events from events/ have none.
+    os.environ.pop("AIMASS_API_KEY", None)
+    stack = LocalStack(aws_port=free_port(), state_dir=STATE_DIR)
+    stack.start()
+    try:
+        stack.register_demos()
+        with tempfile.TemporaryDirectory(prefix="aimass-bench-cache-") as cache:
+            os.environ["AIMASS_MODEL_CACHE_DIR"] = cache
+            reset_service_caches()
+            yield stack
+    finally:
+        stack.stop()
+
+
+def reset_service_caches() -> None:
+    """Make the service read its settings again and forget clients, registry answers and sessions."""
+    from aimass import aws
+    from aimass.api import deps
+    from aimass.config import settings
+
+    settings.cache_clear()
+    aws.reset()
+    deps.reset()
+
+
+def aws_env(stack: Any, model_cache_dir: Path) -> dict[str, str]:
+    """The environment a function process needs to reach the embedded AWS (and nothing else)."""
+    return {
+        **FAKE_CREDENTIALS,
+        **POWERTOOLS_ENV,
+        "AIMASS_AWS_ENDPOINT_URL": stack.aws_endpoint,
+        "AIMASS_BUCKET": stack.bucket,
+        "AIMASS_REGISTRY_TABLE": stack.table,
+        "AIMASS_MODEL_CACHE_DIR": str(model_cache_dir),
+    }
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The same held-out rows two ways: the JSON instances a client sends, the tensor the floor runs."""
+
+    model: str
+    instances: list[Any]
+    tensor: np.ndarray
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return {"instances": self.instances}
+
+
+@cache
+def demo(model: str) -> Any:
+    """A demo model and its held-out rows (trained into STATE_DIR on the very first run)."""
+    from aimass.local.demo import load_or_train
+
+    return load_or_train(model, STATE_DIR)
+
+
+def demo_rows(model: str, count: int) -> Rows:
+    """The first `count` held-out rows of a demo model (objects keyed by feature name when it has them)."""
+    held_out = demo(model).holdout
+    if len(held_out) < count:
+        raise ValueError(f"{model} has only {len(held_out)} held-out rows")
+    tensor = np.ascontiguousarray(held_out[:count], dtype=np.float32)
+    features = demo(model).enrichment.features
+    if features:
+        names = [f if isinstance(f, str) else f.name for f in features]
+        instances: list[Any] = [dict(zip(names, row.tolist(), strict=True)) for row in tensor]
+    else:
+        instances = tensor.tolist()
+    return Rows(model, instances, tensor)
+
+
+def demo_model(model: str) -> bytes:
+    model_bytes: bytes = demo(model).model
+    return model_bytes
+
+
+def predict_event(rows: Rows) -> dict[str, Any]:
+    """The model's API Gateway HTTP API (v2) sample event with its body replaced by these rows."""
+    event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / EVENT_TEMPLATES[rows.model]).read_text()))
+    body = json.dumps(rows.body)
+    event["body"] = body
+    event["headers"]["content-length"] = str(len(body.encode()))
+    return event
