@@ -1,5 +1,13 @@
 """Online predictions behind API Gateway: V1 :predict, Open Inference Protocol V2, /health."""
 
-from aimass.api.lambda_entry import api_handler
+import gc
+
+# Init allocates hundreds of thousands of long-lived objects and nothing is garbage yet: collecting
+# during it cost ~0.2 s of cold start (bench/RESULTS.md). Collection resumes once the app is built.
+gc.disable()
+
+from aimass.api.lambda_entry import api_handler  # noqa: E402
 
 handler = api_handler(["online"])
+gc.freeze()
+gc.enable()

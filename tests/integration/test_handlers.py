@@ -111,3 +111,17 @@ def test_uploading_a_version_reads_the_signature_and_records_the_caller(admin: A
     assert record["version"] == 2 and record["signature"]["task"] == "classification"
     assert record["signature"]["features"][0]["name"] == "mean_radius"
     assert record["created_by"] == "arn:aws:iam::123456789012:user/data-scientist"
+
+
+def test_each_prediction_is_counted_per_model_in_the_metrics_log(
+    online: Any, registered: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    invoke(online, "v1_predict_breast_cancer")
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    predictions = [m for m in emf if "Predictions" in m]
+    assert (
+        predictions
+        and predictions[-1]["Predictions"] == [2.0]
+        and predictions[-1]["model"] == "breast-cancer"
+    )

@@ -9,13 +9,20 @@ from aimass.config import settings
 
 
 @cache
-def client(service: str) -> Any:
-    # boto3 costs ~330 ms to import; paths that never touch AWS never pay it.
+def _session() -> Any:
+    # boto3 costs ~330 ms to import; paths that never touch AWS never pay it. One session for all
+    # clients: each session loads the endpoint and credential machinery again (~150 ms a client).
     import boto3
+
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str) -> Any:
     from botocore.config import Config
 
     s = settings()
-    return boto3.session.Session().client(
+    return _session().client(
         service,
         region_name=s.region,
         endpoint_url=s.aws_endpoint_url,
@@ -26,3 +33,4 @@ def client(service: str) -> Any:
 def reset() -> None:
     """Forget cached clients (after the settings changed, e.g. the local stack moved its endpoint)."""
     client.cache_clear()
+    _session.cache_clear()

@@ -44,6 +44,18 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
     )
 
 
+def version_meant(summary: ModelSummary, alias: str | None) -> int:
+    """The version number an alias (or, without one, `champion`, else the latest) points at."""
+    if alias is None:
+        return summary.aliases.get("champion", summary.latest_version)
+    if alias not in summary.aliases:
+        raise NotFound(
+            f"model {summary.name!r} has no alias {alias!r}",
+            [{"loc": ["path", "alias"], "message": "unknown alias", "type": "unknown_alias"}],
+        )
+    return summary.aliases[alias]
+
+
 class Registry:
     def __init__(self, table: str) -> None:
         self.table = table
@@ -109,17 +121,9 @@ class Registry:
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """The version a request means: explicit, by alias, else `champion`, else the latest."""
-        if version is not None:
-            return self.get_version(name, version)
-        summary = self.get_model(name)
-        if alias is not None:
-            if alias not in summary.aliases:
-                raise NotFound(
-                    f"model {name!r} has no alias {alias!r}",
-                    [{"loc": ["path", "alias"], "message": "unknown alias", "type": "unknown_alias"}],
-                )
-            return self.get_version(name, summary.aliases[alias])
-        return self.get_version(name, summary.aliases.get("champion", summary.latest_version))
+        if version is None:
+            version = version_meant(self.get_model(name), alias)
+        return self.get_version(name, version)
 
     # --- writes ----------------------------------------------------------------------------------
 

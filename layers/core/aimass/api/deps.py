@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from fastapi import Request
 
 from aimass.config import settings
+from aimass.contracts import ModelVersion
 from aimass.inference.predictor import Predictor
 from aimass.registry import Registry
+
+# Called by every predictor with (version, instance count); the Lambda entry adds its metrics here.
+prediction_observers: list[Callable[[ModelVersion, int], None]] = []
 
 
 @cache
@@ -27,6 +32,7 @@ def predictor() -> Predictor:
         s.ort_inter_op_threads,
         s.registry_ttl_s,
         s.max_instances,
+        prediction_observers,
     )
 
 

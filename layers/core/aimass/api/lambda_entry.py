@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,29 +12,40 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
+from aimass.api import deps
 from aimass.api.app import create_app
+from aimass.contracts import ModelVersion
+
+# Routes that predict nothing (health, registry) emit no application metric; that is expected.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+def count_predictions(version: ModelVersion, count: int) -> None:
+    # Lambda and API Gateway already count invocations and errors; what they cannot see is
+    # which model and version answered, and for how many instances.
+    metrics.add_dimension(name="model", value=version.name)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=count)
+    metrics.add_metadata(key="version", value=version.version)
+
+
 def api_handler(parts: Iterable[str]) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function."""
-    logger = Logger()
-    metrics = Metrics()
-    tracer = Tracer()
+    parts = list(parts)
     asgi = Mangum(create_app(parts), lifespan="off")
+    if "online" in parts and count_predictions not in deps.prediction_observers:
+        deps.prediction_observers.append(count_predictions)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        response = dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
-        status = int(response.get("statusCode", 500))
-        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-        if status >= 400:
-            metrics.add_metric(
-                name="ServerErrors" if status >= 500 else "ClientErrors", unit=MetricUnit.Count, value=1
-            )
-        return response
+        return dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
 
     return handler

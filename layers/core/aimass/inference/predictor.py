@@ -12,11 +12,11 @@ from typing import Any
 import onnxruntime as ort
 
 from aimass import artifacts
-from aimass.contracts import InferRequest, InferResponse, ModelVersion
+from aimass.contracts import InferRequest, InferResponse, ModelSummary, ModelVersion
 from aimass.errors import IntegrityError, ValidationFailed, field_error
 from aimass.inference import tensors
 from aimass.inference.onnx import SessionCache, new_session, run
-from aimass.registry import Registry
+from aimass.registry import Registry, version_meant
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Predictor:
         inter_op_threads: int = 1,
         registry_ttl_s: float = 5.0,
         max_instances: int = 10_000,
+        observers: list[Callable[[ModelVersion, int], None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
@@ -51,23 +52,31 @@ class Predictor:
         self.max_instances = max_instances
         self.clock = clock
         self.sessions = SessionCache()
-        self._resolved: dict[Selector, tuple[ModelVersion, float]] = {}
+        self._summaries: dict[str, tuple[ModelSummary, float]] = {}
+        self._versions: dict[tuple[str, int], ModelVersion] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         self._refused: set[str] = set()
+        # Called with (version, instance count) after each answered request: metrics, capture.
+        self.observers = observers if observers is not None else []
 
-    def _resolve(self, selector: Selector) -> ModelVersion:
-        now = self.clock()
-        cached = self._resolved.get(selector)
-        # A version number names an immutable record; aliases and "latest" move, so they expire.
-        if cached and (selector[1] is not None or cached[1] > now):
-            return cached[0]
-        version = self.registry.resolve(*selector)
-        self._resolved[selector] = (version, now + self.registry_ttl_s)
-        return version
+    def _resolve(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
+        if version is None:
+            # Aliases and "latest" move: the model's summary is re-read once its TTL has passed.
+            now = self.clock()
+            cached = self._summaries.get(name)
+            if cached is None or cached[1] <= now:
+                cached = (self.registry.get_model(name), now + self.registry_ttl_s)
+                self._summaries[name] = cached
+            version = version_meant(cached[0], alias)
+        # A version number names an immutable record: read once per container.
+        record = self._versions.get((name, version))
+        if record is None:
+            record = self._versions[(name, version)] = self.registry.get_version(name, version)
+        return record
 
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
-        record = self._resolve(selector)
+        record = self._resolve(name, version, alias)
         session = self.sessions.get(record.sha256)
         if session is None:
             try:
@@ -94,6 +103,10 @@ class Predictor:
         self._last_good[selector] = loaded
         return loaded
 
+    def _observe(self, version: ModelVersion, count: int) -> None:
+        for observer in self.observers:
+            observer(version, count)
+
     def _check_count(self, count: int, loc: str) -> None:
         if count > self.max_instances:
             raise ValidationFailed(
@@ -108,6 +121,7 @@ class Predictor:
         model = self.load(name, version, alias)
         signature = model.version.signature
         outputs = run(model.session, tensors.v1_feeds(signature, instances))
+        self._observe(model.version, len(instances))
         return {
             "predictions": tensors.v1_predictions(signature, outputs, len(instances)),
             "model": model.ref(),
@@ -119,6 +133,7 @@ class Predictor:
         self._check_count(max(len(t) for t in feeds.values()), "inputs")
         wanted = [o.name for o in request.outputs] if request.outputs else None
         outputs = run(model.session, feeds)
+        self._observe(model.version, len(next(iter(feeds.values()))))
         return InferResponse(
             model_name=name,
             model_version=str(model.version.version),

@@ -160,11 +160,40 @@ def _convert_clean(flat: np.ndarray, dtype: str) -> np.ndarray | None:
     return None
 
 
+def _clean_feature_rows(names: list[str], spec: TensorSpec, instances: list[Any]) -> np.ndarray | None:
+    """The usual request in one pass: objects with exactly the features (or rows of their width) and
+    clean values. None sends the caller to the checks that explain what is wrong."""
+    width = len(names)
+    rows: list[Any] = []
+    for instance in instances:
+        kind = type(instance)
+        if kind is dict and len(instance) == width:
+            try:
+                rows.append([instance[n] for n in names])
+            except KeyError:
+                return None
+        elif kind is list and len(instance) == width:
+            rows.append(instance)
+        else:
+            return None
+    try:
+        array = np.array(rows, dtype=object)
+    except ValueError:
+        return None
+    if array.shape != (len(rows), width):
+        return None
+    tensor = _convert_clean(array.reshape(-1), spec.dtype)
+    return None if tensor is None else tensor.reshape(array.shape)
+
+
 def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
     """Tabular instances (objects keyed by feature name, or plain rows) as the model's 2-D input."""
     assert signature.features is not None
     spec = signature.inputs[0]
     names = [f.name for f in signature.features]
+    clean = _clean_feature_rows(names, spec, instances)
+    if clean is not None:
+        return clean
     known = set(names)
     # A null in a nullable feature reaches a float model as NaN; other tensors have no missing value.
     nullable = {f.name for f in signature.features if f.nullable} if spec.dtype.startswith("float") else set()
