@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
-import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from aimass.local.stack import FAKE_CREDENTIALS, free_port
 from bench.environment import REPO
 
 EVENTS = REPO / "events"
@@ -30,40 +28,8 @@ POWERTOOLS_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "aimass",
     "POWERTOOLS_SERVICE_NAME": "aimass",
 }
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 # The API Gateway sample event each model's requests are made from.
 EVENT_TEMPLATES = {"breast-cancer": "v1_predict_breast_cancer.json", "digits": "v1_predict_digits.json"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class LambdaContext:
-    """Stands in for the context object the Lambda runtime passes (the attributes Powertools reads)."""
-
-    function_name: str = "aimass-online"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
-    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
-
-
-def load_online_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """functions/online/app.py imported by path, as the Lambda runtime does; its app is built here."""
-    spec = importlib.util.spec_from_file_location("function_online", ONLINE_FUNCTION)
-    assert spec and spec.loader
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]] = module.handler
-    return handler
 
 
 @contextmanager

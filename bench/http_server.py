@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from bench.harness import FAKE_CREDENTIALS, REPO, STATE_DIR, demo_rows, free_port
+from aimass.local.stack import FAKE_CREDENTIALS, free_port
+from bench.harness import REPO, STATE_DIR, demo_rows
 from bench.online import floor_call
 from bench.report import Table, rate, ratio, us
 from bench.stats import Summary, measure_interleaved

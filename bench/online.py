@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import LambdaContext, Rows, demo_model, demo_rows, load_online_handler, predict_event
+from aimass.local.lambda_runtime import LambdaContext, load_handler
+from bench.harness import Rows, demo_model, demo_rows, predict_event
 from bench.report import Table, rate, ratio, us
 from bench.stats import Summary, measure_interleaved, timed
 
@@ -165,7 +166,7 @@ def run_layers(handler: Handler, case: Case, scale: float) -> dict[str, Any]:
 
 
 def run(scale: float = 1.0) -> dict[str, Any]:
-    handler: Handler = load_online_handler()
+    handler: Handler = load_handler("online")
     # Powertools writes one EMF metrics line per invocation to stdout (CloudWatch Logs, in Lambda). Writing
     # it to /dev/null keeps its cost in the figures and the terminal free for the tables.
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):

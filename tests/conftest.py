@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from aimass.local.stack import FAKE_CREDENTIALS
+
 # Never reach a real AWS account from a test, whatever the machine has configured.
 os.environ.update(
     {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
+        **FAKE_CREDENTIALS,
         "AWS_DEFAULT_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "aimass",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import numpy as np
 import pytest
 
 from aimass.local import demo
+from aimass.local.stack import FAKE_CREDENTIALS, free_port
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e
 AIMASS = Path(sys.executable).parent / "aimass"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -198,8 +192,8 @@ def test_the_embedded_aws_serves_the_artifacts_bucket_to_boto3(stack: Stack) -> 
         "s3",
         endpoint_url=stack.aws_url,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="aimass-local", Prefix="models/digits/")["Contents"]}
     assert "models/digits/1/model.onnx" in keys

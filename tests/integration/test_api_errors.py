@@ -144,3 +144,17 @@ def test_an_alias_to_a_missing_version_is_404_and_a_bad_body_422(client: TestCli
 def test_the_audit_trail_is_readable(client: TestClient) -> None:
     trail = client.get("/v1/models/breast-cancer/audit").json()
     assert [r["action"] for r in trail] == ["register_version", "set_alias"]
+
+
+def test_an_alias_moved_through_this_server_is_used_by_its_next_prediction(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    body = {"instances": [demos["breast-cancer"].holdout[0].tolist()]}
+    assert client.post(PREDICT, json=body).json()["model"]["version"] == 1
+    client.post(
+        "/v1/models/breast-cancer/versions",
+        files={"model": ("m.onnx", demos["breast-cancer"].model)},
+        data={"metadata": demos["breast-cancer"].enrichment.model_dump_json()},
+    )
+    client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 2})
+    assert client.post(PREDICT, json=body).json()["model"]["version"] == 2

@@ -8,17 +8,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support import LambdaContext, event, load_function
+from aimass.local.lambda_runtime import LambdaContext, load_handler
+from tests.support import event
 
 
 @pytest.fixture(scope="module")
 def online() -> Any:
-    return load_function("online").handler
+    return load_handler("online")
 
 
 @pytest.fixture(scope="module")
 def admin() -> Any:
-    return load_function("registry").handler
+    return load_handler("registry")
 
 
 def invoke(handler: Any, event_name: str, **overrides: Any) -> tuple[int, Any]:

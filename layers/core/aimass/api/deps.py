@@ -36,6 +36,13 @@ def predictor() -> Predictor:
     )
 
 
+def registry_changed(name: str) -> None:
+    """A change made through this process's own API reaches its predictor at once (the local server
+    serves both); other containers see it when their registry TTL runs out."""
+    if predictor.cache_info().currsize:
+        predictor().forget(name)
+
+
 def reset() -> None:
     registry.cache_clear()
     predictor.cache_clear()

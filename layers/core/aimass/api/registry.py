@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 
 from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import actor, registry
+from aimass.api.deps import actor, registry, registry_changed
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
@@ -83,6 +83,7 @@ def upload_version(
     record = register_version(
         registry(), settings().bucket, name, model.file.read(), actor(request), _enrichment(metadata)
     )
+    registry_changed(name)
     return JSON(record.model_dump(), status_code=201)
 
 
@@ -94,4 +95,6 @@ def upload_version(
 )
 async def put_alias(name: str, alias: str, request: Request) -> Response:
     body = await parse(request, AliasUpdate)
-    return JSON(set_alias(registry(), name, alias, body.version, actor(request)).model_dump())
+    moved = set_alias(registry(), name, alias, body.version, actor(request))
+    registry_changed(name)
+    return JSON(moved.model_dump())

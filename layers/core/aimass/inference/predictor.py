@@ -74,6 +74,10 @@ class Predictor:
             record = self._versions[(name, version)] = self.registry.get_version(name, version)
         return record
 
+    def forget(self, name: str) -> None:
+        """Drop what is known of a model's aliases and latest version; the next request re-reads it."""
+        self._summaries.pop(name, None)
+
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
         record = self._resolve(name, version, alias)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,19 @@ from aimass.api import deps
 from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local.resources import create_bucket, create_table
+
+# The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -36,12 +50,9 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         server.start()
-        # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
         os.environ.update(
             {
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing",
+                **FAKE_CREDENTIALS,
                 "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
                 "MOTO_PORT": str(self.aws_port),
                 "AIMASS_AWS_ENDPOINT_URL": self.aws_endpoint,
