@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -198,3 +199,36 @@ def test_the_embedded_aws_serves_the_artifacts_bucket_to_boto3(stack: Stack) -> 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="aimass-local", Prefix="models/digits/")["Contents"]}
     assert "models/digits/1/model.onnx" in keys
     assert s3.get_bucket_versioning(Bucket="aimass-local")["Status"] == "Enabled"
+
+
+def test_rules_saved_with_the_cli_decide_on_predictions(stack: Stack, tmp_path: Path) -> None:
+    ruleset = tmp_path / "rules.json"
+    ruleset.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {
+                        "id": "refer-malignant",
+                        "when": "output.label == 'malignant'",
+                        "then": {"set": {"decision": "refer"}},
+                    },
+                    {
+                        "id": "discharge",
+                        "when": "output.label == 'benign'",
+                        "then": {"set": {"decision": "discharge"}},
+                    },
+                ]
+            }
+        )
+    )
+    saved = stack.cli("rules", "put", "breast-cancer", str(ruleset))
+    assert saved.returncode == 0 and "rules v1 saved (2 rules)" in saved.stdout, saved.stderr
+    bc = holdout(stack, "breast-cancer")
+    response = httpx.post(
+        f"{stack.url}/v1/models/breast-cancer:predict", json={"instances": bc.holdout.tolist()}
+    )
+    for item in response.json()["predictions"]:
+        assert item["decision"] == ("refer" if item["label"] == "malignant" else "discharge")
+        assert [r["id"] for r in item["rules"]] == [
+            "refer-malignant" if item["label"] == "malignant" else "discharge"
+        ]

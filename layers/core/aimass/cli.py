@@ -15,6 +15,8 @@ from rich.table import Table
 app = typer.Typer(help="aimass: versioned ML predictions, locally or on AWS.", no_args_is_help=True)
 models_app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+rules_app = typer.Typer(help="Read, save and try a model's business rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 console = Console()
 err = Console(stderr=True)
 
@@ -155,6 +157,45 @@ def alias(
     result = _call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
     before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
     console.print(f"{name}: {alias} → v{result['version']}{before}")
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        err.print(f"[red]{path} is not valid JSON: {error}[/red]")
+        raise typer.Exit(2) from error
+
+
+@rules_app.command("get")
+def rules_get(name: str, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -> None:
+    """Print the rules model NAME has now."""
+    console.print_json(data=_call("GET", endpoint, f"/v1/models/{name}/rules", api_key))
+
+
+@rules_app.command("put")
+def rules_put(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the ruleset JSON")],
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Save FILE as the next ruleset version of model NAME (checked against its signatures)."""
+    saved = _call("PUT", endpoint, f"/v1/models/{name}/rules", api_key, json=_json_file(file))
+    console.print(f"{name}: rules v{saved['version']} saved ({len(saved['ruleset']['rules'])} rules)")
+
+
+@rules_app.command("evaluate")
+def rules_evaluate(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help='{"instances": [...], ...}')],
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Show which rules fire on the instances in FILE (with `ruleset` in it: try those rules)."""
+    console.print_json(
+        data=_call("POST", endpoint, f"/v1/models/{name}/rules:evaluate", api_key, json=_json_file(file))
+    )
 
 
 @app.command()

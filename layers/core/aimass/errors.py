@@ -69,3 +69,9 @@ class ValidationFailed(AimassError):
 def field_error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
     """One field-level detail: where (a JSON path as a list), what is wrong, and a machine-readable type."""
     return {"loc": loc, "message": message, "type": kind}
+
+
+class RuleRejected(ValidationFailed):
+    """A `reject` rule of the model's ruleset matched."""
+
+    code = "rule_rejected"

@@ -5,10 +5,19 @@ from __future__ import annotations
 import re
 
 from aimass import artifacts
-from aimass.contracts import ALIAS_PATTERN, MODEL_NAME_PATTERN, Alias, ModelVersion, SignatureEnrichment
+from aimass.contracts import (
+    ALIAS_PATTERN,
+    MODEL_NAME_PATTERN,
+    Alias,
+    ModelVersion,
+    Ruleset,
+    RulesetVersion,
+    SignatureEnrichment,
+)
 from aimass.errors import ValidationFailed, field_error
 from aimass.inference.onnx import inspect
 from aimass.registry import Registry
+from aimass.rules import compile_ruleset
 from aimass.signature import enrich, from_session
 
 
@@ -83,8 +92,20 @@ def register_version(
 
 
 def set_alias(registry: Registry, name: str, alias: str, version: int, actor: str) -> Alias:
-    """Point an alias at a version whose artifact still has the bytes it was registered with."""
+    """Point an alias at a version whose artifact still has the bytes it was registered with, and
+    whose signature the model's rules fit."""
     check_alias(alias)
     record = registry.get_version(name, version)
     artifacts.verified(record.artifact_uri, record.sha256)
+    summary = registry.get_model(name)
+    if summary.rules_version is not None:
+        compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
     return registry.set_alias(name, alias, version, actor)
+
+
+def save_ruleset(registry: Registry, name: str, ruleset: Ruleset, actor: str) -> RulesetVersion:
+    """Check the rules against every version an alias or `latest` serves, then store them."""
+    summary = registry.get_model(name)
+    for version in sorted({*summary.aliases.values(), summary.latest_version}):
+        compile_ruleset(ruleset, registry.get_version(name, version).signature)
+    return registry.put_ruleset(name, ruleset, actor)

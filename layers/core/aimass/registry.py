@@ -4,6 +4,7 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODELS / <name>                 summary: latest_version, aliases, timestamps
   MODEL#<name> / V#<00000001>     an immutable version (the ModelVersion as JSON)
   MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
+  MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
 """
 
@@ -13,8 +14,8 @@ import uuid
 from typing import Any
 
 from aimass import aws
-from aimass.contracts import Alias, AuditRecord, ModelSummary, ModelVersion, utcnow
-from aimass.errors import NotFound
+from aimass.contracts import Alias, AuditRecord, ModelSummary, ModelVersion, Ruleset, RulesetVersion, utcnow
+from aimass.errors import Conflict, NotFound
 
 CATALOG = "MODELS"
 
@@ -40,6 +41,7 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
         name=item["sk"]["S"],
         latest_version=int(item["latest_version"]["N"]),
         aliases={k: int(v["N"]) for k, v in item.get("aliases", {}).get("M", {}).items()},
+        rules_version=int(item["rules_version"]["N"]) if "rules_version" in item else None,
         updated_at=item["updated_at"]["S"],
     )
 
@@ -113,6 +115,16 @@ class Registry:
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         return [ModelVersion.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "V#")]
+
+    def get_ruleset(self, name: str, version: int) -> RulesetVersion:
+        item = self._ddb.get_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s(f"RULES#{version:08d}")},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            raise NotFound(f"model {name!r} has no ruleset version {version}")
+        return RulesetVersion.model_validate_json(item["doc"]["S"])
 
     def audit_trail(self, name: str) -> list[AuditRecord]:
         return [
@@ -197,6 +209,58 @@ class Registry:
                 if not (move_latest and reasons[:2] == ["None", "ConditionalCheckFailed"]):
                     raise
         raise AssertionError("unreachable")
+
+    def put_ruleset(self, name: str, ruleset: Ruleset, actor: str) -> RulesetVersion:
+        """Store the next ruleset version and make it the model's, atomically; never overwrites one."""
+        summary = self.get_model(name)
+        record = RulesetVersion(
+            name=name, version=(summary.rules_version or 0) + 1, ruleset=ruleset, created_by=actor
+        )
+        audit = AuditRecord(
+            actor=actor,
+            action="set_rules",
+            model=name,
+            details={"rules_version": record.version, "rules": len(ruleset.rules)},
+        )
+        previous = (
+            "attribute_not_exists(rules_version)"
+            if summary.rules_version is None
+            else "rules_version = :previous"
+        )
+        values = {":v": _n(record.version), ":t": _s(record.created_at)}
+        if summary.rules_version is not None:
+            values[":previous"] = _n(summary.rules_version)
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "Item": {
+                                "pk": _s(_model_pk(name)),
+                                "sk": _s(f"RULES#{record.version:08d}"),
+                                "doc": _s(record.model_dump_json()),
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": _s(CATALOG), "sk": _s(name)},
+                            "ConditionExpression": f"attribute_exists(pk) AND {previous}",
+                            "UpdateExpression": "SET rules_version = :v, updated_at = :t",
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                    self._audit_put(audit),
+                ]
+            )
+        except self._ddb.exceptions.TransactionCanceledException as error:
+            raise Conflict(
+                f"the rules of {name!r} changed while saving; read them again and retry"
+            ) from error
+        return record
 
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
         summary = self.get_model(name)

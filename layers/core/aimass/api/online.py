@@ -17,6 +17,8 @@ from aimass.contracts import (
     InferResponse,
     PredictRequest,
     PredictResponse,
+    RulesEvaluationRequest,
+    RulesEvaluationResponse,
     V2ModelMetadata,
     V2Ready,
 )
@@ -71,6 +73,19 @@ async def predict_version(name: str, version: int, request: Request) -> Response
 )
 async def predict_alias(name: str, alias: str, request: Request) -> Response:
     return await _predict(request, name, alias=alias)
+
+
+@router.post(
+    "/v1/models/{name}/rules:evaluate",
+    response_model=RulesEvaluationResponse,
+    openapi_extra=openapi_body(RulesEvaluationRequest),
+    responses=ERRORS,
+    tags=["rules"],
+    summary="Which rules fire on given instances (dry run, nothing is saved)",
+)
+async def evaluate_rules(name: str, request: Request) -> Response:
+    body = await parse(request, RulesEvaluationRequest)
+    return JSON(predictor().evaluate_rules(name, body))
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------

@@ -19,10 +19,12 @@ from aimass.contracts import (
     ModelDetail,
     ModelList,
     ModelVersion,
+    Ruleset,
+    RulesetVersion,
     SignatureEnrichment,
 )
-from aimass.errors import ValidationFailed
-from aimass.registration import register_version, set_alias
+from aimass.errors import NotFound, ValidationFailed
+from aimass.registration import register_version, save_ruleset, set_alias
 
 router = APIRouter(tags=["registry"])
 
@@ -98,3 +100,29 @@ async def put_alias(name: str, alias: str, request: Request) -> Response:
     moved = set_alias(registry(), name, alias, body.version, actor(request))
     registry_changed(name)
     return JSON(moved.model_dump())
+
+
+@router.get("/v1/models/{name}/rules", response_model=RulesetVersion, responses=ERRORS, tags=["rules"])
+def get_rules(name: str) -> Response:
+    summary = registry().get_model(name)
+    if summary.rules_version is None:
+        raise NotFound(
+            f"model {name!r} has no rules",
+            [{"loc": ["path", "name"], "message": "no rules", "type": "no_rules"}],
+        )
+    return JSON(registry().get_ruleset(name, summary.rules_version).model_dump())
+
+
+@router.put(
+    "/v1/models/{name}/rules",
+    response_model=RulesetVersion,
+    responses=ERRORS,
+    openapi_extra=openapi_body(Ruleset),
+    tags=["rules"],
+    summary="Save the model's rules as a new ruleset version (validated against its signatures)",
+)
+async def put_rules(name: str, request: Request) -> Response:
+    body = await parse(request, Ruleset)
+    saved = save_ruleset(registry(), name, body, actor(request))
+    registry_changed(name)
+    return JSON(saved.model_dump())

@@ -12,11 +12,19 @@ from typing import Any
 import onnxruntime as ort
 
 from aimass import artifacts
-from aimass.contracts import InferRequest, InferResponse, ModelSummary, ModelVersion
-from aimass.errors import IntegrityError, ValidationFailed, field_error
+from aimass.contracts import (
+    FiredRule,
+    InferRequest,
+    InferResponse,
+    ModelSummary,
+    ModelVersion,
+    RulesEvaluationRequest,
+)
+from aimass.errors import IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
 from aimass.inference import tensors
 from aimass.inference.onnx import SessionCache, new_session, run
 from aimass.registry import Registry, version_meant
+from aimass.rules import CompiledRuleset, apply, compile_ruleset, input_views
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,18 @@ class LoadedModel:
 
 
 Selector = tuple[str, int | None, str | None]
+
+
+def _reject_if_any(fired: list[list[FiredRule]]) -> None:
+    rejected = [(i, rule) for i, rules in enumerate(fired) for rule in rules if rule.action == "reject"]
+    if rejected:
+        raise RuleRejected(
+            "rejected by the model's rules: " + ", ".join(sorted({rule.id for _, rule in rejected})),
+            [
+                field_error(["instances", i], f"rule {rule.id}: {rule.reject}", "rule_rejected")
+                for i, rule in rejected[:50]
+            ],
+        )
 
 
 class Predictor:
@@ -54,25 +74,52 @@ class Predictor:
         self.sessions = SessionCache()
         self._summaries: dict[str, tuple[ModelSummary, float]] = {}
         self._versions: dict[tuple[str, int], ModelVersion] = {}
+        self._rulesets: dict[tuple[str, int, int], CompiledRuleset | None] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         self._refused: set[str] = set()
         # Called with (version, instance count) after each answered request: metrics, capture.
         self.observers = observers if observers is not None else []
 
+    def _summary(self, name: str) -> ModelSummary:
+        # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
+        now = self.clock()
+        cached = self._summaries.get(name)
+        if cached is None or cached[1] <= now:
+            cached = (self.registry.get_model(name), now + self.registry_ttl_s)
+            self._summaries[name] = cached
+        return cached[0]
+
     def _resolve(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
         if version is None:
-            # Aliases and "latest" move: the model's summary is re-read once its TTL has passed.
-            now = self.clock()
-            cached = self._summaries.get(name)
-            if cached is None or cached[1] <= now:
-                cached = (self.registry.get_model(name), now + self.registry_ttl_s)
-                self._summaries[name] = cached
-            version = version_meant(cached[0], alias)
+            version = version_meant(self._summary(name), alias)
         # A version number names an immutable record: read once per container.
         record = self._versions.get((name, version))
         if record is None:
             record = self._versions[(name, version)] = self.registry.get_version(name, version)
         return record
+
+    def rules_for(self, record: ModelVersion) -> CompiledRuleset | None:
+        """The model's current rules, compiled for this version's signature (None: no rules)."""
+        rules_version = self._summary(record.name).rules_version
+        if rules_version is None:
+            return None
+        key = (record.name, rules_version, record.version)
+        if key not in self._rulesets:
+            ruleset = self.registry.get_ruleset(record.name, rules_version).ruleset
+            try:
+                self._rulesets[key] = compile_ruleset(ruleset, record.signature)
+            except ValidationFailed as error:
+                # Saving rules and moving aliases check the fit; only a version asked for by number
+                # (or a newer latest) can get here. It is served, without rules, rather than refused.
+                log.error(
+                    "rules v%s do not fit %s v%s; served without rules: %s",
+                    rules_version,
+                    record.name,
+                    record.version,
+                    error.details,
+                )
+                self._rulesets[key] = None
+        return self._rulesets[key]
 
     def forget(self, name: str) -> None:
         """Drop what is known of a model's aliases and latest version; the next request re-reads it."""
@@ -124,10 +171,57 @@ class Predictor:
         self._check_count(len(instances), "instances")
         model = self.load(name, version, alias)
         signature = model.version.signature
-        outputs = run(model.session, tensors.v1_feeds(signature, instances))
+        feeds = tensors.v1_feeds(signature, instances)
+        rules = self.rules_for(model.version)
+        if rules is None:
+            outputs = run(model.session, feeds)
+            predictions = tensors.v1_predictions(signature, outputs, len(instances))
+        else:
+            views = input_views(signature, instances)
+            pre = rules.evaluate("pre", views, None, model.ref())
+            _reject_if_any(pre)
+            outputs = run(model.session, feeds)
+            predictions = tensors.v1_predictions(signature, outputs, len(instances))
+            post = rules.evaluate("post", views, predictions, model.ref())
+            predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
         self._observe(model.version, len(instances))
+        return {"predictions": predictions, "model": model.ref()}
+
+    def evaluate_rules(self, name: str, request: RulesEvaluationRequest) -> dict[str, Any]:
+        """Which rules fire on the instances, with the rules saved or the ones given; the model runs
+        (once, without rules) only when no predictions are given."""
+        self._check_count(len(request.instances), "instances")
+        model = self.load(name)
+        signature = model.version.signature
+        feeds = tensors.v1_feeds(signature, request.instances)
+        rules = (
+            compile_ruleset(request.ruleset, signature) if request.ruleset else self.rules_for(model.version)
+        )
+        if rules is None:
+            raise NotFound(f"model {name!r} has no rules; send a `ruleset` to try one")
+        predictions = request.predictions
+        if predictions is None:
+            outputs = run(model.session, feeds)
+            predictions = tensors.v1_predictions(signature, outputs, len(request.instances))
+        elif len(predictions) != len(request.instances):
+            raise ValidationFailed(
+                f"{len(predictions)} predictions for {len(request.instances)} instances",
+                [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
+            )
+        views = input_views(signature, request.instances)
+        pre = rules.evaluate("pre", views, None, model.ref())
+        post = rules.evaluate("post", views, predictions, model.ref())
+        fired = [a + b for a, b in zip(pre, post, strict=True)]
         return {
-            "predictions": tensors.v1_predictions(signature, outputs, len(instances)),
+            "results": [
+                {
+                    "rules": [f.model_dump(exclude_none=True) for f in matched],
+                    "rejected": any(f.action == "reject" for f in matched),
+                    "prediction": prediction,
+                }
+                for matched, prediction in zip(fired, apply(predictions, fired), strict=True)
+            ],
+            "rules_version": None if request.ruleset else self._summary(name).rules_version,
             "model": model.ref(),
         }
 

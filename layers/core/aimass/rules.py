@@ -1,0 +1,530 @@
+"""A model's business rules: CEL conditions checked against its signature when saved, run per instance
+before the model (`pre`) and after it (`post`), and folded into each prediction item.
+
+Pure domain code: rulesets and signatures in, fired rules and predictions out. A rule that fails at
+request time (a null value, an odd instance) counts as not matched and is logged; it never breaks a
+prediction. Saving is where mistakes are refused, by compiling each `when` and probing it with sample
+values built from the signature.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cel
+
+from aimass.contracts import Feature, FiredRule, Rule, Ruleset, Signature, TensorSpec
+from aimass.errors import ValidationFailed, field_error
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["pre", "post"]
+VARIABLES = ("input", "output", "model")
+# The model's answer stays visible next to a rule's decision: `set` cannot overwrite these.
+RESERVED_FIELDS = frozenset({"label", "probabilities", "rules", "flags"})
+# A bare prediction (regression, a single raw output) is shown to rules, and answered, as {"value": v}.
+BARE_KEY = "value"
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# How a variable is read when only some of its keys matter: `.name` (not a method call) or ['name'].
+_ACCESS = re.compile(rf"\s*(?:\.\s*({_IDENT})\b(?!\s*\()|\[\s*(?:'([^'\\\n]*)'|\"([^\"\\\n]*)\")\s*\])")
+_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+_SYNTAX = re.compile(r"<input>:(\d+):(\d+):\s*(?:Syntax error:\s*)?([^\n]*)")
+_UNDEFINED = re.compile(r"Undefined variable or function: '([^']*)'")
+_CEL_TYPES = {bool: "bool", int: "int", float: "double", str: "string", list: "list", dict: "map"}
+
+
+# --- Request time ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    index: int
+    rule: Rule
+    program: cel.Program
+    # What the rule does when it matches: one shared, read-only record per rule.
+    fired: FiredRule
+
+
+@dataclass(frozen=True)
+class _StagePlan:
+    rules: list[_CompiledRule]
+    # Variable -> the keys its rules read (None: the whole value). Converting a value into CEL costs
+    # about 2 µs per map entry, so a context carries only what the stage's rules can see.
+    reads: dict[str, frozenset[str] | None]
+
+
+def _project(value: Any, keys: frozenset[str] | None) -> Any:
+    if keys is None or type(value) is not dict:
+        return value
+    return {k: value[k] for k in keys if k in value}
+
+
+def output_view(prediction: Any) -> dict[str, Any]:
+    """What `output` means for rules: the prediction item, or {"value": v} for a bare value."""
+    return prediction if isinstance(prediction, dict) else {BARE_KEY: prediction}
+
+
+class CompiledRuleset:
+    """A ruleset compiled for one signature; evaluate it as often as needed."""
+
+    def __init__(self, ruleset: Ruleset, compiled: list[_CompiledRule]) -> None:
+        self.ruleset = ruleset
+        self._first = ruleset.hit_policy == "first"
+        self._stages: dict[str, _StagePlan] = {
+            stage: _plan([c for c in compiled if c.rule.stage == stage]) for stage in ("pre", "post")
+        }
+
+    def evaluate(
+        self,
+        stage: Literal["pre", "post"],
+        inputs: list[dict[str, Any]],
+        outputs: list[Any] | None,
+        model: dict[str, Any],
+    ) -> list[list[FiredRule]]:
+        """Per instance, the rules of `stage` that matched, in rule order, honouring the hit policy
+        (`first`: at most one rule per stage per instance; `all`: every match)."""
+        plan = self._stages[stage]
+        if not plan.rules:
+            return [[] for _ in inputs]
+        if outputs is not None and len(outputs) != len(inputs):
+            raise ValueError(f"{len(outputs)} outputs for {len(inputs)} inputs")
+        reads = plan.reads
+        input_keys = reads.get("input")
+        output_keys = reads.get("output")
+        with_input = "input" in reads
+        with_output = "output" in reads and stage == "post" and outputs is not None
+        constant: dict[str, Any] = {"model": _project(model, reads["model"])} if "model" in reads else {}
+        first = self._first
+        failures: dict[int, tuple[int, str]] = {}
+        results: list[list[FiredRule]] = []
+        for i, view in enumerate(inputs):
+            variables = dict(constant)
+            if with_input:
+                variables["input"] = _project(view, input_keys)
+            if with_output:
+                assert outputs is not None
+                variables["output"] = _project(output_view(outputs[i]), output_keys)
+            context = cel.Context(variables)
+            fired: list[FiredRule] = []
+            for compiled in plan.rules:
+                try:
+                    matched = compiled.program.execute(context)
+                except Exception as error:  # any CEL failure: not matched, never a broken prediction
+                    count, first_error = failures.get(compiled.index, (0, f"{type(error).__name__}: {error}"))
+                    failures[compiled.index] = (count + 1, first_error)
+                    continue
+                if matched is True:
+                    fired.append(compiled.fired)
+                    if first:
+                        break
+                elif matched is not False:
+                    count, first_error = failures.get(compiled.index, (0, f"gave {_cel_type(matched)}"))
+                    failures[compiled.index] = (count + 1, first_error)
+            results.append(fired)
+        for index, (count, first_error) in failures.items():
+            log.warning(
+                "rule %s (stage %s) failed on %d of %d instances and counted as not matched: %s",
+                self.ruleset.rules[index].id,
+                stage,
+                count,
+                len(inputs),
+                first_error[:300],
+            )
+        return results
+
+
+def _plan(rules: list[_CompiledRule]) -> _StagePlan:
+    reads: dict[str, frozenset[str] | None] = {}
+    for compiled in rules:
+        used = set(compiled.program.variables())
+        for name in VARIABLES:
+            if name not in used:
+                continue
+            keys = _keys_read(compiled.rule.when, name)
+            known = reads.get(name, frozenset())
+            reads[name] = None if keys is None or known is None else known | keys
+    return _StagePlan(rules, reads)
+
+
+def _keys_read(source: str, name: str) -> frozenset[str] | None:
+    """The keys of variable `name` the expression reads, or None when it may read any (the variable
+    used whole, iterated, or indexed by a computed key). Over-counting is harmless: a key a rule
+    does not read only costs its conversion."""
+    keys: set[str] = set()
+    source = _without_strings(source)
+    for found in re.finditer(rf"(?<![A-Za-z0-9_]){name}(?![A-Za-z0-9_])", source):
+        access = _ACCESS.match(source, found.end())
+        if access is None:
+            return None
+        keys.add(next(group for group in access.groups() if group is not None))
+    return frozenset(keys)
+
+
+def _without_strings(source: str) -> str:
+    """The expression with string literals emptied, except those used as a key (`x['key']`), so that
+    words inside strings are not mistaken for variables."""
+
+    def blank(found: re.Match[str]) -> str:
+        before = source[: found.start()].rstrip()
+        after = source[found.end() :].lstrip()
+        return found.group(0) if before.endswith("[") and after.startswith("]") else '""'
+
+    return _STRING.sub(blank, source)
+
+
+def input_views(signature: Signature, instances: list[Any]) -> list[dict[str, Any]]:
+    """What `input` means for rules: per instance a dict feature name -> value (tabular models: objects
+    keyed by feature name, or plain lists in feature order), or input name -> value (other models). The
+    instances are already validated by inference.tensors when this is called."""
+    if signature.features:
+        names = [f.name for f in signature.features]
+        dtypes = {f.name: f.dtype for f in signature.features}
+        views = []
+        for instance in instances:
+            pairs = instance.items() if isinstance(instance, dict) else zip(names, instance, strict=True)
+            view: dict[str, Any] = {}
+            for name, value in pairs:
+                # JSON's 17 in a float feature is 17.0 to the model: to rules too, as CEL's double.
+                kind = type(value)
+                if kind is int and dtypes.get(name) == "float":
+                    value = float(value)
+                elif kind is float and dtypes.get(name) == "int":
+                    value = int(value)
+                view[name] = value
+            views.append(view)
+        return views
+    first = signature.inputs[0].name if signature.inputs else "input"
+    return [instance if isinstance(instance, dict) else {first: instance} for instance in instances]
+
+
+def apply(predictions: list[Any], fired: list[list[FiredRule]]) -> list[Any]:
+    """Each prediction with its fired rules: a dict prediction gets `rules` (list of FiredRule dumps,
+    exclude_none) and `flags` (reasons of flag rules; key present only when non-empty) and the `set`
+    fields merged in (later rules win); a bare value (regression / raw output) becomes {"value": v, ...}
+    only when a rule fired, else stays as is."""
+    dumps: dict[int, dict[str, Any]] = {}
+    answered: list[Any] = []
+    for prediction, rules in zip(predictions, fired, strict=True):
+        bare = not isinstance(prediction, dict)
+        if bare and not rules:
+            answered.append(prediction)
+            continue
+        item: dict[str, Any] = {BARE_KEY: prediction} if bare else dict(prediction)
+        flags: list[str] = []
+        for rule in rules:
+            if rule.set:
+                # Saving refuses these; a prediction built from rules never hides the model's answer.
+                item.update(
+                    (k, v)
+                    for k, v in rule.set.items()
+                    if k not in RESERVED_FIELDS and not (bare and k == BARE_KEY)
+                )
+            elif rule.flag is not None:
+                flags.append(rule.flag)
+        listed = []
+        for rule in rules:
+            dump = dumps.get(id(rule))
+            if dump is None:
+                dump = dumps[id(rule)] = rule.model_dump(exclude_none=True)
+            listed.append(dump)
+        item["rules"] = listed
+        if flags:
+            item["flags"] = flags
+        else:
+            item.pop("flags", None)
+        answered.append(item)
+    return answered
+
+
+# --- Save time ------------------------------------------------------------------------------------
+
+
+def compile_ruleset(ruleset: Ruleset, signature: Signature) -> CompiledRuleset:
+    """Compile and validate against the signature; raise ValidationFailed with one detail per problem,
+    loc ["rules", <index>, "when"] (or ["rules", <index>, "then", "set", <field>]), message naming the rule id
+    and, for syntax errors, the line:column from CEL's message."""
+    samples = _Samples(signature)
+    reserved = RESERVED_FIELDS | ({BARE_KEY} if samples.bare_output else set())
+    compiled: list[_CompiledRule] = []
+    problems: list[dict[str, Any]] = []
+    for index, rule in enumerate(ruleset.rules):
+        when: list[str | int] = ["rules", index, "when"]
+        if rule.then.set is not None:
+            problems += [
+                field_error(
+                    ["rules", index, "then", "set", key],
+                    f"rule {rule.id}: `set` cannot overwrite {key!r}; the model's answer stays next to "
+                    "the decision (choose another name, e.g. 'decision')",
+                    "reserved_field",
+                )
+                for key in rule.then.set
+                if key in reserved
+            ]
+        try:
+            program = cel.compile(rule.when)
+        except Exception as error:  # ValueError for syntax errors; anything else is as bad
+            problems.append(field_error(when, _syntax_message(rule.id, str(error)), "cel_syntax"))
+            continue
+        if rule.stage == "pre" and "output" in program.variables():
+            problems.append(
+                field_error(
+                    when,
+                    f"rule {rule.id}: a `pre` rule runs before the model and cannot read `output`; "
+                    "make it a `post` rule",
+                    "output_in_pre",
+                )
+            )
+            continue
+        unknown = _unknown_fields(rule, program, samples)
+        found = unknown or _probe(rule, program, samples)
+        problems += [field_error(when, message, kind) for message, kind in found]
+        compiled.append(
+            _CompiledRule(
+                index,
+                rule,
+                program,
+                FiredRule(
+                    id=rule.id,
+                    stage=rule.stage,
+                    action=rule.then.kind,
+                    set=rule.then.set,
+                    flag=rule.then.flag,
+                    reject=rule.then.reject,
+                ),
+            )
+        )
+    if problems:
+        ids = sorted({str(ruleset.rules[int(p["loc"][1])].id) for p in problems})
+        raise ValidationFailed(
+            f"the ruleset does not fit the model's signature: problems in {', '.join(ids)}", problems
+        )
+    return CompiledRuleset(ruleset, compiled)
+
+
+def _syntax_message(rule_id: str, text: str) -> str:
+    found = _SYNTAX.search(text)
+    if found is None:
+        return f"rule {rule_id}: `when` does not compile: {text.splitlines()[0][:300] if text else 'error'}"
+    line, column, reason = found.groups()
+    return f"rule {rule_id}: syntax error at {line}:{column}: {reason.strip()[:300]}"
+
+
+def _cel_type(value: Any) -> str:
+    return "null" if value is None else _CEL_TYPES.get(type(value), type(value).__name__)
+
+
+class _Samples:
+    """Two sample values per variable, built from the signature as requests will bring them: the low
+    end (feature min, first class, zeros) and the high end (feature max, last class, ones)."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.model = [{"name": "model", "version": 1, "backend": "onnxruntime"}] * 2
+        self.input_names: list[str]
+        if signature.features:
+            self.input_names = [f.name for f in signature.features]
+            self.inputs = [{f.name: _feature_sample(f, high) for f in signature.features} for high in (0, 1)]
+            self.input_shapes_known = True
+        else:
+            self.input_names = [spec.name for spec in signature.inputs]
+            self.inputs = [
+                {spec.name: _tensor_row(spec, high) for spec in signature.inputs} for high in (0, 1)
+            ]
+            self.input_shapes_known = all(d is not None for s in signature.inputs for d in s.shape[1:])
+        self.outputs, self.output_keys_known, self.bare_output = _output_samples(signature)
+        # The top-level keys each variable always has.
+        self.keys = {"input": self.input_names, "output": list(self.outputs[0]), "model": list(self.model[0])}
+
+    def contexts(self, stage: Stage) -> Iterable[dict[str, Any]]:
+        for i in (0, 1):
+            if stage == "pre":
+                yield {"input": self.inputs[i], "model": self.model[i]}
+                continue
+            for o in (0, 1):
+                yield {"input": self.inputs[i], "output": self.outputs[o], "model": self.model[i]}
+
+
+def _feature_sample(feature: Feature, high: int) -> Any:
+    if feature.categories:
+        value: Any = feature.categories[-1 if high else 0]
+    elif feature.dtype == "bool":
+        return bool(high)
+    elif feature.dtype == "string":
+        return "x" if high else ""
+    else:
+        low = feature.min if feature.min is not None else 0.0
+        value = (feature.max if feature.max is not None else low + 1.0) if high else low
+    if feature.dtype == "float":
+        return float(value)
+    if feature.dtype == "int":
+        return int(value)
+    if feature.dtype == "string":
+        return str(value)
+    return value
+
+
+def _scalar(dtype: str, high: int) -> Any:
+    if dtype == "string":
+        return "x" if high else ""
+    if dtype == "bool":
+        return bool(high)
+    if dtype.startswith(("int", "uint")):
+        return high
+    return float(high)
+
+
+def _filled(shape: list[int | None], value: Any) -> Any:
+    if not shape:
+        return value
+    return [_filled(shape[1:], value) for _ in range(shape[0] or 1)]
+
+
+def _tensor_row(spec: TensorSpec, high: int) -> Any:
+    return _filled(spec.shape[1:], _scalar(spec.dtype, high))
+
+
+def _output_samples(signature: Signature) -> tuple[list[dict[str, Any]], bool, bool]:
+    """Prediction items as tensors.v1_predictions gives them, as rules see them; whether the keys of
+    nested maps (probabilities) and list lengths are known; whether predictions are bare values."""
+    specs = {s.name: s for s in signature.outputs}
+    if signature.task == "classification" and signature.label_output and signature.probabilities_output:
+        labels = signature.class_labels
+        probabilities = specs.get(signature.probabilities_output)
+        label_spec = specs.get(signature.label_output)
+        width = probabilities.shape[-1] if probabilities and len(probabilities.shape) == 2 else None
+        zipmap = probabilities is not None and len(probabilities.shape) < 2
+        samples = []
+        for high in (0, 1):
+            if labels:
+                label: Any = labels[-1 if high else 0]
+                classes: list[Any] = list(labels)
+            else:
+                count = width or 2
+                label = (count - 1) if high else 0
+                if label_spec is not None and label_spec.dtype == "string":
+                    label = str(label)
+                classes = list(range(count))
+            n = len(classes)
+            probs = [(1.0 if j == n - 1 else 0.0) if high else 1.0 / n for j in range(n)]
+            samples.append(
+                {
+                    "label": label,
+                    "probabilities": (
+                        {str(c): p for c, p in zip(classes, probs, strict=True)}
+                        if labels or zipmap
+                        else probs
+                    ),
+                }
+            )
+        # A ZipMap's keys are the graph's classes, which the signature does not name.
+        return samples, not zipmap and (bool(labels) or width is not None), False
+    outputs = signature.outputs
+    known = all(d is not None for s in outputs for d in s.shape[1:])
+    if len(outputs) == 1:
+        samples = []
+        for high in (0, 1):
+            row = _tensor_row(outputs[0], high)
+            if signature.task == "regression" and isinstance(row, list) and len(row) == 1:
+                row = row[0]
+            samples.append({BARE_KEY: row})
+        return samples, known, True
+    return [{s.name: _tensor_row(s, high) for s in outputs} for high in (0, 1)], known, False
+
+
+def _unknown_fields(rule: Rule, program: cel.Program, samples: _Samples) -> list[tuple[str, str]]:
+    """Keys the expression reads by name that the variable never has, whatever the values (the probe
+    can miss them behind a short-circuit: `input.mean_radius > 1000.0 && input.typo > 1.0`)."""
+    found = []
+    used = set(program.variables())
+    for name, known in samples.keys.items():
+        keys = _keys_read(rule.when, name) if name in used else None
+        for key in sorted((keys or set()) - set(known)):
+            suggestion = _suggestion(key, name, samples)
+            found.append((f"rule {rule.id}: unknown field {name}.{key}{suggestion}", "unknown_field"))
+    return found
+
+
+def _probe(rule: Rule, program: cel.Program, samples: _Samples) -> list[tuple[str, str]]:
+    """What goes wrong when the rule runs on the sample contexts: (message, kind), each once."""
+    found: dict[str, str] = {}
+    for variables in samples.contexts(rule.stage):
+        try:
+            result = program.execute(cel.Context(variables))
+        except Exception as error:
+            problem = _explain(rule, error, samples)
+            if problem is not None:
+                found.setdefault(*problem)
+            continue
+        if not isinstance(result, bool):
+            found.setdefault(
+                f"rule {rule.id}: `when` must give true or false, got {_cel_type(result)}", "not_a_bool"
+            )
+    return list(found.items())
+
+
+def _explain(rule: Rule, error: Exception, samples: _Samples) -> tuple[str, str] | None:
+    """A CEL error on sample values as a detail, or None when it depends on the values (division by
+    zero) or on what the signature does not say (the classes of a ZipMap, a dynamic dimension)."""
+    text = str(error)
+    prefix = f"rule {rule.id}:"
+    if isinstance(error, KeyError):
+        key = str(error.args[0]) if error.args else text.strip("'\"")
+        where = _where_read(rule.when, key)
+        if not samples.output_keys_known and where not in (
+            f"output.{key}",
+            f"output['{key}']",
+            f'output["{key}"]',
+        ):
+            return None
+        return (
+            f"{prefix} unknown field {where or repr(key)}{_suggestion(key, where, samples)}",
+            "unknown_field",
+        )
+    if isinstance(error, IndexError):
+        if not (samples.input_shapes_known and samples.output_keys_known):
+            return None
+        return f"{prefix} index out of range ({text}) for the model's signature", "unknown_field"
+    undefined = _UNDEFINED.search(text)
+    if undefined:
+        name = undefined.group(1)
+        return (
+            f"{prefix} unknown name or wrong argument types for `{name}`: rules can read "
+            "input, output and model",
+            "unknown_name",
+        )
+    if isinstance(error, TypeError) or "overload" in text.lower():
+        return f"{prefix} type mismatch: {text[:400]}", "type_mismatch"
+    if isinstance(error, ArithmeticError):
+        return None
+    return f"{prefix} `when` fails on sample values: {type(error).__name__}: {text[:300]}", "cel_error"
+
+
+def _where_read(source: str, key: str) -> str | None:
+    """How the expression names a missing key (`input.age`, output.probabilities['x']), if it can tell."""
+    escaped = re.escape(key)
+    pattern = (
+        rf"({_IDENT}(?:\s*\.\s*{_IDENT}|\s*\[[^\]]*\])*?)"
+        rf"\s*(?:\.\s*{escaped}\b|\[\s*(['\"]?){escaped}\2\s*\])"
+    )
+    found = re.search(pattern, source)
+    if found is None:
+        return None
+    return re.sub(r"\s+", "", found.group(0))
+
+
+def _suggestion(key: str, where: str | None, samples: _Samples) -> str:
+    if where is None or not where.startswith("input"):
+        return ""
+    names = samples.input_names
+    kind = "features" if samples.signature.features else "inputs"
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    listed = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    return f"; the model's {kind} are {listed}"

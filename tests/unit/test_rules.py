@@ -1,0 +1,435 @@
+"""Business rules: what a ruleset does to predictions, and what saving one refuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from aimass import signature as signatures
+from aimass.contracts import Feature, FiredRule, Ruleset, Signature, TensorSpec
+from aimass.errors import ValidationFailed
+from aimass.inference import onnx
+from aimass.rules import apply, compile_ruleset, input_views
+
+CLASSIFIER = Signature(
+    inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],
+    outputs=[
+        TensorSpec(name="label", dtype="int64", shape=[None]),
+        TensorSpec(name="probabilities", dtype="float32", shape=[None, 2]),
+    ],
+    features=[
+        Feature(name="age", min=18.0, max=99.0),
+        Feature(name="income", nullable=True),
+        Feature(name="children", dtype="int", min=0, max=12),
+    ],
+    task="classification",
+    class_labels=["no", "yes"],
+    label_output="label",
+    probabilities_output="probabilities",
+)
+REGRESSOR = Signature(
+    inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 2])],
+    outputs=[TensorSpec(name="variable", dtype="float32", shape=[None, 1])],
+    features=[Feature(name="rooms"), Feature(name="area")],
+    task="regression",
+)
+MODEL = {"name": "loans", "version": 3, "backend": "onnxruntime"}
+
+
+def rule(rule_id: str, when: str, then: dict[str, Any], stage: str = "post") -> dict[str, Any]:
+    return {"id": rule_id, "stage": stage, "when": when, "then": then}
+
+
+def ruleset(*rules: dict[str, Any], hit_policy: str = "first") -> Ruleset:
+    return Ruleset.model_validate({"hit_policy": hit_policy, "rules": list(rules)})
+
+
+def prediction(yes: float) -> dict[str, Any]:
+    return {"label": "yes" if yes > 0.5 else "no", "probabilities": {"no": 1 - yes, "yes": yes}}
+
+
+def run(
+    rules: Ruleset, instances: list[Any], predictions: list[Any], signature: Signature = CLASSIFIER
+) -> list[list[FiredRule]]:
+    """Both stages, as the predictor runs them: pre on the inputs, post on inputs and predictions."""
+    compiled = compile_ruleset(rules, signature)
+    views = input_views(signature, instances)
+    pre = compiled.evaluate("pre", views, None, MODEL)
+    post = compiled.evaluate("post", views, predictions, MODEL)
+    return [a + b for a, b in zip(pre, post, strict=True)]
+
+
+def ids(fired: list[list[FiredRule]]) -> list[list[str]]:
+    return [[r.id for r in item] for item in fired]
+
+
+def refusal(rules: Ruleset, signature: Signature = CLASSIFIER) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationFailed) as error:
+        compile_ruleset(rules, signature)
+    return error.value.details
+
+
+ROW = {"age": 40.0, "income": 50000.0, "children": 2}
+OVERLAPPING = (
+    rule("likely", "output.probabilities['yes'] > 0.5", {"set": {"decision": "approve"}}),
+    rule("very-likely", "output.probabilities['yes'] > 0.9", {"set": {"decision": "fast-track"}}),
+    rule("young", "input.age < 25.0", {"flag": "young applicant"}),
+)
+
+
+# --- Hit policies and stages -------------------------------------------------------------------
+
+
+def test_the_first_hit_policy_fires_at_most_one_rule_per_stage() -> None:
+    # Given rules that all match a confident prediction for a young applicant
+    rules = ruleset(*OVERLAPPING, hit_policy="first")
+    # When they run
+    fired = run(rules, [{**ROW, "age": 20.0}, ROW], [prediction(0.95), prediction(0.1)])
+    # Then only the first match counts, and an instance nothing matches has no rules
+    assert ids(fired) == [["likely"], []]
+
+
+def test_the_all_hit_policy_fires_every_matching_rule_in_rule_order() -> None:
+    rules = ruleset(*OVERLAPPING, hit_policy="all")
+    fired = run(rules, [{**ROW, "age": 20.0}, ROW], [prediction(0.95), prediction(0.6)])
+    assert ids(fired) == [["likely", "very-likely", "young"], ["likely"]]
+
+
+def test_the_first_hit_policy_applies_to_each_stage_separately() -> None:
+    rules = ruleset(
+        rule("minor-pre", "input.age < 21.0", {"flag": "under 21"}, stage="pre"),
+        rule("second-pre", "input.age < 30.0", {"flag": "under 30"}, stage="pre"),
+        *OVERLAPPING,
+    )
+    fired = run(rules, [{**ROW, "age": 20.0}], [prediction(0.95)])
+    assert ids(fired) == [["minor-pre", "likely"]]
+    assert [r.stage for r in fired[0]] == ["pre", "post"]
+
+
+def test_a_pre_rule_rejects_an_instance_before_the_model_runs() -> None:
+    # Given a pre rule that rejects incomes beyond what the model was trained on
+    rules = ruleset(
+        rule("rich", "input.income > 1000000.0", {"reject": "income outside training range"}, stage="pre"),
+        *OVERLAPPING,
+    )
+    compiled = compile_ruleset(rules, CLASSIFIER)
+    # When the pre stage runs (no output exists yet)
+    views = input_views(CLASSIFIER, [ROW, {**ROW, "income": 2e6}])
+    pre = compiled.evaluate("pre", views, None, MODEL)
+    # Then the second instance is rejected, naming the rule and its reason
+    assert pre[0] == []
+    assert [(r.id, r.action, r.reject) for r in pre[1]] == [
+        ("rich", "reject", "income outside training range")
+    ]
+
+
+def test_rules_can_read_the_model_name_and_version() -> None:
+    rules = ruleset(rule("v3", "model.name == 'loans' && model.version >= 3", {"flag": "new model"}))
+    assert ids(run(rules, [ROW], [prediction(0.2)])) == [["v3"]]
+
+
+# --- What actions do to a prediction item ---------------------------------------------------------
+
+
+def test_set_merges_fields_into_the_item_and_keeps_label_and_probabilities() -> None:
+    # Given two matching set rules, the later one overriding a field of the first
+    rules = ruleset(
+        rule("likely", "output.label == 'yes'", {"set": {"decision": "approve", "queue": "a"}}),
+        rule("fast", "output.probabilities['yes'] > 0.9", {"set": {"queue": "fast"}}),
+        hit_policy="all",
+    )
+    predictions = [prediction(0.95)]
+    # When the fired rules are applied
+    [item] = apply(predictions, run(rules, [ROW], predictions))
+    # Then the model's answer is still there, next to the merged decision
+    assert item["label"] == "yes" and item["probabilities"] == {"no": pytest.approx(0.05), "yes": 0.95}
+    assert (item["decision"], item["queue"]) == ("approve", "fast")
+    assert [r["id"] for r in item["rules"]] == ["likely", "fast"]
+    assert "flags" not in item
+    assert "decision" not in predictions[0]
+
+
+def test_a_flag_rule_adds_its_reason_to_the_item_flags() -> None:
+    rules = ruleset(rule("young", "input.age < 25.0", {"flag": "young applicant"}))
+    items = apply([prediction(0.3), prediction(0.3)], run(rules, [{**ROW, "age": 19}, ROW], [{}, {}]))
+    assert items[0]["flags"] == ["young applicant"]
+    assert "flags" not in items[1]
+
+
+def test_each_item_lists_the_rules_that_fired_and_what_they_did() -> None:
+    rules = ruleset(*OVERLAPPING, hit_policy="all")
+    predictions = [prediction(0.95), prediction(0.1)]
+    items = apply(predictions, run(rules, [{**ROW, "age": 20.0}, ROW], predictions))
+    assert items[0]["rules"] == [
+        {"id": "likely", "stage": "post", "action": "set", "set": {"decision": "approve"}},
+        {"id": "very-likely", "stage": "post", "action": "set", "set": {"decision": "fast-track"}},
+        {"id": "young", "stage": "post", "action": "flag", "flag": "young applicant"},
+    ]
+    assert items[1]["rules"] == []
+
+
+def test_a_bare_regression_value_becomes_an_object_only_when_a_rule_fired() -> None:
+    # Given a regressor whose predictions are bare numbers, and a rule on its value
+    rules = ruleset(rule("expensive", "output.value > 500000.0", {"set": {"band": "high"}}))
+    instances = [{"rooms": 3, "area": 90.0}, {"rooms": 9, "area": 400.0}]
+    predictions = [250000.0, 900000.0]
+    # When the rules are applied
+    items = apply(predictions, run(rules, instances, predictions, REGRESSOR))
+    # Then an item no rule touched stays a number, and the other carries its value and rules
+    assert items[0] == 250000.0
+    assert items[1] == {
+        "value": 900000.0,
+        "band": "high",
+        "rules": [{"id": "expensive", "stage": "post", "action": "set", "set": {"band": "high"}}],
+    }
+
+
+# --- What `input` is ---------------------------------------------------------------------------
+
+
+def test_input_is_keyed_by_feature_name_for_objects_and_rows_alike() -> None:
+    views = input_views(CLASSIFIER, [[40, None, 2.0], {"age": 40.5, "income": 1, "children": 2}])
+    # JSON integers in float features read as doubles, and integral floats in int features as ints
+    assert views == [
+        {"age": 40.0, "income": None, "children": 2},
+        {"age": 40.5, "income": 1.0, "children": 2},
+    ]
+    assert type(views[0]["age"]) is float and type(views[0]["children"]) is int
+
+
+def test_a_model_without_features_sees_its_inputs_by_name() -> None:
+    image = Signature(
+        inputs=[TensorSpec(name="image", dtype="float32", shape=[None, 2, 2])],
+        outputs=[TensorSpec(name="out", dtype="float32", shape=[None, 3])],
+    )
+    rules = ruleset(rule("bright", "input.image[0][0] > 0.5 && output.value[2] > 0.0", {"flag": "bright"}))
+    fired = run(rules, [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]], [[0.1, 0.2, 0.7]] * 2, image)
+    assert ids(fired) == [["bright"], []]
+
+
+def test_rules_that_read_the_whole_input_see_every_feature() -> None:
+    rules = ruleset(
+        rule("named", "'children' in input && input['children'] > 1", {"flag": "family"}),
+        rule("any-null", "input.exists(k, input[k] == null)", {"flag": "missing data"}),
+        hit_policy="all",
+    )
+    fired = run(rules, [ROW, {**ROW, "income": None, "children": 0}], [prediction(0.2)] * 2)
+    assert ids(fired) == [["named"], ["any-null"]]
+
+
+# --- Request time never breaks a prediction ------------------------------------------------------
+
+
+def test_a_rule_that_fails_on_an_odd_instance_counts_as_not_matched_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a rule on a nullable feature, valid when saved, and another rule after it
+    rules = ruleset(
+        rule("low-income", "input.income < 10000.0", {"flag": "low income"}),
+        rule("young", "input.age < 25.0", {"flag": "young applicant"}),
+        hit_policy="all",
+    )
+    # When an instance brings a null income
+    with caplog.at_level(logging.WARNING, logger="aimass.rules"):
+        fired = run(rules, [{**ROW, "income": None, "age": 20.0}, {**ROW, "income": 10.0}], [{}, {}])
+    # Then that rule does not fire for it, the other rules still do, and the failure is logged once
+    assert ids(fired) == [["young"], ["low-income"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "low-income" in warnings[0] and "1 of 2" in warnings[0]
+
+
+def test_a_rule_without_the_output_it_reads_counts_as_not_matched() -> None:
+    rules = ruleset(rule("likely", "output.label == 'yes'", {"flag": "x"}))
+    compiled = compile_ruleset(rules, CLASSIFIER)
+    assert compiled.evaluate("post", input_views(CLASSIFIER, [ROW]), None, MODEL) == [[]]
+    assert compiled.evaluate("post", input_views(CLASSIFIER, [ROW]), [{"odd": 1}], MODEL) == [[]]
+
+
+# --- Saving refuses what would not work ----------------------------------------------------------
+
+
+def test_a_syntax_error_is_reported_with_the_rule_id_and_position() -> None:
+    details = refusal(ruleset(OVERLAPPING[0], rule("typo", "input.age >\n  (1.0 +", {"flag": "x"})))
+    assert [(d["loc"], d["type"]) for d in details] == [(["rules", 1, "when"], "cel_syntax")]
+    assert "typo" in details[0]["message"] and "2:9" in details[0]["message"]
+
+
+def test_an_unknown_feature_is_reported_with_a_suggestion() -> None:
+    details = refusal(ruleset(rule("typo", "input.aeg > 30.0", {"flag": "x"})))
+    assert details == [
+        {
+            "loc": ["rules", 0, "when"],
+            "message": "rule typo: unknown field input.aeg; did you mean 'age'?",
+            "type": "unknown_field",
+        }
+    ]
+
+
+def test_an_unknown_field_behind_a_short_circuit_is_still_reported() -> None:
+    details = refusal(ruleset(rule("hidden", "input.age > 1000.0 && input.salary > 1.0", {"flag": "x"})))
+    assert [d["type"] for d in details] == ["unknown_field"] and "input.salary" in details[0]["message"]
+
+
+def test_an_unknown_class_is_reported() -> None:
+    details = refusal(ruleset(rule("class", "output.probabilities['maybe'] > 0.5", {"flag": "x"})))
+    assert details[0]["type"] == "unknown_field" and "output.probabilities['maybe']" in details[0]["message"]
+
+
+def test_a_type_mismatch_is_reported_with_cels_explanation() -> None:
+    details = refusal(ruleset(rule("mixed", "input.age + 1 > 30.0", {"flag": "x"})))
+    assert details[0]["loc"] == ["rules", 0, "when"] and details[0]["type"] == "type_mismatch"
+    assert "mixed" in details[0]["message"] and "float + int" in details[0]["message"]
+
+
+def test_comparing_a_label_with_a_number_is_a_type_mismatch() -> None:
+    details = refusal(ruleset(rule("label-number", "output.label > 1", {"flag": "x"})))
+    assert details[0]["type"] == "type_mismatch"
+
+
+def test_a_condition_that_is_not_true_or_false_is_refused() -> None:
+    details = refusal(ruleset(rule("number", "input.age * 2.0", {"flag": "x"})))
+    assert details == [
+        {
+            "loc": ["rules", 0, "when"],
+            "message": "rule number: `when` must give true or false, got double",
+            "type": "not_a_bool",
+        }
+    ]
+
+
+def test_a_pre_rule_that_reads_the_output_is_refused() -> None:
+    details = refusal(ruleset(rule("early", "output.label == 'yes'", {"reject": "no"}, stage="pre")))
+    assert [(d["loc"], d["type"]) for d in details] == [(["rules", 0, "when"], "output_in_pre")]
+
+
+def test_a_set_that_would_overwrite_the_label_is_refused() -> None:
+    details = refusal(ruleset(rule("hide", "true", {"set": {"label": "no", "decision": "deny"}})))
+    assert [(d["loc"], d["type"]) for d in details] == [
+        (["rules", 0, "then", "set", "label"], "reserved_field")
+    ]
+
+
+def test_a_set_that_would_overwrite_a_bare_value_is_refused() -> None:
+    details = refusal(ruleset(rule("clip", "output.value > 10.0", {"set": {"value": 10.0}})), REGRESSOR)
+    assert details[0]["loc"] == ["rules", 0, "then", "set", "value"]
+
+
+def test_every_problem_of_a_ruleset_is_reported_at_once() -> None:
+    details = refusal(
+        ruleset(
+            rule("ok", "input.age > 30.0", {"flag": "x"}),
+            rule("typo", "input.age >", {"flag": "x"}),
+            rule("unknown", "input.height > 2.0", {"flag": "x"}),
+            rule("hide", "true", {"set": {"probabilities": {}}}),
+        )
+    )
+    assert [d["loc"][:2] for d in details] == [["rules", 1], ["rules", 2], ["rules", 3]]
+
+
+# --- The demo models -----------------------------------------------------------------------------
+
+
+def demo_signature(demo: Any) -> Signature:
+    return signatures.enrich(signatures.from_session(onnx.inspect(demo.model)), demo.enrichment)
+
+
+def test_the_breast_cancer_model_accepts_a_sensible_ruleset(demos: dict[str, Any]) -> None:
+    # Given the demo classifier and the ruleset the contract shows as its example
+    demo = demos["breast-cancer"]
+    signature = demo_signature(demo)
+    example = Ruleset.model_json_schema()["examples"][0]
+    rules = Ruleset.model_validate(
+        {
+            **example,
+            "hit_policy": "all",
+            "rules": [
+                *example["rules"],
+                rule("malignant", "output.label == 'malignant'", {"set": {"decision": "biopsy"}}),
+            ],
+        }
+    )
+    # When it runs on held-out rows, as lists in feature order
+    rows = demo.holdout[:50].tolist()
+    predictions = [
+        {
+            "label": "malignant" if p[0] > 0.5 else "benign",
+            "probabilities": dict(zip(["malignant", "benign"], p, strict=True)),
+        }
+        for p in demo.holdout_probabilities[:50].tolist()
+    ]
+    items = apply(predictions, run(rules, rows, predictions, signature))
+    # Then every malignant answer carries the decision, and the large-tumour rule fires where it should
+    for row, item in zip(rows, items, strict=True):
+        assert (item.get("decision") == "biopsy") == (item["label"] == "malignant")
+        assert ("large-tumour" in [r["id"] for r in item["rules"]]) == (row[0] > 25.0)
+
+
+def test_the_digits_model_accepts_a_sensible_ruleset(demos: dict[str, Any]) -> None:
+    demo = demos["digits"]
+    signature = demo_signature(demo)
+    rules = ruleset(
+        rule("blank", "input.image.all(row, row.all(p, p == 0.0))", {"reject": "empty image"}, stage="pre"),
+        rule("unsure", "output.probabilities[output.label] < 0.6", {"flag": "low confidence"}),
+        rule("zero", "output.label == '0'", {"set": {"digit": "zero"}}),
+        hit_policy="all",
+    )
+    blank = [[0.0] * 8] * 8
+    images = [blank, *demo.holdout[:3].tolist()]
+    unsure_zero = {"label": "0", "probabilities": {str(d): 0.5 if d == 0 else 0.5 / 9 for d in range(10)}}
+    sure_seven = {"label": "7", "probabilities": {str(d): 0.99 if d == 7 else 0.01 / 9 for d in range(10)}}
+    fired = run(rules, images, [unsure_zero, unsure_zero, sure_seven, sure_seven], signature)
+    assert ids(fired) == [["blank", "unsure", "zero"], ["unsure", "zero"], [], []]
+
+
+def test_a_ten_rule_ruleset_runs_over_a_thousand_instances(demos: dict[str, Any]) -> None:
+    # Given ten rules over features and outputs of the demo classifier, in both stages
+    signature = demo_signature(demos["breast-cancer"])
+    rules = ruleset(
+        *[
+            rule(
+                f"radius-{i}",
+                f"input.mean_radius > {10 + i}.0 && input.mean_texture < 30.0",
+                {"flag": f"r{i}"},
+            )
+            for i in range(4)
+        ],
+        rule("huge", "input.worst_area > 100000.0", {"reject": "implausible area"}, stage="pre"),
+        rule("smooth", "input.mean_smoothness < 0.08", {"flag": "smooth"}, stage="pre"),
+        rule("refer", "output.probabilities['malignant'] > 0.3", {"set": {"decision": "refer"}}),
+        rule(
+            "clear",
+            "output.label == 'benign' && output.probabilities['benign'] > 0.9",
+            {"set": {"decision": "clear"}},
+        ),
+        rule(
+            "mid",
+            "output.probabilities['benign'] > 0.4 && output.probabilities['benign'] < 0.6",
+            {"flag": "mid"},
+        ),
+        rule("v", "model.version > 0", {"set": {"checked": True}}),
+        hit_policy="all",
+    )
+    rows = (demos["breast-cancer"].holdout.tolist() * 8)[:1000]
+    probabilities = (demos["breast-cancer"].holdout_probabilities.tolist() * 8)[:1000]
+    predictions = [
+        {
+            "label": "malignant" if p[0] > 0.5 else "benign",
+            "probabilities": {"malignant": p[0], "benign": p[1]},
+        }
+        for p in probabilities
+    ]
+    # When both stages run and the fired rules are applied
+    items = apply(predictions, run(rules, rows, predictions, signature))
+    # Then each item holds exactly the rules its values call for
+    assert len(items) == 1000
+    for row, item in zip(rows, items, strict=True):
+        fired = [r["id"] for r in item["rules"]]
+        radius, texture = row[0], row[1]
+        expected_radius = [f"radius-{i}" for i in range(4) if radius > 10 + i and texture < 30.0]
+        assert [f for f in fired if f.startswith("radius-")] == expected_radius
+        assert ("smooth" in fired) == (row[4] < 0.08) and "huge" not in fired
+        assert item["checked"] is True
+        if item["probabilities"]["malignant"] > 0.3:
+            assert "refer" in fired
