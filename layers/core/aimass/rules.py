@@ -10,18 +10,39 @@ values built from the signature.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
-
-import cel
 
 from aimass.contracts import Feature, FiredRule, Rule, Ruleset, Signature, TensorSpec
 from aimass.errors import ValidationFailed, field_error
 
 log = logging.getLogger(__name__)
+
+
+def _load_cel() -> ModuleType:
+    """The `cel` extension module alone. The package's __init__ also imports its command-line tool
+    (typer, rich, prompt_toolkit): 0.27-0.38 s of a Lambda cold start, against ~35 ms for this
+    (measured here; docs/design.md). Falls back to the plain import if the layout ever changes."""
+    spec = importlib.util.find_spec("cel")
+    folder = Path(next(iter(spec.submodule_search_locations or []), "")) if spec else None
+    binary = next(folder.glob("cel.*.so"), None) if folder else None
+    extension = importlib.util.spec_from_file_location("cel.cel", binary) if binary else None
+    if extension is None or extension.loader is None:
+        import cel
+
+        return cel
+    module = importlib.util.module_from_spec(extension)
+    extension.loader.exec_module(module)
+    return module
+
+
+cel = _load_cel()
 
 Stage = Literal["pre", "post"]
 VARIABLES = ("input", "output", "model")
@@ -46,7 +67,7 @@ _CEL_TYPES = {bool: "bool", int: "int", float: "double", str: "string", list: "l
 class _CompiledRule:
     index: int
     rule: Rule
-    program: cel.Program
+    program: Any
     # What the rule does when it matches: one shared, read-only record per rule.
     fired: FiredRule
 
@@ -437,7 +458,7 @@ def _output_samples(signature: Signature) -> tuple[list[dict[str, Any]], bool, b
     return [{s.name: _tensor_row(s, high) for s in outputs} for high in (0, 1)], known, False
 
 
-def _unknown_fields(rule: Rule, program: cel.Program, samples: _Samples) -> list[tuple[str, str]]:
+def _unknown_fields(rule: Rule, program: Any, samples: _Samples) -> list[tuple[str, str]]:
     """Keys the expression reads by name that the variable never has, whatever the values (the probe
     can miss them behind a short-circuit: `input.mean_radius > 1000.0 && input.typo > 1.0`)."""
     found = []
@@ -450,7 +471,7 @@ def _unknown_fields(rule: Rule, program: cel.Program, samples: _Samples) -> list
     return found
 
 
-def _probe(rule: Rule, program: cel.Program, samples: _Samples) -> list[tuple[str, str]]:
+def _probe(rule: Rule, program: Any, samples: _Samples) -> list[tuple[str, str]]:
     """What goes wrong when the rule runs on the sample contexts: (message, kind), each once."""
     found: dict[str, str] = {}
     for variables in samples.contexts(rule.stage):
