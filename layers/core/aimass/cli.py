@@ -17,7 +17,8 @@ models_app = typer.Typer(help="Register, list and alias model versions.", no_arg
 app.add_typer(models_app, name="models")
 rules_app = typer.Typer(help="Read, save and try a model's business rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
-console = Console()
+# Printed commands must stay copy-pasteable: never wrap them at the terminal width.
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 Endpoint = Annotated[str, typer.Option(envvar="AIMASS_ENDPOINT", help="aimass API to talk to")]
