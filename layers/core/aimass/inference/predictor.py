@@ -165,6 +165,11 @@ class Predictor:
                 [field_error(["body", loc], f"at most {self.max_instances}", "too_many")],
             )
 
+    @staticmethod
+    def _answer(model: LoadedModel, feeds: dict[str, Any], count: int) -> list[Any]:
+        """The model's own V1 predictions, one per instance, before any rule."""
+        return tensors.v1_predictions(model.version.signature, run(model.session, feeds), count)
+
     def predict(
         self, name: str, instances: list[Any], version: int | None = None, alias: str | None = None
     ) -> dict[str, Any]:
@@ -174,14 +179,12 @@ class Predictor:
         feeds = tensors.v1_feeds(signature, instances)
         rules = self.rules_for(model.version)
         if rules is None:
-            outputs = run(model.session, feeds)
-            predictions = tensors.v1_predictions(signature, outputs, len(instances))
+            predictions = self._answer(model, feeds, len(instances))
         else:
             views = input_views(signature, instances)
             pre = rules.evaluate("pre", views, None, model.ref())
             _reject_if_any(pre)
-            outputs = run(model.session, feeds)
-            predictions = tensors.v1_predictions(signature, outputs, len(instances))
+            predictions = self._answer(model, feeds, len(instances))
             post = rules.evaluate("post", views, predictions, model.ref())
             predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
         self._observe(model.version, len(instances))
@@ -201,8 +204,7 @@ class Predictor:
             raise NotFound(f"model {name!r} has no rules; send a `ruleset` to try one")
         predictions = request.predictions
         if predictions is None:
-            outputs = run(model.session, feeds)
-            predictions = tensors.v1_predictions(signature, outputs, len(request.instances))
+            predictions = self._answer(model, feeds, len(request.instances))
         elif len(predictions) != len(request.instances):
             raise ValidationFailed(
                 f"{len(predictions)} predictions for {len(request.instances)} instances",
