@@ -75,11 +75,8 @@ class Registered:
 def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
     """Both demo models registered as v1 and set as champion, as the local stack does."""
     from aimass.api import deps
-    from aimass.registration import register_version, set_alias
+    from aimass.local.demo import register
 
-    versions = {}
-    for name, demo in demos.items():
-        record = register_version(deps.registry(), "aimass-test", name, demo.model, "test", demo.enrichment)
-        set_alias(deps.registry(), name, "champion", record.version, "test")
-        versions[name] = record.version
-    return Registered(versions)
+    return Registered(
+        {name: register(deps.registry(), "aimass-test", demo, "test").version for name, demo in demos.items()}
+    )

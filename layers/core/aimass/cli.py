@@ -17,6 +17,8 @@ models_app = typer.Typer(help="Register, list and alias model versions.", no_arg
 app.add_typer(models_app, name="models")
 rules_app = typer.Typer(help="Read, save and try a model's business rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+quality_app = typer.Typer(help="Data-quality policy and reports against a baseline.", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
 # Printed commands must stay copy-pasteable: never wrap them at the terminal width.
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -106,6 +108,10 @@ def push(
     metadata: Annotated[Path | None, typer.Option(exists=True, help="JSON signature enrichment")] = None,
     description: Annotated[str | None, typer.Option()] = None,
     alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="reference dataset for the baseline: a CSV or Parquet file, or an s3:// URI"),
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
 ) -> None:
@@ -119,16 +125,18 @@ def push(
         if value:
             enrichment[key] = value
     form = {"metadata": json.dumps(enrichment)} if enrichment else {}
+    files = {"model": (file.name, file.read_bytes(), "application/octet-stream")}
+    if reference and reference.startswith("s3://"):
+        form["reference_uri"] = reference
+    elif reference:
+        files["reference"] = _reference_csv(Path(reference))
     with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
-        record = _call(
-            "POST",
-            endpoint,
-            f"/v1/models/{name}/versions",
-            api_key,
-            files={"model": (file.name, file.read_bytes(), "application/octet-stream")},
-            data=form,
-        )
+        record = _call("POST", endpoint, f"/v1/models/{name}/versions", api_key, files=files, data=form)
     console.print(f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}…")
+    if record.get("baseline"):
+        console.print(
+            f"baseline from {record['baseline']['item_count']:,} rows of {record['baseline']['source']}"
+        )
     if alias:
         _call(
             "PUT",
@@ -138,6 +146,22 @@ def push(
             json={"version": record["version"]},
         )
         console.print(f"{alias} → v{record['version']}")
+
+
+def _reference_csv(path: Path) -> tuple[str, bytes, str]:
+    """The reference file as the API takes it everywhere: CSV. Parquet is converted here, so the
+    Lambda needs no Parquet reader."""
+    if not path.is_file():
+        err.print(f"[red]{path} is not a file[/red]")
+        raise typer.Exit(2)
+    if path.suffix.lower() != ".parquet":
+        return (path.name, path.read_bytes(), "text/csv")
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    out = pyarrow.BufferOutputStream()
+    pyarrow.csv.write_csv(pyarrow.parquet.read_table(path), out)
+    return (path.stem + ".csv", out.getvalue().to_pybytes(), "text/csv")
 
 
 @models_app.command("list")
@@ -197,6 +221,78 @@ def rules_evaluate(
     console.print_json(
         data=_call("POST", endpoint, f"/v1/models/{name}/rules:evaluate", api_key, json=_json_file(file))
     )
+
+
+@quality_app.command("policy")
+def quality_policy(
+    name: str,
+    violations: Annotated[
+        str | None,
+        typer.Option(help="reject | flag | ignore: what a range/category/unknown-feature violation does"),
+    ] = None,
+    anomalies: Annotated[
+        str | None, typer.Option(help="reject | flag | ignore: what an anomaly does")
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Show model NAME's data-quality policy, or change it with --violations / --anomalies."""
+    policy = _call("GET", endpoint, f"/v1/models/{name}/quality", api_key)
+    if violations or anomalies:
+        policy |= {k: v for k, v in (("violations", violations), ("anomalies", anomalies)) if v}
+        policy = _call("PUT", endpoint, f"/v1/models/{name}/quality", api_key, json=policy)
+    console.print(f"{name}: violations → {policy['violations']}, anomalies → {policy['anomalies']}")
+
+
+def _instances(path: Path) -> list[Any]:
+    """Rows from a JSON file ({"instances": [...]} or a list) or a CSV file with a header row."""
+    if path.suffix.lower() != ".csv":
+        body = _json_file(path)
+        return list(body["instances"] if isinstance(body, dict) else body)
+    import csv
+
+    def value(text: str) -> Any:
+        if text.strip() == "":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with path.open(newline="") as source:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(source)]
+
+
+@quality_app.command("check")
+def quality_check(
+    name: str,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="rows: JSON or CSV with a header")
+    ],
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Report FILE's data quality against model NAME's baseline: violations, completeness, drift."""
+    report = _call(
+        "POST", endpoint, f"/v1/models/{name}/quality:check", api_key, json={"instances": _instances(file)}
+    )
+    table = Table(
+        "feature",
+        "check",
+        "description",
+        title=f"{name} v{report['model']['version']}: {report['item_count']} rows",
+    )
+    for violation in report["violations"]:
+        table.add_row(violation["feature_name"], violation["constraint_check_type"], violation["description"])
+    console.print(table)
+    drifted = [d["feature"] for d in report["drift"] if d["drifted"]]
+    console.print(
+        f"drift in {len(drifted)} of {len(report['drift'])} features"
+        + (": " + ", ".join(drifted) if drifted else "")
+    )
+    if report.get("anomalies"):
+        a = report["anomalies"]
+        console.print(f"anomalies: {a['count']} ({a['rate']:.1%}) above {a['threshold']:.4g}")
 
 
 @app.command()

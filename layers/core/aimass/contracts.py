@@ -91,6 +91,18 @@ class SignatureEnrichment(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
 
 
+class BaselineRef(BaseModel):
+    """A version's baseline (`models/<name>/<version>/baseline/`), computed from a reference dataset:
+    statistics.json and constraints.json in the SageMaker Model Monitor formats, anomaly.json."""
+
+    statistics_uri: str
+    constraints_uri: str
+    anomaly_uri: str | None = None
+    sha256: dict[str, str] = Field(description="file name → sha256, checked before use")
+    item_count: int
+    source: str = Field(description="where the reference dataset came from")
+
+
 class ModelVersion(BaseModel):
     """An immutable registered version of a model."""
 
@@ -104,8 +116,25 @@ class ModelVersion(BaseModel):
     description: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
+    baseline: BaselineRef | None = None
     created_at: str = Field(default_factory=utcnow)
     created_by: str = "anonymous"
+
+
+QualityAction = Literal["reject", "flag", "ignore"]
+
+
+class QualityPolicy(BaseModel):
+    """What a violated constraint (range, category, unknown feature) or an anomalous instance does:
+    reject the request (422), flag the prediction, or nothing. Wrong types and missing required
+    features are always rejected: the model cannot run on them."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"violations": "reject", "anomalies": "flag"}]}
+    )
+
+    violations: QualityAction = "flag"
+    anomalies: QualityAction = "flag"
 
 
 class ModelSummary(BaseModel):
@@ -113,6 +142,7 @@ class ModelSummary(BaseModel):
     latest_version: int
     aliases: dict[str, int] = Field(default_factory=dict)
     rules_version: int | None = None
+    quality_policy: QualityPolicy = Field(default_factory=QualityPolicy)
     updated_at: str
 
 
@@ -141,7 +171,7 @@ class Alias(BaseModel):
 class AuditRecord(BaseModel):
     at: str = Field(default_factory=utcnow)
     actor: str
-    action: Literal["register_version", "set_alias", "set_rules"]
+    action: Literal["register_version", "set_alias", "set_rules", "set_quality_policy"]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -268,6 +298,69 @@ class RulesetVersion(BaseModel):
     ruleset: Ruleset
     created_at: str = Field(default_factory=utcnow)
     created_by: str = "anonymous"
+
+
+# --- Data quality --------------------------------------------------------------------------------
+
+
+class Violation(BaseModel):
+    """One instance's value that breaks a constraint of the signature or the baseline."""
+
+    feature: str
+    check: Literal["range", "category", "unknown_feature"]
+    message: str
+
+
+class AnomalyScore(BaseModel):
+    score: float
+    threshold: float
+    anomalous: bool
+
+
+class QualityCheckRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"instances": [{"mean_radius": 17.99}]}]}
+    )
+
+    instances: list[Any] = Field(min_length=1)
+
+
+class ConstraintViolation(BaseModel):
+    """An item of SageMaker Model Monitor's constraint_violations.json."""
+
+    feature_name: str
+    constraint_check_type: str
+    description: str
+
+
+class FeatureDrift(BaseModel):
+    """A feature's distribution in the batch against the baseline. Numeric: PSI over the baseline's
+    deciles and two-sample KS; categorical: chi-square goodness of fit."""
+
+    feature: str
+    method: Literal["psi+ks", "chi_square"]
+    psi: float | None = None
+    ks_statistic: float | None = None
+    ks_p_value: float | None = None
+    chi_square: float | None = None
+    chi_square_p_value: float | None = None
+    drifted: bool
+
+
+class AnomalySummary(BaseModel):
+    count: int
+    rate: float
+    threshold: float
+
+
+class QualityReport(BaseModel):
+    model: ModelRef
+    item_count: int
+    completeness: dict[str, float]
+    violations: list[ConstraintViolation]
+    drift: list[FeatureDrift]
+    anomalies: AnomalySummary | None
+    thresholds: dict[str, float]
 
 
 # --- V1 (TF-Serving / KServe V1 style) ---------------------------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 
 from aimass import artifacts
 from aimass.contracts import (
     ALIAS_PATTERN,
     MODEL_NAME_PATTERN,
     Alias,
+    BaselineRef,
     ModelVersion,
     Ruleset,
     RulesetVersion,
@@ -16,6 +19,8 @@ from aimass.contracts import (
 )
 from aimass.errors import ValidationFailed, field_error
 from aimass.inference.onnx import inspect
+from aimass.quality import baseline
+from aimass.quality.columns import columns_of
 from aimass.registry import Registry
 from aimass.rules import compile_ruleset
 from aimass.signature import enrich, from_session
@@ -54,9 +59,40 @@ def model_card(record: ModelVersion) -> str:
         lines.append("- features: " + ", ".join(f.name for f in signature.features))
     if signature.class_labels:
         lines.append("- classes: " + ", ".join(signature.class_labels))
+    if record.baseline:
+        lines.append(f"- baseline: {record.baseline.item_count} rows of {record.baseline.source}")
     if record.metrics:
         lines.append("- metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items())))
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference dataset (CSV or Parquet bytes) to compute a version's baseline from."""
+
+    data: bytes
+    filename: str
+    source: str
+
+
+def _store_baseline(bucket: str, prefix: str, computed: baseline.Baseline, source: str) -> BaselineRef:
+    documents = {"statistics.json": computed.statistics, "constraints.json": computed.constraints}
+    if computed.anomaly is not None:
+        documents["anomaly.json"] = computed.anomaly
+    uris: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for filename, document in documents.items():
+        data = json.dumps(document, indent=1).encode()
+        uris[filename] = artifacts.put(bucket, f"{prefix}baseline/{filename}", data, "application/json")
+        hashes[filename] = artifacts.sha256(data)
+    return BaselineRef(
+        statistics_uri=uris["statistics.json"],
+        constraints_uri=uris["constraints.json"],
+        anomaly_uri=uris.get("anomaly.json"),
+        sha256=hashes,
+        item_count=computed.statistics["dataset"]["item_count"],
+        source=source,
+    )
 
 
 def register_version(
@@ -67,10 +103,25 @@ def register_version(
     actor: str,
     enrichment: SignatureEnrichment | None = None,
     metrics: dict[str, float] | None = None,
+    reference: Reference | None = None,
 ) -> ModelVersion:
-    """Read the signature from the graph, store the artifact, then record the immutable version."""
+    """Read the signature from the graph, compute the baseline of the reference data if given, store
+    the artifacts, then record the immutable version."""
     check_name(name)
     signature = enrich(from_session(inspect(model)), enrichment)
+    computed = None
+    if reference is not None:
+        columns = columns_of(signature)
+        if columns is None:
+            raise ValidationFailed(
+                "this model's input has no columns to compute a baseline over (several inputs, or a "
+                "dynamic cell shape)",
+                [field_error(["reference"], "not supported for this signature", "no_columns")],
+            )
+        computed = baseline.compute(
+            columns, baseline.read_reference(reference.data, reference.filename, columns)
+        )
+    # A bad model or reference fails before a version number is taken.
     version = registry.reserve_version(name)
     prefix = artifacts.version_prefix(name, version)
     record = ModelVersion(
@@ -82,6 +133,9 @@ def register_version(
         signature=signature,
         description=enrichment.description if enrichment else None,
         metrics=metrics or {},
+        baseline=_store_baseline(bucket, prefix, computed, reference.source)
+        if computed and reference
+        else None,
         created_by=actor,
     )
     artifacts.put(

@@ -1,7 +1,7 @@
 """The model registry in DynamoDB: immutable versions, movable aliases, an audit record per change.
 
 One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
-  MODELS / <name>                 summary: latest_version, aliases, timestamps
+  MODELS / <name>                 summary: latest_version, aliases, rules_version, quality_policy
   MODEL#<name> / V#<00000001>     an immutable version (the ModelVersion as JSON)
   MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
@@ -14,7 +14,16 @@ import uuid
 from typing import Any
 
 from aimass import aws
-from aimass.contracts import Alias, AuditRecord, ModelSummary, ModelVersion, Ruleset, RulesetVersion, utcnow
+from aimass.contracts import (
+    Alias,
+    AuditRecord,
+    ModelSummary,
+    ModelVersion,
+    QualityPolicy,
+    Ruleset,
+    RulesetVersion,
+    utcnow,
+)
 from aimass.errors import Conflict, NotFound
 
 CATALOG = "MODELS"
@@ -42,6 +51,11 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
         latest_version=int(item["latest_version"]["N"]),
         aliases={k: int(v["N"]) for k, v in item.get("aliases", {}).get("M", {}).items()},
         rules_version=int(item["rules_version"]["N"]) if "rules_version" in item else None,
+        quality_policy=(
+            QualityPolicy.model_validate_json(item["quality_policy"]["S"])
+            if "quality_policy" in item
+            else QualityPolicy()
+        ),
         updated_at=item["updated_at"]["S"],
     )
 
@@ -289,3 +303,28 @@ class Registry:
             ]
         )
         return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
+
+    def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str) -> QualityPolicy:
+        previous = self.get_model(name).quality_policy
+        now = utcnow()
+        audit = AuditRecord(
+            actor=actor,
+            action="set_quality_policy",
+            model=name,
+            details={"policy": policy.model_dump(), "previous_policy": previous.model_dump()},
+        )
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"pk": _s(CATALOG), "sk": _s(name)},
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "UpdateExpression": "SET quality_policy = :p, updated_at = :t",
+                        "ExpressionAttributeValues": {":p": _s(policy.model_dump_json()), ":t": _s(now)},
+                    }
+                },
+                self._audit_put(audit),
+            ]
+        )
+        return policy

@@ -9,12 +9,11 @@ from typing import Any
 from fastapi import Request
 
 from aimass.config import settings
-from aimass.contracts import ModelVersion
-from aimass.inference.predictor import Predictor
+from aimass.inference.predictor import Answered, Predictor
 from aimass.registry import Registry
 
-# Called by every predictor with (version, instance count); the Lambda entry adds its metrics here.
-prediction_observers: list[Callable[[ModelVersion, int], None]] = []
+# Called by every predictor after each answer; the Lambda entry adds its metrics here.
+prediction_observers: list[Callable[[Answered], None]] = []
 
 
 @cache

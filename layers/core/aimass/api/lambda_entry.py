@@ -14,7 +14,7 @@ from mangum import Mangum
 
 from aimass.api import deps
 from aimass.api.app import create_app
-from aimass.contracts import ModelVersion
+from aimass.inference.predictor import Answered
 
 # Routes that predict nothing (health, registry) emit no application metric; that is expected.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -27,12 +27,14 @@ metrics = Metrics()
 tracer = Tracer()
 
 
-def count_predictions(version: ModelVersion, count: int) -> None:
+def count_predictions(answered: Answered) -> None:
     # Lambda and API Gateway already count invocations and errors; what they cannot see is
-    # which model and version answered, and for how many instances.
-    metrics.add_dimension(name="model", value=version.name)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=count)
-    metrics.add_metadata(key="version", value=version.version)
+    # which model and version answered, for how many instances, and how many looked wrong.
+    metrics.add_dimension(name="model", value=answered.version.name)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=answered.instances)
+    metrics.add_metric(name="Anomalies", unit=MetricUnit.Count, value=answered.anomalies)
+    metrics.add_metric(name="QualityFlagged", unit=MetricUnit.Count, value=answered.flagged)
+    metrics.add_metadata(key="version", value=answered.version.version)
 
 
 def api_handler(parts: Iterable[str]) -> LambdaHandler:

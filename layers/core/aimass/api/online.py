@@ -17,6 +17,8 @@ from aimass.contracts import (
     InferResponse,
     PredictRequest,
     PredictResponse,
+    QualityCheckRequest,
+    QualityReport,
     RulesEvaluationRequest,
     RulesEvaluationResponse,
     V2ModelMetadata,
@@ -86,6 +88,19 @@ async def predict_alias(name: str, alias: str, request: Request) -> Response:
 async def evaluate_rules(name: str, request: Request) -> Response:
     body = await parse(request, RulesEvaluationRequest)
     return JSON(predictor().evaluate_rules(name, body))
+
+
+@router.post(
+    "/v1/models/{name}/quality:check",
+    response_model=QualityReport,
+    openapi_extra=openapi_body(QualityCheckRequest),
+    responses=ERRORS,
+    tags=["quality"],
+    summary="A data-quality report of a batch against the baseline: violations, completeness, drift",
+)
+async def check_quality(name: str, request: Request) -> Response:
+    body = await parse(request, QualityCheckRequest)
+    return JSON(predictor().check_quality(name, body.instances))
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 
+from aimass import artifacts
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor, registry, registry_changed
 from aimass.api.online import ERRORS
@@ -19,12 +20,13 @@ from aimass.contracts import (
     ModelDetail,
     ModelList,
     ModelVersion,
+    QualityPolicy,
     Ruleset,
     RulesetVersion,
     SignatureEnrichment,
 )
-from aimass.errors import NotFound, ValidationFailed
-from aimass.registration import register_version, save_ruleset, set_alias
+from aimass.errors import NotFound, ValidationFailed, field_error
+from aimass.registration import Reference, register_version, save_ruleset, set_alias
 
 router = APIRouter(tags=["registry"])
 
@@ -67,6 +69,26 @@ def _enrichment(metadata: str | None) -> SignatureEnrichment | None:
         ) from error
 
 
+def _reference(upload: UploadFile | None, uri: str | None) -> Reference | None:
+    if upload is not None and uri:
+        raise ValidationFailed(
+            "give the reference dataset as a file or as an S3 URI, not both",
+            [field_error(["body", "reference_uri"], "one reference only", "conflict")],
+        )
+    if upload is not None:
+        filename = upload.filename or "reference.csv"
+        return Reference(upload.file.read(), filename, f"upload:{filename}")
+    if uri:
+        try:
+            artifacts.parse_uri(uri)
+        except ValueError as error:
+            raise ValidationFailed(
+                str(error), [field_error(["body", "reference_uri"], "expected s3://bucket/key", "pattern")]
+            ) from error
+        return Reference(artifacts.get(uri), uri, uri)
+    return None
+
+
 @router.post(
     "/v1/models/{name}/versions",
     status_code=201,
@@ -81,9 +103,22 @@ def upload_version(
     metadata: Annotated[
         str | None, Form(description="JSON: SignatureEnrichment (features, class_labels, ...)")
     ] = None,
+    reference: Annotated[
+        UploadFile | None,
+        File(description="reference dataset for the baseline: CSV with a header row, or Parquet"),
+    ] = None,
+    reference_uri: Annotated[
+        str | None, Form(description="the reference dataset in S3 instead: s3://bucket/key")
+    ] = None,
 ) -> Response:
     record = register_version(
-        registry(), settings().bucket, name, model.file.read(), actor(request), _enrichment(metadata)
+        registry(),
+        settings().bucket,
+        name,
+        model.file.read(),
+        actor(request),
+        _enrichment(metadata),
+        reference=_reference(reference, reference_uri),
     )
     registry_changed(name)
     return JSON(record.model_dump(), status_code=201)
@@ -124,5 +159,25 @@ def get_rules(name: str) -> Response:
 async def put_rules(name: str, request: Request) -> Response:
     body = await parse(request, Ruleset)
     saved = save_ruleset(registry(), name, body, actor(request))
+    registry_changed(name)
+    return JSON(saved.model_dump())
+
+
+@router.get("/v1/models/{name}/quality", response_model=QualityPolicy, responses=ERRORS, tags=["quality"])
+def get_quality_policy(name: str) -> Response:
+    return JSON(registry().get_model(name).quality_policy.model_dump())
+
+
+@router.put(
+    "/v1/models/{name}/quality",
+    response_model=QualityPolicy,
+    responses=ERRORS,
+    openapi_extra=openapi_body(QualityPolicy),
+    tags=["quality"],
+    summary="Set what constraint violations and anomalies do to the model's predictions",
+)
+async def put_quality_policy(name: str, request: Request) -> Response:
+    body = await parse(request, QualityPolicy)
+    saved = registry().set_quality_policy(name, body, actor(request))
     registry_changed(name)
     return JSON(saved.model_dump())

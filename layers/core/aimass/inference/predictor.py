@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,13 +19,17 @@ from aimass.contracts import (
     InferResponse,
     ModelSummary,
     ModelVersion,
+    QualityPolicy,
     RulesEvaluationRequest,
 )
 from aimass.errors import IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
 from aimass.inference import tensors
 from aimass.inference.onnx import SessionCache, new_session, run
+from aimass.quality.checks import RequestChecks
+from aimass.quality.columns import as_matrix
+from aimass.quality.report import quality_report
 from aimass.registry import Registry, version_meant
-from aimass.rules import CompiledRuleset, apply, compile_ruleset, input_views
+from aimass.rules import BARE_KEY, CompiledRuleset, apply, compile_ruleset, input_views
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,71 @@ class LoadedModel:
 Selector = tuple[str, int | None, str | None]
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What observers (metrics, capture) hear of each answered request."""
+
+    version: ModelVersion
+    instances: int
+    anomalies: int = 0
+    flagged: int = 0
+
+    @classmethod
+    def of(cls, version: ModelVersion, instances: int, screening: Screening | None) -> Answered:
+        if screening is None:
+            return cls(version, instances)
+        return cls(version, instances, screening.anomalies, screening.flagged)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A request's quality findings, per instance: constraint violations and anomaly scores."""
+
+    violations: list[list[dict[str, Any]]] | None
+    scores: list[float] | None
+    threshold: float
+
+    def annotate(self, predictions: list[Any]) -> list[Any]:
+        """Each prediction with its `quality` violations (when any) and its `anomaly` score."""
+        answered = []
+        for i, prediction in enumerate(predictions):
+            found: dict[str, Any] = {}
+            if self.violations and self.violations[i]:
+                found["quality"] = self.violations[i]
+            if self.scores is not None:
+                score = self.scores[i]
+                found["anomaly"] = {
+                    "score": score,
+                    "threshold": self.threshold,
+                    "anomalous": score > self.threshold,
+                }
+            if not found:
+                answered.append(prediction)
+                continue
+            item = dict(prediction) if isinstance(prediction, dict) else {BARE_KEY: prediction}
+            answered.append(item | found)
+        return answered
+
+    def parameters(self) -> dict[str, Any] | None:
+        """The findings as V2 response parameters: per instance, in request order."""
+        found: dict[str, Any] = {}
+        if self.violations and any(self.violations):
+            found["quality"] = self.violations
+        if self.scores is not None:
+            found["anomaly_scores"] = self.scores
+            found["anomaly_threshold"] = self.threshold
+            found["anomalous"] = [score > self.threshold for score in self.scores]
+        return found or None
+
+    @property
+    def anomalies(self) -> int:
+        return 0 if self.scores is None else sum(score > self.threshold for score in self.scores)
+
+    @property
+    def flagged(self) -> int:
+        return 0 if not self.violations else sum(1 for found in self.violations if found)
+
+
 def _reject_if_any(fired: list[list[FiredRule]]) -> None:
     rejected = [(i, rule) for i, rules in enumerate(fired) for rule in rules if rule.action == "reject"]
     if rejected:
@@ -53,6 +123,69 @@ def _reject_if_any(fired: list[list[FiredRule]]) -> None:
         )
 
 
+def _baseline_document(uri: str, hashes: dict[str, str]) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(artifacts.verified(uri, hashes[uri.rsplit("/", 1)[1]]))
+    return document
+
+
+def _without_unknown(checks: RequestChecks, instances: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The instances without keys that are not features (they are reported, not fed)."""
+    unknown = checks.unknown_features(instances)
+    if not unknown:
+        return instances, unknown
+    drop: dict[int, set[str]] = {}
+    for i, key in unknown:
+        drop.setdefault(i, set()).add(key)
+    kept = [
+        {k: v for k, v in instance.items() if k not in drop[i]} if i in drop else instance
+        for i, instance in enumerate(instances)
+    ]
+    return kept, unknown
+
+
+def _screen(
+    checks: RequestChecks, policy: QualityPolicy, tensor: Any, unknown: list[tuple[int, str]]
+) -> Screening:
+    """Constraint violations and anomaly scores of a request; a 422 where the policy says reject."""
+    matrix = as_matrix(checks.columns, tensor)
+    violations = None
+    if policy.violations != "ignore":
+        violations = checks.violations(matrix)
+        for i, key in unknown:
+            violations[i].append(
+                {"feature": key, "check": "unknown_feature", "message": "not a feature of the model"}
+            )
+        if policy.violations == "reject" and any(violations):
+            raise ValidationFailed(
+                "instances break the model's data-quality constraints",
+                [
+                    field_error(["instances", i, v["feature"]], v["message"], f"quality_{v['check']}")
+                    for i, found in enumerate(violations)
+                    for v in found
+                ][: tensors.MAX_ERRORS],
+            )
+    scores = None
+    threshold = 0.0
+    if policy.anomalies != "ignore" and checks.anomaly is not None:
+        found_scores = checks.anomaly_scores(matrix)
+        threshold = checks.anomaly.threshold
+        scores = [] if found_scores is None else found_scores.tolist()
+        anomalous = [(i, s) for i, s in enumerate(scores) if s > threshold]
+        if policy.anomalies == "reject" and anomalous:
+            raise ValidationFailed(
+                "instances are anomalous against the model's baseline",
+                [
+                    field_error(
+                        ["instances", i],
+                        f"anomaly score {s:.4g} is above the threshold {threshold:.4g}",
+                        "anomaly",
+                    )
+                    for i, s in anomalous[: tensors.MAX_ERRORS]
+                ],
+            )
+    return Screening(violations, scores, threshold)
+
+
 class Predictor:
     def __init__(
         self,
@@ -62,7 +195,7 @@ class Predictor:
         inter_op_threads: int = 1,
         registry_ttl_s: float = 5.0,
         max_instances: int = 10_000,
-        observers: list[Callable[[ModelVersion, int], None]] | None = None,
+        observers: list[Callable[[Answered], None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
@@ -75,9 +208,11 @@ class Predictor:
         self._summaries: dict[str, tuple[ModelSummary, float]] = {}
         self._versions: dict[tuple[str, int], ModelVersion] = {}
         self._rulesets: dict[tuple[str, int, int], CompiledRuleset | None] = {}
+        self._checks: dict[tuple[str, int], RequestChecks | None] = {}
+        self._statistics: dict[tuple[str, int], dict[str, Any] | None] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         self._refused: set[str] = set()
-        # Called with (version, instance count) after each answered request: metrics, capture.
+        # Called after each answered request: metrics, capture.
         self.observers = observers if observers is not None else []
 
     def _summary(self, name: str) -> ModelSummary:
@@ -121,6 +256,28 @@ class Predictor:
                 self._rulesets[key] = None
         return self._rulesets[key]
 
+    def checks_for(self, record: ModelVersion) -> RequestChecks | None:
+        """The version's request-time checks: its signature's constraints, and its baseline's."""
+        key = (record.name, record.version)
+        if key not in self._checks:
+            baseline = record.baseline
+            constraints = anomaly = None
+            if baseline is not None:
+                constraints = _baseline_document(baseline.constraints_uri, baseline.sha256)
+                if baseline.anomaly_uri:
+                    anomaly = _baseline_document(baseline.anomaly_uri, baseline.sha256)
+            self._checks[key] = RequestChecks.build(record.signature, constraints, anomaly)
+        return self._checks[key]
+
+    def statistics_for(self, record: ModelVersion) -> dict[str, Any] | None:
+        key = (record.name, record.version)
+        if key not in self._statistics:
+            baseline = record.baseline
+            self._statistics[key] = (
+                None if baseline is None else _baseline_document(baseline.statistics_uri, baseline.sha256)
+            )
+        return self._statistics[key]
+
     def forget(self, name: str) -> None:
         """Drop what is known of a model's aliases and latest version; the next request re-reads it."""
         self._summaries.pop(name, None)
@@ -154,9 +311,9 @@ class Predictor:
         self._last_good[selector] = loaded
         return loaded
 
-    def _observe(self, version: ModelVersion, count: int) -> None:
+    def _observe(self, answered: Answered) -> None:
         for observer in self.observers:
-            observer(version, count)
+            observer(answered)
 
     def _check_count(self, count: int, loc: str) -> None:
         if count > self.max_instances:
@@ -176,7 +333,15 @@ class Predictor:
         self._check_count(len(instances), "instances")
         model = self.load(name, version, alias)
         signature = model.version.signature
+        checks = self.checks_for(model.version)
+        policy = self._summary(name).quality_policy
+        unknown: list[tuple[int, str]] = []
+        if checks is not None and policy.violations != "reject":
+            instances, unknown = _without_unknown(checks, instances)
         feeds = tensors.v1_feeds(signature, instances)
+        screening = (
+            None if checks is None else _screen(checks, policy, feeds[signature.inputs[0].name], unknown)
+        )
         rules = self.rules_for(model.version)
         if rules is None:
             predictions = self._answer(model, feeds, len(instances))
@@ -187,8 +352,29 @@ class Predictor:
             predictions = self._answer(model, feeds, len(instances))
             post = rules.evaluate("post", views, predictions, model.ref())
             predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
-        self._observe(model.version, len(instances))
+        if screening is not None:
+            predictions = screening.annotate(predictions)
+        self._observe(Answered.of(model.version, len(instances), screening))
         return {"predictions": predictions, "model": model.ref()}
+
+    def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
+        """The data-quality report of a batch against the serving version's baseline."""
+        self._check_count(len(instances), "instances")
+        model = self.load(name)
+        checks = self.checks_for(model.version)
+        if checks is None:
+            raise ValidationFailed(
+                f"model {name!r} has an input without columns to check (several inputs, or dynamic cells)",
+                [field_error(["path", "name"], "no columns to check", "no_columns")],
+            )
+        record = model.version
+        constraints = (
+            _baseline_document(record.baseline.constraints_uri, record.baseline.sha256)
+            if record.baseline
+            else None
+        )
+        report = quality_report(checks, self.statistics_for(record), constraints, instances)
+        return {"model": model.ref(), **report}
 
     def evaluate_rules(self, name: str, request: RulesEvaluationRequest) -> dict[str, Any]:
         """Which rules fire on the instances, with the rules saved or the ones given; the model runs
@@ -229,14 +415,23 @@ class Predictor:
 
     def infer(self, name: str, request: InferRequest, version: int | None = None) -> InferResponse:
         model = self.load(name, version)
-        feeds = tensors.v2_feeds(model.version.signature, request.inputs)
-        self._check_count(max(len(t) for t in feeds.values()), "inputs")
+        signature = model.version.signature
+        feeds = tensors.v2_feeds(signature, request.inputs)
+        count = max(len(t) for t in feeds.values())
+        self._check_count(count, "inputs")
+        checks = self.checks_for(model.version)
+        screening = (
+            None
+            if checks is None
+            else _screen(checks, self._summary(name).quality_policy, feeds[signature.inputs[0].name], [])
+        )
         wanted = [o.name for o in request.outputs] if request.outputs else None
         outputs = run(model.session, feeds)
-        self._observe(model.version, len(next(iter(feeds.values()))))
+        self._observe(Answered.of(model.version, count, screening))
         return InferResponse(
             model_name=name,
             model_version=str(model.version.version),
             id=request.id,
+            parameters=None if screening is None else screening.parameters(),
             outputs=tensors.v2_outputs(outputs, wanted),
         )

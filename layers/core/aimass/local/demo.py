@@ -5,6 +5,8 @@ Trained once, then kept under the local state directory so later starts only reg
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -13,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import Feature, SignatureEnrichment
+from aimass.contracts import Feature, ModelVersion, SignatureEnrichment
+from aimass.registry import Registry
 
 SEED = 0
+# Bumped whenever what a demo is made of changes: a cached demo of another format is trained again.
+FORMAT = 2
 
 
 @dataclass
@@ -27,6 +32,22 @@ class Demo:
     holdout: np.ndarray
     holdout_probabilities: np.ndarray
     description: str
+    # The training rows as CSV over the model's columns: the reference dataset of its baseline.
+    reference_csv: bytes
+
+
+def reference_csv(model: bytes, enrichment: SignatureEnrichment, rows: np.ndarray) -> bytes:
+    from aimass.inference.onnx import inspect
+    from aimass.quality.columns import columns_of
+    from aimass.signature import enrich, from_session
+
+    columns = columns_of(enrich(from_session(inspect(model)), enrichment))
+    assert columns is not None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([c.name for c in columns])
+    writer.writerows(rows.reshape(len(rows), -1).tolist())
+    return out.getvalue().encode()
 
 
 def snake(text: str) -> str:
@@ -54,21 +75,21 @@ def breast_cancer() -> Demo:
     estimator.fit(x_train, y_train)
     model = sklearn_to_onnx(estimator, x.shape[1])
     check_parity(estimator, model, x_test)
-    features = [
-        Feature(name=snake(n), dtype="float", min=float(lo), max=float(hi))
-        for n, lo, hi in zip(data.feature_names, x_train.min(axis=0), x_train.max(axis=0), strict=True)
-    ]
+    # Ranges come from the baseline of the training data (registered with it), not the signature.
+    features = [Feature(name=snake(n), dtype="float") for n in data.feature_names]
+    enrichment = SignatureEnrichment(
+        features=list(features),
+        class_labels=[str(n) for n in data.target_names],
+        description="Logistic regression on scikit-learn's breast_cancer dataset (30 named features).",
+    )
     return Demo(
         "breast-cancer",
         model,
-        SignatureEnrichment(
-            features=list(features),
-            class_labels=[str(n) for n in data.target_names],
-            description="Logistic regression on scikit-learn's breast_cancer dataset (30 named features).",
-        ),
+        enrichment,
         x_test,
         estimator.predict_proba(x_test),
         "tabular classifier, 30 named features",
+        reference_csv(model, enrichment, x_train),
     )
 
 
@@ -86,16 +107,18 @@ def digits() -> Demo:
     model = with_image_input(sklearn_to_onnx(estimator, 64), 8, 8)
     images = x_test.reshape(-1, 8, 8)
     check_parity(estimator, model, x_test, onnx_x=images)
+    enrichment = SignatureEnrichment(
+        class_labels=[str(d) for d in data.target_names],
+        description="MLP on scikit-learn's digits dataset: 8x8 grey images scaled to [0, 1].",
+    )
     return Demo(
         "digits",
         model,
-        SignatureEnrichment(
-            class_labels=[str(d) for d in data.target_names],
-            description="MLP on scikit-learn's digits dataset: 8x8 grey images scaled to [0, 1].",
-        ),
+        enrichment,
         images,
         estimator.predict_proba(x_test),
         "image classifier, 8x8 inputs",
+        reference_csv(model, enrichment, x_train),
     )
 
 
@@ -105,10 +128,12 @@ BUILDERS = {"breast-cancer": breast_cancer, "digits": digits}
 def load_or_train(name: str, state_dir: Path) -> Demo:
     """The demo from the state directory, training it (seconds) the first time."""
     folder = state_dir / "demo" / name
-    files = {k: folder / k for k in ("model.onnx", "enrichment.json", "holdout.npz", "meta.json")}
-    if all(f.exists() for f in files.values()):
+    files = {
+        k: folder / k for k in ("model.onnx", "enrichment.json", "holdout.npz", "meta.json", "reference.csv")
+    }
+    meta: dict[str, Any] = json.loads(files["meta.json"].read_text()) if files["meta.json"].exists() else {}
+    if meta.get("format") == FORMAT and all(f.exists() for f in files.values()):
         arrays = np.load(files["holdout.npz"])
-        meta: dict[str, Any] = json.loads(files["meta.json"].read_text())
         return Demo(
             name,
             files["model.onnx"].read_bytes(),
@@ -116,11 +141,30 @@ def load_or_train(name: str, state_dir: Path) -> Demo:
             arrays["x"],
             arrays["p"],
             meta["description"],
+            files["reference.csv"].read_bytes(),
         )
     demo = BUILDERS[name]()
     folder.mkdir(parents=True, exist_ok=True)
     files["model.onnx"].write_bytes(demo.model)
     files["enrichment.json"].write_text(demo.enrichment.model_dump_json(indent=2))
     np.savez(files["holdout.npz"], x=demo.holdout, p=demo.holdout_probabilities)
-    files["meta.json"].write_text(json.dumps({"description": demo.description}))
+    files["meta.json"].write_text(json.dumps({"description": demo.description, "format": FORMAT}))
+    files["reference.csv"].write_bytes(demo.reference_csv)
     return demo
+
+
+def register(registry: Registry, bucket: str, demo: Demo, actor: str) -> ModelVersion:
+    """Register a demo with its training data as the baseline's reference, as `champion`."""
+    from aimass.registration import Reference, register_version, set_alias
+
+    record = register_version(
+        registry,
+        bucket,
+        demo.name,
+        demo.model,
+        actor,
+        demo.enrichment,
+        reference=Reference(demo.reference_csv, "reference.csv", f"{demo.name} demo training data"),
+    )
+    set_alias(registry, demo.name, "champion", record.version, actor)
+    return record

@@ -75,15 +75,11 @@ class LocalStack:
 
     def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
         """Train (first start only) and register each demo model, pointing `champion` at it."""
-        from aimass.registration import register_version, set_alias
-
         names = []
         for name in demos.BUILDERS:
             progress(f"preparing demo model {name}")
-            demo = demos.load_or_train(name, self.state_dir)
-            record = register_version(
-                deps.registry(), self.bucket, name, demo.model, "aimass-local", demo.enrichment
+            demos.register(
+                deps.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
             )
-            set_alias(deps.registry(), name, "champion", record.version, "aimass-local")
             names.append(name)
         return names

@@ -1,0 +1,173 @@
+"""Baselines from a reference dataset: statistics.json and constraints.json in the SageMaker Model
+Monitor formats (docs/quality.md shows both), and the anomaly model.
+
+Two aimass extensions, each under an `aimass` key so Model Monitor's own fields keep their meaning: a
+numeric feature's constraints carry the reference's `min` and `max` (the request-time range check),
+and `monitoring_config.aimass` the drift thresholds of the quality report.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aimass.errors import UnsupportedMediaType, ValidationFailed, field_error
+from aimass.quality import anomaly
+from aimass.quality.columns import Column, table_from_records
+
+SKETCH_SIZE = 2048
+HISTOGRAM_BUCKETS = 10
+MAX_DOMAIN = 1000
+# Drift thresholds (docs/quality.md): a numeric feature drifts when KS is significant at the 1% level
+# and either PSI is above 0.2 (the usual "significant shift") or the KS distance is above 0.1 (Model
+# Monitor's default comparison_threshold); a categorical one when chi-square is significant at 1%.
+DRIFT_THRESHOLDS = {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01, "chi_square_p_value": 0.01}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+    anomaly: dict[str, Any] | None
+
+
+def read_reference(data: bytes, filename: str, columns: list[Column]) -> np.ndarray:
+    """A reference dataset (CSV with a header row, or Parquet; either may be gzipped) as a matrix
+    over the model's columns."""
+    name = filename.lower()
+    if name.endswith(".gz") or data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+        name = name.removesuffix(".gz")
+    if name.endswith(".parquet") or data[:4] == b"PAR1":
+        return _read_parquet(data, columns)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UnsupportedMediaType("the reference dataset is neither UTF-8 CSV nor Parquet") from error
+    # A blank line is no record (a one-column file writes an empty value as "").
+    records = [r for r in csv.reader(io.StringIO(text)) if r]
+    if len(records) < 2:
+        raise ValidationFailed(
+            "the reference dataset has no rows",
+            [field_error(["reference"], "expected a header row and at least one data row", "empty")],
+        )
+    return table_from_records(columns, [h.strip() for h in records[0]], records[1:])
+
+
+def _read_parquet(data: bytes, columns: list[Column]) -> np.ndarray:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise UnsupportedMediaType(
+            "Parquet needs pyarrow, which this deployment does not ship; send CSV (the aimass CLI "
+            "converts Parquet for you)"
+        ) from error
+    table = pq.read_table(io.BytesIO(data))
+    header = table.column_names
+    rows = [
+        ["" if v is None else str(v) for v in row] for row in zip(*table.to_pydict().values(), strict=True)
+    ]
+    return table_from_records(columns, header, rows)
+
+
+def _numeric_statistics(column: Column, values: np.ndarray) -> dict[str, Any]:
+    present = values[~np.isnan(values)]
+    common = {"num_present": int(present.size), "num_missing": int(values.size - present.size)}
+    if present.size == 0:
+        return {"common": common}
+    lo, hi = float(present.min()), float(present.max())
+    counts, edges = np.histogram(present, bins=HISTOGRAM_BUCKETS, range=(lo, hi))
+    ordered = np.sort(present)
+    # The "sketch" keeps the reference's sorted values, or its quantiles when there are more: what
+    # KS and PSI compare a batch against.
+    sketch = ordered if ordered.size <= SKETCH_SIZE else np.quantile(ordered, np.linspace(0, 1, SKETCH_SIZE))
+    return {
+        "common": common,
+        "mean": float(present.mean()),
+        "sum": float(present.sum()),
+        "std_dev": float(present.std()),
+        "min": lo,
+        "max": hi,
+        "distribution": {
+            "kll": {
+                "buckets": [
+                    {"lower_bound": float(a), "upper_bound": float(b), "count": float(c)}
+                    for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+                ],
+                "sketch": {"parameters": {"c": 0.64, "k": float(SKETCH_SIZE)}, "data": [sketch.tolist()]},
+            }
+        },
+    }
+
+
+def _string_statistics(values: np.ndarray) -> dict[str, Any]:
+    present = [v for v in values if v is not None]
+    counts = Counter(present)
+    return {
+        "common": {"num_present": len(present), "num_missing": int(values.size - len(present))},
+        "distinct_count": float(len(counts)),
+        "distribution": {
+            "categorical": {"buckets": [{"value": v, "count": float(c)} for v, c in counts.most_common()]}
+        },
+    }
+
+
+def _inferred_type(column: Column) -> str:
+    return "String" if column.kind == "string" else "Integral" if column.integral else "Fractional"
+
+
+def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baseline:
+    """Statistics, constraints and the anomaly model of a reference matrix (rows by columns)."""
+    if len(matrix) == 0:
+        raise ValidationFailed(
+            "the reference dataset has no rows", [field_error(["reference"], "no rows", "empty")]
+        )
+    features = []
+    constraints = []
+    for j, column in enumerate(columns):
+        values = matrix[:, j]
+        entry: dict[str, Any] = {"name": column.name, "inferred_type": _inferred_type(column)}
+        constraint: dict[str, Any] = dict(entry)
+        if column.kind == "string":
+            entry["string_statistics"] = stats = _string_statistics(values)
+            buckets = stats["distribution"]["categorical"]["buckets"]
+            if len(buckets) <= MAX_DOMAIN:
+                constraint["string_constraints"] = {"domains": sorted(b["value"] for b in buckets)}
+        else:
+            entry["numerical_statistics"] = stats = _numeric_statistics(column, values.astype(np.float64))
+            if "min" in stats:
+                constraint["num_constraints"] = {"is_non_negative": stats["min"] >= 0}
+                constraint["aimass"] = {"min": stats["min"], "max": stats["max"]}
+        common = stats["common"]
+        constraint["completeness"] = common["num_present"] / len(values)
+        features.append(entry)
+        constraints.append(constraint)
+    numeric = [j for j, c in enumerate(columns) if c.kind == "numeric"]
+    return Baseline(
+        statistics={"version": 0.0, "dataset": {"item_count": len(matrix)}, "features": features},
+        constraints={
+            "version": 0.0,
+            "features": constraints,
+            "monitoring_config": {
+                "evaluate_constraints": "Enabled",
+                "emit_metrics": "Enabled",
+                "datatype_check_threshold": 1.0,
+                "domain_content_threshold": 1.0,
+                "distribution_constraints": {
+                    "perform_comparison": "Enabled",
+                    "comparison_threshold": DRIFT_THRESHOLDS["ks_statistic"],
+                    "comparison_method": "Robust",
+                    "categorical_comparison_threshold": 0.1,
+                    "categorical_drift_method": "LInfinity",
+                },
+                "aimass": {"drift_thresholds": DRIFT_THRESHOLDS},
+            },
+        },
+        anomaly=anomaly.fit(matrix[:, numeric].astype(np.float64), [columns[j].name for j in numeric], seed),
+    )

@@ -1,0 +1,106 @@
+"""Request-time checks of a version: constraints from its signature and its baseline, and the
+anomaly score, compiled once per version and applied to a request's input matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aimass.contracts import Signature
+from aimass.quality.anomaly import AnomalyModel
+from aimass.quality.columns import Column, columns_of
+
+# A baseline only knows the range its reference held; a fresh value from the same population falls
+# just outside it about 2/(n+1) of the time per feature. Its bounds are widened by this share of
+# the range on each side (a signature's own bounds are exact).
+RANGE_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class RequestChecks:
+    columns: list[Column]
+    # Numeric range per column (±inf where unbounded); the signature's own bounds win over the
+    # baseline's, which only know what the reference held.
+    low: np.ndarray
+    high: np.ndarray
+    domains: dict[int, frozenset[Any]]
+    anomaly: AnomalyModel | None
+    anomaly_columns: np.ndarray | None
+    tabular: bool
+
+    @classmethod
+    def build(
+        cls, signature: Signature, constraints: dict[str, Any] | None, anomaly: dict[str, Any] | None
+    ) -> RequestChecks | None:
+        columns = columns_of(signature)
+        if columns is None:
+            return None
+        learned = {f["name"]: f for f in (constraints or {}).get("features", [])}
+        low = np.full(len(columns), -np.inf)
+        high = np.full(len(columns), np.inf)
+        domains: dict[int, frozenset[Any]] = {}
+        for j, column in enumerate(columns):
+            found = learned.get(column.name, {})
+            bounds = found.get("aimass", {})
+            margin = RANGE_MARGIN * (bounds["max"] - bounds["min"]) if bounds else 0.0
+            low[j] = column.min if column.min is not None else bounds.get("min", -np.inf) - margin
+            high[j] = column.max if column.max is not None else bounds.get("max", np.inf) + margin
+            domain = column.categories or found.get("string_constraints", {}).get("domains")
+            if domain:
+                domains[j] = frozenset(domain)
+        model = where = None
+        if anomaly is not None:
+            index = {c.name: j for j, c in enumerate(columns)}
+            model = AnomalyModel.from_json(anomaly)
+            where = np.array([index[name] for name in anomaly["columns"]])
+        return cls(columns, low, high, domains, model, where, bool(signature.features))
+
+    def unknown_features(self, instances: list[Any]) -> list[tuple[int, str]]:
+        """(instance, key) of each key that is not a feature; only objects of the wrong size are read."""
+        if not self.tabular:
+            return []
+        width = len(self.columns)
+        known = {c.name for c in self.columns}
+        return [
+            (i, key)
+            for i, instance in enumerate(instances)
+            if type(instance) is dict and len(instance) != width
+            for key in instance
+            if key not in known
+        ]
+
+    def violations(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
+        """Per row, the values outside their column's range or domain (empty lists when all fit)."""
+        found: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
+        if matrix.dtype != object:
+            # NaN (a null in a nullable column) compares False: missing is not out of range.
+            outside = (matrix < self.low) | (matrix > self.high)
+            for i, j in zip(*np.nonzero(outside), strict=True):
+                found[i].append(self._range_violation(int(j), float(matrix[i, j])))
+        for j, domain in self.domains.items():
+            for i in range(len(matrix)):
+                value = matrix[i, j]
+                if value is not None and value == value and value not in domain:
+                    found[i].append(
+                        {
+                            "feature": self.columns[j].name,
+                            "check": "category",
+                            "message": f"{value!r} is not one of the {len(domain)} known categories",
+                        }
+                    )
+        return found
+
+    def _range_violation(self, j: int, value: float) -> dict[str, Any]:
+        low, high = self.low[j], self.high[j]
+        return {
+            "feature": self.columns[j].name,
+            "check": "range",
+            "message": f"{value:g} is outside [{low:g}, {high:g}]",
+        }
+
+    def anomaly_scores(self, matrix: np.ndarray) -> np.ndarray | None:
+        if self.anomaly is None or self.anomaly_columns is None:
+            return None
+        return self.anomaly.scores(matrix[:, self.anomaly_columns].astype(np.float64, copy=False))

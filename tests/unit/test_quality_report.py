@@ -1,0 +1,212 @@
+"""The data-quality report of a batch against a baseline: Model Monitor's constraint violations,
+completeness, drift per feature and anomalies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aimass.contracts import Feature, ModelRef, QualityReport, Signature, TensorSpec
+from aimass.quality.baseline import Baseline, compute
+from aimass.quality.checks import RequestChecks
+from aimass.quality.columns import columns_of
+from aimass.quality.report import MIN_DRIFT_ROWS, quality_report
+
+OUTPUTS = [TensorSpec(name="variable", dtype="float32", shape=[None, 1])]
+NUMERIC = Signature(
+    inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 2])],
+    outputs=OUTPUTS,
+    features=[Feature(name="x"), Feature(name="y")],
+)
+STRING = Signature(
+    inputs=[TensorSpec(name="input", dtype="string", shape=[None, 1])],
+    outputs=OUTPUTS,
+    features=[Feature(name="colour", dtype="string")],
+)
+# Big enough that a batch like the reference stays under the drift thresholds (a KS distance of 0.1
+# and a PSI of 0.2 are often crossed by chance in batches of under a few hundred rows).
+BATCH = 500
+COLOURS = ["red", "blue", "green"]
+COLOUR_WEIGHTS = [0.5, 0.3, 0.2]
+
+
+def numeric_rows(rng: np.random.Generator, count: int) -> np.ndarray:
+    x = rng.normal(10.0, 2.0, count)
+    return np.column_stack([x, 0.5 * x + rng.normal(0.0, 1.0, count)])
+
+
+REFERENCE = numeric_rows(np.random.default_rng(0), 2000)
+
+
+def like_reference(seed: int, count: int = BATCH) -> np.ndarray:
+    """Fresh rows from the reference's distribution, within its range (the range check's bounds: a
+    fresh batch often holds a new extreme)."""
+    return np.clip(
+        numeric_rows(np.random.default_rng(seed), count), REFERENCE.min(axis=0), REFERENCE.max(axis=0)
+    )
+
+
+def records(matrix: np.ndarray) -> list[dict[str, Any]]:
+    return [{"x": float(x), "y": float(y)} for x, y in matrix]
+
+
+def colours(rng: np.random.Generator, count: int) -> list[str]:
+    return rng.choice(COLOURS, size=count, p=COLOUR_WEIGHTS).tolist()
+
+
+@pytest.fixture(scope="module")
+def numeric_baseline() -> Baseline:
+    columns = columns_of(NUMERIC)
+    assert columns is not None
+    return compute(columns, REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def string_baseline() -> Baseline:
+    columns = columns_of(STRING)
+    assert columns is not None
+    return compute(columns, np.array(colours(np.random.default_rng(0), 1000), dtype=object)[:, None])
+
+
+def report(signature: Signature, baseline: Baseline, instances: list[Any]) -> dict[str, Any]:
+    checks = RequestChecks.build(signature, baseline.constraints, baseline.anomaly)
+    assert checks is not None
+    found = quality_report(checks, baseline.statistics, baseline.constraints, instances)
+    # Whatever the batch, the report is a valid QualityReport.
+    QualityReport(model=ModelRef(name="m", version=1, backend="onnxruntime"), **found)
+    return found
+
+
+def checks_of(found: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(v["feature_name"], v["constraint_check_type"]) for v in found["violations"]]
+
+
+def drift_of(found: dict[str, Any], feature: str) -> dict[str, Any]:
+    return next(d for d in found["drift"] if d["feature"] == feature)
+
+
+def test_a_batch_like_the_reference_has_no_drift(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert found["item_count"] == 500
+    assert found["completeness"] == {"x": 1.0, "y": 1.0}
+    assert [d["feature"] for d in found["drift"]] == ["x", "y"]
+    assert all(d["method"] == "psi+ks" and not d["drifted"] for d in found["drift"])
+    assert all(d["psi"] < 0.2 and d["ks_statistic"] < 0.1 for d in found["drift"])
+    assert "baseline_drift_check" not in {check for _, check in checks_of(found)}
+
+
+def test_a_shifted_batch_drifts_with_its_figures(numeric_baseline: Baseline) -> None:
+    matrix = like_reference(1)
+    matrix[:, 0] += 2.0  # one standard deviation
+    found = report(NUMERIC, numeric_baseline, records(matrix))
+    drift = drift_of(found, "x")
+    assert drift["drifted"]
+    assert drift["psi"] > 0.2 and drift["ks_statistic"] > 0.1 and drift["ks_p_value"] < 0.01
+    assert ("x", "baseline_drift_check") in checks_of(found)
+    description = next(
+        v["description"] for v in found["violations"] if v["constraint_check_type"] == "baseline_drift_check"
+    )
+    assert "psi=" in description and "ks_statistic=" in description
+
+
+def test_a_frequent_new_category_is_chi_square_drift(string_baseline: Baseline) -> None:
+    rng = np.random.default_rng(1)
+    batch = [{"colour": c} for c in colours(rng, 140) + ["purple"] * 60]
+    found = report(STRING, string_baseline, batch)
+    drift = drift_of(found, "colour")
+    assert drift["method"] == "chi_square"
+    assert drift["drifted"] and drift["chi_square_p_value"] < 0.01
+    assert ("colour", "baseline_drift_check") in checks_of(found)
+    assert ("colour", "categorical_values_check") in checks_of(found)
+    assert found["anomalies"] is None
+
+
+def test_categories_like_the_reference_do_not_drift(string_baseline: Baseline) -> None:
+    batch = [{"colour": c} for c in colours(np.random.default_rng(1), 200)]
+    found = report(STRING, string_baseline, batch)
+    drift = drift_of(found, "colour")
+    assert not drift["drifted"] and drift["chi_square_p_value"] >= 0.01
+    assert found["violations"] == []
+
+
+def test_completeness_below_the_baselines_is_a_violation(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    for row in batch[:10]:
+        del row["y"]
+    batch[10]["y"] = None
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert found["completeness"] == {"x": 1.0, "y": 489 / 500}
+    assert checks_of(found) == [("y", "completeness_check")]
+
+
+def test_a_key_that_is_not_a_feature_is_an_extra_column(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    batch[3]["colour"] = "red"
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert checks_of(found) == [("colour", "extra_column_check")]
+    assert "1 of 500 rows" in found["violations"][0]["description"]
+
+
+def test_a_string_in_a_numeric_column_is_the_wrong_type_and_missing(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    batch[0]["x"] = "twelve"
+    batch[1]["x"] = True
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert found["completeness"]["x"] == 498 / 500
+    assert checks_of(found) == [("x", "data_type_check"), ("x", "completeness_check")]
+    assert found["violations"][0]["description"].startswith("2 of 500 values")
+
+
+def test_a_column_no_row_has_is_missing(numeric_baseline: Baseline) -> None:
+    batch = [{"x": float(x)} for x in like_reference(1)[:, 0]]
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert found["completeness"]["y"] == 0.0
+    assert checks_of(found) == [("y", "missing_column_check")]
+    assert [d["feature"] for d in found["drift"]] == ["x"]
+
+
+def test_values_outside_the_baselines_range_are_a_violation(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    batch[0]["x"] = 1e6
+    batch[1]["x"] = -1e6
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert ("x", "value_range_check") in checks_of(found)
+    assert next(v for v in found["violations"] if v["constraint_check_type"] == "value_range_check")[
+        "description"
+    ].startswith("2 of 500 values are outside")
+
+
+def test_too_few_values_give_no_drift_figures(numeric_baseline: Baseline) -> None:
+    batch = records(like_reference(1))
+    for row in batch[MIN_DRIFT_ROWS - 1 :]:
+        row["y"] = None
+    found = report(NUMERIC, numeric_baseline, batch)
+    assert [d["feature"] for d in found["drift"]] == ["x"]
+    small = report(NUMERIC, numeric_baseline, batch[: MIN_DRIFT_ROWS - 1])
+    assert small["drift"] == []
+
+
+def test_anomalies_are_counted_against_the_baselines_threshold(numeric_baseline: Baseline) -> None:
+    assert numeric_baseline.anomaly is not None
+    matrix = like_reference(1, 200)
+    matrix[:20, 1] = 5.0 * matrix[:20, 0]  # far from y's relation to x
+    found = report(NUMERIC, numeric_baseline, records(matrix))
+    anomalies = found["anomalies"]
+    assert anomalies is not None
+    assert anomalies["threshold"] == numeric_baseline.anomaly["threshold"]
+    assert 20 <= anomalies["count"] <= 30
+    assert anomalies["rate"] == anomalies["count"] / 200
+
+
+def test_the_thresholds_are_reported(numeric_baseline: Baseline) -> None:
+    found = report(NUMERIC, numeric_baseline, records(like_reference(1, 10)))
+    assert found["thresholds"] == {
+        "psi": 0.2,
+        "ks_statistic": 0.1,
+        "ks_p_value": 0.01,
+        "chi_square_p_value": 0.01,
+        "min_drift_rows": MIN_DRIFT_ROWS,
+    }
