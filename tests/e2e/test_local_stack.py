@@ -232,3 +232,57 @@ def test_rules_saved_with_the_cli_decide_on_predictions(stack: Stack, tmp_path: 
         assert [r["id"] for r in item["rules"]] == [
             "refer-malignant" if item["label"] == "malignant" else "discharge"
         ]
+
+
+def test_data_quality_from_a_parquet_reference_flags_rejects_and_reports(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    bc = holdout(stack, "breast-cancer")
+    names = [f.name for f in bc.enrichment.features or []]
+    model, reference = tmp_path / "model.onnx", tmp_path / "reference.parquet"
+    model.write_bytes(bc.model)
+    pyarrow.parquet.write_table(pyarrow.csv.read_csv(pa.BufferReader(bc.reference_csv)), reference)
+    pushed = stack.cli(
+        "models",
+        "push",
+        "bc-quality",
+        str(model),
+        "--features",
+        ",".join(names),
+        "--labels",
+        "malignant,benign",
+        "--reference",
+        str(reference),
+        "--alias",
+        "champion",
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert "baseline from 426 rows of upload:reference.csv" in pushed.stdout
+
+    rows = [dict(zip(names, map(float, row), strict=True)) for row in bc.holdout[:3]]
+    outlier = {k: v * 3 for k, v in rows[0].items()}
+    predict = f"{stack.url}/v1/models/bc-quality:predict"
+    flagged = httpx.post(predict, json={"instances": [*rows, outlier]}).json()["predictions"]
+    assert [p["anomaly"]["anomalous"] for p in flagged] == [False, False, False, True]
+    assert flagged[3]["quality"][0]["check"] == "range" and "label" in flagged[3]
+
+    policy = stack.cli("quality", "policy", "bc-quality", "--violations", "reject")
+    assert policy.returncode == 0 and "violations → reject, anomalies → flag" in policy.stdout, policy.stderr
+    rejected = httpx.post(predict, json={"instances": [*rows, outlier]})
+    assert rejected.status_code == 422
+    assert rejected.json()["error"]["details"][0]["loc"] == ["instances", 3, "mean_radius"]
+
+    batch = tmp_path / "batch.csv"
+    batch.write_text(
+        ",".join(names)
+        + "\n"
+        + "\n".join(",".join(str(float(v) * 1.3) for v in row) for row in bc.holdout)
+        + "\n"
+    )
+    report = stack.cli("quality", "check", "bc-quality", str(batch))
+    assert report.returncode == 0, report.stderr
+    assert "baseline_drift_check" in report.stdout and f"{len(bc.holdout)} rows" in report.stdout

@@ -126,3 +126,23 @@ def test_each_prediction_is_counted_per_model_in_the_metrics_log(
         and predictions[-1]["Predictions"] == [2.0]
         and predictions[-1]["model"] == "breast-cancer"
     )
+    # Both rows are ordinary: counted, and none of them anomalous or flagged.
+    assert predictions[-1]["Anomalies"] == [0.0] and predictions[-1]["QualityFlagged"] == [0.0]
+
+
+def test_the_quality_policy_is_set_through_the_registry_function_and_applies_online(
+    admin: Any, online: Any, registered: Any
+) -> None:
+    status, policy = invoke(admin, "registry_put_quality_policy")
+    assert (status, policy) == (200, {"violations": "reject", "anomalies": "flag"})
+    predict = event("v1_predict_breast_cancer")
+    body = json.loads(predict["body"])
+    body["instances"][0]["mean_radius"] = 500.0
+    status, refused = invoke(online, "v1_predict_breast_cancer", body=json.dumps(body))
+    assert status == 422 and refused["error"]["details"][0]["type"] == "quality_range"
+
+
+def test_a_quality_check_answers_through_the_online_function(online: Any, registered: Any) -> None:
+    status, report = invoke(online, "v1_quality_check")
+    assert status == 200 and report["item_count"] == 2 and report["model"]["name"] == "breast-cancer"
+    assert set(report["completeness"].values()) == {1.0}

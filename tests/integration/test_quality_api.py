@@ -188,3 +188,16 @@ def test_a_reference_without_the_models_columns_is_refused_before_a_version_is_t
         {"loc": ["reference", "worst_area"], "message": "column is missing", "type": "missing_column"}
     ]
     assert client.get("/v1/models/breast-cancer").json()["latest_version"] == 1
+
+
+def test_v2_responses_carry_the_anomaly_scores_as_parameters(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    images = np.concatenate([demos["digits"].holdout[5:7], np.ones((1, 8, 8), dtype=np.float32) * 0.9])
+    body = {
+        "inputs": [
+            {"name": "image", "shape": [3, 8, 8], "datatype": "FP32", "data": images.reshape(-1).tolist()}
+        ]
+    }
+    parameters = client.post("/v2/models/digits/infer", json=body).json()["parameters"]
+    assert parameters["anomalous"] == [False, False, True] and len(parameters["anomaly_scores"]) == 3
