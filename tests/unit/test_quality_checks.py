@@ -146,3 +146,19 @@ def test_anomaly_scores_use_the_models_columns() -> None:
     scores = checks.anomaly_scores(matrix)
     assert scores is not None
     np.testing.assert_array_equal(scores, AnomalyModel.from_json(document).scores(matrix[:, 1:]))
+
+
+def test_a_null_where_the_baseline_always_had_a_value_is_a_completeness_violation() -> None:
+    sig = signature(Feature(name="a", nullable=True), Feature(name="b", nullable=True))
+    learned = constraints({"name": "a", "completeness": 1.0}, {"name": "b", "completeness": 0.8})
+    found = build(sig, learned).violations(np.array([[np.nan, np.nan], [1.0, 2.0]]))
+    assert found == [
+        [
+            {
+                "feature": "a",
+                "check": "completeness",
+                "message": "missing, and every row of the baseline had a value",
+            }
+        ],
+        [],
+    ]

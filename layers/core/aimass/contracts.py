@@ -307,7 +307,7 @@ class Violation(BaseModel):
     """One instance's value that breaks a constraint of the signature or the baseline."""
 
     feature: str
-    check: Literal["range", "category", "unknown_feature"]
+    check: Literal["range", "category", "completeness", "unknown_feature"]
     message: str
 
 

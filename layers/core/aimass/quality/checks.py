@@ -26,6 +26,8 @@ class RequestChecks:
     low: np.ndarray
     high: np.ndarray
     domains: dict[int, frozenset[Any]]
+    # Columns the reference always had a value for: a missing one is unlike anything it held.
+    always_present: np.ndarray
     anomaly: AnomalyModel | None
     anomaly_columns: np.ndarray | None
     tabular: bool
@@ -41,8 +43,10 @@ class RequestChecks:
         low = np.full(len(columns), -np.inf)
         high = np.full(len(columns), np.inf)
         domains: dict[int, frozenset[Any]] = {}
+        always_present = np.zeros(len(columns), dtype=bool)
         for j, column in enumerate(columns):
             found = learned.get(column.name, {})
+            always_present[j] = column.nullable and found.get("completeness", 0.0) >= 1.0
             bounds = found.get("aimass", {})
             margin = RANGE_MARGIN * (bounds["max"] - bounds["min"]) if bounds else 0.0
             low[j] = column.min if column.min is not None else bounds.get("min", -np.inf) - margin
@@ -55,7 +59,7 @@ class RequestChecks:
             index = {c.name: j for j, c in enumerate(columns)}
             model = AnomalyModel.from_json(anomaly)
             where = np.array([index[name] for name in anomaly["columns"]])
-        return cls(columns, low, high, domains, model, where, bool(signature.features))
+        return cls(columns, low, high, domains, always_present, model, where, bool(signature.features))
 
     def unknown_features(self, instances: list[Any]) -> list[tuple[int, str]]:
         """(instance, key) of each key that is not a feature; only objects of the wrong size are read."""
@@ -79,6 +83,15 @@ class RequestChecks:
             outside = (matrix < self.low) | (matrix > self.high)
             for i, j in zip(*np.nonzero(outside), strict=True):
                 found[i].append(self._range_violation(int(j), float(matrix[i, j])))
+            if self.always_present.any():
+                for i, j in zip(*np.nonzero(np.isnan(matrix) & self.always_present), strict=True):
+                    found[i].append(
+                        {
+                            "feature": self.columns[j].name,
+                            "check": "completeness",
+                            "message": "missing, and every row of the baseline had a value",
+                        }
+                    )
         for j, domain in self.domains.items():
             for i in range(len(matrix)):
                 value = matrix[i, j]
