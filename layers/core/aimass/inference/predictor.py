@@ -19,17 +19,16 @@ from aimass.contracts import (
     InferResponse,
     ModelSummary,
     ModelVersion,
-    QualityPolicy,
     RulesEvaluationRequest,
 )
 from aimass.errors import IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
 from aimass.inference import tensors
 from aimass.inference.onnx import SessionCache, new_session, run
 from aimass.quality.checks import RequestChecks
-from aimass.quality.columns import as_matrix
 from aimass.quality.report import quality_report
+from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.registry import Registry, version_meant
-from aimass.rules import BARE_KEY, CompiledRuleset, apply, compile_ruleset, input_views
+from aimass.rules import CompiledRuleset, apply, compile_ruleset, input_views
 
 log = logging.getLogger(__name__)
 
@@ -56,59 +55,10 @@ class Answered:
     flagged: int = 0
 
     @classmethod
-    def of(cls, version: ModelVersion, instances: int, screening: Screening | None) -> Answered:
-        if screening is None:
+    def of(cls, version: ModelVersion, instances: int, findings: Screening | None) -> Answered:
+        if findings is None:
             return cls(version, instances)
-        return cls(version, instances, screening.anomalies, screening.flagged)
-
-
-@dataclass(frozen=True)
-class Screening:
-    """A request's quality findings, per instance: constraint violations and anomaly scores."""
-
-    violations: list[list[dict[str, Any]]] | None
-    scores: list[float] | None
-    threshold: float
-
-    def annotate(self, predictions: list[Any]) -> list[Any]:
-        """Each prediction with its `quality` violations (when any) and its `anomaly` score."""
-        answered = []
-        for i, prediction in enumerate(predictions):
-            found: dict[str, Any] = {}
-            if self.violations and self.violations[i]:
-                found["quality"] = self.violations[i]
-            if self.scores is not None:
-                score = self.scores[i]
-                found["anomaly"] = {
-                    "score": score,
-                    "threshold": self.threshold,
-                    "anomalous": score > self.threshold,
-                }
-            if not found:
-                answered.append(prediction)
-                continue
-            item = dict(prediction) if isinstance(prediction, dict) else {BARE_KEY: prediction}
-            answered.append(item | found)
-        return answered
-
-    def parameters(self) -> dict[str, Any] | None:
-        """The findings as V2 response parameters: per instance, in request order."""
-        found: dict[str, Any] = {}
-        if self.violations and any(self.violations):
-            found["quality"] = self.violations
-        if self.scores is not None:
-            found["anomaly_scores"] = self.scores
-            found["anomaly_threshold"] = self.threshold
-            found["anomalous"] = [score > self.threshold for score in self.scores]
-        return found or None
-
-    @property
-    def anomalies(self) -> int:
-        return 0 if self.scores is None else sum(score > self.threshold for score in self.scores)
-
-    @property
-    def flagged(self) -> int:
-        return 0 if not self.violations else sum(1 for found in self.violations if found)
+        return cls(version, instances, findings.anomalies, findings.flagged)
 
 
 def _reject_if_any(fired: list[list[FiredRule]]) -> None:
@@ -126,64 +76,6 @@ def _reject_if_any(fired: list[list[FiredRule]]) -> None:
 def _baseline_document(uri: str, hashes: dict[str, str]) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(artifacts.verified(uri, hashes[uri.rsplit("/", 1)[1]]))
     return document
-
-
-def _without_unknown(checks: RequestChecks, instances: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
-    """The instances without keys that are not features (they are reported, not fed)."""
-    unknown = checks.unknown_features(instances)
-    if not unknown:
-        return instances, unknown
-    drop: dict[int, set[str]] = {}
-    for i, key in unknown:
-        drop.setdefault(i, set()).add(key)
-    kept = [
-        {k: v for k, v in instance.items() if k not in drop[i]} if i in drop else instance
-        for i, instance in enumerate(instances)
-    ]
-    return kept, unknown
-
-
-def _screen(
-    checks: RequestChecks, policy: QualityPolicy, tensor: Any, unknown: list[tuple[int, str]]
-) -> Screening:
-    """Constraint violations and anomaly scores of a request; a 422 where the policy says reject."""
-    matrix = as_matrix(checks.columns, tensor)
-    violations = None
-    if policy.violations != "ignore":
-        violations = checks.violations(matrix)
-        for i, key in unknown:
-            violations[i].append(
-                {"feature": key, "check": "unknown_feature", "message": "not a feature of the model"}
-            )
-        if policy.violations == "reject" and any(violations):
-            raise ValidationFailed(
-                "instances break the model's data-quality constraints",
-                [
-                    field_error(["instances", i, v["feature"]], v["message"], f"quality_{v['check']}")
-                    for i, found in enumerate(violations)
-                    for v in found
-                ][: tensors.MAX_ERRORS],
-            )
-    scores = None
-    threshold = 0.0
-    if policy.anomalies != "ignore" and checks.anomaly is not None:
-        found_scores = checks.anomaly_scores(matrix)
-        threshold = checks.anomaly.threshold
-        scores = [] if found_scores is None else found_scores.tolist()
-        anomalous = [(i, s) for i, s in enumerate(scores) if s > threshold]
-        if policy.anomalies == "reject" and anomalous:
-            raise ValidationFailed(
-                "instances are anomalous against the model's baseline",
-                [
-                    field_error(
-                        ["instances", i],
-                        f"anomaly score {s:.4g} is above the threshold {threshold:.4g}",
-                        "anomaly",
-                    )
-                    for i, s in anomalous[: tensors.MAX_ERRORS]
-                ],
-            )
-    return Screening(violations, scores, threshold)
 
 
 class Predictor:
@@ -337,10 +229,10 @@ class Predictor:
         policy = self._summary(name).quality_policy
         unknown: list[tuple[int, str]] = []
         if checks is not None and policy.violations != "reject":
-            instances, unknown = _without_unknown(checks, instances)
+            instances, unknown = without_unknown(checks, instances)
         feeds = tensors.v1_feeds(signature, instances)
-        screening = (
-            None if checks is None else _screen(checks, policy, feeds[signature.inputs[0].name], unknown)
+        findings = (
+            None if checks is None else screen(checks, policy, feeds[signature.inputs[0].name], unknown)
         )
         rules = self.rules_for(model.version)
         if rules is None:
@@ -352,9 +244,9 @@ class Predictor:
             predictions = self._answer(model, feeds, len(instances))
             post = rules.evaluate("post", views, predictions, model.ref())
             predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
-        if screening is not None:
-            predictions = screening.annotate(predictions)
-        self._observe(Answered.of(model.version, len(instances), screening))
+        if findings is not None:
+            predictions = findings.annotate(predictions)
+        self._observe(Answered.of(model.version, len(instances), findings))
         return {"predictions": predictions, "model": model.ref()}
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
@@ -420,18 +312,18 @@ class Predictor:
         count = max(len(t) for t in feeds.values())
         self._check_count(count, "inputs")
         checks = self.checks_for(model.version)
-        screening = (
+        findings = (
             None
             if checks is None
-            else _screen(checks, self._summary(name).quality_policy, feeds[signature.inputs[0].name], [])
+            else screen(checks, self._summary(name).quality_policy, feeds[signature.inputs[0].name], [])
         )
         wanted = [o.name for o in request.outputs] if request.outputs else None
         outputs = run(model.session, feeds)
-        self._observe(Answered.of(model.version, count, screening))
+        self._observe(Answered.of(model.version, count, findings))
         return InferResponse(
             model_name=name,
             model_version=str(model.version.version),
             id=request.id,
-            parameters=None if screening is None else screening.parameters(),
+            parameters=None if findings is None else findings.parameters(),
             outputs=tensors.v2_outputs(outputs, wanted),
         )

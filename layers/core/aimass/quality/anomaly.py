@@ -28,25 +28,31 @@ MIN_ROWS = 50
 @dataclass(frozen=True)
 class AnomalyModel:
     mean: np.ndarray
-    scale: np.ndarray
-    precision: np.ndarray
+    # The precision matrix with the standardisation and the per-column average folded in: a row's
+    # score is then one subtraction and one product away (this runs on every prediction).
+    weights: np.ndarray
     threshold: float
 
     @classmethod
+    def of(cls, mean: np.ndarray, scale: np.ndarray, precision: np.ndarray, threshold: float) -> AnomalyModel:
+        return cls(mean, precision / np.outer(scale, scale) / len(scale), threshold)
+
+    @classmethod
     def from_json(cls, document: dict[str, Any]) -> AnomalyModel:
-        return cls(
+        return cls.of(
             np.asarray(document["mean"], dtype=np.float64),
             np.asarray(document["scale"], dtype=np.float64),
             np.asarray(document["precision"], dtype=np.float64),
             float(document["threshold"]),
         )
 
-    def scores(self, matrix: np.ndarray) -> np.ndarray:
+    def scores(self, matrix: np.ndarray, may_be_missing: bool = True) -> np.ndarray:
         """One score per row: the squared Mahalanobis distance per column (about 1 for typical rows).
-        Missing values count as the baseline's mean."""
-        z = (matrix - self.mean) / self.scale
-        z[np.isnan(z)] = 0.0
-        return np.einsum("ij,ij->i", z @ self.precision, z) / z.shape[1]
+        Missing values (NaN) count as the baseline's mean."""
+        diff = matrix - self.mean
+        if may_be_missing:
+            diff[np.isnan(diff)] = 0.0
+        return np.einsum("ij,ij->i", diff @ self.weights, diff)
 
 
 def _fitted(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,7 +81,7 @@ def fit(matrix: np.ndarray, columns: list[str], seed: int = 0) -> dict[str, Any]
     out_of_fold = np.empty(len(rows))
     for held in np.array_split(order, FOLDS):
         kept = np.setdiff1d(order, held, assume_unique=True)
-        model = AnomalyModel(*_fitted(rows[kept]), threshold=np.inf)
+        model = AnomalyModel.of(*_fitted(rows[kept]), threshold=np.inf)
         out_of_fold[held] = model.scores(rows[held])
     mean, scale, precision = _fitted(rows)
     return {

@@ -26,11 +26,14 @@ class RequestChecks:
     low: np.ndarray
     high: np.ndarray
     domains: dict[int, frozenset[Any]]
-    # Columns the reference always had a value for: a missing one is unlike anything it held.
-    always_present: np.ndarray
+    # Nullable columns the reference always had a value for: a missing one is unlike anything it
+    # held. None when there are none (and then no value can be missing, for the anomaly score).
+    always_present: np.ndarray | None
     anomaly: AnomalyModel | None
+    # The columns the anomaly model reads, when not all of them in order.
     anomaly_columns: np.ndarray | None
     tabular: bool
+    nullable: bool
 
     @classmethod
     def build(
@@ -56,10 +59,21 @@ class RequestChecks:
                 domains[j] = frozenset(domain)
         model = where = None
         if anomaly is not None:
-            index = {c.name: j for j, c in enumerate(columns)}
             model = AnomalyModel.from_json(anomaly)
-            where = np.array([index[name] for name in anomaly["columns"]])
-        return cls(columns, low, high, domains, always_present, model, where, bool(signature.features))
+            if anomaly["columns"] != [c.name for c in columns]:
+                index = {c.name: j for j, c in enumerate(columns)}
+                where = np.array([index[name] for name in anomaly["columns"]])
+        return cls(
+            columns,
+            low,
+            high,
+            domains,
+            always_present if always_present.any() else None,
+            model,
+            where,
+            tabular=bool(signature.features),
+            nullable=any(c.nullable for c in columns),
+        )
 
     def unknown_features(self, instances: list[Any]) -> list[tuple[int, str]]:
         """(instance, key) of each key that is not a feature; only objects of the wrong size are read."""
@@ -81,9 +95,10 @@ class RequestChecks:
         if matrix.dtype != object:
             # NaN (a null in a nullable column) compares False: missing is not out of range.
             outside = (matrix < self.low) | (matrix > self.high)
-            for i, j in zip(*np.nonzero(outside), strict=True):
-                found[i].append(self._range_violation(int(j), float(matrix[i, j])))
-            if self.always_present.any():
+            if outside.any():
+                for i, j in zip(*np.nonzero(outside), strict=True):
+                    found[i].append(self._range_violation(int(j), float(matrix[i, j])))
+            if self.always_present is not None:
                 for i, j in zip(*np.nonzero(np.isnan(matrix) & self.always_present), strict=True):
                     found[i].append(
                         {
@@ -113,7 +128,13 @@ class RequestChecks:
             "message": f"{value:g} is outside [{low:g}, {high:g}]",
         }
 
-    def anomaly_scores(self, matrix: np.ndarray) -> np.ndarray | None:
-        if self.anomaly is None or self.anomaly_columns is None:
+    def anomaly_scores(self, matrix: np.ndarray, may_be_missing: bool | None = None) -> np.ndarray | None:
+        """Per row, the anomaly score (None without an anomaly model). Missing values are looked for
+        only where a column is nullable, unless the caller says otherwise (a lenient batch)."""
+        if self.anomaly is None:
             return None
-        return self.anomaly.scores(matrix[:, self.anomaly_columns].astype(np.float64, copy=False))
+        if self.anomaly_columns is not None:
+            matrix = matrix[:, self.anomaly_columns]
+        return self.anomaly.scores(
+            matrix.astype(np.float64, copy=False), self.nullable if may_be_missing is None else may_be_missing
+        )

@@ -198,7 +198,7 @@ def quality_report(
                 violations.append(
                     _violation(column.name, "baseline_drift_check", f"drift from the baseline: {figures}")
                 )
-    scores = checks.anomaly_scores(matrix) if numeric else None
+    scores = checks.anomaly_scores(matrix, may_be_missing=True) if numeric else None
     anomalies = None
     if scores is not None and checks.anomaly is not None:
         flagged = int((scores > checks.anomaly.threshold).sum())
