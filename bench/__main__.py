@@ -1,6 +1,7 @@
-"""`python -m bench [online http cold-start] [--quick]`: run the benchmarks, print tables, write JSON.
+"""`python -m bench [online http cold-start guards anomaly] [--quick]`: run the benchmarks, print tables,
+write JSON.
 
-All three run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All five run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -11,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from bench import cold_start, http_server, online
+from bench import anomaly, cold_start, guards, http_server, online
 from bench.environment import describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -20,8 +21,16 @@ TITLES = {
     "online": "1. Warm predict handler, in-process",
     "http": "2. HTTP against the local server",
     "cold-start": "3. Cold start of the predict function",
+    "guards": "4. Data-quality checks, anomaly scores and rules per instance",
+    "anomaly": "5. Anomaly score: clean rows vs injected outliers",
 }
-TABLES = {"online": online.tables, "http": http_server.tables, "cold-start": cold_start.tables}
+TABLES = {
+    "online": online.tables,
+    "http": http_server.tables,
+    "cold-start": cold_start.tables,
+    "guards": guards.tables,
+    "anomaly": anomaly.tables,
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +52,10 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
         return online.run(scale)
     if name == "http":
         return http_server.run(scale)
+    if name == "guards":
+        return guards.run(scale)
+    if name == "anomaly":
+        return anomaly.run()
     return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
 
 
