@@ -53,11 +53,13 @@ def prediction(yes: float) -> dict[str, Any]:
 def run(
     rules: Ruleset, instances: list[Any], predictions: list[Any], signature: Signature = CLASSIFIER
 ) -> list[list[FiredRule]]:
-    """Both stages, as the predictor runs them: pre on the inputs, post on inputs and predictions."""
+    """Both stages, as the predictor runs them: pre on the inputs, post on inputs and predictions,
+    sharing one CEL context per instance."""
     compiled = compile_ruleset(rules, signature)
     views = input_views(signature, instances)
-    pre = compiled.evaluate("pre", views, None, MODEL)
-    post = compiled.evaluate("post", views, predictions, MODEL)
+    contexts = compiled.contexts(views, MODEL)
+    pre = compiled.evaluate("pre", views, None, MODEL, contexts)
+    post = compiled.evaluate("post", views, predictions, MODEL, contexts)
     return [a + b for a, b in zip(pre, post, strict=True)]
 
 
@@ -433,3 +435,28 @@ def test_a_ten_rule_ruleset_runs_over_a_thousand_instances(demos: dict[str, Any]
         assert item["checked"] is True
         if item["probabilities"]["malignant"] > 0.3:
             assert "refer" in fired
+
+
+def test_shared_contexts_give_what_each_stage_alone_gives() -> None:
+    rules = ruleset(
+        rule("young", "input.age < 30.0", {"flag": "young"}, stage="pre"),
+        rule("rich", "input.income > 1000.0 && model.version == 3", {"flag": "rich"}, stage="pre"),
+        rule("yes-with-kids", "output.label == 'yes' && input.children > 0", {"set": {"d": 1}}),
+        rule(
+            "unsure", "output.probabilities['yes'] > 0.4 && output.probabilities['yes'] < 0.6", {"flag": "?"}
+        ),
+        hit_policy="all",
+    )
+    instances = [[25.0, 2000.0, 1], [45.0, 10.0, 0], [29.0, 500.0, 3]]
+    predictions = [prediction(0.9), prediction(0.5), prediction(0.55)]
+    compiled = compile_ruleset(rules, CLASSIFIER)
+    views = input_views(CLASSIFIER, instances)
+    pre = compiled.evaluate("pre", views, None, MODEL)
+    post = compiled.evaluate("post", views, predictions, MODEL)
+    alone = [a + b for a, b in zip(pre, post, strict=True)]
+    assert run(rules, instances, predictions) == alone
+    assert ids(alone) == [
+        ["young", "rich", "yes-with-kids"],
+        ["unsure"],
+        ["young", "yes-with-kids", "unsure"],
+    ]

@@ -100,6 +100,25 @@ class CompiledRuleset:
         self._stages: dict[str, _StagePlan] = {
             stage: _plan([c for c in compiled if c.rule.stage == stage]) for stage in ("pre", "post")
         }
+        # What either stage reads of `input` and `model`: one context per instance serves both.
+        self._shared: dict[str, frozenset[str] | None] = {}
+        for plan in self._stages.values():
+            for name in ("input", "model"):
+                if name in plan.reads:
+                    known = self._shared.get(name, frozenset())
+                    keys = plan.reads[name]
+                    self._shared[name] = None if keys is None or known is None else known | keys
+
+    def contexts(self, inputs: list[dict[str, Any]], model: dict[str, Any]) -> list[Any]:
+        """Per instance, a CEL context with what the rules read of `input` and `model`. Converting
+        values into CEL is most of a rule's cost (about 2 µs per map entry, against 0.5 µs to run a
+        rule), so both stages share these and the post stage only adds `output`."""
+        shared = self._shared
+        constant: dict[str, Any] = {"model": _project(model, shared["model"])} if "model" in shared else {}
+        if "input" not in shared:
+            return [cel.Context(dict(constant)) for _ in inputs]
+        keys = shared["input"]
+        return [cel.Context({**constant, "input": _project(view, keys)}) for view in inputs]
 
     def evaluate(
         self,
@@ -107,31 +126,27 @@ class CompiledRuleset:
         inputs: list[dict[str, Any]],
         outputs: list[Any] | None,
         model: dict[str, Any],
+        contexts: list[Any] | None = None,
     ) -> list[list[FiredRule]]:
         """Per instance, the rules of `stage` that matched, in rule order, honouring the hit policy
-        (`first`: at most one rule per stage per instance; `all`: every match)."""
+        (`first`: at most one rule per stage per instance; `all`: every match). Give the `contexts`
+        of these inputs to share them between the stages (the post stage adds `output` to them)."""
         plan = self._stages[stage]
         if not plan.rules:
             return [[] for _ in inputs]
         if outputs is not None and len(outputs) != len(inputs):
             raise ValueError(f"{len(outputs)} outputs for {len(inputs)} inputs")
-        reads = plan.reads
-        input_keys = reads.get("input")
-        output_keys = reads.get("output")
-        with_input = "input" in reads
-        with_output = "output" in reads and stage == "post" and outputs is not None
-        constant: dict[str, Any] = {"model": _project(model, reads["model"])} if "model" in reads else {}
+        if contexts is None:
+            contexts = self.contexts(inputs, model)
+        output_keys = plan.reads.get("output")
+        with_output = "output" in plan.reads and stage == "post" and outputs is not None
         first = self._first
         failures: dict[int, tuple[int, str]] = {}
         results: list[list[FiredRule]] = []
-        for i, view in enumerate(inputs):
-            variables = dict(constant)
-            if with_input:
-                variables["input"] = _project(view, input_keys)
+        for i, context in enumerate(contexts):
             if with_output:
                 assert outputs is not None
-                variables["output"] = _project(output_view(outputs[i]), output_keys)
-            context = cel.Context(variables)
+                context.add_variable("output", _project(output_view(outputs[i]), output_keys))
             fired: list[FiredRule] = []
             for compiled in plan.rules:
                 try:

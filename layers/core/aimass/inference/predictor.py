@@ -239,10 +239,11 @@ class Predictor:
             predictions = self._answer(model, feeds, len(instances))
         else:
             views = input_views(signature, instances)
-            pre = rules.evaluate("pre", views, None, model.ref())
+            contexts = rules.contexts(views, model.ref())
+            pre = rules.evaluate("pre", views, None, model.ref(), contexts)
             _reject_if_any(pre)
             predictions = self._answer(model, feeds, len(instances))
-            post = rules.evaluate("post", views, predictions, model.ref())
+            post = rules.evaluate("post", views, predictions, model.ref(), contexts)
             predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
         if findings is not None:
             predictions = findings.annotate(predictions)
@@ -289,8 +290,9 @@ class Predictor:
                 [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
             )
         views = input_views(signature, request.instances)
-        pre = rules.evaluate("pre", views, None, model.ref())
-        post = rules.evaluate("post", views, predictions, model.ref())
+        contexts = rules.contexts(views, model.ref())
+        pre = rules.evaluate("pre", views, None, model.ref(), contexts)
+        post = rules.evaluate("post", views, predictions, model.ref(), contexts)
         fired = [a + b for a, b in zip(pre, post, strict=True)]
         return {
             "results": [
