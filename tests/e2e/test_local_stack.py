@@ -286,3 +286,15 @@ def test_data_quality_from_a_parquet_reference_flags_rejects_and_reports(
     report = stack.cli("quality", "check", "bc-quality", str(batch))
     assert report.returncode == 0, report.stderr
     assert "baseline_drift_check" in report.stdout and f"{len(bc.holdout)} rows" in report.stdout
+
+
+def test_a_ruleset_that_does_not_fit_the_model_fails_to_save_with_the_rule_named(
+    stack: Stack, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        json.dumps({"rules": [{"id": "typo", "when": "input.mean_radus > 1.0", "then": {"flag": "x"}}]})
+    )
+    saved = stack.cli("rules", "put", "digits", str(broken))
+    assert saved.returncode == 1
+    assert "422" in saved.stderr and "rules.0.when" in saved.stderr and "typo" in saved.stderr
