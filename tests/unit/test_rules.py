@@ -460,3 +460,33 @@ def test_shared_contexts_give_what_each_stage_alone_gives() -> None:
         ["unsure"],
         ["young", "yes-with-kids", "unsure"],
     ]
+
+
+def test_keys_read_by_name_become_flat_variables_outside_string_literals() -> None:
+    from aimass.rules import _flattened
+
+    flat = {"input": {"age": "_input_0", "income": "_input_1"}, "output": {"label": "_output_0"}}
+    source = "input.age > 30.0 && input['income'] > 1.0 && output.label == 'input.age' && x.input.age"
+    assert _flattened(source, flat) == (
+        "_input_0 > 30.0 && _input_1 > 1.0 && _output_0 == 'input.age' && x.input.age"
+    )
+
+
+def test_rules_give_the_same_answers_with_and_without_flat_variables() -> None:
+    flat_only = ruleset(
+        rule("young", "input.age < 30.0 && input['children'] > 0", {"flag": "young"}, stage="pre"),
+        rule("sure", "output.probabilities['yes'] > 0.8 && output.label == 'yes'", {"set": {"d": 1}}),
+        hit_policy="all",
+    )
+    # has() needs the map itself: the same rules with one more keep `input` and `output` as maps.
+    with_maps = ruleset(
+        *[r.model_dump() for r in flat_only.rules],
+        rule("has-income", "has(input.income) && has(output.label) && input.income > 1e9", {"flag": "rich"}),
+        hit_policy="all",
+    )
+    instances = [[25.0, 2000.0, 1], [45.0, 10.0, 0], [29.0, None, 3]]
+    predictions = [prediction(0.9), prediction(0.5), prediction(0.85)]
+    expected = [["young", "sure"], [], ["young", "sure"]]
+    assert ids(run(flat_only, instances, predictions)) == expected
+    assert ids(run(with_maps, instances, predictions)) == expected
+    assert compile_ruleset(flat_only, CLASSIFIER).input_keys == frozenset({"age", "children"})

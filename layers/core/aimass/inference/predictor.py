@@ -238,7 +238,7 @@ class Predictor:
         if rules is None:
             predictions = self._answer(model, feeds, len(instances))
         else:
-            views = input_views(signature, instances)
+            views = input_views(signature, instances, rules.input_keys)
             contexts = rules.contexts(views, model.ref())
             pre = rules.evaluate("pre", views, None, model.ref(), contexts)
             _reject_if_any(pre)
@@ -289,7 +289,7 @@ class Predictor:
                 f"{len(predictions)} predictions for {len(request.instances)} instances",
                 [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
             )
-        views = input_views(signature, request.instances)
+        views = input_views(signature, request.instances, rules.input_keys)
         contexts = rules.contexts(views, model.ref())
         pre = rules.evaluate("pre", views, None, model.ref(), contexts)
         post = rules.evaluate("post", views, predictions, model.ref(), contexts)
