@@ -230,7 +230,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("  range + category checks (violations)", "RequestChecks", "violations"),
     ("  anomaly score (anomaly_scores)", "RequestChecks", "anomaly_scores"),
     ("findings into the items (annotate)", "Screening", "annotate"),
-    ("rules: input views (input_views)", "predictor", "input_views"),
+    ("rules: input views (views)", "CompiledRuleset", "views"),
     ("rules: 5 pre rules (evaluate)", "CompiledRuleset", "evaluate"),
     ("rules: 5 post rules (evaluate)", "CompiledRuleset", "evaluate"),
     ("rules: any reject? (_reject_if_any)", "predictor", "_reject_if_any"),

@@ -465,10 +465,16 @@ def test_shared_contexts_give_what_each_stage_alone_gives() -> None:
 def test_keys_read_by_name_become_flat_variables_outside_string_literals() -> None:
     from aimass.rules import _flattened
 
-    flat = {"input": {"age": "_input_0", "income": "_input_1"}, "output": {"label": "_output_0"}}
-    source = "input.age > 30.0 && input['income'] > 1.0 && output.label == 'input.age' && x.input.age"
+    flat = {
+        "input": {("age",): "_input_0", ("income",): "_input_1"},
+        "output": {("label",): "_output_0", ("probabilities", "yes"): "_output_1"},
+    }
+    source = (
+        "input.age > 30.0 && input['income'] > 1.0 && output.label == 'input.age' && x.input.age"
+        " && output.probabilities['yes'] > 0.5"
+    )
     assert _flattened(source, flat) == (
-        "_input_0 > 30.0 && _input_1 > 1.0 && _output_0 == 'input.age' && x.input.age"
+        "_input_0 > 30.0 && _input_1 > 1.0 && _output_0 == 'input.age' && x.input.age && _output_1 > 0.5"
     )
 
 
@@ -490,3 +496,13 @@ def test_rules_give_the_same_answers_with_and_without_flat_variables() -> None:
     assert ids(run(flat_only, instances, predictions)) == expected
     assert ids(run(with_maps, instances, predictions)) == expected
     assert compile_ruleset(flat_only, CLASSIFIER).input_keys == frozenset({"age", "children"})
+
+
+def test_an_output_read_whole_and_by_key_is_one_flat_map() -> None:
+    rules = ruleset(
+        rule("sure", "output.probabilities['yes'] > 0.8", {"flag": "sure"}),
+        rule("two-classes", "size(output.probabilities) == 2 && output.label == 'no'", {"flag": "no"}),
+        hit_policy="all",
+    )
+    fired = run(rules, [[25.0, 1.0, 1], [40.0, 2.0, 0]], [prediction(0.9), prediction(0.1)])
+    assert ids(fired) == [["sure"], ["two-classes"]]

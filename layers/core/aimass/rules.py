@@ -98,13 +98,14 @@ def output_view(prediction: Any) -> dict[str, Any]:
 class CompiledRuleset:
     """A ruleset compiled for one signature; evaluate it as often as needed."""
 
-    def __init__(self, ruleset: Ruleset, compiled: list[_CompiledRule]) -> None:
+    def __init__(self, ruleset: Ruleset, compiled: list[_CompiledRule], signature: Signature) -> None:
         self.ruleset = ruleset
         self._first = ruleset.hit_policy == "first"
+        # Features are scalars; outputs may be one level deeper (probabilities['benign']).
         flat = {
             name: variables
-            for name in ("input", "output")
-            if (variables := _flat_variables(compiled, name)) is not None
+            for name, depth in (("input", 1), ("output", 2))
+            if (variables := _flat_variables(compiled, name, depth)) is not None
         }
         try:
             compiled = [replace(c, program=cel.compile(_flattened(c.rule.when, flat))) for c in compiled]
@@ -125,12 +126,17 @@ class CompiledRuleset:
                     keys = plan.reads[name]
                     self._shared[name] = None if keys is None or known is None else known | keys
         if self._flat_input is not None:
-            self._shared["input"] = frozenset(self._flat_input)
+            self._shared["input"] = frozenset(path[0] for path in self._flat_input)
+        self._reader = _InputReader(signature, self.input_keys)
 
     @property
     def input_keys(self) -> frozenset[str] | None:
         """The features the rules read (None: any of them); input views need no others."""
         return self._shared.get("input", frozenset())
+
+    def views(self, instances: list[Any]) -> list[dict[str, Any]]:
+        """What `input` means for these rules, per validated instance: the features they read."""
+        return self._reader.read(instances)
 
     def contexts(self, inputs: list[dict[str, Any]], model: dict[str, Any]) -> list[Any]:
         """Per instance, a CEL context with what the rules read of `input` and `model`. Converting
@@ -140,9 +146,9 @@ class CompiledRuleset:
         constant: dict[str, Any] = {"model": _project(model, shared["model"])} if "model" in shared else {}
         flat = self._flat_input
         if flat is not None:
+            names = [(path[0], variable) for path, variable in flat.items()]
             return [
-                cel.Context({**constant, **{v: view[k] for k, v in flat.items() if k in view}})
-                for view in inputs
+                cel.Context({**constant, **{v: view[k] for k, v in names if k in view}}) for view in inputs
             ]
         if "input" not in shared:
             return [cel.Context(dict(constant)) for _ in inputs]
@@ -180,7 +186,7 @@ class CompiledRuleset:
                 assert outputs is not None
                 output = output_view(outputs[i])
                 if flat_output is not None:
-                    context.update({v: output[k] for k, v in flat_output.items() if k in output})
+                    context.update(_flat_values(output, flat_output))
                 else:
                     context.add_variable("output", _project(output, output_keys))
             fired: list[FiredRule] = []
@@ -224,16 +230,39 @@ def _plan(rules: list[_CompiledRule]) -> _StagePlan:
     return _StagePlan(rules, reads)
 
 
-def _accesses(source: str, name: str) -> list[tuple[int, int, str]] | None:
-    """Each place the expression reads a key of variable `name` by name, as (start, end, key), or
-    None when it may read any (the variable used whole, iterated, or indexed by a computed key)."""
-    found: list[tuple[int, int, str]] = []
+@dataclass(frozen=True)
+class _Access:
+    """`name.key` at source[start:end]; `name.key.inner` (or `['inner']`) up to end_inner."""
+
+    start: int
+    end: int
+    key: str
+    end_inner: int | None = None
+    inner: str | None = None
+
+
+def _accesses(source: str, name: str) -> list[_Access] | None:
+    """Each place the expression reads a key of variable `name` by name, or None when it may read any
+    (the variable used whole, iterated, or indexed by a computed key)."""
+    found: list[_Access] = []
     source = _without_strings(source)
     for variable in re.finditer(rf"(?<![A-Za-z0-9_.]){name}(?![A-Za-z0-9_])", source):
         access = _ACCESS.match(source, variable.end())
         if access is None:
             return None
-        found.append((variable.start(), access.end(), next(g for g in access.groups() if g is not None)))
+        key = next(g for g in access.groups() if g is not None)
+        inner = _ACCESS.match(source, access.end())
+        found.append(
+            _Access(variable.start(), access.end(), key)
+            if inner is None
+            else _Access(
+                variable.start(),
+                access.end(),
+                key,
+                inner.end(),
+                next(g for g in inner.groups() if g is not None),
+            )
+        )
     return found
 
 
@@ -241,7 +270,7 @@ def _keys_read(source: str, name: str) -> frozenset[str] | None:
     """The keys of variable `name` the expression reads, or None when it may read any. Over-counting
     is harmless: a key a rule does not read only costs its conversion."""
     found = _accesses(source, name)
-    return None if found is None else frozenset(key for _, _, key in found)
+    return None if found is None else frozenset(access.key for access in found)
 
 
 def _without_strings(source: str) -> str:
@@ -261,10 +290,14 @@ def _without_strings(source: str) -> str:
     return _STRING.sub(blank, source)
 
 
-def _flat_variables(compiled: list[_CompiledRule], name: str) -> dict[str, str] | None:
-    """Key -> a top-level CEL variable standing for `name.key`, when every rule reads `name` only by
-    key (None otherwise). A flat variable costs CEL less than a map entry: about 1.2 against 3 µs."""
-    keys: set[str] = set()
+KeyPath = tuple[str, ...]
+
+
+def _flat_variables(compiled: list[_CompiledRule], name: str, depth: int) -> dict[KeyPath, str] | None:
+    """Key path -> a top-level CEL variable standing for `name.key` (or, at depth 2, `name.key.inner`
+    where every read of `key` goes one level down), when every rule reads `name` only by key; None
+    otherwise. A flat variable costs CEL less than a map entry: about 1.2 against 3 µs."""
+    paths: set[KeyPath] = set()
     for rule in compiled:
         if name not in rule.program.variables():
             continue
@@ -272,53 +305,89 @@ def _flat_variables(compiled: list[_CompiledRule], name: str) -> dict[str, str] 
         found = None if "has(" in rule.rule.when else _accesses(rule.rule.when, name)
         if found is None:
             return None
-        keys.update(key for _, _, key in found)
-    return {key: f"_{name}_{i}" for i, key in enumerate(sorted(keys))}
+        paths.update((a.key, a.inner) if depth > 1 and a.inner is not None else (a.key,) for a in found)
+    whole = {path[0] for path in paths if len(path) == 1}
+    chosen = sorted({path[:1] if path[0] in whole else path for path in paths})
+    return {path: f"_{name}_{i}" for i, path in enumerate(chosen)}
 
 
-def _flattened(source: str, flat: dict[str, dict[str, str]]) -> str:
-    """The expression with each `name.key` / `name['key']` replaced by its flat variable."""
-    spans = [
-        (start, end, variables[key])
-        for name, variables in flat.items()
-        for start, end, key in _accesses(source, name) or []
-    ]
+def _flattened(source: str, flat: dict[str, dict[KeyPath, str]]) -> str:
+    """The expression with each `name.key` (or `name.key.inner`) replaced by its flat variable."""
+    spans = []
+    for name, variables in flat.items():
+        for access in _accesses(source, name) or []:
+            if access.end_inner is not None and access.inner is not None:
+                deep = variables.get((access.key, access.inner))
+                if deep is not None:
+                    spans.append((access.start, access.end_inner, deep))
+                    continue
+            spans.append((access.start, access.end, variables[(access.key,)]))
     for start, end, variable in sorted(spans, reverse=True):
         source = source[:start] + variable + source[end:]
     return source
 
 
-def input_views(
-    signature: Signature, instances: list[Any], keys: frozenset[str] | None = None
-) -> list[dict[str, Any]]:
-    """What `input` means for rules: per instance a dict feature name -> value (tabular models: objects
-    keyed by feature name, or plain lists in feature order), or input name -> value (other models);
-    only the `keys` given (CompiledRuleset.input_keys), else all. The instances are already
-    validated by inference.tensors when this is called."""
-    if signature.features:
-        names = [f.name for f in signature.features]
-        positions = {name: i for i, name in enumerate(names)}
-        dtypes = {f.name: f.dtype for f in signature.features}
-        wanted = names if keys is None else [n for n in names if n in keys]
+def _flat_values(value: dict[str, Any], variables: dict[KeyPath, str]) -> dict[str, Any]:
+    """The flat variables' values in `value`; a path it lacks stays undeclared, as a missing map key
+    fails the rule."""
+    found: dict[str, Any] = {}
+    for path, variable in variables.items():
+        if path[0] not in value:
+            continue
+        inner = value[path[0]]
+        if len(path) == 1:
+            found[variable] = inner
+        elif type(inner) is dict and path[1] in inner:
+            found[variable] = inner[path[1]]
+    return found
+
+
+class _InputReader:
+    """Reads what `input` means for rules out of validated instances: per instance a dict feature
+    name -> value (tabular models: objects keyed by feature name, or plain lists in feature order),
+    or input name -> value (other models); only the `keys` given, else all. Made once per compiled
+    ruleset: the lookups it needs cost more than reading a single instance."""
+
+    def __init__(self, signature: Signature, keys: frozenset[str] | None) -> None:
+        self.tabular = bool(signature.features)
+        features = signature.features or []
+        self.first = signature.inputs[0].name if signature.inputs else "input"
+        # (name, position, type to convert, into): JSON's 17 in a float feature is 17.0 to the model,
+        # and to rules too, as CEL's double; 3.0 in an int feature is 3.
+        casts: dict[str, tuple[type, type]] = {"float": (int, float), "int": (float, int)}
+        self.wanted = [
+            (f.name, i, *casts.get(f.dtype, (None, None)))
+            for i, f in enumerate(features)
+            if keys is None or f.name in keys
+        ]
+
+    def read(self, instances: list[Any]) -> list[dict[str, Any]]:
+        if not self.tabular:
+            first = self.first
+            return [instance if isinstance(instance, dict) else {first: instance} for instance in instances]
         views = []
         for instance in instances:
-            if isinstance(instance, dict):
-                pairs: Iterable[tuple[str, Any]] = ((n, instance[n]) for n in wanted if n in instance)
-            else:
-                pairs = ((n, instance[positions[n]]) for n in wanted)
             view: dict[str, Any] = {}
-            for name, value in pairs:
-                # JSON's 17 in a float feature is 17.0 to the model: to rules too, as CEL's double.
-                kind = type(value)
-                if kind is int and dtypes[name] == "float":
-                    value = float(value)
-                elif kind is float and dtypes[name] == "int":
-                    value = int(value)
+            by_name = isinstance(instance, dict)
+            for name, position, given, cast in self.wanted:
+                if by_name:
+                    if name not in instance:
+                        continue
+                    value = instance[name]
+                else:
+                    value = instance[position]
+                if type(value) is given:
+                    value = cast(value)
                 view[name] = value
             views.append(view)
         return views
-    first = signature.inputs[0].name if signature.inputs else "input"
-    return [instance if isinstance(instance, dict) else {first: instance} for instance in instances]
+
+
+def input_views(
+    signature: Signature, instances: list[Any], keys: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """What `input` means for rules (see _InputReader); CompiledRuleset.views keeps the reader."""
+    return _InputReader(signature, keys).read(instances)
 
 
 def apply(predictions: list[Any], fired: list[list[FiredRule]]) -> list[Any]:
@@ -422,7 +491,7 @@ def compile_ruleset(ruleset: Ruleset, signature: Signature) -> CompiledRuleset:
         raise ValidationFailed(
             f"the ruleset does not fit the model's signature: problems in {', '.join(ids)}", problems
         )
-    return CompiledRuleset(ruleset, compiled)
+    return CompiledRuleset(ruleset, compiled, signature)
 
 
 def _syntax_message(rule_id: str, text: str) -> str:

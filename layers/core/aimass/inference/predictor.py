@@ -28,7 +28,7 @@ from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
 from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.registry import Registry, version_meant
-from aimass.rules import CompiledRuleset, apply, compile_ruleset, input_views
+from aimass.rules import CompiledRuleset, apply, compile_ruleset
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class Predictor:
         if rules is None:
             predictions = self._answer(model, feeds, len(instances))
         else:
-            views = input_views(signature, instances, rules.input_keys)
+            views = rules.views(instances)
             contexts = rules.contexts(views, model.ref())
             pre = rules.evaluate("pre", views, None, model.ref(), contexts)
             _reject_if_any(pre)
@@ -289,7 +289,7 @@ class Predictor:
                 f"{len(predictions)} predictions for {len(request.instances)} instances",
                 [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
             )
-        views = input_views(signature, request.instances, rules.input_keys)
+        views = rules.views(request.instances)
         contexts = rules.contexts(views, model.ref())
         pre = rules.evaluate("pre", views, None, model.ref(), contexts)
         post = rules.evaluate("post", views, predictions, model.ref(), contexts)
