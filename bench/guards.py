@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from bench import online
 from bench.harness import Rows, demo, demo_rows
 from bench.online import floor_call
 from bench.report import Table, us
@@ -113,16 +114,9 @@ RULESET: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Case:
-    model: str
-    rows: int
-    iterations: int
-    warmup: int
-    rules: bool
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} x{self.rows}"
+class Case(online.Case):
+    # Whether the case measures the ruleset too (rules need named features: breast-cancer only).
+    rules: bool = False
 
 
 CASES = (

@@ -175,6 +175,26 @@ class Registry:
             }
         }
 
+    def _update_summary(
+        self,
+        name: str,
+        expression: str,
+        values: dict[str, Any],
+        audit: AuditRecord,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        """Change an existing model's summary and record who did it, atomically."""
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": _s(CATALOG), "sk": _s(name)},
+            "ConditionExpression": "attribute_exists(pk)",
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        self._ddb.transact_write_items(TransactItems=[{"Update": update}, self._audit_put(audit)])
+
     def commit_version(self, record: ModelVersion) -> ModelVersion:
         """Store a version (never overwriting one) and move `latest_version` forward, atomically."""
         now = utcnow()
@@ -287,20 +307,12 @@ class Registry:
             model=name,
             details={"alias": alias, "version": version, "previous_version": previous},
         )
-        self._ddb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": {"pk": _s(CATALOG), "sk": _s(name)},
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "UpdateExpression": "SET aliases.#alias = :v, updated_at = :t",
-                        "ExpressionAttributeNames": {"#alias": alias},
-                        "ExpressionAttributeValues": {":v": _n(version), ":t": _s(now)},
-                    }
-                },
-                self._audit_put(audit),
-            ]
+        self._update_summary(
+            name,
+            "SET aliases.#alias = :v, updated_at = :t",
+            {":v": _n(version), ":t": _s(now)},
+            audit,
+            names={"#alias": alias},
         )
         return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
 
@@ -313,18 +325,10 @@ class Registry:
             model=name,
             details={"policy": policy.model_dump(), "previous_policy": previous.model_dump()},
         )
-        self._ddb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": {"pk": _s(CATALOG), "sk": _s(name)},
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "UpdateExpression": "SET quality_policy = :p, updated_at = :t",
-                        "ExpressionAttributeValues": {":p": _s(policy.model_dump_json()), ":t": _s(now)},
-                    }
-                },
-                self._audit_put(audit),
-            ]
+        self._update_summary(
+            name,
+            "SET quality_policy = :p, updated_at = :t",
+            {":p": _s(policy.model_dump_json()), ":t": _s(now)},
+            audit,
         )
         return policy
