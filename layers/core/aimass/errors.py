@@ -66,6 +66,10 @@ class ValidationFailed(AimassError):
     code = "validation_error"
 
 
+# At most this many field-level details in one error: enough to fix a request, small to send back.
+MAX_DETAILS = 50
+
+
 def field_error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
     """One field-level detail: where (a JSON path as a list), what is wrong, and a machine-readable type."""
     return {"loc": loc, "message": message, "type": kind}

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from aimass.errors import BadJson, UnsupportedMediaType, ValidationFailed
+from aimass.errors import MAX_DETAILS, BadJson, UnsupportedMediaType, ValidationFailed
 
 Model = TypeVar("Model", bound=BaseModel)
 _DOCUMENTED: list[type[BaseModel]] = []
@@ -32,7 +32,10 @@ async def parse(request: Request, model: type[Model]) -> Model:
             raise BadJson(f"the request body is not valid JSON: {errors[0]['msg']}") from error
         raise ValidationFailed(
             "the request does not match the schema",
-            [{"loc": ["body", *e["loc"]], "message": e["msg"], "type": e["type"]} for e in errors[:50]],
+            [
+                {"loc": ["body", *e["loc"]], "message": e["msg"], "type": e["type"]}
+                for e in errors[:MAX_DETAILS]
+            ],
         ) from error
 
 

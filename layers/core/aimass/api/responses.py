@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from aimass.errors import AimassError
+from aimass.errors import MAX_DETAILS, AimassError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _validation_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     details = [
         {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
-        for e in list(error.errors())[:50]
+        for e in list(error.errors())[:MAX_DETAILS]
     ]
     return error_response(422, "validation_error", "the request does not match the schema", details)
 

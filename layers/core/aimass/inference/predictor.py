@@ -21,7 +21,7 @@ from aimass.contracts import (
     ModelVersion,
     RulesEvaluationRequest,
 )
-from aimass.errors import IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
+from aimass.errors import MAX_DETAILS, IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
 from aimass.inference import tensors
 from aimass.inference.onnx import SessionCache, new_session, run
 from aimass.quality.checks import RequestChecks
@@ -68,7 +68,7 @@ def _reject_if_any(fired: list[list[FiredRule]]) -> None:
             "rejected by the model's rules: " + ", ".join(sorted({rule.id for _, rule in rejected})),
             [
                 field_error(["instances", i], f"rule {rule.id}: {rule.reject}", "rule_rejected")
-                for i, rule in rejected[:50]
+                for i, rule in rejected[:MAX_DETAILS]
             ],
         )
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from aimass.contracts import InferTensor, Signature, TensorSpec
-from aimass.errors import ValidationFailed, field_error
+from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 
 NUMPY_DTYPES: dict[str, Any] = {
     "float32": np.float32,
@@ -40,7 +40,6 @@ V2_DATATYPES = {
     "bool": "BOOL",
     "string": "BYTES",
 }
-MAX_ERRORS = 50
 _FLOAT_MAX = {t: float(np.finfo(NUMPY_DTYPES[t]).max) for t in ("float16", "float32", "float64")}
 
 
@@ -112,7 +111,7 @@ def _to_tensor(
                         "shape_mismatch",
                     )
                 )
-            if len(errors) >= MAX_ERRORS:
+            if len(errors) >= MAX_DETAILS:
                 break
         raise ValidationFailed(f"instances do not match input {spec.name!r}", errors)
     flat = array.reshape(-1)
@@ -129,7 +128,7 @@ def _to_tensor(
             if columns and index:
                 index[0] = columns[index[0]]
             errors.append(field_error([*loc_of_row(row), *index], problem, "type_error"))
-            if len(errors) >= MAX_ERRORS:
+            if len(errors) >= MAX_DETAILS:
                 break
     if errors:
         raise ValidationFailed(
@@ -231,10 +230,10 @@ def _feature_rows(signature: Signature, instances: list[Any]) -> np.ndarray:
                     "type_error",
                 )
             )
-        if len(errors) >= MAX_ERRORS:
+        if len(errors) >= MAX_DETAILS:
             break
     if errors:
-        raise ValidationFailed("instances do not match the model's features", errors[:MAX_ERRORS])
+        raise ValidationFailed("instances do not match the model's features", errors[:MAX_DETAILS])
     tensor = _to_tensor(rows, spec, lambda i: ["instances", i], columns=names)
     for i, j in nulls:
         tensor[i, j] = np.nan
@@ -274,7 +273,7 @@ def v1_feeds(signature: Signature, instances: list[Any]) -> dict[str, np.ndarray
         for name, column in columns.items():
             column.append(instance.get(name))
     if errors:
-        raise ValidationFailed("instances do not match the model's inputs", errors[:MAX_ERRORS])
+        raise ValidationFailed("instances do not match the model's inputs", errors[:MAX_DETAILS])
     return {
         spec.name: _to_tensor(columns[spec.name], spec, lambda i, n=spec.name: ["instances", i, n])
         for spec in inputs
@@ -339,7 +338,7 @@ def v2_feeds(signature: Signature, tensors: list[InferTensor]) -> dict[str, np.n
             continue
         feeds[spec.name] = converted.reshape(tensor.shape)
     if errors:
-        raise ValidationFailed("inputs do not match the model's signature", errors[:MAX_ERRORS])
+        raise ValidationFailed("inputs do not match the model's signature", errors[:MAX_DETAILS])
     return feeds
 
 

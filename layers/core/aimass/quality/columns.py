@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from aimass.contracts import Signature
-from aimass.errors import ValidationFailed, field_error
+from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 
 Kind = Literal["numeric", "string"]
 MISSING = {"", "na", "nan", "null", "none"}
@@ -87,7 +87,10 @@ def table_from_records(columns: list[Column], header: list[str], rows: list[list
     if absent:
         raise ValidationFailed(
             f"the reference dataset lacks {len(absent)} of the model's columns",
-            [field_error(["reference", name], "column is missing", "missing_column") for name in absent[:50]],
+            [
+                field_error(["reference", name], "column is missing", "missing_column")
+                for name in absent[:MAX_DETAILS]
+            ],
         )
     string = bool(columns) and columns[0].kind == "string"
     matrix = np.empty((len(rows), len(columns)), dtype=object if string else np.float64)
@@ -102,7 +105,7 @@ def table_from_records(columns: list[Column], header: list[str], rows: list[list
                 matrix[i, j] = text
             elif (value := _number(text)) is not None:
                 matrix[i, j] = value
-            elif len(errors) < 50:
+            elif len(errors) < MAX_DETAILS:
                 # Row numbers count the header as row 1, as a spreadsheet shows them.
                 errors.append(
                     field_error(["reference", i + 2, column.name], f"not a number: {text!r}", "type_error")

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimass.contracts import QualityPolicy
-from aimass.errors import ValidationFailed, field_error
+from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import as_matrix
 from aimass.rules import BARE_KEY
-
-MAX_ERRORS = 50
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def screen(
                     field_error(["instances", i, v["feature"]], v["message"], f"quality_{v['check']}")
                     for i, found in enumerate(violations)
                     for v in found
-                ][:MAX_ERRORS],
+                ][:MAX_DETAILS],
             )
     scores = None
     threshold = 0.0
@@ -116,7 +114,7 @@ def screen(
                         f"anomaly score {s:.4g} is above the threshold {threshold:.4g}",
                         "anomaly",
                     )
-                    for i, s in anomalous[:MAX_ERRORS]
+                    for i, s in anomalous[:MAX_DETAILS]
                 ],
             )
     return Screening(violations, scores, threshold)
