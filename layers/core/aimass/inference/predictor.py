@@ -73,11 +73,6 @@ def _reject_if_any(fired: list[list[FiredRule]]) -> None:
         )
 
 
-def _baseline_document(uri: str, hashes: dict[str, str]) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(artifacts.verified(uri, hashes[uri.rsplit("/", 1)[1]]))
-    return document
-
-
 class Predictor:
     def __init__(
         self,
@@ -101,7 +96,8 @@ class Predictor:
         self._versions: dict[tuple[str, int], ModelVersion] = {}
         self._rulesets: dict[tuple[str, int, int], CompiledRuleset | None] = {}
         self._checks: dict[tuple[str, int], RequestChecks | None] = {}
-        self._statistics: dict[tuple[str, int], dict[str, Any] | None] = {}
+        # A version's baseline files (statistics.json, constraints.json, anomaly.json) by URI.
+        self._baseline_files: dict[str, dict[str, Any]] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         self._refused: set[str] = set()
         # Called after each answered request: metrics, capture.
@@ -148,27 +144,28 @@ class Predictor:
                 self._rulesets[key] = None
         return self._rulesets[key]
 
+    def _baseline_file(self, record: ModelVersion, uri: str | None) -> dict[str, Any] | None:
+        """One of the version's baseline files, read (and its sha256 checked) once per container."""
+        if record.baseline is None or uri is None:
+            return None
+        if uri not in self._baseline_files:
+            data = artifacts.verified(uri, record.baseline.sha256[uri.rsplit("/", 1)[1]])
+            self._baseline_files[uri] = json.loads(data)
+        return self._baseline_files[uri]
+
+    def constraints_for(self, record: ModelVersion) -> dict[str, Any] | None:
+        return self._baseline_file(record, record.baseline and record.baseline.constraints_uri)
+
+    def statistics_for(self, record: ModelVersion) -> dict[str, Any] | None:
+        return self._baseline_file(record, record.baseline and record.baseline.statistics_uri)
+
     def checks_for(self, record: ModelVersion) -> RequestChecks | None:
         """The version's request-time checks: its signature's constraints, and its baseline's."""
         key = (record.name, record.version)
         if key not in self._checks:
-            baseline = record.baseline
-            constraints = anomaly = None
-            if baseline is not None:
-                constraints = _baseline_document(baseline.constraints_uri, baseline.sha256)
-                if baseline.anomaly_uri:
-                    anomaly = _baseline_document(baseline.anomaly_uri, baseline.sha256)
-            self._checks[key] = RequestChecks.build(record.signature, constraints, anomaly)
+            anomaly = self._baseline_file(record, record.baseline and record.baseline.anomaly_uri)
+            self._checks[key] = RequestChecks.build(record.signature, self.constraints_for(record), anomaly)
         return self._checks[key]
-
-    def statistics_for(self, record: ModelVersion) -> dict[str, Any] | None:
-        key = (record.name, record.version)
-        if key not in self._statistics:
-            baseline = record.baseline
-            self._statistics[key] = (
-                None if baseline is None else _baseline_document(baseline.statistics_uri, baseline.sha256)
-            )
-        return self._statistics[key]
 
     def forget(self, name: str) -> None:
         """Drop what is known of a model's aliases and latest version; the next request re-reads it."""
@@ -261,12 +258,7 @@ class Predictor:
                 [field_error(["path", "name"], "no columns to check", "no_columns")],
             )
         record = model.version
-        constraints = (
-            _baseline_document(record.baseline.constraints_uri, record.baseline.sha256)
-            if record.baseline
-            else None
-        )
-        report = quality_report(checks, self.statistics_for(record), constraints, instances)
+        report = quality_report(checks, self.statistics_for(record), self.constraints_for(record), instances)
         return {"model": model.ref(), **report}
 
     def evaluate_rules(self, name: str, request: RulesEvaluationRequest) -> dict[str, Any]:
