@@ -201,3 +201,12 @@ def test_v2_responses_carry_the_anomaly_scores_as_parameters(
     }
     parameters = client.post("/v2/models/digits/infer", json=body).json()["parameters"]
     assert parameters["anomalous"] == [False, False, True] and len(parameters["anomaly_scores"]) == 3
+
+
+def test_a_reference_uri_that_cannot_be_read_is_a_field_error(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    for uri in ("s3://aimass-test/datasets/none.csv", "s3://no-such-bucket/ref.csv", "ref.csv"):
+        response = _upload(client, demos, reference_uri=uri)
+        assert response.status_code == 422, (uri, response.text)
+        assert response.json()["error"]["details"][0]["loc"] == ["body", "reference_uri"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 
@@ -85,7 +86,18 @@ def _reference(upload: UploadFile | None, uri: str | None) -> Reference | None:
             raise ValidationFailed(
                 str(error), [field_error(["body", "reference_uri"], "expected s3://bucket/key", "pattern")]
             ) from error
-        return Reference(artifacts.get(uri), uri, uri)
+        try:
+            data = artifacts.get(uri)
+        except (NotFound, ClientError) as error:
+            # The caller's URI, not the service, is at fault: a missing object, bucket or permission.
+            reason = (
+                error.message if isinstance(error, NotFound) else error.response["Error"].get("Code", "error")
+            )
+            raise ValidationFailed(
+                f"cannot read the reference dataset {uri}: {reason}",
+                [field_error(["body", "reference_uri"], f"cannot be read: {reason}", "unreadable")],
+            ) from error
+        return Reference(data, uri, uri)
     return None
 
 
