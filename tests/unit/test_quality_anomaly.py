@@ -131,3 +131,11 @@ def test_the_threshold_is_reproducible_for_a_seed(reference: np.ndarray) -> None
 def test_too_few_rows_give_no_model() -> None:
     assert fit(draw(np.random.default_rng(0), 49), COLUMNS) is None
     assert fit(np.empty((100, 0)), []) is None
+
+
+def test_a_single_row_scores_as_it_does_in_a_batch(model: AnomalyModel, fresh: np.ndarray) -> None:
+    rows = fresh[:20].copy()
+    rows[3, 1] = np.nan
+    batch = model.scores(rows)
+    single = np.array([model.scores(rows[i : i + 1])[0] for i in range(len(rows))])
+    np.testing.assert_allclose(single, batch, rtol=1e-12)

@@ -162,3 +162,13 @@ def test_a_null_where_the_baseline_always_had_a_value_is_a_completeness_violatio
         ],
         [],
     ]
+
+
+def test_a_single_row_gets_the_same_findings_as_the_same_row_in_a_batch() -> None:
+    sig = signature(Feature(name="a", min=0, max=1), Feature(name="b", nullable=True), Feature(name="c"))
+    learned = constraints({"name": "b", "completeness": 1.0}, learned_range("c", -5, 5))
+    checks = build(sig, learned)
+    matrix = np.array([[0.5, 1.0, 0.0], [2.0, np.nan, 9.0], [-1.0, 3.0, -7.0], [np.nan, np.nan, np.nan]])
+    batch = checks.violations(matrix)
+    assert [checks.violations(matrix[i : i + 1])[0] for i in range(len(matrix))] == batch
+    assert [len(found) for found in batch] == [0, 3, 2, 1]
