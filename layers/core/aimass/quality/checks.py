@@ -34,6 +34,7 @@ class RequestChecks:
     anomaly_columns: np.ndarray | None
     tabular: bool
     nullable: bool
+    names: frozenset[str]
 
     @classmethod
     def build(
@@ -72,6 +73,7 @@ class RequestChecks:
             model,
             where,
             tabular=bool(signature.features),
+            names=frozenset(c.name for c in columns),
             nullable=any(c.nullable for c in columns),
         )
 
@@ -80,7 +82,7 @@ class RequestChecks:
         if not self.tabular:
             return []
         width = len(self.columns)
-        known = {c.name for c in self.columns}
+        known = self.names
         return [
             (i, key)
             for i, instance in enumerate(instances)

@@ -32,7 +32,7 @@ def lenient_matrix(
     extra: dict[str, int] = {}
     given: set[str] = set()
     names = [c.name for c in columns]
-    known = frozenset(names)
+    known = checks.names
     for i, instance in enumerate(instances):
         if checks.tabular and isinstance(instance, dict):
             values = [instance.get(n) for n in names]
