@@ -76,7 +76,7 @@ def _read_parquet(data: bytes, columns: list[Column]) -> np.ndarray:
     return table_from_records(columns, header, rows)
 
 
-def _numeric_statistics(column: Column, values: np.ndarray) -> dict[str, Any]:
+def _numeric_statistics(values: np.ndarray) -> dict[str, Any]:
     present = values[~np.isnan(values)]
     common = {"num_present": int(present.size), "num_missing": int(values.size - present.size)}
     if present.size == 0:
@@ -140,7 +140,7 @@ def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baselin
             if len(buckets) <= MAX_DOMAIN:
                 constraint["string_constraints"] = {"domains": sorted(b["value"] for b in buckets)}
         else:
-            entry["numerical_statistics"] = stats = _numeric_statistics(column, values.astype(np.float64))
+            entry["numerical_statistics"] = stats = _numeric_statistics(values.astype(np.float64))
             if "min" in stats:
                 constraint["num_constraints"] = {"is_non_negative": stats["min"] >= 0}
                 constraint["aimass"] = {"min": stats["min"], "max": stats["max"]}

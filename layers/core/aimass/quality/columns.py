@@ -57,10 +57,16 @@ def columns_of(signature: Signature) -> list[Column] | None:
     ]
 
 
+def holds_strings(columns: list[Column]) -> bool:
+    """Whether a matrix over these columns holds strings (objects) rather than float64: the columns
+    of one input tensor share its dtype, so the first one says."""
+    return bool(columns) and columns[0].kind == "string"
+
+
 def as_matrix(columns: list[Column], tensor: np.ndarray) -> np.ndarray:
     """A model's input tensor as rows by columns: float64 with NaN for missing, or objects (strings)."""
     matrix = tensor.reshape(len(tensor), -1)
-    if columns and columns[0].kind == "string":
+    if holds_strings(columns):
         return matrix
     return matrix.astype(np.float64, copy=False)
 
@@ -92,7 +98,7 @@ def table_from_records(columns: list[Column], header: list[str], rows: list[list
                 for name in absent[:MAX_DETAILS]
             ],
         )
-    string = bool(columns) and columns[0].kind == "string"
+    string = holds_strings(columns)
     matrix = np.empty((len(rows), len(columns)), dtype=object if string else np.float64)
     errors: list[dict[str, Any]] = []
     for j, column in enumerate(columns):

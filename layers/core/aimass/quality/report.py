@@ -11,7 +11,7 @@ import numpy as np
 from aimass.quality import stats
 from aimass.quality.baseline import DRIFT_THRESHOLDS
 from aimass.quality.checks import RequestChecks
-from aimass.quality.columns import Column
+from aimass.quality.columns import Column, holds_strings
 
 # Fewer present values than this give no drift figures: PSI over ten bins means little below it.
 MIN_DRIFT_ROWS = 30
@@ -24,7 +24,7 @@ def lenient_matrix(
     """Rows as a matrix where a missing or mistyped value is missing (NaN / None), with the count of
     mistyped values per column, the keys no column has, and which columns were ever given."""
     columns = checks.columns
-    string = columns[0].kind == "string"
+    string = holds_strings(columns)
     matrix = np.full(
         (len(instances), len(columns)), None if string else np.nan, dtype=object if string else np.float64
     )
