@@ -224,11 +224,11 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("  range + category checks (violations)", "RequestChecks", "violations"),
     ("  anomaly score (anomaly_scores)", "RequestChecks", "anomaly_scores"),
     ("findings into the items (annotate)", "Screening", "annotate"),
-    ("rules: input views (views)", "CompiledRuleset", "views"),
+    ("rules: CEL contexts of the inputs (contexts)", "CompiledRuleset", "contexts"),
     ("rules: 5 pre rules (evaluate)", "CompiledRuleset", "evaluate"),
     ("rules: 5 post rules (evaluate)", "CompiledRuleset", "evaluate"),
     ("rules: any reject? (_reject_if_any)", "predictor", "_reject_if_any"),
-    ("rules: fired rules into the items (apply)", "predictor", "apply"),
+    ("rules: fired rules into the items (apply)", "CompiledRuleset", "apply"),
     ("for scale: instances -> tensor (v1_feeds)", "tensors", "v1_feeds"),
     ("for scale: ONNX Runtime (onnx.run)", "predictor", "run"),
 )

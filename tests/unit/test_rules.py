@@ -11,7 +11,7 @@ from aimass import signature as signatures
 from aimass.contracts import Feature, FiredRule, Ruleset, Signature, TensorSpec
 from aimass.errors import ValidationFailed
 from aimass.inference import onnx
-from aimass.rules import apply, compile_ruleset, input_views
+from aimass.rules import CompiledRuleset, compile_ruleset, input_views
 
 CLASSIFIER = Signature(
     inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],
@@ -55,12 +55,26 @@ def run(
 ) -> list[list[FiredRule]]:
     """Both stages, as the predictor runs them: pre on the inputs, post on inputs and predictions,
     sharing one CEL context per instance."""
+    return stages(compile_ruleset(rules, signature), instances, predictions)[2]
+
+
+def stages(
+    compiled: CompiledRuleset, instances: list[Any], predictions: list[Any]
+) -> tuple[list[list[FiredRule]], list[list[FiredRule]], list[list[FiredRule]]]:
+    """What fired in the pre stage, in the post stage, and in both, per instance."""
+    contexts = compiled.contexts(instances, MODEL)
+    pre = compiled.evaluate("pre", contexts)
+    post = compiled.evaluate("post", contexts, predictions)
+    return pre, post, [a + b for a, b in zip(pre, post, strict=True)]
+
+
+def answered(
+    rules: Ruleset, instances: list[Any], predictions: list[Any], signature: Signature = CLASSIFIER
+) -> list[Any]:
+    """The predictions as the predictor answers them: with what fired in both stages folded in."""
     compiled = compile_ruleset(rules, signature)
-    views = input_views(signature, instances)
-    contexts = compiled.contexts(views, MODEL)
-    pre = compiled.evaluate("pre", views, None, MODEL, contexts)
-    post = compiled.evaluate("post", views, predictions, MODEL, contexts)
-    return [a + b for a, b in zip(pre, post, strict=True)]
+    pre, post, _ = stages(compiled, instances, predictions)
+    return compiled.apply(predictions, pre, post)
 
 
 def ids(fired: list[list[FiredRule]]) -> list[list[str]]:
@@ -118,8 +132,7 @@ def test_a_pre_rule_rejects_an_instance_before_the_model_runs() -> None:
     )
     compiled = compile_ruleset(rules, CLASSIFIER)
     # When the pre stage runs (no output exists yet)
-    views = input_views(CLASSIFIER, [ROW, {**ROW, "income": 2e6}])
-    pre = compiled.evaluate("pre", views, None, MODEL)
+    pre = compiled.evaluate("pre", compiled.contexts([ROW, {**ROW, "income": 2e6}], MODEL))
     # Then the second instance is rejected, naming the rule and its reason
     assert pre[0] == []
     assert [(r.id, r.action, r.reject) for r in pre[1]] == [
@@ -144,7 +157,7 @@ def test_set_merges_fields_into_the_item_and_keeps_label_and_probabilities() -> 
     )
     predictions = [prediction(0.95)]
     # When the fired rules are applied
-    [item] = apply(predictions, run(rules, [ROW], predictions))
+    [item] = answered(rules, [ROW], predictions)
     # Then the model's answer is still there, next to the merged decision
     assert item["label"] == "yes" and item["probabilities"] == {"no": pytest.approx(0.05), "yes": 0.95}
     assert (item["decision"], item["queue"]) == ("approve", "fast")
@@ -155,7 +168,7 @@ def test_set_merges_fields_into_the_item_and_keeps_label_and_probabilities() -> 
 
 def test_a_flag_rule_adds_its_reason_to_the_item_flags() -> None:
     rules = ruleset(rule("young", "input.age < 25.0", {"flag": "young applicant"}))
-    items = apply([prediction(0.3), prediction(0.3)], run(rules, [{**ROW, "age": 19}, ROW], [{}, {}]))
+    items = answered(rules, [{**ROW, "age": 19}, ROW], [{}, {}])
     assert items[0]["flags"] == ["young applicant"]
     assert "flags" not in items[1]
 
@@ -163,7 +176,7 @@ def test_a_flag_rule_adds_its_reason_to_the_item_flags() -> None:
 def test_each_item_lists_the_rules_that_fired_and_what_they_did() -> None:
     rules = ruleset(*OVERLAPPING, hit_policy="all")
     predictions = [prediction(0.95), prediction(0.1)]
-    items = apply(predictions, run(rules, [{**ROW, "age": 20.0}, ROW], predictions))
+    items = answered(rules, [{**ROW, "age": 20.0}, ROW], predictions)
     assert items[0]["rules"] == [
         {"id": "likely", "stage": "post", "action": "set", "set": {"decision": "approve"}},
         {"id": "very-likely", "stage": "post", "action": "set", "set": {"decision": "fast-track"}},
@@ -178,7 +191,7 @@ def test_a_bare_regression_value_becomes_an_object_only_when_a_rule_fired() -> N
     instances = [{"rooms": 3, "area": 90.0}, {"rooms": 9, "area": 400.0}]
     predictions = [250000.0, 900000.0]
     # When the rules are applied
-    items = apply(predictions, run(rules, instances, predictions, REGRESSOR))
+    items = answered(rules, instances, predictions, REGRESSOR)
     # Then an item no rule touched stays a number, and the other carries its value and rules
     assert items[0] == 250000.0
     assert items[1] == {
@@ -242,11 +255,44 @@ def test_a_rule_that_fails_on_an_odd_instance_counts_as_not_matched_and_is_logge
     assert len(warnings) == 1 and "low-income" in warnings[0] and "1 of 2" in warnings[0]
 
 
+def test_under_the_first_hit_policy_a_rule_after_the_match_is_not_run_so_cannot_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a rule that matches first and one after it that fails on a null income
+    rules = ruleset(
+        rule("young", "input.age < 25.0", {"flag": "young applicant"}),
+        rule("low-income", "input.income < 10000.0", {"flag": "low income"}),
+        hit_policy="first",
+    )
+    with caplog.at_level(logging.WARNING, logger="aimass.rules"):
+        fired = run(rules, [{**ROW, "income": None, "age": 20.0}, {**ROW, "income": None}], [{}, {}])
+    # Then the first instance stops at its match; only the second, which reached the failing rule, logs it
+    assert ids(fired) == [["young"], []]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "low-income" in warnings[0] and "1 of 2" in warnings[0]
+
+
+def test_a_rule_that_gives_no_bool_on_an_instance_counts_as_not_matched(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A bool for every value the signature allows (age 18-99), a number beyond it: saving accepts it.
+    rules = ruleset(
+        rule("odd", "input.age <= 99.0 ? input.age > 60.0 : input.age", {"flag": "senior"}),
+        rule("young", "input.age < 25.0", {"flag": "young applicant"}),
+        hit_policy="all",
+    )
+    with caplog.at_level(logging.WARNING, logger="aimass.rules"):
+        fired = run(rules, [{**ROW, "age": 120.0}, {**ROW, "age": 70.0}], [{}, {}])
+    assert ids(fired) == [[], ["odd"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "odd" in warnings[0] and "gave double" in warnings[0]
+
+
 def test_a_rule_without_the_output_it_reads_counts_as_not_matched() -> None:
     rules = ruleset(rule("likely", "output.label == 'yes'", {"flag": "x"}))
     compiled = compile_ruleset(rules, CLASSIFIER)
-    assert compiled.evaluate("post", input_views(CLASSIFIER, [ROW]), None, MODEL) == [[]]
-    assert compiled.evaluate("post", input_views(CLASSIFIER, [ROW]), [{"odd": 1}], MODEL) == [[]]
+    assert compiled.evaluate("post", compiled.contexts([ROW], MODEL)) == [[]]
+    assert compiled.evaluate("post", compiled.contexts([ROW], MODEL), [{"odd": 1}]) == [[]]
 
 
 # --- Saving refuses what would not work ----------------------------------------------------------
@@ -361,7 +407,7 @@ def test_the_breast_cancer_model_accepts_a_sensible_ruleset(demos: dict[str, Any
         }
         for p in demo.holdout_probabilities[:50].tolist()
     ]
-    items = apply(predictions, run(rules, rows, predictions, signature))
+    items = answered(rules, rows, predictions, signature)
     # Then every malignant answer carries the decision, and the large-tumour rule fires where it should
     for row, item in zip(rows, items, strict=True):
         assert (item.get("decision") == "biopsy") == (item["label"] == "malignant")
@@ -423,7 +469,7 @@ def test_a_ten_rule_ruleset_runs_over_a_thousand_instances(demos: dict[str, Any]
         for p in probabilities
     ]
     # When both stages run and the fired rules are applied
-    items = apply(predictions, run(rules, rows, predictions, signature))
+    items = answered(rules, rows, predictions, signature)
     # Then each item holds exactly the rules its values call for
     assert len(items) == 1000
     for row, item in zip(rows, items, strict=True):
@@ -450,9 +496,8 @@ def test_shared_contexts_give_what_each_stage_alone_gives() -> None:
     instances = [[25.0, 2000.0, 1], [45.0, 10.0, 0], [29.0, 500.0, 3]]
     predictions = [prediction(0.9), prediction(0.5), prediction(0.55)]
     compiled = compile_ruleset(rules, CLASSIFIER)
-    views = input_views(CLASSIFIER, instances)
-    pre = compiled.evaluate("pre", views, None, MODEL)
-    post = compiled.evaluate("post", views, predictions, MODEL)
+    pre = compiled.evaluate("pre", compiled.contexts(instances, MODEL))
+    post = compiled.evaluate("post", compiled.contexts(instances, MODEL), predictions)
     alone = [a + b for a, b in zip(pre, post, strict=True)]
     assert run(rules, instances, predictions) == alone
     assert ids(alone) == [

@@ -28,7 +28,7 @@ from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
 from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.registry import Registry, version_meant
-from aimass.rules import CompiledRuleset, apply, compile_ruleset
+from aimass.rules import CompiledRuleset, compile_ruleset
 
 log = logging.getLogger(__name__)
 
@@ -235,13 +235,11 @@ class Predictor:
         if rules is None:
             predictions = self._answer(model, feeds, len(instances))
         else:
-            views = rules.views(instances)
-            contexts = rules.contexts(views, model.ref())
-            pre = rules.evaluate("pre", views, None, model.ref(), contexts)
+            contexts = rules.contexts(instances, model.ref())
+            pre = rules.evaluate("pre", contexts)
             _reject_if_any(pre)
             predictions = self._answer(model, feeds, len(instances))
-            post = rules.evaluate("post", views, predictions, model.ref(), contexts)
-            predictions = apply(predictions, [a + b for a, b in zip(pre, post, strict=True)])
+            predictions = rules.apply(predictions, pre, rules.evaluate("post", contexts, predictions))
         if findings is not None:
             predictions = findings.annotate(predictions)
         self._observe(Answered.of(model.version, len(instances), findings))
@@ -281,10 +279,9 @@ class Predictor:
                 f"{len(predictions)} predictions for {len(request.instances)} instances",
                 [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
             )
-        views = rules.views(request.instances)
-        contexts = rules.contexts(views, model.ref())
-        pre = rules.evaluate("pre", views, None, model.ref(), contexts)
-        post = rules.evaluate("post", views, predictions, model.ref(), contexts)
+        contexts = rules.contexts(request.instances, model.ref())
+        pre = rules.evaluate("pre", contexts)
+        post = rules.evaluate("post", contexts, predictions)
         fired = [a + b for a, b in zip(pre, post, strict=True)]
         return {
             "results": [
@@ -293,7 +290,7 @@ class Predictor:
                     "rejected": any(f.action == "reject" for f in matched),
                     "prediction": prediction,
                 }
-                for matched, prediction in zip(fired, apply(predictions, fired), strict=True)
+                for matched, prediction in zip(fired, rules.apply(predictions, fired), strict=True)
             ],
             "rules_version": None if request.ruleset else self._summary(name).rules_version,
             "model": model.ref(),
