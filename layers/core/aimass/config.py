@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     # When set, every route but /health requires this value in the x-api-key header (local stack).
     api_key: str | None = None
 
+    # S3 drop-to-predict: the table that makes a duplicate S3 delivery a no-op, the rows predicted
+    # per call (at most max_instances), where files are staged while processed, and how many rows of
+    # a file the drift report is computed on (a seeded uniform sample).
+    idempotency_table: str = "aimass-idempotency"
+    batch_chunk_rows: int = 2000
+    batch_work_dir: Path = Path("/tmp/aimass-batch")
+    batch_drift_sample_rows: int = 10_000
+
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:

@@ -1,0 +1,1 @@
+"""S3 drop-to-predict: batch files predicted row by row, nothing lost."""

@@ -1,0 +1,274 @@
+"""Batch files on local disk: which format a name says, records read in chunks, rows written as
+they come. Nothing holds a whole file: memory follows the chunk size, not the file size.
+
+CSV (a header row), JSON Lines and Parquet, each optionally gzip-compressed (`.gz`). Parquet needs
+pyarrow (the batch function's Arrow layer, the `parquet` extra); the other formats need nothing."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from aimass.errors import UnsupportedMediaType
+
+Kind = Literal["csv", "jsonl", "parquet"]
+SUFFIXES: dict[str, Kind] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read as its name says (corrupt, not UTF-8, not gzip, not Parquet)."""
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    kind: Kind
+    gzipped: bool
+
+    @classmethod
+    def of(cls, name: str) -> FileFormat:
+        lower = name.lower()
+        gzipped = lower.endswith(".gz")
+        stem = lower[:-3] if gzipped else lower
+        kind = next((k for suffix, k in SUFFIXES.items() if stem.endswith(suffix)), None)
+        if kind is None:
+            raise UnsupportedMediaType(
+                f"{name!r} is not a batch file: name it .csv, .jsonl or .parquet, optionally with .gz",
+                [{"loc": ["key"], "message": "unknown file type", "type": "unsupported_format"}],
+            )
+        return cls(kind, gzipped)
+
+    @property
+    def text(self) -> bool:
+        """Whether values arrive as text to be parsed by each feature's dtype."""
+        return self.kind == "csv"
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that could not be read as one: why, and what it held (a CSV row's fields, a line)."""
+
+    reason: str
+    raw: Any
+
+
+@dataclass
+class Chunk:
+    """Consecutive records of a file. `first_row` numbers the first one (data rows count from 1; a
+    CSV's header is not a row). A record is a dict, or a BadRecord."""
+
+    first_row: int
+    records: list[dict[str, Any] | BadRecord]
+
+
+def _open_text(path: Path, gzipped: bool) -> IO[str]:
+    if gzipped:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _open_text_writer(path: Path, gzipped: bool) -> IO[str]:
+    if gzipped:
+        return gzip.open(path, "wt", encoding="utf-8", newline="")
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def columns_of(path: Path, fmt: FileFormat) -> list[str] | None:
+    """The file's column names where the format declares them up front (CSV header, Parquet
+    schema); None for JSON Lines, whose records each say their own."""
+    try:
+        if fmt.kind == "csv":
+            with _open_text(path, fmt.gzipped) as handle:
+                return next(csv.reader(handle), [])
+        if fmt.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
+        raise UnreadableFile(f"{type(error).__name__}: {error}") from error
+    except Exception as error:  # pyarrow's ArrowInvalid and friends: not a Parquet file
+        raise UnreadableFile(f"not a readable Parquet file: {error}") from error
+    return None
+
+
+def read_chunks(path: Path, fmt: FileFormat, rows: int) -> Iterator[Chunk]:
+    """The file's records, `rows` at a time. Raises UnreadableFile when the file itself is broken
+    (possibly after some chunks: a truncated gzip stream is only found at its end)."""
+    try:
+        if fmt.kind == "csv":
+            yield from _csv_chunks(path, fmt.gzipped, rows)
+        elif fmt.kind == "jsonl":
+            yield from _jsonl_chunks(path, fmt.gzipped, rows)
+        else:
+            yield from _parquet_chunks(path, rows)
+    except UnreadableFile:
+        raise
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
+        raise UnreadableFile(f"{type(error).__name__}: {error}") from error
+
+
+def _csv_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
+    with _open_text(path, gzipped) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        width = len(header)
+        chunk = Chunk(1, [])
+        for row in reader:
+            if not row:  # a blank line is no record
+                continue
+            if len(row) != width:
+                chunk.records.append(
+                    BadRecord(f"expected {width} fields as in the header, got {len(row)}", row)
+                )
+            else:
+                chunk.records.append(dict(zip(header, row, strict=True)))
+            if len(chunk.records) == size:
+                yield chunk
+                chunk = Chunk(chunk.first_row + size, [])
+        if chunk.records:
+            yield chunk
+
+
+def _jsonl_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
+    with _open_text(path, gzipped) as handle:
+        chunk = Chunk(1, [])
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                chunk.records.append(BadRecord(f"not valid JSON: {error.msg} at column {error.colno}", line))
+            else:
+                chunk.records.append(
+                    record
+                    if isinstance(record, dict)
+                    else BadRecord(f"expected an object, got {type(record).__name__}", record)
+                )
+            if len(chunk.records) == size:
+                yield chunk
+                chunk = Chunk(chunk.first_row + size, [])
+        if chunk.records:
+            yield chunk
+
+
+def _parquet_chunks(path: Path, size: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        first = 1
+        for batch in parquet.iter_batches(batch_size=size):
+            records = batch.to_pylist()
+            yield Chunk(first, list(records))
+            first += len(records)
+    except OSError:
+        raise
+    except Exception as error:  # pyarrow's ArrowInvalid: not Parquet, or a corrupt page
+        raise UnreadableFile(f"not a readable Parquet file: {error}") from error
+
+
+def gunzipped(path: Path, into: Path) -> Path:
+    """A gzipped file decompressed next to where it is staged (Parquet needs to seek)."""
+    try:
+        with gzip.open(path, "rb") as source, open(into, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    except (OSError, EOFError) as error:
+        raise UnreadableFile(f"{type(error).__name__}: {error}") from error
+    return into
+
+
+class RowWriter:
+    """Rows (dicts with the same keys) written to a local file in one format, as they come."""
+
+    def __init__(self, path: Path, fmt: FileFormat, columns: list[str] | None = None) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.columns = columns
+        self.count = 0
+        self._handle: IO[str] | None = None
+        self._csv: Any = None
+        self._parquet: Any = None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.fmt.kind == "parquet":
+            self._write_parquet(rows)
+        else:
+            self._write_text(rows)
+        self.count += len(rows)
+
+    def _write_text(self, rows: list[dict[str, Any]]) -> None:
+        if self._handle is None:
+            self._handle = _open_text_writer(self.path, self.fmt.gzipped)
+            if self.fmt.kind == "csv":
+                self.columns = self.columns or list(rows[0])
+                self._csv = csv.DictWriter(self._handle, self.columns, restval="")
+                self._csv.writeheader()
+        if self._csv is not None:
+            self._csv.writerows(rows)
+        else:
+            self._handle.writelines(json.dumps(row, default=str) + "\n" for row in rows)
+
+    def _write_parquet(self, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            self.columns = self.columns or list(rows[0])
+            table = pa.Table.from_pylist(rows)
+            # A column null throughout the first chunk has no type yet: it is text from here on.
+            schema = pa.schema(
+                [
+                    pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                    for f in table.schema
+                    if f.name in self.columns
+                ]
+            )
+            self._parquet = pq.ParquetWriter(self._parquet_target(), schema)
+        self._parquet.write_table(pa.Table.from_pylist(rows, schema=self._parquet.schema))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+            self._gzip_parquet(self._parquet_target())
+        elif self.count == 0:
+            self._write_empty()
+
+    def _parquet_target(self) -> Path:
+        """Parquet is written whole, then gzipped when the name asks for it."""
+        return self.path.with_suffix("") if self.fmt.gzipped else self.path
+
+    def _gzip_parquet(self, plain: Path) -> None:
+        if self.fmt.gzipped:
+            with open(plain, "rb") as source, gzip.open(self.path, "wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            plain.unlink()
+
+    def _write_empty(self) -> None:
+        """No rows: still a file, so a reader finds what it expects (a header or schema, or nothing)."""
+        if self.fmt.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            target = self._parquet_target()
+            schema = pa.schema([pa.field(c, pa.string()) for c in self.columns or []])
+            pq.write_table(schema.empty_table(), target)
+            self._gzip_parquet(target)
+            return
+        with _open_text_writer(self.path, self.fmt.gzipped) as handle:
+            if self.fmt.kind == "csv" and self.columns:
+                csv.writer(handle).writerow(self.columns)

@@ -1,0 +1,329 @@
+"""One batch file through a model: every row predicted or rejected with its reasons, and a report.
+
+Pure of AWS: a staged input file in, staged output files and the report out. The rows go through
+the online prediction path (Predictor.predict: the same type checks, data-quality policy, anomaly
+score and rules), a chunk at a time; a row the path refuses is set aside with the reasons it gave
+and the rest of its chunk is predicted. Rows in = rows predicted + rows rejected, always.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aimass.batch.formats import (
+    BadRecord,
+    FileFormat,
+    RowWriter,
+    UnreadableFile,
+    columns_of,
+    gunzipped,
+    read_chunks,
+)
+from aimass.batch.rows import Reason, RowParser, reason
+from aimass.errors import AimassError, ValidationFailed
+from aimass.inference.predictor import Predictor
+from aimass.quality.report import quality_report
+
+# The columns every flattened prediction may have, after the model's own (label, probabilities).
+FINDINGS = ("anomaly_score", "anomalous", "quality", "flags", "rules")
+# Keys of a prediction no column was made for (a rule's `set` field first seen after the header).
+OTHER = "other"
+ROW = "row"
+
+# A row on its way: (row number, the record as read, the instance parsed from it).
+Parsed = tuple[int, dict[str, Any], dict[str, Any]]
+# ... with its prediction item; or with the reasons it was refused.
+Predicted = tuple[int, dict[str, Any], dict[str, Any], Any]
+Refused = tuple[int, dict[str, Any], list[Reason]]
+
+
+@dataclass(frozen=True)
+class Options:
+    # The column that names each row in the outputs: None means `id` when the file has one, else the
+    # row number (in a column `row`).
+    id_column: str | None = None
+    # Input columns copied next to each prediction.
+    carry: tuple[str, ...] = ()
+    # Which version predicts: this alias, or this version number when given.
+    alias: str = "champion"
+    version: int | None = None
+    chunk_rows: int = 2000
+    drift_sample_rows: int = 10_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Outputs:
+    predictions: Path
+    rejected: Path
+
+
+@dataclass
+class _Tally:
+    rows_in: int = 0
+    predicted: int = 0
+    rejected: int = 0
+    flagged: int = 0
+    anomalies: int = 0
+    violations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+
+    def count_findings(self, item: Any) -> None:
+        if not isinstance(item, dict):
+            return
+        if item.get("quality"):
+            self.flagged += 1
+            self.violations.update((v["feature"], v["check"]) for v in item["quality"])
+        if item.get("anomaly", {}).get("anomalous"):
+            self.anomalies += 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def predict_file(
+    predictor: Predictor, name: str, source: Path, fmt: FileFormat, outputs: Outputs, options: Options
+) -> dict[str, Any]:
+    """Predict every row of `source` with model `name`; write the predictions (in the input's
+    format) and the rejected rows (JSON Lines), and return the report. A file that cannot be
+    processed at all (unreadable, no such model or version) gives a report with `status` "failed"
+    and the error, never an exception."""
+    started, clock = _now(), time.monotonic()
+    tally = _Tally()
+    report: dict[str, Any] = {"status": "succeeded", "error": None, "model": None}
+    try:
+        _run(predictor, name, source, fmt, outputs, options, tally, report)
+    except (AimassError, UnreadableFile, ValueError) as error:
+        report["status"] = "failed"
+        report["error"] = {
+            "code": getattr(error, "code", "unreadable_file"),
+            "message": getattr(error, "message", str(error)),
+        }
+    seconds = time.monotonic() - clock
+    report["rows"] = {"in": tally.rows_in, "predicted": tally.predicted, "rejected": tally.rejected}
+    report["timing"] = {
+        "started_at": started,
+        "finished_at": _now(),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(tally.rows_in / seconds, 1) if seconds > 0 else None,
+    }
+    report["quality"] = {
+        "rows_flagged": tally.flagged,
+        "anomalies": tally.anomalies,
+        "violations": [
+            {"feature": feature, "check": check, "rows": n}
+            for (feature, check), n in sorted(tally.violations.items())
+        ],
+        "rejected_by": dict(sorted(tally.rejections.items())),
+    }
+    return report
+
+
+def _run(
+    predictor: Predictor,
+    name: str,
+    source: Path,
+    fmt: FileFormat,
+    outputs: Outputs,
+    options: Options,
+    tally: _Tally,
+    report: dict[str, Any],
+) -> None:
+    # The version is fixed here, for the whole file: an alias moving mid-file changes nothing.
+    model = predictor.load(name, options.version, None if options.version else options.alias)
+    record = model.version
+    report["model"] = model.ref()
+    parser = RowParser(record.signature, fmt.text)
+    readable = fmt
+    if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
+        source, readable = gunzipped(source, source.with_suffix("")), FileFormat("parquet", False)
+    header = columns_of(source, readable)
+    id_column = options.id_column or ("id" if header is not None and "id" in header else None)
+    carried = [c for c in options.carry if c != id_column]
+    sample: list[dict[str, Any]] = []
+    sampler = random.Random(options.seed)
+    predictions = RowWriter(outputs.predictions, fmt)
+    rejected = RowWriter(outputs.rejected, FileFormat("jsonl", False))
+    shape = _Shape(id_column or ROW, carried, fmt.kind == "jsonl")
+    try:
+        for chunk in read_chunks(source, readable, min(options.chunk_rows, predictor.max_instances)):
+            good: list[Parsed] = []
+            bad: list[dict[str, Any]] = []
+            for offset, raw in enumerate(chunk.records):
+                row = chunk.first_row + offset
+                if isinstance(raw, BadRecord):
+                    bad.append(_rejection(row, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]))
+                    continue
+                instance, reasons = parser.instance(raw)
+                if instance is None:
+                    bad.append(_rejection(row, raw, id_column, reasons))
+                else:
+                    good.append((row, raw, instance))
+            answered, refused = _predict(predictor, name, record.version, good)
+            bad += [_rejection(row, raw, id_column, reasons) for row, raw, reasons in refused]
+            for _, _, instance, item in answered:
+                tally.count_findings(item)
+                _sample(sample, sampler, instance, tally.predicted, options.drift_sample_rows)
+                tally.predicted += 1
+            if answered and shape.columns is None and not shape.nested:
+                shape.fix(answered, predictor, record)
+                predictions.columns = shape.columns
+            predictions.write([shape.row(row, raw, item) for row, raw, _, item in answered])
+            bad.sort(key=lambda r: int(r[ROW]))
+            rejected.write(bad)
+            tally.rejected += len(bad)
+            tally.rows_in += len(chunk.records)
+            tally.rejections.update(b["type"] for b in bad)
+        if shape.columns is None and not shape.nested:
+            predictions.columns = [shape.id_column, *carried]
+    finally:
+        predictions.close()
+        rejected.close()
+    report["drift"] = _drift(predictor, record, sample)
+
+
+def _predict(
+    predictor: Predictor, name: str, version: int, rows: list[Parsed]
+) -> tuple[list[Predicted], list[Refused]]:
+    """The rows' predictions, and the rows the prediction path refused with its reasons. A refusal
+    names the instances it is about (`loc` ["instances", i, ...]); those are set aside and the
+    others predicted again, until none is refused."""
+    pending = rows
+    refused: list[Refused] = []
+    while pending:
+        try:
+            answer = predictor.predict(name, [instance for _, _, instance in pending], version=version)
+        except ValidationFailed as error:
+            about: dict[int, list[Reason]] = {}
+            for detail in error.details:
+                loc = detail.get("loc", [])
+                if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
+                    found = reason(detail["message"], detail["type"], str(loc[2]) if len(loc) > 2 else None)
+                    about.setdefault(loc[1], []).append(found)
+            if not about:
+                raise
+            refused += [(pending[i][0], pending[i][1], reasons) for i, reasons in about.items()]
+            pending = [p for i, p in enumerate(pending) if i not in about]
+            continue
+        items = answer["predictions"]
+        return [(*parsed, item) for parsed, item in zip(pending, items, strict=True)], refused
+    return [], refused
+
+
+def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason]) -> dict[str, Any]:
+    """A rejected row as written to rejected/: its number and id, why, and what it held."""
+    found: dict[str, Any] = {ROW: row}
+    if id_column and isinstance(raw, dict) and id_column in raw:
+        found[id_column] = raw[id_column]
+    found["reasons"] = reasons
+    found["type"] = reasons[0]["type"] if reasons else "rejected"
+    found["record"] = raw
+    return found
+
+
+def _sample(
+    sample: list[dict[str, Any]], sampler: random.Random, instance: dict[str, Any], seen: int, size: int
+) -> None:
+    """Reservoir sampling: after n rows, each of them is in the sample with the same chance."""
+    if len(sample) < size:
+        sample.append(instance)
+    else:
+        slot = sampler.randrange(seen + 1)
+        if slot < size:
+            sample[slot] = instance
+
+
+def _drift(predictor: Predictor, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
+    checks = predictor.checks_for(record)
+    statistics = predictor.statistics_for(record)
+    if checks is None or statistics is None or not sample:
+        return None
+    found = quality_report(checks, statistics, predictor.constraints_for(record), sample)
+    return {
+        "sample_rows": len(sample),
+        "features": found["drift"],
+        "drifted": sorted(d["feature"] for d in found["drift"] if d["drifted"]),
+        "completeness": found["completeness"],
+        "thresholds": found["thresholds"],
+    }
+
+
+@dataclass
+class _Shape:
+    """How a prediction becomes an output row: nested under `prediction` (JSON Lines), or flattened
+    into columns fixed by the first predicted chunk (CSV, Parquet)."""
+
+    id_column: str
+    carried: list[str]
+    nested: bool
+    columns: list[str] | None = None
+
+    def fix(self, answered: list[Any], predictor: Predictor, record: Any) -> None:
+        seen: dict[str, None] = {}
+        for _, _, _, item in answered:
+            seen.update(dict.fromkeys(_flat(item)))
+        rules = predictor.rules_for(record)
+        for rule in rules.ruleset.rules if rules else []:
+            seen.update(dict.fromkeys(rule.then.set or {}))
+        leading = [self.id_column, *self.carried]
+        model_keys = [k for k in seen if k not in FINDINGS and k not in leading]
+        findings = [k for k in FINDINGS if k in seen or k in ("quality", "flags")]
+        self.columns = [*leading, *model_keys, *findings, OTHER]
+
+    def row(self, row: int, raw: dict[str, Any], item: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {self.id_column: raw.get(self.id_column, row) if self.id_column != ROW else row}
+        for column in self.carried:
+            out[column] = raw.get(column)
+        if self.nested:
+            out["prediction"] = item
+            return out
+        assert self.columns is not None
+        flat = dict.fromkeys(self.columns) | out
+        other = {}
+        for key, value in _flat(item).items():
+            if key in flat:
+                flat[key] = value
+            else:
+                other[key] = value
+        if other:
+            flat[OTHER] = json.dumps(other, default=str)
+        return flat
+
+
+def _flat(item: Any) -> dict[str, Any]:
+    """A prediction item as scalar columns: `label`, `probability_<class>`, `prediction` (a bare or
+    `value` output), `anomaly_score`/`anomalous`, `quality` (JSON), `flags` and `rules` (joined),
+    and any field a rule set (JSON when it is not a scalar)."""
+    if not isinstance(item, dict):
+        item = {"value": item}
+    flat: dict[str, Any] = {}
+    for key, value in item.items():
+        if key == "probabilities" and isinstance(value, dict):
+            flat.update({f"probability_{k}": v for k, v in value.items()})
+        elif key == "probabilities" and isinstance(value, list):
+            flat.update({f"probability_{i}": v for i, v in enumerate(value)})
+        elif key == "value":
+            flat["prediction"] = value if not isinstance(value, list | dict) else json.dumps(value)
+        elif key == "anomaly" and isinstance(value, dict):
+            flat["anomaly_score"] = value.get("score")
+            flat["anomalous"] = value.get("anomalous")
+        elif key == "quality":
+            flat["quality"] = json.dumps(value)
+        elif key == "flags":
+            flat["flags"] = "; ".join(value)
+        elif key == "rules":
+            flat["rules"] = ";".join(r["id"] for r in value)
+        elif value is None or isinstance(value, str | int | float | bool):
+            flat[key] = value
+        else:
+            flat[key] = json.dumps(value)
+    return flat

@@ -1,0 +1,239 @@
+"""A batch file through a registered model (moto): each format, gzip, bad rows set aside with their
+reasons while the good rows are predicted, and a report whose counts always add up."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimass.api import deps
+from aimass.batch.formats import FileFormat
+from aimass.batch.job import Options, Outputs, predict_file
+from aimass.contracts import QualityPolicy, Ruleset
+from aimass.registration import register_version, save_ruleset
+
+MODEL = "breast-cancer"
+
+
+def holdout(demos: dict[str, Any], count: int) -> list[dict[str, float]]:
+    names = [f.name for f in demos[MODEL].enrichment.features]
+    return [dict(zip(names, row, strict=True)) for row in demos[MODEL].holdout[:count].tolist()]
+
+
+def run(tmp_path: Path, name: str, data: bytes, **options: Any) -> tuple[dict[str, Any], Outputs]:
+    source = tmp_path / name
+    source.write_bytes(data)
+    fmt = FileFormat.of(name)
+    outputs = Outputs(tmp_path / f"predicted-{name}", tmp_path / f"rejected-{name}.jsonl")
+    report = predict_file(deps.predictor(), MODEL, source, fmt, outputs, Options(**options))
+    return report, outputs
+
+
+def csv_bytes(rows: list[dict[str, Any]], extra: dict[str, list[Any]] | None = None) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [*(extra or {}), *rows[0]])
+    writer.writeheader()
+    for i, row in enumerate(rows):
+        writer.writerow({**{k: v[i] for k, v in (extra or {}).items()}, **row})
+    return out.getvalue().encode()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as handle:  # type: ignore[operator]
+        return list(csv.DictReader(handle))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt") as handle:  # type: ignore[operator]
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_bad_rows_are_rejected_with_their_reasons_and_the_good_ones_predicted(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given a model that rejects out-of-range rows and has a rule that refuses tiny tumours
+    deps.registry().set_quality_policy(MODEL, QualityPolicy(violations="reject", anomalies="flag"), "test")
+    save_ruleset(
+        deps.registry(),
+        MODEL,
+        Ruleset.model_validate(
+            {
+                "hit_policy": "all",
+                "rules": [
+                    {
+                        "id": "tiny",
+                        "stage": "pre",
+                        "when": "input.mean_area < 200.0",
+                        "then": {"reject": "too small to call"},
+                    },
+                    {
+                        "id": "refer",
+                        "stage": "post",
+                        "when": "output.label == 'malignant'",
+                        "then": {"set": {"decision": "refer"}},
+                    },
+                ],
+            }
+        ),
+        "test",
+    )
+    deps.predictor().forget(MODEL)
+    rows = holdout(demos, 12)
+    rows = [r for r in rows if r["mean_area"] >= 200.0][:10]
+    text = csv_bytes(rows, {"id": [f"p{i}" for i in range(10)], "site": ["a"] * 10}).decode().splitlines()
+    # row 2: not a number; row 4: a required value missing; row 6: too few fields;
+    # row 8: out of the baseline's range (rejected by the policy); row 9: rejected by the rule
+    header = text[0].split(",")
+    area = header.index("mean_area")
+    radius = header.index("mean_radius")
+
+    def edit(line: str, column: int, value: str) -> str:
+        cells = line.split(",")
+        cells[column] = value
+        return ",".join(cells)
+
+    text[2] = edit(text[2], radius, "twelve")
+    text[4] = edit(text[4], radius, "")
+    text[6] = ",".join(text[6].split(",")[:5])
+    text[8] = edit(text[8], radius, "1000")
+    text[9] = edit(text[9], area, "150")
+    data = ("\n".join(text) + "\n").encode()
+
+    report, outputs = run(tmp_path, "mixed.csv", data, carry=("site",), chunk_rows=4)
+
+    # Then rows in = predicted + rejected, and each bad row is set aside with why
+    assert report["status"] == "succeeded", report
+    assert report["rows"] == {"in": 10, "predicted": 5, "rejected": 5}
+    rejected = read_jsonl(outputs.rejected)
+    assert [(r["row"], r.get("id"), r["type"]) for r in rejected] == [
+        (2, "p1", "type_error"),
+        (4, "p3", "missing"),
+        (6, None, "unreadable_row"),
+        (8, "p7", "quality_range"),
+        (9, "p8", "rule_rejected"),
+    ]
+    assert rejected[0]["reasons"][0]["field"] == "mean_radius"
+    assert "tiny" in rejected[4]["reasons"][0]["message"]
+    assert rejected[2]["record"][:2] == ["p5", "a"]  # the short row's fields, as they were
+    assert report["quality"]["rejected_by"] == {
+        "missing": 1,
+        "quality_range": 1,
+        "rule_rejected": 1,
+        "type_error": 1,
+        "unreadable_row": 1,
+    }
+    # And the predictions keep the id, the carried column, the model's answer and the rules' decisions
+    predicted = read_csv(outputs.predictions)
+    assert [p["id"] for p in predicted] == ["p0", "p2", "p4", "p6", "p9"]
+    assert {p["site"] for p in predicted} == {"a"}
+    assert {p["label"] for p in predicted} <= {"benign", "malignant"}
+    assert all(
+        abs(float(p["probability_benign"]) + float(p["probability_malignant"]) - 1) < 1e-5 for p in predicted
+    )
+    assert all((p["decision"] == "refer") == (p["label"] == "malignant") for p in predicted)
+    assert all(p["anomaly_score"] for p in predicted)
+    assert report["model"] == {"name": MODEL, "version": 1, "backend": "onnxruntime"}
+
+
+def test_json_lines_gzipped_keep_types_and_nest_the_prediction(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = holdout(demos, 3)
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(1, json.dumps({**rows[0], "mean_radius": "14.2"}))  # a string where a number goes
+    lines.insert(2, "{not json")
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+
+    report, outputs = run(tmp_path, "rows.jsonl.gz", data)
+
+    assert report["rows"] == {"in": 5, "predicted": 3, "rejected": 2}
+    predicted = read_jsonl(Path(str(outputs.predictions)))
+    assert [p["row"] for p in predicted] == [1, 4, 5]
+    assert predicted[0]["prediction"]["label"] in ("benign", "malignant")
+    assert [r["type"] for r in read_jsonl(outputs.rejected)] == ["type_error", "unreadable_row"]
+
+
+@pytest.mark.parametrize("name", ["rows.parquet", "rows.parquet.gz"])
+def test_parquet_in_parquet_out(registered: Any, demos: dict[str, Any], tmp_path: Path, name: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = holdout(demos, 25)
+    table = pa.Table.from_pylist([{"id": 100 + i, **r} for i, r in enumerate(rows)])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    data = buffer.getvalue()
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+
+    report, outputs = run(tmp_path, name, data, chunk_rows=10)
+
+    assert report["rows"] == {"in": 25, "predicted": 25, "rejected": 0}
+    written = outputs.predictions
+    if name.endswith(".gz"):
+        written = tmp_path / "plain.parquet"
+        written.write_bytes(gzip.decompress(outputs.predictions.read_bytes()))
+    result = pq.read_table(written).to_pylist()
+    assert [r["id"] for r in result] == list(range(100, 125))
+    assert all(r["label"] in ("benign", "malignant") for r in result)
+
+
+def test_the_report_measures_drift_on_the_predicted_rows(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = holdout(demos, 60)
+    shifted = [{**r, "mean_radius": r["mean_radius"] * 1.6} for r in rows]
+
+    report, _ = run(tmp_path, "shifted.csv", csv_bytes(shifted))
+
+    assert report["drift"]["sample_rows"] == 60
+    assert "mean_radius" in report["drift"]["drifted"]
+    assert "mean_texture" not in report["drift"]["drifted"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "rows_in"),
+    [("empty.csv", b"", 0), ("header.csv", None, 0), ("empty.jsonl", b"\n\n", 0)],
+)
+def test_empty_and_header_only_files_predict_nothing_and_say_so(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, name: str, data: bytes | None, rows_in: int
+) -> None:
+    if data is None:
+        data = csv_bytes(holdout(demos, 1)).splitlines()[0] + b"\n"
+    report, outputs = run(tmp_path, name, data)
+    assert report["status"] == "succeeded"
+    assert report["rows"] == {"in": rows_in, "predicted": 0, "rejected": 0}
+    assert outputs.predictions.exists() and outputs.rejected.exists()
+
+
+def test_a_corrupt_file_gives_a_failed_report_with_the_error(registered: Any, tmp_path: Path) -> None:
+    report, _ = run(tmp_path, "broken.csv.gz", b"this is not gzip at all")
+    assert report["status"] == "failed"
+    assert "gzip" in report["error"]["message"].lower()
+    assert report["rows"]["in"] == report["rows"]["predicted"] + report["rows"]["rejected"]
+
+
+def test_a_model_without_a_champion_gives_a_failed_report(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given a version registered but never made champion
+    register_version(
+        deps.registry(), "aimass-test", "untried", demos[MODEL].model, "test", demos[MODEL].enrichment
+    )
+    source = tmp_path / "rows.csv"
+    source.write_bytes(csv_bytes(holdout(demos, 2)))
+    outputs = Outputs(tmp_path / "predicted.csv", tmp_path / "rejected.jsonl")
+    # When a file is dropped for it
+    report = predict_file(deps.predictor(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
+    # Then nothing is predicted by hope: the report says why
+    assert report["status"] == "failed"
+    assert report["error"]["code"] == "not_found" and "champion" in report["error"]["message"]
+    assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}
