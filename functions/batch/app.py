@@ -1,0 +1,27 @@
+"""S3 drop-to-predict: files put under incoming/<model>/ are predicted into predictions/<model>/."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aimass.api import deps
+from aimass.batch.drop import handle_event
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    summaries = handle_event(event, deps.predictor(), context)
+    for summary in summaries:
+        rows = summary["rows"] or {}
+        metrics.add_metric(name="BatchRowsPredicted", unit=MetricUnit.Count, value=rows.get("predicted", 0))
+        metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=rows.get("rejected", 0))
+        metrics.add_metric(
+            name="BatchFilesFailed", unit=MetricUnit.Count, value=summary["status"] == "failed"
+        )
+    return {"files": summaries}

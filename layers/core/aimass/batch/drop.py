@@ -1,0 +1,192 @@
+"""S3 drop-to-predict: a file put under `incoming/<model>/` is predicted into `predictions/<model>/`,
+its bad rows go to `rejected/<model>/` and its report to `reports/<model>/`.
+
+The S3 side of aimass.batch.job: the object is staged on local disk (Lambda's ephemeral storage,
+bounded memory whatever its size), processed, and the outputs uploaded. S3 delivers an event at
+least once: each object version is processed once (Powertools idempotency keyed on bucket, key,
+ETag and version id), so a duplicate delivery writes nothing twice.
+
+Per-file options are the object's user metadata, set by `aimass batch` or any uploader:
+`aimass-id-column`, `aimass-carry` (comma-separated columns), `aimass-alias`, `aimass-version`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aimass import aws
+from aimass.batch.formats import FileFormat
+from aimass.batch.job import Options, Outputs, predict_file
+from aimass.config import settings
+from aimass.errors import AimassError
+from aimass.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+INCOMING = "incoming/"
+# A processed object version is remembered this long: S3 redelivers within hours, not weeks.
+REMEMBER_S = 7 * 24 * 3600
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One object version dropped under incoming/: what an S3 event record names."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None = None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Drop:
+        s3 = record["s3"]
+        found = s3["object"]
+        # Keys arrive URL-encoded in S3 events (a space is '+').
+        return cls(
+            s3["bucket"]["name"], unquote_plus(found["key"]), found.get("eTag", ""), found.get("versionId")
+        )
+
+    @property
+    def model(self) -> str:
+        return self.key[len(INCOMING) :].split("/", 1)[0]
+
+    @property
+    def relative(self) -> str:
+        """The file's name under incoming/<model>/, kept in every output's key."""
+        return self.key[len(INCOMING) :].split("/", 1)[1]
+
+    def output_keys(self) -> dict[str, str]:
+        model, relative = self.model, self.relative
+        return {
+            "predictions": f"predictions/{model}/{relative}",
+            "rejected": f"rejected/{model}/{relative}.jsonl",
+            "report": f"reports/{model}/{relative}.json",
+        }
+
+
+def is_drop(key: str) -> bool:
+    """Whether a key names a file for a model: incoming/<model>/<file>."""
+    parts = key[len(INCOMING) :].split("/", 1) if key.startswith(INCOMING) else []
+    return len(parts) == 2 and bool(parts[0]) and bool(parts[1]) and not parts[1].endswith("/")
+
+
+def handle_event(
+    event: dict[str, Any], predictor: Predictor, lambda_context: Any = None
+) -> list[dict[str, Any]]:
+    """Every object an S3 event names, processed once; the summary of each (a duplicate delivery
+    gets the first one's summary back and writes nothing)."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings().idempotency_table, boto3_client=aws.client("dynamodb")
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="[bucket, key, etag, version_id]", expires_after_seconds=REMEMBER_S
+    )
+    if hasattr(lambda_context, "get_remaining_time_in_millis"):
+        config.register_lambda_context(lambda_context)
+
+    @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=config)
+    def once(drop: dict[str, Any]) -> dict[str, Any]:
+        return process(Drop(**drop), predictor)
+
+    summaries = []
+    for record in event.get("Records", []):
+        drop = Drop.from_record(record)
+        if not is_drop(drop.key):
+            log.warning("ignoring %s: not incoming/<model>/<file>", drop.key)
+            continue
+        summaries.append(once(drop=asdict(drop)))
+    return summaries
+
+
+def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
+    """Stage the object, predict it, upload the outputs and the report; the report's summary."""
+    s3 = aws.client("s3")
+    keys = drop.output_keys()
+    work = settings().batch_work_dir / uuid.uuid4().hex
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            fmt = FileFormat.of(drop.relative)
+        except AimassError as error:
+            report = _failed(error)
+        else:
+            source = work / Path(drop.relative).name
+            version = {"VersionId": drop.version_id} if drop.version_id else {}
+            head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
+            s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
+            outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
+            report = predict_file(
+                predictor, drop.model, source, fmt, outputs, options_from(head.get("Metadata", {}))
+            )
+            if report["status"] == "succeeded":
+                s3.upload_file(
+                    str(outputs.predictions),
+                    drop.bucket,
+                    keys["predictions"],
+                    ExtraArgs={"ContentType": CONTENT_TYPES[fmt.kind]},
+                )
+                s3.upload_file(
+                    str(outputs.rejected),
+                    drop.bucket,
+                    keys["rejected"],
+                    ExtraArgs={"ContentType": CONTENT_TYPES["jsonl"]},
+                )
+                report["outputs"] = {
+                    name: f"s3://{drop.bucket}/{keys[name]}" for name in ("predictions", "rejected")
+                }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {"file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"}, **report}
+    s3.put_object(
+        Bucket=drop.bucket,
+        Key=keys["report"],
+        Body=json.dumps(report, indent=2).encode(),
+        ContentType="application/json",
+    )
+    log.info("batch %s: %s %s", drop.key, report["status"], report.get("rows"))
+    return {
+        "key": drop.key,
+        "status": report["status"],
+        "rows": report.get("rows"),
+        "report": f"s3://{drop.bucket}/{keys['report']}",
+    }
+
+
+def _failed(error: AimassError) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "error": {"code": error.code, "message": error.message},
+        "rows": {"in": 0, "predicted": 0, "rejected": 0},
+    }
+
+
+def options_from(metadata: dict[str, str]) -> Options:
+    """Per-file options from the object's user metadata (S3 lower-cases the names)."""
+    carry = tuple(c.strip() for c in metadata.get("aimass-carry", "").split(",") if c.strip())
+    version = metadata.get("aimass-version", "").strip()
+    return Options(
+        id_column=metadata.get("aimass-id-column") or None,
+        carry=carry,
+        alias=metadata.get("aimass-alias") or "champion",
+        version=int(version) if version.isdigit() else None,
+        chunk_rows=settings().batch_chunk_rows,
+        drift_sample_rows=settings().batch_drift_sample_rows,
+    )

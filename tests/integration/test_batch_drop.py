@@ -1,0 +1,104 @@
+"""S3 drop-to-predict through the batch Lambda handler (moto): outputs under their prefixes, per-file
+options from object metadata, and a duplicate S3 delivery that writes nothing twice."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aimass import aws
+from aimass.local.lambda_runtime import LambdaContext, load_handler
+from aimass.local.resources import create_table
+from tests.integration.test_batch_job import csv_bytes, holdout
+
+BUCKET = "aimass-test"
+
+
+@pytest.fixture
+def batch(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AIMASS_IDEMPOTENCY_TABLE", "aimass-test-idempotency")
+    from aimass.config import settings
+
+    settings.cache_clear()
+    create_table("aimass-test-idempotency", "IdempotencyTable")
+    yield load_handler("batch")
+    settings.cache_clear()
+
+
+def s3_event(key: str, etag: str, version_id: str | None) -> dict[str, Any]:
+    with open("events/s3_incoming_csv.json") as handle:
+        event = json.load(handle)
+    record = event["Records"][0]["s3"]
+    record["bucket"]["name"] = BUCKET
+    record["object"].update({"key": key.replace(" ", "+"), "eTag": etag, "versionId": version_id})
+    return dict(event)
+
+
+def drop(key: str, data: bytes, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    put = aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata or {})
+    return s3_event(key, put["ETag"].strip('"'), put.get("VersionId"))
+
+
+def read(key: str) -> bytes:
+    return bytes(aws.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_a_dropped_csv_is_predicted_into_its_prefixes(batch: Any, demos: dict[str, Any]) -> None:
+    rows = holdout(demos, 8)
+    data = csv_bytes(rows, {"patient": [f"x{i}" for i in range(8)], "ward": ["w1"] * 8})
+    event = drop(
+        "incoming/breast-cancer/2026/day one.csv",
+        data,
+        {"aimass-id-column": "patient", "aimass-carry": "ward"},
+    )
+
+    answer = batch(event, LambdaContext(function_name="aimass-batch"))
+
+    [summary] = answer["files"]
+    assert summary["status"] == "succeeded" and summary["rows"] == {"in": 8, "predicted": 8, "rejected": 0}
+    predicted = list(csv.DictReader(io.StringIO(read("predictions/breast-cancer/2026/day one.csv").decode())))
+    assert [p["patient"] for p in predicted] == [f"x{i}" for i in range(8)]
+    assert {p["ward"] for p in predicted} == {"w1"}
+    assert read("rejected/breast-cancer/2026/day one.csv.jsonl") == b""
+    report = json.loads(read("reports/breast-cancer/2026/day one.csv.json"))
+    assert report["file"]["key"] == "incoming/breast-cancer/2026/day one.csv"
+    assert report["model"]["version"] == 1
+    assert report["outputs"]["predictions"] == f"s3://{BUCKET}/predictions/breast-cancer/2026/day one.csv"
+
+
+def test_a_duplicate_delivery_writes_nothing_twice(batch: Any, demos: dict[str, Any]) -> None:
+    event = drop("incoming/breast-cancer/twice.csv", csv_bytes(holdout(demos, 3)))
+    first = batch(event, LambdaContext(function_name="aimass-batch"))
+    s3 = aws.client("s3")
+    written = {
+        key: s3.head_object(Bucket=BUCKET, Key=key)["LastModified"]
+        for key in ("predictions/breast-cancer/twice.csv", "reports/breast-cancer/twice.csv.json")
+    }
+    versions_before = len(s3.list_object_versions(Bucket=BUCKET, Prefix="reports/")["Versions"])
+
+    again = batch(copy.deepcopy(event), LambdaContext(function_name="aimass-batch"))
+
+    assert again == first
+    assert len(s3.list_object_versions(Bucket=BUCKET, Prefix="reports/")["Versions"]) == versions_before
+    assert all(s3.head_object(Bucket=BUCKET, Key=k)["LastModified"] == t for k, t in written.items())
+
+
+def test_a_new_version_of_the_same_key_is_processed_again(batch: Any, demos: dict[str, Any]) -> None:
+    first = batch(drop("incoming/breast-cancer/daily.csv", csv_bytes(holdout(demos, 2))), LambdaContext())
+    second = batch(drop("incoming/breast-cancer/daily.csv", csv_bytes(holdout(demos, 5))), LambdaContext())
+    assert first["files"][0]["rows"]["in"] == 2 and second["files"][0]["rows"]["in"] == 5
+    report = json.loads(read("reports/breast-cancer/daily.csv.json"))
+    assert report["rows"]["in"] == 5
+
+
+def test_a_file_for_an_unknown_model_gets_a_failed_report(batch: Any, demos: dict[str, Any]) -> None:
+    answer = batch(drop("incoming/no-such-model/rows.csv", csv_bytes(holdout(demos, 2))), LambdaContext())
+    assert answer["files"][0]["status"] == "failed"
+    report = json.loads(read("reports/no-such-model/rows.csv.json"))
+    assert report["error"]["code"] == "not_found"
