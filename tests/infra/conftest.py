@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,39 @@ def run(
         timeout=240,
         check=False,
     )
+
+
+def walk(value: Any) -> Iterator[Any]:
+    """Every dict and list inside value, value included."""
+    yield value
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        yield from walk(child)
+
+
+def resource_references(value: Any) -> set[str]:
+    """Logical ids named by Ref, Fn::GetAtt and Fn::Sub's ${Id} / ${Id.Attr} anywhere in value."""
+    found = set()
+    for node in walk(value):
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        if "Fn::GetAtt" in node:
+            target = node["Fn::GetAtt"]
+            found.add(target.split(".", 1)[0] if isinstance(target, str) else target[0])
+        if "Fn::Sub" in node:
+            sub = node["Fn::Sub"]
+            text, local = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+            names = {m.split(".", 1)[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+            found |= {n for n in names if n not in local}
+    return {name for name in found if not name.startswith("AWS::")}
+
+
+def sub_strings(value: Any) -> list[str]:
+    """The template strings of every Fn::Sub in value."""
+    subs = (node["Fn::Sub"] for node in walk(value) if isinstance(node, dict) and "Fn::Sub" in node)
+    return [sub if isinstance(sub, str) else sub[0] for sub in subs]
 
 
 @dataclass(frozen=True)

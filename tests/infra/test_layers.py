@@ -1,4 +1,4 @@
-"""The two layers: what goes into them and that their Makefiles build what sam build expects."""
+"""The layers: what goes into them and that their Makefiles build what sam build expects."""
 
 from __future__ import annotations
 
@@ -34,10 +34,35 @@ def test_runtime_layer_ships_the_package_dependencies_less_boto3() -> None:
     assert layered == {r for r in declared if r[0] not in PROVIDED_BY_LAMBDA}
 
 
+def requirements_file(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def test_arrow_layer_ships_exactly_the_parquet_extra() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    layered = requirement_set(requirements_file(REPO / "layers" / "arrow" / "requirements.txt"))
+
+    assert layered == requirement_set(extras["parquet"])
+    # The local stack (the `local` extra) reads Parquet with the same pyarrow range as Lambda.
+    (local_pyarrow,) = [r for r in requirement_set(extras["local"]) if r[0] == "pyarrow"]
+    assert {local_pyarrow} == layered
+
+
+def test_only_the_batch_function_carries_the_arrow_layer(template: dict[str, Any]) -> None:
+    functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    with_arrow = {
+        k for k, v in functions.items() if {"Ref": "ArrowLayer"} in v["Properties"].get("Layers", [])
+    }
+
+    assert with_arrow == {"BatchFunction"}
+    assert {"Ref": "ArrowLayer"} not in template["Globals"]["Function"]["Layers"]
+
+
 def test_layers_are_built_by_their_own_makefile_targets(template: dict[str, Any]) -> None:
     layers = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::LayerVersion"}
 
-    assert set(layers) == {"CoreLayer", "RuntimeLayer"}
+    assert set(layers) == {"CoreLayer", "RuntimeLayer", "ArrowLayer"}
     for logical_id, layer in layers.items():
         assert layer["Metadata"]["BuildMethod"] == "makefile"
         makefile = (REPO / layer["Properties"]["ContentUri"] / "Makefile").read_text()

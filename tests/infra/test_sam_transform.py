@@ -60,3 +60,29 @@ def test_a_new_build_of_the_layers_publishes_a_new_online_function_version(
     # Then the live alias moves to a new version instead of keeping the old layers.
     assert len(before) == len(after) == 1
     assert before != after
+
+
+def test_batch_function_gets_the_shared_layers_then_arrow(translated: dict[str, dict[str, Any]]) -> None:
+    # SAM appends the function's Layers to the Globals' (the logical ids gain a content hash).
+    layers = translated["iam"]["Resources"]["BatchFunction"]["Properties"]["Layers"]
+
+    assert [ref["Ref"].rstrip("0123456789abcdef") for ref in layers] == [
+        "CoreLayer",
+        "RuntimeLayer",
+        "ArrowLayer",
+    ]
+
+
+def test_the_bucket_notifies_the_batch_function_of_files_dropped_under_incoming(
+    translated: dict[str, dict[str, Any]],
+) -> None:
+    bucket = translated["iam"]["Resources"]["ArtifactsBucket"]
+    notifications = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+
+    assert {n["Function"]["Fn::GetAtt"][0] for n in notifications} == {"BatchFunction"}
+    assert {n["Event"] for n in notifications} == {"s3:ObjectCreated:*"}
+    assert sorted(rule["Value"] for n in notifications for rule in n["Filter"]["S3Key"]["Rules"]) == sorted(
+        ["incoming/"] * 4 + [".csv", ".jsonl", ".parquet", ".gz"]
+    )
+    # S3 checks it may invoke the function when the configuration is put: the permissions come first
+    assert len(bucket["DependsOn"]) == 4

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from typing import Any
 
 import pytest
 
-from .conftest import REPO, Route
+from .conftest import REPO, Route, resource_references, sub_strings
 
 pytestmark = pytest.mark.infra
 
 PUBLIC_ROUTES = {("GET", "/health")}
+ARTIFACTS_BUCKET_NAME = "aimass-${Stage}-artifacts-${AWS::AccountId}-${AWS::Region}"
+ARTIFACTS_BUCKET_ARN = f"arn:${{AWS::Partition}}:s3:::{ARTIFACTS_BUCKET_NAME}"
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -28,6 +31,12 @@ def resolve_if(value: Any, conditions: dict[str, bool]) -> Any:
     if isinstance(value, list):
         return [resolve_if(v, conditions) for v in value]
     return value
+
+
+def substitute(text: str, **values: str) -> str:
+    """Fn::Sub's ${Name} / ${AWS::Name} with the given values; AccountId defaults to 12 digits."""
+    values = {"AccountId": "123456789012", **values}
+    return re.sub(r"\$\{(?:AWS::)?([^}]+)\}", lambda m: values[m.group(1)], text)
 
 
 def api_body(template: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +113,6 @@ def test_artifacts_bucket_is_encrypted_versioned_private_and_tls_only(template: 
         "RestrictPublicBuckets": True,
     }
     assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
-    assert "BucketName" not in bucket
     statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
     assert any(
         s["Effect"] == "Deny"
@@ -114,6 +122,38 @@ def test_artifacts_bucket_is_encrypted_versioned_private_and_tls_only(template: 
         and {"Fn::Sub": "${ArtifactsBucket.Arn}/*"} in s["Resource"]
         for s in statements
     ), "no statement denies non-TLS access to the bucket and its objects"
+
+
+def test_artifacts_bucket_name_is_fixed_per_stage_account_and_region(template: dict[str, Any]) -> None:
+    name = template["Resources"]["ArtifactsBucket"]["Properties"]["BucketName"]
+
+    assert name == {"Fn::Sub": ARTIFACTS_BUCKET_NAME}
+    # Every stage's name is a valid S3 name even in the longest region names (14 characters).
+    for stage in template["Parameters"]["Stage"]["AllowedValues"]:
+        for region in ("us-east-1", "ap-southeast-2", "cn-northwest-1"):
+            resolved = substitute(ARTIFACTS_BUCKET_NAME, Stage=stage, Region=region)
+            assert len(resolved) <= 63, resolved
+            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", resolved), resolved
+
+
+def test_functions_name_the_artifacts_bucket_and_never_depend_on_it(template: dict[str, Any]) -> None:
+    # The batch function's S3 events make the bucket depend on the function: a Ref or GetAtt of the
+    # bucket in a function (or in Globals, which every function gets) would close a cycle.
+    functions = {
+        "Globals": template["Globals"]["Function"],
+        **{k: v["Properties"] for k, v in resources_of_type(template, "AWS::Serverless::Function").items()},
+    }
+
+    for logical_id, properties in functions.items():
+        without_events = {k: v for k, v in properties.items() if k != "Events"}
+        assert "ArtifactsBucket" not in resource_references(without_events), (
+            f"{logical_id} refers to ArtifactsBucket by Ref/GetAtt: use its name"
+        )
+        for text in sub_strings(without_events):
+            if "-artifacts-" in text:
+                assert text == ARTIFACTS_BUCKET_NAME or text.startswith(f"{ARTIFACTS_BUCKET_ARN}/"), (
+                    f"{logical_id} spells the bucket name differently: {text}"
+                )
 
 
 def test_registry_table_keys_and_billing_are_literal_for_the_local_stack(template: dict[str, Any]) -> None:
@@ -140,7 +180,7 @@ def test_every_function_gets_the_settings_the_package_reads(template: dict[str, 
     environment = template["Globals"]["Function"]["Environment"]["Variables"]
 
     assert environment == {
-        "AIMASS_BUCKET": {"Ref": "ArtifactsBucket"},
+        "AIMASS_BUCKET": {"Fn::Sub": ARTIFACTS_BUCKET_NAME},
         "AIMASS_REGISTRY_TABLE": {"Ref": "RegistryTable"},
         "AIMASS_STAGE": {"Ref": "Stage"},
         "AIMASS_MAX_PAYLOAD_BYTES": {"Ref": "MaxPayloadBytes"},
@@ -203,6 +243,9 @@ def test_outputs_name_the_api_storage_and_functions(template: dict[str, Any]) ->
         "RegistryTableName",
         "OnlineFunctionArn",
         "RegistryFunctionArn",
+        "BatchFunctionArn",
+        "BatchFailureQueueUrl",
+        "IdempotencyTableName",
     }
 
 

@@ -1,4 +1,4 @@
-"""The registry table and artifacts bucket, made in the embedded AWS from template.yaml's properties."""
+"""The tables and the artifacts bucket, made in the embedded AWS from template.yaml's properties."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def create_table(name: str, logical_id: str = "RegistryTable") -> None:
     if properties.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
         ddb.update_continuous_backups(
             TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+    ttl = properties.get("TimeToLiveSpecification", {})
+    if ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
         )
 
 

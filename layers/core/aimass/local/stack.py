@@ -13,6 +13,7 @@ from aimass import aws
 from aimass.api import deps
 from aimass.config import settings
 from aimass.local import demo as demos
+from aimass.local import notifications
 from aimass.local.resources import create_bucket, create_table
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
@@ -20,6 +21,13 @@ FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
+}
+
+
+LAMBDA_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "aimass",
+    "POWERTOOLS_METRICS_NAMESPACE": "aimass",
+    "POWERTOOLS_TRACE_DISABLED": "true",
 }
 
 
@@ -36,6 +44,7 @@ class LocalStack:
     state_dir: Path = field(default_factory=lambda: Path(".aimass"))
     bucket: str = "aimass-local"
     table: str = "aimass-registry"
+    idempotency_table: str = "aimass-idempotency"
 
     def __post_init__(self) -> None:
         self._server: object | None = None
@@ -58,17 +67,25 @@ class LocalStack:
                 "AIMASS_AWS_ENDPOINT_URL": self.aws_endpoint,
                 "AIMASS_BUCKET": self.bucket,
                 "AIMASS_REGISTRY_TABLE": self.table,
+                "AIMASS_IDEMPOTENCY_TABLE": self.idempotency_table,
                 "AIMASS_MODEL_CACHE_DIR": str((self.state_dir / "model-cache").resolve()),
             }
         )
+        # What the template's Globals give every function (handlers run in this process); no X-Ray
+        # daemon runs here to take traces.
+        for name, value in LAMBDA_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
         os.environ.pop("AWS_PROFILE", None)
         settings.cache_clear()
         aws.reset()
         deps.reset()
         create_table(self.table)
+        create_table(self.idempotency_table, "IdempotencyTable")
         create_bucket(self.bucket)
+        notifications.install(self.bucket)  # S3 events in the template run the real handlers
 
     def stop(self) -> None:
+        notifications.uninstall()
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
