@@ -298,3 +298,71 @@ def test_a_ruleset_that_does_not_fit_the_model_fails_to_save_with_the_rule_named
     saved = stack.cli("rules", "put", "digits", str(broken))
     assert saved.returncode == 1
     assert "422" in saved.stderr and "rules.0.when" in saved.stderr and "typo" in saved.stderr
+
+
+def batch_rows(stack: Stack, count: int) -> str:
+    """A CSV of held-out breast-cancer rows with an id column and one row that is not a number."""
+    made = holdout(stack, "breast-cancer")
+    names = [f.name for f in made.enrichment.features]
+    lines = [",".join(["case", *names])]
+    lines += [",".join([f"c{i}", *map(str, row)]) for i, row in enumerate(made.holdout[:count].tolist())]
+    cells = lines[3].split(",")
+    lines[3] = ",".join([cells[0], "oops", *cells[2:]])
+    return "\n".join(lines) + "\n"
+
+
+def test_a_file_put_under_incoming_through_s3_is_predicted_into_s3(stack: Stack) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    # When a user drops a file with the S3 API, as they would in AWS
+    s3.put_object(
+        Bucket="aimass-local",
+        Key="incoming/breast-cancer/e2e.csv",
+        Body=batch_rows(stack, 30).encode(),
+        Metadata={"aimass-id-column": "case"},
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            report = json.loads(
+                s3.get_object(Bucket="aimass-local", Key="reports/breast-cancer/e2e.csv.json")["Body"].read()
+            )
+            break
+        except s3.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, "no report within 60 s"
+            time.sleep(0.3)
+    # Then every row is accounted for: predicted into predictions/, or rejected with its reason
+    assert report["status"] == "succeeded" and report["rows"] == {"in": 30, "predicted": 29, "rejected": 1}
+    predicted = s3.get_object(Bucket="aimass-local", Key="predictions/breast-cancer/e2e.csv")["Body"].read()
+    assert predicted.decode().splitlines()[0].startswith("case,label,")
+    rejected = s3.get_object(Bucket="aimass-local", Key="rejected/breast-cancer/e2e.csv.jsonl")["Body"].read()
+    assert json.loads(rejected)["case"] == "c2" and json.loads(rejected)["type"] == "type_error"
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path: Path, where: str) -> None:
+    source = tmp_path / "cases.csv"
+    source.write_text(batch_rows(stack, 12))
+    command = [str(AIMASS), "batch", str(source), "--model", "breast-cancer", "--id-column", "case"]
+    command += ["--s3-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [*command, *(["--local"] if where == "local" else [])],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "12 rows in, 11 predicted, 1 rejected" in done.stdout
+    out = tmp_path / "out"
+    assert len((out / "cases.predictions.csv").read_text().splitlines()) == 12  # header + 11
+    assert json.loads((out / "cases.rejected.jsonl").read_text())["row"] == 3
+    assert json.loads((out / "cases.report.json").read_text())["rows"]["rejected"] == 1

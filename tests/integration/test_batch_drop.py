@@ -102,3 +102,11 @@ def test_a_file_for_an_unknown_model_gets_a_failed_report(batch: Any, demos: dic
     assert answer["files"][0]["status"] == "failed"
     report = json.loads(read("reports/no-such-model/rows.csv.json"))
     assert report["error"]["code"] == "not_found"
+
+
+def test_a_file_in_another_bucket_is_not_this_stacks_to_predict(batch: Any, demos: dict[str, Any]) -> None:
+    event = drop("incoming/breast-cancer/elsewhere.csv", csv_bytes(holdout(demos, 2)))
+    event["Records"][0]["s3"]["bucket"]["name"] = "someone-elses-bucket"
+    assert batch(event, LambdaContext()) == {"files": []}
+    listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="reports/breast-cancer/elsewhere")
+    assert listed["KeyCount"] == 0

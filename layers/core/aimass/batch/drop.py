@@ -107,8 +107,14 @@ def handle_event(
         return process(Drop(**drop), predictor)
 
     summaries = []
+    bucket = settings().bucket
     for record in event.get("Records", []):
         drop = Drop.from_record(record)
+        # Lambda's permission for S3 names the account, not the bucket: another bucket could be
+        # pointed here. Its files are not this stack's to predict or to write next to.
+        if drop.bucket != bucket:
+            log.warning("ignoring s3://%s/%s: not this stack's bucket %s", drop.bucket, drop.key, bucket)
+            continue
         if not is_drop(drop.key):
             log.warning("ignoring %s: not incoming/<model>/<file>", drop.key)
             continue

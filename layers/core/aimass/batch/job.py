@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,17 +91,23 @@ def _now() -> str:
 
 
 def predict_file(
-    predictor: Predictor, name: str, source: Path, fmt: FileFormat, outputs: Outputs, options: Options
+    predictor: Predictor,
+    name: str,
+    source: Path,
+    fmt: FileFormat,
+    outputs: Outputs,
+    options: Options,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Predict every row of `source` with model `name`; write the predictions (in the input's
     format) and the rejected rows (JSON Lines), and return the report. A file that cannot be
     processed at all (unreadable, no such model or version) gives a report with `status` "failed"
-    and the error, never an exception."""
+    and the error, never an exception. `progress` hears the rows done after each chunk."""
     started, clock = _now(), time.monotonic()
     tally = _Tally()
     report: dict[str, Any] = {"status": "succeeded", "error": None, "model": None}
     try:
-        _run(predictor, name, source, fmt, outputs, options, tally, report)
+        _run(predictor, name, source, fmt, outputs, options, tally, report, progress or (lambda _: None))
     except (AimassError, UnreadableFile, ValueError) as error:
         report["status"] = "failed"
         report["error"] = {
@@ -136,6 +143,7 @@ def _run(
     options: Options,
     tally: _Tally,
     report: dict[str, Any],
+    progress: Callable[[int], None],
 ) -> None:
     # The version is fixed here, for the whole file: an alias moving mid-file changes nothing.
     model = predictor.load(name, options.version, None if options.version else options.alias)
@@ -182,6 +190,7 @@ def _run(
             tally.rejected += len(bad)
             tally.rows_in += len(chunk.records)
             tally.rejections.update(b["type"] for b in bad)
+            progress(tally.rows_in)
         if shape.columns is None and not shape.nested:
             predictions.columns = [shape.id_column, *carried]
     finally:
