@@ -27,6 +27,7 @@ def holdout(demos: dict[str, Any], count: int) -> list[dict[str, float]]:
 
 
 def run(tmp_path: Path, name: str, data: bytes, **options: Any) -> tuple[dict[str, Any], Outputs]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / name
     source.write_bytes(data)
     fmt = FileFormat.of(name)
@@ -237,3 +238,49 @@ def test_a_model_without_a_champion_gives_a_failed_report(
     assert report["status"] == "failed"
     assert report["error"]["code"] == "not_found" and "champion" in report["error"]["message"]
     assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}
+
+
+@pytest.mark.parametrize("policy", ["flag", "reject"])
+@pytest.mark.parametrize("name", ["messy.csv", "messy.parquet"])
+def test_a_column_at_a_time_gives_what_row_by_row_gives(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, policy: str, name: str
+) -> None:
+    # Given a model whose policy flags (or rejects) findings, and a file with every kind of row
+    deps.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
+    deps.predictor().forget(MODEL)
+    rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 40))]
+    rows[1]["mean_radius"] = None  # a required value missing
+    rows[5]["mean_texture"] = rows[5]["mean_texture"] * 40  # out of range, anomalous
+    rows[9] = {**{k: v * 3 for k, v in rows[9].items() if k != "id"}, "id": "r9"}  # anomalous
+    if name.endswith(".csv"):
+        text = csv_bytes(rows).decode().splitlines()
+        text[4] = text[4].replace(text[4].split(",")[3], "abc", 1)  # not a number
+        text[8] = ",".join(text[8].split(",")[:3])  # too few fields
+        text[12] = text[12].replace(text[12].split(",")[2], "inf", 1)  # not finite
+        data = ("\n".join(text) + "\n").encode()
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows[3]["mean_area"] = None  # typed columns: a null is what can go wrong in a row
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        data = buffer.getvalue()
+
+    # When the same file goes a column at a time and row by row
+    fast, fast_out = run(tmp_path / "fast", name, data, chunk_rows=16)
+    slow, slow_out = run(tmp_path / "slow", name, data, chunk_rows=16, columnar=False)
+
+    # Then the outputs and the reports are the same
+    assert fast["rows"] == slow["rows"] and fast["rows"]["rejected"] >= 2
+    assert fast["quality"] == slow["quality"] and fast["drift"] == slow["drift"]
+    assert read_jsonl(fast_out.rejected) == read_jsonl(slow_out.rejected)
+    assert fast_out.predictions.read_bytes() == slow_out.predictions.read_bytes() or _same_parquet(
+        fast_out.predictions, slow_out.predictions
+    )
+
+
+def _same_parquet(a: Path, b: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    return bool(pq.read_table(a).to_pylist() == pq.read_table(b).to_pylist())

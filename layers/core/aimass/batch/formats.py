@@ -61,10 +61,15 @@ class BadRecord:
 @dataclass
 class Chunk:
     """Consecutive records of a file. `first_row` numbers the first one (data rows count from 1; a
-    CSV's header is not a row). A record is a dict, or a BadRecord."""
+    CSV's header is not a row). A record is a dict (JSON Lines), a row of values in `columns` order
+    (CSV, Parquet), or a BadRecord."""
 
     first_row: int
-    records: list[dict[str, Any] | BadRecord]
+    records: list[Any]
+    columns: list[str] | None = None
+
+    def as_dict(self, record: Any) -> dict[str, Any]:
+        return record if self.columns is None else dict(zip(self.columns, record, strict=True))
 
 
 def _open_text(path: Path, gzipped: bool) -> IO[str]:
@@ -120,7 +125,7 @@ def _csv_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
         if header is None:
             return
         width = len(header)
-        chunk = Chunk(1, [])
+        chunk = Chunk(1, [], header)
         for row in reader:
             if not row:  # a blank line is no record
                 continue
@@ -129,10 +134,10 @@ def _csv_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
                     BadRecord(f"expected {width} fields as in the header, got {len(row)}", row)
                 )
             else:
-                chunk.records.append(dict(zip(header, row, strict=True)))
+                chunk.records.append(row)
             if len(chunk.records) == size:
                 yield chunk
-                chunk = Chunk(chunk.first_row + size, [])
+                chunk = Chunk(chunk.first_row + size, [], header)
         if chunk.records:
             yield chunk
 
@@ -165,10 +170,11 @@ def _parquet_chunks(path: Path, size: int) -> Iterator[Chunk]:
 
     try:
         parquet = pq.ParquetFile(path)
+        names = list(parquet.schema_arrow.names)
         first = 1
         for batch in parquet.iter_batches(batch_size=size):
-            records = batch.to_pylist()
-            yield Chunk(first, list(records))
+            records = list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+            yield Chunk(first, records, names)
             first += len(records)
     except OSError:
         raise
@@ -187,7 +193,8 @@ def gunzipped(path: Path, into: Path) -> Path:
 
 
 class RowWriter:
-    """Rows (dicts with the same keys) written to a local file in one format, as they come."""
+    """Rows written to a local file in one format, as they come: dicts (any format), or a column at
+    a time (CSV, Parquet). CSV and Parquet columns are fixed by the first write (or `columns`)."""
 
     def __init__(self, path: Path, fmt: FileFormat, columns: list[str] | None = None) -> None:
         self.path = path
@@ -201,41 +208,45 @@ class RowWriter:
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        if self.fmt.kind == "parquet":
-            self._write_parquet(rows)
-        else:
-            self._write_text(rows)
-        self.count += len(rows)
-
-    def _write_text(self, rows: list[dict[str, Any]]) -> None:
-        if self._handle is None:
-            self._handle = _open_text_writer(self.path, self.fmt.gzipped)
-            if self.fmt.kind == "csv":
-                self.columns = self.columns or list(rows[0])
-                self._csv = csv.DictWriter(self._handle, self.columns, restval="")
-                self._csv.writeheader()
-        if self._csv is not None:
-            self._csv.writerows(rows)
-        else:
+        if self.fmt.kind == "jsonl":
+            if self._handle is None:
+                self._handle = _open_text_writer(self.path, self.fmt.gzipped)
             self._handle.writelines(json.dumps(row, default=str) + "\n" for row in rows)
+            self.count += len(rows)
+            return
+        columns = self.columns or list(rows[0])
+        self.write_columns({c: [row.get(c) for row in rows] for c in columns}, len(rows))
 
-    def _write_parquet(self, rows: list[dict[str, Any]]) -> None:
+    def write_columns(self, values: dict[str, list[Any]], count: int) -> None:
+        """`count` rows given as columns; a column not given is empty (null) in them."""
+        if count == 0:
+            return
+        if self.columns is None:
+            self.columns = list(values)
+        filled = [values[c] if c in values else [None] * count for c in self.columns]
+        if self.fmt.kind == "parquet":
+            self._write_parquet(filled)
+        else:
+            if self._handle is None:
+                self._handle = _open_text_writer(self.path, self.fmt.gzipped)
+                self._csv = csv.writer(self._handle)
+                self._csv.writerow(self.columns)
+            self._csv.writerows(zip(*filled, strict=True))
+        self.count += count
+
+    def _write_parquet(self, filled: list[list[Any]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        assert self.columns is not None
+        table = pa.Table.from_pydict(dict(zip(self.columns, filled, strict=True)))
         if self._parquet is None:
-            self.columns = self.columns or list(rows[0])
-            table = pa.Table.from_pylist(rows)
             # A column null throughout the first chunk has no type yet: it is text from here on.
             schema = pa.schema(
-                [
-                    pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                    for f in table.schema
-                    if f.name in self.columns
-                ]
+                [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
             )
             self._parquet = pq.ParquetWriter(self._parquet_target(), schema)
-        self._parquet.write_table(pa.Table.from_pylist(rows, schema=self._parquet.schema))
+        self._parquet.write_table(table.cast(self._parquet.schema))
 
     def close(self) -> None:
         if self._handle is not None:

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aimass.batch.columns import ColumnarAnswer, ColumnarModel
 from aimass.batch.formats import (
     BadRecord,
+    Chunk,
     FileFormat,
     RowWriter,
     UnreadableFile,
@@ -29,8 +31,9 @@ from aimass.batch.formats import (
 )
 from aimass.batch.rows import Reason, RowParser, reason
 from aimass.errors import AimassError, ValidationFailed
-from aimass.inference.predictor import Predictor
+from aimass.inference.predictor import LoadedModel, Predictor
 from aimass.quality.report import quality_report
+from aimass.rules import CompiledRuleset
 
 # The columns every flattened prediction may have, after the model's own (label, probabilities).
 FINDINGS = ("anomaly_score", "anomalous", "quality", "flags", "rules")
@@ -56,6 +59,8 @@ class Options:
     alias: str = "champion"
     version: int | None = None
     chunk_rows: int = 2000
+    # A column at a time where the model allows (aimass.batch.columns); False: row by row always.
+    columnar: bool = True
     drift_sample_rows: int = 10_000
     seed: int = 0
 
@@ -84,6 +89,13 @@ class _Tally:
             self.violations.update((v["feature"], v["check"]) for v in item["quality"])
         if item.get("anomaly", {}).get("anomalous"):
             self.anomalies += 1
+
+    def count_columns(self, answer: ColumnarAnswer) -> None:
+        for found in answer.flagged:
+            if found:
+                self.flagged += 1
+                self.violations.update((v["feature"], v["check"]) for v in found)
+        self.anomalies += answer.anomalous
 
 
 def _now() -> str:
@@ -147,56 +159,136 @@ def _run(
 ) -> None:
     # The version is fixed here, for the whole file: an alias moving mid-file changes nothing.
     model = predictor.load(name, options.version, None if options.version else options.alias)
-    record = model.version
     report["model"] = model.ref()
-    parser = RowParser(record.signature, fmt.text)
     readable = fmt
     if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
         source, readable = gunzipped(source, source.with_suffix("")), FileFormat("parquet", False)
     header = columns_of(source, readable)
     id_column = options.id_column or ("id" if header is not None and "id" in header else None)
     carried = [c for c in options.carry if c != id_column]
-    sample: list[dict[str, Any]] = []
-    sampler = random.Random(options.seed)
-    predictions = RowWriter(outputs.predictions, fmt)
-    rejected = RowWriter(outputs.rejected, FileFormat("jsonl", False))
-    shape = _Shape(id_column or ROW, carried, fmt.kind == "jsonl")
+    run = _FileRun(
+        predictor,
+        model,
+        fmt,
+        options,
+        tally,
+        _Shape(id_column or ROW, carried, fmt.kind == "jsonl"),
+        id_column,
+        RowWriter(outputs.predictions, fmt),
+        RowWriter(outputs.rejected, FileFormat("jsonl", False)),
+    )
+    columnar = ColumnarModel.of(predictor, model) if options.columnar and fmt.kind != "jsonl" else None
     try:
         for chunk in read_chunks(source, readable, min(options.chunk_rows, predictor.max_instances)):
-            good: list[Parsed] = []
-            bad: list[dict[str, Any]] = []
-            for offset, raw in enumerate(chunk.records):
-                row = chunk.first_row + offset
-                if isinstance(raw, BadRecord):
-                    bad.append(_rejection(row, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]))
-                    continue
-                instance, reasons = parser.instance(raw)
-                if instance is None:
-                    bad.append(_rejection(row, raw, id_column, reasons))
-                else:
-                    good.append((row, raw, instance))
-            answered, refused = _predict(predictor, name, record.version, good)
-            bad += [_rejection(row, raw, id_column, reasons) for row, raw, reasons in refused]
-            for _, _, instance, item in answered:
-                tally.count_findings(item)
-                _sample(sample, sampler, instance, tally.predicted, options.drift_sample_rows)
-                tally.predicted += 1
-            if answered and shape.columns is None and not shape.nested:
-                shape.fix(answered, predictor, record)
-                predictions.columns = shape.columns
-            predictions.write([shape.row(row, raw, item) for row, raw, _, item in answered])
+            bad = [
+                _rejection(
+                    chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
+                )
+                for offset, raw in enumerate(chunk.records)
+                if isinstance(raw, BadRecord)
+            ]
+            bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
             bad.sort(key=lambda r: int(r[ROW]))
-            rejected.write(bad)
+            run.rejected.write(bad)
             tally.rejected += len(bad)
             tally.rows_in += len(chunk.records)
             tally.rejections.update(b["type"] for b in bad)
             progress(tally.rows_in)
-        if shape.columns is None and not shape.nested:
-            predictions.columns = [shape.id_column, *carried]
+        if run.shape.columns is None and not run.shape.nested:
+            run.predictions.columns = [run.shape.id_column, *carried]
     finally:
-        predictions.close()
-        rejected.close()
-    report["drift"] = _drift(predictor, record, sample)
+        run.predictions.close()
+        run.rejected.close()
+    report["drift"] = _drift(predictor, model.version, run.sample)
+
+
+@dataclass
+class _FileRun:
+    """What a file's chunks share on their way: the model, the counts, the writers, the sample."""
+
+    predictor: Predictor
+    model: LoadedModel
+    fmt: FileFormat
+    options: Options
+    tally: _Tally
+    shape: _Shape
+    id_column: str | None
+    predictions: RowWriter
+    rejected: RowWriter
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sampler = random.Random(self.options.seed)
+        self.parser = RowParser(self.model.version.signature, self.fmt.text)
+
+    def by_rows(self, chunk: Chunk) -> list[dict[str, Any]]:
+        """The chunk's records one by one through Predictor.predict; the rejections."""
+        good: list[Parsed] = []
+        bad: list[dict[str, Any]] = []
+        for offset, raw in enumerate(chunk.records):
+            if isinstance(raw, BadRecord):
+                continue
+            raw = chunk.as_dict(raw)
+            instance, reasons = self.parser.instance(raw)
+            if instance is None:
+                bad.append(_rejection(chunk.first_row + offset, raw, self.id_column, reasons))
+            else:
+                good.append((chunk.first_row + offset, raw, instance))
+        record = self.model.version
+        answered, refused = _predict(self.predictor, record.name, record.version, good)
+        bad += [_rejection(row, raw, self.id_column, reasons) for row, raw, reasons in refused]
+        for _, _, instance, item in answered:
+            self.tally.count_findings(item)
+            slot = self._slot()
+            if slot is not None:
+                self.sample[slot] = instance
+        if answered and self.shape.columns is None and not self.shape.nested:
+            self.shape.fix(_keys_of(answered, self.predictor.rules_for(record)))
+            self.predictions.columns = self.shape.columns
+        self.predictions.write([self.shape.row(row, raw, item) for row, raw, _, item in answered])
+        return bad
+
+    def by_columns(self, columnar: ColumnarModel, chunk: Chunk) -> list[dict[str, Any]]:
+        """The chunk a column at a time (aimass.batch.columns); the rejections."""
+        answer = columnar.answer(chunk, self.fmt.text)
+        bad = [
+            _rejection(
+                chunk.first_row + offset, chunk.as_dict(chunk.records[offset]), self.id_column, reasons
+            )
+            for offset, reasons in answer.refused.items()
+        ]
+        kept = answer.kept
+        self.tally.count_columns(answer)
+        features = [f.name for f in columnar.signature.features or []]
+        for k in range(len(kept)):
+            slot = self._slot()
+            if slot is not None:
+                values = answer.matrix[k].tolist()
+                self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
+        if kept and self.shape.columns is None:
+            self.shape.fix(list(answer.columns))
+            self.predictions.columns = self.shape.columns
+        assert chunk.columns is not None
+        where = {name: j for j, name in enumerate(chunk.columns)}
+        leading: dict[str, list[Any]] = {}
+        for column in [self.shape.id_column, *self.shape.carried]:
+            if column in where:
+                leading[column] = [chunk.records[offset][where[column]] for offset in kept]
+            elif column == self.shape.id_column:  # no such column: the row number names the row
+                leading[column] = [chunk.first_row + offset for offset in kept]
+        self.predictions.write_columns(leading | answer.columns, len(kept))
+        return bad
+
+    def _slot(self) -> int | None:
+        """Where the next predicted row goes in the drift sample, if anywhere (reservoir sampling:
+        after n rows, each of them is in the sample with the same chance); counts the row."""
+        seen, size = self.tally.predicted, self.options.drift_sample_rows
+        self.tally.predicted += 1
+        if seen < size:
+            self.sample.append({})
+            return seen
+        slot = self.sampler.randrange(seen + 1)
+        return slot if slot < size else None
 
 
 def _predict(
@@ -238,18 +330,6 @@ def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason])
     return found
 
 
-def _sample(
-    sample: list[dict[str, Any]], sampler: random.Random, instance: dict[str, Any], seen: int, size: int
-) -> None:
-    """Reservoir sampling: after n rows, each of them is in the sample with the same chance."""
-    if len(sample) < size:
-        sample.append(instance)
-    else:
-        slot = sampler.randrange(seen + 1)
-        if slot < size:
-            sample[slot] = instance
-
-
 def _drift(predictor: Predictor, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
     checks = predictor.checks_for(record)
@@ -276,13 +356,9 @@ class _Shape:
     nested: bool
     columns: list[str] | None = None
 
-    def fix(self, answered: list[Any], predictor: Predictor, record: Any) -> None:
-        seen: dict[str, None] = {}
-        for _, _, _, item in answered:
-            seen.update(dict.fromkeys(_flat(item)))
-        rules = predictor.rules_for(record)
-        for rule in rules.ruleset.rules if rules else []:
-            seen.update(dict.fromkeys(rule.then.set or {}))
+    def fix(self, keys: list[str]) -> None:
+        """The columns: id, carried, the model's answer, the rules' fields, then the findings."""
+        seen = dict.fromkeys(keys)
         leading = [self.id_column, *self.carried]
         model_keys = [k for k in seen if k not in FINDINGS and k not in leading]
         findings = [k for k in FINDINGS if k in seen or k in ("quality", "flags")]
@@ -306,6 +382,16 @@ class _Shape:
         if other:
             flat[OTHER] = json.dumps(other, default=str)
         return flat
+
+
+def _keys_of(answered: list[Predicted], rules: CompiledRuleset | None) -> list[str]:
+    """The output columns of these predictions, and every field the rules can set."""
+    keys: dict[str, None] = {}
+    for _, _, _, item in answered:
+        keys.update(dict.fromkeys(_flat(item)))
+    for rule in rules.ruleset.rules if rules else []:
+        keys.update(dict.fromkeys(rule.then.set or {}))
+    return list(keys)
 
 
 def _flat(item: Any) -> dict[str, Any]:

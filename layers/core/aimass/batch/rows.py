@@ -21,7 +21,7 @@ def reason(message: str, kind: str, field: str | None = None) -> Reason:
     return found
 
 
-def _from_text(feature: Feature, text: str) -> tuple[Any, str | None]:
+def value_from_text(feature: Feature, text: str) -> tuple[Any, str | None]:
     """A CSV cell as the feature's value, or the reason it is not one."""
     text = text.strip()
     if text.lower() in MISSING:
@@ -44,7 +44,7 @@ def _from_text(feature: Feature, text: str) -> tuple[Any, str | None]:
     return value, None
 
 
-def _typed(feature: Feature, value: Any) -> str | None:
+def type_problem(feature: Feature, value: Any) -> str | None:
     """Why a typed value (JSON, Parquet) does not fit the feature, or None when it does."""
     kind = type(value)
     if feature.dtype == "string":
@@ -82,9 +82,9 @@ class RowParser:
         for feature in self.features:
             value = record.get(feature.name)
             if value is not None and self.text:
-                value, problem = _from_text(feature, value)
+                value, problem = value_from_text(feature, value)
             else:
-                problem = None if value is None else _typed(feature, value)
+                problem = None if value is None else type_problem(feature, value)
             if problem is not None:
                 reasons.append(reason(problem, "type_error", feature.name))
             elif value is None and not feature.nullable:

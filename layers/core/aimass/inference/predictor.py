@@ -19,6 +19,7 @@ from aimass.contracts import (
     InferResponse,
     ModelSummary,
     ModelVersion,
+    QualityPolicy,
     RulesEvaluationRequest,
 )
 from aimass.errors import MAX_DETAILS, IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
@@ -144,6 +145,10 @@ class Predictor:
                 self._rulesets[key] = None
         return self._rulesets[key]
 
+    def policy_for(self, name: str) -> QualityPolicy:
+        """What the model's data-quality findings do (reject, flag, ignore), as of its registry TTL."""
+        return self._summary(name).quality_policy
+
     def _baseline_file(self, record: ModelVersion, uri: str | None) -> dict[str, Any] | None:
         """One of the version's baseline files, read (and its sha256 checked) once per container."""
         if record.baseline is None or uri is None:
@@ -223,7 +228,7 @@ class Predictor:
         model = self.load(name, version, alias)
         signature = model.version.signature
         checks = self.checks_for(model.version)
-        policy = self._summary(name).quality_policy
+        policy = self.policy_for(name)
         unknown: list[tuple[int, str]] = []
         if checks is not None and policy.violations != "reject":
             instances, unknown = without_unknown(checks, instances)
@@ -306,7 +311,7 @@ class Predictor:
         findings = (
             None
             if checks is None
-            else screen(checks, self._summary(name).quality_policy, feeds[signature.inputs[0].name], [])
+            else screen(checks, self.policy_for(name), feeds[signature.inputs[0].name], [])
         )
         wanted = [o.name for o in request.outputs] if request.outputs else None
         outputs = run(model.session, feeds)
