@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly] [--quick]`: run the benchmarks, print tables,
-write JSON.
+"""`python -m bench [online http cold-start guards anomaly batch] [--quick]`: run the benchmarks,
+print tables, write JSON.
 
-All five run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All six run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from bench import anomaly, cold_start, guards, http_server, online
+from bench import anomaly, batch, cold_start, guards, http_server, online
 from bench.environment import describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -23,6 +23,7 @@ TITLES = {
     "cold-start": "3. Cold start of the predict function",
     "guards": "4. Data-quality checks, anomaly scores and rules per instance",
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
+    "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
 }
 TABLES = {
     "online": online.tables,
@@ -30,6 +31,7 @@ TABLES = {
     "cold-start": cold_start.tables,
     "guards": guards.tables,
     "anomaly": anomaly.tables,
+    "batch": batch.tables,
 }
 
 
@@ -56,6 +58,8 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
         return guards.run(scale)
     if name == "anomaly":
         return anomaly.run()
+    if name == "batch":
+        return batch.run(stack, quick)
     return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
 
 
