@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,6 +30,18 @@ class Stack:
     aws_url: str
     state_dir: Path
     env: dict[str, str]
+
+    def s3(self) -> Any:
+        """A boto3 client of the embedded S3, as a user points one at it (any credentials)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.aws_url,
+            region_name="us-east-1",
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -187,15 +200,7 @@ def test_the_cli_reports_errors_with_their_details(stack: Stack) -> None:
 
 
 def test_the_embedded_aws_serves_the_artifacts_bucket_to_boto3(stack: Stack) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = stack.s3()
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="aimass-local", Prefix="models/digits/")["Contents"]}
     assert "models/digits/1/model.onnx" in keys
     assert s3.get_bucket_versioning(Bucket="aimass-local")["Status"] == "Enabled"
@@ -312,15 +317,7 @@ def batch_rows(stack: Stack, count: int) -> str:
 
 
 def test_a_file_put_under_incoming_through_s3_is_predicted_into_s3(stack: Stack) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+    s3 = stack.s3()
     # When a user drops a file with the S3 API, as they would in AWS
     s3.put_object(
         Bucket="aimass-local",

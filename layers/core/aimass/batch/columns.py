@@ -158,7 +158,7 @@ def _matrix(
 
     for j, feature in enumerate(features):
         if feature.name in where:
-            values, problems = _column(cells[:, where[feature.name]], feature, text)
+            values, problems = parse_column(cells[:, where[feature.name]], feature, text)
             matrix[:, j] = values
             for k, problem in problems.items():
                 refuse(k, reason(problem, "type_error", feature.name))
@@ -175,7 +175,7 @@ def _matrix(
     return matrix, reasons
 
 
-def _column(cells: np.ndarray, feature: Feature, text: bool) -> tuple[np.ndarray, dict[int, str]]:
+def parse_column(cells: np.ndarray, feature: Feature, text: bool) -> tuple[np.ndarray, dict[int, str]]:
     """One feature's cells as float64 (NaN where missing) and the problem of each cell that is not a
     value of the feature, by position."""
     problems: dict[int, str] = {}

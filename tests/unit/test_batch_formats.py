@@ -1,0 +1,125 @@
+"""Batch files on disk: names, chunked reading of good and broken records, writing, and the two ways
+of parsing values (a row at a time, a column at a time) agreeing cell for cell."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimass.batch.columns import parse_column
+from aimass.batch.formats import BadRecord, FileFormat, RowWriter, UnreadableFile, read_chunks
+from aimass.batch.rows import value_from_text
+from aimass.contracts import Feature
+from aimass.errors import UnsupportedMediaType
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "gzipped"),
+    [
+        ("a.csv", "csv", False),
+        ("dir/B.CSV.GZ", "csv", True),
+        ("a.jsonl", "jsonl", False),
+        ("a.ndjson.gz", "jsonl", True),
+        ("a.parquet", "parquet", False),
+        ("a.parquet.gz", "parquet", True),
+    ],
+)
+def test_the_name_says_the_format(name: str, kind: str, gzipped: bool) -> None:
+    assert FileFormat.of(name) == FileFormat(kind, gzipped)  # type: ignore[arg-type]
+
+
+def test_another_name_is_refused_as_unsupported() -> None:
+    with pytest.raises(UnsupportedMediaType) as refused:
+        FileFormat.of("notes.txt.gz")
+    assert refused.value.status == 415
+
+
+def test_csv_chunks_number_data_rows_and_set_aside_rows_of_the_wrong_width(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    # A BOM before the header, a blank line, a short row
+    path.write_text("\ufeffa,b\n1,2\n\n3\n4,5\n6,7\n", encoding="utf-8")
+    chunks = list(read_chunks(path, FileFormat.of(path.name), 2))
+    assert [(c.first_row, c.columns) for c in chunks] == [(1, ["a", "b"]), (3, ["a", "b"])]
+    records = [r for c in chunks for r in c.records]
+    assert records[0] == ["1", "2"] and records[2] == ["4", "5"]
+    assert isinstance(records[1], BadRecord) and records[1].raw == ["3"]
+    assert "expected 2 fields" in records[1].reason
+
+
+def test_json_lines_set_aside_what_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n[1, 2]\n{broken\n\n{"a": 2}\n'))
+    [chunk] = list(read_chunks(path, FileFormat.of(path.name), 10))
+    assert chunk.records[0] == {"a": 1} and chunk.records[3] == {"a": 2}
+    assert [r.reason.split(":")[0] for r in chunk.records[1:3]] == [
+        "expected an object, got list",
+        "not valid JSON",
+    ]
+
+
+def test_a_truncated_gzip_stream_is_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv.gz"
+    path.write_bytes(gzip.compress(b"a,b\n" + b"1,2\n" * 50_000)[:-20])
+    with pytest.raises(UnreadableFile):
+        list(read_chunks(path, FileFormat.of(path.name), 1000))
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.csv.gz", "out.parquet", "out.parquet.gz", "out.jsonl"])
+def test_a_writer_without_rows_still_writes_the_file_a_reader_expects(tmp_path: Path, name: str) -> None:
+    writer = RowWriter(tmp_path / name, FileFormat.of(name), ["id", "label"])
+    writer.close()
+    path = tmp_path / name
+    data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+    if ".csv" in name:
+        assert data == b"id,label\r\n"
+    elif ".parquet" in name:
+        import io
+
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        assert table.num_rows == 0 and table.column_names == ["id", "label"]
+    else:
+        assert data == b""
+
+
+def test_rows_and_columns_written_alike_read_back_alike(tmp_path: Path) -> None:
+    by_rows = RowWriter(tmp_path / "rows.csv", FileFormat.of("rows.csv"))
+    by_rows.write([{"id": 1, "label": "a", "p": 0.25}, {"id": 2, "label": "b", "p": None}])
+    by_rows.close()
+    by_columns = RowWriter(tmp_path / "columns.csv", FileFormat.of("columns.csv"))
+    by_columns.write_columns({"id": [1, 2], "label": ["a", "b"], "p": [0.25, None]}, 2)
+    by_columns.close()
+    assert (tmp_path / "rows.csv").read_bytes() == (tmp_path / "columns.csv").read_bytes()
+    assert (tmp_path / "rows.csv").read_text().splitlines() == ["id,label,p", "1,a,0.25", "2,b,"]
+
+
+CELLS = ["1.5", "", "nan", "NA", "abc", "inf", " 2 ", "1e3", "-0", "3.0", "2.5", "1_000", "None"]
+
+
+@pytest.mark.parametrize("dtype", ["float", "int"])
+def test_a_column_at_a_time_reads_each_text_cell_as_one_at_a_time(dtype: str) -> None:
+    feature = Feature(name="x", dtype=dtype)  # type: ignore[arg-type]
+    values, problems = parse_column(np.array(CELLS, dtype=object), feature, text=True)
+    for k, cell in enumerate(CELLS):
+        one, problem = value_from_text(feature, cell)
+        assert (k in problems) == (problem is not None), cell
+        if problem is None:
+            assert (one is None and np.isnan(values[k])) or values[k] == one, cell
+
+
+@pytest.mark.parametrize("dtype", ["float", "int"])
+def test_a_column_at_a_time_checks_typed_values_as_one_at_a_time(dtype: str) -> None:
+    from aimass.batch.rows import type_problem
+
+    feature = Feature(name="x", dtype=dtype)  # type: ignore[arg-type]
+    cells = [1.5, None, 2, True, "3", float("inf"), 4.0]
+    values, problems = parse_column(np.array(cells, dtype=object), feature, text=False)
+    for k, cell in enumerate(cells):
+        problem = None if cell is None else type_problem(feature, cell)
+        assert (k in problems) == (problem is not None), cell
+        if problem is None:
+            assert (cell is None and np.isnan(values[k])) or values[k] == cell, cell
