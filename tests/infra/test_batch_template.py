@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import resource_references, sub_strings
+from .conftest import REPO, resource_references, sub_strings
 
 pytestmark = pytest.mark.infra
 
@@ -178,3 +178,14 @@ def test_idempotency_table_keys_and_ttl_are_literal_for_the_local_stack(template
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         "SSESpecification": {"SSEEnabled": True},
     }
+
+
+def test_a_failed_report_raises_an_alarm_on_the_metric_the_function_emits(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["BatchFilesFailedAlarm"]["Properties"]
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    # The namespace and service dimension Powertools gives the function's EMF metrics
+    assert alarm["Namespace"] == powertools["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": powertools["POWERTOOLS_SERVICE_NAME"]}]
+    assert f'name="{alarm["MetricName"]}"' in (REPO / "functions" / "batch" / "app.py").read_text()
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 1
