@@ -102,16 +102,20 @@ def columns_of(path: Path, fmt: FileFormat) -> list[str] | None:
     return None
 
 
-def read_chunks(path: Path, fmt: FileFormat, rows: int) -> Iterator[Chunk]:
-    """The file's records, `rows` at a time. Raises UnreadableFile when the file itself is broken
+def read_chunks(path: Path, fmt: FileFormat, rows: int, first_row: int = 1) -> Iterator[Chunk]:
+    """The file's records, `rows` at a time, numbered from `first_row` (a part of a larger file
+    keeps the larger file's numbers). Raises UnreadableFile when the file itself is broken
     (possibly after some chunks: a truncated gzip stream is only found at its end)."""
     try:
         if fmt.kind == "csv":
-            yield from _csv_chunks(path, fmt.gzipped, rows)
+            chunks = _csv_chunks(path, fmt.gzipped, rows)
         elif fmt.kind == "jsonl":
-            yield from _jsonl_chunks(path, fmt.gzipped, rows)
+            chunks = _jsonl_chunks(path, fmt.gzipped, rows)
         else:
-            yield from _parquet_chunks(path, rows)
+            chunks = _parquet_chunks(path, rows)
+        for chunk in chunks:
+            chunk.first_row += first_row - 1
+            yield chunk
     except UnreadableFile:
         raise
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:

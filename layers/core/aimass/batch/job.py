@@ -61,6 +61,10 @@ class Options:
     chunk_rows: int = 2000
     # A column at a time where the model allows (aimass.batch.columns); False: row by row always.
     columnar: bool = True
+    # The number of the file's first row: a part of a larger file keeps the larger file's numbers.
+    first_row: int = 1
+    # Put the drift sample itself in the report (`sample`), for merging the reports of parts.
+    keep_sample: bool = False
     drift_sample_rows: int = 10_000
     seed: int = 0
 
@@ -179,7 +183,8 @@ def _run(
     )
     columnar = ColumnarModel.of(predictor, model) if options.columnar and fmt.kind != "jsonl" else None
     try:
-        for chunk in read_chunks(source, readable, min(options.chunk_rows, predictor.max_instances)):
+        size = min(options.chunk_rows, predictor.max_instances)
+        for chunk in read_chunks(source, readable, size, options.first_row):
             bad = [
                 _rejection(
                     chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
@@ -199,7 +204,9 @@ def _run(
     finally:
         run.predictions.close()
         run.rejected.close()
-    report["drift"] = _drift(predictor, model.version, run.sample)
+    report["drift"] = drift(predictor, model.version, run.sample)
+    if options.keep_sample:
+        report["sample"] = run.sample
 
 
 @dataclass
@@ -330,7 +337,7 @@ def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason])
     return found
 
 
-def _drift(predictor: Predictor, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
+def drift(predictor: Predictor, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
     checks = predictor.checks_for(record)
     statistics = predictor.statistics_for(record)
