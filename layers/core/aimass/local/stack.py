@@ -13,7 +13,7 @@ from aimass import aws
 from aimass.api import deps
 from aimass.config import settings
 from aimass.local import demo as demos
-from aimass.local import notifications
+from aimass.local import notifications, statemachines
 from aimass.local.resources import create_bucket, create_table
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
@@ -57,6 +57,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        statemachines.configure()  # moto runs ASL, and no Lambda in Docker (before any function exists)
         self._server = server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         server.start()
         os.environ.update(
@@ -83,9 +84,18 @@ class LocalStack:
         create_table(self.idempotency_table, "IdempotencyTable")
         create_bucket(self.bucket)
         notifications.install(self.bucket)  # S3 events in the template run the real handlers
+        # The template's state machines, their Lambda tasks running the real handlers.
+        statemachines.install(
+            {
+                "ArtifactsBucket": self.bucket,
+                "RegistryTable": self.table,
+                "IdempotencyTable": self.idempotency_table,
+            }
+        )
 
     def stop(self) -> None:
         notifications.uninstall()
+        statemachines.uninstall()
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
