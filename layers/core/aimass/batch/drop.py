@@ -16,6 +16,8 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -125,10 +127,7 @@ def handle_event(
 def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
     """Stage the object, predict it, upload the outputs and the report; the report's summary."""
     s3 = aws.client("s3")
-    keys = drop.output_keys()
-    work = settings().batch_work_dir / uuid.uuid4().hex
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir() as work:
         try:
             fmt = FileFormat.of(drop.relative)
         except AimassError as error:
@@ -143,37 +142,57 @@ def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
                 predictor, drop.model, source, fmt, outputs, options_from(head.get("Metadata", {}))
             )
             if report["status"] == "succeeded":
-                s3.upload_file(
-                    str(outputs.predictions),
-                    drop.bucket,
-                    keys["predictions"],
-                    ExtraArgs={"ContentType": CONTENT_TYPES[fmt.kind]},
-                )
-                s3.upload_file(
-                    str(outputs.rejected),
-                    drop.bucket,
-                    keys["rejected"],
-                    ExtraArgs={"ContentType": CONTENT_TYPES["jsonl"]},
-                )
-                report["outputs"] = {
-                    name: f"s3://{drop.bucket}/{keys[name]}" for name in ("predictions", "rejected")
-                }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    report = {"file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"}, **report}
-    s3.put_object(
-        Bucket=drop.bucket,
-        Key=keys["report"],
-        Body=json.dumps(report, indent=2).encode(),
-        ContentType="application/json",
-    )
+                report["outputs"] = upload_outputs(drop, fmt, outputs)
+    report = write_report(drop, report)
     log.info("batch %s: %s %s", drop.key, report["status"], report.get("rows"))
     return {
         "key": drop.key,
         "status": report["status"],
         "rows": report.get("rows"),
-        "report": f"s3://{drop.bucket}/{keys['report']}",
+        "report": f"s3://{drop.bucket}/{drop.output_keys()['report']}",
     }
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    """A staging folder of its own on the function's ephemeral storage, removed afterwards."""
+    work = settings().batch_work_dir / uuid.uuid4().hex
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def upload_outputs(drop: Drop, fmt: FileFormat, outputs: Outputs) -> dict[str, str]:
+    """The staged predictions and rejected rows to their keys; their URIs."""
+    s3 = aws.client("s3")
+    keys = drop.output_keys()
+    s3.upload_file(
+        str(outputs.predictions),
+        drop.bucket,
+        keys["predictions"],
+        ExtraArgs={"ContentType": CONTENT_TYPES[fmt.kind]},
+    )
+    s3.upload_file(
+        str(outputs.rejected),
+        drop.bucket,
+        keys["rejected"],
+        ExtraArgs={"ContentType": CONTENT_TYPES["jsonl"]},
+    )
+    return {name: f"s3://{drop.bucket}/{keys[name]}" for name in ("predictions", "rejected")}
+
+
+def write_report(drop: Drop, report: dict[str, Any]) -> dict[str, Any]:
+    """The report, naming the file it is about, to reports/<model>/<file>.json; as written."""
+    report = {"file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"}, **report}
+    aws.client("s3").put_object(
+        Bucket=drop.bucket,
+        Key=drop.output_keys()["report"],
+        Body=json.dumps(report, indent=2).encode(),
+        ContentType="application/json",
+    )
+    return report
 
 
 def _failed(error: AimassError) -> dict[str, Any]:

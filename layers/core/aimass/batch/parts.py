@@ -17,17 +17,15 @@ import gzip
 import json
 import random
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aimass import aws
-from aimass.batch.drop import CONTENT_TYPES, Drop, options_from
+from aimass.batch.drop import Drop, options_from, upload_outputs, workdir, write_report
 from aimass.batch.formats import BadRecord, FileFormat, gunzipped, read_chunks
 from aimass.batch.job import Options, Outputs, drift, predict_file
 from aimass.config import settings
@@ -36,16 +34,6 @@ from aimass.inference.predictor import Predictor
 
 def staging(drop: Drop, run: str) -> str:
     return f"staging/{drop.model}/{run}/"
-
-
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    work = settings().batch_work_dir / uuid.uuid4().hex
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _now() -> str:
@@ -64,7 +52,7 @@ def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
     model = predictor.load(drop.model, options.version, None if options.version else options.alias)
     prefix = staging(drop, run)
     manifest: list[dict[str, Any]] = []
-    with _workdir() as work:
+    with workdir() as work:
         source = work / Path(drop.relative).name
         s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
         readable = FileFormat(fmt.kind, False)
@@ -130,7 +118,7 @@ def part(planned: dict[str, Any], item: dict[str, Any], predictor: Predictor) ->
     options = replace(options, first_row=item["first_row"], keep_sample=True)
     prefix = staging(drop, planned["run"])
     index = item["index"]
-    with _workdir() as work:
+    with workdir() as work:
         source = work / f"part.{fmt.kind}"
         s3.download_file(drop.bucket, item["key"], str(source))
         outputs = Outputs(work / f"predictions.{fmt.kind}", work / "rejected.jsonl")
@@ -156,13 +144,12 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     s3 = aws.client("s3")
     fmt = FileFormat.of(drop.relative)
     prefix = staging(drop, planned["run"])
-    keys = drop.output_keys()
     count = planned["parts"]
     reports = [
         json.loads(s3.get_object(Bucket=drop.bucket, Key=f"{prefix}reports/part-{i:05d}.json")["Body"].read())
         for i in range(count)
     ]
-    with _workdir() as work:
+    with workdir() as work:
         predictions = work / "predictions"
         rejected = work / "rejected.jsonl"
         parts = []
@@ -178,18 +165,10 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
                         "Body"
                     ].read()
                 )
-        s3.upload_file(
-            str(predictions),
-            drop.bucket,
-            keys["predictions"],
-            ExtraArgs={"ContentType": CONTENT_TYPES[fmt.kind]},
-        )
-        s3.upload_file(
-            str(rejected), drop.bucket, keys["rejected"], ExtraArgs={"ContentType": CONTENT_TYPES["jsonl"]}
-        )
+        outputs = upload_outputs(drop, fmt, Outputs(predictions, rejected))
     report = _merged_report(planned, reports, predictor)
-    report["outputs"] = {name: f"s3://{drop.bucket}/{keys[name]}" for name in ("predictions", "rejected")}
-    _write_report(drop, report)
+    report["outputs"] = outputs
+    write_report(drop, report)
     _remove(drop.bucket, prefix)
     return {"key": drop.key, "status": report["status"], "rows": report["rows"]}
 
@@ -238,7 +217,6 @@ def _merged_report(
     model = reports[0]["model"] if reports else None
     record = predictor.load(drop.model, planned["options"]["version"]).version
     return {
-        "file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"},
         "status": "succeeded",
         "error": None,
         "model": model,
@@ -286,25 +264,15 @@ def fail(planned: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
     except (ValueError, AttributeError):
         message = cause
     report = {
-        "file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"},
         "status": "failed",
         "error": {"code": error.get("Error", "run_failed"), "message": str(message)[:2000]},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
         "parts": {"run": planned.get("run")},
     }
-    _write_report(drop, report)
+    write_report(drop, report)
     if planned.get("run"):
         _remove(drop.bucket, staging(drop, planned["run"]))
     return {"key": drop.key, "status": "failed"}
-
-
-def _write_report(drop: Drop, report: dict[str, Any]) -> None:
-    aws.client("s3").put_object(
-        Bucket=drop.bucket,
-        Key=drop.output_keys()["report"],
-        Body=json.dumps(report, indent=2).encode(),
-        ContentType="application/json",
-    )
 
 
 def _remove(bucket: str, prefix: str) -> None:
