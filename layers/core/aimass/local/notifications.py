@@ -134,7 +134,7 @@ def wire(functions: Iterable[Function]) -> list[Function]:
     """Create each function in the embedded Lambda (if it is not there yet) and send its
     invocations to the real handler; returns them with their ARNs. Idempotent; `uninstall` undoes it."""
     global _wiring
-    role = _role_arn()
+    role = service_role_arn(ROLE_NAME, "lambda.amazonaws.com")
     lam = aws.client("lambda")
     wired = []
     for function in functions:
@@ -245,20 +245,18 @@ def _notification(config_id: str, properties: dict[str, Any]) -> dict[str, Any]:
     return configuration
 
 
-def _role_arn() -> str:
+def service_role_arn(name: str, service: str) -> str:
+    """An IAM role `service` may assume, made in the embedded AWS once (moto checks that a function's
+    or a state machine's role exists)."""
     iam = aws.client("iam")
     trust = {
         "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     }
     try:
-        return str(
-            iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-        )
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
     except iam.exceptions.EntityAlreadyExistsException:
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
 
 
 def _placeholder_zip() -> bytes:

@@ -156,7 +156,7 @@ def install(names: Mapping[str, str] | None = None) -> dict[str, str]:
         },
     )
     definitions = {logical_id: _definition(logical_id, path, resolver) for logical_id in logical_ids}
-    role = _role_arn()
+    role = notifications.service_role_arn(ROLE_NAME, "states.amazonaws.com")
     created = {}
     for logical_id, definition in definitions.items():
         properties = resources[logical_id].get("Properties", {})
@@ -395,19 +395,3 @@ def _environment(document: dict[str, Any], machines: dict[str, StateMachine]) ->
             if target in machines:
                 environment[variable] = machines[target].arn
     return environment
-
-
-def _role_arn() -> str:
-    iam = aws.client("iam")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-    try:
-        return str(
-            iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-        )
-    except iam.exceptions.EntityAlreadyExistsException:
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
