@@ -1,4 +1,7 @@
-"""S3 drop-to-predict: files put under incoming/<model>/ are predicted into predictions/<model>/."""
+"""S3 drop-to-predict: files put under incoming/<model>/ are predicted into predictions/<model>/.
+
+`handler` takes the S3 events; `step` runs the tasks of statemachines/batch_predict.asl.json, which
+predicts files too large for one invocation in parts."""
 
 from typing import Any
 
@@ -7,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass.api import deps
+from aimass.batch import parts
 from aimass.batch.drop import handle_event
 
 logger = Logger()
@@ -18,10 +22,23 @@ metrics = Metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summaries = handle_event(event, deps.predictor(), context)
     for summary in summaries:
-        rows = summary["rows"] or {}
-        metrics.add_metric(name="BatchRowsPredicted", unit=MetricUnit.Count, value=rows.get("predicted", 0))
-        metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=rows.get("rejected", 0))
-        metrics.add_metric(
-            name="BatchFilesFailed", unit=MetricUnit.Count, value=summary["status"] == "failed"
-        )
+        _count(summary)
     return {"files": summaries}
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = parts.step(event, deps.predictor())
+    if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
+        _count(result)
+    return result
+
+
+def _count(summary: dict[str, Any]) -> None:
+    if summary["status"] == "started":  # handed to the state machine: counted when its run ends
+        return
+    rows = summary["rows"] or {}
+    metrics.add_metric(name="BatchRowsPredicted", unit=MetricUnit.Count, value=rows.get("predicted", 0))
+    metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=rows.get("rejected", 0))
+    metrics.add_metric(name="BatchFilesFailed", unit=MetricUnit.Count, value=summary["status"] == "failed")

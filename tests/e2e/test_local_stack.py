@@ -59,6 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("e2e-state")
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
+    # Files over 50 kB go through the batch state machine, in parts of 50 rows
+    server_env = env | {"AIMASS_BATCH_MAP_THRESHOLD_BYTES": "50000", "AIMASS_BATCH_PART_ROWS": "50"}
     log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
     server = subprocess.Popen(
         [
@@ -72,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             str(state_dir),
         ],
         cwd=REPO,
-        env=env,
+        env=server_env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -316,31 +318,44 @@ def batch_rows(stack: Stack, count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_a_file_put_under_incoming_through_s3_is_predicted_into_s3(stack: Stack) -> None:
+def wait_for_report(s3: Any, key: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return json.loads(s3.get_object(Bucket="aimass-local", Key=key)["Body"].read())  # type: ignore[no-any-return]
+        except s3.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"no {key} within {seconds} s"
+            time.sleep(0.3)
+
+
+@pytest.mark.parametrize(("rows", "parts"), [(30, None), (140, 3)])
+def test_a_file_put_under_incoming_through_s3_is_predicted_into_s3(
+    stack: Stack, rows: int, parts: int | None
+) -> None:
     s3 = stack.s3()
+    body = batch_rows(stack, rows).encode()
+    # A file over the threshold (50 kB here) goes through the batch state machine
+    assert (len(body) > 50_000) == (parts is not None)
     # When a user drops a file with the S3 API, as they would in AWS
     s3.put_object(
         Bucket="aimass-local",
-        Key="incoming/breast-cancer/e2e.csv",
-        Body=batch_rows(stack, 30).encode(),
+        Key=f"incoming/breast-cancer/e2e-{rows}.csv",
+        Body=body,
         Metadata={"aimass-id-column": "case"},
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            report = json.loads(
-                s3.get_object(Bucket="aimass-local", Key="reports/breast-cancer/e2e.csv.json")["Body"].read()
-            )
-            break
-        except s3.exceptions.NoSuchKey:
-            assert time.monotonic() < deadline, "no report within 60 s"
-            time.sleep(0.3)
+    report = wait_for_report(s3, f"reports/breast-cancer/e2e-{rows}.csv.json")
     # Then every row is accounted for: predicted into predictions/, or rejected with its reason
-    assert report["status"] == "succeeded" and report["rows"] == {"in": 30, "predicted": 29, "rejected": 1}
-    predicted = s3.get_object(Bucket="aimass-local", Key="predictions/breast-cancer/e2e.csv")["Body"].read()
-    assert predicted.decode().splitlines()[0].startswith("case,label,")
-    rejected = s3.get_object(Bucket="aimass-local", Key="rejected/breast-cancer/e2e.csv.jsonl")["Body"].read()
-    assert json.loads(rejected)["case"] == "c2" and json.loads(rejected)["type"] == "type_error"
+    assert report["status"] == "succeeded", report
+    assert report["rows"] == {"in": rows, "predicted": rows - 1, "rejected": 1}
+    assert report.get("parts", {}).get("count") == parts
+    predicted = s3.get_object(Bucket="aimass-local", Key=f"predictions/breast-cancer/e2e-{rows}.csv")["Body"]
+    lines = predicted.read().decode().splitlines()
+    assert lines[0].startswith("case,label,") and len(lines) == rows
+    assert [line.split(",")[0] for line in lines[1:]] == [f"c{i}" for i in range(rows) if i != 2]
+    rejected = s3.get_object(Bucket="aimass-local", Key=f"rejected/breast-cancer/e2e-{rows}.csv.jsonl")[
+        "Body"
+    ]
+    assert json.loads(rejected.read())["case"] == "c2"
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])

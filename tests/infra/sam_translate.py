@@ -12,7 +12,9 @@ so that several cases cost one interpreter start:
 
 A case may also carry "artifact": a name standing for one build of the code. The translator only
 accepts S3 locations for code, so every CodeUri/ContentUri becomes s3://artifacts/<artifact>/<id>.zip:
-two cases with different artifacts look like two builds of different code.
+two cases with different artifacts look like two builds of different code. A state machine's local
+DefinitionUri becomes its Definition, read from the file (what `sam package` uploads), so that the
+generated definition and its substitutions can be checked.
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ _CODE_PROPERTIES = {
 
 
 def translate(
-    template: dict[str, Any], parameters: dict[str, str], artifact: str = "build"
+    template: dict[str, Any], parameters: dict[str, str], artifact: str = "build", root: Path = Path(".")
 ) -> dict[str, Any]:
     template = copy.deepcopy(template)
     for logical_id, resource in template.get("Resources", {}).items():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Serverless::StateMachine" and "DefinitionUri" in properties:
+            uri = properties.pop("DefinitionUri")
+            properties["Definition"] = yaml_parse((root / uri).read_text())
         code_property = _CODE_PROPERTIES.get(resource.get("Type"))
         if code_property:
             resource.setdefault("Properties", {})[code_property] = (
@@ -55,7 +61,10 @@ def main(argv: list[str]) -> None:
     template = yaml_parse(Path(template_path).read_text())
     cases = json.load(sys.stdin)
     results = [
-        translate(template, case.get("parameters", {}), case.get("artifact", "build")) for case in cases
+        translate(
+            template, case.get("parameters", {}), case.get("artifact", "build"), Path(template_path).parent
+        )
+        for case in cases
     ]
     json.dump(results, sys.stdout, default=str)
 

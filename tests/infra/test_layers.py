@@ -49,13 +49,13 @@ def test_arrow_layer_ships_exactly_the_parquet_extra() -> None:
     assert {local_pyarrow} == layered
 
 
-def test_only_the_batch_function_carries_the_arrow_layer(template: dict[str, Any]) -> None:
+def test_only_the_batch_functions_carry_the_arrow_layer(template: dict[str, Any]) -> None:
     functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     with_arrow = {
         k for k, v in functions.items() if {"Ref": "ArrowLayer"} in v["Properties"].get("Layers", [])
     }
 
-    assert with_arrow == {"BatchFunction"}
+    assert with_arrow == {"BatchFunction", "BatchStepsFunction"}
     assert {"Ref": "ArrowLayer"} not in template["Globals"]["Function"]["Layers"]
 
 

@@ -9,14 +9,17 @@ import io
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from aimass import aws
 from aimass.api import deps
 from aimass.batch import parts
 from aimass.batch.drop import Drop, process
+from aimass.errors import NotFound
 from tests.integration.test_batch_job import csv_bytes, holdout
 
 BUCKET = "aimass-test"
@@ -120,11 +123,46 @@ def test_a_run_that_fails_writes_a_failed_report_and_cleans_up(
     small_parts: None, demos: dict[str, Any]
 ) -> None:
     drop = put("incoming/breast-cancer/doomed.csv", csv_bytes(holdout(demos, 20)))
-    planned = parts.plan(drop, "run-3", deps.predictor())
+    parts.plan(drop, "run-3", deps.predictor())
     parts.fail(
-        planned,
-        {"Error": "States.TaskFailed", "Cause": json.dumps({"errorMessage": "part 1 ran out of time"})},
+        drop,
+        "run-3",
+        {"Error": "States.Timeout", "Cause": json.dumps({"errorMessage": "part 1 ran out of time"})},
     )
     report = json.loads(read("reports/breast-cancer/doomed.csv.json"))
     assert report["status"] == "failed" and "ran out of time" in report["error"]["message"]
+    assert report["error"]["code"] == "run_failed" and report["error"]["name"] == "States.Timeout"
     assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="staging/")["KeyCount"] == 0
+
+
+def test_a_run_failed_by_an_aimass_error_reports_its_code(small_parts: None) -> None:
+    drop = put("incoming/no-such-model/rows.csv", b"a,b\n1,2\n")
+    with pytest.raises(NotFound) as raised:
+        parts.step({"step": "plan", "drop": asdict(drop), "run": "run-4"}, deps.predictor())
+    # What the Catch passes on when the plan task raised it
+    error = {"Error": "NotFound", "Cause": json.dumps({"errorMessage": raised.value.message})}
+    parts.step({"step": "fail", "drop": asdict(drop), "run": "run-4", "error": error}, deps.predictor())
+    report = json.loads(read("reports/no-such-model/rows.csv.json"))
+    assert report["error"]["code"] == "not_found" and "no-such-model" in report["error"]["message"]
+
+
+def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, demos: dict[str, Any]) -> None:
+    drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)))
+    planned = parts.plan(drop, "run-5", deps.predictor())
+    manifest = json.loads(read(planned["manifest"]["Key"]))
+    assert len(manifest) == 3
+    parts.part(planned, manifest[0], deps.predictor())
+    # Part 1 never ran; part 2's file is gone, so it fails and says why
+    aws.client("s3").delete_object(Bucket=BUCKET, Key=manifest[2]["key"])
+    with pytest.raises(ClientError):
+        parts.part(planned, manifest[2], deps.predictor())
+    with pytest.raises(parts.PartFailed, match=r"parts \[1, 2\] of 3 have no report"):
+        parts.merge(planned, deps.predictor())
+    # Nothing was written for the file
+    listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="predictions/breast-cancer/gappy")
+    assert listed["KeyCount"] == 0
+
+
+def test_an_unknown_step_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown batch step 'split'"):
+        parts.step({"step": "split"}, deps.predictor())

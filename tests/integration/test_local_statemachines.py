@@ -252,8 +252,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     environ = dict(os.environ)
     use_template(write_template(root, {"StepsFunction": steps} | MACHINES))
     local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-statemachines")
-    local.start()
     try:
+        local.start()
         yield Stack(root, local.bucket, aws.client("stepfunctions"), aws.client("s3"), statemachines.arns())
     finally:
         local.stop()

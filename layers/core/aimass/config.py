@@ -38,9 +38,11 @@ class Settings(BaseSettings):
     batch_work_dir: Path = Path("/tmp/aimass-batch")
     batch_drift_sample_rows: int = 10_000
     # Files larger than this go through the batch state machine (a Distributed Map over parts of
-    # batch_part_rows rows) instead of one invocation; its ARN (unset: every file in one invocation).
+    # batch_part_rows rows, at most batch_map_concurrency at once) instead of one invocation; its ARN
+    # (unset: every file in one invocation).
     batch_map_threshold_bytes: int = 1 << 30
     batch_part_rows: int = 500_000
+    batch_map_concurrency: int = 10
     batch_state_machine_arn: str | None = None
 
 

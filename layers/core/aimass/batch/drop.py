@@ -12,8 +12,10 @@ Per-file options are the object's user metadata, set by `aimass batch` or any up
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -136,6 +138,9 @@ def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
             source = work / Path(drop.relative).name
             version = {"VersionId": drop.version_id} if drop.version_id else {}
             head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
+            machine = settings().batch_state_machine_arn
+            if machine and head["ContentLength"] > settings().batch_map_threshold_bytes:
+                return start_run(drop, machine)
             s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
             outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
             report = predict_file(
@@ -151,6 +156,37 @@ def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
         "rows": report.get("rows"),
         "report": f"s3://{drop.bucket}/{drop.output_keys()['report']}",
     }
+
+
+def start_run(drop: Drop, machine: str) -> dict[str, Any]:
+    """Hand a file too large for one invocation to the batch state machine (aimass.batch.parts
+    does the work); its report comes when the run ends. The execution is named after the object
+    version, so a second start of the same one finds the first (Step Functions keeps a standard
+    execution's name for 90 days)."""
+    sfn = aws.client("stepfunctions")
+    name = run_name(drop)
+    try:
+        execution = sfn.start_execution(
+            stateMachineArn=machine, name=name, input=json.dumps({"drop": asdict(drop)})
+        )["executionArn"]
+    except sfn.exceptions.ExecutionAlreadyExists:
+        execution = f"{machine.replace(':stateMachine:', ':execution:')}:{name}"
+    log.info("batch %s: too large for one invocation, run %s", drop.key, execution)
+    return {
+        "key": drop.key,
+        "status": "started",
+        "rows": None,
+        "execution": execution,
+        "report": f"s3://{drop.bucket}/{drop.output_keys()['report']}",
+    }
+
+
+def run_name(drop: Drop) -> str:
+    """A Step Functions execution name (at most 80 of [A-Za-z0-9_-]) for one object version."""
+    digest = hashlib.sha256(
+        json.dumps([drop.bucket, drop.key, drop.etag, drop.version_id]).encode()
+    ).hexdigest()
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '-', drop.model)[:40]}-{digest[:32]}"
 
 
 @contextmanager

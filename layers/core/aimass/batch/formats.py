@@ -72,10 +72,14 @@ class Chunk:
         return record if self.columns is None else dict(zip(self.columns, record, strict=True))
 
 
-def _open_text(path: Path, gzipped: bool) -> IO[str]:
-    if gzipped:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def _open_text(source: Path | IO[bytes], gzipped: bool) -> IO[str]:
+    """A file's text, or a stream's (an S3 object's body, read as it arrives)."""
+    if isinstance(source, Path):
+        if gzipped:
+            return io.TextIOWrapper(gzip.open(source, "rb"), encoding="utf-8-sig", newline="")
+        return open(source, encoding="utf-8-sig", newline="")
+    raw = gzip.GzipFile(fileobj=source) if gzipped else source
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def _open_text_writer(path: Path, gzipped: bool) -> IO[str]:
@@ -102,17 +106,20 @@ def columns_of(path: Path, fmt: FileFormat) -> list[str] | None:
     return None
 
 
-def read_chunks(path: Path, fmt: FileFormat, rows: int, first_row: int = 1) -> Iterator[Chunk]:
+def read_chunks(source: Path | IO[bytes], fmt: FileFormat, rows: int, first_row: int = 1) -> Iterator[Chunk]:
     """The file's records, `rows` at a time, numbered from `first_row` (a part of a larger file
-    keeps the larger file's numbers). Raises UnreadableFile when the file itself is broken
-    (possibly after some chunks: a truncated gzip stream is only found at its end)."""
+    keeps the larger file's numbers). CSV and JSON Lines also read from a binary stream; Parquet
+    needs a file (it seeks). Raises UnreadableFile when the file itself is broken (possibly after
+    some chunks: a truncated gzip stream is only found at its end)."""
     try:
         if fmt.kind == "csv":
-            chunks = _csv_chunks(path, fmt.gzipped, rows)
+            chunks = _csv_chunks(source, fmt.gzipped, rows)
         elif fmt.kind == "jsonl":
-            chunks = _jsonl_chunks(path, fmt.gzipped, rows)
+            chunks = _jsonl_chunks(source, fmt.gzipped, rows)
+        elif isinstance(source, Path):
+            chunks = _parquet_chunks(source, rows)
         else:
-            chunks = _parquet_chunks(path, rows)
+            raise TypeError("Parquet is read from a file, not a stream")
         for chunk in chunks:
             chunk.first_row += first_row - 1
             yield chunk
@@ -122,8 +129,8 @@ def read_chunks(path: Path, fmt: FileFormat, rows: int, first_row: int = 1) -> I
         raise UnreadableFile(f"{type(error).__name__}: {error}") from error
 
 
-def _csv_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
-    with _open_text(path, gzipped) as handle:
+def _csv_chunks(source: Path | IO[bytes], gzipped: bool, size: int) -> Iterator[Chunk]:
+    with _open_text(source, gzipped) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -146,8 +153,8 @@ def _csv_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
             yield chunk
 
 
-def _jsonl_chunks(path: Path, gzipped: bool, size: int) -> Iterator[Chunk]:
-    with _open_text(path, gzipped) as handle:
+def _jsonl_chunks(source: Path | IO[bytes], gzipped: bool, size: int) -> Iterator[Chunk]:
+    with _open_text(source, gzipped) as handle:
         chunk = Chunk(1, [])
         for line in handle:
             if not line.strip():

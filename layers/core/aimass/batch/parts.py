@@ -22,13 +22,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aimass import aws
 from aimass.batch.drop import Drop, options_from, upload_outputs, workdir, write_report
-from aimass.batch.formats import BadRecord, FileFormat, gunzipped, read_chunks
+from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzipped, read_chunks
 from aimass.batch.job import Options, Outputs, drift, predict_file
 from aimass.config import settings
+from aimass.errors import AimassError
 from aimass.inference.predictor import Predictor
 
 
@@ -41,7 +42,10 @@ def _now() -> str:
 
 
 def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
-    """Split the object into parts; the manifest's location and what every part needs to know."""
+    """Split the object into parts; the manifest's location and what every part needs to know.
+
+    CSV and JSON Lines are split as the object's body arrives, so the object is never on disk
+    whole; Parquet is staged first (its footer is at the end)."""
     s3 = aws.client("s3")
     started = _now()
     fmt = FileFormat.of(drop.relative)
@@ -53,12 +57,16 @@ def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
     prefix = staging(drop, run)
     manifest: list[dict[str, Any]] = []
     with workdir() as work:
-        source = work / Path(drop.relative).name
-        s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
-        readable = FileFormat(fmt.kind, False)
-        if fmt.gzipped:
-            source = gunzipped(source, work / "plain")
-        for index, (path, first_row, rows) in enumerate(_split(source, readable, work)):
+        if fmt.kind == "parquet":
+            source = work / Path(drop.relative).name
+            s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
+            if fmt.gzipped:
+                source = gunzipped(source, work / "plain")
+            parts = _split_parquet(source, work)
+        else:
+            body = s3.get_object(Bucket=drop.bucket, Key=drop.key, **version)["Body"]
+            parts = _split_text(body, fmt, work)
+        for index, (path, first_row, rows) in enumerate(parts):
             key = f"{prefix}in/part-{index:05d}.{fmt.kind}"
             s3.upload_file(str(path), drop.bucket, key)
             path.unlink()
@@ -71,26 +79,35 @@ def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
         "started_at": started,
         "parts": len(manifest),
         "manifest": {"Bucket": drop.bucket, "Key": manifest_key},
+        "max_concurrency": settings().batch_map_concurrency,
         "options": {**asdict(options), "carry": list(options.carry), "version": model.version.version},
     }
 
 
-def _split(source: Path, fmt: FileFormat, work: Path) -> Iterator[tuple[Path, int, int]]:
-    """Part files of at most batch_part_rows records each, in the file's format: (path, number of
-    its first row, rows). Records are copied as they were read; bad ones stay bad for the part."""
-    size = settings().batch_part_rows
-    if fmt.kind == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def _split_parquet(source: Path, work: Path) -> Iterator[tuple[Path, int, int]]:
+    """Part files of at most batch_part_rows rows: (path, number of its first row, rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-        first = 1
-        for index, batch in enumerate(pq.ParquetFile(source).iter_batches(batch_size=size)):
+    size = settings().batch_part_rows
+    first = 1
+    try:
+        batches = pq.ParquetFile(source).iter_batches(batch_size=size)
+        for index, batch in enumerate(batches):
             path = work / f"part-{index}.parquet"
             pq.write_table(pa.Table.from_batches([batch]), path)
             yield path, first, batch.num_rows
             first += batch.num_rows
-        return
-    for index, chunk in enumerate(read_chunks(source, fmt, size)):
+    except OSError:
+        raise
+    except Exception as error:  # pyarrow's ArrowInvalid: not Parquet, or a corrupt page
+        raise UnreadableFile(f"not a readable Parquet file: {error}") from error
+
+
+def _split_text(body: IO[bytes], fmt: FileFormat, work: Path) -> Iterator[tuple[Path, int, int]]:
+    """CSV or JSON Lines parts, uncompressed, of at most batch_part_rows records each. Records are
+    copied as they were read; bad ones stay bad for the part to reject."""
+    for index, chunk in enumerate(read_chunks(body, fmt, settings().batch_part_rows)):
         path = work / f"part-{index}.{fmt.kind}"
         with open(path, "w", encoding="utf-8", newline="") as out:
             if fmt.kind == "csv":
@@ -145,10 +162,7 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     fmt = FileFormat.of(drop.relative)
     prefix = staging(drop, planned["run"])
     count = planned["parts"]
-    reports = [
-        json.loads(s3.get_object(Bucket=drop.bucket, Key=f"{prefix}reports/part-{i:05d}.json")["Body"].read())
-        for i in range(count)
-    ]
+    reports = _part_reports(drop.bucket, prefix, count)
     with workdir() as work:
         predictions = work / "predictions"
         rejected = work / "rejected.jsonl"
@@ -171,6 +185,28 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     write_report(drop, report)
     _remove(drop.bucket, prefix)
     return {"key": drop.key, "status": report["status"], "rows": report["rows"]}
+
+
+def _part_reports(bucket: str, prefix: str, count: int) -> list[dict[str, Any]]:
+    """Every part's report, or PartFailed naming the parts that did not succeed. The Map's own
+    outcome is not enough: a part that failed may leave no trace in it (moto's interpreter makes
+    it null and succeeds), and a report is the part's own word that its outputs are complete."""
+    s3 = aws.client("s3")
+    reports, missing, failed = [], [], []
+    for i in range(count):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=f"{prefix}reports/part-{i:05d}.json")["Body"]
+        except s3.exceptions.NoSuchKey:
+            missing.append(i)
+            continue
+        report = json.loads(body.read())
+        if report["status"] != "succeeded":
+            failed.append(f"part {i}: {report['error']['message']}")
+        reports.append(report)
+    if missing or failed:
+        problems = ([f"parts {missing} of {count} have no report"] if missing else []) + failed
+        raise PartFailed("; ".join(problems))
+    return reports
 
 
 def _join(parts: list[Path], fmt: FileFormat, target: Path) -> None:
@@ -255,9 +291,15 @@ def _pooled_sample(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pooled
 
 
-def fail(planned: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
-    """The report of a run that could not finish: what the Step Functions Catch passed."""
-    drop = Drop(**planned["drop"])
+# Error names a run can fail with that are not one of aimass's errors, and their report codes.
+_FAILURE_CODES = {"UnreadableFile": "unreadable_file", "PartFailed": "part_failed"}
+
+
+def fail(drop: Drop, run: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The report of a run that could not finish, from what the state machine's Catch passed
+    (`Error`: the exception's or Step Functions' error name; `Cause`: Lambda's error document or
+    text); its staging objects are removed."""
+    name = str(error.get("Error") or "States.Runtime")
     cause = error.get("Cause") or ""
     try:
         message = json.loads(cause).get("errorMessage", cause)
@@ -265,14 +307,38 @@ def fail(planned: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
         message = cause
     report = {
         "status": "failed",
-        "error": {"code": error.get("Error", "run_failed"), "message": str(message)[:2000]},
+        "error": {"code": _failure_code(name), "message": str(message)[:2000], "name": name},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
-        "parts": {"run": planned.get("run")},
+        "parts": {"run": run},
     }
     write_report(drop, report)
-    if planned.get("run"):
-        _remove(drop.bucket, staging(drop, planned["run"]))
-    return {"key": drop.key, "status": "failed"}
+    _remove(drop.bucket, staging(drop, run))
+    return {"key": drop.key, "status": "failed", "rows": report["rows"]}
+
+
+def _failure_code(name: str) -> str:
+    """The code a single invocation's report would give the same error (aimass's error codes)."""
+    pending: list[type[AimassError]] = [AimassError]
+    while pending:
+        kind = pending.pop()
+        if kind.__name__ == name:
+            return kind.code
+        pending += kind.__subclasses__()
+    return _FAILURE_CODES.get(name, "run_failed")
+
+
+def step(event: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+    """One task of statemachines/batch_predict.asl.json, named by the event's `step`."""
+    name = event.get("step")
+    if name == "plan":
+        return plan(Drop(**event["drop"]), event["run"], predictor)
+    if name == "part":
+        return part(event["planned"], event["item"], predictor)
+    if name == "merge":
+        return merge(event["planned"], predictor)
+    if name == "fail":
+        return fail(Drop(**event["drop"]), event["run"], event["error"])
+    raise ValueError(f"unknown batch step {name!r}: expected plan, part, merge or fail")
 
 
 def _remove(bucket: str, prefix: str) -> None:
