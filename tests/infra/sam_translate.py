@@ -11,8 +11,9 @@ so that several cases cost one interpreter start:
         | .venv-tools/bin/python tests/infra/sam_translate.py template.yaml
 
 A case may also carry "artifact": a name standing for one build of the code. The translator only
-accepts S3 locations for code, so every CodeUri/ContentUri becomes s3://artifacts/<artifact>/<id>.zip:
-two cases with different artifacts look like two builds of different code. A state machine's local
+accepts S3 locations for code, so every CodeUri/ContentUri becomes s3://artifacts/<artifact>/<id>.zip
+(and an image function gets an ECR ImageUri): two cases with different artifacts look like two
+builds of different code. A state machine's local
 DefinitionUri becomes its Definition, read from the file (what `sam package` uploads), so that the
 generated definition and its substitutions can be checked.
 """
@@ -46,7 +47,12 @@ def translate(
             uri = properties.pop("DefinitionUri")
             properties["Definition"] = yaml_parse((root / uri).read_text())
         code_property = _CODE_PROPERTIES.get(resource.get("Type"))
-        if code_property:
+        if properties.get("PackageType") == "Image":
+            # What `sam build` + `sam deploy` set: the image pushed to the stack's ECR repository
+            properties["ImageUri"] = (
+                f"123456789012.dkr.ecr.us-east-1.amazonaws.com/aimass:{artifact}-{logical_id}"
+            )
+        elif code_property:
             resource.setdefault("Properties", {})[code_property] = (
                 f"s3://artifacts/{artifact}/{logical_id}.zip"
             )

@@ -102,8 +102,7 @@ def test_batch_function_has_the_time_memory_and_disk_for_a_whole_file(template: 
     assert function["Timeout"] == 900
     assert function["MemorySize"] == 2048
     assert function["EphemeralStorage"] == {"Size": 10240}
-    # SAM appends these to the Globals' CoreLayer and RuntimeLayer (test_sam_transform checks the result)
-    assert function["Layers"] == [{"Ref": "ArrowLayer"}]
+    assert function["Layers"] == [{"Ref": "CoreLayer"}, {"Ref": "RuntimeLayer"}, {"Ref": "ArrowLayer"}]
 
 
 def test_batch_concurrency_is_an_option_off_by_default(template: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from aimass.local.notifications import template_function
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.infra
@@ -52,8 +54,10 @@ def test_every_function_handler_imports_and_is_callable(template: dict[str, Any]
     problems = []
 
     for logical_id, function in functions.items():
-        code_dir = REPO / function["Properties"]["CodeUri"]
-        module, _, attribute = function["Properties"]["Handler"].rpartition(".")
+        # CodeUri and Handler, or an image function's Dockerfile folder and command
+        found = template_function(logical_id, REPO / "template.yaml")
+        code_dir = found.code_uri
+        module, _, attribute = found.handler.rpartition(".")
         module_file = code_dir / (module.replace(".", "/") + ".py")
         if not module_file.is_file():
             problems.append(f"{logical_id}: {module_file.relative_to(REPO)} does not exist")

@@ -56,7 +56,6 @@ def test_only_the_batch_functions_carry_the_arrow_layer(template: dict[str, Any]
     }
 
     assert with_arrow == {"BatchFunction", "BatchStepsFunction"}
-    assert {"Ref": "ArrowLayer"} not in template["Globals"]["Function"]["Layers"]
 
 
 def test_layers_are_built_by_their_own_makefile_targets(template: dict[str, Any]) -> None:

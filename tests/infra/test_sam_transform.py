@@ -63,7 +63,7 @@ def test_a_new_build_of_the_layers_publishes_a_new_online_function_version(
 
 
 def test_batch_function_gets_the_shared_layers_then_arrow(translated: dict[str, dict[str, Any]]) -> None:
-    # SAM appends the function's Layers to the Globals' (the logical ids gain a content hash).
+    # (the logical ids gain a content hash)
     layers = translated["iam"]["Resources"]["BatchFunction"]["Properties"]["Layers"]
 
     assert [ref["Ref"].rstrip("0123456789abcdef") for ref in layers] == [

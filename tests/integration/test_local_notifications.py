@@ -81,9 +81,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         },
     }
-    # Only the S3 wiring is under test here: no state machine (and its steps function) to install
-    for logical_id in ("BatchPredictStateMachine", "BatchStepsFunction"):
-        del document["Resources"][logical_id]
+    # Only the S3 wiring is under test here: no state machine (nor its task functions) to install
+    resources = document["Resources"]
+    for logical_id in [k for k, v in resources.items() if v["Type"] == "AWS::Serverless::StateMachine"]:
+        del resources[logical_id]
+    for logical_id in ("BatchStepsFunction", "PipelineFunction"):
+        del resources[logical_id]
     (root / "template.yaml").write_text(yaml.safe_dump(document))
     environ = dict(os.environ)
     os.environ["AIMASS_TEMPLATE"] = str(root / "template.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from aimass import artifacts
 from aimass.contracts import (
@@ -104,6 +105,7 @@ def register_version(
     enrichment: SignatureEnrichment | None = None,
     metrics: dict[str, float] | None = None,
     reference: Reference | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Read the signature from the graph, compute the baseline of the reference data if given, store
     the artifacts, then record the immutable version."""
@@ -133,6 +135,7 @@ def register_version(
         signature=signature,
         description=enrichment.description if enrichment else None,
         metrics=metrics or {},
+        lineage=lineage or {},
         baseline=_store_baseline(bucket, prefix, computed, reference.source)
         if computed and reference
         else None,

@@ -125,6 +125,21 @@ def digits() -> Demo:
 BUILDERS = {"breast-cancer": breast_cancer, "digits": digits}
 
 
+def training_csv() -> bytes:
+    """scikit-learn's whole breast_cancer dataset as the pipeline reads training data: the demo's
+    feature columns and a `label` column of class names (docs/pipeline.md)."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*(snake(n) for n in data.feature_names), "label"])
+    names = [str(n) for n in data.target_names]
+    for row, target in zip(data.data.astype(np.float32).tolist(), data.target, strict=True):
+        writer.writerow([*row, names[target]])
+    return out.getvalue().encode()
+
+
 def load_or_train(name: str, state_dir: Path) -> Demo:
     """The demo from the state directory, training it (seconds) the first time."""
     folder = state_dir / "demo" / name

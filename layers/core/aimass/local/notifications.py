@@ -201,12 +201,20 @@ def template_function(logical_id: str, path: Path | None = None) -> Function:
 
 def _function(logical_id: str, document: dict[str, Any], path: Path) -> Function:
     defaults = document.get("Globals", {}).get("Function", {})
-    properties = defaults | document["Resources"][logical_id].get("Properties", {})
+    resource = document["Resources"][logical_id]
+    properties = defaults | resource.get("Properties", {})
+    if properties.get("PackageType") == "Image":
+        # An image function's code sits next to its Dockerfile (Metadata, read by sam build from
+        # the template's folder) and its handler is the image's command.
+        code_uri = path.parent / Path(resource["Metadata"]["Dockerfile"]).parent
+        handler = properties["ImageConfig"]["Command"][0]
+    else:
+        # SAM reads a relative CodeUri from the template's folder.
+        code_uri, handler = path.parent / properties["CodeUri"], properties["Handler"]
     return Function(
         logical_id=logical_id,
-        # SAM reads a relative CodeUri from the template's folder.
-        code_uri=path.parent / properties["CodeUri"],
-        handler=properties["Handler"],
+        code_uri=code_uri,
+        handler=handler,
         memory_mb=int(properties.get("MemorySize", 128)),
         timeout_s=float(properties.get("Timeout", 3)),
     )

@@ -64,3 +64,9 @@ def create_bucket(name: str, logical_id: str = "ArtifactsBucket") -> None:
         )
     if "OwnershipControls" in properties:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])
+
+
+def create_topic(name: str) -> str:
+    """An SNS topic (the pipeline's notifications); its ARN, what `!Ref` of a topic gives."""
+    arn: str = aws.client("sns").create_topic(Name=name)["TopicArn"]
+    return arn

@@ -14,7 +14,7 @@ from aimass.api import deps
 from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local import notifications, statemachines
-from aimass.local.resources import create_bucket, create_table
+from aimass.local.resources import create_bucket, create_table, create_topic
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
 FAKE_CREDENTIALS = {
@@ -45,9 +45,11 @@ class LocalStack:
     bucket: str = "aimass-local"
     table: str = "aimass-registry"
     idempotency_table: str = "aimass-idempotency"
+    pipeline_topic: str = "aimass-pipeline"
 
     def __post_init__(self) -> None:
         self._server: object | None = None
+        self.pipeline_topic_arn = ""
 
     @property
     def aws_endpoint(self) -> str:
@@ -83,6 +85,7 @@ class LocalStack:
         create_table(self.table)
         create_table(self.idempotency_table, "IdempotencyTable")
         create_bucket(self.bucket)
+        self.pipeline_topic_arn = create_topic(self.pipeline_topic)
         notifications.install(self.bucket)  # S3 events in the template run the real handlers
         # The template's state machines, their Lambda tasks running the real handlers.
         statemachines.install(
@@ -90,6 +93,7 @@ class LocalStack:
                 "ArtifactsBucket": self.bucket,
                 "RegistryTable": self.table,
                 "IdempotencyTable": self.idempotency_table,
+                "PipelineTopic": self.pipeline_topic_arn,
             }
         )
 

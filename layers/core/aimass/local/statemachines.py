@@ -64,7 +64,10 @@ ROLE_NAME = "aimass-local-states"
 
 # Environment variables the application reads a state machine's ARN from, by logical id (besides
 # those the template's functions are given).
-ENVIRONMENT = {"BatchPredictStateMachine": "AIMASS_BATCH_STATE_MACHINE_ARN"}
+ENVIRONMENT = {
+    "BatchPredictStateMachine": "AIMASS_BATCH_STATE_MACHINE_ARN",
+    "TrainingPipelineStateMachine": "AIMASS_PIPELINE_STATE_MACHINE_ARN",
+}
 
 # Where a resource's physical name is in its properties, by type: a substitution equal to the name
 # the template gives it (resolved with the parameters' defaults) is the local resource's name.

@@ -74,7 +74,7 @@ def as_matrix(columns: list[Column], tensor: np.ndarray) -> np.ndarray:
 BOOLEANS = {"true": 1.0, "false": 0.0}
 
 
-def _number(text: str) -> float | None:
+def parse_number(text: str) -> float | None:
     if text.lower() in BOOLEANS:
         return BOOLEANS[text.lower()]
     try:
@@ -109,7 +109,7 @@ def table_from_records(columns: list[Column], header: list[str], rows: list[list
                 matrix[i, j] = None if string else np.nan
             elif string:
                 matrix[i, j] = text
-            elif (value := _number(text)) is not None:
+            elif (value := parse_number(text)) is not None:
                 matrix[i, j] = value
             elif len(errors) < MAX_DETAILS:
                 # Row numbers count the header as row 1, as a spreadsheet shows them.

@@ -1,0 +1,17 @@
+"""The retraining pipeline's tasks (statemachines/training_pipeline.asl.json): aimass.pipeline.steps."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aimass.api import deps
+from aimass.pipeline import steps
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.info("pipeline step", extra={"step": event.get("step"), "run": event.get("run")})
+    return steps.step(event, deps.registry(), deps.predictor())

@@ -1,0 +1,217 @@
+"""The tasks of statemachines/training_pipeline.asl.json: one function, the step named in the event.
+
+Each task gets `{"step", "run" (the execution's name), "execution" (its ARN), "state"}`, where
+`state` is the execution's state so far: the run's input (`model`, optional `parameters`) and each
+earlier step's result under its own key (`ingest`, `validation`, `training`, `evaluation`,
+`registered`). What a step returns is stored under its key. Only `register` and `release` write to
+the registry, so a run that fails before them leaves it as it was.
+
+An AWS error that may pass (throttling, a 5xx, a dropped connection) is raised as TransientFailure,
+which the definition retries with backoff; anything else fails the run at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from pydantic import ValidationError
+
+from aimass import artifacts
+from aimass.config import settings
+from aimass.contracts import ModelVersion, SignatureEnrichment
+from aimass.errors import ValidationFailed, field_error
+from aimass.inference.onnx import new_session
+from aimass.inference.predictor import Predictor
+from aimass.pipeline import data, evaluate, train
+from aimass.pipeline.config import TrainingConfig, merged
+from aimass.quality.columns import Column
+from aimass.registration import Reference, register_version, set_alias
+from aimass.registry import Registry
+
+TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+}
+
+
+class TransientFailure(Exception):
+    """An AWS call failed in a way that may pass: the state machine retries the task."""
+
+
+class Run:
+    """One task's view of the execution: the model, its settings and what earlier steps found."""
+
+    def __init__(self, event: dict[str, Any], registry: Registry, predictor: Predictor) -> None:
+        self.state: dict[str, Any] = event["state"]
+        self.name: str = event["run"]
+        self.execution: str = event.get("execution", event["run"])
+        self.model: str = self.state["model"]
+        self.registry, self.predictor = registry, predictor
+        self.bucket = settings().bucket
+
+    @property
+    def config(self) -> TrainingConfig:
+        return TrainingConfig.model_validate(self.state["ingest"]["config"])
+
+    @property
+    def serving(self) -> ModelVersion:
+        return self.registry.get_version(self.model, self.state["ingest"]["serving_version"])
+
+    @property
+    def classification(self) -> bool:
+        return self.state["ingest"]["task"] == "classification"
+
+    def columns(self) -> list[Column]:
+        return data.feature_columns(self.serving)
+
+    def split(self) -> tuple[np.ndarray, ...]:
+        snapshot = self.state["ingest"]["snapshot"]
+        classes = self.serving.signature.class_labels if self.classification else None
+        rows = data.rows(snapshot["uri"], snapshot["sha256"], self.columns(), self.config.label, classes)
+        return data.split(rows, self.config, self.classification)
+
+
+def ingest(run: Run) -> dict[str, Any]:
+    serving = data.serving_version(run.registry, run.model)
+    try:
+        config = merged(data.stored_config(run.bucket, run.model), run.state.get("parameters"))
+    except ValidationError as error:
+        raise ValidationFailed(
+            f"invalid training settings for {run.model}",
+            [
+                field_error(["parameters", *map(str, e["loc"])], e["msg"], e["type"])
+                for e in error.errors(include_url=False)
+            ],
+        ) from None
+    columns = data.feature_columns(serving)
+    signature = serving.signature
+    task = "classification" if signature.class_labels or signature.task == "classification" else "regression"
+    return {
+        "config": config.model_dump(),
+        "serving_version": serving.version,
+        "task": task,
+        "snapshot": data.ingest(run.bucket, run.model, run.name, [c.name for c in columns], config.label),
+    }
+
+
+def validate(run: Run) -> dict[str, Any]:
+    from aimass.pipeline.validate import validate as gate
+
+    serving = run.serving
+    return gate(
+        run.state["ingest"]["snapshot"],
+        run.columns(),
+        run.config,
+        serving,
+        run.predictor.checks_for(serving),
+        run.predictor.statistics_for(serving),
+    )
+
+
+def fit(run: Run) -> dict[str, Any]:
+    return train.train(run.bucket, run.model, run.name, run.config, run.split(), run.classification)
+
+
+def measure(run: Run) -> dict[str, Any]:
+    _, x_holdout, _, y_holdout = run.split()
+    classes = len(run.serving.signature.class_labels or [])
+    candidate = run.state["training"]["candidate"]
+    session = new_session(artifacts.verified(candidate["uri"], candidate["sha256"]))
+    found = evaluate.predictions(session, x_holdout, run.classification)
+    candidate_metrics = evaluate.metrics(y_holdout, found, run.classification, classes)
+    champion = data.champion(run.registry, run.model)
+    champion_metrics = None
+    if champion is not None:
+        loaded = run.predictor.load(run.model, champion.version)
+        answered = evaluate.predictions(loaded.session, x_holdout, run.classification)
+        champion_metrics = evaluate.metrics(y_holdout, answered, run.classification, classes)
+    task = run.state["ingest"]["task"]
+    return {
+        "holdout_rows": len(y_holdout),
+        "candidate": candidate_metrics,
+        "champion": champion_metrics,
+        "champion_version": champion.version if champion else None,
+        **evaluate.gate(run.config, task, candidate_metrics, champion_metrics),
+    }
+
+
+def register(run: Run) -> dict[str, Any]:
+    serving = run.serving
+    candidate = run.state["training"]["candidate"]
+    x_train = run.split()[0]
+    reference = io.StringIO()
+    writer = csv.writer(reference)
+    writer.writerow([c.name for c in run.columns()])
+    writer.writerows(x_train.tolist())
+    snapshot = run.state["ingest"]["snapshot"]
+    evaluation = run.state["evaluation"]
+    record = register_version(
+        run.registry,
+        run.bucket,
+        run.model,
+        artifacts.verified(candidate["uri"], candidate["sha256"]),
+        f"pipeline/{run.name}",
+        SignatureEnrichment(
+            features=list(serving.signature.features or []),
+            class_labels=serving.signature.class_labels,
+            description=f"{run.config.estimator} retrained by the pipeline (run {run.name}) on "
+            f"{snapshot['rows']} rows, snapshot sha256 {snapshot['sha256'][:12]}",
+        ),
+        metrics=evaluation["candidate"],
+        reference=Reference(
+            reference.getvalue().encode(), "training.csv", f"training split of {snapshot['uri']}"
+        ),
+        lineage={
+            "dataset": {"uri": snapshot["uri"], "sha256": snapshot["sha256"], "files": snapshot["files"]},
+            "execution": run.execution,
+            "parameters": run.state["ingest"]["config"],
+            "trained": {k: v for k, v in run.state["training"].items() if k != "candidate"},
+            "compared_with": {"version": evaluation["champion_version"], "metrics": evaluation["champion"]},
+        },
+    )
+    return {"version": record.version, "artifact_uri": record.artifact_uri}
+
+
+def release(run: Run) -> dict[str, Any]:
+    alias = run.config.release
+    version = run.state["registered"]["version"]
+    set_alias(run.registry, run.model, alias, version, f"pipeline/{run.name}")
+    return {"alias": alias, "version": version}
+
+
+STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "ingest": ingest,
+    "validate": validate,
+    "train": fit,
+    "evaluate": measure,
+    "register": register,
+    "release": release,
+}
+
+
+def step(event: dict[str, Any], registry: Registry, predictor: Predictor) -> dict[str, Any]:
+    name = event.get("step")
+    if name not in STEPS:
+        raise ValueError(f"unknown pipeline step {name!r}: expected one of {', '.join(STEPS)}")
+    try:
+        return STEPS[name](Run(event, registry, predictor))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in TRANSIENT_CODES:
+            raise TransientFailure(f"{name}: {error}") from error
+        raise
+    except (ConnectionError, HTTPClientError) as error:
+        raise TransientFailure(f"{name}: {error}") from error

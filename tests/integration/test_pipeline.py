@@ -1,0 +1,254 @@
+"""The retraining pipeline (statemachines/training_pipeline.asl.json) on moto's ASL interpreter in
+the local stack, its tasks on the real handler in-process: runs that promote, reject a worse
+candidate, stop at validation, retry a transient failure, and fail for good leaving the registry
+as it was; every outcome is published on the pipeline topic."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from aimass import aws
+from aimass.api import deps
+from aimass.local import statemachines, template
+from aimass.local.demo import Demo, training_csv
+from aimass.local.stack import LocalStack, free_port
+from aimass.pipeline import steps
+from aimass.registration import register_version
+from tests.conftest import reset_caches
+
+STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
+
+
+@dataclass
+class Stack:
+    bucket: str
+    sfn: Any
+    s3: Any
+    sqs: Any
+    machine: str
+    queue: str
+    demo: Demo
+
+    def add_model(self, name: str, champion: bool = False) -> None:
+        """The breast-cancer demo registered under `name` (v1, champion or only latest), with the
+        whole breast_cancer dataset as its training data."""
+        from aimass.registration import set_alias
+
+        record = register_version(
+            deps.registry(),
+            self.bucket,
+            name,
+            self.demo.model,
+            "test",
+            self.demo.enrichment,
+        )
+        if champion:
+            set_alias(deps.registry(), name, "champion", record.version, "test")
+        self.s3.put_object(Bucket=self.bucket, Key=f"datasets/{name}/breast_cancer.csv", Body=training_csv())
+
+    def run(self, model: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = {"model": model, **({"parameters": parameters} if parameters else {})}
+        arn = self.sfn.start_execution(stateMachineArn=self.machine, input=json.dumps(payload))[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + 120
+        while (execution := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, f"{model}: still running after 120 s"
+            time.sleep(0.1)
+        return execution  # type: ignore[no-any-return]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The pipeline topic's messages since the last call."""
+        found = []
+        while batch := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch:
+                found.append(json.loads(json.loads(message["Body"])["Message"]))
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+
+def versions(name: str) -> list[int]:
+    return [v.version for v in deps.registry().list_versions(name)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("pipeline")
+    environ = dict(os.environ)
+    os.environ.pop("AIMASS_TEMPLATE", None)  # the real template.yaml
+    template.load.cache_clear()
+    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-pipeline-test")
+    try:
+        local.start()
+        sqs = aws.client("sqs")
+        queue = sqs.create_queue(QueueName="pipeline-outcomes")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        aws.client("sns").subscribe(TopicArn=local.pipeline_topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        yield Stack(
+            local.bucket,
+            aws.client("stepfunctions"),
+            aws.client("s3"),
+            sqs,
+            statemachines.arns()["TrainingPipelineStateMachine"],
+            queue,
+            demos["breast-cancer"],
+        )
+    finally:
+        local.stop()
+        os.environ.clear()
+        os.environ.update(environ)
+        template.load.cache_clear()
+        reset_caches()
+
+
+def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) -> None:
+    stack.add_model("bc-retrain")  # v1, no champion yet
+
+    # With no champion to beat, a candidate that passes the thresholds becomes champion
+    first = stack.run("bc-retrain", STUMP)
+    assert first["status"] == "SUCCEEDED", first
+    summary = deps.registry().get_model("bc-retrain")
+    assert summary.aliases == {"champion": 2}
+    stump = deps.registry().get_version("bc-retrain", 2)
+    assert stump.lineage["execution"] == first["executionArn"]
+    assert stump.lineage["parameters"]["estimator"] == "decision_tree"
+    assert stump.lineage["dataset"]["sha256"] and stump.metrics["roc_auc"] < 0.95
+    assert stump.baseline is not None  # computed from its training split
+
+    # A logistic regression beats the stump on the same holdout: promoted
+    better = stack.run("bc-retrain")
+    assert better["status"] == "SUCCEEDED"
+    assert deps.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    output = json.loads(better["output"])
+    assert output["evaluation"]["champion_version"] == 2
+    assert output["evaluation"]["candidate"]["roc_auc"] > output["evaluation"]["champion"]["roc_auc"]
+
+    # A deliberately worse candidate (the stump again) is measured, and not released
+    worse = stack.run("bc-retrain", STUMP)
+    assert worse["status"] == "SUCCEEDED"
+    assert versions("bc-retrain") == [1, 2, 3]
+    assert deps.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    assert "does not beat the champion" in json.loads(worse["output"])["evaluation"]["reason"]
+
+    outcomes = [(m["model"], m["decision"], m.get("version")) for m in stack.messages()]
+    assert outcomes == [
+        ("bc-retrain", "promoted", 2),
+        ("bc-retrain", "promoted", 3),
+        ("bc-retrain", "rejected", None),
+    ]
+
+
+def test_a_challenger_policy_and_thresholds_from_the_stored_settings(stack: Stack) -> None:
+    stack.add_model("bc-settings", champion=True)
+    stack.s3.put_object(
+        Bucket=stack.bucket,
+        Key="datasets/bc-settings/training.json",
+        Body=json.dumps({"release": "challenger", "thresholds": {"accuracy": 0.99}, "margin": 0.5}).encode(),
+    )
+
+    # The stored threshold is out of reach: rejected for it, whatever the champion scores
+    strict = stack.run("bc-settings")
+    assert strict["status"] == "SUCCEEDED"
+    assert "accuracy" in json.loads(strict["output"])["evaluation"]["reason"]
+    assert versions("bc-settings") == [1]
+
+    # A run's parameters override the stored ones: no threshold and no margin to beat, but the
+    # candidate must still beat the champion strictly; with release "challenger" it never becomes champion
+    loose = stack.run("bc-settings", {"thresholds": {}, "margin": 0.0, "estimator": "random_forest"})
+    assert loose["status"] == "SUCCEEDED"
+    evaluation = json.loads(loose["output"])["evaluation"]
+    summary = deps.registry().get_model("bc-settings")
+    if evaluation["candidate_score"] > evaluation["required_score"]:
+        assert summary.aliases == {"champion": 1, "challenger": 2}
+    else:
+        assert summary.aliases == {"champion": 1} and versions("bc-settings") == [1]
+    stack.messages()
+
+
+def test_corrupted_data_stops_the_run_at_validation(stack: Stack) -> None:
+    stack.add_model("bc-corrupt", champion=True)
+    text = training_csv().decode().splitlines()
+    header = text[0].split(",")
+    radius = header.index("mean_radius")
+    # A second file where a third of mean_radius is not a number, and one without the label column
+    broken = [text[0]] + [
+        ",".join("n/a" if j == radius and i % 3 == 0 else cell for j, cell in enumerate(line.split(",")))
+        for i, line in enumerate(text[1:])
+    ]
+    stack.s3.put_object(
+        Bucket=stack.bucket, Key="datasets/bc-corrupt/broken.csv", Body="\n".join(broken).encode()
+    )
+    unlabelled = [",".join(line.split(",")[:-1]) for line in text[:50]]
+    stack.s3.put_object(
+        Bucket=stack.bucket, Key="datasets/bc-corrupt/nolabel.csv", Body="\n".join(unlabelled).encode()
+    )
+
+    failed = stack.run("bc-corrupt")
+
+    assert failed["status"] == "FAILED"
+    assert versions("bc-corrupt") == [1]
+    [message] = stack.messages()
+    assert message["decision"] == "failed" and message["error"] == "DatasetRejected"
+    cause = json.loads(message["cause"])["errorMessage"]
+    assert "failed validation" in cause
+    history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert "Train" not in entered and entered[-1] == "Fail"
+
+
+def test_a_transient_failure_is_retried_and_the_run_goes_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack.add_model("bc-flaky", champion=True)
+    real = steps.STEPS["evaluate"]
+    calls = []
+
+    def throttled_once(run: steps.Run) -> dict[str, Any]:
+        calls.append(run.name)
+        if len(calls) == 1:  # what DynamoDB answers a burst with
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Query")
+        return real(run)
+
+    monkeypatch.setitem(steps.STEPS, "evaluate", throttled_once)
+
+    done = stack.run("bc-flaky", STUMP)
+
+    assert done["status"] == "SUCCEEDED" and len(calls) == 2
+    history = stack.sfn.get_execution_history(executionArn=done["executionArn"])["events"]
+    failures = [e for e in history if e["type"] == "TaskFailed" or e["type"] == "LambdaFunctionFailed"]
+    assert len(failures) == 1
+    stack.messages()
+
+
+def test_a_task_that_fails_for_good_leaves_the_registry_unchanged(stack: Stack) -> None:
+    stack.add_model("bc-doomed", champion=True)
+    before = deps.registry().get_model("bc-doomed")
+
+    # An estimator parameter scikit-learn does not know: Train fails, and is not retried
+    failed = stack.run("bc-doomed", {"params": {"no_such_parameter": 1}})
+
+    assert failed["status"] == "FAILED"
+    assert deps.registry().get_model("bc-doomed") == before and versions("bc-doomed") == [1]
+    [message] = stack.messages()
+    assert message["decision"] == "failed" and "no_such_parameter" in message["cause"]
+    history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
+    scheduled = [e for e in history if e["type"] in ("TaskScheduled", "LambdaFunctionScheduled")]
+    assert len(scheduled) <= 5  # ingest, validate, train once, the failure notice
+
+
+def test_an_unknown_model_fails_with_its_name(stack: Stack) -> None:
+    failed = stack.run("no-such-model")
+
+    assert failed["status"] == "FAILED"
+    [message] = stack.messages()
+    assert message["error"] == "NotFound" and "no-such-model" in message["cause"]
