@@ -378,3 +378,37 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     assert len((out / "cases.predictions.csv").read_text().splitlines()) == 12  # header + 11
     assert json.loads((out / "cases.rejected.jsonl").read_text())["row"] == 3
     assert json.loads((out / "cases.report.json").read_text())["rows"]["rejected"] == 1
+
+
+def test_the_retraining_pipeline_runs_on_the_embedded_step_functions(stack: Stack) -> None:
+    import boto3
+
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=stack.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    # The command `aimass serve` prints
+    log = (stack.state_dir / "serve.log").read_text()
+    machine = next(w for w in log.split() if w.startswith("arn:aws:states:") and "TrainingPipeline" in w)
+    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"model": "breast-cancer"}))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + 120
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the pipeline run did not finish within 120 s"
+        time.sleep(0.3)
+
+    # The candidate was measured against the champion on the same held-out rows, and released
+    # only if it beat it (earlier tests here may have moved the champion)
+    assert execution["status"] == "SUCCEEDED", execution
+    output = json.loads(execution["output"])
+    evaluation = output["evaluation"]
+    champion = httpx.get(f"{stack.url}/v1/models/breast-cancer", timeout=10).json()["aliases"]["champion"]
+    beat = evaluation["candidate_score"] > evaluation["required_score"] and evaluation["passes_thresholds"]
+    assert output["outcome"]["decision"] == ("promoted" if beat else "rejected")
+    assert champion == (output["registered"]["version"] if beat else evaluation["champion_version"])
+    assert evaluation["candidate"]["roc_auc"] > 0.95
+    assert output["ingest"]["snapshot"]["rows"] == 569

@@ -89,6 +89,13 @@ def serve(
             "-d @events/bodies/breast_cancer_predict.json"
         )
         console.print(f"  curl -s {base}/v2/models/digits{auth}")
+        if machine := settings().pipeline_state_machine_arn:
+            run_input = json.dumps({"model": "breast-cancer"})
+            console.print("retrain breast-cancer (the retraining pipeline on the embedded Step Functions):")
+            console.print(
+                f"  aws --endpoint-url {stack.aws_endpoint} stepfunctions start-execution "
+                f"--state-machine-arn {machine} --input '{run_input}'"
+            )
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:

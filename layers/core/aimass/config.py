@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     batch_map_concurrency: int = 10
     batch_state_machine_arn: str | None = None
 
+    # The retraining pipeline's state machine (statemachines/training_pipeline.asl.json).
+    pipeline_state_machine_arn: str | None = None
+
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:

@@ -125,6 +125,10 @@ def digits() -> Demo:
 BUILDERS = {"breast-cancer": breast_cancer, "digits": digits}
 
 
+# Where the local stack puts training_csv(), for `aimass pipeline run breast-cancer`.
+TRAINING_DATA_KEY = "datasets/breast-cancer/breast_cancer.csv"
+
+
 def training_csv() -> bytes:
     """scikit-learn's whole breast_cancer dataset as the pipeline reads training data: the demo's
     feature columns and a `label` column of class names (docs/pipeline.md)."""

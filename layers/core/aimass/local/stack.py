@@ -113,4 +113,8 @@ class LocalStack:
                 deps.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
             )
             names.append(name)
+        # Training data for the retraining pipeline (docs/pipeline.md): the tabular demo's dataset
+        aws.client("s3").put_object(
+            Bucket=self.bucket, Key=demos.TRAINING_DATA_KEY, Body=demos.training_csv(), ContentType="text/csv"
+        )
         return names
