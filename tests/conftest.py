@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,34 @@ def reset_caches() -> None:
     settings.cache_clear()
     aws.reset()
     deps.reset()
+
+
+@contextmanager
+def running_stack(
+    root: Path, bucket: str, template: Path | None = None, environment: dict[str, str] | None = None
+) -> Iterator[Any]:
+    """A started LocalStack on free ports (on `template`, or the real template.yaml), with
+    `environment` set; the process environment and the caches are put back afterwards."""
+    from aimass.local import template as templates
+    from aimass.local.stack import LocalStack, free_port
+
+    environ = dict(os.environ)
+    if template is None:
+        os.environ.pop("AIMASS_TEMPLATE", None)
+    else:
+        os.environ["AIMASS_TEMPLATE"] = str(template)
+    os.environ.update(environment or {})
+    templates.load.cache_clear()
+    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket=bucket)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        os.environ.clear()
+        os.environ.update(environ)
+        templates.load.cache_clear()
+        reset_caches()
 
 
 @pytest.fixture

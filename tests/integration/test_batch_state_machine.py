@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +17,9 @@ import pytest
 from aimass import aws
 from aimass.api import deps
 from aimass.batch import drop, parts
-from aimass.local import notifications, statemachines, template
+from aimass.local import notifications, statemachines
 from aimass.local.demo import register
-from aimass.local.stack import LocalStack, free_port
-from tests.conftest import reset_caches
+from tests.conftest import running_stack
 from tests.integration.test_batch_job import csv_bytes, holdout
 
 THRESHOLD = 4000  # bytes: the breast-cancer rows below are about 400 bytes each
@@ -58,15 +56,12 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("batch-state-machine")
-    environ = dict(os.environ)
-    os.environ.pop("AIMASS_TEMPLATE", None)  # the real template.yaml
-    os.environ["AIMASS_BATCH_MAP_THRESHOLD_BYTES"] = str(THRESHOLD)
-    os.environ["AIMASS_BATCH_PART_ROWS"] = str(PART_ROWS)
-    os.environ["AIMASS_BATCH_WORK_DIR"] = str(root / "work")
-    template.load.cache_clear()
-    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-batch-sfn")
-    try:
-        local.start()
+    settings = {
+        "AIMASS_BATCH_MAP_THRESHOLD_BYTES": str(THRESHOLD),
+        "AIMASS_BATCH_PART_ROWS": str(PART_ROWS),
+        "AIMASS_BATCH_WORK_DIR": str(root / "work"),
+    }
+    with running_stack(root, "aimass-batch-sfn", environment=settings) as local:
         register(deps.registry(), local.bucket, demos["breast-cancer"], "test")
         yield Stack(
             local.bucket,
@@ -74,12 +69,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> It
             aws.client("stepfunctions"),
             statemachines.arns()["BatchPredictStateMachine"],
         )
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(environ)
-        template.load.cache_clear()
-        reset_caches()
 
 
 def rows_csv(demos: dict[str, Any], count: int) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,7 @@ import yaml
 
 from aimass import aws
 from aimass.local import notifications, template
-from aimass.local.stack import LocalStack, free_port
-from tests.conftest import reset_caches
+from tests.conftest import running_stack
 from tests.support import REPO
 
 # A handler that answers with the keys it was given and fails on demand: the test's stand-in for
@@ -88,19 +86,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for logical_id in ("BatchStepsFunction", "PipelineFunction"):
         del resources[logical_id]
     (root / "template.yaml").write_text(yaml.safe_dump(document))
-    environ = dict(os.environ)
-    os.environ["AIMASS_TEMPLATE"] = str(root / "template.yaml")
-    template.load.cache_clear()
-    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-notifications")
-    try:
-        local.start()
+    with running_stack(root, "aimass-notifications", root / "template.yaml") as local:
         yield Stack(local.bucket, aws.client("s3"))
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(environ)
-        template.load.cache_clear()
-        reset_caches()
 
 
 def test_a_put_under_incoming_invokes_the_handler_once_with_an_s3_event(stack: Stack) -> None:

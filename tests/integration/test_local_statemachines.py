@@ -23,8 +23,7 @@ import yaml
 
 from aimass import aws
 from aimass.local import notifications, statemachines, template
-from aimass.local.stack import LocalStack, free_port
-from tests.conftest import reset_caches
+from tests.conftest import running_stack
 from tests.support import REPO
 
 # The stand-in for a step function, loaded from its CodeUri as a real one is.
@@ -249,18 +248,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "Environment": {"Variables": {"AIMASS_DOUBLE_MACHINE": {"Ref": "DoubleStateMachine"}}},
         },
     }
-    environ = dict(os.environ)
-    use_template(write_template(root, {"StepsFunction": steps} | MACHINES))
-    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-statemachines")
-    try:
-        local.start()
+    with running_stack(
+        root, "aimass-statemachines", write_template(root, {"StepsFunction": steps} | MACHINES)
+    ) as local:
         yield Stack(root, local.bucket, aws.client("stepfunctions"), aws.client("s3"), statemachines.arns())
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(environ)
-        template.load.cache_clear()
-        reset_caches()
 
 
 def test_every_state_machine_of_the_template_is_created_and_its_arn_exposed(stack: Stack) -> None:

@@ -6,7 +6,6 @@ as it was; every outcome is published on the pipeline topic."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from botocore.exceptions import ClientError
 
 from aimass import aws
 from aimass.api import deps
-from aimass.local import statemachines, template
+from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
-from aimass.local.stack import LocalStack, free_port
 from aimass.pipeline import steps
 from aimass.registration import register_version
-from tests.conftest import reset_caches
+from tests.conftest import running_stack
 
 STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 
@@ -82,18 +80,13 @@ def versions(name: str) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
-    environ = dict(os.environ)
-    os.environ.pop("AIMASS_TEMPLATE", None)  # the real template.yaml
-    template.load.cache_clear()
-    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket="aimass-pipeline-test")
-    try:
-        local.start()
+    with running_stack(root, "aimass-pipeline-test") as local:
         sqs = aws.client("sqs")
         queue = sqs.create_queue(QueueName="pipeline-outcomes")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        aws.client("sns").subscribe(TopicArn=local.pipeline_topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+        aws.client("sns").subscribe(
+            TopicArn=local.pipeline_topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"]
+        )
         yield Stack(
             local.bucket,
             aws.client("stepfunctions"),
@@ -103,12 +96,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> It
             queue,
             demos["breast-cancer"],
         )
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(environ)
-        template.load.cache_clear()
-        reset_caches()
 
 
 def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) -> None:
