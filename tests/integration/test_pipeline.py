@@ -239,3 +239,24 @@ def test_an_unknown_model_fails_with_its_name(stack: Stack) -> None:
     assert failed["status"] == "FAILED"
     [message] = stack.messages()
     assert message["error"] == "NotFound" and "no-such-model" in message["cause"]
+
+
+def test_a_few_unreadable_cells_are_left_out_of_training_not_fatal(stack: Stack) -> None:
+    stack.add_model("bc-messy", champion=True)
+    lines = training_csv().decode().splitlines()
+    radius = lines[0].split(",").index("mean_radius")
+    for i in range(1, 11):  # 10 of 569 rows, under the 5% allowed
+        cells = lines[i].split(",")
+        cells[radius] = "oops"
+        lines[i] = ",".join(cells)
+    stack.s3.put_object(
+        Bucket=stack.bucket, Key="datasets/bc-messy/breast_cancer.csv", Body="\n".join(lines).encode()
+    )
+
+    done = stack.run("bc-messy", STUMP)
+
+    assert done["status"] == "SUCCEEDED", done
+    output = json.loads(done["output"])
+    assert output["validation"]["missing_fraction"]["mean_radius"] == pytest.approx(10 / 569)
+    assert output["training"]["train_rows"] + output["evaluation"]["holdout_rows"] == 559
+    stack.messages()

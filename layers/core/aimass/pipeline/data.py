@@ -22,7 +22,7 @@ from aimass import artifacts, aws
 from aimass.contracts import ModelVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.pipeline.config import TrainingConfig
-from aimass.quality.columns import Column, columns_of, table_from_records
+from aimass.quality.columns import Column, columns_of, parse_number
 from aimass.registry import Registry
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".parquet.gz")
@@ -150,11 +150,25 @@ def read_snapshot(uri: str, sha256: str) -> tuple[list[str], list[list[str]]]:
 def rows(uri: str, sha256: str, columns: list[Column], label: str, classes: list[str] | None) -> Rows:
     """The snapshot as numbers, rows with a gap left out (Validate has bounded how many)."""
     header, records = read_snapshot(uri, sha256)
-    x = table_from_records(columns, header, records)
+    x = feature_matrix(header, records, columns)
     labels = [r[header.index(label)].strip() for r in records]
     y = np.array([_target(v, classes) for v in labels], dtype=np.float64)
     keep = ~np.isnan(x).any(axis=1) & ~np.isnan(y)
     return Rows(x[keep], y[keep].astype(np.int64) if classes else y[keep], int((~keep).sum()))
+
+
+def feature_matrix(header: list[str], records: list[list[str]], columns: list[Column]) -> np.ndarray:
+    """The snapshot's feature cells as float64, NaN where a cell is empty or not a number (how many
+    may be is Validate's call; the rows with one are left out of training)."""
+    matrix = np.full((len(records), len(columns)), np.nan)
+    for j, column in enumerate(columns):
+        where = header.index(column.name)
+        for i, record in enumerate(records):
+            text = record[where].strip()
+            value = parse_number(text) if text else None
+            if value is not None:
+                matrix[i, j] = value
+    return matrix
 
 
 def _target(text: str, classes: list[str] | None) -> float:

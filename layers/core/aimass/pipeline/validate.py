@@ -12,7 +12,7 @@ import numpy as np
 from aimass.contracts import ModelVersion
 from aimass.errors import field_error
 from aimass.pipeline.config import TrainingConfig
-from aimass.pipeline.data import DatasetRejected, read_snapshot
+from aimass.pipeline.data import DatasetRejected, feature_matrix, read_snapshot
 from aimass.quality.columns import Column, parse_number
 from aimass.quality.report import quality_report
 
@@ -40,15 +40,11 @@ def validate(
         problems.append(
             field_error(["datasets"], f"{count} rows, at least {config.min_rows} needed", "too_few_rows")
         )
-    gaps: dict[str, float] = {}
-    matrix = np.full((count, len(columns)), np.nan)
-    for j, column in enumerate(columns):
-        where = header.index(column.name)
-        for i, record in enumerate(records):
-            value = parse_number(record[where].strip()) if record[where].strip() else None
-            if value is not None:
-                matrix[i, j] = value
-        gaps[column.name] = float(np.isnan(matrix[:, j]).mean()) if count else 1.0
+    matrix = feature_matrix(header, records, columns)
+    gaps = {
+        column.name: float(np.isnan(matrix[:, j]).mean()) if count else 1.0
+        for j, column in enumerate(columns)
+    }
     for name, share in gaps.items():
         if share > config.max_missing_fraction:
             problems.append(
