@@ -76,7 +76,9 @@ class Outputs:
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """A file's counts as its chunks (or its parts' reports) come in."""
+
     rows_in: int = 0
     predicted: int = 0
     rejected: int = 0
@@ -101,8 +103,40 @@ class _Tally:
                 self.violations.update((v["feature"], v["check"]) for v in found)
         self.anomalies += answer.anomalous
 
+    def add_report(self, report: dict[str, Any]) -> None:
+        """A part's report counted into the whole file's."""
+        self.rows_in += report["rows"]["in"]
+        self.predicted += report["rows"]["predicted"]
+        self.rejected += report["rows"]["rejected"]
+        quality = report["quality"]
+        self.flagged += quality["rows_flagged"]
+        self.anomalies += quality["anomalies"]
+        self.violations.update({(v["feature"], v["check"]): v["rows"] for v in quality["violations"]})
+        self.rejections.update(quality["rejected_by"])
 
-def _now() -> str:
+    def summary(self, started_at: str, seconds: float) -> dict[str, Any]:
+        """The report's rows, timing and quality."""
+        return {
+            "rows": {"in": self.rows_in, "predicted": self.predicted, "rejected": self.rejected},
+            "timing": {
+                "started_at": started_at,
+                "finished_at": now(),
+                "seconds": round(seconds, 3),
+                "rows_per_second": round(self.rows_in / seconds, 1) if seconds > 0 else None,
+            },
+            "quality": {
+                "rows_flagged": self.flagged,
+                "anomalies": self.anomalies,
+                "violations": [
+                    {"feature": feature, "check": check, "rows": n}
+                    for (feature, check), n in sorted(self.violations.items())
+                ],
+                "rejected_by": dict(sorted(self.rejections.items())),
+            },
+        }
+
+
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -119,8 +153,8 @@ def predict_file(
     format) and the rejected rows (JSON Lines), and return the report. A file that cannot be
     processed at all (unreadable, no such model or version) gives a report with `status` "failed"
     and the error, never an exception. `progress` hears the rows done after each chunk."""
-    started, clock = _now(), time.monotonic()
-    tally = _Tally()
+    started, clock = now(), time.monotonic()
+    tally = Tally()
     report: dict[str, Any] = {"status": "succeeded", "error": None, "model": None}
     try:
         _run(predictor, name, source, fmt, outputs, options, tally, report, progress or (lambda _: None))
@@ -130,23 +164,7 @@ def predict_file(
             "code": getattr(error, "code", "unreadable_file"),
             "message": getattr(error, "message", str(error)),
         }
-    seconds = time.monotonic() - clock
-    report["rows"] = {"in": tally.rows_in, "predicted": tally.predicted, "rejected": tally.rejected}
-    report["timing"] = {
-        "started_at": started,
-        "finished_at": _now(),
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(tally.rows_in / seconds, 1) if seconds > 0 else None,
-    }
-    report["quality"] = {
-        "rows_flagged": tally.flagged,
-        "anomalies": tally.anomalies,
-        "violations": [
-            {"feature": feature, "check": check, "rows": n}
-            for (feature, check), n in sorted(tally.violations.items())
-        ],
-        "rejected_by": dict(sorted(tally.rejections.items())),
-    }
+    report.update(tally.summary(started, time.monotonic() - clock))
     return report
 
 
@@ -157,7 +175,7 @@ def _run(
     fmt: FileFormat,
     outputs: Outputs,
     options: Options,
-    tally: _Tally,
+    tally: Tally,
     report: dict[str, Any],
     progress: Callable[[int], None],
 ) -> None:
@@ -217,7 +235,7 @@ class _FileRun:
     model: LoadedModel
     fmt: FileFormat
     options: Options
-    tally: _Tally
+    tally: Tally
     shape: _Shape
     id_column: str | None
     predictions: RowWriter

@@ -17,7 +17,6 @@ import gzip
 import json
 import random
 import shutil
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from typing import IO, Any
 from aimass import aws
 from aimass.batch.drop import Drop, options_from, upload_outputs, workdir, write_report
 from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzipped, read_chunks
-from aimass.batch.job import Options, Outputs, drift, predict_file
+from aimass.batch.job import Options, Outputs, Tally, drift, now, predict_file
 from aimass.config import settings
 from aimass.errors import AimassError
 from aimass.inference.predictor import Predictor
@@ -37,17 +36,13 @@ def staging(drop: Drop, run: str) -> str:
     return f"staging/{drop.model}/{run}/"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
     """Split the object into parts; the manifest's location and what every part needs to know.
 
     CSV and JSON Lines are split as the object's body arrives, so the object is never on disk
     whole; Parquet is staged first (its footer is at the end)."""
     s3 = aws.client("s3")
-    started = _now()
+    started = now()
     fmt = FileFormat.of(drop.relative)
     version = {"VersionId": drop.version_id} if drop.version_id else {}
     head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
@@ -241,37 +236,18 @@ def _merged_report(
     planned: dict[str, Any], reports: list[dict[str, Any]], predictor: Predictor
 ) -> dict[str, Any]:
     drop = Drop(**planned["drop"])
-    rows = {k: sum(r["rows"][k] for r in reports) for k in ("in", "predicted", "rejected")}
-    violations: Counter[tuple[str, str]] = Counter()
-    rejected_by: Counter[str] = Counter()
+    tally = Tally()
     for r in reports:
-        violations.update({(v["feature"], v["check"]): v["rows"] for v in r["quality"]["violations"]})
-        rejected_by.update(r["quality"]["rejected_by"])
+        tally.add_report(r)
     started = datetime.fromisoformat(planned["started_at"])
-    finished = datetime.now(UTC)
-    seconds = (finished - started).total_seconds()
+    seconds = (datetime.now(UTC) - started).total_seconds()
     model = reports[0]["model"] if reports else None
     record = predictor.load(drop.model, planned["options"]["version"]).version
     return {
         "status": "succeeded",
         "error": None,
         "model": model,
-        "rows": rows,
-        "timing": {
-            "started_at": planned["started_at"],
-            "finished_at": finished.isoformat(timespec="milliseconds"),
-            "seconds": round(seconds, 3),
-            "rows_per_second": round(rows["in"] / seconds, 1) if seconds > 0 else None,
-        },
-        "quality": {
-            "rows_flagged": sum(r["quality"]["rows_flagged"] for r in reports),
-            "anomalies": sum(r["quality"]["anomalies"] for r in reports),
-            "violations": [
-                {"feature": feature, "check": check, "rows": n}
-                for (feature, check), n in sorted(violations.items())
-            ],
-            "rejected_by": dict(sorted(rejected_by.items())),
-        },
+        **tally.summary(planned["started_at"], seconds),
         "drift": drift(predictor, record, _pooled_sample(reports)),
         "parts": {"count": len(reports), "run": planned["run"]},
     }
