@@ -172,8 +172,7 @@ def feature_matrix(header: list[str], records: list[list[str]], columns: list[Co
 
 
 def _target(text: str, classes: list[str] | None) -> float:
-    """A label as a class index (by name, or an index given as a number) or a regression value;
-    NaN when it is missing or unknown."""
+    """A label as a class index or a regression value; NaN when it is missing or unknown."""
     if not text:
         return float("nan")
     if classes is None:
@@ -181,13 +180,16 @@ def _target(text: str, classes: list[str] | None) -> float:
             return float(text)
         except ValueError:
             return float("nan")
+    index = class_index(text, classes)
+    return float("nan") if index is None else float(index)
+
+
+def class_index(text: str, classes: list[str]) -> int | None:
+    """Which class a label names: by name, or by its index given as a number."""
     if text in classes:
-        return float(classes.index(text))
-    try:
-        number = float(text)
-    except ValueError:
-        return float("nan")
-    return number if number.is_integer() and 0 <= number < len(classes) else float("nan")
+        return classes.index(text)
+    number = parse_number(text)
+    return int(number) if number is not None and number.is_integer() and 0 <= number < len(classes) else None
 
 
 def split(data: Rows, config: TrainingConfig, classification: bool) -> tuple[np.ndarray, ...]:

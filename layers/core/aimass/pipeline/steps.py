@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -63,11 +64,11 @@ class Run:
         self.registry, self.predictor = registry, predictor
         self.bucket = settings().bucket
 
-    @property
+    @cached_property
     def config(self) -> TrainingConfig:
         return TrainingConfig.model_validate(self.state["ingest"]["config"])
 
-    @property
+    @cached_property
     def serving(self) -> ModelVersion:
         return self.registry.get_version(self.model, self.state["ingest"]["serving_version"])
 

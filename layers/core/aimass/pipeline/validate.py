@@ -12,7 +12,7 @@ import numpy as np
 from aimass.contracts import ModelVersion
 from aimass.errors import field_error
 from aimass.pipeline.config import TrainingConfig
-from aimass.pipeline.data import DatasetRejected, feature_matrix, read_snapshot
+from aimass.pipeline.data import DatasetRejected, class_index, feature_matrix, read_snapshot
 from aimass.quality.columns import Column, parse_number
 from aimass.quality.report import quality_report
 
@@ -96,11 +96,11 @@ def _labels(
     for value in labels:
         if not value:
             continue
-        name = value if value in counts else _class_by_index(value, classes)
-        if name is None:
+        index = class_index(value, classes)
+        if index is None:
             unknown[value] = unknown.get(value, 0) + 1
         else:
-            counts[name] += 1
+            counts[classes[index]] += 1
     if unknown:
         shown = ", ".join(repr(v) for v in list(unknown)[:5])
         problems.append(
@@ -121,13 +121,6 @@ def _labels(
                 )
             )
     return {"missing": missing, "classes": counts, "unknown": sum(unknown.values())}
-
-
-def _class_by_index(value: str, classes: list[str]) -> str | None:
-    number = parse_number(value)
-    if number is not None and number.is_integer() and 0 <= number < len(classes):
-        return classes[int(number)]
-    return None
 
 
 def _drift(
