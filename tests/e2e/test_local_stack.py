@@ -380,35 +380,23 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     assert json.loads((out / "cases.report.json").read_text())["rows"]["rejected"] == 1
 
 
-def test_the_retraining_pipeline_runs_on_the_embedded_step_functions(stack: Stack) -> None:
-    import boto3
-
-    sfn = boto3.client(
-        "stepfunctions",
-        endpoint_url=stack.aws_url,
-        region_name="us-east-1",
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
+def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -> None:
     # The command `aimass serve` prints
-    log = (stack.state_dir / "serve.log").read_text()
-    machine = next(w for w in log.split() if w.startswith("arn:aws:states:") and "TrainingPipeline" in w)
-    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"model": "breast-cancer"}))[
-        "executionArn"
-    ]
-    deadline = time.monotonic() + 120
-    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the pipeline run did not finish within 120 s"
-        time.sleep(0.3)
+    assert "aimass pipeline run breast-cancer" in (stack.state_dir / "serve.log").read_text()
+    done = stack.cli("pipeline", "run", "breast-cancer")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for state in ("Ingest", "Validate", "Train", "Evaluate", "ReleaseGate", "Notify"):
+        assert f"✓ {state} (" in done.stdout
+    run_id = done.stdout.split("started run ", 1)[1].split()[0]
 
     # The candidate was measured against the champion on the same held-out rows, and released
     # only if it beat it (earlier tests here may have moved the champion)
-    assert execution["status"] == "SUCCEEDED", execution
-    output = json.loads(execution["output"])
-    evaluation = output["evaluation"]
+    run = httpx.get(f"{stack.url}/v1/models/breast-cancer/pipeline/runs/{run_id}", timeout=10).json()
+    assert run["status"] == "SUCCEEDED" and run["trigger"] == "api"
+    assert f"{run['decision']}" in done.stdout and run["candidate"]["roc_auc"] > 0.95
+    assert run["dataset"]["rows"] == 569
     champion = httpx.get(f"{stack.url}/v1/models/breast-cancer", timeout=10).json()["aliases"]["champion"]
-    beat = evaluation["candidate_score"] > evaluation["required_score"] and evaluation["passes_thresholds"]
-    assert output["outcome"]["decision"] == ("promoted" if beat else "rejected")
-    assert champion == (output["registered"]["version"] if beat else evaluation["champion_version"])
-    assert evaluation["candidate"]["roc_auc"] > 0.95
-    assert output["ingest"]["snapshot"]["rows"] == 569
+    assert champion == (run["version"] if run["decision"] == "promoted" else run["champion_version"])
+
+    listed = stack.cli("pipeline", "runs", "breast-cancer")
+    assert listed.returncode == 0 and run_id in listed.stdout

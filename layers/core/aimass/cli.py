@@ -19,6 +19,8 @@ rules_app = typer.Typer(help="Read, save and try a model's business rules.", no_
 app.add_typer(rules_app, name="rules")
 quality_app = typer.Typer(help="Data-quality policy and reports against a baseline.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
+pipeline_app = typer.Typer(help="Retrain a model: start a run, follow it, list runs.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 # Printed commands must stay copy-pasteable: never wrap them at the terminal width.
 console = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -89,13 +91,9 @@ def serve(
             "-d @events/bodies/breast_cancer_predict.json"
         )
         console.print(f"  curl -s {base}/v2/models/digits{auth}")
-        if machine := settings().pipeline_state_machine_arn:
-            run_input = json.dumps({"model": "breast-cancer"})
+        if settings().pipeline_state_machine_arn:
             console.print("retrain breast-cancer (the retraining pipeline on the embedded Step Functions):")
-            console.print(
-                f"  aws --endpoint-url {stack.aws_endpoint} stepfunctions start-execution "
-                f"--state-machine-arn {machine} --input '{run_input}'"
-            )
+            console.print(f"  .venv/bin/aimass pipeline run breast-cancer --endpoint {base}")
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:
@@ -300,6 +298,136 @@ def quality_check(
     if report.get("anomalies"):
         a = report["anomalies"]
         console.print(f"anomalies: {a['count']} ({a['rate']:.1%}) above {a['threshold']:.4g}")
+
+
+def _run_parameters(pairs: list[str] | None, file: Path | None) -> dict[str, Any]:
+    parameters: dict[str, Any] = _json_file(file) if file else {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            err.print(f"[red]--param takes KEY=VALUE, not {pair!r}[/red]")
+            raise typer.Exit(2)
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[key] = value  # a bare word: the text itself
+    return parameters
+
+
+def _seconds(state: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    entered, exited = (datetime.fromisoformat(state[k]) for k in ("entered_at", "exited_at"))
+    return (exited - entered).total_seconds()
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    colour = {"promoted": "green", "rejected": "yellow", "failed": "red"}.get(run.get("decision") or "", "")
+    decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
+    console.print(f"{run['model']} run {run['run_id']} ({run['trigger']}): {run['status']}, {decision}")
+    if run.get("reason"):
+        console.print(f"  {run['reason']}")
+    if run.get("candidate"):
+        champion = run.get("champion") or {}
+        table = Table(
+            "metric", "candidate", f"champion v{run['champion_version']}" if champion else "champion"
+        )
+        for metric, value in run["candidate"].items():
+            mark = " ◀" if metric == run.get("metric") else ""
+            other = champion.get(metric)
+            table.add_row(metric + mark, f"{value:.4f}", "" if other is None else f"{other:.4f}")
+        console.print(table)
+    if run.get("version"):
+        console.print(f"  registered v{run['version']}, {run['alias']} → v{run['version']}")
+    if run.get("report"):
+        console.print(f"  report: {run['report']['url']}")
+    if run.get("error"):
+        err.print(f"[red]  {run['error']['code']}: {run['error']['message']}[/red]")
+
+
+def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout: float) -> dict[str, Any]:
+    """Poll the run, printing each state as it is left, until it stops."""
+    import time
+
+    deadline, shown = time.monotonic() + timeout, 0
+    with console.status("starting") as status:
+        while True:
+            run = _call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
+            for state in run["states"][shown:]:
+                if state["exited_at"] is None:
+                    break
+                console.print(f"  [green]✓[/green] {state['name']} ({_seconds(state):.1f} s)")
+                shown += 1
+            if run["status"] != "RUNNING":
+                return run
+            if time.monotonic() > deadline:
+                err.print(
+                    f"[red]still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}[/red]"
+                )
+                raise typer.Exit(1)
+            status.update(run["current_state"] or "between states")
+            time.sleep(1)
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    name: str,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="KEY=VALUE: a training setting for this run (VALUE as JSON, or text)"
+        ),
+    ] = None,
+    parameters: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="JSON file of training settings")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Retrain model NAME: start a pipeline run and show its states as they pass."""
+    overrides = _run_parameters(param, parameters)
+    started = _call(
+        "POST",
+        endpoint,
+        f"/v1/models/{name}/pipeline:run",
+        api_key,
+        json={"parameters": overrides} if overrides else {},
+    )
+    console.print(f"started run {started['run_id']}")
+    if not wait:
+        return
+    run = _follow(endpoint, api_key, name, started["run_id"], timeout)
+    _print_run(run)
+    if run["status"] == "FAILED":
+        raise typer.Exit(1)
+
+
+@pipeline_app.command("status")
+def pipeline_status(
+    name: str, run_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+) -> None:
+    """A run's states, metrics and release decision."""
+    run = _call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
+    for state in run["states"]:
+        took = f"{_seconds(state):.1f} s" if state["exited_at"] else "[bold]now[/bold]"
+        console.print(f"  {state['name']} ({took})")
+    _print_run(run)
+
+
+@pipeline_app.command("runs")
+def pipeline_runs(
+    name: str,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Model NAME's pipeline runs, newest first."""
+    table = Table("run", "started", "trigger", "status", "decision")
+    for run in _call("GET", endpoint, f"/v1/models/{name}/pipeline/runs?limit={limit}", api_key)["runs"]:
+        table.add_row(run["run_id"], run["started_at"], run["trigger"], run["status"], run["decision"] or "")
+    console.print(table)
 
 
 @app.command()

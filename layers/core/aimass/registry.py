@@ -6,10 +6,13 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
+  MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import uuid
 from typing import Any
 
@@ -139,6 +142,23 @@ class Registry:
         if item is None:
             raise NotFound(f"model {name!r} has no ruleset version {version}")
         return RulesetVersion.model_validate_json(item["doc"]["S"])
+
+    def list_runs(self, name: str) -> list[dict[str, Any]]:
+        """The model's pipeline runs as recorded when they started, newest first."""
+        runs = [json.loads(item["doc"]["S"]) for item in self._query(_model_pk(name), "RUN#")]
+        return sorted(runs, key=lambda run: run["started_at"], reverse=True)
+
+    def get_run(self, name: str, run_id: str) -> dict[str, Any]:
+        item = self._ddb.get_item(
+            TableName=self.table, Key={"pk": _s(_model_pk(name)), "sk": _s(f"RUN#{run_id}")}
+        ).get("Item")
+        if item is None:
+            self.get_model(name)
+            raise NotFound(
+                f"model {name!r} has no pipeline run {run_id!r}",
+                [{"loc": ["path", "run_id"], "message": "unknown run", "type": "unknown_run"}],
+            )
+        return dict(json.loads(item["doc"]["S"]))
 
     def audit_trail(self, name: str) -> list[AuditRecord]:
         return [
@@ -295,6 +315,20 @@ class Registry:
                 f"the rules of {name!r} changed while saving; read them again and retry"
             ) from error
         return record
+
+    def record_run(self, name: str, run: dict[str, Any]) -> None:
+        """Remember a pipeline run (`run_id`, `execution_arn`, `started_at`, `trigger`) once: the API
+        records the runs it starts, Ingest every run, so scheduled and drift-started ones are listed."""
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(_model_pk(name)),
+                    "sk": _s(f"RUN#{run['run_id']}"),
+                    "doc": _s(json.dumps(run, sort_keys=True)),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
 
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
         summary = self.get_model(name)

@@ -25,9 +25,10 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
 
         app.include_router(online.router)
     if "registry" in parts:
-        from aimass.api import registry
+        from aimass.api import pipeline, registry
 
         app.include_router(registry.router)
+        app.include_router(pipeline.router)
     document = app.openapi
     app.openapi = lambda: add_body_schemas(document())  # type: ignore[method-assign]
     install_error_handlers(app)

@@ -20,16 +20,14 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-from pydantic import ValidationError
 
 from aimass import artifacts
 from aimass.config import settings
-from aimass.contracts import ModelVersion, SignatureEnrichment
-from aimass.errors import ValidationFailed, field_error
+from aimass.contracts import ModelVersion, SignatureEnrichment, utcnow
 from aimass.inference.onnx import new_session
 from aimass.inference.predictor import Predictor
-from aimass.pipeline import data, evaluate, train
-from aimass.pipeline.config import TrainingConfig, merged
+from aimass.pipeline import data, evaluate, runs, train
+from aimass.pipeline.config import TrainingConfig
 from aimass.quality.columns import Column
 from aimass.registration import Reference, register_version, set_alias
 from aimass.registry import Registry
@@ -88,16 +86,9 @@ class Run:
 
 def ingest(run: Run) -> dict[str, Any]:
     serving = data.serving_version(run.registry, run.model)
-    try:
-        config = merged(data.stored_config(run.bucket, run.model), run.state.get("parameters"))
-    except ValidationError as error:
-        raise ValidationFailed(
-            f"invalid training settings for {run.model}",
-            [
-                field_error(["parameters", *map(str, e["loc"])], e["msg"], e["type"])
-                for e in error.errors(include_url=False)
-            ],
-        ) from None
+    # Every run is listed with the model's runs, however it was started (API, schedule, drift).
+    run.registry.record_run(run.model, runs.run_record(run.name, run.execution, utcnow(), run.state))
+    config = runs.training_settings(data.stored_config(run.bucket, run.model), run.state.get("parameters"))
     columns = data.feature_columns(serving)
     signature = serving.signature
     task = "classification" if signature.class_labels or signature.task == "classification" else "regression"

@@ -1,0 +1,234 @@
+"""Pipeline runs as users see them: start one, read where it is from its Step Functions history, list
+a model's runs.
+
+A run's id is its execution's name. The registry records each run when it starts (the API when it
+starts one, Ingest for every run, so scheduled and drift-started runs are listed too); Step Functions
+stays the one source of a run's status, states and result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from aimass import artifacts, aws
+from aimass.errors import AimassError, ValidationFailed, field_error
+from aimass.pipeline.config import TrainingConfig, merged
+from aimass.registry import Registry
+
+# Step Functions' own words for a stopped execution that did not succeed.
+FAILED_STATUSES = {"FAILED", "TIMED_OUT", "ABORTED"}
+REPORT_LINK_SECONDS = 3600
+
+
+class PipelineUnavailable(AimassError):
+    status = 503
+    code = "pipeline_unavailable"
+
+
+def new_run_id(model: str, now: datetime | None = None) -> str:
+    """An execution name (1-80 of letters, digits, `-`, `_`) that names the model and sorts by time."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '-', model)[:50]}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def training_settings(
+    stored: dict[str, Any] | None, overrides: dict[str, Any] | None, loc: tuple[str, ...] = ("parameters",)
+) -> TrainingConfig:
+    """The settings a run will train with, or a 422 naming each bad override (under `loc`)."""
+    try:
+        return merged(stored, overrides)
+    except ValidationError as error:
+        raise ValidationFailed(
+            "invalid training settings",
+            [
+                field_error([*loc, *map(str, e["loc"])], e["msg"], e["type"])
+                for e in error.errors(include_url=False)
+            ],
+        ) from None
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "execution_arn": execution_arn,
+        "started_at": started_at,
+        "trigger": str(run_input.get("trigger") or "manual"),
+    }
+
+
+def start(
+    registry: Registry,
+    state_machine_arn: str | None,
+    model: str,
+    parameters: dict[str, Any] | None,
+    actor: str,
+) -> dict[str, Any]:
+    """Start a run of the model's pipeline after checking the model and the run's settings."""
+    from aimass.config import settings
+    from aimass.pipeline.data import stored_config
+
+    registry.get_model(model)
+    if not state_machine_arn:
+        raise PipelineUnavailable("this deployment has no retraining pipeline configured")
+    training_settings(stored_config(settings().bucket, model), parameters, ("body", "parameters"))
+    run_id = new_run_id(model)
+    run_input: dict[str, Any] = {"model": model, "trigger": "api", "requested_by": actor}
+    if parameters:
+        run_input["parameters"] = parameters
+    started = aws.client("stepfunctions").start_execution(
+        stateMachineArn=state_machine_arn, name=run_id, input=json.dumps(run_input)
+    )
+    record = run_record(run_id, started["executionArn"], _iso(started["startDate"]) or "", run_input)
+    registry.record_run(model, record)
+    return {"model": model, **{k: record[k] for k in ("run_id", "execution_arn", "started_at")}}
+
+
+def _history(execution_arn: str) -> list[dict[str, Any]]:
+    sfn = aws.client("stepfunctions")
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    events: list[dict[str, Any]] = []
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def states_passed(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The states entered in order with their times, and the execution's state as the last one left it."""
+    states: list[dict[str, Any]] = []
+    latest: dict[str, Any] | None = None
+    for event in events:
+        entered = event.get("stateEnteredEventDetails")
+        exited = event.get("stateExitedEventDetails")
+        if entered:
+            at = _iso(event["timestamp"])
+            states.append({"name": entered["name"], "entered_at": at, "exited_at": None})
+        elif exited:
+            for state in reversed(states):
+                if state["name"] == exited["name"] and state["exited_at"] is None:
+                    state["exited_at"] = _iso(event["timestamp"])
+                    break
+            if exited.get("output"):
+                latest = json.loads(exited["output"])
+    return states, latest
+
+
+def _status(execution_status: str) -> str:
+    if execution_status in FAILED_STATUSES:
+        return "FAILED"
+    return "SUCCEEDED" if execution_status == "SUCCEEDED" else "RUNNING"
+
+
+def _decision(execution_status: str, state: dict[str, Any] | None) -> str | None:
+    if execution_status in FAILED_STATUSES:
+        return "failed"
+    decision = ((state or {}).get("outcome") or {}).get("decision")
+    return str(decision) if decision else None
+
+
+def run_summary(record: dict[str, Any], model: str, execution: dict[str, Any]) -> dict[str, Any]:
+    """What a list of runs shows: describe_execution's answer, with the decision from its output."""
+    state = json.loads(execution["output"]) if execution.get("output") else None
+    return {
+        "run_id": record["run_id"],
+        "model": model,
+        "status": _status(execution["status"]),
+        "execution_status": execution["status"],
+        "started_at": _iso(execution.get("startDate")) or record["started_at"],
+        "stopped_at": _iso(execution.get("stopDate")),
+        "trigger": record.get("trigger", "manual"),
+        "decision": _decision(execution["status"], state),
+    }
+
+
+def _error(execution: dict[str, Any], state: dict[str, Any] | None) -> dict[str, str] | None:
+    if execution["status"] not in FAILED_STATUSES:
+        return None
+    outcome = (state or {}).get("outcome") or {}
+    code = outcome.get("error") or execution.get("error") or execution["status"]
+    message = outcome.get("cause") or execution.get("cause") or f"the execution {execution['status']}"
+    # A Lambda task's cause is its error as JSON: the message is what a person needs.
+    with contextlib.suppress(ValueError, AttributeError):
+        message = json.loads(message).get("errorMessage", message)
+    return {"code": str(code), "message": str(message)}
+
+
+def run_detail(
+    record: dict[str, Any],
+    model: str,
+    execution: dict[str, Any],
+    states: list[dict[str, Any]],
+    state: dict[str, Any] | None,
+    link: Any = None,
+) -> dict[str, Any]:
+    """The run as `GET .../pipeline/runs/{run_id}` shows it, from describe_execution, the states passed
+    and the execution's state (its output once stopped, else the last state's output). `link` turns
+    an S3 URI into a URL a person can open."""
+    state = state or {}
+    evaluation = state.get("evaluation") or {}
+    snapshot = (state.get("ingest") or {}).get("snapshot") or {}
+    report_uri = (evaluation.get("report") or {}).get("uri")
+    running = _status(execution["status"]) == "RUNNING"
+    return {
+        **run_summary(record, model, execution),
+        "execution_arn": record["execution_arn"],
+        "states": states,
+        "current_state": next((s["name"] for s in reversed(states) if s["exited_at"] is None), None)
+        if running
+        else None,
+        "metric": evaluation.get("metric"),
+        "reason": evaluation.get("reason"),
+        "candidate": evaluation.get("candidate"),
+        "champion": evaluation.get("champion"),
+        "champion_version": evaluation.get("champion_version"),
+        "version": (state.get("registered") or {}).get("version"),
+        "alias": (state.get("released") or {}).get("alias"),
+        "dataset": {k: snapshot[k] for k in ("uri", "sha256", "rows") if k in snapshot} or None,
+        "report": {"uri": report_uri, "url": link(report_uri) if link else report_uri}
+        if report_uri
+        else None,
+        "error": _error(execution, state),
+    }
+
+
+def _report_link(uri: str) -> str:
+    bucket, key = artifacts.parse_uri(uri)
+    return str(
+        aws.client("s3").generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=REPORT_LINK_SECONDS
+        )
+    )
+
+
+def describe(registry: Registry, model: str, run_id: str) -> dict[str, Any]:
+    record = registry.get_run(model, run_id)
+    execution = aws.client("stepfunctions").describe_execution(executionArn=record["execution_arn"])
+    states, latest = states_passed(_history(record["execution_arn"]))
+    state = json.loads(execution["output"]) if execution.get("output") else latest
+    return run_detail(record, model, execution, states, state, _report_link)
+
+
+def list_runs(registry: Registry, model: str, limit: int) -> list[dict[str, Any]]:
+    registry.get_model(model)
+    sfn = aws.client("stepfunctions")
+    return [
+        run_summary(record, model, sfn.describe_execution(executionArn=record["execution_arn"]))
+        for record in registry.list_runs(model)[:limit]
+    ]

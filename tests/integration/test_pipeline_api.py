@@ -1,0 +1,167 @@
+"""The pipeline routes on the real state machine (moto's ASL interpreter, tasks in-process): start a
+run, follow it to its decision, list a model's runs however they were started, and the 4xx/503s."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aimass import aws
+from aimass.api import deps
+from aimass.api.app import create_app
+from aimass.config import settings
+from aimass.local import statemachines
+from aimass.local.demo import training_csv
+from aimass.registration import register_version
+
+MODEL = "bc-api"
+STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
+    from tests.conftest import running_stack
+
+    with running_stack(tmp_path_factory.mktemp("pipeline-api"), "aimass-pipeline-api") as local:
+        demo = demos["breast-cancer"]
+        register_version(deps.registry(), local.bucket, MODEL, demo.model, "test", demo.enrichment)
+        aws.client("s3").put_object(
+            Bucket=local.bucket, Key=f"datasets/{MODEL}/breast_cancer.csv", Body=training_csv()
+        )
+        yield TestClient(create_app(["registry"]))
+
+
+def finished(client: TestClient, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while (run := client.get(f"/v1/models/{MODEL}/pipeline/runs/{run_id}").json())["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{run_id}: still running after 120 s"
+        time.sleep(0.1)
+    return run  # type: ignore[no-any-return]
+
+
+def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient) -> None:
+    started = client.post(f"/v1/models/{MODEL}/pipeline:run", headers={"x-aimass-actor": "alice"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    assert run_id.startswith(f"{MODEL}-") and started.json()["execution_arn"].endswith(f":{run_id}")
+
+    run = finished(client, run_id)
+    assert run["status"] == "SUCCEEDED" and run["execution_status"] == "SUCCEEDED"
+    assert run["decision"] == "promoted" and run["trigger"] == "api"
+    passed = [state["name"] for state in run["states"]]
+    assert passed == [
+        "Ingest",
+        "Validate",
+        "Train",
+        "Evaluate",
+        "ReleaseGate",
+        "Register",
+        "Release",
+        "Promoted",
+        "Notify",
+        "Done",
+    ]
+    assert all(state["exited_at"] >= state["entered_at"] for state in run["states"])
+    assert run["current_state"] is None and run["error"] is None
+    assert run["metric"] == "roc_auc" and run["candidate"]["roc_auc"] > 0.95
+    assert run["champion"] is None  # v1 was only the latest version, no champion to beat
+    assert (run["version"], run["alias"]) == (2, "champion")
+    assert run["dataset"]["rows"] == 569 and len(run["dataset"]["sha256"]) == 64
+
+    # The registry's record of the version names the same execution
+    assert deps.registry().get_version(MODEL, 2).lineage["execution"] == run["execution_arn"]
+
+
+def test_a_rejected_and_a_failed_run_say_why(client: TestClient) -> None:
+    rejected = client.post(f"/v1/models/{MODEL}/pipeline:run", json={"parameters": STUMP}).json()["run_id"]
+    run = finished(client, rejected)
+    assert (run["status"], run["decision"], run["version"]) == ("SUCCEEDED", "rejected", None)
+    assert "does not beat the champion" in run["reason"] and run["champion_version"] is not None
+    assert "Register" not in [state["name"] for state in run["states"]]
+
+    # An estimator parameter scikit-learn does not know passes the API and fails Train
+    failing = client.post(f"/v1/models/{MODEL}/pipeline:run", json={"parameters": {"params": {"nope": 1}}})
+    run = finished(client, failing.json()["run_id"])
+    assert (run["status"], run["decision"]) == ("FAILED", "failed")
+    assert run["error"]["code"] != "FAILED" and "nope" in run["error"]["message"]
+    assert [state["name"] for state in run["states"]][-3:] == ["Failed", "NotifyFailure", "Fail"]
+
+
+def test_the_runs_list_has_every_run_newest_first_however_started(client: TestClient) -> None:
+    # A run started without the API (as a schedule does) is recorded by its Ingest step
+    machine = statemachines.arns()["TrainingPipelineStateMachine"]
+    arn = aws.client("stepfunctions").start_execution(
+        stateMachineArn=machine, input=json.dumps({"model": MODEL, "trigger": "schedule"})
+    )["executionArn"]
+    sfn, deadline = aws.client("stepfunctions"), time.monotonic() + 120
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    run_id = arn.rsplit(":", 1)[1]
+    assert finished(client, run_id)["trigger"] == "schedule"
+
+    listed = client.get(f"/v1/models/{MODEL}/pipeline/runs").json()["runs"]
+    assert listed[0]["run_id"] == run_id and listed[0]["trigger"] == "schedule"
+    assert [r["started_at"] for r in listed] == sorted((r["started_at"] for r in listed), reverse=True)
+    assert {r["status"] for r in listed} <= {"SUCCEEDED", "FAILED"}
+    assert client.get(f"/v1/models/{MODEL}/pipeline/runs", params={"limit": 1}).json()["runs"] == listed[:1]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code", "loc"),
+    [
+        ("post", "/v1/models/nope/pipeline:run", None, 404, "not_found", ["path", "name"]),
+        ("get", "/v1/models/nope/pipeline/runs", None, 404, "not_found", ["path", "name"]),
+        ("get", f"/v1/models/{MODEL}/pipeline/runs/no-such-run", None, 404, "not_found", ["path", "run_id"]),
+        (
+            "get",
+            f"/v1/models/{MODEL}/pipeline/runs/bad%20id",
+            None,
+            422,
+            "validation_error",
+            ["path", "run_id"],
+        ),
+        (
+            "post",
+            f"/v1/models/{MODEL}/pipeline:run",
+            {"parameters": {"estimator": "svm", "margin": -1}},
+            422,
+            "validation_error",
+            ["body", "parameters", "estimator"],
+        ),
+        (
+            "post",
+            f"/v1/models/{MODEL}/pipeline:run",
+            {"paramters": {}},
+            422,
+            "validation_error",
+            ["body", "paramters"],
+        ),
+    ],
+)
+def test_bad_requests_get_field_level_errors(
+    client: TestClient, method: str, path: str, body: Any, status: int, code: str, loc: list[str]
+) -> None:
+    response = getattr(client, method)(path, **({"json": body} if body is not None else {}))
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert loc in [detail["loc"] for detail in error["details"]]
+
+
+def test_a_deployment_without_the_pipeline_answers_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIMASS_PIPELINE_STATE_MACHINE_ARN")
+    settings.cache_clear()
+    try:
+        response = client.post(f"/v1/models/{MODEL}/pipeline:run")
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
+    assert response.status_code == 503 and response.json()["error"]["code"] == "pipeline_unavailable"
