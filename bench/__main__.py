@@ -1,18 +1,19 @@
-"""`python -m bench [online http cold-start guards anomaly batch] [--quick]`: run the benchmarks,
-print tables, write JSON.
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server] [--quick]`: run the
+benchmarks, print tables, write JSON.
 
-All six run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All seven run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
 
-from bench import anomaly, batch, cold_start, guards, http_server, online
+from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, online
 from bench.environment import describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -24,6 +25,7 @@ TITLES = {
     "guards": "4. Data-quality checks, anomaly scores and rules per instance",
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
     "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
+    "gpu-server": "7. SageMaker inference server: dynamic batching on vs off by concurrency",
 }
 TABLES = {
     "online": online.tables,
@@ -32,7 +34,10 @@ TABLES = {
     "guards": guards.tables,
     "anomaly": anomaly.tables,
     "batch": batch.tables,
+    "gpu-server": gpu_server.tables,
 }
+# The benchmarks that run without the embedded AWS (which then is not started).
+WITHOUT_STACK = {"gpu-server"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="1/10 of the iterations, 2 cold-start repeats")
     args = parser.parse_args()
+    args.only = [name.replace("_", "-") for name in args.only]  # gpu_server as well as gpu-server
     unknown = sorted(set(args.only) - set(TITLES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(TITLES)}")
@@ -60,6 +66,8 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
         return anomaly.run()
     if name == "batch":
         return batch.run(stack, quick)
+    if name == "gpu-server":
+        return gpu_server.run(scale)
     return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
 
 
@@ -74,9 +82,11 @@ def main() -> None:
         f"onnxruntime {environment['packages']['onnxruntime']} · {environment['git']}"
     )
     sections: list[tuple[str, list[Table]]] = []
+    selected = args.only or list(TITLES)
     # One embedded AWS for the whole run: the in-process handler and the cold-start processes use it.
-    with local_aws() as stack:
-        for name in args.only or list(TITLES):
+    stack_needed = not set(selected) <= WITHOUT_STACK
+    with local_aws() if stack_needed else contextlib.nullcontext() as stack:
+        for name in selected:
             console.rule(TITLES[name])
             result = measure(name, stack, args.quick)
             payload = {"benchmark": name, "quick": args.quick, "environment": environment, **result}

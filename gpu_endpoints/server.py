@@ -1,0 +1,351 @@
+"""The inference server: SageMaker's container contract over ONNX Runtime, with dynamic batching.
+
+    python -m gpu_endpoints.server --model-dir DIR --port 8080
+
+Routes (README.md has the contract in full):
+- `GET /ping`: 200 once the models are loaded, 503 before (and with no model, unless
+  `SAGEMAKER_MULTI_MODEL=true`).
+- `POST /invocations`: predictions; the model is `X-Amzn-SageMaker-Target-Model`, or the only one.
+- SageMaker's multi-model API: `GET|POST /models`, `GET|DELETE /models/{name}`,
+  `POST /models/{name}/invoke`.
+- `GET /stats`: what is loaded, where it runs, and how its requests were batched (not part of
+  SageMaker's contract; the tests and benchmarks read it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gpu_endpoints import payloads
+from gpu_endpoints.errors import (
+    BadJson,
+    BadRequest,
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    ServerError,
+    Unavailable,
+    field_error,
+)
+from gpu_endpoints.models import TARGET_MODEL, ModelStore, target_name
+from gpu_endpoints.settings import Settings, SettingsError
+
+log = logging.getLogger("gpu_endpoints")
+
+INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
+CUSTOM_ATTRIBUTES = payloads.CUSTOM_ATTRIBUTES
+PRODUCTION_VARIANT = "X-Amzn-Invoked-Production-Variant"
+# How a request was served (documented in README.md).
+MODEL_HEADER = "X-Aimass-Model"
+BATCH_SIZE = "X-Aimass-Batch-Size"
+BATCH_ROWS = "X-Aimass-Batch-Rows"
+QUEUE_MS = "X-Aimass-Queue-Ms"
+
+
+def error_response(error: ServerError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers={**(headers or {}), **error.headers})
+
+
+def _echo(request: Request, settings: Settings) -> dict[str, str]:
+    """The SageMaker headers an answer carries back: the inference id and custom attributes as given,
+    and the production variant when the environment names it."""
+    headers = {}
+    for name in (INFERENCE_ID, CUSTOM_ATTRIBUTES):
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    if settings.production_variant:
+        headers[PRODUCTION_VARIANT] = settings.production_variant
+    return headers
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+        if size > limit:
+            raise PayloadTooLarge(f"the body is {size:,} bytes; at most {limit:,} are accepted")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"the body is over {limit:,} bytes, the most accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Server:
+    """The routes, over one ModelStore."""
+
+    def __init__(self, settings: Settings, store: ModelStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or ModelStore(settings)
+        self._start: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Models load in worker threads while /ping answers 503.
+        self._start = asyncio.create_task(self.store.start())
+        try:
+            yield
+        finally:
+            self._start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._start
+            await self.store.close()
+
+    async def ping(self, request: Request) -> Response:
+        store = self.store
+        if store.startup_error:
+            return JSONResponse({"status": "failed", "message": store.startup_error}, status_code=503)
+        if not store.ready:
+            return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "1"})
+        if not store.known() and not self.settings.multi_model:
+            message = f"no model in {self.settings.model_dir}; load one with POST /models"
+            return JSONResponse({"status": "no model", "message": message}, status_code=503)
+        return JSONResponse({"status": "healthy", "models": sorted(store.loaded)})
+
+    async def invocations(self, request: Request) -> Response:
+        headers = _echo(request, self.settings)
+        try:
+            target = request.headers.get(TARGET_MODEL)
+            name = target_name(target) if target else self.store.only()
+            if name is None:
+                known = sorted(self.store.known())
+                if not known:
+                    raise Unavailable("no model is loaded yet", retry_after_s=5)
+                raise BadRequest(
+                    f"this endpoint serves {len(known)} models: name one with {TARGET_MODEL}",
+                    [field_error(["headers", TARGET_MODEL], f"one of {', '.join(known)}", "missing")],
+                )
+            return await self._invoke(request, name, headers)
+        except ServerError as error:
+            return self._failed(request, error, headers)
+
+    async def invoke(self, request: Request) -> Response:
+        """SageMaker's multi-model Invoke Model API: POST /models/{name}/invoke."""
+        headers = _echo(request, self.settings)
+        try:
+            return await self._invoke(request, request.path_params["name"], headers)
+        except ServerError as error:
+            return self._failed(request, error, headers)
+
+    async def _invoke(self, request: Request, name: str, headers: dict[str, str]) -> Response:
+        attributes = payloads.custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
+        body = await read_body(request, self.settings.max_body_bytes)
+        model = await self.store.get(name)
+        # No await between here and submit: the model cannot be unloaded in between.
+        decoded = payloads.decode(body, request.headers.get("content-type"), model, attributes)
+        media = payloads.negotiate(request.headers.get("accept"), decoded, model)
+        rows = next(iter(decoded.feeds.values())).shape[0] if decoded.feeds else 0
+        answer = await model.batcher.submit(decoded.feeds, alone=not attributes.batching)
+        content = payloads.encode(answer.outputs, decoded, media, model, rows)
+        headers |= {
+            MODEL_HEADER: model.name,
+            BATCH_SIZE: str(answer.batch_requests),
+            BATCH_ROWS: str(answer.batch_rows),
+            QUEUE_MS: f"{answer.queued_ms:.3f}",
+        }
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "invocation %s: model %s, %d rows, batch of %d requests",
+                headers.get(INFERENCE_ID, "-"),
+                model.name,
+                rows,
+                answer.batch_requests,
+            )
+        return Response(content, media_type=media, headers=headers)
+
+    def _failed(self, request: Request, error: ServerError, headers: dict[str, str]) -> Response:
+        level = logging.WARNING if error.status >= 500 else logging.INFO
+        log.log(
+            level,
+            "invocation %s failed with %d %s: %s",
+            request.headers.get(INFERENCE_ID, "-"),
+            error.status,
+            error.code,
+            error.message,
+        )
+        return error_response(error, headers)
+
+    # SageMaker's multi-model API.
+
+    async def list_models(self, request: Request) -> Response:
+        names = sorted(self.store.loaded)
+        try:
+            size = int(request.query_params.get("page_size", len(names) or 1))
+            start = int(request.query_params.get("next_page_token", 0))
+        except ValueError:
+            raise BadRequest("page_size and next_page_token must be integers") from None
+        page = names[start : start + max(1, size)]
+        body: dict[str, Any] = {"models": [self._model_entry(name) for name in page]}
+        if start + len(page) < len(names):
+            body["nextPageToken"] = str(start + len(page))
+        return JSONResponse(body)
+
+    def _model_entry(self, name: str) -> dict[str, str]:
+        return {"modelName": name, "modelUrl": str(self.store.available.get(name, ""))}
+
+    async def load_model(self, request: Request) -> Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise BadJson("the body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise InvalidInput('expected {"model_name": ..., "url": ...}')
+        errors = [
+            field_error(["body", key], "expected a non-empty string", "missing")
+            for key in ("model_name", "url")
+            if not isinstance(payload.get(key), str) or not payload[key]
+        ]
+        if errors:
+            raise InvalidInput('expected {"model_name": ..., "url": ...}', errors)
+        name, url = payload["model_name"], Path(payload["url"])
+        if not url.exists():
+            raise InvalidInput(
+                "no such model path", [field_error(["body", "url"], f"{url} does not exist", "not_found")]
+            )
+        model = await self.store.load(name, url, explicit=True)
+        return JSONResponse({"message": f"model {name!r} loaded", "providers": model.providers})
+
+    async def get_model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.store.loaded:
+            raise ModelNotFound(f"model {name!r} is not loaded")
+        return JSONResponse(self._model_entry(name))
+
+    async def unload_model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        await self.store.unload(name)
+        return JSONResponse({"message": f"model {name!r} unloaded"})
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "onnxruntime": ort.__version__,
+                "available_providers": ort.get_available_providers(),
+                **self.store.describe(),
+            }
+        )
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ServerError)
+    return error_response(error)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {
+        "error": {"code": codes.get(error.status_code, "http_error"), "message": error.detail, "details": []}
+    }
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(ServerError("an unexpected error occurred; see the server's log"))
+
+
+def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    server = Server(settings, store)
+    routes = [
+        Route("/ping", server.ping, methods=["GET"]),
+        Route("/invocations", server.invocations, methods=["POST"]),
+        Route("/models", server.list_models, methods=["GET"]),
+        Route("/models", server.load_model, methods=["POST"]),
+        Route("/models/{name}", server.get_model, methods=["GET"]),
+        Route("/models/{name}", server.unload_model, methods=["DELETE"]),
+        Route("/models/{name}/invoke", server.invoke, methods=["POST"]),
+        Route("/stats", server.stats, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=server.lifespan,
+        exception_handlers={ServerError: _server_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.server = server
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpu_endpoints.server", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, help="the models (default: AIMASS_GPU_MODEL_DIR or /opt/ml/model)"
+    )
+    parser.add_argument("--host", help="default: AIMASS_GPU_HOST or 0.0.0.0")
+    parser.add_argument("--port", type=int, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
+    parser.add_argument("--workers", type=int, help="processes; default: SAGEMAKER_MODEL_SERVER_WORKERS or 1")
+    parser.add_argument("--log-level", help="default: AIMASS_GPU_LOG_LEVEL or info")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    args = parse_args(argv)
+    overrides = {
+        key: value
+        for key, value in {
+            "model_dir": args.model_dir,
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "log_level": args.log_level.lower() if args.log_level else None,
+        }.items()
+        if value is not None
+    }
+    try:
+        settings = Settings.from_env(**overrides)
+        configure_logging(settings.log_level)
+        app = create_app(settings) if settings.workers == 1 else None
+    except SettingsError as error:
+        raise SystemExit(f"gpu_endpoints: {error}") from None
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "timeout_keep_alive": 75,
+        "log_config": None,
+    }
+    if app is not None:
+        uvicorn.run(app, **options)
+        return
+    # Each worker process loads its own copy of every model and batches only its own requests:
+    # one process (the default) is what a GPU wants.
+    log.warning("%d worker processes: each loads every model and batches on its own", settings.workers)
+    os.environ.update(settings.as_env())
+    uvicorn.run("gpu_endpoints.server:create_app", factory=True, workers=settings.workers, **options)
+
+
+if __name__ == "__main__":
+    main()
