@@ -103,7 +103,9 @@ def test_the_pipeline_ingests_validates_trains_and_evaluates_before_the_gate(
     states = machine_definition["States"]
 
     assert machine_definition["StartAt"] == "Ingest"
-    path = ["Ingest", "Validate", "Train", "Evaluate", "ReleaseGate"]
+    assert states["Ingest"]["Next"] == "Validate" and states["Validate"]["Next"] == "ChooseBackend"
+    assert states["ChooseBackend"]["Default"] == "Train"  # SageMaker: test_training_pipeline_sagemaker.py
+    path = ["Train", "Evaluate", "ReleaseGate"]
     for here, there in pairwise(path):
         assert states[here]["Type"] == "Task", here
         assert states[here]["Next"] == there, here
@@ -153,10 +155,18 @@ def test_a_promoted_or_rejected_candidate_is_notified_and_the_run_succeeds(templ
 def test_every_pipeline_task_retries_transient_errors_with_backoff(template: dict[str, Any]) -> None:
     tasks = pipeline_tasks(definition(template)["States"])
 
-    assert set(tasks) == {"Ingest", "Validate", "Train", "Evaluate", "Register", "Release"}
+    assert {name: task["Parameters"]["step"] for name, task in tasks.items()} == {
+        "Ingest": "ingest",
+        "Validate": "validate",
+        "Train": "train",
+        "PrepareTraining": "prepare_training",
+        "CollectModel": "collect_model",
+        "Evaluate": "evaluate",
+        "Register": "register",
+        "Release": "release",
+    }
     for name, task in tasks.items():
         assert task["Type"] == "Task", name
-        assert task["Parameters"]["step"] == name.lower(), name
         retries = [r for r in task["Retry"] if "TransientFailure" in r["ErrorEquals"]]
         assert retries, name
         for retry in retries:
@@ -257,12 +267,14 @@ def test_the_pipeline_function_reads_and_writes_only_its_prefixes(template: dict
     assert set(found) == {
         "ReadTrainingDataAndModels",
         "ListTrainingData",
-        "WriteSnapshotsCandidatesAndVersions",
+        "WriteSnapshotsCandidatesVersionsAndReports",
     }
     reading = [s for s in found.values() if any(a.startswith("s3:GetObject") for a in actions(s))]
     assert [objects(s) for s in reading] == [{"datasets/*", "models/*", "staging/pipeline/*"}]
     writing = [s for s in found.values() if "s3:PutObject" in actions(s)]
-    assert [objects(s) for s in writing] == [{"datasets/*/snapshots/*", "staging/pipeline/*", "models/*"}]
+    assert [objects(s) for s in writing] == [
+        {"datasets/*/snapshots/*", "staging/pipeline/*", "models/*", "reports/*/pipeline/*"}
+    ]
     # Listing stays inside datasets/
     listing = found["ListTrainingData"]
     assert actions(listing) == ["s3:ListBucket"]

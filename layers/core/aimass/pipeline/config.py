@@ -52,7 +52,14 @@ class TrainingConfig(BaseModel):
     max_drifted_fraction: float = Field(
         0.5, ge=0, le=1, description="of the features, against the serving version's baseline"
     )
-    backend: Literal["lambda", "sagemaker"] = "lambda"
+    backend: Literal["auto", "lambda", "sagemaker"] = Field(
+        "auto",
+        description="where the model is trained: `auto` picks SageMaker from sagemaker_min_rows rows on "
+        "(when the stack has a training image), Lambda below",
+    )
+    sagemaker_min_rows: int = Field(
+        100_000, ge=1, description="with backend auto, snapshots this large (rows) train on SageMaker"
+    )
 
     @model_validator(mode="after")
     def _known_metrics(self) -> TrainingConfig:
