@@ -65,7 +65,11 @@ def test_the_steps_run_the_same_code_as_the_batch_function(template: dict[str, A
     assert steps["Layers"] == batch["Layers"]
     assert steps["Timeout"] == 900 and steps["EphemeralStorage"] == {"Size": 10240}
     assert steps["Environment"]["Variables"] == {
-        "AIMASS_BATCH_MAP_CONCURRENCY": {"Ref": "BatchMapConcurrency"}
+        "AIMASS_BATCH_MAP_CONCURRENCY": {"Ref": "BatchMapConcurrency"},
+        # Merge's drift may ask for retraining (test_retraining_triggers_template.py)
+        "AIMASS_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
+        "AIMASS_DRIFT_RETRAINING_FRACTION": {"Ref": "DriftRetrainingFraction"},
+        "AIMASS_DRIFT_RETRAINING_COOLDOWN_HOURS": {"Ref": "DriftRetrainingCooldownHours"},
     }
     assert "Events" not in steps  # only the state machine invokes it
 
@@ -80,7 +84,15 @@ def test_the_steps_function_reads_writes_and_removes_only_its_prefixes(template:
             if text.startswith(f"{BUCKET_ARN}/")
         }
 
-    assert set(found) == {"ReadDroppedFilesAndModels", "StageParts", "ListPartsToRemove", "WriteResults"}
+    assert set(found) == {
+        "ReadDroppedFilesAndModels",
+        "StageParts",
+        "ListPartsToRemove",
+        "WriteResults",
+        # drift asks for retraining: test_retraining_triggers_template.py
+        "PublishDriftEvents",
+        "GuardDriftRetraining",
+    }
     assert objects("ReadDroppedFilesAndModels") == {"incoming/*", "models/*"}
     assert objects("StageParts") == {"staging/*"}
     assert "s3:DeleteObject" in found["StageParts"]["Action"]

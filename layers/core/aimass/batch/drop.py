@@ -31,6 +31,7 @@ from aimass.batch.job import Options, Outputs, predict_file
 from aimass.config import settings
 from aimass.errors import AimassError
 from aimass.inference.predictor import Predictor
+from aimass.pipeline import triggers
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +149,20 @@ def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
             )
             if report["status"] == "succeeded":
                 report["outputs"] = upload_outputs(drop, fmt, outputs)
+                # Drift over the threshold asks for retraining (docs/pipeline.md)
+                report["retraining"] = triggers.request_retraining(drop.model, report, report_uri(drop))
     report = write_report(drop, report)
     log.info("batch %s: %s %s", drop.key, report["status"], report.get("rows"))
     return {
         "key": drop.key,
         "status": report["status"],
         "rows": report.get("rows"),
-        "report": f"s3://{drop.bucket}/{drop.output_keys()['report']}",
+        "report": report_uri(drop),
     }
+
+
+def report_uri(drop: Drop) -> str:
+    return f"s3://{drop.bucket}/{drop.output_keys()['report']}"
 
 
 def start_run(drop: Drop, machine: str) -> dict[str, Any]:

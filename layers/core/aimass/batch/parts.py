@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from aimass import aws
-from aimass.batch.drop import Drop, options_from, upload_outputs, workdir, write_report
+from aimass.batch.drop import Drop, options_from, report_uri, upload_outputs, workdir, write_report
 from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzipped, read_chunks
 from aimass.batch.job import Options, Outputs, Tally, drift, now, predict_file
 from aimass.config import settings
 from aimass.errors import AimassError
 from aimass.inference.predictor import Predictor
+from aimass.pipeline import triggers
 
 
 def staging(drop: Drop, run: str) -> str:
@@ -177,6 +178,8 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
         outputs = upload_outputs(drop, fmt, Outputs(predictions, rejected))
     report = _merged_report(planned, reports, predictor)
     report["outputs"] = outputs
+    # Drift over the threshold asks for retraining (docs/pipeline.md), as for a single invocation
+    report["retraining"] = triggers.request_retraining(drop.model, report, report_uri(drop))
     write_report(drop, report)
     _remove(drop.bucket, prefix)
     return {"key": drop.key, "status": report["status"], "rows": report["rows"]}

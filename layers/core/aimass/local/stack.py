@@ -13,7 +13,7 @@ from aimass import aws
 from aimass.api import deps
 from aimass.config import settings
 from aimass.local import demo as demos
-from aimass.local import notifications, statemachines
+from aimass.local import notifications, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
@@ -46,6 +46,8 @@ class LocalStack:
     table: str = "aimass-registry"
     idempotency_table: str = "aimass-idempotency"
     pipeline_topic: str = "aimass-pipeline"
+    # The template's RetrainingModels here: the demo with training data gets a retraining schedule.
+    retraining_models: str = "breast-cancer"
 
     def __post_init__(self) -> None:
         self._server: object | None = None
@@ -87,17 +89,19 @@ class LocalStack:
         create_bucket(self.bucket)
         self.pipeline_topic_arn = create_topic(self.pipeline_topic)
         notifications.install(self.bucket)  # S3 events in the template run the real handlers
+        names = {
+            "ArtifactsBucket": self.bucket,
+            "RegistryTable": self.table,
+            "IdempotencyTable": self.idempotency_table,
+            "PipelineTopic": self.pipeline_topic_arn,
+        }
         # The template's state machines, their Lambda tasks running the real handlers.
-        statemachines.install(
-            {
-                "ArtifactsBucket": self.bucket,
-                "RegistryTable": self.table,
-                "IdempotencyTable": self.idempotency_table,
-                "PipelineTopic": self.pipeline_topic_arn,
-            }
-        )
+        statemachines.install(names)
+        # Its retraining schedules (run on demand: aimass.pipeline.schedules) and drift rule.
+        triggers.install(names, {"Stage": "local", "RetrainingModels": self.retraining_models})
 
     def stop(self) -> None:
+        triggers.uninstall()
         notifications.uninstall()
         statemachines.uninstall()
         if self._server is not None:

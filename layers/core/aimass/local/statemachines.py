@@ -72,6 +72,8 @@ ENVIRONMENT = {
 # Where a resource's physical name is in its properties, by type: a substitution equal to the name
 # the template gives it (resolved with the parameters' defaults) is the local resource's name.
 _NAME_PROPERTY = {"AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName"}
+# Resources whose Ref is the name the template gives them, and where that name is.
+_REF_IS_NAME = {"AWS::Scheduler::ScheduleGroup": "Name", "AWS::Events::Rule": "Name"}
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
@@ -146,18 +148,7 @@ def install(names: Mapping[str, str] | None = None) -> dict[str, str]:
     if not logical_ids:
         return {}
     sfn = aws.client("stepfunctions")
-    identity = aws.client("sts").get_caller_identity()
-    resolver = _Resolver(
-        document,
-        path,
-        dict(names or {}),
-        region=sfn.meta.region_name,
-        account=identity["Account"],
-        machines={
-            logical_id: _machine_name(logical_id, resources[logical_id].get("Properties", {}))
-            for logical_id in logical_ids
-        },
-    )
+    resolver = Resolver.of(names)
     definitions = {logical_id: _definition(logical_id, path, resolver) for logical_id in logical_ids}
     role = notifications.service_role_arn(ROLE_NAME, "states.amazonaws.com")
     created = {}
@@ -224,7 +215,7 @@ def _machine_name(logical_id: str, properties: dict[str, Any]) -> str:
     return name if isinstance(name, str) else logical_id
 
 
-def _definition(logical_id: str, path: Path, resolver: _Resolver) -> str:
+def _definition(logical_id: str, path: Path, resolver: Resolver) -> str:
     """The state machine's definition as a JSON string, its ${Name}s substituted as SAM does."""
     properties = resolver.resources[logical_id].get("Properties", {})
     if "Definition" in properties:
@@ -262,8 +253,9 @@ def _definition(logical_id: str, path: Path, resolver: _Resolver) -> str:
     return _SUB_VARIABLE.sub(substitute, text).replace("${!", "${")
 
 
-class _Resolver:
-    """CloudFormation values (Ref, GetAtt, Sub) as they are in the local stack."""
+class Resolver:
+    """CloudFormation values (Ref, GetAtt, Sub, Select, Split, Join) and conditions as they are in
+    the local stack. A parameter is its value in `parameters`, else its Default."""
 
     def __init__(
         self,
@@ -274,10 +266,12 @@ class _Resolver:
         region: str,
         account: str,
         machines: dict[str, str],
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
         self.document, self.path, self.names = document, path, names
         self.resources: dict[str, Any] = document["Resources"]
         self.region, self.account, self.machines = region, account, machines
+        self.parameters = dict(parameters or {})
         self.pseudo = {
             "AWS::Region": region,
             "AWS::AccountId": account,
@@ -299,11 +293,55 @@ class _Resolver:
             except UnresolvedSubstitution:
                 continue
 
+    @classmethod
+    def of(
+        cls, names: Mapping[str, str] | None = None, parameters: Mapping[str, str] | None = None
+    ) -> Resolver:
+        """A resolver for the template (template.template_path()) in the embedded AWS: `names` as
+        for `install`, `parameters` the values that are not the template's Defaults."""
+        path = template.template_path()
+        document = template.load(path)
+        resources = document["Resources"]
+        return cls(
+            document,
+            path,
+            dict(names or {}),
+            region=aws.client("stepfunctions").meta.region_name,
+            account=aws.client("sts").get_caller_identity()["Account"],
+            machines={
+                logical_id: _machine_name(logical_id, resource.get("Properties", {}))
+                for logical_id, resource in resources.items()
+                if resource.get("Type") == "AWS::Serverless::StateMachine"
+            },
+            parameters=parameters,
+        )
+
     def resolve(self, value: Any, where: str) -> str:
         resolved = self._value(value, where, local=True)
         for physical, local_name in self.physical.items():
             resolved = resolved.replace(physical, local_name)
         return resolved
+
+    def condition(self, name: str) -> bool:
+        """Whether the template's condition `name` holds with these parameters."""
+        return self._holds({"Condition": name}, f"Conditions.{name}")
+
+    def _holds(self, value: Any, where: str) -> bool:
+        kind, argument = (
+            next(iter(value.items())) if isinstance(value, dict) and len(value) == 1 else ("", [])
+        )
+        if kind == "Condition" and isinstance(argument, str):
+            return self._holds(self.document.get("Conditions", {})[argument], f"Conditions.{argument}")
+        if kind == "Fn::Not":
+            return not self._holds(argument[0], where)
+        if kind == "Fn::And":
+            return all(self._holds(item, where) for item in argument)
+        if kind == "Fn::Or":
+            return any(self._holds(item, where) for item in argument)
+        if kind == "Fn::Equals":
+            left, right = (self._value(item, where, local=False) for item in argument)
+            return left == right
+        raise UnresolvedSubstitution(f"{where}: cannot evaluate the condition {value!r} in the local stack")
 
     def machine_arn(self, logical_id: str) -> str:
         return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.machines[logical_id]}"
@@ -320,7 +358,26 @@ class _Resolver:
                 return self._get_att(target, attribute, where, local=local)
             if kind == "Fn::Sub":
                 return self._sub(argument, where, local=local)
+            if kind == "Fn::Select":
+                index, items = argument
+                return self._list(items, where, local=local)[int(self._value(index, where, local=local))]
+            if kind == "Fn::Join":
+                delimiter, items = argument
+                return str(delimiter).join(self._list(items, where, local=local))
         raise UnresolvedSubstitution(f"{where}: cannot resolve {value!r} in the local stack")
+
+    def _list(self, value: Any, where: str, *, local: bool) -> list[str]:
+        if isinstance(value, list):
+            return [self._value(item, where, local=local) for item in value]
+        if isinstance(value, dict) and set(value) == {"Fn::Split"}:
+            delimiter, text = value["Fn::Split"]
+            return self._value(text, where, local=local).split(str(delimiter))
+        if isinstance(value, dict) and isinstance(value.get("Ref"), str):
+            parameter = self.document.get("Parameters", {}).get(value["Ref"], {})
+            if parameter.get("Type") == "CommaDelimitedList":
+                text = self._ref(value["Ref"], where, local=local)
+                return text.split(",") if text else []
+        raise UnresolvedSubstitution(f"{where}: cannot resolve the list {value!r} in the local stack")
 
     def _ref(self, name: str, where: str, *, local: bool) -> str:
         if name in self.pseudo:
@@ -331,7 +388,11 @@ class _Resolver:
             return self.machine_arn(name)  # a state machine's Ref is its ARN
         if self._type(name) == "AWS::Serverless::Function":
             return self._function(name).logical_id  # a function's Ref is its name
+        if (attribute := _REF_IS_NAME.get(self._type(name) or "")) is not None:
+            return self._value(self.resources[name]["Properties"][attribute], where, local=local)
         parameter = self.document.get("Parameters", {}).get(name)
+        if parameter is not None and name in self.parameters:
+            return self.parameters[name]
         if parameter is not None and "Default" in parameter:
             return str(parameter["Default"])
         raise UnresolvedSubstitution(f"{where}: cannot resolve !Ref {name} in the local stack")
