@@ -27,6 +27,9 @@ POWERTOOLS_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "aimass",
     "POWERTOOLS_SERVICE_NAME": "aimass",
+    # Data capture off: its S3 PUT would go to the moto server inside this very process (about 8 ms of
+    # CPU here), which says nothing of S3. Its cost is measured on its own (docs/deploy.md).
+    "AIMASS_CAPTURE_ENABLED": "false",
 }
 # The API Gateway sample event each model's requests are made from.
 EVENT_TEMPLATES = {"breast-cancer": "v1_predict_breast_cancer.json", "digits": "v1_predict_digits.json"}

@@ -35,7 +35,8 @@ START_TIMEOUT_S = 180
 def server_env() -> dict[str, str]:
     """This process's environment less its own embedded AWS's settings, which the server must not reuse."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "MOTO_", "AWS_"))}
-    return {**env, **FAKE_CREDENTIALS}
+    # Data capture off, as in the in-process benchmarks (bench.harness.POWERTOOLS_ENV says why).
+    return {**env, **FAKE_CREDENTIALS, "AIMASS_CAPTURE_ENABLED": "false"}
 
 
 @contextmanager

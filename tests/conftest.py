@@ -92,6 +92,7 @@ def moto_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         create_table("aimass-test")
         create_bucket("aimass-test")
         yield
+        reset_caches()  # captures still in flight are written to moto, not past it
     reset_caches()
 
 

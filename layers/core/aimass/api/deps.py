@@ -8,17 +8,35 @@ from typing import Any
 
 from fastapi import Request
 
+from aimass.capture import CaptureWriter
 from aimass.config import settings
+from aimass.feedback import Recorded
 from aimass.inference.predictor import Answered, Predictor
 from aimass.registry import Registry
 
 # Called by every predictor after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
+# Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
+feedback_observers: list[Callable[[Recorded], None]] = []
 
 
 @cache
 def registry() -> Registry:
     return Registry(settings().registry_table)
+
+
+@cache
+def capture() -> CaptureWriter | None:
+    s = settings()
+    if not s.capture_enabled or s.capture_sample_fraction <= 0:
+        return None
+    return CaptureWriter(s.bucket, s.capture_sample_fraction)
+
+
+def flush_capture() -> None:
+    """Wait for this process's captures in flight (before an invocation ends, before feedback reads)."""
+    if capture.cache_info().currsize and (writer := capture()) is not None:
+        writer.flush()
 
 
 @cache
@@ -32,6 +50,7 @@ def predictor() -> Predictor:
         s.registry_ttl_s,
         s.max_instances,
         prediction_observers,
+        capture=capture(),
     )
 
 
@@ -43,6 +62,8 @@ def registry_changed(name: str) -> None:
 
 
 def reset() -> None:
+    flush_capture()
+    capture.cache_clear()
     registry.cache_clear()
     predictor.cache_clear()
 

@@ -14,6 +14,7 @@ from mangum import Mangum
 
 from aimass.api import deps
 from aimass.api.app import create_app
+from aimass.feedback import Recorded
 from aimass.inference.predictor import Answered
 
 # Routes that predict nothing (health, registry) emit no application metric; that is expected.
@@ -37,17 +38,37 @@ def count_predictions(answered: Answered) -> None:
     metrics.add_metadata(key="version", value=answered.version.version)
 
 
+def count_feedback(recorded: Recorded) -> None:
+    # Live accuracy by metric math: FeedbackCorrect / FeedbackClassified (classifiers), and
+    # FeedbackAbsoluteError / FeedbackScored (regressors: MAE), per model.
+    metrics.add_dimension(name="model", value=recorded.model)
+    metrics.add_metric(name="FeedbackLabels", unit=MetricUnit.Count, value=recorded.labelled)
+    if recorded.classified:
+        metrics.add_metric(name="FeedbackClassified", unit=MetricUnit.Count, value=recorded.classified)
+        metrics.add_metric(name="FeedbackCorrect", unit=MetricUnit.Count, value=recorded.correct)
+    if recorded.scored:
+        metrics.add_metric(name="FeedbackScored", unit=MetricUnit.Count, value=recorded.scored)
+        metrics.add_metric(name="FeedbackAbsoluteError", unit=MetricUnit.NoUnit, value=recorded.abs_error)
+
+
 def api_handler(parts: Iterable[str]) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function."""
     parts = list(parts)
     asgi = Mangum(create_app(parts), lifespan="off")
     if "online" in parts and count_predictions not in deps.prediction_observers:
         deps.prediction_observers.append(count_predictions)
+    if "online" in parts and count_feedback not in deps.feedback_observers:
+        deps.feedback_observers.append(count_feedback)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
+        try:
+            return dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
+        finally:
+            # A frozen execution environment would hold a capture until its next invocation, or lose
+            # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
+            deps.flush_capture()
 
     return handler

@@ -53,7 +53,8 @@ async def _predict(
     request: Request, name: str, version: int | None = None, alias: str | None = None
 ) -> Response:
     body = await parse(request, PredictRequest)
-    return JSON(predictor().predict(name, body.instances, version=version, alias=alias))
+    answer = predictor().predict(name, body.instances, version=version, alias=alias, captured=True)
+    return JSON(answer)
 
 
 @router.post(
@@ -181,7 +182,7 @@ V2_INFER_ROUTE: dict[str, Any] = {
 
 async def _infer(request: Request, name: str, version: int | None = None) -> Response:
     body = await parse(request, InferRequest)
-    return JSON(predictor().infer(name, body, version=version).model_dump(exclude_none=True))
+    return JSON(predictor().infer(name, body, version=version, captured=True).model_dump(exclude_none=True))
 
 
 @router.post("/v2/models/{name}/infer", **V2_INFER_ROUTE)

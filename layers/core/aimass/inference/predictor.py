@@ -6,9 +6,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import onnxruntime as ort
 
@@ -48,18 +48,32 @@ Selector = tuple[str, int | None, str | None]
 
 @dataclass(frozen=True)
 class Answered:
-    """What observers (metrics, capture) hear of each answered request."""
+    """What observers (metrics) and capture hear of each answered request. The inputs and answers
+    are the request's own objects, shared and never changed: capture shapes them off the request's
+    path (aimass.capture)."""
 
     version: ModelVersion
     instances: int
     anomalies: int = 0
     flagged: int = 0
+    protocol: Literal["v1", "v2"] = "v1"
+    # The inputs as the model saw them (the ONNX feeds, and V1's instances as sent, less unknown
+    # features); V1: the predictions as answered; V2: the graph's raw outputs.
+    feeds: dict[str, Any] = field(default_factory=dict)
+    given: list[Any] | None = None
+    predictions: list[Any] | None = None
+    outputs: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, version: ModelVersion, instances: int, findings: Screening | None) -> Answered:
+    def of(cls, version: ModelVersion, instances: int, findings: Screening | None, **answer: Any) -> Answered:
         if findings is None:
-            return cls(version, instances)
-        return cls(version, instances, findings.anomalies, findings.flagged)
+            return cls(version, instances, **answer)
+        return cls(version, instances, findings.anomalies, findings.flagged, **answer)
+
+
+# Capture: given an answered request, the prediction ids of its instances, or None when it was not
+# captured (sampled out, or too far behind). It never raises (aimass.capture.CaptureWriter).
+Capture = Callable[[Answered], list[str] | None]
 
 
 def _reject_if_any(fired: list[list[FiredRule]]) -> None:
@@ -85,6 +99,7 @@ class Predictor:
         max_instances: int = 10_000,
         observers: list[Callable[[Answered], None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        capture: Capture | None = None,
     ) -> None:
         self.registry = registry
         self.cache_dir = cache_dir
@@ -101,8 +116,10 @@ class Predictor:
         self._baseline_files: dict[str, dict[str, Any]] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         self._refused: set[str] = set()
-        # Called after each answered request: metrics, capture.
+        # Called after each answered request: metrics.
         self.observers = observers if observers is not None else []
+        # Records each answered request (or a sample) and names its predictions; None: no capture.
+        self.capture = capture
 
     def _summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
@@ -205,9 +222,17 @@ class Predictor:
         self._last_good[selector] = loaded
         return loaded
 
-    def _observe(self, answered: Answered) -> None:
+    def _observe(self, answered: Answered, captured: bool) -> list[str] | None:
+        """Tell the observers; with `captured`, the prediction ids capture gave the instances, if any."""
         for observer in self.observers:
             observer(answered)
+        if self.capture is None or not captured:
+            return None
+        try:
+            return self.capture(answered)
+        except Exception:  # capture never fails a prediction
+            log.exception("capture of a %s answer failed; it has no prediction ids", answered.version.name)
+            return None
 
     def _check_count(self, count: int, loc: str) -> None:
         if count > self.max_instances:
@@ -222,8 +247,15 @@ class Predictor:
         return tensors.v1_predictions(model.version.signature, run(model.session, feeds), count)
 
     def predict(
-        self, name: str, instances: list[Any], version: int | None = None, alias: str | None = None
+        self,
+        name: str,
+        instances: list[Any],
+        version: int | None = None,
+        alias: str | None = None,
+        captured: bool = False,
     ) -> dict[str, Any]:
+        """V1 predictions; `captured` (online traffic, not batch files) records the request with
+        capture and gives the predictions ids."""
         self._check_count(len(instances), "instances")
         model = self.load(name, version, alias)
         signature = model.version.signature
@@ -247,8 +279,16 @@ class Predictor:
             predictions = rules.apply(predictions, pre, rules.evaluate("post", contexts, predictions))
         if findings is not None:
             predictions = findings.annotate(predictions)
-        self._observe(Answered.of(model.version, len(instances), findings))
-        return {"predictions": predictions, "model": model.ref()}
+        ids = self._observe(
+            Answered.of(
+                model.version, len(instances), findings, feeds=feeds, given=instances, predictions=predictions
+            ),
+            captured,
+        )
+        answer: dict[str, Any] = {"predictions": predictions, "model": model.ref()}
+        if ids is not None:
+            answer["prediction_ids"] = ids
+        return answer
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
         """The data-quality report of a batch against the serving version's baseline."""
@@ -301,7 +341,9 @@ class Predictor:
             "model": model.ref(),
         }
 
-    def infer(self, name: str, request: InferRequest, version: int | None = None) -> InferResponse:
+    def infer(
+        self, name: str, request: InferRequest, version: int | None = None, captured: bool = False
+    ) -> InferResponse:
         model = self.load(name, version)
         signature = model.version.signature
         feeds = tensors.v2_feeds(signature, request.inputs)
@@ -315,11 +357,17 @@ class Predictor:
         )
         wanted = [o.name for o in request.outputs] if request.outputs else None
         outputs = run(model.session, feeds)
-        self._observe(Answered.of(model.version, count, findings))
+        ids = self._observe(
+            Answered.of(model.version, count, findings, protocol="v2", feeds=feeds, outputs=outputs),
+            captured,
+        )
+        parameters = None if findings is None else findings.parameters()
+        if ids is not None:
+            parameters = {**(parameters or {}), "prediction_ids": ids}
         return InferResponse(
             model_name=name,
             model_version=str(model.version.version),
             id=request.id,
-            parameters=None if findings is None else findings.parameters(),
+            parameters=parameters,
             outputs=tensors.v2_outputs(outputs, wanted),
         )

@@ -1,0 +1,41 @@
+"""Ground truth: labels for captured predictions, and the live accuracy they add up to."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from aimass import feedback
+from aimass.api import deps
+from aimass.api.bodies import openapi_body, parse
+from aimass.api.online import ERRORS
+from aimass.api.responses import JSON
+from aimass.config import settings
+from aimass.contracts import FeedbackRequest, FeedbackResponse, LiveAccuracy
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post(
+    "/v1/models/{name}/feedback",
+    response_model=FeedbackResponse,
+    openapi_extra=openapi_body(FeedbackRequest),
+    responses=ERRORS,
+    summary="Give the true labels of captured predictions (by prediction id)",
+)
+async def post_feedback(name: str, request: Request) -> Response:
+    body = await parse(request, FeedbackRequest)
+    deps.flush_capture()  # this process's own predictions, still being written, count as captured
+    answer, recorded = feedback.record(deps.registry(), settings().bucket, name, body, deps.actor(request))
+    for observer in deps.feedback_observers:
+        observer(recorded)
+    return JSON(answer)
+
+
+@router.get(
+    "/v1/models/{name}/feedback",
+    response_model=LiveAccuracy,
+    responses=ERRORS,
+    summary="Live accuracy (or MAE) of each version, from the labels given so far",
+)
+def get_feedback(name: str) -> Response:
+    return JSON(feedback.live_accuracy(deps.registry(), name))
