@@ -385,7 +385,7 @@ def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -
     assert "aimass pipeline run breast-cancer" in (stack.state_dir / "serve.log").read_text()
     done = stack.cli("pipeline", "run", "breast-cancer")
     assert done.returncode == 0, done.stdout + done.stderr
-    for state in ("Ingest", "Validate", "Train", "Evaluate", "ReleaseGate", "Notify"):
+    for state in ("Ingest", "Validate", "ChooseBackend", "Train", "Evaluate", "ReleaseGate", "Notify"):
         assert f"✓ {state} (" in done.stdout
     run_id = done.stdout.split("started run ", 1)[1].split()[0]
 
@@ -400,3 +400,53 @@ def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -
 
     listed = stack.cli("pipeline", "runs", "breast-cancer")
     assert listed.returncode == 0 and run_id in listed.stdout
+
+
+def test_the_cli_runs_the_local_retraining_schedule_on_demand(stack: Stack) -> None:
+    schedules = subprocess.run(
+        [str(AIMASS), "pipeline", "schedules", "--aws-endpoint", stack.aws_url],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=60,
+        check=False,
+    )
+    assert schedules.returncode == 0, schedules.stderr
+    assert "breast-cancer" in schedules.stdout and "rate(1 day)" in schedules.stdout
+
+    done = stack.cli("pipeline", "schedule-run", "breast-cancer", "--aws-endpoint", stack.aws_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ Ingest (" in done.stdout and "(schedule)" in done.stdout
+    run_id = done.stdout.split("started run ", 1)[1].split()[0]
+    run = httpx.get(f"{stack.url}/v1/models/breast-cancer/pipeline/runs/{run_id}", timeout=10).json()
+    assert (run["status"], run["trigger"]) == ("SUCCEEDED", "schedule")
+
+
+def test_labels_sent_for_predictions_become_training_rows_and_live_accuracy(stack: Stack) -> None:
+    # Given two digit predictions, each with its id
+    digits = holdout(stack, "digits")
+    answer = httpx.post(
+        f"{stack.url}/v1/models/digits:predict", json={"instances": digits.holdout[:2].tolist()}
+    ).json()
+    said = [p["label"] for p in answer["predictions"]]
+    # When the first is confirmed and the second given another digit, over HTTP
+    other = str((int(said[1]) + 1) % 10)
+    labels = [
+        {"prediction_id": answer["prediction_ids"][0], "label": int(said[0])},
+        {"prediction_id": answer["prediction_ids"][1], "label": other},
+    ]
+    posted = httpx.post(f"{stack.url}/v1/models/digits/feedback", json={"labels": labels}, timeout=30)
+    # Then both are recorded as training rows (the image's cells and the label) in the embedded S3
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["accepted"] == 2
+    [uri] = posted.json()["files"]
+    key = uri.removeprefix("s3://aimass-local/")
+    assert key.startswith("datasets/digits/feedback/") and key.endswith(".csv")
+    rows = stack.s3().get_object(Bucket="aimass-local", Key=key)["Body"].read().decode().splitlines()
+    assert rows[0].split(",")[1] == "image[0][0]" and rows[0].endswith(",label")
+    assert [row.rsplit(",", 1)[1] for row in rows[1:]] == [said[0], other]
+    # And the version's live accuracy counts one right of two
+    live = httpx.get(f"{stack.url}/v1/models/digits/feedback", timeout=10).json()
+    assert live["versions"] == [
+        {"version": 1, "task": "classification", "labelled": 2, "correct": 1, "accuracy": 0.5, "mae": None}
+    ]

@@ -5,7 +5,9 @@ as it was; every outcome is published on the pipeline topic."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +79,28 @@ def versions(name: str) -> list[int]:
     return [v.version for v in deps.registry().list_versions(name)]
 
 
+def assert_report(stack: Stack, model: str, execution: dict[str, Any]) -> str:
+    """The run's evaluation report is in the bucket: its page as HTML, and every PNG it links to
+    next to it. Returns the page."""
+    report = json.loads(execution["output"])["evaluation"]["report"]
+    run = execution["executionArn"].rsplit(":", 1)[1]
+    assert report["key"] == f"reports/{model}/pipeline/{run}/index.html"
+    assert report["uri"] == f"s3://{stack.bucket}/{report['key']}"
+    page = stack.s3.get_object(Bucket=stack.bucket, Key=report["key"])
+    assert page["ContentType"].startswith("text/html")
+    html = page["Body"].read().decode()
+    # Each figure is embedded in the page and links to the same PNG beside it
+    images = re.findall(r'<figure><a href="([^"]+)"><img src="data:image/png;base64,([^"]+)"', html)
+    assert {"confusion_matrix.png", "roc_curve.png"} <= {name for name, _ in images}
+    folder = report["key"].rsplit("/", 1)[0]
+    for name, embedded in images:
+        plot = stack.s3.get_object(Bucket=stack.bucket, Key=f"{folder}/{name}")
+        png = plot["Body"].read()
+        assert plot["ContentType"] == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert base64.b64decode(embedded) == png
+    return html
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
@@ -119,6 +143,8 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     output = json.loads(better["output"])
     assert output["evaluation"]["champion_version"] == 2
     assert output["evaluation"]["candidate"]["roc_auc"] > output["evaluation"]["champion"]["roc_auc"]
+    page = assert_report(stack, "bc-retrain", better)
+    assert "Decision: promoted" in page and "champion v2" in page
 
     # A deliberately worse candidate (the stump again) is measured, and not released
     worse = stack.run("bc-retrain", STUMP)
@@ -126,13 +152,20 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     assert versions("bc-retrain") == [1, 2, 3]
     assert deps.registry().get_model("bc-retrain").aliases == {"champion": 3}
     assert "does not beat the champion" in json.loads(worse["output"])["evaluation"]["reason"]
+    assert "Decision: rejected" in assert_report(stack, "bc-retrain", worse)
 
-    outcomes = [(m["model"], m["decision"], m.get("version")) for m in stack.messages()]
+    messages = stack.messages()
+    outcomes = [(m["model"], m["decision"], m.get("version")) for m in messages]
     assert outcomes == [
         ("bc-retrain", "promoted", 2),
         ("bc-retrain", "promoted", 3),
         ("bc-retrain", "rejected", None),
     ]
+    # Each notice links the run's evaluation report
+    assert all(
+        m["report"] == f"s3://{stack.bucket}/reports/bc-retrain/pipeline/{m['run']}/index.html"
+        for m in messages
+    )
 
 
 def test_a_challenger_policy_and_thresholds_from_the_stored_settings(stack: Stack) -> None:

@@ -57,6 +57,7 @@ def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient)
     assert passed == [
         "Ingest",
         "Validate",
+        "ChooseBackend",
         "Train",
         "Evaluate",
         "ReleaseGate",
@@ -72,6 +73,7 @@ def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient)
     assert run["champion"] is None  # v1 was only the latest version, no champion to beat
     assert (run["version"], run["alias"]) == (2, "champion")
     assert run["dataset"]["rows"] == 569 and len(run["dataset"]["sha256"]) == 64
+    assert (run["backend"], run["training_job"]) == ("lambda", None)
 
     # The registry's record of the version names the same execution
     assert deps.registry().get_version(MODEL, 2).lineage["execution"] == run["execution_arn"]

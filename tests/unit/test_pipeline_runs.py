@@ -90,6 +90,8 @@ def test_a_decided_run_carries_its_metrics_decision_and_report_link() -> None:
             "champion_version": 3,
             "report": {"uri": "s3://b/reports/m/pipeline/r1/index.html"},
         },
+        "validation": {"backend": "sagemaker"},
+        "training_job": {"TrainingJobName": "aimass-prod-m-r1-0a1b2c3d", "TrainingJobStatus": "Completed"},
         "registered": {"version": 4},
         "released": {"alias": "challenger"},
         "outcome": {"decision": "promoted"},
@@ -103,6 +105,7 @@ def test_a_decided_run_carries_its_metrics_decision_and_report_link() -> None:
         "challenger",
     )
     assert run["candidate"] == {"rmse": 1.0} and run["champion_version"] == 3
+    assert (run["backend"], run["training_job"]) == ("sagemaker", "aimass-prod-m-r1-0a1b2c3d")
     assert run["report"] == {
         "uri": "s3://b/reports/m/pipeline/r1/index.html",
         "url": "https://x/b/reports/m/pipeline/r1/index.html",

@@ -351,6 +351,13 @@ def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout:
 
     deadline, shown = time.monotonic() + timeout, 0
     with console.status("starting") as status:
+        # A run started outside the API (a schedule) is listed once its Ingest step records it
+        runs_path = f"/v1/models/{name}/pipeline/runs?limit=20"
+        while not any(r["run_id"] == run_id for r in _call("GET", endpoint, runs_path, api_key)["runs"]):
+            if time.monotonic() > deadline:
+                err.print(f"[red]run {run_id} was not recorded within {timeout:.0f} s[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.5)
         while True:
             run = _call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
             for state in run["states"][shown:]:
@@ -428,6 +435,80 @@ def pipeline_runs(
     for run in _call("GET", endpoint, f"/v1/models/{name}/pipeline/runs?limit={limit}", api_key)["runs"]:
         table.add_row(run["run_id"], run["started_at"], run["trigger"], run["status"], run["decision"] or "")
     console.print(table)
+
+
+AwsEndpoint = Annotated[
+    str,
+    typer.Option(envvar="AIMASS_AWS_ENDPOINT_URL", help="the local stack's AWS endpoint; '' for AWS itself"),
+]
+Region = Annotated[str, typer.Option(envvar="AWS_DEFAULT_REGION")]
+LOCAL_AWS = "http://127.0.0.1:5000"
+
+
+def _use_aws(endpoint: str, region: str, **settings: str) -> None:
+    """Point this process's aimass settings at an AWS: the local stack's (fake credentials), or AWS."""
+    os.environ.update({"AWS_DEFAULT_REGION": region, **settings})
+    if endpoint:
+        os.environ["AIMASS_AWS_ENDPOINT_URL"] = endpoint
+        if "AWS_ACCESS_KEY_ID" not in os.environ:
+            from aimass.local.stack import FAKE_CREDENTIALS
+
+            os.environ.update(FAKE_CREDENTIALS)
+
+
+@pipeline_app.command("schedules")
+def pipeline_schedules(
+    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
+    region: Region = "us-east-1",
+) -> None:
+    """The stack's retraining schedules (EventBridge Scheduler)."""
+    _use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
+    from aimass.pipeline.schedules import list_schedules
+
+    table = Table("schedule", "model", "when", "state", "window")
+    for found in list_schedules():
+        window = f"{found['flexible_window_minutes']} min" if found["flexible_window_minutes"] else "on time"
+        table.add_row(
+            found["name"],
+            found["model"] or "",
+            f"{found['expression']} {found['timezone']}",
+            found["state"],
+            window,
+        )
+    console.print(table)
+
+
+@pipeline_app.command("schedule-run")
+def pipeline_schedule_run(
+    schedule: str,
+    wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
+    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
+    region: Region = "us-east-1",
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Run retraining schedule SCHEDULE now, as EventBridge Scheduler does when it fires."""
+    _use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
+    from aimass.errors import AimassError
+    from aimass.pipeline.schedules import list_schedules, run_schedule
+
+    try:
+        execution = run_schedule(schedule)
+    except AimassError as error:
+        err.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(1) from error
+    model = next(found["model"] for found in list_schedules() if found["name"] == schedule)
+    run_id = execution.rsplit(":", 1)[1]
+    console.print(f"started run {run_id} of {model}")
+    if not wait:
+        return
+    run = _follow(endpoint, api_key, model, run_id, timeout)
+    _print_run(run)
+    if run["status"] == "FAILED":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -519,13 +600,7 @@ def _batch_here(
     """The batch job in this process: the model and its checks from the registry, files on disk."""
     from rich.progress import Progress
 
-    os.environ.update({"AIMASS_BUCKET": bucket, "AIMASS_REGISTRY_TABLE": table, "AWS_DEFAULT_REGION": region})
-    if endpoint:
-        os.environ["AIMASS_AWS_ENDPOINT_URL"] = endpoint
-        if "AWS_ACCESS_KEY_ID" not in os.environ:
-            from aimass.local.stack import FAKE_CREDENTIALS
-
-            os.environ.update(FAKE_CREDENTIALS)
+    _use_aws(endpoint, region, AIMASS_BUCKET=bucket, AIMASS_REGISTRY_TABLE=table)
     from aimass.api import deps
     from aimass.batch.formats import FileFormat
     from aimass.batch.job import Outputs, predict_file

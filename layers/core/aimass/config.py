@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     # When set, every route but /health requires this value in the x-api-key header (local stack).
     api_key: str | None = None
 
+    # Data capture (docs/deploy.md, "Data capture"): each answered online request, or this fraction of them
+    # (drawn per request), is written to capture/<model>/... and its predictions get ids that ground
+    # truth can later be sent for. Off: no capture, no prediction ids.
+    capture_enabled: bool = True
+    capture_sample_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+
     # S3 drop-to-predict: the table that makes a duplicate S3 delivery a no-op, the rows predicted
     # per call (at most max_instances), where files are staged while processed, and how many rows of
     # a file the drift report is computed on (a seeded uniform sample).
@@ -45,8 +51,25 @@ class Settings(BaseSettings):
     batch_map_concurrency: int = 10
     batch_state_machine_arn: str | None = None
 
+    # Retraining triggers (docs/pipeline.md, "Schedules and drift triggers"). A predicted file whose
+    # drift report has more than this fraction of the checked features drifted asks for a retraining
+    # run (an EventBridge event; 1 turns it off), at most once per model per cooldown (a claim in the
+    # idempotency table). The schedules' group: unset is aimass-<stage>-retraining, as the template
+    # names it.
+    drift_retraining_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    drift_retraining_cooldown_hours: float = Field(default=24.0, gt=0.0)
+    retraining_schedule_group: str | None = None
+
     # The retraining pipeline's state machine (statemachines/training_pipeline.asl.json).
     pipeline_state_machine_arn: str | None = None
+    # Its SageMaker training branch (docs/pipeline.md, "Heavy training on SageMaker"): the training
+    # image's URI (unset or empty: no SageMaker branch, every run trains on Lambda), the role the job
+    # runs as, its instance, its volume and how long it may run.
+    training_image: str | None = None
+    training_role_arn: str | None = None
+    training_instance_type: str = "ml.m5.xlarge"
+    training_volume_gb: int = Field(default=30, ge=1)
+    training_max_runtime_s: int = Field(default=14_400, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -6,9 +6,18 @@ The OpenAPI document is generated from these models, and the tests build request
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    Strict,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -401,9 +410,7 @@ class PipelineRunSummary(BaseModel):
     started_at: str
     stopped_at: str | None = None
     trigger: str = Field(description="api, schedule, drift, or manual (started outside aimass)")
-    decision: Literal["promoted", "rejected", "failed"] | None = Field(
-        None, description="null while running"
-    )
+    decision: Literal["promoted", "rejected", "failed"] | None = Field(None, description="null while running")
 
 
 class PipelineRun(PipelineRunSummary):
@@ -444,12 +451,89 @@ class PipelineRun(PipelineRunSummary):
     version: int | None = Field(None, description="the version registered by a promoting run")
     alias: str | None = Field(None, description="the alias that version was given")
     dataset: dict[str, Any] | None = Field(None, description="the snapshot: uri, sha256, rows")
+    backend: Literal["lambda", "sagemaker"] | None = Field(None, description="where the candidate trains")
+    training_job: str | None = Field(None, description="the SageMaker training job's name, on that branch")
     report: dict[str, str] | None = Field(None, description="the evaluation report: S3 uri and a link")
     error: dict[str, str] | None = Field(None, description="why a failed run failed: code and message")
 
 
 class PipelineRunList(BaseModel):
     runs: list[PipelineRunSummary]
+
+
+# --- Feedback: ground truth for captured predictions ---------------------------------------------
+
+# <model>:<UTC yyyymmddHH>:<request uuid4 hex>:<instance index>; the capture object's key is derived
+# from it (aimass.capture.PredictionId).
+PREDICTION_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}:[0-9]{10}:[0-9a-f]{32}:[0-9]{1,6}$"
+# DynamoDB writes each label in a transaction with its version's counters (aimass.registry).
+MAX_FEEDBACK_LABELS = 100
+
+
+class FeedbackLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN, description="from a prediction's response")
+    label: StrictStr | StrictInt | Annotated[FiniteFloat, Strict()] = Field(
+        description="the true class (its name, or its index) or, for a regression model, the true value"
+    )
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "labels": [
+                        {
+                            "prediction_id": "breast-cancer:2026112312:3f2a9c0d6b8e4e0f9d1c2b3a4f5e6d7c:0",
+                            "label": "benign",
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    labels: list[FeedbackLabel] = Field(min_length=1, max_length=MAX_FEEDBACK_LABELS)
+
+
+class VersionAccuracy(BaseModel):
+    """A version's labelled predictions so far: accuracy for a classifier, MAE for a regressor."""
+
+    version: int
+    task: Task
+    labelled: int
+    correct: int | None = None
+    accuracy: float | None = None
+    mae: float | None = None
+
+
+class LiveAccuracy(BaseModel):
+    model: str
+    versions: list[VersionAccuracy]
+
+
+class FeedbackResponse(LiveAccuracy):
+    accepted: int
+    rejected: list[dict[str, Any]] = Field(
+        default_factory=list, description="field-level details of the labels not recorded, as in errors"
+    )
+    files: list[str] = Field(default_factory=list, description="the training data files written")
+
+
+class LabelRecord(BaseModel):
+    """A recorded label (registry: FEEDBACK#<model> / LABEL#<prediction id>); a prediction has one."""
+
+    prediction_id: str
+    version: int
+    label: str
+    correct: bool | None = None
+    abs_error: float | None = None
+    file: str
+    created_at: str = Field(default_factory=utcnow)
+    created_by: str = "anonymous"
 
 
 # --- V1 (TF-Serving / KServe V1 style) ---------------------------------------------------------
@@ -486,6 +570,11 @@ class PredictResponse(BaseModel):
 
     predictions: list[Any]
     model: ModelRef
+    prediction_ids: list[str] | None = Field(
+        default=None,
+        description="one per prediction, for POST /v1/models/{name}/feedback; absent when the request "
+        "was not captured (capture off, or sampled out)",
+    )
 
 
 # --- Open Inference Protocol V2 ----------------------------------------------------------------

@@ -7,6 +7,10 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
+  FEEDBACK#<name> / LABEL#<prediction id>  a label given for a captured prediction (LabelRecord)
+  FEEDBACK#<name> / ACCURACY#<00000001>    a version's live accuracy counters (atomic ADDs):
+                                           labelled, correct, scored, abs_error; its task
+Feedback has a partition of its own, so that the online function may write it and nothing else.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from aimass import aws
 from aimass.contracts import (
     Alias,
     AuditRecord,
+    LabelRecord,
     ModelSummary,
     ModelVersion,
     QualityPolicy,
     Ruleset,
     RulesetVersion,
+    Task,
+    VersionAccuracy,
     utcnow,
 )
 from aimass.errors import Conflict, NotFound
@@ -38,6 +45,27 @@ def _model_pk(name: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"V#{version:08d}"
+
+
+def _feedback_pk(name: str) -> str:
+    return f"FEEDBACK#{name}"
+
+
+# Items in one TransactWriteItems: DynamoDB takes 100, moto (the local stack) 25.
+TRANSACTION_ITEMS = 25
+
+Labelled = tuple[LabelRecord, Task]  # a label, and the task of the version it scores
+
+
+def _label_chunks(labels: list[Labelled]) -> list[list[Labelled]]:
+    """Labels in groups whose markers and version counters fit in one transaction."""
+    chunks: list[list[Labelled]] = [[]]
+    for label in labels:
+        versions = {record.version for record, _ in chunks[-1]} | {label[0].version}
+        if len(chunks[-1]) + 1 + len(versions) > TRANSACTION_ITEMS:
+            chunks.append([])
+        chunks[-1].append(label)
+    return [chunk for chunk in chunks if chunk]
 
 
 def _s(value: str) -> dict[str, str]:
@@ -164,6 +192,27 @@ class Registry:
         return [
             AuditRecord.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "AUDIT#")
         ]
+
+    def live_accuracy(self, name: str) -> list[VersionAccuracy]:
+        """Each version's labelled predictions so far (versions without any are left out)."""
+        versions = []
+        for item in self._query(_feedback_pk(name), "ACCURACY#"):
+            labelled, task = int(item["labelled"]["N"]), item["task"]["S"]
+            correct, scored = int(item["correct"]["N"]), int(item["scored"]["N"])
+            if not labelled:  # all its labels were taken back
+                continue
+            classifier = task == "classification"
+            versions.append(
+                VersionAccuracy(
+                    version=int(item["version"]["N"]),
+                    task=task,
+                    labelled=labelled,
+                    correct=correct if classifier else None,
+                    accuracy=correct / labelled if classifier and labelled else None,
+                    mae=float(item["abs_error"]["N"]) / scored if task == "regression" and scored else None,
+                )
+            )
+        return versions
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """The version a request means: explicit, by alias, else `champion`, else the latest."""
@@ -329,6 +378,92 @@ class Registry:
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
+
+    def _counters(self, name: str, labels: list[Labelled], sign: int) -> list[dict[str, Any]]:
+        """ADD updates of each version's live accuracy counters for these labels (sign -1: undo)."""
+        totals: dict[int, tuple[Task, int, int, int, float]] = {}
+        for record, task in labels:
+            _, n, correct, scored, error = totals.get(record.version, (task, 0, 0, 0, 0.0))
+            totals[record.version] = (
+                task,
+                n + 1,
+                correct + bool(record.correct),
+                scored + (record.abs_error is not None),
+                error + (record.abs_error or 0.0),
+            )
+        return [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": _s(_feedback_pk(name)), "sk": _s(f"ACCURACY#{version:08d}")},
+                    "UpdateExpression": "ADD labelled :n, correct :c, scored :s, abs_error :e "
+                    "SET version = :v, task = :task, updated_at = :t",
+                    "ExpressionAttributeValues": {
+                        ":n": _n(sign * n),
+                        ":c": _n(sign * correct),
+                        ":s": _n(sign * scored),
+                        ":e": {"N": format(sign * error, ".12g")},
+                        ":v": _n(version),
+                        ":task": _s(task),
+                        ":t": _s(utcnow()),
+                    },
+                }
+            }
+            for version, (task, n, correct, scored, error) in totals.items()
+        ]
+
+    def record_labels(self, name: str, labels: list[Labelled]) -> list[str]:
+        """Store each label and add it to its version's live accuracy, atomically (per transaction
+        of up to TRANSACTION_ITEMS items). A prediction keeps its first label: the ids that already
+        had one are left out, and returned."""
+        refused: list[str] = []
+        for chunk in _label_chunks(labels):
+            conflicts = 0
+            while chunk:
+                markers = [
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "Item": {
+                                "pk": _s(_feedback_pk(name)),
+                                "sk": _s(f"LABEL#{record.prediction_id}"),
+                                "doc": _s(record.model_dump_json()),
+                            },
+                        }
+                    }
+                    for record, _ in chunk
+                ]
+                try:
+                    self._ddb.transact_write_items(TransactItems=markers + self._counters(name, chunk, 1))
+                    break
+                except self._ddb.exceptions.TransactionCanceledException as error:
+                    reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                    taken = {
+                        record.prediction_id
+                        for (record, _), code in zip(chunk, reasons, strict=False)
+                        if code == "ConditionalCheckFailed"
+                    }
+                    conflicts += not taken
+                    if conflicts > 3:  # other writers of the same counters, again and again
+                        raise
+                    refused += sorted(taken)
+                    chunk = [label for label in chunk if label[0].prediction_id not in taken]
+        return refused
+
+    def unrecord_labels(self, name: str, labels: list[Labelled]) -> None:
+        """Undo record_labels (the labelled rows could not be written)."""
+        for chunk in _label_chunks(labels):
+            deletes = [
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": {"pk": _s(_feedback_pk(name)), "sk": _s(f"LABEL#{record.prediction_id}")},
+                    }
+                }
+                for record, _ in chunk
+            ]
+            self._ddb.transact_write_items(TransactItems=deletes + self._counters(name, chunk, -1))
 
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
         summary = self.get_model(name)

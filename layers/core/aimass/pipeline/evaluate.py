@@ -94,5 +94,13 @@ def gate(
     }
 
 
+def promotes(numbers: dict[str, Any]) -> bool:
+    """What the ReleaseGate Choice decides on gate()'s numbers (the definition is the authority)."""
+    return bool(
+        numbers["passes_thresholds"]
+        and (not numbers["has_champion"] or numbers["candidate_score"] > numbers["required_score"])
+    )
+
+
 def _side(metric: str) -> str:
     return "above the maximum" if metric in LOWER_IS_BETTER else "below the minimum"

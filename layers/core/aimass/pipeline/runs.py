@@ -201,6 +201,8 @@ def run_detail(
         "version": (state.get("registered") or {}).get("version"),
         "alias": (state.get("released") or {}).get("alias"),
         "dataset": {k: snapshot[k] for k in ("uri", "sha256", "rows") if k in snapshot} or None,
+        "backend": (state.get("validation") or {}).get("backend"),
+        "training_job": (state.get("training_job") or {}).get("TrainingJobName"),
         "report": {"uri": report_uri, "url": link(report_uri) if link else report_uri}
         if report_uri
         else None,

@@ -26,8 +26,9 @@ from aimass.config import settings
 from aimass.contracts import ModelVersion, SignatureEnrichment, utcnow
 from aimass.inference.onnx import new_session
 from aimass.inference.predictor import Predictor
-from aimass.pipeline import data, evaluate, runs, train
+from aimass.pipeline import data, evaluate, runs, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
+from aimass.pipeline.report import Answers, Evaluation, drift_from, publish
 from aimass.quality.columns import Column
 from aimass.registration import Reference, register_version, set_alias
 from aimass.registry import Registry
@@ -119,7 +120,7 @@ def fit(run: Run) -> dict[str, Any]:
 
 
 def measure(run: Run) -> dict[str, Any]:
-    _, x_holdout, _, y_holdout = run.split()
+    x_train, x_holdout, _, y_holdout = run.split()
     classes = len(run.serving.signature.class_labels or [])
     candidate = run.state["training"]["candidate"]
     session = new_session(artifacts.verified(candidate["uri"], candidate["sha256"]))
@@ -127,17 +128,47 @@ def measure(run: Run) -> dict[str, Any]:
     candidate_metrics = evaluate.metrics(y_holdout, found, run.classification, classes)
     champion = data.champion(run.registry, run.model)
     champion_metrics = None
+    champion_answers = None
     if champion is not None:
         loaded = run.predictor.load(run.model, champion.version)
         answered = evaluate.predictions(loaded.session, x_holdout, run.classification)
         champion_metrics = evaluate.metrics(y_holdout, answered, run.classification, classes)
+        champion_answers = Answers(f"champion v{champion.version}", answered, champion_metrics)
     task = run.state["ingest"]["task"]
+    numbers = evaluate.gate(run.config, task, candidate_metrics, champion_metrics)
+    # The report draws drift with the scores Validate computed, against the same baseline.
+    validation = run.state.get("validation") or {}
+    report = publish(
+        run.bucket,
+        Evaluation(
+            model=run.model,
+            run=run.name,
+            execution=run.execution,
+            task=task,
+            classes=run.serving.signature.class_labels,
+            y_true=y_holdout,
+            candidate=Answers("candidate", found, candidate_metrics),
+            champion=champion_answers,
+            gate=numbers,
+            snapshot=run.state["ingest"]["snapshot"],
+            thresholds=run.config.thresholds,
+            release=run.config.release,
+            drift=drift_from(
+                validation.get("drift"),
+                run.predictor.statistics_for(run.serving),
+                [c.name for c in run.columns()],
+                np.concatenate([x_train, x_holdout]),
+            ),
+            baseline_version=validation.get("baseline_of"),
+        ),
+    )
     return {
         "holdout_rows": len(y_holdout),
         "candidate": candidate_metrics,
         "champion": champion_metrics,
         "champion_version": champion.version if champion else None,
-        **evaluate.gate(run.config, task, candidate_metrics, champion_metrics),
+        **numbers,
+        "report": report,
     }
 
 
@@ -170,6 +201,7 @@ def register(run: Run) -> dict[str, Any]:
         lineage={
             "dataset": {"uri": snapshot["uri"], "sha256": snapshot["sha256"], "files": snapshot["files"]},
             "execution": run.execution,
+            "trigger": run.state.get("trigger", "manual"),  # schedule, drift, api (docs/pipeline.md)
             "parameters": run.state["ingest"]["config"],
             "trained": {k: v for k, v in run.state["training"].items() if k != "candidate"},
             "compared_with": {"version": evaluation["champion_version"], "metrics": evaluation["champion"]},
@@ -187,8 +219,10 @@ def release(run: Run) -> dict[str, Any]:
 
 STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "ingest": ingest,
-    "validate": validate,
+    "validate": sagemaker.choosing_backend(validate),  # + where to train: the ChooseBackend Choice
     "train": fit,
+    "prepare_training": sagemaker.prepare,  # the SageMaker branch (aimass.pipeline.sagemaker)
+    "collect_model": sagemaker.collect,
     "evaluate": measure,
     "register": register,
     "release": release,
