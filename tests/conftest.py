@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,3 +112,22 @@ def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
     return Registered(
         {name: register(deps.registry(), "aimass-test", demo, "test").version for name, demo in demos.items()}
     )
+
+
+def stopped(sfn: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
+    """describe_execution's answer once the execution has stopped (a test fails after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn}: still running after {timeout:.0f} s"
+        time.sleep(0.1)
+    return execution  # type: ignore[no-any-return]
+
+
+def drained(sqs: Any, queue_url: str) -> list[Any]:
+    """The JSON bodies of the messages on a queue, which is left empty."""
+    found = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in batch:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return found

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from aimass.api import deps
 from aimass.batch import drop, parts
 from aimass.local import notifications, statemachines
 from aimass.local.demo import register
-from tests.conftest import running_stack
+from tests.conftest import running_stack, stopped
 from tests.integration.test_batch_job import csv_bytes, holdout
 
 THRESHOLD = 4000  # bytes: the breast-cancer rows below are about 400 bytes each
@@ -40,11 +39,7 @@ class Stack:
         notifications.drain(timeout=30)
         name = drop.run_name(drop.Drop(self.bucket, key, put["ETag"].strip('"'), put.get("VersionId")))
         arn = f"{self.machine.replace(':stateMachine:', ':execution:')}:{name}"
-        deadline = time.monotonic() + 120
-        while (execution := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{key}: still running after 120 s"
-            time.sleep(0.1)
-        return execution  # type: ignore[no-any-return]
+        return stopped(self.sfn, arn)
 
     def read(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

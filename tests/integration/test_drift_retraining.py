@@ -17,6 +17,7 @@ from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.local.resources import create_table
 from aimass.local.template import resource_properties
 from aimass.pipeline import triggers
+from tests.conftest import drained
 from tests.integration.test_batch_drop import drop
 from tests.integration.test_batch_job import csv_bytes, holdout
 
@@ -52,13 +53,7 @@ class Bus:
         events.put_targets(Rule="drift-capture", Targets=[{"Id": "queue", "Arn": arn}])
 
     def received(self) -> list[dict[str, Any]]:
-        sqs = aws.client("sqs")
-        found = []
-        while batch := sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return drained(aws.client("sqs"), self.queue)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
 from aimass.pipeline import steps
 from aimass.registration import register_version
-from tests.conftest import running_stack
+from tests.conftest import drained, running_stack, stopped
 
 STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 
@@ -59,20 +58,11 @@ class Stack:
         arn = self.sfn.start_execution(stateMachineArn=self.machine, input=json.dumps(payload))[
             "executionArn"
         ]
-        deadline = time.monotonic() + 120
-        while (execution := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-            assert time.monotonic() < deadline, f"{model}: still running after 120 s"
-            time.sleep(0.1)
-        return execution  # type: ignore[no-any-return]
+        return stopped(self.sfn, arn)
 
     def messages(self) -> list[dict[str, Any]]:
         """The pipeline topic's messages since the last call."""
-        found = []
-        while batch := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(json.loads(message["Body"])["Message"]))
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return [json.loads(body["Message"]) for body in drained(self.sqs, self.queue)]
 
 
 def versions(name: str) -> list[int]:

@@ -18,6 +18,7 @@ from aimass.config import settings
 from aimass.local import statemachines
 from aimass.local.demo import training_csv
 from aimass.registration import register_version
+from tests.conftest import running_stack, stopped
 
 MODEL = "bc-api"
 STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
@@ -25,8 +26,6 @@ STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
-    from tests.conftest import running_stack
-
     with running_stack(tmp_path_factory.mktemp("pipeline-api"), "aimass-pipeline-api") as local:
         demo = demos["breast-cancer"]
         register_version(deps.registry(), local.bucket, MODEL, demo.model, "test", demo.enrichment)
@@ -100,10 +99,7 @@ def test_the_runs_list_has_every_run_newest_first_however_started(client: TestCl
     arn = aws.client("stepfunctions").start_execution(
         stateMachineArn=machine, input=json.dumps({"model": MODEL, "trigger": "schedule"})
     )["executionArn"]
-    sfn, deadline = aws.client("stepfunctions"), time.monotonic() + 120
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    stopped(aws.client("stepfunctions"), arn)
     run_id = arn.rsplit(":", 1)[1]
     assert finished(client, run_id)["trigger"] == "schedule"
 

@@ -22,7 +22,6 @@ import io
 import json
 import re
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from aimass.local.demo import Demo, training_csv
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.pipeline import job, steps
 from aimass.registration import register_version
-from tests.conftest import running_stack
+from tests.conftest import drained, running_stack, stopped
 from tests.support import event
 
 BUCKET = "aimass-pipeline-sagemaker"
@@ -87,25 +86,14 @@ class Stack:
             input=json.dumps({"model": model, "parameters": parameters}),
             **({"name": name} if name else {}),
         )
-        deadline = time.monotonic() + 120
-        while (execution := self.sfn.describe_execution(executionArn=started["executionArn"]))[
-            "status"
-        ] == "RUNNING":
-            assert time.monotonic() < deadline, f"{model}: still running after 120 s"
-            time.sleep(0.1)
-        return execution  # type: ignore[no-any-return]
+        return stopped(self.sfn, started["executionArn"])
 
     def entered(self, execution: dict[str, Any]) -> list[str]:
         history = self.sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
         return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
 
     def messages(self) -> list[dict[str, Any]]:
-        found = []
-        while batch := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(json.loads(message["Body"])["Message"]))
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return [json.loads(body["Message"]) for body in drained(self.sqs, self.queue)]
 
 
 def replay(task: dict[str, Any], recording: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from aimass.local.demo import Demo, training_csv
 from aimass.local.statemachines import Resolver
 from aimass.pipeline import schedules
 from aimass.registration import Reference, register_version, set_alias
-from tests.conftest import running_stack
+from tests.conftest import drained, running_stack
 from tests.integration.test_batch_job import csv_bytes, holdout
 
 BUCKET = "aimass-triggers-test"
@@ -67,13 +67,7 @@ class Stack:
         return sorted(found, key=lambda e: e["startDate"])
 
     def captured(self) -> list[dict[str, Any]]:
-        sqs = aws.client("sqs")
-        found = []
-        while batch := sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
-            for message in batch:
-                found.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-        return found
+        return drained(aws.client("sqs"), self.queue)
 
 
 @pytest.fixture(scope="module")
