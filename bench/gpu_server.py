@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +42,7 @@ import numpy as np
 from bench.environment import REPO
 from bench.report import Table, ms, rate, ratio
 from bench.stats import percentile
+from gpu_endpoints.process import running
 
 MODELS = ("digits-cnn", "digits")
 CONCURRENCY = (1, 8, 32, 64)
@@ -55,14 +54,6 @@ START_TIMEOUT_S = 180
 STATE_DIR = REPO / ".aimass" / "bench" / "gpu-server"
 TARGET = "X-Amzn-SageMaker-Target-Model"
 ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def build_models(folder: Path) -> dict[str, np.ndarray]:
@@ -86,41 +77,8 @@ def build_models(folder: Path) -> dict[str, np.ndarray]:
 
 @contextmanager
 def inference_server(model_dir: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_GPU_", "SAGEMAKER_"))}
-    env["SAGEMAKER_BIND_TO_PORT"] = str(port)
-    command = [
-        sys.executable,
-        "-m",
-        "gpu_endpoints.server",
-        "--model-dir",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-    ]
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"the inference server did not start:\n{log.read()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with running(model_dir, timeout_s=START_TIMEOUT_S) as server:
+        yield server.url
 
 
 @dataclass

@@ -10,13 +10,10 @@ import asyncio
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +22,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from aimass.local.stack import free_port
 from gpu_endpoints.demo_networks import DemoNetwork, digits_cnn
 from gpu_endpoints.models import discover, target_name
+from gpu_endpoints.process import Running, running
 from tests.support import REPO
 
 START_TIMEOUT_S = 120
@@ -38,17 +35,9 @@ ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 
 
-@dataclass
-class Server:
-    url: str
-    log: Any
-
+class Server(Running):
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60)
-
-    def log_tail(self) -> str:
-        self.log.seek(0)
-        return str(self.log.read()[-3000:])
 
 
 def wait_until(condition: Any, timeout_s: float, what: str) -> None:
@@ -60,52 +49,11 @@ def wait_until(condition: Any, timeout_s: float, what: str) -> None:
     raise TimeoutError(f"{what} within {timeout_s} s")
 
 
-def _answers_ping(url: str, process: subprocess.Popen[bytes], log: Any, status: int | None) -> bool:
-    if process.poll() is not None:
-        log.seek(0)
-        raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read()[-3000:]}")
-    try:
-        got = httpx.get(f"{url}/ping", timeout=2).status_code
-    except httpx.TransportError:
-        return False
-    return status is None or got == status
-
-
 def serve(model_dir: Path, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Server]:
     """`python -m gpu_endpoints.server` as the container's `serve` runs it, on a free loopback port."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "gpu_endpoints.server",
-        "--model-dir",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-    ]
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_GPU_", "SAGEMAKER_"))},
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "AIMASS_GPU_INTRA_OP_THREADS": "1",  # a shared 2-core machine
-        **(env or {}),
-    }
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until(
-                lambda: _answers_ping(url, process, log, 200 if ready else None),
-                START_TIMEOUT_S,
-                "the server did not answer /ping",
-            )
-            yield Server(url, log)
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    settings = {"AIMASS_GPU_INTRA_OP_THREADS": "1", **(env or {})}  # a shared 2-core machine
+    with running(model_dir, settings, ready, START_TIMEOUT_S) as server:
+        yield Server(server.url, server.log)
 
 
 def write_model(folder: Path, model: bytes, config: dict[str, Any] | None = None) -> Path:
