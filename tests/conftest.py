@@ -131,3 +131,14 @@ def drained(sqs: Any, queue_url: str) -> list[Any]:
             found.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return found
+
+
+def subscribed_queue(topic_arn: str, name: str) -> str:
+    """A new SQS queue subscribed to an SNS topic (the embedded AWS's): its URL, for `drained`."""
+    from aimass import aws
+
+    sqs = aws.client("sqs")
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    aws.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"])
+    return str(queue)

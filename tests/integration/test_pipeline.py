@@ -21,7 +21,7 @@ from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
 from aimass.pipeline import steps
 from aimass.registration import register_version
-from tests.conftest import drained, running_stack, stopped
+from tests.conftest import drained, running_stack, stopped, subscribed_queue
 
 STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 
@@ -95,17 +95,12 @@ def assert_report(stack: Stack, model: str, execution: dict[str, Any]) -> str:
 def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
     with running_stack(root, "aimass-pipeline-test") as local:
-        sqs = aws.client("sqs")
-        queue = sqs.create_queue(QueueName="pipeline-outcomes")["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
-        aws.client("sns").subscribe(
-            TopicArn=local.pipeline_topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"]
-        )
+        queue = subscribed_queue(local.pipeline_topic_arn, "pipeline-outcomes")
         yield Stack(
             local.bucket,
             aws.client("stepfunctions"),
             aws.client("s3"),
-            sqs,
+            aws.client("sqs"),
             statemachines.arns()["TrainingPipelineStateMachine"],
             queue,
             demos["breast-cancer"],

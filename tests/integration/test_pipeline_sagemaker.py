@@ -39,7 +39,7 @@ from aimass.local.demo import Demo, training_csv
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.pipeline import job, steps
 from aimass.registration import register_version
-from tests.conftest import drained, running_stack, stopped
+from tests.conftest import drained, running_stack, stopped, subscribed_queue
 from tests.support import event
 
 BUCKET = "aimass-pipeline-sagemaker"
@@ -168,16 +168,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> It
     root = tmp_path_factory.mktemp("pipeline-sagemaker")
     environment = {"AIMASS_STAGE": "local", "AIMASS_TRAINING_IMAGE": IMAGE, "AIMASS_TRAINING_ROLE_ARN": ROLE}
     with running_stack(root, BUCKET, environment=environment) as local:
-        sqs = aws.client("sqs")
-        queue = sqs.create_queue(QueueName="pipeline-sagemaker-outcomes")["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
-        aws.client("sns").subscribe(
-            TopicArn=local.pipeline_topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"]
-        )
+        queue = subscribed_queue(local.pipeline_topic_arn, "pipeline-sagemaker-outcomes")
         yield Stack(
             aws.client("stepfunctions"),
             aws.client("s3"),
-            sqs,
+            aws.client("sqs"),
             queue,
             statemachines.arns()["TrainingPipelineStateMachine"],
             demos["breast-cancer"],
