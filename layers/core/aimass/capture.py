@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from aimass import aws
-from aimass.contracts import Signature
+from aimass.contracts import Signature, iso_utc
 from aimass.inference import tensors
 from aimass.inference.predictor import Answered
 
@@ -132,8 +132,7 @@ def lines(answered: Answered, ids: list[str], at: datetime) -> bytes:
     else:
         outputs = tensors.v1_predictions(record.signature, answered.outputs or {}, answered.instances)
     inputs = input_rows(record.signature, answered.feeds, answered.instances, answered.given)
-    when = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    meta = {"inferenceTime": when, "model": record.name, "modelVersion": record.version}
+    meta = {"inferenceTime": iso_utc(at), "model": record.name, "modelVersion": record.version}
     out = []
     for prediction_id, row, output in zip(ids, inputs, outputs, strict=True):
         out.append(

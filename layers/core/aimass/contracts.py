@@ -41,8 +41,13 @@ FeatureType = Literal["float", "int", "bool", "string"]
 Task = Literal["classification", "regression", "other"]
 
 
+def iso_utc(at: datetime) -> str:
+    """A time as every record and answer writes it: UTC, to the millisecond, with a Z."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
 
 
 class TensorSpec(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aimass import artifacts, aws
+from aimass.contracts import iso_utc
 from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.pipeline.config import TrainingConfig, merged
 from aimass.registry import Registry
@@ -59,7 +60,7 @@ def _iso(value: datetime | str | None) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(value)
 
 
 def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> dict[str, Any]:
