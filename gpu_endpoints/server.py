@@ -10,6 +10,8 @@ Routes (README.md has the contract in full):
   `POST /models/{name}/invoke`.
 - `GET /stats`: what is loaded, where it runs, and how its requests were batched (not part of
   SageMaker's contract; the tests and benchmarks read it).
+- `POST /endpoints/{name}/invocations`, only with `AIMASS_GPU_RUNTIME_ENDPOINT`: SageMaker Runtime's
+  InvokeEndpoint in front of `/invocations` (runtime.py), for the local stack's emulated endpoint.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gpu_endpoints import payloads
+from gpu_endpoints import payloads, runtime
 from gpu_endpoints.errors import (
     BadJson,
     BadRequest,
@@ -186,6 +188,18 @@ class Server:
         )
         return error_response(error, headers)
 
+    async def invoke_endpoint(self, request: Request) -> Response:
+        """SageMaker Runtime's InvokeEndpoint, for the emulated endpoint (runtime.py)."""
+        endpoint = request.path_params["endpoint"]
+        if endpoint != self.settings.runtime_endpoint:
+            return runtime.unknown_endpoint(endpoint)
+        variant = self.settings.production_variant or runtime.DEFAULT_VARIANT
+        answer = await self.invocations(request)
+        if answer.status_code >= 400:
+            return runtime.model_error(answer, variant, endpoint)
+        answer.headers[PRODUCTION_VARIANT] = variant
+        return answer
+
     # SageMaker's multi-model API.
 
     async def list_models(self, request: Request) -> Response:
@@ -279,6 +293,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         Route("/models/{name}/invoke", server.invoke, methods=["POST"]),
         Route("/stats", server.stats, methods=["GET"]),
     ]
+    if settings.runtime_endpoint:
+        routes.append(Route("/endpoints/{endpoint}/invocations", server.invoke_endpoint, methods=["POST"]))
     app = Starlette(
         routes=routes,
         lifespan=server.lifespan,

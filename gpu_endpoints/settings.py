@@ -65,6 +65,9 @@ class Settings:
     warmup: bool = True
     # Echoed as X-Amzn-Invoked-Production-Variant when set.
     production_variant: str | None = None
+    # Also answer SageMaker Runtime's InvokeEndpoint for this endpoint name, as SageMaker fronts the
+    # container (runtime.py): the local stack's emulated endpoint. Never set in a real endpoint.
+    runtime_endpoint: str | None = None
     log_level: str = "info"
     access_log: bool = False
 
@@ -101,6 +104,7 @@ class Settings:
             trt_cache_dir=Path(env.text("TRT_CACHE_DIR") or defaults.trt_cache_dir),
             warmup=env.flag("WARMUP", defaults.warmup),
             production_variant=env.text("PRODUCTION_VARIANT"),
+            runtime_endpoint=env.text("RUNTIME_ENDPOINT"),
             log_level=(env.text("LOG_LEVEL") or defaults.log_level).lower(),
             access_log=env.flag("ACCESS_LOG", defaults.access_log),
         )
@@ -142,6 +146,8 @@ class Settings:
             env[f"{PREFIX}PROVIDERS"] = ",".join(self.providers)
         if self.production_variant:
             env[f"{PREFIX}PRODUCTION_VARIANT"] = self.production_variant
+        if self.runtime_endpoint:
+            env[f"{PREFIX}RUNTIME_ENDPOINT"] = self.runtime_endpoint
         return env
 
 

@@ -141,7 +141,7 @@ def test_bad_rows_are_rejected_with_their_reasons_and_the_good_ones_predicted(
     )
     assert all((p["decision"] == "refer") == (p["label"] == "malignant") for p in predicted)
     assert all(p["anomaly_score"] for p in predicted)
-    assert report["model"] == {"name": MODEL, "version": 1, "backend": "onnxruntime"}
+    assert report["model"] == {"name": MODEL, "version": 1, "backend": "lambda"}
 
 
 def test_json_lines_gzipped_keep_types_and_nest_the_prediction(

@@ -33,6 +33,7 @@ FOREVER_MS = 60_000
 TARGET = "X-Amzn-SageMaker-Target-Model"
 ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
+RUNTIME_ENDPOINT = "emulated-endpoint"
 
 
 class Server(Running):
@@ -90,7 +91,11 @@ def models(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any], heav
 
 @pytest.fixture(scope="module")
 def endpoint(models: Path) -> Iterator[Server]:
-    env = {"AIMASS_GPU_PRODUCTION_VARIANT": "AllTraffic", "AIMASS_GPU_MAX_BODY_MB": "1"}
+    env = {
+        "AIMASS_GPU_PRODUCTION_VARIANT": "AllTraffic",
+        "AIMASS_GPU_MAX_BODY_MB": "1",
+        "AIMASS_GPU_RUNTIME_ENDPOINT": RUNTIME_ENDPOINT,
+    }
     yield from serve(models, env)
 
 
@@ -556,3 +561,62 @@ def test_models_beyond_the_memory_budget_unload_the_least_recently_used(
     for refused in (huge, loaded):
         assert error_of(refused, 507)["code"] == "insufficient_memory"
         assert "500 MB" in refused.json()["error"]["message"]
+
+
+# SageMaker Runtime in front of the container (the local stack's emulated endpoint).
+
+
+def runtime_client(server: Server) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("sagemaker-runtime", endpoint_url=server.url, config=Config(retries={"total_max_attempts": 1}))
+
+
+def test_boto3s_invoke_endpoint_reaches_the_container_with_its_headers(
+    endpoint: Server, demos: dict[str, Any], models: Path
+) -> None:
+    batch = images(demos, 3)
+    buffer = io.BytesIO()
+    np.save(buffer, batch)
+
+    answer = runtime_client(endpoint).invoke_endpoint(
+        EndpointName=RUNTIME_ENDPOINT,
+        TargetModel="digits",
+        Body=buffer.getvalue(),
+        ContentType="application/x-npy",
+        Accept="application/x-npz",
+        CustomAttributes="batching=off",
+        InferenceId="call-1",
+    )
+
+    outputs = np.load(io.BytesIO(answer["Body"].read()))
+    expected = direct(models / "digits" / "model.onnx", batch)
+    assert_close(outputs["probabilities"], expected["probabilities"])
+    assert answer["ContentType"] == "application/x-npz"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    assert answer["CustomAttributes"] == "batching=off"
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["x-aimass-batch-size"] == "1"
+
+
+def test_the_containers_refusal_reaches_boto3_as_sagemakers_model_error(endpoint: Server) -> None:
+    from botocore.exceptions import ClientError
+
+    client = runtime_client(endpoint)
+    with pytest.raises(ClientError) as refused:
+        client.invoke_endpoint(
+            EndpointName=RUNTIME_ENDPOINT, TargetModel="digits", Body=b"{", ContentType="application/json"
+        )
+    with pytest.raises(ClientError) as unknown:
+        client.invoke_endpoint(EndpointName="no-such-endpoint", Body=b"[]", ContentType="application/json")
+
+    error = refused.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 400
+    assert json.loads(error["OriginalMessage"])["error"]["code"] == "bad_json"
+    assert "Received client error (400) from AllTraffic" in error["Error"]["Message"]
+    assert unknown.value.response["Error"]["Code"] == "ValidationError"
+    assert "no-such-endpoint" in unknown.value.response["Error"]["Message"]

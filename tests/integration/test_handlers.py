@@ -43,7 +43,7 @@ def test_v1_predictions_for_every_selector(
     expected = demos["breast-cancer"].holdout_probabilities[:2]
     got = [[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in body["predictions"]]
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
-    assert body["model"] == {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"}
+    assert body["model"] == {"name": "breast-cancer", "version": 1, "backend": "lambda"}
 
 
 def test_v1_digits_gives_the_digit(online: Any, registered: Any, demos: dict[str, Any]) -> None:

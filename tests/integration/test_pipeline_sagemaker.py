@@ -291,7 +291,7 @@ def test_the_model_trained_on_sagemaker_serves_predictions(sagemaker_run: SageMa
 
     assert response["statusCode"] == 200, response["body"]
     body = json.loads(response["body"])
-    assert body["model"] == {"name": "bc-sagemaker", "version": 2, "backend": "onnxruntime"}
+    assert body["model"] == {"name": "bc-sagemaker", "version": 2, "backend": "lambda"}
     assert len(body["predictions"]) == len(json.loads(request["body"])["instances"])
 
 

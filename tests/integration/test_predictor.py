@@ -60,7 +60,7 @@ def test_predictions_match_scikit_learn(predictor: Predictor, demos: dict[str, A
         [[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in result["predictions"]]
     )
     np.testing.assert_allclose(got, demo.holdout_probabilities, atol=1e-5, rtol=0)
-    assert result["model"] == {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"}
+    assert result["model"] == {"name": "breast-cancer", "version": 1, "backend": "lambda"}
 
 
 def test_an_alias_move_is_seen_once_the_registry_ttl_passes(

@@ -75,7 +75,7 @@ def report(signature: Signature, baseline: Baseline, instances: list[Any]) -> di
     assert checks is not None
     found = quality_report(checks, baseline.statistics, baseline.constraints, instances)
     # Whatever the batch, the report is a valid QualityReport.
-    QualityReport(model=ModelRef(name="m", version=1, backend="onnxruntime"), **found)
+    QualityReport(model=ModelRef(name="m", version=1, backend="lambda"), **found)
     return found
 
 

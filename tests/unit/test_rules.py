@@ -35,7 +35,7 @@ REGRESSOR = Signature(
     features=[Feature(name="rooms"), Feature(name="area")],
     task="regression",
 )
-MODEL = {"name": "loans", "version": 3, "backend": "onnxruntime"}
+MODEL = {"name": "loans", "version": 3, "backend": "lambda"}
 
 
 def rule(rule_id: str, when: str, then: dict[str, Any], stage: str = "post") -> dict[str, Any]:

@@ -22,12 +22,18 @@ def client(service: str) -> Any:
     from botocore.config import Config
 
     s = settings()
-    return _session().client(
-        service,
-        region_name=s.region,
-        endpoint_url=s.aws_endpoint_url,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10),
-    )
+    endpoint_url = s.aws_endpoint_url
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+    if service == "sagemaker-runtime":
+        # A prediction waits on these calls: their retries and timeouts are the API's to bound.
+        endpoint_url = s.sagemaker_runtime_url or endpoint_url
+        config = Config(
+            retries={"total_max_attempts": s.sagemaker_max_attempts, "mode": "standard"},
+            connect_timeout=s.sagemaker_connect_timeout_s,
+            read_timeout=s.sagemaker_read_timeout_s,
+            max_pool_connections=32,
+        )
+    return _session().client(service, region_name=s.region, endpoint_url=endpoint_url, config=config)
 
 
 def reset() -> None:

@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     # When set, every route but /health requires this value in the x-api-key header (local stack).
     api_key: str | None = None
 
+    # GPU endpoints (docs/gpu.md). A model bigger than this is not loaded into the Lambda: registered
+    # without a backend it goes to the stack's endpoint, and with none it is refused.
+    lambda_max_model_bytes: int = Field(default=256 * 2**20, ge=1)
+    # The stack's SageMaker endpoint (the template's GpuEndpoint; unset: none).
+    sagemaker_endpoint: str | None = None
+    # Calls to an endpoint: attempts in all (the SDK's standard retries of throttling and 5xx),
+    # timeouts, and the Retry-After given when it stays throttled or down.
+    sagemaker_max_attempts: int = Field(default=2, ge=1)
+    sagemaker_connect_timeout_s: float = Field(default=1.0, gt=0)
+    sagemaker_read_timeout_s: float = Field(default=8.0, gt=0)
+    sagemaker_retry_after_s: int = Field(default=2, ge=1)
+    # Only the local stack sets this: SageMaker Runtime is its emulated endpoint, not the local AWS.
+    sagemaker_runtime_url: str | None = None
+
     # Data capture (docs/deploy.md, "Data capture"): each answered online request, or this fraction of them
     # (drawn per request), is written to capture/<model>/... and its predictions get ids that ground
     # truth can later be sent for. Off: no capture, no prediction ids.

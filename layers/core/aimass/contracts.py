@@ -21,6 +21,12 @@ from pydantic import (
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+# Where a version runs: `lambda` (ONNX Runtime inside the function), or a SageMaker real-time
+# endpoint, `sagemaker:<endpoint>`, plus `/<target model>` on a multi-model endpoint.
+ENDPOINT_NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+BACKEND_PATTERN = rf"^(lambda|sagemaker:{ENDPOINT_NAME_PATTERN}(/[A-Za-z0-9][A-Za-z0-9._-]{{0,127}})?)$"
+# The alias whose version answers when a version's endpoint is throttled or down (docs/gpu.md).
+FALLBACK_ALIAS = "fallback"
 
 TensorType = Literal[
     "float32",
@@ -117,6 +123,24 @@ class BaselineRef(BaseModel):
     source: str = Field(description="where the reference dataset came from")
 
 
+class Backend(BaseModel):
+    """A version's backend, read: `lambda`, or a SageMaker endpoint and, on a multi-model
+    endpoint, the target model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["lambda", "sagemaker"]
+    endpoint: str | None = None
+    target_model: str | None = None
+
+    @classmethod
+    def parse(cls, backend: str) -> Backend:
+        if backend == "lambda":
+            return cls(kind="lambda")
+        endpoint, _, target = backend.removeprefix("sagemaker:").partition("/")
+        return cls(kind="sagemaker", endpoint=endpoint, target_model=target or None)
+
+
 class ModelVersion(BaseModel):
     """An immutable registered version of a model."""
 
@@ -126,13 +150,25 @@ class ModelVersion(BaseModel):
     sha256: str
     size_bytes: int
     signature: Signature
-    backend: str = "onnxruntime"
+    backend: str = Field(default="lambda", pattern=BACKEND_PATTERN)
     description: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
     baseline: BaselineRef | None = None
     created_at: str = Field(default_factory=utcnow)
     created_by: str = "anonymous"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lambda_was_onnxruntime(cls, data: Any) -> Any:
+        # Versions registered before GPU endpoints existed say `onnxruntime` for the Lambda.
+        if isinstance(data, dict) and data.get("backend") == "onnxruntime":
+            return {**data, "backend": "lambda"}
+        return data
+
+    @property
+    def runs_on(self) -> Backend:
+        return Backend.parse(self.backend)
 
 
 QualityAction = Literal["reject", "flag", "ignore"]
@@ -567,7 +603,7 @@ class PredictResponse(BaseModel):
                     "predictions": [
                         {"label": "benign", "probabilities": {"malignant": 0.02, "benign": 0.98}}
                     ],
-                    "model": {"name": "breast-cancer", "version": 1, "backend": "onnxruntime"},
+                    "model": {"name": "breast-cancer", "version": 1, "backend": "lambda"},
                 }
             ]
         }
@@ -580,6 +616,17 @@ class PredictResponse(BaseModel):
         description="one per prediction, for POST /v1/models/{name}/feedback; absent when the request "
         "was not captured (capture off, or sampled out)",
     )
+    fallback: Fallback | None = Field(
+        default=None,
+        description="present when the version asked for could not answer (its endpoint throttled or "
+        "down) and the `fallback` alias's version answered instead (`model`)",
+    )
+
+
+class Fallback(BaseModel):
+    from_: ModelRef = Field(alias="from", description="the version that could not answer")
+    reason: str = Field(description="its error code: backend_throttled, backend_unavailable, backend_error")
+    message: str
 
 
 # --- Open Inference Protocol V2 ----------------------------------------------------------------

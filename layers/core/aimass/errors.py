@@ -66,6 +66,23 @@ class ValidationFailed(AimassError):
     code = "validation_error"
 
 
+class BackendError(AimassError):
+    """The backend that serves a version (a SageMaker endpoint) could not answer."""
+
+    status = 502
+    code = "backend_error"
+
+
+class BackendThrottled(BackendError):
+    status = 429
+    code = "backend_throttled"
+
+
+class BackendUnavailable(BackendError):
+    status = 503
+    code = "backend_unavailable"
+
+
 # At most this many field-level details in one error: enough to fix a request, small to send back.
 MAX_DETAILS = 50
 

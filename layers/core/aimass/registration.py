@@ -10,6 +10,7 @@ from typing import Any
 from aimass import artifacts
 from aimass.contracts import (
     ALIAS_PATTERN,
+    BACKEND_PATTERN,
     MODEL_NAME_PATTERN,
     Alias,
     BaselineRef,
@@ -43,6 +44,41 @@ def check_alias(alias: str) -> None:
         )
 
 
+def choose_backend(
+    requested: str | None, size_bytes: int, lambda_max_bytes: int, endpoint: str | None
+) -> str:
+    """Where a new version runs: the backend asked for, else the Lambda, else (a model too large for
+    the Lambda) the stack's SageMaker endpoint. A model too large for the Lambda is refused there."""
+    loc: list[str | int] = ["body", "backend"]
+    if requested is not None and not re.fullmatch(BACKEND_PATTERN, requested):
+        raise ValidationFailed(
+            f"invalid backend {requested!r}",
+            [field_error(loc, "`lambda` or `sagemaker:<endpoint>[/<target model>]`", "pattern")],
+        )
+    too_large = size_bytes > lambda_max_bytes
+    size = (
+        f"the model is {size_bytes / 2**20:,.1f} MiB; "
+        f"the Lambda serves models up to {lambda_max_bytes / 2**20:,.1f} MiB"
+    )
+    if requested == "lambda" and too_large:
+        raise ValidationFailed(size, [field_error(loc, "too large for the Lambda", "too_large")])
+    if requested is not None:
+        return requested
+    if not too_large:
+        return "lambda"
+    if endpoint:
+        return f"sagemaker:{endpoint}"
+    raise ValidationFailed(
+        f"{size}, and this stack has no GPU endpoint (docs/gpu.md): "
+        "name one with backend=sagemaker:<endpoint>",
+        [
+            field_error(
+                ["body", "model"], "too large for the Lambda, and no endpoint to serve it", "too_large"
+            )
+        ],
+    )
+
+
 def model_card(record: ModelVersion) -> str:
     signature = record.signature
     lines = [
@@ -52,6 +88,7 @@ def model_card(record: ModelVersion) -> str:
         "",
         f"- registered: {record.created_at} by {record.created_by}",
         f"- artifact: {record.artifact_uri} (sha256 {record.sha256})",
+        f"- served by: {record.backend}",
         f"- task: {signature.task}",
         "- inputs: " + ", ".join(f"{i.name} {i.dtype}{i.shape}" for i in signature.inputs),
         "- outputs: " + ", ".join(f"{o.name} {o.dtype}{o.shape}" for o in signature.outputs),
@@ -106,6 +143,7 @@ def register_version(
     metrics: dict[str, float] | None = None,
     reference: Reference | None = None,
     lineage: dict[str, Any] | None = None,
+    backend: str = "lambda",
 ) -> ModelVersion:
     """Read the signature from the graph, compute the baseline of the reference data if given, store
     the artifacts, then record the immutable version."""
@@ -133,6 +171,7 @@ def register_version(
         sha256=artifacts.sha256(model),
         size_bytes=len(model),
         signature=signature,
+        backend=backend,
         description=enrichment.description if enrichment else None,
         metrics=metrics or {},
         lineage=lineage or {},

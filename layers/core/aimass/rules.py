@@ -527,7 +527,7 @@ class _Samples:
 
     def __init__(self, signature: Signature) -> None:
         self.signature = signature
-        self.model = [{"name": "model", "version": 1, "backend": "onnxruntime"}] * 2
+        self.model = [{"name": "model", "version": 1, "backend": "lambda"}] * 2
         self.input_names: list[str]
         if signature.features:
             self.input_names = [f.name for f in signature.features]

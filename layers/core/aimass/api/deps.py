@@ -10,8 +10,9 @@ from fastapi import Request
 
 from aimass.capture import CaptureWriter
 from aimass.config import settings
+from aimass.contracts import Backend
 from aimass.feedback import Recorded
-from aimass.inference.predictor import Answered, Predictor
+from aimass.inference.predictor import Answered, Predictor, Runner
 from aimass.registry import Registry
 
 # Called by every predictor after each answer; the Lambda entry adds its metrics here.
@@ -39,6 +40,15 @@ def flush_capture() -> None:
         writer.flush()
 
 
+def endpoint_runner(backend: Backend) -> Runner:
+    from aimass import aws
+    from aimass.inference.sagemaker import EndpointRunner
+
+    assert backend.endpoint is not None
+    client = aws.client("sagemaker-runtime")
+    return EndpointRunner(client, backend.endpoint, backend.target_model, settings().sagemaker_retry_after_s)
+
+
 @cache
 def predictor() -> Predictor:
     s = settings()
@@ -51,6 +61,7 @@ def predictor() -> Predictor:
         s.max_instances,
         prediction_observers,
         capture=capture(),
+        endpoint_runners=endpoint_runner,
     )
 
 

@@ -27,7 +27,7 @@ from aimass.contracts import (
     SignatureEnrichment,
 )
 from aimass.errors import NotFound, ValidationFailed, field_error
-from aimass.registration import Reference, register_version, save_ruleset, set_alias
+from aimass.registration import Reference, choose_backend, register_version, save_ruleset, set_alias
 
 router = APIRouter(tags=["registry"])
 
@@ -122,15 +122,26 @@ def upload_version(
     reference_uri: Annotated[
         str | None, Form(description="the reference dataset in S3 instead: s3://bucket/key")
     ] = None,
+    backend: Annotated[
+        str | None,
+        Form(
+            description="where the version runs: `lambda`, or `sagemaker:<endpoint>[/<target model>]`; "
+            "unset: the Lambda, or the stack's GPU endpoint for a model too large for the Lambda"
+        ),
+    ] = None,
 ) -> Response:
+    data = model.file.read()
+    s = settings()
+    placed = choose_backend(backend, len(data), s.lambda_max_model_bytes, s.sagemaker_endpoint)
     record = register_version(
         registry(),
-        settings().bucket,
+        s.bucket,
         name,
-        model.file.read(),
+        data,
         actor(request),
         _enrichment(metadata),
         reference=_reference(reference, reference_uri),
+        backend=placed,
     )
     registry_changed(name)
     return JSON(record.model_dump(), status_code=201)

@@ -18,7 +18,6 @@ import numpy as np
 from aimass.batch.formats import BadRecord, Chunk
 from aimass.batch.rows import Reason, reason, type_problem, value_from_text
 from aimass.contracts import Feature, QualityPolicy, Signature
-from aimass.inference.onnx import run
 from aimass.inference.predictor import LoadedModel, Predictor
 from aimass.inference.tensors import NUMPY_DTYPES
 from aimass.quality.checks import RequestChecks
@@ -108,7 +107,7 @@ class ColumnarModel:
     def _outputs(self, tensor: np.ndarray) -> dict[str, list[Any]]:
         """The model's answer as columns named as the row-by-row path flattens its items."""
         signature = self.signature
-        outputs = run(self.model.session, {signature.inputs[0].name: tensor})
+        outputs = self.model.run({signature.inputs[0].name: tensor})
         if signature.task == "classification" and signature.label_output and signature.probabilities_output:
             labels = outputs[signature.label_output].tolist()
             names = signature.class_labels

@@ -14,6 +14,8 @@ import onnxruntime as ort
 
 from aimass import artifacts
 from aimass.contracts import (
+    FALLBACK_ALIAS,
+    Backend,
     FiredRule,
     InferRequest,
     InferResponse,
@@ -22,9 +24,18 @@ from aimass.contracts import (
     QualityPolicy,
     RulesEvaluationRequest,
 )
-from aimass.errors import MAX_DETAILS, IntegrityError, NotFound, RuleRejected, ValidationFailed, field_error
-from aimass.inference import tensors
-from aimass.inference.onnx import SessionCache, new_session, run
+from aimass.errors import (
+    MAX_DETAILS,
+    BackendError,
+    BackendUnavailable,
+    IntegrityError,
+    NotFound,
+    RuleRejected,
+    ValidationFailed,
+    field_error,
+)
+from aimass.inference import onnx, tensors
+from aimass.inference.onnx import SessionCache, new_session
 from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
 from aimass.quality.screening import Screening, screen, without_unknown
@@ -34,10 +45,22 @@ from aimass.rules import CompiledRuleset, compile_ruleset
 log = logging.getLogger(__name__)
 
 
+# Runs a version's model: the ONNX feeds in, its outputs by name out.
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
+# The runner of a version served by a SageMaker endpoint (aimass.inference.sagemaker.EndpointRunner).
+EndpointRunners = Callable[[Backend], Runner]
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     version: ModelVersion
-    session: ort.InferenceSession
+    run: Runner
+    # The Lambda's own ONNX Runtime session; None for a version served by an endpoint.
+    session: ort.InferenceSession | None = None
+
+    @classmethod
+    def local(cls, version: ModelVersion, session: ort.InferenceSession) -> LoadedModel:
+        return cls(version, lambda feeds: onnx.run(session, feeds), session)
 
     def ref(self) -> dict[str, Any]:
         return {"name": self.version.name, "version": self.version.version, "backend": self.version.backend}
@@ -100,6 +123,7 @@ class Predictor:
         observers: list[Callable[[Answered], None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         capture: Capture | None = None,
+        endpoint_runners: EndpointRunners | None = None,
     ) -> None:
         self.registry = registry
         self.cache_dir = cache_dir
@@ -120,6 +144,9 @@ class Predictor:
         self.observers = observers if observers is not None else []
         # Records each answered request (or a sample) and names its predictions; None: no capture.
         self.capture = capture
+        # None: versions served by an endpoint cannot be reached from here (503).
+        self.endpoint_runners = endpoint_runners
+        self._endpoints: dict[Backend, Runner] = {}
 
     def _summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
@@ -196,6 +223,9 @@ class Predictor:
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
         record = self._resolve(name, version, alias)
+        if record.runs_on.kind == "sagemaker":
+            # The endpoint holds the model: nothing is downloaded, there is no artifact to check here.
+            return LoadedModel(record, self._endpoint(record.runs_on))
         session = self.sessions.get(record.sha256)
         if session is None:
             try:
@@ -218,9 +248,38 @@ class Predictor:
                 )
                 return previous
             self.sessions.put(record.sha256, session)
-        loaded = LoadedModel(record, session)
+        loaded = LoadedModel.local(record, session)
         self._last_good[selector] = loaded
         return loaded
+
+    def _endpoint(self, backend: Backend) -> Runner:
+        runner = self._endpoints.get(backend)
+        if runner is None:
+            if self.endpoint_runners is None:
+                raise BackendUnavailable(
+                    f"endpoint {backend.endpoint} cannot be reached from here (no SageMaker runtime)",
+                    headers={"Retry-After": "60"},
+                )
+            runner = self._endpoints[backend] = self.endpoint_runners(backend)
+        return runner
+
+    def _fallback(
+        self, name: str, version: int | None, alias: str | None, error: BackendError
+    ) -> tuple[int, dict[str, Any]]:
+        """The version that answers instead, when the one asked for could not (its endpoint is
+        throttled or down), and what the answer says of it; else the error, raised again. Only a
+        request that named no version falls back, to the version of the `fallback` alias."""
+        fallback = None if version is not None else self._summary(name).aliases.get(FALLBACK_ALIAS)
+        failed = self._resolve(name, version, alias)
+        if fallback is None or fallback == failed.version:
+            raise error
+        log.warning("%s v%s: %s; v%s answers instead", name, failed.version, error.message, fallback)
+        note = {
+            "from": {"name": name, "version": failed.version, "backend": failed.backend},
+            "reason": error.code,
+            "message": error.message,
+        }
+        return fallback, note
 
     def _observe(self, answered: Answered, captured: bool) -> list[str] | None:
         """Tell the observers; with `captured`, the prediction ids capture gave the instances, if any."""
@@ -244,7 +303,7 @@ class Predictor:
     @staticmethod
     def _answer(model: LoadedModel, feeds: dict[str, Any], count: int) -> list[Any]:
         """The model's own V1 predictions, one per instance, before any rule."""
-        return tensors.v1_predictions(model.version.signature, run(model.session, feeds), count)
+        return tensors.v1_predictions(model.version.signature, model.run(feeds), count)
 
     def predict(
         self,
@@ -256,6 +315,15 @@ class Predictor:
     ) -> dict[str, Any]:
         """V1 predictions; `captured` (online traffic, not batch files) records the request with
         capture and gives the predictions ids."""
+        try:
+            return self._predict(name, instances, version, alias, captured)
+        except BackendError as error:
+            fallback, note = self._fallback(name, version, alias, error)
+            return {**self._predict(name, instances, fallback, None, captured), "fallback": note}
+
+    def _predict(
+        self, name: str, instances: list[Any], version: int | None, alias: str | None, captured: bool
+    ) -> dict[str, Any]:
         self._check_count(len(instances), "instances")
         model = self.load(name, version, alias)
         signature = model.version.signature
@@ -344,6 +412,15 @@ class Predictor:
     def infer(
         self, name: str, request: InferRequest, version: int | None = None, captured: bool = False
     ) -> InferResponse:
+        try:
+            return self._infer(name, request, version, captured)
+        except BackendError as error:
+            fallback, note = self._fallback(name, version, None, error)
+            answer = self._infer(name, request, fallback, captured)
+            answer.parameters = {**(answer.parameters or {}), "fallback": note}
+            return answer
+
+    def _infer(self, name: str, request: InferRequest, version: int | None, captured: bool) -> InferResponse:
         model = self.load(name, version)
         signature = model.version.signature
         feeds = tensors.v2_feeds(signature, request.inputs)
@@ -356,7 +433,7 @@ class Predictor:
             else screen(checks, self.policy_for(name), feeds[signature.inputs[0].name], [])
         )
         wanted = [o.name for o in request.outputs] if request.outputs else None
-        outputs = run(model.session, feeds)
+        outputs = model.run(feeds)
         ids = self._observe(
             Answered.of(model.version, count, findings, protocol="v2", feeds=feeds, outputs=outputs),
             captured,

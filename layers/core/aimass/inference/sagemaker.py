@@ -1,0 +1,103 @@
+"""Versions served by a SageMaker endpoint: the model's ONNX feeds go to the endpoint as `.npz`, its
+outputs come back as `.npz`, so everything around the model (quality checks, rules, capture,
+monitoring) runs on the same tensors as for a version inside the Lambda.
+
+The endpoint's failures become the API's: throttling (and a container whose queue is full) is a
+429, an endpoint down, missing or timing out a 503, both with Retry-After; any other failure of the
+endpoint's model a 502. Retries and timeouts are the sagemaker-runtime client's (aimass.aws).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aimass.errors import BackendError, BackendThrottled, BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+NPZ = "application/x-npz"
+# SageMaker Runtime's own throttling, and a multi-model endpoint still loading the target model.
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "ModelNotReadyException"}
+)
+UNAVAILABLE_CODES = frozenset(
+    {"ServiceUnavailable", "InternalFailure", "InternalDependencyException", "InternalServerError"}
+)
+# What the container answers when it is saturated (queue full) or cannot fit the model right now.
+CONTAINER_BUSY = frozenset({429, 503})
+CONTAINER_UNAVAILABLE = frozenset({507})
+
+
+def classify(endpoint: str, code: str, message: str, status: int | None, retry_after_s: int) -> BackendError:
+    """The API's error for an InvokeEndpoint failure (`status`: the container's own, for a ModelError)."""
+    retry = {"Retry-After": str(retry_after_s)}
+    if code in THROTTLING_CODES or (code == "ModelError" and status in CONTAINER_BUSY):
+        return BackendThrottled(f"endpoint {endpoint} is throttling requests: {message}", headers=retry)
+    missing = code == "ValidationError" and "not found" in message.lower()
+    if code in UNAVAILABLE_CODES or missing or (code == "ModelError" and status in CONTAINER_UNAVAILABLE):
+        return BackendUnavailable(f"endpoint {endpoint} is unavailable: {message}", headers=retry)
+    return BackendError(f"endpoint {endpoint} failed: {code}: {message}")
+
+
+def to_npz(feeds: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **feeds)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def from_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+@dataclass(frozen=True)
+class EndpointRunner:
+    """Runs a version's model on its endpoint (and, on a multi-model endpoint, its target model)."""
+
+    client: Any
+    endpoint: str
+    target_model: str | None = None
+    retry_after_s: int = 2
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        call: dict[str, Any] = {
+            "EndpointName": self.endpoint,
+            "Body": to_npz(feeds),
+            "ContentType": NPZ,
+            "Accept": NPZ,
+        }
+        if self.target_model:
+            call["TargetModel"] = self.target_model
+        try:
+            answer = self.client.invoke_endpoint(**call)
+            body = answer["Body"].read()
+        except ClientError as error:
+            response = error.response
+            failed = classify(
+                self.endpoint,
+                str(response.get("Error", {}).get("Code", "")),
+                str(response.get("Error", {}).get("Message", "")),
+                response.get("OriginalStatusCode"),
+                self.retry_after_s,
+            )
+            log.warning("endpoint %s: %s", self.endpoint, failed.message)
+            raise failed from error
+        except BotoCoreError as error:
+            # Connection refused or dropped, timeouts: nothing answered.
+            log.warning("endpoint %s did not answer: %s", self.endpoint, error)
+            raise BackendUnavailable(
+                f"endpoint {self.endpoint} did not answer: {type(error).__name__}",
+                headers={"Retry-After": str(self.retry_after_s)},
+            ) from error
+        try:
+            return from_npz(body)
+        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            raise BackendError(f"endpoint {self.endpoint} answered something other than .npz") from error
