@@ -153,6 +153,47 @@ def test_image_predictions_equal_scikit_learn_over_v1_and_v2(stack: Stack) -> No
     )
 
 
+def test_the_heavy_demo_is_served_through_the_emulated_sagemaker_endpoint(stack: Stack) -> None:
+    import onnxruntime as ort
+
+    printed = (stack.state_dir / "serve.log").read_text()
+    images = holdout(stack, "digits").holdout[:40]
+    network = ort.InferenceSession(
+        str(stack.state_dir / "demo" / demo.GPU_DEMO / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    expected = network.run(["probabilities"], {"image": images})[0]
+
+    v1 = httpx.post(f"{stack.url}/v1/models/{demo.GPU_DEMO}:predict", json={"instances": images.tolist()})
+    v2 = httpx.post(
+        f"{stack.url}/v2/models/{demo.GPU_DEMO}/infer",
+        json={
+            "inputs": [
+                {"name": "image", "shape": list(images.shape), "datatype": "FP32", "data": images.tolist()}
+            ]
+        },
+    )
+    model = httpx.get(f"{stack.url}/v1/models/{demo.GPU_DEMO}").json()
+
+    assert (
+        f"model {demo.GPU_DEMO} (champion v2 on the emulated SageMaker endpoint aimass-local-gpu" in printed
+    )
+    assert model["aliases"] == {"champion": 2, "fallback": 1}
+    assert [v["backend"] for v in model["versions"]] == ["lambda", "sagemaker:aimass-local-gpu"]
+    assert v1.status_code == 200, v1.text
+    assert v1.json()["model"] == {
+        "name": demo.GPU_DEMO,
+        "version": 2,
+        "backend": "sagemaker:aimass-local-gpu",
+    }
+    assert "fallback" not in v1.json()
+    got = np.array([[p["probabilities"][str(d)] for d in range(10)] for p in v1.json()["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["model_version"] == "2"
+    probabilities = next(o for o in v2.json()["outputs"] if o["name"] == "probabilities")
+    np.testing.assert_allclose(np.array(probabilities["data"]).reshape(-1, 10), expected, atol=1e-5, rtol=0)
+
+
 def test_a_bad_request_over_http_gets_a_json_4xx(stack: Stack) -> None:
     response = httpx.post(
         f"{stack.url}/v1/models/breast-cancer:predict",

@@ -66,6 +66,7 @@ def serve(
     import uvicorn
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from aimass.local.demo import GPU_DEMO
     from aimass.local.stack import LocalStack
 
     stack = LocalStack(aws_port=aws_port, state_dir=state_dir)
@@ -82,7 +83,13 @@ def serve(
     console.print(f"[bold green]aimass[/bold green] API on {base} (OpenAPI: {base}/docs)")
     console.print(f"embedded AWS on {stack.aws_endpoint}, bucket s3://{stack.bucket}, table {stack.table}")
     for name in served:
-        console.print(f"  model [bold]{name}[/bold] (champion v1)")
+        if name == GPU_DEMO:
+            console.print(
+                f"  model [bold]{name}[/bold] (champion v2 on the emulated SageMaker endpoint "
+                f"{stack.gpu_endpoint} at {stack.gpu_endpoint_url}; fallback v1 in the Lambda)"
+            )
+        else:
+            console.print(f"  model [bold]{name}[/bold] (champion v1)")
     if "breast-cancer" in served:
         console.print("try:")
         console.print(f"  curl -s {base}/v1/models{auth}")
@@ -117,6 +124,13 @@ def push(
         str | None,
         typer.Option(help="reference dataset for the baseline: a CSV or Parquet file, or an s3:// URI"),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="where it runs: lambda, or sagemaker:ENDPOINT[/TARGET_MODEL] (default: the Lambda, or the "
+            "stack's GPU endpoint for a model too large for the Lambda)"
+        ),
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
 ) -> None:
@@ -130,6 +144,8 @@ def push(
         if value:
             enrichment[key] = value
     form = {"metadata": json.dumps(enrichment)} if enrichment else {}
+    if backend:
+        form["backend"] = backend
     files = {"model": (file.name, file.read_bytes(), "application/octet-stream")}
     if reference and reference.startswith("s3://"):
         form["reference_uri"] = reference
@@ -137,7 +153,10 @@ def push(
         files["reference"] = _reference_csv(Path(reference))
     with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
         record = _call("POST", endpoint, f"/v1/models/{name}/versions", api_key, files=files, data=form)
-    console.print(f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}…")
+    console.print(
+        f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}… "
+        f"served by {record['backend']}"
+    )
     if record.get("baseline"):
         console.print(
             f"baseline from {record['baseline']['item_count']:,} rows of {record['baseline']['source']}"

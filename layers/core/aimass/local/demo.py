@@ -172,6 +172,54 @@ def load_or_train(name: str, state_dir: Path) -> Demo:
     return demo
 
 
+# The heavy demo, served through the SageMaker path (docs/gpu.md): v1 is the `digits` demo's light
+# network inside the Lambda, v2 a convolutional network on the emulated endpoint. v2 is the champion,
+# and v1 the fallback while the endpoint is throttled or down.
+GPU_DEMO = "digits-cnn"
+
+
+def gpu_network(state_dir: Path) -> bytes:
+    """The heavy demo network's ONNX file, built (seconds) the first time."""
+    path = state_dir / "demo" / GPU_DEMO / "model.onnx"
+    if not path.exists():
+        from gpu_endpoints.demo_networks import digits_cnn
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(digits_cnn().model)
+    return path.read_bytes()
+
+
+def register_gpu_demo(
+    registry: Registry, bucket: str, light: Demo, network: bytes, endpoint: str, actor: str
+) -> ModelVersion:
+    """`digits-cnn`: the light network in the Lambda as v1 (`fallback`), the heavy one on `endpoint`
+    as v2 (`champion`); both with the digits training images as their baseline's reference."""
+    from aimass.registration import Reference, register_version, set_alias
+
+    reference = Reference(light.reference_csv, "reference.csv", "digits demo training data")
+    enrichment = light.enrichment.model_copy(
+        update={
+            "description": "convolutional network on scikit-learn's digits, served by a SageMaker endpoint"
+        }
+    )
+    fallback = register_version(
+        registry, bucket, GPU_DEMO, light.model, actor, light.enrichment, reference=reference
+    )
+    heavy = register_version(
+        registry,
+        bucket,
+        GPU_DEMO,
+        network,
+        actor,
+        enrichment,
+        reference=reference,
+        backend=f"sagemaker:{endpoint}",
+    )
+    set_alias(registry, GPU_DEMO, "fallback", fallback.version, actor)
+    set_alias(registry, GPU_DEMO, "champion", heavy.version, actor)
+    return heavy
+
+
 def register(registry: Registry, bucket: str, demo: Demo, actor: str) -> ModelVersion:
     """Register a demo with its training data as the baseline's reference, as `champion`."""
     from aimass.registration import Reference, register_version, set_alias

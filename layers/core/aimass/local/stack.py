@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +49,14 @@ class LocalStack:
     pipeline_topic: str = "aimass-pipeline"
     # The template's RetrainingModels here: the demo with training data gets a retraining schedule.
     retraining_models: str = "breast-cancer"
+    # The emulated SageMaker endpoint's name (the template's is aimass-<stage>-gpu).
+    gpu_endpoint: str = "aimass-local-gpu"
 
     def __post_init__(self) -> None:
         self._server: object | None = None
+        self._endpoint = ExitStack()
         self.pipeline_topic_arn = ""
+        self.gpu_endpoint_url = ""
 
     @property
     def aws_endpoint(self) -> str:
@@ -100,7 +105,30 @@ class LocalStack:
         # Its retraining schedules (run on demand: aimass.pipeline.schedules) and drift rule.
         triggers.install(names, {"Stage": "local", "RetrainingModels": self.retraining_models})
 
+    def serve_endpoint(self, model: bytes) -> str:
+        """The inference server (gpu_endpoints) on this machine's CPU as the stack's SageMaker endpoint,
+        serving `model`, with SageMaker Runtime's InvokeEndpoint in front: the API's sagemaker-runtime
+        client reaches it as it reaches a real endpoint. Its URL."""
+        from gpu_endpoints.process import running
+
+        model_dir = self.state_dir / "endpoint" / self.gpu_endpoint
+        model_dir.mkdir(parents=True, exist_ok=True)
+        path = model_dir / "model.onnx"
+        if not path.exists() or path.read_bytes() != model:
+            path.write_bytes(model)
+        env = {"AIMASS_GPU_RUNTIME_ENDPOINT": self.gpu_endpoint, "AIMASS_GPU_PRODUCTION_VARIANT": "primary"}
+        server = self._endpoint.enter_context(running(model_dir, env))
+        self.gpu_endpoint_url = server.url
+        os.environ.update(
+            {"AIMASS_SAGEMAKER_RUNTIME_URL": server.url, "AIMASS_SAGEMAKER_ENDPOINT": self.gpu_endpoint}
+        )
+        settings.cache_clear()
+        aws.reset()
+        deps.reset()
+        return server.url
+
     def stop(self) -> None:
+        self._endpoint.close()
         triggers.uninstall()
         notifications.uninstall()
         statemachines.uninstall()
@@ -117,6 +145,19 @@ class LocalStack:
                 deps.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
             )
             names.append(name)
+        progress(f"starting the emulated SageMaker endpoint {self.gpu_endpoint}")
+        self.serve_endpoint(demos.gpu_network(self.state_dir))
+        progress(f"registering {demos.GPU_DEMO}, served by {self.gpu_endpoint}")
+        light = demos.load_or_train("digits", self.state_dir)
+        demos.register_gpu_demo(
+            deps.registry(),
+            self.bucket,
+            light,
+            demos.gpu_network(self.state_dir),
+            self.gpu_endpoint,
+            "aimass-local",
+        )
+        names.append(demos.GPU_DEMO)
         # Training data for the retraining pipeline (docs/pipeline.md): the tabular demo's dataset
         aws.client("s3").put_object(
             Bucket=self.bucket, Key=demos.TRAINING_DATA_KEY, Body=demos.training_csv(), ContentType="text/csv"
