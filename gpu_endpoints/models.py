@@ -20,6 +20,7 @@ A model's footprint is its config.json's `memory_mb`, or its file size times
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -216,6 +217,14 @@ def target_name(header: str) -> str:
     return name
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class Model:
     """A loaded model: its session, what it takes and gives, its batcher."""
 
@@ -230,6 +239,9 @@ class Model:
     ) -> None:
         self.name = name
         self.path = path
+        # Named in every answer (custom attribute `model-sha256`): the caller can tell which model
+        # answered, as SageMaker passes no other header of the container's back.
+        self.sha256 = file_sha256(path)
         self.session = session
         self.providers = taken
         self.config = config

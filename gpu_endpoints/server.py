@@ -56,6 +56,8 @@ MODEL_HEADER = "X-Aimass-Model"
 BATCH_SIZE = "X-Aimass-Batch-Size"
 BATCH_ROWS = "X-Aimass-Batch-Rows"
 QUEUE_MS = "X-Aimass-Queue-Ms"
+# The custom attribute each answer adds: the sha256 of the model file that answered.
+MODEL_SHA256 = "model-sha256"
 
 
 def error_response(error: ServerError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -160,7 +162,11 @@ class Server:
         rows = next(iter(decoded.feeds.values())).shape[0] if decoded.feeds else 0
         answer = await model.batcher.submit(decoded.feeds, alone=not attributes.batching)
         content = payloads.encode(answer.outputs, decoded, media, model, rows)
+        given = headers.get(CUSTOM_ATTRIBUTES)
         headers |= {
+            CUSTOM_ATTRIBUTES: f"{given}; {MODEL_SHA256}={model.sha256}"
+            if given
+            else f"{MODEL_SHA256}={model.sha256}",
             MODEL_HEADER: model.name,
             BATCH_SIZE: str(answer.batch_requests),
             BATCH_ROWS: str(answer.batch_rows),

@@ -7,6 +7,7 @@ Answers are compared with a direct onnxruntime.InferenceSession on the same mode
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -256,7 +257,9 @@ def test_the_target_model_header_picks_the_model(endpoint: Server, demos: dict[s
     assert answers["digits"].json() != answers["digits-cnn"].json()
 
 
-def test_sagemaker_headers_are_echoed(endpoint: Server, demos: dict[str, Any]) -> None:
+def test_sagemaker_headers_are_echoed_and_an_answer_names_the_model_file_that_gave_it(
+    endpoint: Server, demos: dict[str, Any], models: Path
+) -> None:
     headers = {TARGET: "digits", INFERENCE_ID: "abc-123", ATTRIBUTES: "trace=xyz; batching=on"}
     with endpoint.client() as client:
         response = client.post("/invocations", json={"instances": images(demos, 1).tolist()}, headers=headers)
@@ -266,8 +269,10 @@ def test_sagemaker_headers_are_echoed(endpoint: Server, demos: dict[str, Any]) -
 
     for answer in (response, failed):
         assert answer.headers[INFERENCE_ID] == "abc-123"
-        assert answer.headers[ATTRIBUTES] == "trace=xyz; batching=on"
         assert answer.headers["X-Amzn-Invoked-Production-Variant"] == "AllTraffic"
+    sha256 = hashlib.sha256((models / "digits" / "model.onnx").read_bytes()).hexdigest()
+    assert response.headers[ATTRIBUTES] == f"trace=xyz; batching=on; model-sha256={sha256}"
+    assert failed.headers[ATTRIBUTES] == "trace=xyz; batching=on"
 
 
 def test_a_mistake_in_a_models_config_keeps_ping_failing_with_the_reason(
@@ -597,7 +602,7 @@ def test_boto3s_invoke_endpoint_reaches_the_container_with_its_headers(
     assert_close(outputs["probabilities"], expected["probabilities"])
     assert answer["ContentType"] == "application/x-npz"
     assert answer["InvokedProductionVariant"] == "AllTraffic"
-    assert answer["CustomAttributes"] == "batching=off"
+    assert answer["CustomAttributes"].startswith("batching=off; model-sha256=")
     assert answer["ResponseMetadata"]["HTTPHeaders"]["x-aimass-batch-size"] == "1"
 
 

@@ -249,6 +249,41 @@ def test_an_endpoint_serving_another_model_is_a_502_not_a_500(
     assert "ModelError" in answer.json()["error"]["message"]
 
 
+def test_a_version_whose_endpoint_now_serves_another_model_is_refused_or_falls_back(
+    client: TestClient, endpoint: Running, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    use_runtime(monkeypatch, endpoint.url)
+    demo = demos[MODEL]
+    # Another file of the same graph, as a retrained version registered for the endpoint would be,
+    # while the endpoint still runs the file it was deployed with.
+    other = onnx.load_from_string(demo.model)
+    other.doc_string = "retrained"
+    stale = register_version(
+        deps.registry(),
+        "aimass-test",
+        MODEL,
+        other.SerializeToString(),
+        "t",
+        demo.enrichment,
+        backend=f"sagemaker:{ENDPOINT}",
+    ).version
+    set_alias(deps.registry(), MODEL, "champion", stale, "t")
+    body = {"instances": instances(demo, 1)}
+
+    pinned = client.post(f"/v1/models/{MODEL}/versions/{stale}:predict", json=body)
+    set_alias(deps.registry(), MODEL, "fallback", 1, "t")
+    deps.registry_changed(MODEL)
+    fell_back = client.post(PREDICT, json=body)
+
+    assert pinned.status_code == 502, pinned.text
+    assert "now serves another model" in pinned.json()["error"]["message"]
+    assert fell_back.status_code == 200, fell_back.text
+    assert fell_back.json()["model"]["version"] == 1
+    assert fell_back.json()["fallback"]["reason"] == "backend_error"
+
+
 def upload(client: TestClient, demo: Demo, **form: str) -> Any:
     return client.post(
         f"/v1/models/{MODEL}/versions",

@@ -7,7 +7,7 @@ import pytest
 
 from aimass.contracts import Backend, ModelVersion
 from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, ValidationFailed
-from aimass.inference.sagemaker import classify, from_npz, to_npz
+from aimass.inference.sagemaker import answered_by, classify, from_npz, to_npz
 from aimass.registration import choose_backend
 
 MB = 2**20
@@ -120,3 +120,10 @@ def test_feeds_cross_to_the_endpoint_with_their_dtypes_and_shapes() -> None:
     for name, value in feeds.items():
         assert back[name].dtype == value.dtype
         np.testing.assert_array_equal(back[name], value)
+
+
+def test_the_model_file_that_answered_is_read_from_the_custom_attributes() -> None:
+    assert answered_by("trace=1; model-sha256=abc") == "abc"
+    assert answered_by("model-sha256=abc") == "abc"
+    assert answered_by("trace=1") is None
+    assert answered_by(None) is None

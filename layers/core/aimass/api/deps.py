@@ -12,7 +12,7 @@ from aimass.capture import CaptureWriter
 from aimass.config import settings
 from aimass.contracts import Backend
 from aimass.feedback import Recorded
-from aimass.inference.predictor import Answered, Predictor, Runner
+from aimass.inference.predictor import Answered, EndpointRunner, Predictor
 from aimass.registry import Registry
 
 # Called by every predictor after each answer; the Lambda entry adds its metrics here.
@@ -40,13 +40,15 @@ def flush_capture() -> None:
         writer.flush()
 
 
-def endpoint_runner(backend: Backend) -> Runner:
+def endpoint_runner(backend: Backend) -> EndpointRunner:
     from aimass import aws
-    from aimass.inference.sagemaker import EndpointRunner
+    from aimass.inference import sagemaker
 
     assert backend.endpoint is not None
     client = aws.client("sagemaker-runtime")
-    return EndpointRunner(client, backend.endpoint, backend.target_model, settings().sagemaker_retry_after_s)
+    return sagemaker.EndpointRunner(
+        client, backend.endpoint, backend.target_model, settings().sagemaker_retry_after_s
+    )
 
 
 @cache

@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 
 # Runs a version's model: the ONNX feeds in, its outputs by name out.
 Runner = Callable[[dict[str, Any]], dict[str, Any]]
-# The runner of a version served by a SageMaker endpoint (aimass.inference.sagemaker.EndpointRunner).
-EndpointRunners = Callable[[Backend], Runner]
+# Runs a model on an endpoint; given the version's sha256, refuses an answer from another model file.
+EndpointRunner = Callable[[dict[str, Any], str], dict[str, Any]]
+# The runner of each SageMaker endpoint (aimass.inference.sagemaker.EndpointRunner).
+EndpointRunners = Callable[[Backend], EndpointRunner]
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class Predictor:
         self.capture = capture
         # None: versions served by an endpoint cannot be reached from here (503).
         self.endpoint_runners = endpoint_runners
-        self._endpoints: dict[Backend, Runner] = {}
+        self._endpoints: dict[Backend, EndpointRunner] = {}
 
     def _summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
@@ -224,8 +226,10 @@ class Predictor:
         selector = (name, version, alias)
         record = self._resolve(name, version, alias)
         if record.runs_on.kind == "sagemaker":
-            # The endpoint holds the model: nothing is downloaded, there is no artifact to check here.
-            return LoadedModel(record, self._endpoint(record.runs_on))
+            # The endpoint holds the model: nothing is downloaded here; each answer names the model
+            # file it came from, and one that is not this version's is refused.
+            endpoint = self._endpoint(record.runs_on)
+            return LoadedModel(record, lambda feeds: endpoint(feeds, record.sha256))
         session = self.sessions.get(record.sha256)
         if session is None:
             try:
@@ -252,7 +256,7 @@ class Predictor:
         self._last_good[selector] = loaded
         return loaded
 
-    def _endpoint(self, backend: Backend) -> Runner:
+    def _endpoint(self, backend: Backend) -> EndpointRunner:
         runner = self._endpoints.get(backend)
         if runner is None:
             if self.endpoint_runners is None:

@@ -29,6 +29,8 @@ THROTTLING_CODES = frozenset(
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailable", "InternalFailure", "InternalDependencyException", "InternalServerError"}
 )
+# The custom attribute in which gpu_endpoints names the model file that answered.
+MODEL_SHA256 = "model-sha256"
 # What the container answers when it is saturated (queue full) or cannot fit the model right now.
 CONTAINER_BUSY = frozenset({429, 503})
 CONTAINER_UNAVAILABLE = frozenset({507})
@@ -43,6 +45,15 @@ def classify(endpoint: str, code: str, message: str, status: int | None, retry_a
     if code in UNAVAILABLE_CODES or missing or (code == "ModelError" and status in CONTAINER_UNAVAILABLE):
         return BackendUnavailable(f"endpoint {endpoint} is unavailable: {message}", headers=retry)
     return BackendError(f"endpoint {endpoint} failed: {code}: {message}")
+
+
+def answered_by(custom_attributes: str | None) -> str | None:
+    """The sha256 of the model file that answered, as the container names it; None if it does not."""
+    for pair in (custom_attributes or "").split(";"):
+        key, _, value = pair.strip().partition("=")
+        if key == MODEL_SHA256:
+            return value.strip()
+    return None
 
 
 def to_npz(feeds: dict[str, np.ndarray]) -> bytes:
@@ -65,7 +76,9 @@ class EndpointRunner:
     target_model: str | None = None
     retry_after_s: int = 2
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    def __call__(self, feeds: dict[str, np.ndarray], sha256: str | None = None) -> dict[str, Any]:
+        """The outputs for `feeds`. With `sha256` (the version's), an answer from another model file
+        (the endpoint was deployed with another version since) is an error, not an answer."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         call: dict[str, Any] = {
@@ -97,6 +110,13 @@ class EndpointRunner:
                 f"endpoint {self.endpoint} did not answer: {type(error).__name__}",
                 headers={"Retry-After": str(self.retry_after_s)},
             ) from error
+        served = answered_by(answer.get("CustomAttributes"))
+        if sha256 is not None and served is not None and served != sha256:
+            raise BackendError(
+                f"endpoint {self.endpoint} now serves another model (sha256 {served[:12]}…) than this "
+                f"version's ({sha256[:12]}…): deploy this version to it, or move the alias to the "
+                "version it serves"
+            )
         try:
             return from_npz(body)
         except (ValueError, OSError, zipfile.BadZipFile) as error:
