@@ -137,6 +137,17 @@ def routes(template: dict[str, Any]) -> list[Route]:
     return found
 
 
+def sam_translate(tools: Path, tool_env: dict[str, str], cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The template after the SAM transform, once per case (`parameters`, optional `artifact`)."""
+    result = run(
+        [tools / "python", REPO / "tests" / "infra" / "sam_translate.py", TEMPLATE],
+        tool_env,
+        stdin=json.dumps(cases),
+    )
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
 @pytest.fixture(scope="session")
 def translated(tools: Path, tool_env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The template as CloudFormation sees it after the SAM transform, per named case."""
@@ -152,10 +163,4 @@ def translated(tools: Path, tool_env: dict[str, str]) -> dict[str, dict[str, Any
         # the same template, built twice with different code: as after a change in layers/core
         "rebuilt": {"parameters": {"AuthMode": "iam"}, "artifact": "rebuilt"},
     }
-    result = run(
-        [tools / "python", REPO / "tests" / "infra" / "sam_translate.py", TEMPLATE],
-        tool_env,
-        stdin=json.dumps(list(cases.values())),
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(zip(cases, json.loads(result.stdout), strict=True))
+    return dict(zip(cases, sam_translate(tools, tool_env, list(cases.values())), strict=True))

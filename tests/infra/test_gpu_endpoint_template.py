@@ -5,7 +5,6 @@ are evaluated here as CloudFormation evaluates them at deploy time."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
@@ -16,7 +15,7 @@ import pytest
 
 from aimass.contracts import MODEL_NAME_PATTERN
 
-from .conftest import REPO, TEMPLATE, resource_references, run
+from .conftest import resource_references, sam_translate
 from .test_retraining_triggers_template import as_list, evaluate, parameters
 
 pytestmark = pytest.mark.infra
@@ -448,14 +447,7 @@ def test_the_sam_transform_keeps_the_endpoint_and_the_conditional_permissions(
     tools: Path, tool_env: dict[str, str], template: dict[str, Any]
 ) -> None:
     cases = [{"parameters": {}}, {"parameters": ON}]
-    result = run(
-        [tools / "python", REPO / "tests" / "infra" / "sam_translate.py", TEMPLATE],
-        tool_env,
-        json.dumps(cases),
-    )
-    assert result.returncode == 0, result.stderr
-
-    for translated in json.loads(result.stdout):
+    for translated in sam_translate(tools, tool_env, cases):
         resources = translated["Resources"]
         for logical_id in GPU_RESOURCES:
             assert resources[logical_id] == template["Resources"][logical_id], logical_id

@@ -18,7 +18,7 @@ from aimass.contracts import MODEL_NAME_PATTERN
 from aimass.pipeline import triggers
 from tests.support import event
 
-from .conftest import REPO, TEMPLATE, run, walk
+from .conftest import sam_translate, walk
 
 pytestmark = pytest.mark.infra
 
@@ -360,14 +360,7 @@ def test_the_sam_transform_keeps_the_schedules_and_the_rule_as_written(
         {"parameters": {"RetrainingModels": ""}},
         {"parameters": {"RetrainingModels": "breast-cancer,churn"}},
     ]
-    result = run(
-        [tools / "python", REPO / "tests" / "infra" / "sam_translate.py", TEMPLATE],
-        tool_env,
-        json.dumps(cases),
-    )
-    assert result.returncode == 0, result.stderr
-
-    for translated in json.loads(result.stdout):
+    for translated in sam_translate(tools, tool_env, cases):
         resources = translated["Resources"]
         # The state machine they start keeps its logical id, so the Refs still name it
         assert resources["TrainingPipelineStateMachine"]["Type"] == "AWS::StepFunctions::StateMachine"
