@@ -94,6 +94,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server.terminate()
     server.wait(timeout=30)
     log.close()
+    # Stopping `aimass serve` (SIGTERM) stops the emulated SageMaker endpoint it started.
+    assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
+
+
+def running_with(argument: Path) -> list[str]:
+    """The processes whose command line mentions `argument` (Linux's /proc; none elsewhere)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(argument).encode() in (process / "cmdline").read_bytes():
+                found.append(process.name)
+        except OSError:  # ended meanwhile
+            pass
+    return found
 
 
 def holdout(stack: Stack, name: str) -> demo.Demo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,6 +102,9 @@ def serve(
         if settings().pipeline_state_machine_arn:
             console.print("retrain breast-cancer (the retraining pipeline on the embedded Step Functions):")
             console.print(f"  .venv/bin/aimass pipeline run breast-cancer --endpoint {base}")
+    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found: the
+    # default one would end the process before `finally`, leaving the emulated endpoint running.
+    signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:
