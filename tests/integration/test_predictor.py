@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 
 from aimass import artifacts
@@ -13,6 +12,7 @@ from aimass.api import deps
 from aimass.errors import IntegrityError
 from aimass.inference.predictor import Predictor
 from aimass.registration import register_version, set_alias
+from tests.support import retrained
 
 
 class Clock:
@@ -31,13 +31,6 @@ def clock() -> Clock:
 @pytest.fixture
 def predictor(registered: Any, tmp_path: Any, clock: Clock) -> Predictor:
     return Predictor(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
-
-
-def retrained(model: bytes) -> bytes:
-    """The same graph with other bytes, as a retrained model would have."""
-    proto = onnx.load_from_string(model)
-    proto.doc_string = "retrained"
-    return proto.SerializeToString()
 
 
 def promote_retrained(demos: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from aimass.local.demo import Demo
 from aimass.registration import Reference, register_version, save_ruleset, set_alias
 from gpu_endpoints.process import Running, free_port, running
 from tests.conftest import reset_caches
+from tests.support import retrained
 
 ENDPOINT = "bc-endpoint"
 MODEL = "breast-cancer"
@@ -252,19 +253,15 @@ def test_an_endpoint_serving_another_model_is_a_502_not_a_500(
 def test_a_version_whose_endpoint_now_serves_another_model_is_refused_or_falls_back(
     client: TestClient, endpoint: Running, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import onnx
-
     use_runtime(monkeypatch, endpoint.url)
     demo = demos[MODEL]
-    # Another file of the same graph, as a retrained version registered for the endpoint would be,
-    # while the endpoint still runs the file it was deployed with.
-    other = onnx.load_from_string(demo.model)
-    other.doc_string = "retrained"
+    # A retrained version registered for the endpoint, while the endpoint still runs the file it
+    # was deployed with.
     stale = register_version(
         deps.registry(),
         "aimass-test",
         MODEL,
-        other.SerializeToString(),
+        retrained(demo.model),
         "t",
         demo.enrichment,
         backend=f"sagemaker:{ENDPOINT}",
