@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from aimass.local.stack import FAKE_CREDENTIALS, free_port
+from aimass.local.stack import FAKE_CREDENTIALS
 from bench.environment import REPO
+from gpu_endpoints.process import free_port
 
 EVENTS = REPO / "events"
 ONLINE_FUNCTION = REPO / "functions" / "online" / "app.py"

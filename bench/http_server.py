@@ -20,11 +20,12 @@ from typing import Any
 
 import httpx
 
-from aimass.local.stack import FAKE_CREDENTIALS, free_port
+from aimass.local.stack import FAKE_CREDENTIALS
 from bench.harness import REPO, STATE_DIR, demo_rows
 from bench.online import floor_call
 from bench.report import Table, rate, ratio, us
 from bench.stats import Summary, measure_interleaved
+from gpu_endpoints.process import free_port
 
 CASES = (("breast-cancer", 1), ("digits", 1))
 ITERATIONS, WARMUP = 2000, 200

@@ -60,7 +60,8 @@ def running_stack(
     """A started LocalStack on free ports (on `template`, or the real template.yaml), with
     `environment` set; the process environment and the caches are put back afterwards."""
     from aimass.local import template as templates
-    from aimass.local.stack import LocalStack, free_port
+    from aimass.local.stack import LocalStack
+    from gpu_endpoints.process import free_port
 
     environ = dict(os.environ)
     if template is None:

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from aimass.local import demo
-from aimass.local.stack import FAKE_CREDENTIALS, free_port
+from aimass.local.stack import FAKE_CREDENTIALS
+from gpu_endpoints.process import free_port
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e

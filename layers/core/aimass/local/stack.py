@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,12 +29,6 @@ LAMBDA_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": "aimass",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
