@@ -148,7 +148,8 @@ class Predictor:
         self.capture = capture
         # None: versions served by an endpoint cannot be reached from here (503).
         self.endpoint_runners = endpoint_runners
-        self._endpoints: dict[Backend, EndpointRunner] = {}
+        # By the version's backend string, as written: parsed once per endpoint.
+        self._endpoints: dict[str, EndpointRunner] = {}
 
     def _summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
@@ -225,10 +226,11 @@ class Predictor:
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
         record = self._resolve(name, version, alias)
-        if record.runs_on.kind == "sagemaker":
+        # A string comparison on every request: parsing the backend is for endpoint versions only.
+        if record.backend != "lambda":
             # The endpoint holds the model: nothing is downloaded here; each answer names the model
             # file it came from, and one that is not this version's is refused.
-            endpoint = self._endpoint(record.runs_on)
+            endpoint = self._endpoint(record)
             return LoadedModel(record, lambda feeds: endpoint(feeds, record.sha256))
         session = self.sessions.get(record.sha256)
         if session is None:
@@ -256,15 +258,16 @@ class Predictor:
         self._last_good[selector] = loaded
         return loaded
 
-    def _endpoint(self, backend: Backend) -> EndpointRunner:
-        runner = self._endpoints.get(backend)
+    def _endpoint(self, record: ModelVersion) -> EndpointRunner:
+        runner = self._endpoints.get(record.backend)
         if runner is None:
+            backend = record.runs_on
             if self.endpoint_runners is None:
                 raise BackendUnavailable(
                     f"endpoint {backend.endpoint} cannot be reached from here (no SageMaker runtime)",
                     headers={"Retry-After": "60"},
                 )
-            runner = self._endpoints[backend] = self.endpoint_runners(backend)
+            runner = self._endpoints[record.backend] = self.endpoint_runners(backend)
         return runner
 
     def _fallback(
