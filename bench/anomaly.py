@@ -37,10 +37,10 @@ MODELS = ("breast-cancer", "digits")
 def reference(model: str) -> tuple[np.ndarray, list[str], Any]:
     """The demo's reference matrix over its columns, read as registration reads it, its column names
     and the request-time range checks its baseline gives (RequestChecks, without the anomaly model)."""
-    from aimass.inference.onnx import inspect
     from aimass.quality.baseline import compute, read_reference
     from aimass.quality.checks import RequestChecks
     from aimass.quality.columns import columns_of
+    from aimass.serving.backends.onnx import inspect
     from aimass.signature import enrich, from_session
 
     made = demo(model)

@@ -55,12 +55,12 @@ def high_water_mb():
     return int(line.split()[1]) / 1024
 
 source, folder = Path(sys.argv[1]), Path(sys.argv[2])
-predictor = deps.predictor()
-predictor.load("breast-cancer", None, "champion")
+serving = deps.serving()
+serving.store.load("breast-cancer", None, "champion")
 before = high_water_mb()
 started = time.perf_counter()
 outputs = Outputs(folder / "predictions.csv", folder / "rejected.jsonl")
-report = predict_file(predictor, "breast-cancer", source, FileFormat.of(source.name), outputs, Options())
+report = predict_file(serving, "breast-cancer", source, FileFormat.of(source.name), outputs, Options())
 print(json.dumps({
     "rows_predicted": report["rows"]["predicted"],
     "seconds": time.perf_counter() - started,
@@ -101,7 +101,7 @@ def floor(matrix: np.ndarray, rows: int, chunk: int) -> dict[str, float]:
     """session.run rows per second over `rows` rows (the matrix repeated), in `chunk`-row calls and
     in calls of the whole matrix."""
     from aimass.config import settings
-    from aimass.inference.onnx import new_session
+    from aimass.serving.backends.onnx import new_session
 
     s = settings()
     session = new_session(demo_model(MODEL), s.ort_intra_op_threads, s.ort_inter_op_threads)

@@ -92,14 +92,14 @@ with open(result_file, "w") as file:
 """.replace("@PHASE_MARK@", PHASE_MARK)
 )
 
-# The same session options as the service (aimass.inference.onnx imports nothing beyond ORT and numpy).
+# The same session options as the service (aimass.serving.backends.onnx imports nothing beyond ORT and numpy).
 FLOOR_CHILD = (
     CHILD_CLOCKS
     + """
 import json, sys
 from pathlib import Path
 import numpy as np
-from aimass.inference.onnx import new_session
+from aimass.serving.backends.onnx import new_session
 model_file, input_file, result_file = sys.argv[1:4]
 imported = time.perf_counter()
 session = new_session(Path(model_file))

@@ -1,8 +1,8 @@
-"""Benchmark 4: what the per-instance guards add to a prediction, in-process at the Predictor.
+"""Benchmark 4: what the per-instance guards add to a prediction, in-process at the request pipeline.
 
 The guards are the data-quality screening (range and category checks against the baseline, the
 anomaly score under the model's QualityPolicy) and the business rules. Policies and rulesets are per
-model, and the Predictor caches a model's summary for its registry TTL, so each configuration is the
+model, and the model store caches a model's summary for its registry TTL, so each configuration is the
 same demo model (same bytes, same reference data) registered under its own name:
 
 - `<model>-plain`: QualityPolicy(violations="ignore", anomalies="ignore"), no ruleset;
@@ -162,7 +162,7 @@ def register_configs() -> dict[str, dict[str, str]]:
             registry.set_quality_policy(name, QualityPolicy(violations=guarded, anomalies=guarded), ACTOR)
             if config == RULES:
                 save_ruleset(registry, name, Ruleset.model_validate(RULESET), ACTOR)
-            deps.predictor().forget(name)
+            deps.serving().store.forget(name)
             names[model][config] = name
     return names
 
@@ -172,7 +172,7 @@ def checked(name: str, config: str, rows: Rows) -> dict[str, Any]:
     (and nothing the plain one should not); returns counts of what the guards found."""
     from aimass.api import deps
 
-    predictions = deps.predictor().predict(name, rows.instances)["predictions"]
+    predictions = deps.serving().predict(name, rows.instances)["predictions"]
     if len(predictions) != len(rows.instances):
         raise RuntimeError(f"{name}: {len(predictions)} predictions for {len(rows.instances)} rows")
     items = [p if isinstance(p, dict) else {} for p in predictions]
@@ -194,12 +194,12 @@ def run_case(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]:
     from aimass.api import deps
 
     rows = demo_rows(case.model, case.rows)
-    predictor = deps.predictor()
+    serving = deps.serving()
     configs = [c for c in (PLAIN, QUALITY, RULES) if c in names and (case.rules or c != RULES)]
     found = {config: checked(names[config], config, rows) for config in configs}
     calls: dict[str, Callable[[], object]] = {"floor": floor_call(case.model, rows.tensor)}
     for config in configs:
-        calls[config] = partial(predictor.predict, names[config], rows.instances)
+        calls[config] = partial(serving.predict, names[config], rows.instances)
     summaries = measure_interleaved(calls, max(50, int(case.iterations * scale)), case.warmup)
     plain = summaries[PLAIN].p50_us
     return {
@@ -214,23 +214,23 @@ def run_case(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]:
     }
 
 
-# The steps of Predictor.predict timed where they run: (label, module or class, attribute). Nested
+# The steps of the request pipeline timed where they run: (label, module or class, attribute). Nested
 # labels (indented) are part of the one above. Timed in place, not each on its own in a loop: alone
 # in a tight loop, the range check and the anomaly score of one row ran 1.6-1.8 times faster than
 # inside a request (measured while writing this benchmark), which would understate what they add.
 STEPS: tuple[tuple[str, str, str], ...] = (
-    ("unknown keys dropped (without_unknown)", "predictor", "without_unknown"),
-    ("screening, all of it (screen)", "predictor", "screen"),
+    ("unknown keys dropped (without_unknown)", "pipeline", "without_unknown"),
+    ("screening, all of it (screen)", "pipeline", "screen"),
     ("  range + category checks (violations)", "RequestChecks", "violations"),
     ("  anomaly score (anomaly_scores)", "RequestChecks", "anomaly_scores"),
     ("findings into the items (annotate)", "Screening", "annotate"),
     ("rules: CEL contexts of the inputs (contexts)", "CompiledRuleset", "contexts"),
     ("rules: 5 pre rules (evaluate)", "CompiledRuleset", "evaluate"),
     ("rules: 5 post rules (evaluate)", "CompiledRuleset", "evaluate"),
-    ("rules: any reject? (_reject_if_any)", "predictor", "_reject_if_any"),
+    ("rules: any reject? (reject_if_any)", "pipeline", "reject_if_any"),
     ("rules: fired rules into the items (apply)", "CompiledRuleset", "apply"),
-    ("for scale: instances -> tensor (v1_feeds)", "tensors", "v1_feeds"),
-    ("for scale: ONNX Runtime (onnx.run)", "predictor", "run"),
+    ("for scale: instances -> tensor (v1_feeds)", "codecs", "v1_feeds"),
+    ("for scale: ONNX Runtime (onnx.run)", "onnx", "run"),
 )
 
 
@@ -238,14 +238,16 @@ STEPS: tuple[tuple[str, str, str], ...] = (
 def timed_steps(record: Callable[[str, int], None]) -> Iterator[None]:
     """While inside, each step of STEPS reports its label and duration (ns) to `record`; the code is
     put back as it was on the way out. CompiledRuleset.evaluate is told apart by its stage."""
-    from aimass.inference import predictor, tensors
     from aimass.quality.checks import RequestChecks
     from aimass.quality.screening import Screening
     from aimass.rules import CompiledRuleset
+    from aimass.serving import codecs, pipeline
+    from aimass.serving.backends import onnx
 
     owners: dict[str, Any] = {
-        "predictor": predictor,
-        "tensors": tensors,
+        "pipeline": pipeline,
+        "codecs": codecs,
+        "onnx": onnx,
         "RequestChecks": RequestChecks,
         "Screening": Screening,
         "CompiledRuleset": CompiledRuleset,
@@ -288,7 +290,7 @@ def run_parts(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]
     """Each configuration's predict calls, interleaved, with their steps timed in place."""
     from aimass.api import deps
 
-    predictor = deps.predictor()
+    serving = deps.serving()
     rows = demo_rows(case.model, case.rows)
     configs = [c for c in (PLAIN, QUALITY, RULES) if c in names]
     samples: dict[str, dict[str, list[int]]] = {config: {} for config in configs}
@@ -296,7 +298,7 @@ def run_parts(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]
 
     def call(config: str) -> object:
         current[0] = config
-        return predictor.predict(names[config], rows.instances)
+        return serving.predict(names[config], rows.instances)
 
     for config in configs:
         for _ in range(case.warmup):
@@ -333,7 +335,7 @@ def run_parts(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]
 
 @contextlib.contextmanager
 def without_observers() -> Iterator[None]:
-    """The Predictor alone: the Lambda handler's metrics observer (attached when benchmark 1 ran in
+    """The request pipeline alone: the Lambda handler's metrics observer (attached when benchmark 1 ran in
     this process) would buffer and print EMF metrics, the same for every configuration."""
     from aimass.api import deps
 
@@ -362,7 +364,8 @@ def verdict(added: float) -> str:
 
 def tables(result: dict[str, Any]) -> list[Table]:
     latency = Table(
-        "Predictor.predict with and without the per-instance guards, vs the ONNX Runtime floor (µs)",
+        "The request pipeline's predict with and without the per-instance guards, vs the ONNX Runtime "
+        "floor (µs)",
         ["case", "call", "p50", "p99", "p50 - no guards", "added per instance", "target < 100 µs"],
         note="One interleaved run per case. Added per instance = (p50 - p50 of `predict, no guards`) / "
         "rows. Each configuration is the same demo model registered under its own name with its own "
@@ -404,10 +407,11 @@ def tables(result: dict[str, Any]) -> list[Table]:
         configs, rows = breakdown["configs"], breakdown["rows"]
         last = configs[-1]
         table = Table(
-            f"Where the time goes: {breakdown['case']}, each step timed inside Predictor.predict (p50, µs)",
+            f"Where the time goes: {breakdown['case']}, each step timed inside the request pipeline "
+            "(p50, µs)",
             ["step", *(SHORT_LABELS[c] for c in configs), f"{SHORT_LABELS[last]}, per instance"],
             note="Interleaved predict calls of each configuration, with a timer around each step of "
-            "aimass.inference.predictor (a few tenths of a µs each). Indented steps are part of the one "
+            "aimass.serving.pipeline (a few tenths of a µs each). Indented steps are part of the one "
             "above. `no guards` still drops unknown keys and makes the screening's matrix; a blank: the "
             "step does not run in that configuration.",
         )
@@ -420,7 +424,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             )
         predict = {config: Summary(**summary) for config, summary in breakdown["predict"].items()}
         table.add(
-            "Predictor.predict, whole (timers included)",
+            "the request pipeline's predict, whole (timers included)",
             *(us(predict[c].p50_us) for c in configs),
             us(predict[last].p50_us / rows),
         )

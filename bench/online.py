@@ -47,7 +47,7 @@ CASES = (
 def floor_call(model: str, tensor: np.ndarray) -> Callable[[], object]:
     """session.run on a ready tensor, in a session made exactly as the service makes its own."""
     from aimass.config import settings
-    from aimass.inference.onnx import new_session
+    from aimass.serving.backends.onnx import new_session
 
     s = settings()
     session = new_session(demo_model(model), s.ort_intra_op_threads, s.ort_inter_op_threads)
@@ -126,12 +126,12 @@ def layer_calls(handler: Handler, rows: Rows) -> dict[str, Callable[[], object]]
     from mangum import Mangum
 
     from aimass.api.app import create_app
-    from aimass.api.deps import predictor
-    from aimass.inference.tensors import v1_feeds
+    from aimass.api.deps import serving
+    from aimass.serving.codecs import v1_feeds
 
     floor = floor_call(rows.model, rows.tensor)
-    loaded = predictor().load(rows.model)
-    session, signature = loaded.session, loaded.version.signature
+    loaded = serving().store.load(rows.model)
+    run, signature = loaded.run, loaded.version.signature
     # Built the way aimass.api.lambda_entry builds it, minus the Powertools decorators around it.
     asgi = Mangum(create_app(["online"]), lifespan="off")
     # Mangum and Powertools each declare their own LambdaContext type; the runtime object serves both.
@@ -139,10 +139,8 @@ def layer_calls(handler: Handler, rows: Rows) -> dict[str, Callable[[], object]]
     context: Any = LambdaContext()
     return {
         "ONNX Runtime session.run (floor)": floor,
-        "+ JSON instances -> tensor (tensors.v1_feeds)": lambda: session.run(
-            None, v1_feeds(signature, rows.instances)
-        ),
-        "+ version cache, output shaping (Predictor.predict)": lambda: predictor().predict(
+        "+ JSON instances -> tensor (codecs.v1_feeds)": lambda: run(v1_feeds(signature, rows.instances)),
+        "+ version cache, output shaping (the request pipeline)": lambda: serving().predict(
             rows.model, rows.instances
         ),
         "+ event -> ASGI, routing, body parse + validation (Mangum + FastAPI)": partial(asgi, event, context),

@@ -35,17 +35,12 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from aimass.protocol import v2
+from aimass.protocol.errors import BadRequest, Conflict, field_error, model_rejected
+from aimass.protocol.tensors import Spec
 from gpu_endpoints import providers
 from gpu_endpoints.batching import Batcher, Outputs
-from gpu_endpoints.errors import (
-    BadRequest,
-    Conflict,
-    InsufficientMemory,
-    ModelFailed,
-    ModelNotFound,
-    ModelRejectedInput,
-    field_error,
-)
+from gpu_endpoints.errors import InsufficientMemory, ModelFailed, ModelNotFound
 from gpu_endpoints.settings import BatchingConfig, Settings, SettingsError, parse_flag
 
 log = logging.getLogger(__name__)
@@ -54,53 +49,6 @@ MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-# ONNX tensor types → numpy dtypes and Open Inference Protocol (V2) datatypes.
-ONNX_TYPES: dict[str, tuple[Any, str]] = {
-    "tensor(float)": (np.float32, "FP32"),
-    "tensor(double)": (np.float64, "FP64"),
-    "tensor(float16)": (np.float16, "FP16"),
-    "tensor(int8)": (np.int8, "INT8"),
-    "tensor(int16)": (np.int16, "INT16"),
-    "tensor(int32)": (np.int32, "INT32"),
-    "tensor(int64)": (np.int64, "INT64"),
-    "tensor(uint8)": (np.uint8, "UINT8"),
-    "tensor(uint16)": (np.uint16, "UINT16"),
-    "tensor(uint32)": (np.uint32, "UINT32"),
-    "tensor(uint64)": (np.uint64, "UINT64"),
-    "tensor(bool)": (np.bool_, "BOOL"),
-    "tensor(string)": (np.object_, "BYTES"),
-}
-V2_DATATYPES = {np.dtype(dtype): datatype for dtype, datatype in ONNX_TYPES.values()}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One graph input or output; None marks a dimension the graph leaves open."""
-
-    name: str
-    onnx_type: str
-    shape: tuple[int | None, ...] | None
-
-    @classmethod
-    def of(cls, node: Any) -> TensorInfo:
-        shape = node.shape
-        dims = None if shape is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in shape)
-        return cls(node.name, node.type, dims)
-
-    @property
-    def dtype(self) -> np.dtype[Any] | None:
-        known = ONNX_TYPES.get(self.onnx_type)
-        return None if known is None else np.dtype(known[0])
-
-    @property
-    def datatype(self) -> str:
-        known = ONNX_TYPES.get(self.onnx_type)
-        return "BYTES" if known is None else known[1]
-
-    def describe(self) -> dict[str, Any]:
-        shape = None if self.shape is None else [-1 if d is None else d for d in self.shape]
-        return {"name": self.name, "datatype": self.datatype, "shape": shape}
 
 
 @dataclass(frozen=True)
@@ -246,8 +194,8 @@ class Model:
         self.providers = taken
         self.config = config
         self.memory_mb = memory_mb
-        self.inputs = [TensorInfo.of(i) for i in session.get_inputs()]
-        self.outputs = [TensorInfo.of(o) for o in session.get_outputs()]
+        self.inputs = [Spec.of_onnx(i.name, i.type, i.shape) for i in session.get_inputs()]
+        self.outputs = [Spec.of_onnx(o.name, o.type, o.shape) for o in session.get_outputs()]
         self.output_names = [o.name for o in self.outputs]
         self.batchable, self.not_batchable_because = self._batchable()
         batching = config.batching
@@ -269,14 +217,14 @@ class Model:
         try:
             values = self.session.run(self.output_names, feeds)
         except (ort_errors.InvalidArgument, ort_errors.Fail) as error:
-            raise ModelRejectedInput(f"the model rejected the input: {_first_line(error)}") from error
+            raise model_rejected(_first_line(error)) from error
         except ort_errors.RuntimeException as error:
             text = str(error)
             if "running" in text and not any(
                 w in text.lower() for w in ("memory", "cuda", "cudnn", "tensorrt")
             ):
                 # A node refused what it was given (a shape the graph's metadata did not say).
-                raise ModelRejectedInput(f"the model rejected the input: {_first_line(error)}") from error
+                raise model_rejected(_first_line(error)) from error
             raise ModelFailed(f"the model failed: {_first_line(error)}") from error
         return dict(zip(self.output_names, values, strict=True))
 
@@ -297,7 +245,7 @@ class Model:
     def _zeros_feeds(self) -> Callable[[int], dict[str, np.ndarray]] | None:
         shapes: dict[str, tuple[tuple[int | None, ...], np.dtype[Any]]] = {}
         for info in self.inputs:
-            dtype = info.dtype
+            dtype = info.numpy_dtype
             if info.shape is None or dtype is None or dtype == np.object_ or None in info.shape[1:]:
                 return None
             shapes[info.name] = (info.shape, dtype)
@@ -316,8 +264,8 @@ class Model:
             "path": str(self.path),
             "providers": self.providers,
             "memory_mb": round(self.memory_mb, 1),
-            "inputs": [i.describe() for i in self.inputs],
-            "outputs": [o.describe() for o in self.outputs],
+            "inputs": [v2.tensor_metadata(i) for i in self.inputs],
+            "outputs": [v2.tensor_metadata(o) for o in self.outputs],
             "features": list(self.config.features) if self.config.features else None,
             "batchable": self.batchable,
             **({"not_batchable_because": self.not_batchable_because} if not self.batchable else {}),
@@ -330,7 +278,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(error).__name__
 
 
-def trt_profile(inputs: list[TensorInfo], max_batch_size: int) -> providers.Profile | None:
+def trt_profile(inputs: list[Spec], max_batch_size: int) -> providers.Profile | None:
     """A TensorRT profile from 1 row to a full batch, when the batch is every input's only open dimension."""
     profile: providers.Profile = {}
     for info in inputs:
@@ -341,14 +289,14 @@ def trt_profile(inputs: list[TensorInfo], max_batch_size: int) -> providers.Prof
     return profile or None
 
 
-def graph_inputs(path: Path) -> list[TensorInfo]:
+def graph_inputs(path: Path) -> list[Spec]:
     """A model's inputs, read by an unoptimised CPU session (for the TensorRT profile, which must be
     given before the TensorRT session exists)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     reader = ort.InferenceSession(str(path), sess_options=options, providers=[providers.CPU])
-    return [TensorInfo.of(i) for i in reader.get_inputs()]
+    return [Spec.of_onnx(i.name, i.type, i.shape) for i in reader.get_inputs()]
 
 
 class ModelStore:

@@ -32,17 +32,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gpu_endpoints import payloads, runtime
-from gpu_endpoints.errors import (
+from aimass.protocol.errors import (
+    AimassError,
     BadJson,
     BadRequest,
-    InvalidInput,
-    ModelNotFound,
     PayloadTooLarge,
-    ServerError,
-    Unavailable,
+    ValidationFailed,
     field_error,
 )
+from gpu_endpoints import payloads, runtime
+from gpu_endpoints.errors import ModelNotFound, Unavailable
 from gpu_endpoints.models import TARGET_MODEL, ModelStore, target_name
 from gpu_endpoints.settings import Settings, SettingsError
 
@@ -60,7 +59,7 @@ QUEUE_MS = "X-Aimass-Queue-Ms"
 MODEL_SHA256 = "model-sha256"
 
 
-def error_response(error: ServerError, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(error: AimassError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers={**(headers or {}), **error.headers})
 
 
@@ -141,7 +140,7 @@ class Server:
                     [field_error(["headers", TARGET_MODEL], f"one of {', '.join(known)}", "missing")],
                 )
             return await self._invoke(request, name, headers)
-        except ServerError as error:
+        except AimassError as error:
             return self._failed(request, error, headers)
 
     async def invoke(self, request: Request) -> Response:
@@ -149,7 +148,7 @@ class Server:
         headers = _echo(request, self.settings)
         try:
             return await self._invoke(request, request.path_params["name"], headers)
-        except ServerError as error:
+        except AimassError as error:
             return self._failed(request, error, headers)
 
     async def _invoke(self, request: Request, name: str, headers: dict[str, str]) -> Response:
@@ -182,7 +181,7 @@ class Server:
             )
         return Response(content, media_type=media, headers=headers)
 
-    def _failed(self, request: Request, error: ServerError, headers: dict[str, str]) -> Response:
+    def _failed(self, request: Request, error: AimassError, headers: dict[str, str]) -> Response:
         level = logging.WARNING if error.status >= 500 else logging.INFO
         log.log(
             level,
@@ -230,17 +229,17 @@ class Server:
         except ValueError:
             raise BadJson("the body is not valid JSON") from None
         if not isinstance(payload, dict):
-            raise InvalidInput('expected {"model_name": ..., "url": ...}')
+            raise ValidationFailed('expected {"model_name": ..., "url": ...}')
         errors = [
             field_error(["body", key], "expected a non-empty string", "missing")
             for key in ("model_name", "url")
             if not isinstance(payload.get(key), str) or not payload[key]
         ]
         if errors:
-            raise InvalidInput('expected {"model_name": ..., "url": ...}', errors)
+            raise ValidationFailed('expected {"model_name": ..., "url": ...}', errors)
         name, url = payload["model_name"], Path(payload["url"])
         if not url.exists():
-            raise InvalidInput(
+            raise ValidationFailed(
                 "no such model path", [field_error(["body", "url"], f"{url} does not exist", "not_found")]
             )
         model = await self.store.load(name, url, explicit=True)
@@ -268,7 +267,7 @@ class Server:
 
 
 async def _server_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, ServerError)
+    assert isinstance(error, AimassError)
     return error_response(error)
 
 
@@ -283,7 +282,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(ServerError("an unexpected error occurred; see the server's log"))
+    return error_response(AimassError("an unexpected error occurred; see the server's log"))
 
 
 def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> Starlette:
@@ -304,7 +303,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     app = Starlette(
         routes=routes,
         lifespan=server.lifespan,
-        exception_handlers={ServerError: _server_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={AimassError: _server_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.server = server
     return app

@@ -82,21 +82,29 @@ def running_stack(
         reset_caches()
 
 
-@pytest.fixture
-def moto_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto in-process, with the bucket and table made from template.yaml's own properties."""
+@contextmanager
+def mocked_aws(model_cache: Path) -> Iterator[None]:
+    """moto in-process, with the bucket and table made from template.yaml's own properties; the
+    caches are reset on the way in and out, and the environment put back."""
     from moto import mock_aws
 
     from aimass.local.resources import create_bucket, create_table
 
-    monkeypatch.setenv("AIMASS_MODEL_CACHE_DIR", str(tmp_path / "model-cache"))
-    reset_caches()
-    with mock_aws():
-        create_table("aimass-test")
-        create_bucket("aimass-test")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIMASS_MODEL_CACHE_DIR", str(model_cache))
+        reset_caches()
+        with mock_aws():
+            create_table("aimass-test")
+            create_bucket("aimass-test")
+            yield
+            reset_caches()  # captures still in flight are written to moto, not past it
+        reset_caches()
+
+
+@pytest.fixture
+def moto_aws(tmp_path: Path) -> Iterator[None]:
+    with mocked_aws(tmp_path / "model-cache"):
         yield
-        reset_caches()  # captures still in flight are written to moto, not past it
-    reset_caches()
 
 
 @dataclass
@@ -104,15 +112,19 @@ class Registered:
     versions: dict[str, int]
 
 
-@pytest.fixture
-def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
-    """Both demo models registered as v1 and set as champion, as the local stack does."""
+def register_demos(demos: dict[str, Any]) -> Registered:
+    """Every demo model registered as v1 and set as champion, as the local stack does."""
     from aimass.api import deps
     from aimass.local.demo import register
 
     return Registered(
         {name: register(deps.registry(), "aimass-test", demo, "test").version for name, demo in demos.items()}
     )
+
+
+@pytest.fixture
+def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
+    return register_demos(demos)
 
 
 def stopped(sfn: Any, arn: str, timeout: float = 120) -> dict[str, Any]:

@@ -20,7 +20,7 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summaries = handle_event(event, deps.predictor(), context)
+    summaries = handle_event(event, deps.serving(), context)
     for summary in summaries:
         _count(summary)
     return {"files": summaries}
@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = parts.step(event, deps.predictor())
+    result = parts.step(event, deps.serving())
     if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
         _count(result)
     return result

@@ -14,4 +14,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("pipeline step", extra={"step": event.get("step"), "run": event.get("run")})
-    return steps.step(event, deps.registry(), deps.predictor())
+    return steps.step(event, deps.registry(), deps.serving().store)

@@ -32,7 +32,7 @@ def run(tmp_path: Path, name: str, data: bytes, **options: Any) -> tuple[dict[st
     source.write_bytes(data)
     fmt = FileFormat.of(name)
     outputs = Outputs(tmp_path / f"predicted-{name}", tmp_path / f"rejected-{name}.jsonl")
-    report = predict_file(deps.predictor(), MODEL, source, fmt, outputs, Options(**options))
+    report = predict_file(deps.serving(), MODEL, source, fmt, outputs, Options(**options))
     return report, outputs
 
 
@@ -86,7 +86,7 @@ def test_bad_rows_are_rejected_with_their_reasons_and_the_good_ones_predicted(
         ),
         "test",
     )
-    deps.predictor().forget(MODEL)
+    deps.serving().store.forget(MODEL)
     rows = holdout(demos, 12)
     rows = [r for r in rows if r["mean_area"] >= 200.0][:10]
     text = csv_bytes(rows, {"id": [f"p{i}" for i in range(10)], "site": ["a"] * 10}).decode().splitlines()
@@ -233,7 +233,7 @@ def test_a_model_without_a_champion_gives_a_failed_report(
     source.write_bytes(csv_bytes(holdout(demos, 2)))
     outputs = Outputs(tmp_path / "predicted.csv", tmp_path / "rejected.jsonl")
     # When a file is dropped for it
-    report = predict_file(deps.predictor(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
+    report = predict_file(deps.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
     # Then nothing is predicted by hope: the report says why
     assert report["status"] == "failed"
     assert report["error"]["code"] == "not_found" and "champion" in report["error"]["message"]
@@ -247,7 +247,7 @@ def test_a_column_at_a_time_gives_what_row_by_row_gives(
 ) -> None:
     # Given a model whose policy flags (or rejects) findings, and a file with every kind of row
     deps.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
-    deps.predictor().forget(MODEL)
+    deps.serving().store.forget(MODEL)
     rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 40))]
     rows[1]["mean_radius"] = None  # a required value missing
     rows[5]["mean_texture"] = rows[5]["mean_texture"] * 40  # out of range, anomalous

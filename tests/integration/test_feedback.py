@@ -19,10 +19,10 @@ from aimass.api import deps
 from aimass.api.app import create_app
 from aimass.capture import PredictionId
 from aimass.contracts import MAX_FEEDBACK_LABELS, SignatureEnrichment
-from aimass.inference.predictor import Predictor
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.pipeline import data
 from aimass.registration import register_version
+from aimass.serving.build import request_pipeline
 from tests.conftest import reset_caches
 from tests.support import event
 
@@ -312,14 +312,14 @@ def test_a_capture_that_raises_leaves_the_prediction_without_ids(
     def broken(_: Any) -> list[str]:
         raise RuntimeError("capture is broken")
 
-    predictor = Predictor(deps.registry(), tmp_path, capture=broken)
-    answer = predictor.predict("breast-cancer", instances(demos, 1), captured=True)
+    serving = request_pipeline(deps.registry(), tmp_path, capture=broken)
+    answer = serving.predict("breast-cancer", instances(demos, 1), captured=True)
     assert answer["predictions"] and "prediction_ids" not in answer
 
 
 def test_only_online_traffic_is_captured_not_batch_files(registered: Any, demos: dict[str, Any]) -> None:
-    # The batch job predicts through the same predictor, without asking for capture
-    answer = deps.predictor().predict("breast-cancer", instances(demos, 2))
+    # The batch job predicts through the same serving, without asking for capture
+    answer = deps.serving().predict("breast-cancer", instances(demos, 2))
     deps.flush_capture()
     assert "prediction_ids" not in answer and objects("capture/") == []
 

@@ -312,7 +312,8 @@ def test_the_model_directory_layouts(tmp_path: Path) -> None:
     assert [target_name(t) for t in ("a", "a.tar.gz", "prefix/a.tar.gz", "a/")] == ["a"] * 4
 
 
-# Errors: JSON {"error": {"code", "message", "details"}}, never a 500 for a bad request.
+# Errors: JSON {"error": {"code", "message", "details"}}, never a 500 for a bad request; a payload's
+# errors are the protocol's, the same status and code as the Lambda API's (test_protocol_battery.py).
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -334,7 +335,7 @@ def test_bad_json_is_a_400(endpoint: Server) -> None:
     assert error_of(response, 400)["code"] == "bad_json"
 
 
-def test_a_row_of_the_wrong_shape_is_a_400_that_names_the_row(
+def test_a_row_of_the_wrong_shape_is_a_422_that_names_the_row(
     endpoint: Server, demos: dict[str, Any]
 ) -> None:
     rows = images(demos, 3).tolist()
@@ -342,14 +343,14 @@ def test_a_row_of_the_wrong_shape_is_a_400_that_names_the_row(
     with endpoint.client() as client:
         response = client.post("/invocations", json={"instances": rows}, headers={TARGET: "digits"})
 
-    error = error_of(response, 400)
-    assert error["code"] == "invalid_input"
+    error = error_of(response, 422)
+    assert error["code"] == "validation_error"
     assert error["details"] == [
         {"loc": ["instances", 1], "message": "expected shape [8, 8], got [7, 8]", "type": "shape_mismatch"}
     ]
 
 
-def test_a_value_that_is_not_a_number_is_a_400_that_names_the_value(
+def test_a_value_that_is_not_a_number_is_a_422_that_names_the_value(
     endpoint: Server, demos: dict[str, Any]
 ) -> None:
     rows = images(demos, 2).tolist()
@@ -357,13 +358,14 @@ def test_a_value_that_is_not_a_number_is_a_400_that_names_the_value(
     with endpoint.client() as client:
         response = client.post("/invocations", json={"instances": rows}, headers={TARGET: "digits"})
 
-    error = error_of(response, 400)
+    error = error_of(response, 422)
+    assert error["code"] == "validation_error"
     assert error["details"] == [
         {"loc": ["instances", 1, 2, 3], "message": "expected a number, got string", "type": "type_error"}
     ]
 
 
-def test_v2_tensors_that_do_not_match_the_signature_are_a_400_per_field(endpoint: Server) -> None:
+def test_v2_tensors_that_do_not_match_the_signature_are_a_422_per_field(endpoint: Server) -> None:
     body = {
         "inputs": [
             {"name": "image", "shape": [1, 8, 8], "datatype": "INT64", "data": [0] * 64},
@@ -373,7 +375,7 @@ def test_v2_tensors_that_do_not_match_the_signature_are_a_400_per_field(endpoint
     with endpoint.client() as client:
         response = client.post("/invocations", json=body, headers={TARGET: "digits"})
 
-    details = error_of(response, 400)["details"]
+    details = error_of(response, 422)["details"]
     assert [(d["loc"], d["type"]) for d in details] == [
         (["inputs", 0, "datatype"], "datatype_mismatch"),
         (["inputs", 1, "name"], "unknown_input"),

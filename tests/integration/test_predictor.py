@@ -1,4 +1,5 @@
-"""The predictor against moto: caching, alias moves, and refusing artifacts that fail their sha256."""
+"""The model store and request pipeline against moto: caching, alias moves, and refusing artifacts
+that fail their sha256."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from aimass import artifacts
 from aimass.api import deps
 from aimass.errors import IntegrityError
-from aimass.inference.predictor import Predictor
 from aimass.registration import register_version, set_alias
+from aimass.serving.build import request_pipeline
+from aimass.serving.pipeline import RequestPipeline
 from tests.support import retrained
 
 
@@ -29,8 +31,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def predictor(registered: Any, tmp_path: Any, clock: Clock) -> Predictor:
-    return Predictor(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
+def serving(registered: Any, tmp_path: Any, clock: Clock) -> RequestPipeline:
+    return request_pipeline(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
 
 
 def promote_retrained(demos: dict[str, Any]) -> None:
@@ -46,9 +48,9 @@ def row(demos: dict[str, Any]) -> list[Any]:
     return [demos["breast-cancer"].holdout[0].tolist()]
 
 
-def test_predictions_match_scikit_learn(predictor: Predictor, demos: dict[str, Any]) -> None:
+def test_predictions_match_scikit_learn(serving: RequestPipeline, demos: dict[str, Any]) -> None:
     demo = demos["breast-cancer"]
-    result = predictor.predict("breast-cancer", demo.holdout.tolist())
+    result = serving.predict("breast-cancer", demo.holdout.tolist())
     got = np.array(
         [[p["probabilities"]["malignant"], p["probabilities"]["benign"]] for p in result["predictions"]]
     )
@@ -57,27 +59,27 @@ def test_predictions_match_scikit_learn(predictor: Predictor, demos: dict[str, A
 
 
 def test_an_alias_move_is_seen_once_the_registry_ttl_passes(
-    predictor: Predictor, demos: dict[str, Any], clock: Clock
+    serving: RequestPipeline, demos: dict[str, Any], clock: Clock
 ) -> None:
-    predictor.predict("breast-cancer", row(demos))
+    serving.predict("breast-cancer", row(demos))
     promote_retrained(demos)
-    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1
     clock.now += 6
-    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 2
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 2
 
 
 def test_a_tampered_new_version_is_refused_and_the_previous_keeps_serving(
-    predictor: Predictor, demos: dict[str, Any], clock: Clock
+    serving: RequestPipeline, demos: dict[str, Any], clock: Clock
 ) -> None:
     # Given v1 serving as champion, and v2 registered whose stored bytes are later altered
-    predictor.predict("breast-cancer", row(demos))
+    serving.predict("breast-cancer", row(demos))
     promote_retrained(demos)
     artifacts.put("aimass-test", "models/breast-cancer/2/model.onnx", demos["digits"].model)
     clock.now += 6
     # When the champion moves to v2, v1 keeps answering; asking for v2 by number is refused
-    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1
     with pytest.raises(IntegrityError):
-        predictor.predict("breast-cancer", row(demos), version=2)
+        serving.predict("breast-cancer", row(demos), version=2)
 
 
 def test_a_tampered_model_with_nothing_to_fall_back_to_is_refused(
@@ -86,14 +88,14 @@ def test_a_tampered_model_with_nothing_to_fall_back_to_is_refused(
     register_version(deps.registry(), "aimass-test", "digits", demos["digits"].model, "t")
     artifacts.put("aimass-test", "models/digits/1/model.onnx", b"\x00" * 10)
     with pytest.raises(IntegrityError):
-        Predictor(deps.registry(), tmp_path).load("digits")
+        request_pipeline(deps.registry(), tmp_path).store.load("digits")
 
 
 def test_a_cached_model_file_is_checked_again_before_it_is_loaded(
-    predictor: Predictor, demos: dict[str, Any], tmp_path: Any
+    serving: RequestPipeline, demos: dict[str, Any], tmp_path: Any
 ) -> None:
     record = deps.registry().get_version("breast-cancer", 1)
     path = artifacts.cached_path(record.artifact_uri, record.sha256, tmp_path / "cache")
     path.write_bytes(b"corrupted on disk")
-    assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1
     assert artifacts.sha256(path.read_bytes()) == record.sha256

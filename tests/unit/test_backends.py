@@ -7,8 +7,9 @@ import pytest
 
 from aimass.contracts import Backend, ModelVersion
 from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, ValidationFailed
-from aimass.inference.sagemaker import answered_by, classify, from_npz, to_npz
+from aimass.protocol.arrays import from_npz, to_npz
 from aimass.registration import choose_backend
+from aimass.serving.backends.sagemaker import answered_by, classify
 
 MB = 2**20
 

@@ -12,8 +12,8 @@ import pytest
 from aimass.capture import CaptureWriter, PredictionId, input_rows
 from aimass.contracts import PREDICTION_ID_PATTERN, LabelRecord, ModelVersion, Signature, TensorSpec
 from aimass.feedback import LabelRefused, score, training_row
-from aimass.inference.predictor import Answered
 from aimass.registry import TRANSACTION_ITEMS, _label_chunks
+from aimass.serving.pipeline import Answered
 
 CLASSIFIER = Signature(
     inputs=[TensorSpec(name="x", dtype="float32", shape=[None, 2])],

@@ -21,11 +21,11 @@ from pydantic import ValidationError
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from aimass.config import Settings
-from aimass.inference.onnx import new_session
 from aimass.pipeline import job, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.data import Rows, split
 from aimass.pipeline.evaluate import predictions
+from aimass.serving.backends.onnx import new_session
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName pattern

@@ -10,8 +10,8 @@ import pytest
 from aimass import signature as signatures
 from aimass.contracts import Feature, FiredRule, Ruleset, Signature, TensorSpec
 from aimass.errors import ValidationFailed
-from aimass.inference import onnx
 from aimass.rules import CompiledRuleset, compile_ruleset, input_views
+from aimass.serving.backends import onnx
 
 CLASSIFIER = Signature(
     inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],

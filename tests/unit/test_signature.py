@@ -8,7 +8,7 @@ import pytest
 
 from aimass.contracts import Feature, SignatureEnrichment
 from aimass.errors import ValidationFailed
-from aimass.inference.onnx import inspect
+from aimass.serving.backends.onnx import inspect
 from aimass.signature import enrich, from_session
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from aimass.contracts import Feature, InferTensor, Signature, TensorSpec
 from aimass.errors import ValidationFailed
-from aimass.inference import tensors
+from aimass.protocol import v2
+from aimass.serving import codecs as tensors
 
 TABULAR = Signature(
     inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],
@@ -141,10 +142,10 @@ def test_classifier_without_labels_gives_raw_label_and_probability_list() -> Non
 
 
 def test_v2_outputs_are_flat_row_major_with_v2_datatypes() -> None:
-    out = tensors.v2_outputs({"p": np.arange(6, dtype=np.float32).reshape(2, 3)}, None)
-    assert out[0].datatype == "FP32" and out[0].shape == [2, 3] and out[0].data == [0, 1, 2, 3, 4, 5]
+    out = v2.output_tensors({"p": np.arange(6, dtype=np.float32).reshape(2, 3)}, None)
+    assert out[0]["datatype"] == "FP32" and out[0]["shape"] == [2, 3] and out[0]["data"] == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ValidationFailed):
-        tensors.v2_outputs({"p": np.zeros(1)}, ["q"])
+        v2.output_tensors({"p": np.zeros(1)}, ["q"])
 
 
 def test_v2_data_of_the_wrong_kind_names_its_position() -> None:

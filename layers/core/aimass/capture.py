@@ -35,8 +35,8 @@ import numpy as np
 
 from aimass import aws
 from aimass.contracts import Signature, iso_utc
-from aimass.inference import tensors
-from aimass.inference.predictor import Answered
+from aimass.serving import codecs
+from aimass.serving.pipeline import Answered
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def lines(answered: Answered, ids: list[str], at: datetime) -> bytes:
     if answered.predictions is not None:
         outputs = answered.predictions
     else:
-        outputs = tensors.v1_predictions(record.signature, answered.outputs or {}, answered.instances)
+        outputs = codecs.v1_predictions(record.signature, answered.outputs or {}, answered.instances)
     inputs = input_rows(record.signature, answered.feeds, answered.instances, answered.given)
     meta = {"inferenceTime": iso_utc(at), "model": record.name, "modelVersion": record.version}
     out = []
@@ -184,7 +184,7 @@ def read(bucket: str, key: str) -> dict[str, Captured]:
 
 
 class CaptureWriter:
-    """Capture for the Predictor: names a request's predictions and writes them off its path.
+    """Capture for the request pipeline: names a request's predictions and writes them off its path.
 
     At most `max_pending` requests wait to be written; past that a request goes uncaptured (and
     without ids) rather than make the service queue without bound or wait. A failed write is

@@ -634,7 +634,7 @@ def _batch_here(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"predicting {file.name}", total=None)
         report = predict_file(
-            deps.predictor(),
+            deps.serving(),
             model,
             file,
             FileFormat.of(file.name),

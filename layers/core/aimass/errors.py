@@ -1,33 +1,41 @@
-"""The error kinds the API reports, each with its HTTP status and a stable code."""
+"""The error kinds the API reports, each with its HTTP status and a stable code: the protocol's
+(aimass.protocol.errors, shared with the inference server) and the service's own."""
 
 from __future__ import annotations
 
-from typing import Any
+from aimass.protocol.errors import (
+    MAX_DETAILS,
+    AimassError,
+    BadJson,
+    BadRequest,
+    Conflict,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    field_error,
+)
 
-
-class AimassError(Exception):
-    status = 500
-    code = "internal_error"
-
-    def __init__(
-        self, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or []
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
-
-
-class BadRequest(AimassError):
-    status = 400
-    code = "bad_request"
-
-
-class BadJson(BadRequest):
-    code = "bad_json"
+__all__ = [
+    "MAX_DETAILS",
+    "AimassError",
+    "BackendError",
+    "BackendThrottled",
+    "BackendUnavailable",
+    "BadJson",
+    "BadRequest",
+    "Conflict",
+    "IntegrityError",
+    "NotAcceptable",
+    "NotFound",
+    "PayloadTooLarge",
+    "RuleRejected",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "field_error",
+]
 
 
 class Unauthorized(AimassError):
@@ -35,35 +43,10 @@ class Unauthorized(AimassError):
     code = "unauthorized"
 
 
-class NotFound(AimassError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(AimassError):
-    status = 409
-    code = "conflict"
-
-
 class IntegrityError(Conflict):
     """A model artifact whose bytes do not match the sha256 recorded at upload."""
 
     code = "artifact_integrity"
-
-
-class PayloadTooLarge(AimassError):
-    status = 413
-    code = "payload_too_large"
-
-
-class UnsupportedMediaType(AimassError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class ValidationFailed(AimassError):
-    status = 422
-    code = "validation_error"
 
 
 class BackendError(AimassError):
@@ -81,15 +64,6 @@ class BackendThrottled(BackendError):
 class BackendUnavailable(BackendError):
     status = 503
     code = "backend_unavailable"
-
-
-# At most this many field-level details in one error: enough to fix a request, small to send back.
-MAX_DETAILS = 50
-
-
-def field_error(loc: list[str | int], message: str, kind: str) -> dict[str, Any]:
-    """One field-level detail: where (a JSON path as a list), what is wrong, and a machine-readable type."""
-    return {"loc": loc, "message": message, "type": kind}
 
 
 class RuleRejected(ValidationFailed):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.inference.onnx import new_session, run
+from aimass.serving.backends.onnx import new_session, run
 
 TARGET_OPSET = 17
 

@@ -20,11 +20,11 @@ from aimass.contracts import (
     SignatureEnrichment,
 )
 from aimass.errors import ValidationFailed, field_error
-from aimass.inference.onnx import inspect
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
 from aimass.registry import Registry
 from aimass.rules import compile_ruleset
+from aimass.serving.backends.onnx import inspect
 from aimass.signature import enrich, from_session
 
 

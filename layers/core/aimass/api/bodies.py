@@ -12,18 +12,29 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from aimass import protocol
 from aimass.errors import MAX_DETAILS, BadJson, UnsupportedMediaType, ValidationFailed
 
 Model = TypeVar("Model", bound=BaseModel)
 _DOCUMENTED: list[type[BaseModel]] = []
 
 
-async def parse(request: Request, model: type[Model]) -> Model:
+def _check_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     if content_type and "json" not in content_type:
         raise UnsupportedMediaType(
             f"send the body as JSON with content-type: application/json, not {content_type}"
         )
+
+
+async def payload(request: Request) -> Any:
+    """A prediction body as parsed JSON, for the protocol codecs (aimass.protocol) to read."""
+    _check_json(request)
+    return protocol.loads(await request.body())
+
+
+async def parse(request: Request, model: type[Model]) -> Model:
+    _check_json(request)
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:

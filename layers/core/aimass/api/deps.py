@@ -10,12 +10,12 @@ from fastapi import Request
 
 from aimass.capture import CaptureWriter
 from aimass.config import settings
-from aimass.contracts import Backend
 from aimass.feedback import Recorded
-from aimass.inference.predictor import Answered, EndpointRunner, Predictor
 from aimass.registry import Registry
+from aimass.serving.build import request_pipeline
+from aimass.serving.pipeline import Answered, RequestPipeline
 
-# Called by every predictor after each answer; the Lambda entry adds its metrics here.
+# Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
 # Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
 feedback_observers: list[Callable[[Recorded], None]] = []
@@ -40,45 +40,42 @@ def flush_capture() -> None:
         writer.flush()
 
 
-def endpoint_runner(backend: Backend) -> EndpointRunner:
+def _sagemaker_runtime() -> Any:
     from aimass import aws
-    from aimass.inference import sagemaker
 
-    assert backend.endpoint is not None
-    client = aws.client("sagemaker-runtime")
-    return sagemaker.EndpointRunner(
-        client, backend.endpoint, backend.target_model, settings().sagemaker_retry_after_s
-    )
+    return aws.client("sagemaker-runtime")
 
 
 @cache
-def predictor() -> Predictor:
+def serving() -> RequestPipeline:
+    """The request pipeline over the model store, with a backend for each kind of version."""
     s = settings()
-    return Predictor(
+    return request_pipeline(
         registry(),
         s.model_cache_dir,
-        s.ort_intra_op_threads,
-        s.ort_inter_op_threads,
-        s.registry_ttl_s,
-        s.max_instances,
-        prediction_observers,
+        intra_op_threads=s.ort_intra_op_threads,
+        inter_op_threads=s.ort_inter_op_threads,
+        registry_ttl_s=s.registry_ttl_s,
+        max_instances=s.max_instances,
+        observers=prediction_observers,
         capture=capture(),
-        endpoint_runners=endpoint_runner,
+        sagemaker_runtime=_sagemaker_runtime,
+        sagemaker_retry_after_s=s.sagemaker_retry_after_s,
     )
 
 
 def registry_changed(name: str) -> None:
-    """A change made through this process's own API reaches its predictor at once (the local server
+    """A change made through this process's own API reaches its model store at once (the local server
     serves both); other containers see it when their registry TTL runs out."""
-    if predictor.cache_info().currsize:
-        predictor().forget(name)
+    if serving.cache_info().currsize:
+        serving().store.forget(name)
 
 
 def reset() -> None:
     flush_capture()
     capture.cache_clear()
     registry.cache_clear()
-    predictor.cache_clear()
+    serving.cache_clear()
 
 
 def actor(request: Request) -> str:

@@ -15,7 +15,7 @@ from mangum import Mangum
 from aimass.api import deps
 from aimass.api.app import create_app
 from aimass.feedback import Recorded
-from aimass.inference.predictor import Answered
+from aimass.serving.pipeline import Answered
 
 # Routes that predict nothing (health, registry) emit no application metric; that is expected.
 warnings.filterwarnings("ignore", message="No application metrics to publish")

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from aimass import __version__
-from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import predictor, registry
+from aimass.api.bodies import openapi_body, parse, payload
+from aimass.api.deps import registry, serving
 from aimass.api.responses import JSON
 from aimass.contracts import (
     ErrorResponse,
@@ -24,7 +24,8 @@ from aimass.contracts import (
     V2ModelMetadata,
     V2Ready,
 )
-from aimass.inference.tensors import V2_DATATYPES
+from aimass.protocol import v1, v2
+from aimass.protocol.tensors import V2_DATATYPES
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422)
@@ -52,9 +53,8 @@ V1_ROUTE: dict[str, Any] = {
 async def _predict(
     request: Request, name: str, version: int | None = None, alias: str | None = None
 ) -> Response:
-    body = await parse(request, PredictRequest)
-    answer = predictor().predict(name, body.instances, version=version, alias=alias, captured=True)
-    return JSON(answer)
+    instances = v1.instances_of(await payload(request))
+    return JSON(serving().predict(name, instances, version=version, alias=alias, captured=True))
 
 
 @router.post(
@@ -88,7 +88,7 @@ async def predict_alias(name: str, alias: str, request: Request) -> Response:
 )
 async def evaluate_rules(name: str, request: Request) -> Response:
     body = await parse(request, RulesEvaluationRequest)
-    return JSON(predictor().evaluate_rules(name, body))
+    return JSON(serving().evaluate_rules(name, body))
 
 
 @router.post(
@@ -101,7 +101,7 @@ async def evaluate_rules(name: str, request: Request) -> Response:
 )
 async def check_quality(name: str, request: Request) -> Response:
     body = await parse(request, QualityCheckRequest)
-    return JSON(predictor().check_quality(name, body.instances))
+    return JSON(serving().check_quality(name, body.instances))
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------
@@ -123,7 +123,7 @@ async def ready() -> Response:
 
 
 def _v2_metadata(name: str, version: int | None) -> dict[str, Any]:
-    model = predictor().load(name, version)
+    model = serving().store.load(name, version)
     versions = [str(v.version) for v in registry().list_versions(name)]
     signature = model.version.signature
 
@@ -160,7 +160,7 @@ async def model_version_metadata(name: str, version: int) -> Response:
 
 @router.get("/v2/models/{name}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"])
 async def model_ready(name: str) -> Response:
-    predictor().load(name)
+    serving().store.load(name)
     return JSON({"name": name, "ready": True})
 
 
@@ -168,7 +168,7 @@ async def model_ready(name: str) -> Response:
     "/v2/models/{name}/versions/{version}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"]
 )
 async def model_version_ready(name: str, version: int) -> Response:
-    predictor().load(name, version)
+    serving().store.load(name, version)
     return JSON({"name": name, "ready": True})
 
 
@@ -181,8 +181,8 @@ V2_INFER_ROUTE: dict[str, Any] = {
 
 
 async def _infer(request: Request, name: str, version: int | None = None) -> Response:
-    body = await parse(request, InferRequest)
-    return JSON(predictor().infer(name, body, version=version, captured=True).model_dump(exclude_none=True))
+    body = v2.parse(await payload(request))
+    return JSON(serving().infer(name, body, version=version, captured=True))
 
 
 @router.post("/v2/models/{name}/infer", **V2_INFER_ROUTE)

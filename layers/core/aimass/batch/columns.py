@@ -18,10 +18,11 @@ import numpy as np
 from aimass.batch.formats import BadRecord, Chunk
 from aimass.batch.rows import Reason, reason, type_problem, value_from_text
 from aimass.contracts import Feature, QualityPolicy, Signature
-from aimass.inference.predictor import LoadedModel, Predictor
-from aimass.inference.tensors import NUMPY_DTYPES
+from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import MISSING
+from aimass.serving.pipeline import RequestPipeline
+from aimass.serving.store import LoadedModel
 
 
 @dataclass
@@ -45,12 +46,14 @@ class ColumnarModel:
     policy: QualityPolicy
 
     @classmethod
-    def of(cls, predictor: Predictor, model: LoadedModel) -> ColumnarModel | None:
+    def of(cls, serving: RequestPipeline, model: LoadedModel) -> ColumnarModel | None:
         """The model's fast path, or None when its rows must go one by one."""
         signature = model.version.signature
-        if not _fits(signature) or predictor.rules_for(model.version) is not None:
+        if not _fits(signature) or serving.store.rules_for(model.version) is not None:
             return None
-        return cls(model, predictor.checks_for(model.version), predictor.policy_for(model.version.name))
+        return cls(
+            model, serving.store.checks_for(model.version), serving.store.policy_for(model.version.name)
+        )
 
     @property
     def signature(self) -> Signature:

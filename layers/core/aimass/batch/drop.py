@@ -30,8 +30,8 @@ from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.config import settings
 from aimass.errors import AimassError
-from aimass.inference.predictor import Predictor
 from aimass.pipeline import triggers
+from aimass.serving.pipeline import RequestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def is_drop(key: str) -> bool:
 
 
 def handle_event(
-    event: dict[str, Any], predictor: Predictor, lambda_context: Any = None
+    event: dict[str, Any], serving: RequestPipeline, lambda_context: Any = None
 ) -> list[dict[str, Any]]:
     """Every object an S3 event names, processed once; the summary of each (a duplicate delivery
     gets the first one's summary back and writes nothing)."""
@@ -109,7 +109,7 @@ def handle_event(
 
     @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=config)
     def once(drop: dict[str, Any]) -> dict[str, Any]:
-        return process(Drop(**drop), predictor)
+        return process(Drop(**drop), serving)
 
     summaries = []
     bucket = settings().bucket
@@ -127,7 +127,7 @@ def handle_event(
     return summaries
 
 
-def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
+def process(drop: Drop, serving: RequestPipeline) -> dict[str, Any]:
     """Stage the object, predict it, upload the outputs and the report; the report's summary."""
     s3 = aws.client("s3")
     with workdir() as work:
@@ -145,7 +145,7 @@ def process(drop: Drop, predictor: Predictor) -> dict[str, Any]:
             s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
             outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
             report = predict_file(
-                predictor, drop.model, source, fmt, outputs, options_from(head.get("Metadata", {}))
+                serving, drop.model, source, fmt, outputs, options_from(head.get("Metadata", {}))
             )
             if report["status"] == "succeeded":
                 report["outputs"] = upload_outputs(drop, fmt, outputs)

@@ -1,7 +1,7 @@
 """One batch file through a model: every row predicted or rejected with its reasons, and a report.
 
 Pure of AWS: a staged input file in, staged output files and the report out. The rows go through
-the online prediction path (Predictor.predict: the same type checks, data-quality policy, anomaly
+the online prediction path (RequestPipeline.predict: the same type checks, data-quality policy, anomaly
 score and rules), a chunk at a time; a row the path refuses is set aside with the reasons it gave
 and the rest of its chunk is predicted. Rows in = rows predicted + rows rejected, always.
 """
@@ -31,9 +31,10 @@ from aimass.batch.formats import (
 )
 from aimass.batch.rows import Reason, RowParser, reason
 from aimass.errors import AimassError, ValidationFailed
-from aimass.inference.predictor import LoadedModel, Predictor
 from aimass.quality.report import quality_report
 from aimass.rules import CompiledRuleset
+from aimass.serving.pipeline import RequestPipeline
+from aimass.serving.store import LoadedModel
 
 # The columns every flattened prediction may have, after the model's own (label, probabilities).
 FINDINGS = ("anomaly_score", "anomalous", "quality", "flags", "rules")
@@ -141,7 +142,7 @@ def now() -> str:
 
 
 def predict_file(
-    predictor: Predictor,
+    serving: RequestPipeline,
     name: str,
     source: Path,
     fmt: FileFormat,
@@ -157,7 +158,7 @@ def predict_file(
     tally = Tally()
     report: dict[str, Any] = {"status": "succeeded", "error": None, "model": None}
     try:
-        _run(predictor, name, source, fmt, outputs, options, tally, report, progress or (lambda _: None))
+        _run(serving, name, source, fmt, outputs, options, tally, report, progress or (lambda _: None))
     except (AimassError, UnreadableFile, ValueError) as error:
         report["status"] = "failed"
         report["error"] = {
@@ -169,7 +170,7 @@ def predict_file(
 
 
 def _run(
-    predictor: Predictor,
+    serving: RequestPipeline,
     name: str,
     source: Path,
     fmt: FileFormat,
@@ -180,7 +181,7 @@ def _run(
     progress: Callable[[int], None],
 ) -> None:
     # The version is fixed here, for the whole file: an alias moving mid-file changes nothing.
-    model = predictor.load(name, options.version, None if options.version else options.alias)
+    model = serving.store.load(name, options.version, None if options.version else options.alias)
     report["model"] = model.ref()
     readable = fmt
     if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
@@ -189,7 +190,7 @@ def _run(
     id_column = options.id_column or ("id" if header is not None and "id" in header else None)
     carried = [c for c in options.carry if c != id_column]
     run = _FileRun(
-        predictor,
+        serving,
         model,
         fmt,
         options,
@@ -199,9 +200,9 @@ def _run(
         RowWriter(outputs.predictions, fmt),
         RowWriter(outputs.rejected, FileFormat("jsonl", False)),
     )
-    columnar = ColumnarModel.of(predictor, model) if options.columnar and fmt.kind != "jsonl" else None
+    columnar = ColumnarModel.of(serving, model) if options.columnar and fmt.kind != "jsonl" else None
     try:
-        size = min(options.chunk_rows, predictor.max_instances)
+        size = min(options.chunk_rows, serving.max_instances)
         for chunk in read_chunks(source, readable, size, options.first_row):
             bad = [
                 _rejection(
@@ -222,7 +223,7 @@ def _run(
     finally:
         run.predictions.close()
         run.rejected.close()
-    report["drift"] = drift(predictor, model.version, run.sample)
+    report["drift"] = drift(serving, model.version, run.sample)
     if options.keep_sample:
         report["sample"] = run.sample
 
@@ -231,7 +232,7 @@ def _run(
 class _FileRun:
     """What a file's chunks share on their way: the model, the counts, the writers, the sample."""
 
-    predictor: Predictor
+    serving: RequestPipeline
     model: LoadedModel
     fmt: FileFormat
     options: Options
@@ -247,7 +248,7 @@ class _FileRun:
         self.parser = RowParser(self.model.version.signature, self.fmt.text)
 
     def by_rows(self, chunk: Chunk) -> list[dict[str, Any]]:
-        """The chunk's records one by one through Predictor.predict; the rejections."""
+        """The chunk's records one by one through RequestPipeline.predict; the rejections."""
         good: list[Parsed] = []
         bad: list[dict[str, Any]] = []
         for offset, raw in enumerate(chunk.records):
@@ -260,7 +261,7 @@ class _FileRun:
             else:
                 good.append((chunk.first_row + offset, raw, instance))
         record = self.model.version
-        answered, refused = _predict(self.predictor, record.name, record.version, good)
+        answered, refused = _predict(self.serving, record.name, record.version, good)
         bad += [_rejection(row, raw, self.id_column, reasons) for row, raw, reasons in refused]
         for _, _, instance, item in answered:
             self.tally.count_findings(item)
@@ -268,7 +269,7 @@ class _FileRun:
             if slot is not None:
                 self.sample[slot] = instance
         if answered and self.shape.columns is None and not self.shape.nested:
-            self.shape.fix(_keys_of(answered, self.predictor.rules_for(record)))
+            self.shape.fix(_keys_of(answered, self.serving.store.rules_for(record)))
             self.predictions.columns = self.shape.columns
         self.predictions.write([self.shape.row(row, raw, item) for row, raw, _, item in answered])
         return bad
@@ -317,7 +318,7 @@ class _FileRun:
 
 
 def _predict(
-    predictor: Predictor, name: str, version: int, rows: list[Parsed]
+    serving: RequestPipeline, name: str, version: int, rows: list[Parsed]
 ) -> tuple[list[Predicted], list[Refused]]:
     """The rows' predictions, and the rows the prediction path refused with its reasons. A refusal
     names the instances it is about (`loc` ["instances", i, ...]); those are set aside and the
@@ -326,7 +327,7 @@ def _predict(
     refused: list[Refused] = []
     while pending:
         try:
-            answer = predictor.predict(name, [instance for _, _, instance in pending], version=version)
+            answer = serving.predict(name, [instance for _, _, instance in pending], version=version)
         except ValidationFailed as error:
             about: dict[int, list[Reason]] = {}
             for detail in error.details:
@@ -355,13 +356,13 @@ def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason])
     return found
 
 
-def drift(predictor: Predictor, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
+def drift(serving: RequestPipeline, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
-    checks = predictor.checks_for(record)
-    statistics = predictor.statistics_for(record)
+    checks = serving.store.checks_for(record)
+    statistics = serving.store.statistics_for(record)
     if checks is None or statistics is None or not sample:
         return None
-    found = quality_report(checks, statistics, predictor.constraints_for(record), sample)
+    found = quality_report(checks, statistics, serving.store.constraints_for(record), sample)
     return {
         "sample_rows": len(sample),
         "features": found["drift"],

@@ -29,15 +29,15 @@ from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzippe
 from aimass.batch.job import Options, Outputs, Tally, drift, now, predict_file
 from aimass.config import settings
 from aimass.errors import AimassError
-from aimass.inference.predictor import Predictor
 from aimass.pipeline import triggers
+from aimass.serving.pipeline import RequestPipeline
 
 
 def staging(drop: Drop, run: str) -> str:
     return f"staging/{drop.model}/{run}/"
 
 
-def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
+def plan(drop: Drop, run: str, serving: RequestPipeline) -> dict[str, Any]:
     """Split the object into parts; the manifest's location and what every part needs to know.
 
     CSV and JSON Lines are split as the object's body arrives, so the object is never on disk
@@ -49,7 +49,7 @@ def plan(drop: Drop, run: str, predictor: Predictor) -> dict[str, Any]:
     head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
     options = options_from(head.get("Metadata", {}))
     # The version is fixed for the whole file here; a missing model or alias fails the run now.
-    model = predictor.load(drop.model, options.version, None if options.version else options.alias)
+    model = serving.store.load(drop.model, options.version, None if options.version else options.alias)
     prefix = staging(drop, run)
     manifest: list[dict[str, Any]] = []
     with workdir() as work:
@@ -121,7 +121,7 @@ def _split_text(body: IO[bytes], fmt: FileFormat, work: Path) -> Iterator[tuple[
         yield path, chunk.first_row, len(chunk.records)
 
 
-def part(planned: dict[str, Any], item: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+def part(planned: dict[str, Any], item: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
     """Predict one part into staging; its report (with its drift sample) goes there too."""
     drop = Drop(**planned["drop"])
     s3 = aws.client("s3")
@@ -135,7 +135,7 @@ def part(planned: dict[str, Any], item: dict[str, Any], predictor: Predictor) ->
         source = work / f"part.{fmt.kind}"
         s3.download_file(drop.bucket, item["key"], str(source))
         outputs = Outputs(work / f"predictions.{fmt.kind}", work / "rejected.jsonl")
-        report = predict_file(predictor, drop.model, source, part_fmt, outputs, options)
+        report = predict_file(serving, drop.model, source, part_fmt, outputs, options)
         if report["status"] == "succeeded":
             s3.upload_file(str(outputs.predictions), drop.bucket, f"{prefix}out/part-{index:05d}.{fmt.kind}")
             s3.upload_file(str(outputs.rejected), drop.bucket, f"{prefix}rejected/part-{index:05d}.jsonl")
@@ -151,7 +151,7 @@ class PartFailed(Exception):
     """A part could not be processed (its report says why); the run fails and says so."""
 
 
-def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+def merge(planned: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
     """The parts' outputs joined in order into the file's outputs, their reports into its report."""
     drop = Drop(**planned["drop"])
     s3 = aws.client("s3")
@@ -176,7 +176,7 @@ def merge(planned: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
                     ].read()
                 )
         outputs = upload_outputs(drop, fmt, Outputs(predictions, rejected))
-    report = _merged_report(planned, reports, predictor)
+    report = _merged_report(planned, reports, serving)
     report["outputs"] = outputs
     # Drift over the threshold asks for retraining (docs/pipeline.md), as for a single invocation
     report["retraining"] = triggers.request_retraining(drop.model, report, report_uri(drop))
@@ -236,7 +236,7 @@ def _join(parts: list[Path], fmt: FileFormat, target: Path) -> None:
 
 
 def _merged_report(
-    planned: dict[str, Any], reports: list[dict[str, Any]], predictor: Predictor
+    planned: dict[str, Any], reports: list[dict[str, Any]], serving: RequestPipeline
 ) -> dict[str, Any]:
     drop = Drop(**planned["drop"])
     tally = Tally()
@@ -245,13 +245,13 @@ def _merged_report(
     started = datetime.fromisoformat(planned["started_at"])
     seconds = (datetime.now(UTC) - started).total_seconds()
     model = reports[0]["model"] if reports else None
-    record = predictor.load(drop.model, planned["options"]["version"]).version
+    record = serving.store.load(drop.model, planned["options"]["version"]).version
     return {
         "status": "succeeded",
         "error": None,
         "model": model,
         **tally.summary(planned["started_at"], seconds),
-        "drift": drift(predictor, record, _pooled_sample(reports)),
+        "drift": drift(serving, record, _pooled_sample(reports)),
         "parts": {"count": len(reports), "run": planned["run"]},
     }
 
@@ -306,15 +306,15 @@ def _failure_code(name: str) -> str:
     return _FAILURE_CODES.get(name, "run_failed")
 
 
-def step(event: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+def step(event: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
     """One task of statemachines/batch_predict.asl.json, named by the event's `step`."""
     name = event.get("step")
     if name == "plan":
-        return plan(Drop(**event["drop"]), event["run"], predictor)
+        return plan(Drop(**event["drop"]), event["run"], serving)
     if name == "part":
-        return part(event["planned"], event["item"], predictor)
+        return part(event["planned"], event["item"], serving)
     if name == "merge":
-        return merge(event["planned"], predictor)
+        return merge(event["planned"], serving)
     if name == "fail":
         return fail(Drop(**event["drop"]), event["run"], event["error"])
     raise ValueError(f"unknown batch step {name!r}: expected plan, part, merge or fail")

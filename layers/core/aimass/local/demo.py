@@ -37,8 +37,8 @@ class Demo:
 
 
 def reference_csv(model: bytes, enrichment: SignatureEnrichment, rows: np.ndarray) -> bytes:
-    from aimass.inference.onnx import inspect
     from aimass.quality.columns import columns_of
+    from aimass.serving.backends.onnx import inspect
     from aimass.signature import enrich, from_session
 
     columns = columns_of(enrich(from_session(inspect(model)), enrichment))

@@ -14,13 +14,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from aimass.inference.onnx import run
 from aimass.pipeline.config import LOWER_IS_BETTER, TrainingConfig
+from aimass.serving.backends import Runner
+from aimass.serving.backends.onnx import run
 
 
 def predictions(session: ort.InferenceSession, x: np.ndarray, classification: bool) -> np.ndarray:
     """Class probabilities (classification) or predicted values (regression) for the rows."""
-    outputs = run(session, {session.get_inputs()[0].name: x.astype(np.float32)})
+    return predictions_of(lambda feeds: run(session, feeds), session.get_inputs()[0].name, x, classification)
+
+
+def predictions_of(runner: Runner, input_name: str, x: np.ndarray, classification: bool) -> np.ndarray:
+    """The same through a version's runner, whatever backend serves it."""
+    outputs = runner({input_name: x.astype(np.float32)})
     if classification:
         probabilities = np.asarray(outputs["probabilities"], dtype=np.float64)
         return probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 rows sum to 1 +- 1e-7

@@ -195,8 +195,8 @@ def prepare(run: Run) -> dict[str, Any]:
 
 def collect(run: Run) -> dict[str, Any]:
     """CollectModel: the job's model, checked and staged as Train stages its own; Train's result shape."""
-    from aimass.inference.onnx import new_session
     from aimass.pipeline.evaluate import predictions
+    from aimass.serving.backends.onnx import new_session
 
     ended = run.state["training_job"]
     name = ended["TrainingJobName"]

@@ -24,14 +24,14 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from aimass import artifacts
 from aimass.config import settings
 from aimass.contracts import ModelVersion, SignatureEnrichment, utcnow
-from aimass.inference.onnx import new_session
-from aimass.inference.predictor import Predictor
 from aimass.pipeline import data, evaluate, runs, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.report import Answers, Evaluation, drift_from, publish
 from aimass.quality.columns import Column
 from aimass.registration import Reference, register_version, set_alias
 from aimass.registry import Registry
+from aimass.serving.backends.onnx import new_session
+from aimass.serving.store import ModelStore
 
 TRANSIENT_CODES = {
     "Throttling",
@@ -55,12 +55,12 @@ class TransientFailure(Exception):
 class Run:
     """One task's view of the execution: the model, its settings and what earlier steps found."""
 
-    def __init__(self, event: dict[str, Any], registry: Registry, predictor: Predictor) -> None:
+    def __init__(self, event: dict[str, Any], registry: Registry, store: ModelStore) -> None:
         self.state: dict[str, Any] = event["state"]
         self.name: str = event["run"]
         self.execution: str = event.get("execution", event["run"])
         self.model: str = self.state["model"]
-        self.registry, self.predictor = registry, predictor
+        self.registry, self.store = registry, store
         self.bucket = settings().bucket
 
     @cached_property
@@ -110,8 +110,8 @@ def validate(run: Run) -> dict[str, Any]:
         run.columns(),
         run.config,
         serving,
-        run.predictor.checks_for(serving),
-        run.predictor.statistics_for(serving),
+        run.store.checks_for(serving),
+        run.store.statistics_for(serving),
     )
 
 
@@ -130,8 +130,10 @@ def measure(run: Run) -> dict[str, Any]:
     champion_metrics = None
     champion_answers = None
     if champion is not None:
-        loaded = run.predictor.load(run.model, champion.version)
-        answered = evaluate.predictions(loaded.session, x_holdout, run.classification)
+        loaded = run.store.load(run.model, champion.version)
+        answered = evaluate.predictions_of(
+            loaded.run, loaded.version.signature.inputs[0].name, x_holdout, run.classification
+        )
         champion_metrics = evaluate.metrics(y_holdout, answered, run.classification, classes)
         champion_answers = Answers(f"champion v{champion.version}", answered, champion_metrics)
     task = run.state["ingest"]["task"]
@@ -155,7 +157,7 @@ def measure(run: Run) -> dict[str, Any]:
             release=run.config.release,
             drift=drift_from(
                 validation.get("drift"),
-                run.predictor.statistics_for(run.serving),
+                run.store.statistics_for(run.serving),
                 [c.name for c in run.columns()],
                 np.concatenate([x_train, x_holdout]),
             ),
@@ -229,12 +231,12 @@ STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
 }
 
 
-def step(event: dict[str, Any], registry: Registry, predictor: Predictor) -> dict[str, Any]:
+def step(event: dict[str, Any], registry: Registry, store: ModelStore) -> dict[str, Any]:
     name = event.get("step")
     if name not in STEPS:
         raise ValueError(f"unknown pipeline step {name!r}: expected one of {', '.join(STEPS)}")
     try:
-        return STEPS[name](Run(event, registry, predictor))
+        return STEPS[name](Run(event, registry, store))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in TRANSIENT_CODES:
             raise TransientFailure(f"{name}: {error}") from error

@@ -1,16 +1,24 @@
-"""ONNX Runtime sessions, made once per container and kept by artifact hash."""
+"""Backend kind `lambda`: the version's ONNX file runs in this process on ONNX Runtime (the CPU).
+
+Sessions are made once per container and kept by the artifact's sha256 in a bounded LRU; the file is
+downloaded to a local cache and its sha256 checked before every load (aimass.artifacts)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
 from threading import Lock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from aimass.errors import ValidationFailed, field_error
+from aimass.protocol.errors import model_rejected
+
+if TYPE_CHECKING:
+    from aimass.contracts import ModelVersion
+    from aimass.serving.backends import Runner
 
 
 def new_session(
@@ -46,9 +54,7 @@ def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str
         ort.capi.onnxruntime_pybind11_state.Fail,
     ) as error:
         # Shapes the graph rejects at run time (e.g. a fixed batch size) are the caller's error.
-        raise ValidationFailed(
-            "the model rejected the input", [field_error(["body"], str(error)[:300], "model_input_error")]
-        ) from error
+        raise model_rejected(str(error)) from error
     return dict(zip(names, values, strict=True))
 
 
@@ -73,3 +79,29 @@ class SessionCache:
             self._sessions.move_to_end(sha256)
             while len(self._sessions) > self.capacity:
                 self._sessions.popitem(last=False)
+
+
+class OnnxBackend:
+    """Runs versions whose backend is `lambda`: in this process, on ONNX Runtime."""
+
+    def __init__(self, cache_dir: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> None:
+        self.cache_dir = cache_dir
+        self.threads = (intra_op_threads, inter_op_threads)
+        self.sessions = SessionCache()
+
+    def session(self, record: ModelVersion) -> ort.InferenceSession:
+        """The version's session: from the cache, else from its artifact (IntegrityError when the
+        bytes are not the ones registered)."""
+        session = self.sessions.get(record.sha256)
+        if session is None:
+            # Imported here: the session helpers above serve tools and benchmarks that never reach S3.
+            from aimass import artifacts
+
+            path = artifacts.cached_path(record.artifact_uri, record.sha256, self.cache_dir)
+            session = new_session(path, *self.threads)
+            self.sessions.put(record.sha256, session)
+        return session
+
+    def runner(self, record: ModelVersion) -> Runner:
+        session = self.session(record)
+        return lambda feeds: run(session, feeds)

@@ -1,4 +1,5 @@
-"""Versions served by a SageMaker endpoint: the model's ONNX feeds go to the endpoint as `.npz`, its
+"""Backend kind `sagemaker` (`sagemaker:<endpoint>[/<target model>]`): versions served by a SageMaker
+endpoint. The model's ONNX feeds go to the endpoint as `.npz`, its
 outputs come back as `.npz`, so everything around the model (quality checks, rules, capture,
 monitoring) runs on the same tensors as for a version inside the Lambda.
 
@@ -9,19 +10,20 @@ endpoint's model a 502. Retries and timeouts are the sagemaker-runtime client's 
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from aimass.errors import BackendError, BackendThrottled, BackendUnavailable
+from aimass.contracts import ModelVersion
+from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, BadRequest
+from aimass.protocol.arrays import NPZ, from_npz, to_npz
+from aimass.serving.backends import Runner
 
 log = logging.getLogger(__name__)
 
-NPZ = "application/x-npz"
 # SageMaker Runtime's own throttling, and a multi-model endpoint still loading the target model.
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "ModelNotReadyException"}
@@ -54,17 +56,6 @@ def answered_by(custom_attributes: str | None) -> str | None:
         if key == MODEL_SHA256:
             return value.strip()
     return None
-
-
-def to_npz(feeds: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **feeds)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
-def from_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 @dataclass(frozen=True)
@@ -119,5 +110,30 @@ class EndpointRunner:
             )
         try:
             return from_npz(body)
-        except (ValueError, OSError, zipfile.BadZipFile) as error:
+        except BadRequest as error:
             raise BackendError(f"endpoint {self.endpoint} answered something other than .npz") from error
+
+
+class SageMakerBackend:
+    """Runs versions whose backend is `sagemaker:...` on their endpoint; one EndpointRunner per
+    backend string, so a version's backend is parsed once per container."""
+
+    def __init__(self, client: Callable[[], Any], retry_after_s: int = 2) -> None:
+        # The sagemaker-runtime client, made on first use: versions in the Lambda never pay for it.
+        self.client = client
+        self.retry_after_s = retry_after_s
+        self._endpoints: dict[str, EndpointRunner] = {}
+
+    def runner(self, record: ModelVersion) -> Runner:
+        endpoint = self._endpoints.get(record.backend)
+        if endpoint is None:
+            backend = record.runs_on
+            assert backend.endpoint is not None
+            endpoint = EndpointRunner(
+                self.client(), backend.endpoint, backend.target_model, self.retry_after_s
+            )
+            self._endpoints[record.backend] = endpoint
+        # The endpoint holds the model: nothing is downloaded here; each answer names the model file
+        # it came from, and one that is not this version's is refused.
+        sha256 = record.sha256
+        return lambda feeds: endpoint(feeds, sha256)

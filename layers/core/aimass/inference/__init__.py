@@ -1,1 +1,0 @@
-"""Turning requests into tensors, running models, and turning tensors into predictions."""

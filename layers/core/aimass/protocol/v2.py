@@ -1,0 +1,231 @@
+"""The Open Inference Protocol (V2, KServe and Triton): `{"id"?, "parameters"?, "inputs": [{"name",
+"shape", "datatype", "data"}], "outputs"?: [{"name"}]}` in, `{"model_name", "model_version"?, "id"?,
+"parameters"?, "outputs": [...]}` out; data flat in row-major order (nested lists are accepted)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aimass.protocol.errors import ValidationFailed, field_error
+from aimass.protocol.tensors import V2_DATATYPES, Spec, convert, datatype_of, fits, shape_text
+
+DATATYPES = frozenset(V2_DATATYPES.values())
+TENSOR_FIELDS = ("name", "shape", "datatype", "data")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    inputs: list[Tensor]
+    # The outputs asked for by name (None: every output) and the id to echo.
+    outputs: tuple[str, ...] | None = None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(type(d) is int and d >= 0 for d in value)
+
+
+def _tensor(value: Any, loc: list[str | int], errors: list[dict[str, Any]]) -> Tensor | None:
+    if not isinstance(value, dict):
+        errors.append(
+            field_error(loc, "expected an object with name, shape, datatype and data", "type_error")
+        )
+        return None
+    missing = [k for k in TENSOR_FIELDS if k not in value]
+    errors += [field_error([*loc, k], "field required", "missing") for k in missing]
+    if missing:
+        return None
+    name, shape, datatype, data = (value[k] for k in TENSOR_FIELDS)
+    parameters = value.get("parameters")
+    problems = [
+        (k, why)
+        for k, ok, why in (
+            ("name", isinstance(name, str), "expected a string"),
+            ("shape", _is_shape(shape), "expected a list of non-negative integers"),
+            ("datatype", isinstance(datatype, str), "expected a string"),
+            ("data", isinstance(data, list), "expected a list"),
+            ("parameters", parameters is None or isinstance(parameters, dict), "expected an object"),
+        )
+        if not ok
+    ]
+    errors += [field_error([*loc, k], why, "type_error") for k, why in problems]
+    return None if problems else Tensor(name, shape, datatype, data, parameters)
+
+
+def parse(payload: Any) -> Request:
+    """A parsed V2 request body, checked for its structure (not yet against a model)."""
+    where: list[str | int] = ["body"]
+    if not isinstance(payload, dict):
+        raise ValidationFailed(
+            "expected a V2 inference request", [field_error(where, "expected an object", "type_error")]
+        )
+    errors: list[dict[str, Any]] = []
+    tensors = payload.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        why = "field required" if "inputs" not in payload else "expected a non-empty list"
+        raise ValidationFailed(
+            "inputs must be a non-empty list",
+            [field_error([*where, "inputs"], why, "missing" if "inputs" not in payload else "type_error")],
+        )
+    inputs = [_tensor(t, [*where, "inputs", i], errors) for i, t in enumerate(tensors)]
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        errors.append(field_error([*where, "id"], "expected a string", "type_error"))
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        errors.append(field_error([*where, "parameters"], "expected an object", "type_error"))
+    requested = payload.get("outputs")
+    outputs: tuple[str, ...] | None = None
+    if requested is not None:
+        if not isinstance(requested, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+        ):
+            errors.append(field_error([*where, "outputs"], 'expected a list of {"name": ...}', "type_error"))
+        else:
+            outputs = tuple(o["name"] for o in requested) or None
+    if errors:
+        raise ValidationFailed("the request does not match the schema", errors)
+    return Request([t for t in inputs if t is not None], outputs, request_id, parameters or {})
+
+
+def feeds(tensors: Sequence[Any], inputs: Sequence[Spec]) -> dict[str, np.ndarray]:
+    """Input tensors (Tensor, or anything with name, shape, datatype and data) → the model's feeds,
+    checked against its inputs; every problem named with its place."""
+    specs = {spec.name: spec for spec in inputs}
+    given = {tensor.name for tensor in tensors}
+    errors = [
+        field_error(["inputs", n], "required input is missing", "missing") for n in specs if n not in given
+    ]
+    seen: set[str] = set()
+    result: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(tensors):
+        loc: list[str | int] = ["inputs", index]
+        spec = specs.get(tensor.name)
+        if spec is None:
+            errors.append(
+                field_error(
+                    [*loc, "name"],
+                    f"unknown input {tensor.name!r}; the model takes " + ", ".join(specs),
+                    "unknown_input",
+                )
+            )
+            continue
+        if tensor.name in seen:
+            errors.append(
+                field_error([*loc, "name"], f"input {tensor.name!r} given twice", "duplicate_input")
+            )
+            continue
+        seen.add(tensor.name)
+        if tensor.datatype != spec.datatype:
+            errors.append(
+                field_error(
+                    [*loc, "datatype"],
+                    f"expected {spec.datatype}, got {tensor.datatype}",
+                    "datatype_mismatch",
+                )
+            )
+            continue
+        shape = tuple(tensor.shape)
+        if not fits(shape, spec.shape):
+            errors.append(
+                field_error(
+                    [*loc, "shape"], f"expected {shape_text(spec.shape)}, got {list(shape)}", "shape_mismatch"
+                )
+            )
+            continue
+        try:
+            flat = np.array(tensor.data, dtype=object).reshape(-1)
+        except ValueError:
+            errors.append(field_error([*loc, "data"], "data is ragged", "shape_mismatch"))
+            continue
+        if flat.size != math.prod(shape):
+            errors.append(
+                field_error([*loc, "data"], f"{flat.size} values for shape {list(shape)}", "shape_mismatch")
+            )
+            continue
+        try:
+            result[spec.name] = convert(
+                flat, spec.element_type(), lambda p, at=loc: [*at, "data", p]
+            ).reshape(shape)
+        except ValidationFailed as error:
+            errors += error.details
+    if errors:
+        raise ValidationFailed("inputs do not match the model's signature", errors)
+    return result
+
+
+def check_outputs(wanted: Sequence[str] | None, available: Sequence[str]) -> None:
+    """Outputs asked for by name must be outputs of the model."""
+    unknown = [n for n in wanted or () if n not in available]
+    if unknown:
+        gives = "no such output; the model gives " + ", ".join(available)
+        raise ValidationFailed(
+            "unknown outputs requested",
+            [field_error(["outputs", n], gives, "unknown_output") for n in unknown],
+        )
+
+
+def output_tensors(outputs: dict[str, Any], wanted: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The model's outputs (those asked for, else all) as V2 tensors; what is not a tensor (ZipMap's
+    list of {class: probability}) travels as BYTES, one JSON document per row."""
+    names = list(wanted or outputs)
+    check_outputs(names, list(outputs))
+    tensors = []
+    for name in names:
+        value = outputs[name]
+        if isinstance(value, np.ndarray):
+            tensors.append(
+                {
+                    "name": name,
+                    "datatype": datatype_of(value),
+                    "shape": list(value.shape),
+                    "data": value.reshape(-1).tolist(),
+                }
+            )
+        else:
+            rows = [
+                json.dumps({str(k): float(v) for k, v in row.items()} if isinstance(row, dict) else row)
+                for row in value
+            ]
+            tensors.append({"name": name, "datatype": "BYTES", "shape": [len(rows)], "data": rows})
+    return tensors
+
+
+def tensor_metadata(spec: Spec) -> dict[str, Any]:
+    """An input or output as V2 model metadata describes it: -1 for an open dimension."""
+    shape = None if spec.shape is None else [-1 if d is None else d for d in spec.shape]
+    return {"name": spec.name, "datatype": spec.datatype, "shape": shape}
+
+
+def response(
+    model_name: str,
+    outputs: list[dict[str, Any]],
+    model_version: str | None = None,
+    request_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        body["model_version"] = model_version
+    if request_id is not None:
+        body["id"] = request_id
+    if parameters:
+        body["parameters"] = parameters
+    body["outputs"] = outputs
+    return body

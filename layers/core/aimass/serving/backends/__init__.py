@@ -1,0 +1,33 @@
+"""How a version runs, looked up by the kind its backend string names, in one table.
+
+A backend kind turns a version's record into a Runner: the ONNX feeds in, the outputs by name out.
+Everything around the run (decoding, quality checks, rules, capture, metrics) is the request
+pipeline's and the same for every kind. The kinds:
+
+- `lambda` (`OnnxBackend`, aimass.serving.backends.onnx): in this process, on ONNX Runtime;
+- `sagemaker` (`SageMakerBackend`, aimass.serving.backends.sagemaker): on a SageMaker endpoint.
+
+A new kind (a graph of versions, a shadow) is a module with a class that has `runner(record)` and
+one entry in the table that aimass.wiring gives the model store: never a branch in the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aimass.contracts import ModelVersion
+
+# Runs a version's model: the ONNX feeds in, its outputs by name out.
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class BackendKind(Protocol):
+    def runner(self, record: ModelVersion) -> Runner:
+        """How to run this version; raises what the API answers when it cannot be run."""
+        ...
+
+
+def kind_of(backend: str) -> str:
+    """The kind a version's backend string names: `lambda`, `sagemaker:<endpoint>` → `sagemaker`."""
+    return backend.partition(":")[0]

@@ -1,0 +1,39 @@
+"""The request pipeline put together from values: the model store over the registry, a backend for
+each kind of version, the observers and capture. The Lambda wiring and the tests build it here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aimass.registry import Registry
+from aimass.serving.backends import BackendKind
+from aimass.serving.backends.onnx import OnnxBackend
+from aimass.serving.backends.sagemaker import SageMakerBackend
+from aimass.serving.pipeline import Answered, Capture, RequestPipeline
+from aimass.serving.store import ModelStore
+
+
+def request_pipeline(
+    registry: Registry,
+    cache_dir: Path,
+    *,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    registry_ttl_s: float = 5.0,
+    max_instances: int = 10_000,
+    observers: Sequence[Callable[[Answered], None]] = (),
+    capture: Capture | None = None,
+    sagemaker_runtime: Callable[[], Any] | None = None,
+    sagemaker_retry_after_s: int = 2,
+    clock: Callable[[], float] = time.monotonic,
+) -> RequestPipeline:
+    """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
+    endpoint cannot be reached from here (503)."""
+    backends: dict[str, BackendKind] = {"lambda": OnnxBackend(cache_dir, intra_op_threads, inter_op_threads)}
+    if sagemaker_runtime is not None:
+        backends["sagemaker"] = SageMakerBackend(sagemaker_runtime, sagemaker_retry_after_s)
+    store = ModelStore(registry, backends, registry_ttl_s, clock)
+    return RequestPipeline(store, max_instances, observers, capture)

@@ -1,0 +1,385 @@
+"""The request pipeline: every prediction goes decode → screen → pre-rules → run → post-rules →
+annotate → observe, whatever the protocol and whatever runs the version.
+
+A protocol is a view (`V1`, `V2`): how a request decodes into feeds, how the outputs read as its
+answer, how findings, prediction ids and a fallback show in it. `quality:check` and
+`rules:evaluate` are views over the same store and stages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from aimass.contracts import (
+    FALLBACK_ALIAS,
+    FiredRule,
+    ModelVersion,
+    QualityPolicy,
+    RulesEvaluationRequest,
+    Signature,
+)
+from aimass.errors import MAX_DETAILS, BackendError, NotFound, RuleRejected, ValidationFailed, field_error
+from aimass.protocol import v2
+from aimass.quality.checks import RequestChecks
+from aimass.quality.report import quality_report
+from aimass.quality.screening import Screening, screen, without_unknown
+from aimass.rules import compile_ruleset
+from aimass.serving import codecs
+from aimass.serving.store import LoadedModel, ModelStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What observers (metrics) and capture hear of each answered request. The inputs and answers
+    are the request's own objects, shared and never changed: capture shapes them off the request's
+    path (aimass.capture)."""
+
+    version: ModelVersion
+    instances: int
+    anomalies: int = 0
+    flagged: int = 0
+    protocol: Literal["v1", "v2"] = "v1"
+    # The inputs as the model saw them (the ONNX feeds, and V1's instances as sent, less unknown
+    # features); V1: the predictions as answered; V2: the graph's raw outputs.
+    feeds: dict[str, Any] = field(default_factory=dict)
+    given: list[Any] | None = None
+    predictions: list[Any] | None = None
+    outputs: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, version: ModelVersion, instances: int, findings: Screening | None, **answer: Any) -> Answered:
+        if findings is None:
+            return cls(version, instances, **answer)
+        return cls(version, instances, findings.anomalies, findings.flagged, **answer)
+
+
+# Capture: given an answered request, the prediction ids of its instances, or None when it was not
+# captured (sampled out, or too far behind). It never raises (aimass.capture.CaptureWriter).
+Capture = Callable[[Answered], list[str] | None]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request decoded against the version it goes to."""
+
+    feeds: dict[str, np.ndarray]
+    count: int
+    # The instances as given (less unknown features), which rules read; None: the protocol names no
+    # instances (V2 tensors), so no rule runs.
+    instances: list[Any] | None = None
+    # Keys of the instances that are not features of the model: reported, not fed.
+    unknown: list[tuple[int, str]] = field(default_factory=list)
+
+
+class View(Protocol):
+    """A protocol over the pipeline: how its requests decode and its answers read."""
+
+    @property
+    def count_loc(self) -> str:
+        """Where the request's instances are, for the error when there are too many."""
+        ...
+
+    def decode(
+        self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy
+    ) -> Decoded: ...
+
+    def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> Any: ...
+
+    def annotate(self, answer: Any, findings: Screening) -> Any: ...
+
+    def answered(
+        self,
+        record: ModelVersion,
+        decoded: Decoded,
+        findings: Screening | None,
+        answer: Any,
+        outputs: dict[str, Any],
+    ) -> Answered: ...
+
+    def encode(
+        self, model: LoadedModel, answer: Any, findings: Screening | None, ids: list[str] | None
+    ) -> Any: ...
+
+    def fell_back(self, answer: Any, note: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class V1:
+    """`{"instances": [...]}` → `{"predictions": [...], "model": {...}}`, one prediction per instance."""
+
+    instances: list[Any]
+    count_loc: str = "instances"
+
+    def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
+        instances, unknown = self.instances, []
+        if checks is not None and policy.violations != "reject":
+            instances, unknown = without_unknown(checks, instances)
+        return Decoded(codecs.v1_feeds(signature, instances), len(instances), instances, unknown)
+
+    def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> list[Any]:
+        return codecs.v1_predictions(signature, outputs, count)
+
+    def annotate(self, answer: list[Any], findings: Screening) -> list[Any]:
+        return findings.annotate(answer)
+
+    def answered(
+        self,
+        record: ModelVersion,
+        decoded: Decoded,
+        findings: Screening | None,
+        answer: list[Any],
+        outputs: dict[str, Any],
+    ) -> Answered:
+        return Answered.of(
+            record, decoded.count, findings, feeds=decoded.feeds, given=decoded.instances, predictions=answer
+        )
+
+    def encode(
+        self, model: LoadedModel, answer: list[Any], findings: Screening | None, ids: list[str] | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"predictions": answer, "model": model.ref()}
+        if ids is not None:
+            body["prediction_ids"] = ids
+        return body
+
+    def fell_back(self, answer: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "fallback": note}
+
+
+@dataclass(frozen=True)
+class V2:
+    """An Open Inference Protocol request → its response: the outputs asked for, findings and
+    prediction ids in `parameters`."""
+
+    request: v2.Request
+    name: str
+    count_loc: str = "inputs"
+
+    def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
+        v2.check_outputs(self.request.outputs, codecs.output_names(signature))
+        feeds = codecs.v2_feeds(signature, self.request.inputs)
+        return Decoded(feeds, max(len(t) for t in feeds.values()))
+
+    def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> dict[str, Any]:
+        return outputs
+
+    def annotate(self, answer: dict[str, Any], findings: Screening) -> dict[str, Any]:
+        return answer  # findings travel in the response's parameters (encode)
+
+    def answered(
+        self,
+        record: ModelVersion,
+        decoded: Decoded,
+        findings: Screening | None,
+        answer: dict[str, Any],
+        outputs: dict[str, Any],
+    ) -> Answered:
+        return Answered.of(
+            record, decoded.count, findings, protocol="v2", feeds=decoded.feeds, outputs=outputs
+        )
+
+    def encode(
+        self, model: LoadedModel, answer: dict[str, Any], findings: Screening | None, ids: list[str] | None
+    ) -> dict[str, Any]:
+        parameters = None if findings is None else findings.parameters()
+        if ids is not None:
+            parameters = {**(parameters or {}), "prediction_ids": ids}
+        return v2.response(
+            self.name,
+            v2.output_tensors(answer, self.request.outputs),
+            model_version=str(model.version.version),
+            request_id=self.request.id,
+            parameters=parameters,
+        )
+
+    def fell_back(self, answer: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+        parameters = {**answer.get("parameters", {}), "fallback": note}
+        return {**answer, "parameters": parameters}
+
+
+def reject_if_any(fired: list[list[FiredRule]]) -> None:
+    rejected = [(i, rule) for i, rules in enumerate(fired) for rule in rules if rule.action == "reject"]
+    if rejected:
+        raise RuleRejected(
+            "rejected by the model's rules: " + ", ".join(sorted({rule.id for _, rule in rejected})),
+            [
+                field_error(["instances", i], f"rule {rule.id}: {rule.reject}", "rule_rejected")
+                for i, rule in rejected[:MAX_DETAILS]
+            ],
+        )
+
+
+class RequestPipeline:
+    def __init__(
+        self,
+        store: ModelStore,
+        max_instances: int = 10_000,
+        observers: Sequence[Callable[[Answered], None]] = (),
+        capture: Capture | None = None,
+    ) -> None:
+        self.store = store
+        self.max_instances = max_instances
+        # Called after each answered request: metrics.
+        self.observers = observers
+        # Records each answered request (or a sample) and names its predictions; None: no capture.
+        self.capture = capture
+
+    # --- views ------------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        instances: list[Any],
+        version: int | None = None,
+        alias: str | None = None,
+        captured: bool = False,
+    ) -> dict[str, Any]:
+        """V1 predictions; `captured` (online traffic, not batch files) records the request with
+        capture and gives the predictions ids."""
+        self._check_count(len(instances), "instances")
+        answer: dict[str, Any] = self.serve(V1(instances), name, version, alias, captured)
+        return answer
+
+    def infer(
+        self, name: str, request: v2.Request, version: int | None = None, captured: bool = False
+    ) -> dict[str, Any]:
+        """An Open Inference Protocol V2 response."""
+        answer: dict[str, Any] = self.serve(V2(request, name), name, version, None, captured)
+        return answer
+
+    def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
+        """The data-quality report of a batch against the serving version's baseline."""
+        self._check_count(len(instances), "instances")
+        model = self.store.load(name)
+        record = model.version
+        checks = self.store.checks_for(record)
+        if checks is None:
+            raise ValidationFailed(
+                f"model {name!r} has an input without columns to check (several inputs, or dynamic cells)",
+                [field_error(["path", "name"], "no columns to check", "no_columns")],
+            )
+        statistics, constraints = self.store.statistics_for(record), self.store.constraints_for(record)
+        return {"model": model.ref(), **quality_report(checks, statistics, constraints, instances)}
+
+    def evaluate_rules(self, name: str, request: RulesEvaluationRequest) -> dict[str, Any]:
+        """Which rules fire on the instances, with the rules saved or the ones given; the model runs
+        (once, without rules) only when no predictions are given."""
+        self._check_count(len(request.instances), "instances")
+        model = self.store.load(name)
+        signature = model.version.signature
+        feeds = codecs.v1_feeds(signature, request.instances)
+        rules = (
+            compile_ruleset(request.ruleset, signature)
+            if request.ruleset
+            else self.store.rules_for(model.version)
+        )
+        if rules is None:
+            raise NotFound(f"model {name!r} has no rules; send a `ruleset` to try one")
+        predictions = request.predictions
+        if predictions is None:
+            predictions = codecs.v1_predictions(signature, model.run(feeds), len(request.instances))
+        elif len(predictions) != len(request.instances):
+            raise ValidationFailed(
+                f"{len(predictions)} predictions for {len(request.instances)} instances",
+                [field_error(["body", "predictions"], "one per instance", "length_mismatch")],
+            )
+        contexts = rules.contexts(request.instances, model.ref())
+        fired = [
+            a + b
+            for a, b in zip(
+                rules.evaluate("pre", contexts), rules.evaluate("post", contexts, predictions), strict=True
+            )
+        ]
+        return {
+            "results": [
+                {
+                    "rules": [f.model_dump(exclude_none=True) for f in matched],
+                    "rejected": any(f.action == "reject" for f in matched),
+                    "prediction": prediction,
+                }
+                for matched, prediction in zip(fired, rules.apply(predictions, fired), strict=True)
+            ],
+            "rules_version": None if request.ruleset else self.store.summary(name).rules_version,
+            "model": model.ref(),
+        }
+
+    # --- the stages --------------------------------------------------------------------------------
+
+    def serve(self, view: View, name: str, version: int | None, alias: str | None, captured: bool) -> Any:
+        """The view's answer from the version meant, or from the fallback when that version's backend
+        could not answer."""
+        try:
+            return self._through(view, name, version, alias, captured)
+        except BackendError as error:
+            fallback, note = self._fallback(name, version, alias, error)
+            return view.fell_back(self._through(view, name, fallback, None, captured), note)
+
+    def _through(self, view: View, name: str, version: int | None, alias: str | None, captured: bool) -> Any:
+        model = self.store.load(name, version, alias)
+        record = model.version
+        signature = record.signature
+        checks = self.store.checks_for(record)
+        policy = self.store.policy_for(name)
+        decoded = view.decode(signature, checks, policy)
+        self._check_count(decoded.count, view.count_loc)
+        findings = (
+            None
+            if checks is None
+            else screen(checks, policy, decoded.feeds[signature.inputs[0].name], decoded.unknown)
+        )
+        rules = None if decoded.instances is None else self.store.rules_for(record)
+        if rules is not None:
+            contexts = rules.contexts(decoded.instances or [], model.ref())
+            pre = rules.evaluate("pre", contexts)
+            reject_if_any(pre)
+        outputs = model.run(decoded.feeds)
+        answer = view.shape(signature, outputs, decoded.count)
+        if rules is not None:
+            answer = rules.apply(answer, pre, rules.evaluate("post", contexts, answer))
+        if findings is not None:
+            answer = view.annotate(answer, findings)
+        ids = self._observe(view.answered(record, decoded, findings, answer, outputs), captured)
+        return view.encode(model, answer, findings, ids)
+
+    def _fallback(
+        self, name: str, version: int | None, alias: str | None, error: BackendError
+    ) -> tuple[int, dict[str, Any]]:
+        """The version that answers instead, when the one asked for could not (its endpoint is
+        throttled or down), and what the answer says of it; else the error, raised again. Only a
+        request that named no version falls back, to the version of the `fallback` alias."""
+        fallback = None if version is not None else self.store.summary(name).aliases.get(FALLBACK_ALIAS)
+        failed = self.store.resolve(name, version, alias)
+        if fallback is None or fallback == failed.version:
+            raise error
+        log.warning("%s v%s: %s; v%s answers instead", name, failed.version, error.message, fallback)
+        note = {
+            "from": {"name": name, "version": failed.version, "backend": failed.backend},
+            "reason": error.code,
+            "message": error.message,
+        }
+        return fallback, note
+
+    def _observe(self, answered: Answered, captured: bool) -> list[str] | None:
+        """Tell the observers; with `captured`, the prediction ids capture gave the instances, if any."""
+        for observer in self.observers:
+            observer(answered)
+        if self.capture is None or not captured:
+            return None
+        try:
+            return self.capture(answered)
+        except Exception:  # capture never fails a prediction
+            log.exception("capture of a %s answer failed; it has no prediction ids", answered.version.name)
+            return None
+
+    def _check_count(self, count: int, loc: str) -> None:
+        if count > self.max_instances:
+            raise ValidationFailed(
+                f"{count} instances in one request; the limit is {self.max_instances}",
+                [field_error(["body", loc], f"at most {self.max_instances}", "too_many")],
+            )

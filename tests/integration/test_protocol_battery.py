@@ -1,0 +1,157 @@
+"""One battery of good and bad payloads against both servers that speak the protocols: the Lambda
+API (V1 :predict and V2 /infer) and the SageMaker inference server (/invocations, both protocols).
+Both decode with aimass.protocol, so each payload must get the same status and error code from each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aimass.api.app import create_app
+from tests.conftest import mocked_aws, register_demos
+
+TARGET = "X-Amzn-SageMaker-Target-Model"
+JSON = {"content-type": "application/json"}
+
+
+def image(value: Any = 0.5) -> list[list[Any]]:
+    return [[value] * 8 for _ in range(8)]
+
+
+def tensor(**changes: Any) -> dict[str, Any]:
+    return {"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": [0.5] * 64, **changes}
+
+
+# (name, protocol, body as bytes or JSON-able, content type): the expected outcome is the same on both
+# servers, whatever it is; the cases cover every kind of refusal and the answers that succeed.
+V1_CASES: list[tuple[str, Any, str]] = [
+    ("one image", {"instances": [image()]}, "application/json"),
+    ("two images", {"instances": [image(0.1), image(0.9)]}, "application/json"),
+    ("integers for a float input", {"instances": [image(1)]}, "application/json"),
+    ("not JSON", b'{"instances": [', "application/json"),
+    ("no instances", {}, "application/json"),
+    ("empty instances", {"instances": []}, "application/json"),
+    ("instances not a list", {"instances": "image"}, "application/json"),
+    ("a row of the wrong shape", {"instances": [image(), image()[:7]]}, "application/json"),
+    ("ragged rows", {"instances": [[[0.5] * 8] * 7 + [[0.5] * 3]]}, "application/json"),
+    ("a string value", {"instances": [image("bright")]}, "application/json"),
+    ("a boolean value", {"instances": [image(True)]}, "application/json"),
+    ("a null value", {"instances": [image(None)]}, "application/json"),
+    ("a value out of float32's range", {"instances": [image(1e39)]}, "application/json"),
+    ("an object keyed by an unknown input", {"instances": [{"pixels": image()}]}, "application/json"),
+    ("a body that is not JSON", b"a,b\n1,2\n", "text/csv"),
+]
+V2_CASES: list[tuple[str, Any, str]] = [
+    ("a V2 tensor", {"inputs": [tensor()]}, "application/json"),
+    ("a V2 tensor with nested data", {"inputs": [tensor(data=image())]}, "application/json"),
+    (
+        "a V2 request id and an output asked for",
+        {"id": "r1", "inputs": [tensor()], "outputs": [{"name": "label"}]},
+        "application/json",
+    ),
+    ("an unknown input", {"inputs": [tensor(name="pixels")]}, "application/json"),
+    ("the wrong datatype", {"inputs": [tensor(datatype="INT64")]}, "application/json"),
+    ("an unknown datatype", {"inputs": [tensor(datatype="FP99")]}, "application/json"),
+    ("the wrong shape", {"inputs": [tensor(shape=[1, 64])]}, "application/json"),
+    ("too few values for the shape", {"inputs": [tensor(data=[0.5] * 63)]}, "application/json"),
+    ("a string value", {"inputs": [tensor(data=[0.5] * 63 + ["x"])]}, "application/json"),
+    (
+        "a tensor without data",
+        {"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32"}]},
+        "application/json",
+    ),
+    ("a shape that is not a list", {"inputs": [tensor(shape="1,8,8")]}, "application/json"),
+    ("a negative dimension", {"inputs": [tensor(shape=[-1, 8, 8])]}, "application/json"),
+    ("no inputs", {"inputs": []}, "application/json"),
+    ("the same input twice", {"inputs": [tensor(), tensor()]}, "application/json"),
+    ("an unknown output", {"inputs": [tensor()], "outputs": [{"name": "logits"}]}, "application/json"),
+    ("an id that is not a string", {"id": 7, "inputs": [tensor()]}, "application/json"),
+]
+
+
+@pytest.fixture(scope="module")
+def inference_server(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
+    from gpu_endpoints.server import create_app as create_server
+    from gpu_endpoints.settings import Settings
+
+    root: Path = tmp_path_factory.mktemp("battery-models")
+    (root / "digits").mkdir()
+    (root / "digits" / "model.onnx").write_bytes(demos["digits"].model)
+    settings = Settings.from_env({"AIMASS_GPU_INTRA_OP_THREADS": "1"}, model_dir=root)
+    with TestClient(create_server(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def lambda_api(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
+    # Read-only requests: one registry and one app for the whole battery.
+    with mocked_aws(tmp_path_factory.mktemp("battery-cache")):
+        register_demos(demos)
+        with TestClient(create_app(["online"]), raise_server_exceptions=False) as client:
+            yield client
+
+
+def send(client: TestClient, path: str, body: Any, content_type: str, headers: dict[str, str]) -> Any:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(path, content=content, headers={"content-type": content_type, **headers})
+
+
+def outcome(response: Any) -> tuple[int, str | None]:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    if response.status_code == 200:
+        return 200, None
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details"} and error["message"]
+    return response.status_code, error["code"]
+
+
+@pytest.mark.parametrize(("case", "body", "content_type"), V1_CASES, ids=[c[0] for c in V1_CASES])
+def test_a_v1_payload_gets_the_same_answer_from_both_servers(
+    case: str, body: Any, content_type: str, lambda_api: TestClient, inference_server: TestClient
+) -> None:
+    from_lambda = send(lambda_api, "/v1/models/digits:predict", body, content_type, {})
+    from_endpoint = send(inference_server, "/invocations", body, content_type, {TARGET: "digits"})
+
+    assert outcome(from_lambda) == outcome(from_endpoint), (from_lambda.text, from_endpoint.text)
+    assert from_lambda.status_code < 500
+
+
+@pytest.mark.parametrize(("case", "body", "content_type"), V2_CASES, ids=[c[0] for c in V2_CASES])
+def test_a_v2_payload_gets_the_same_answer_from_both_servers(
+    case: str, body: Any, content_type: str, lambda_api: TestClient, inference_server: TestClient
+) -> None:
+    from_lambda = send(lambda_api, "/v2/models/digits/infer", body, content_type, {})
+    from_endpoint = send(inference_server, "/invocations", body, content_type, {TARGET: "digits"})
+
+    assert outcome(from_lambda) == outcome(from_endpoint), (from_lambda.text, from_endpoint.text)
+    assert from_lambda.status_code < 500
+    if from_lambda.status_code == 200:
+        lambda_outputs = {o["name"]: o for o in from_lambda.json()["outputs"]}
+        endpoint_outputs = {o["name"]: o for o in from_endpoint.json()["outputs"]}
+        assert lambda_outputs.keys() == endpoint_outputs.keys()
+        for name, output in lambda_outputs.items():
+            assert (output["datatype"], output["shape"]) == (
+                endpoint_outputs[name]["datatype"],
+                endpoint_outputs[name]["shape"],
+            )
+
+
+def test_the_battery_covers_answers_and_every_kind_of_refusal(
+    lambda_api: TestClient,
+) -> None:
+    seen = {
+        outcome(send(lambda_api, path, body, content_type, {}))
+        for path, cases in (("/v1/models/digits:predict", V1_CASES), ("/v2/models/digits/infer", V2_CASES))
+        for _, body, content_type in cases
+    }
+    assert seen == {
+        (200, None),
+        (400, "bad_json"),
+        (415, "unsupported_media_type"),
+        (422, "validation_error"),
+    }

@@ -1,0 +1,84 @@
+"""The layering rule (docs/architecture.md), read from the imports in the code, lazy ones included:
+the domain never imports the edges (the HTTP API, the CLI, the local stack); the protocol package
+imports nothing but numpy and the standard library; the inference server imports nothing of aimass
+but the protocol package."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO
+
+PACKAGE = REPO / "layers" / "core" / "aimass"
+# What serves requests or drives the service from outside: these may import the domain, never the
+# other way round.
+EDGES = ("aimass.api", "aimass.cli", "aimass.local", "aimass.deploy")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path) -> Iterator[str]:
+    """Every module a file imports, at its top or inside a function (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                raise AssertionError(f"{path}: relative import; the project imports by absolute name")
+            assert node.module is not None
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def modules(root: Path, package: str) -> dict[str, Path]:
+    return {module_name(p, root): p for p in sorted((root / package).rglob("*.py"))}
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+DOMAIN = {name: path for name, path in modules(PACKAGE.parent, "aimass").items() if not within(name, EDGES)}
+
+
+@pytest.mark.parametrize("name", sorted(DOMAIN))
+def test_domain_modules_never_import_the_api_the_cli_or_the_local_stack(name: str) -> None:
+    wrong = sorted({found for found in imports(DOMAIN[name]) if within(found, EDGES)})
+    assert not wrong, f"{name} imports {', '.join(wrong)}"
+
+
+def third_party(found: str) -> bool:
+    top = found.split(".")[0]
+    return top not in sys.stdlib_module_names and top != "aimass"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in DOMAIN if within(n, ("aimass.protocol",))))
+def test_the_protocol_package_imports_only_numpy_and_itself(name: str) -> None:
+    found = set(imports(DOMAIN[name]))
+    outside = sorted(f for f in found if third_party(f) and f.split(".")[0] != "numpy")
+    of_aimass = sorted(f for f in found if f.startswith("aimass.") and not within(f, ("aimass.protocol",)))
+    assert not outside and not of_aimass, f"{name} imports {', '.join(outside + of_aimass)}"
+
+
+SERVER = modules(REPO, "gpu_endpoints")
+
+
+@pytest.mark.parametrize("name", sorted(SERVER))
+def test_the_inference_server_imports_nothing_of_aimass_but_the_protocol(name: str) -> None:
+    wrong = sorted(
+        found
+        for found in imports(SERVER[name])
+        if within(found, ("aimass",)) and not within(found, ("aimass.protocol",)) and found != "aimass"
+    )
+    assert not wrong, f"{name} imports {', '.join(wrong)}"
