@@ -686,7 +686,7 @@ ScaleOutCooldown = Annotated[int, typer.Option(help="seconds after a scale-out b
 
 
 class _Steps:
-    """aimass.endpoints' progress on the terminal: a line per step, the endpoint's status on the spinner."""
+    """aimass.deploy's progress on the terminal: a line per step, the endpoint's status on the spinner."""
 
     def __init__(self, status: Any) -> None:
         self.status = status
@@ -787,10 +787,11 @@ def gpu_deploy(
     _use_aws(aws_endpoint, region)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from aimass import endpoints
+    from aimass.deploy.endpoint import deploy
+    from aimass.deploy.request import Batching, DeployRequest, Scaling, Traffic
     from aimass.errors import AimassError
 
-    request = endpoints.DeployRequest(
+    request = DeployRequest(
         image=image,
         role_arn=role_arn,
         instance_type=instance_type,
@@ -798,8 +799,8 @@ def gpu_deploy(
         endpoint=endpoint_name,
         force=force,
         capture_percent=capture_percent,
-        batching=endpoints.Batching(batching, max_batch_size, max_queue_delay_ms, memory_mb),
-        traffic=endpoints.Traffic(
+        batching=Batching(batching, max_batch_size, max_queue_delay_ms, memory_mb),
+        traffic=Traffic(
             mode="linear" if linear_step_percent else "canary",
             step_percent=linear_step_percent or canary_percent,
             wait_interval_s=wait_interval_s,
@@ -807,7 +808,7 @@ def gpu_deploy(
             max_execution_s=max_execution_s,
             alarms=tuple(rollback_alarm or ()),
         ),
-        scaling=endpoints.Scaling(
+        scaling=Scaling(
             min_instances, max_instances, target_invocations, scale_in_cooldown_s, scale_out_cooldown_s
         ),
         wait=wait,
@@ -816,7 +817,7 @@ def gpu_deploy(
     console.print(f"deploying {name} v{version} ({record.backend})")
     try:
         with console.status("checking") as status:
-            done = endpoints.deploy(record, request, _Steps(status))
+            done = deploy(record, request, _Steps(status))
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
     _print_deployment(record, done, endpoint)
@@ -896,11 +897,11 @@ def gpu_status(
     _use_aws(aws_endpoint, region)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from aimass import endpoints
+    from aimass.deploy.status import endpoint_report
     from aimass.errors import AimassError
 
     try:
-        report = endpoints.endpoint_report(endpoint_name)
+        report = endpoint_report(endpoint_name)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
     colour = "green" if report.status == "InService" else "yellow"
@@ -962,15 +963,16 @@ def gpu_autoscale(
     _use_aws(aws_endpoint, region)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from aimass import endpoints
+    from aimass.deploy.autoscaling import register_scaling
+    from aimass.deploy.request import DeployRequest, Scaling, check_request
     from aimass.errors import AimassError
 
-    scaling = endpoints.Scaling(
+    scaling = Scaling(
         min_instances, max_instances, target_invocations, scale_in_cooldown_s, scale_out_cooldown_s
     )
     try:
-        endpoints.check_request(endpoints.DeployRequest(scaling=scaling))
-        registered = endpoints.register_scaling(endpoint_name, scaling)
+        check_request(DeployRequest(scaling=scaling))
+        registered = register_scaling(endpoint_name, scaling)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
     console.print(
