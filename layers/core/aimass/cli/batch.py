@@ -37,7 +37,7 @@ def batch(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
     from aimass.batch.job import Options
-    from aimass.batch.remote import download, local_outputs, s3_client, upload, wait_for_report
+    from aimass.cli.batch_remote import download, local_outputs, s3_client, upload, wait_for_report
 
     options = Options(id_column=id_column, carry=tuple(comma_list(carry) or ()), alias=alias, version=version)
     out_dir = out or file.parent
@@ -73,7 +73,7 @@ def _batch_here(
     from aimass.api import deps
     from aimass.batch.formats import FileFormat
     from aimass.batch.job import Outputs, predict_file
-    from aimass.batch.remote import local_outputs
+    from aimass.cli.batch_remote import local_outputs
 
     targets = local_outputs(out_dir, file.name)
     out_dir.mkdir(parents=True, exist_ok=True)
