@@ -171,7 +171,7 @@ def pipeline_schedules(
 ) -> None:
     """The stack's retraining schedules (EventBridge Scheduler)."""
     use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
-    from aimass.pipeline.schedules import list_schedules
+    from aimass.cli.pipeline_schedules import list_schedules
 
     table = Table("schedule", "model", "when", "state", "window")
     for found in list_schedules():
@@ -199,8 +199,8 @@ def pipeline_schedule_run(
 ) -> None:
     """Run retraining schedule SCHEDULE now, as EventBridge Scheduler does when it fires."""
     use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
+    from aimass.cli.pipeline_schedules import list_schedules, run_schedule
     from aimass.errors import AimassError
-    from aimass.pipeline.schedules import list_schedules, run_schedule
 
     try:
         execution = run_schedule(schedule)
