@@ -1,7 +1,7 @@
 """The `aimass` command: run the local stack, manage models and predict against any aimass API.
 
 One module per command group; `common` holds what they share (the consoles, the API call, the
-options naming the API and the AWS)."""
+options naming the API and the AWS). Not in the Lambda layer (layers/core/Makefile)."""
 
 from __future__ import annotations
 
