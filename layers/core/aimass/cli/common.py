@@ -37,10 +37,15 @@ def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: A
             f"[red]{response.status_code} {problem.get('code', '')}: {problem.get('message', response.text)}"
             "[/red]"
         )
-        for detail in problem.get("details", []):
-            err.print(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}")
+        print_details(problem.get("details", []))
         raise typer.Exit(1)
     return body
+
+
+def print_details(details: list[dict[str, Any]]) -> None:
+    """An aimass error's field-level details, one `loc: message` line each."""
+    for detail in details:
+        err.print(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}")
 
 
 AwsEndpoint = Annotated[

@@ -17,6 +17,7 @@ from aimass.cli.common import (
     call,
     console,
     err,
+    print_details,
     use_aws,
 )
 
@@ -50,8 +51,7 @@ def _refused(error: Exception) -> typer.Exit:
 
     if isinstance(error, AimassError):
         err.print(f"[red]{error.code}: {error.message}[/red]")
-        for detail in error.details:
-            err.print(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}")
+        print_details(error.details)
     else:
         err.print(f"[red]AWS: {error}[/red]")
     return typer.Exit(1)
