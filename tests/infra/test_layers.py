@@ -112,16 +112,17 @@ class Imports(ast.NodeVisitor):
         self.names += [alias.name for alias in node.names]
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        base = self.package.split(".")[: len(self.package.split(".")) - node.level + 1] if node.level else []
+        package = self.package.split(".")
+        base = package[: len(package) - node.level + 1] if node.level else []
         module = ".".join([*base, node.module] if node.module else base)
         # `from aimass.api import deps` imports a module; `from aimass.errors import NotFound` does not
         self.names += [module, *(f"{module}.{alias.name}" for alias in node.names)]
 
 
-def imported_modules(path: Path, root: Path) -> set[str]:
-    """The aimass modules under root that the file imports."""
-    relative = path.relative_to(root).with_suffix("").parts if path.is_relative_to(root) else ()
-    package = ".".join(relative if path.name == "__init__.py" else relative[:-1])
+def imported_modules(path: Path, root: Path) -> dict[str, Path]:
+    """The aimass modules under root that the file imports, with their files."""
+    # Relative imports start from the file's package: aimass.api for api/deps.py and api/__init__.py
+    package = ".".join(path.relative_to(root).parts[:-1]) if path.is_relative_to(root) else ""
     found = Imports(package)
     found.visit(ast.parse(path.read_text(), str(path)))
     modules = set()
@@ -129,7 +130,8 @@ def imported_modules(path: Path, root: Path) -> set[str]:
         parts = name.split(".")
         # importing aimass.batch.drop runs aimass and aimass.batch first
         modules |= {".".join(parts[:n]) for n in range(1, len(parts) + 1) if parts[0] == "aimass"}
-    return {module for module in modules if module_file(root, module)}
+    files = {module: module_file(root, module) for module in modules}
+    return {module: file for module, file in files.items() if file}
 
 
 def reached_modules(entries: list[Path], root: Path) -> set[str]:
@@ -137,9 +139,10 @@ def reached_modules(entries: list[Path], root: Path) -> set[str]:
     reached: set[str] = set()
     todo = list(entries)
     while todo:
-        for module in imported_modules(todo.pop(), root) - reached:
-            reached.add(module)
-            todo.append(module_file(root, module))  # type: ignore[arg-type]
+        for module, file in imported_modules(todo.pop(), root).items():
+            if module not in reached:
+                reached.add(module)
+                todo.append(file)
     return reached
 
 
@@ -151,7 +154,7 @@ def test_the_core_layer_holds_every_module_the_zip_functions_import(
     for logical_id in layer_functions(template, "CoreLayer"):
         found = template_function(logical_id, REPO / "template.yaml")
         handlers.append(found.code_uri / (found.handler.rpartition(".")[0].replace(".", "/") + ".py"))
-    assert {h.parent.name for h in handlers} == {"online", "registry", "batch"}
+    assert {"online", "registry", "batch"} <= {h.parent.name for h in handlers}
 
     # When their imports are followed through the package source, those inside functions too
     reached = reached_modules(handlers, REPO / "layers" / "core")
