@@ -32,6 +32,32 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def core_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CoreLayer as `sam build` builds it: its artifacts folder, with python/aimass in it."""
+    built = tmp_path_factory.mktemp("core-layer")
+    result = subprocess.run(
+        ["make", "-C", "layers/core", "build-CoreLayer", f"ARTIFACTS_DIR={built}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return built
+
+
+def layer_functions(template: dict[str, Any], layer: str) -> list[str]:
+    """The logical ids of the template's functions that have the layer."""
+    return [
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        and {"Ref": layer} in resource["Properties"].get("Layers", [])
+    ]
+
+
+@pytest.fixture(scope="session")
 def tools() -> Path:
     """The template tools' bin folder (.venv-tools, made by `make infra` / `make test`)."""
     missing = [name for name in TOOL_NAMES if not os.access(TOOLS_BIN / name, os.X_OK)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,21 @@ import pytest
 
 from aimass.local.notifications import template_function
 
-from .conftest import REPO
+from .conftest import REPO, layer_functions
 
 pytestmark = pytest.mark.infra
 
 # Runs in a fresh interpreter per function, so one handler's imports cannot help another's.
-# Lambda puts the function's folder (/var/task) and the layers' python/ folders on sys.path;
-# here the CoreLayer source (layers/core) stands in for the built layer.
+# Lambda puts the function's folder (/var/task) and the layers' python/ folders on sys.path: here
+# the CoreLayer as built for a zip function, and the package source for the image function, which
+# installs it whole. The interpreter runs without `site` (-S), so that the editable install of
+# aimass cannot supply a module the layer lacks; the dependencies come from site-packages. It writes
+# no bytecode (-B): a layer is read-only in Lambda, and the built one is shared by other tests.
 IMPORT_HANDLER = """
 import importlib.util, sys
-code_dir, module_file, attribute, core = sys.argv[1:5]
+code_dir, module_file, attribute, core, site_packages = sys.argv[1:6]
 sys.path[:0] = [code_dir, core]
+sys.path.append(site_packages)
 spec = importlib.util.spec_from_file_location(module_file.rsplit("/", 1)[-1][:-3], module_file)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -48,9 +53,10 @@ def function_environment(template: dict[str, Any], function: dict[str, Any]) -> 
     return env
 
 
-def test_every_function_handler_imports_and_is_callable(template: dict[str, Any]) -> None:
+def test_every_function_handler_imports_and_is_callable(template: dict[str, Any], core_layer: Path) -> None:
     functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     assert functions, "the template names no functions"
+    on_core_layer = layer_functions(template, "CoreLayer")
     problems = []
 
     for logical_id, function in functions.items():
@@ -76,12 +82,15 @@ def test_every_function_handler_imports_and_is_callable(template: dict[str, Any]
         result = subprocess.run(
             [
                 sys.executable,
+                "-S",
+                "-B",
                 "-c",
                 IMPORT_HANDLER,
                 code_dir,
                 module_file,
                 attribute,
-                REPO / "layers" / "core",
+                core_layer / "python" if logical_id in on_core_layer else REPO / "layers" / "core",
+                sysconfig.get_path("purelib"),
             ],
             env=env,
             capture_output=True,

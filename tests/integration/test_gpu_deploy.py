@@ -1,5 +1,5 @@
 """`aimass gpu deploy`: a registered version packaged for gpu_endpoints/ and deployed to a SageMaker
-endpoint, against moto (aimass.endpoints, docs/gpu.md).
+endpoint, against moto (aimass.deploy, docs/gpu.md).
 
 moto 5 creates models, endpoint configs and endpoints (InService at once) and keeps application
 autoscaling's targets and policies, but has no UpdateEndpoint. `SageMakerUpdates` stands in for it on
@@ -28,10 +28,22 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 from typer.testing import CliRunner
 
-from aimass import artifacts, aws, endpoints
+from aimass import artifacts, aws
 from aimass.api import deps
 from aimass.contracts import ModelVersion
-from aimass.endpoints import Batching, DeployFailed, DeployRefused, DeployRequest, Scaling, Traffic
+from aimass.deploy import endpoint
+from aimass.deploy.autoscaling import Autoscaling, registered_scaling, scaling_policy
+from aimass.deploy.endpoint import DeployFailed, Deployment, resource_name
+from aimass.deploy.package import package
+from aimass.deploy.request import (
+    PROVISIONING_MARGIN_S,
+    Batching,
+    DeployRefused,
+    DeployRequest,
+    Scaling,
+    Traffic,
+)
+from aimass.deploy.status import endpoint_report
 from aimass.errors import BadRequest, Conflict, IntegrityError
 from aimass.local.demo import Demo, load_or_train
 from aimass.registration import register_version
@@ -191,10 +203,10 @@ class Seen:
         return self.now
 
 
-def deploy(version: ModelVersion, seen: Seen | None = None, **options: Any) -> endpoints.Deployment:
+def deploy(version: ModelVersion, seen: Seen | None = None, **options: Any) -> Deployment:
     seen = seen or Seen()
     request = DeployRequest(**{"image": IMAGE, "role_arn": ROLE, "instance_type": INSTANCE, **options})
-    return endpoints.deploy(version, request, seen, seen.sleep, seen.clock)
+    return endpoint.deploy(version, request, seen, seen.sleep, seen.clock)
 
 
 def put_alarms(*names: str) -> None:
@@ -231,7 +243,7 @@ def test_the_package_holds_the_registered_model_and_a_config_the_server_accepts(
     version = register(demo)
 
     # When it is packaged with batching options
-    packaged = endpoints.package(version, Batching(max_batch_size=64, max_queue_delay_ms=2, memory_mb=300))
+    packaged = package(version, Batching(max_batch_size=64, max_queue_delay_ms=2, memory_mb=300))
 
     # Then model.tar.gz sits next to the version's files, holding exactly model.onnx and config.json
     assert packaged.uri == f"s3://{BUCKET}/models/bc-gpu/{version.version}/sagemaker/model.tar.gz"
@@ -261,14 +273,14 @@ def test_the_package_holds_the_registered_model_and_a_config_the_server_accepts(
 
 def test_packaging_twice_gives_the_same_bytes(moto_aws: None, demo: Demo) -> None:
     version = register(demo)
-    first = endpoints.package(version, Batching(enabled=False))
-    second = endpoints.package(version, Batching(enabled=False))
+    first = package(version, Batching(enabled=False))
+    second = package(version, Batching(enabled=False))
     assert first.sha256 == second.sha256
     assert json.loads(package_files(first.uri)["config.json"])["batching"] is False
 
 
 def test_names_stay_within_sagemakers_63_characters() -> None:
-    name = endpoints.resource_name("aimass-production-gpu", "a.very_long.model-name" * 3, 1234, "0a1b2c3d")
+    name = resource_name("aimass-production-gpu", "a.very_long.model-name" * 3, 1234, "0a1b2c3d")
     assert len(name) <= 63 and name.endswith("-v1234-0a1b2c3d")
     assert name.startswith("aimass-production-gpu-a-very-long-model-name")
     assert "." not in name and "_" not in name and "--" not in name[-16:]
@@ -359,7 +371,7 @@ def test_the_status_report_shows_what_the_endpoint_serves(moto_aws: None, demo: 
     version = register(demo)
     result = deploy(version)
 
-    report = endpoints.endpoint_report(ENDPOINT)
+    report = endpoint_report(ENDPOINT)
 
     assert (report.status, report.config, report.model_name) == (
         "InService",
@@ -370,7 +382,7 @@ def test_the_status_report_shows_what_the_endpoint_serves(moto_aws: None, demo: 
     [variant] = report.variants
     assert (variant.name, variant.instance_type, variant.desired_instances) == ("primary", INSTANCE, 1)
     assert variant.image == IMAGE
-    assert report.autoscaling == endpoints.Autoscaling(1, 4, 6000.0, endpoints.scaling_policy(ENDPOINT))
+    assert report.autoscaling == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
     assert report.model_data_url == result.package.uri
 
 
@@ -378,7 +390,7 @@ def test_the_status_report_shows_what_the_endpoint_serves(moto_aws: None, demo: 
 
 
 @pytest.fixture
-def serving(moto_aws: None, demo: Demo, updates: SageMakerUpdates) -> endpoints.Deployment:
+def serving(moto_aws: None, demo: Demo, updates: SageMakerUpdates) -> Deployment:
     """v1 deployed to the endpoint on two instances, InService with autoscaling; the rollback alarms
     exist."""
     put_alarms(*ALARMS)
@@ -386,7 +398,7 @@ def serving(moto_aws: None, demo: Demo, updates: SageMakerUpdates) -> endpoints.
 
 
 def test_an_update_is_blue_green_with_the_rollback_alarms_and_reports_the_previous_config(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates, calls: Calls
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates, calls: Calls
 ) -> None:
     # Given v1 serving, and v2 registered for the same endpoint
     version = register(demo)
@@ -413,7 +425,7 @@ def test_an_update_is_blue_green_with_the_rollback_alarms_and_reports_the_previo
                 "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
             },
             "TerminationWaitInSeconds": 300,
-            "MaximumExecutionTimeoutInSeconds": 600 + 300 + endpoints.PROVISIONING_MARGIN_S,
+            "MaximumExecutionTimeoutInSeconds": 600 + 300 + PROVISIONING_MARGIN_S,
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in ALARMS]},
     }
@@ -439,7 +451,7 @@ def test_an_update_is_blue_green_with_the_rollback_alarms_and_reports_the_previo
 
 
 def test_an_alarm_during_the_update_rolls_back_and_is_reported(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     # Given SageMaker rolling the new fleet back (an alarm fired while it baked)
     updates.script = ["Updating", "RollingBack", "InService"]
@@ -451,7 +463,7 @@ def test_an_alarm_during_the_update_rolls_back_and_is_reported(
     assert (result.status, result.rolled_back) == ("InService", True)
     described = aws.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointConfigName"] == result.previous_config == serving.endpoint_config
-    assert endpoints.registered_scaling(ENDPOINT) is not None
+    assert registered_scaling(ENDPOINT) is not None
 
 
 def test_a_one_instance_fleet_moves_all_at_once_then_bakes(
@@ -470,7 +482,7 @@ def test_a_one_instance_fleet_moves_all_at_once_then_bakes(
 
 
 def test_a_linear_update_shifts_traffic_in_steps(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     deploy(
         register(demo),
@@ -484,14 +496,14 @@ def test_a_linear_update_shifts_traffic_in_steps(
         "WaitIntervalInSeconds": 120,
         "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
     }
-    assert policy["MaximumExecutionTimeoutInSeconds"] == 4 * 120 + endpoints.PROVISIONING_MARGIN_S
+    assert policy["MaximumExecutionTimeoutInSeconds"] == 4 * 120 + PROVISIONING_MARGIN_S
 
 
 def test_changing_the_instance_type_takes_autoscaling_off_for_the_update_and_puts_it_back(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates, calls: Calls
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates, calls: Calls
 ) -> None:
     # Given the endpoint registered for autoscaling (which SageMaker's update then refuses to resize)
-    assert endpoints.registered_scaling(ENDPOINT) is not None
+    assert registered_scaling(ENDPOINT) is not None
 
     # When a version is deployed on another instance type
     result = deploy(register(demo), instance_type=BIGGER, traffic=Traffic(alarms=ALARMS))
@@ -504,13 +516,11 @@ def test_changing_the_instance_type_takes_autoscaling_off_for_the_update_and_put
     assert not updates.refused
     assert updates.bodies[0]["RetainAllVariantProperties"] is False
     assert result.instance_type == BIGGER and result.status == "InService"
-    assert endpoints.registered_scaling(ENDPOINT) == endpoints.Autoscaling(
-        1, 4, 6000.0, endpoints.scaling_policy(ENDPOINT)
-    )
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
 
 
 def test_autoscaling_taken_off_is_put_back_when_sagemaker_refuses_the_update(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     from botocore.exceptions import ClientError
 
@@ -519,9 +529,7 @@ def test_autoscaling_taken_off_is_put_back_when_sagemaker_refuses_the_update(
     )
     with pytest.raises(ClientError, match="service limit"):
         deploy(register(demo), instance_type=BIGGER, traffic=Traffic(alarms=ALARMS))
-    assert endpoints.registered_scaling(ENDPOINT) == endpoints.Autoscaling(
-        1, 4, 6000.0, endpoints.scaling_policy(ENDPOINT)
-    )
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
     described = aws.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert (described["EndpointStatus"], described["EndpointConfigName"]) == (
         "InService",
@@ -530,15 +538,15 @@ def test_autoscaling_taken_off_is_put_back_when_sagemaker_refuses_the_update(
 
 
 def test_an_instance_type_change_is_not_left_unwaited(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     with pytest.raises(BadRequest, match="deploy with waiting"):
         deploy(register(demo), instance_type=BIGGER, wait=False)
-    assert not updates.bodies and endpoints.registered_scaling(ENDPOINT) is not None
+    assert not updates.bodies and registered_scaling(ENDPOINT) is not None
 
 
 def test_the_emulated_update_refuses_an_instance_type_change_while_autoscaled(
-    serving: endpoints.Deployment, updates: SageMakerUpdates
+    serving: Deployment, updates: SageMakerUpdates
 ) -> None:
     # The stand-in refuses what SageMaker refuses, so the test above shows the deregistration is needed.
     from botocore.exceptions import ClientError
@@ -552,7 +560,7 @@ def test_the_emulated_update_refuses_an_instance_type_change_while_autoscaled(
 
 
 def test_a_deployment_that_outlasts_its_wait_fails_with_where_it_stands(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     updates.script = ["Updating"]
     seen = Seen()
@@ -603,7 +611,7 @@ def test_a_tampered_artifact_is_refused(moto_aws: None, demo: Demo) -> None:
 
 
 def test_a_rollback_alarm_that_does_not_exist_is_refused(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     version = register(demo)
     with pytest.raises(BadRequest, match="aimass-test-gpu-typo do not exist"):
@@ -615,7 +623,7 @@ def test_a_rollback_alarm_that_does_not_exist_is_refused(
 
 
 def test_an_endpoint_that_is_not_in_service_is_not_updated(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
     updates.backend.endpoints[ENDPOINT].endpoint_status = "Updating"
     with pytest.raises(Conflict, match="is Updating"):
@@ -651,21 +659,21 @@ def test_options_out_of_range_are_refused_with_the_field(
 def test_a_new_endpoint_needs_an_image_and_a_role(moto_aws: None, demo: Demo) -> None:
     version = register(demo)
     with pytest.raises(BadRequest, match="--image"):
-        endpoints.deploy(version, DeployRequest(role_arn=ROLE))
+        endpoint.deploy(version, DeployRequest(role_arn=ROLE))
     nothing_created()
 
 
 def test_an_update_keeps_the_running_image_role_and_instance_type(
-    serving: endpoints.Deployment, demo: Demo, updates: SageMakerUpdates
+    serving: Deployment, demo: Demo, updates: SageMakerUpdates
 ) -> None:
-    result = endpoints.deploy(
+    result = endpoint.deploy(
         register(demo), DeployRequest(traffic=Traffic(alarms=ALARMS)), None, lambda _: None
     )
     assert (result.image, result.role_arn, result.instance_type) == (IMAGE, ROLE, INSTANCE)
 
 
 def test_a_new_endpoint_runs_on_ml_g5_xlarge_unless_told(moto_aws: None, demo: Demo) -> None:
-    planned = endpoints.plan(register(demo), DeployRequest(image=IMAGE, role_arn=ROLE))
+    planned = endpoint.plan(register(demo), DeployRequest(image=IMAGE, role_arn=ROLE))
     assert (planned.instance_type, planned.instance_count, planned.current) == ("ml.g5.xlarge", 1, None)
 
 
@@ -726,9 +734,7 @@ def test_the_command_deploys_a_version_and_reports_what_it_did(api: str, demo: D
     # And `aimass gpu autoscale` changes the bounds
     scaled = cli("gpu", "autoscale", ENDPOINT, "--max-instances", "6", "--aws-endpoint", "")
     assert scaled.exit_code == 0, scaled.output
-    assert endpoints.registered_scaling(ENDPOINT) == endpoints.Autoscaling(
-        1, 6, 6000.0, endpoints.scaling_policy(ENDPOINT)
-    )
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 6, 6000.0, scaling_policy(ENDPOINT))
 
 
 def test_the_command_refuses_a_lambda_version_with_the_reason(api: str, demo: Demo) -> None:

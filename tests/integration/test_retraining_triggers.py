@@ -19,11 +19,11 @@ import pytest
 
 from aimass import aws
 from aimass.api import deps
+from aimass.cli import pipeline_schedules
 from aimass.errors import NotFound
 from aimass.local import notifications, statemachines, template
 from aimass.local.demo import Demo, training_csv
 from aimass.local.statemachines import Resolver
-from aimass.pipeline import schedules
 from aimass.registration import Reference, register_version, set_alias
 from tests.conftest import drained, running_stack
 from tests.integration.test_batch_job import csv_bytes, holdout
@@ -85,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> It
 
 
 def test_the_local_stack_schedules_the_demo_model(stack: Stack) -> None:
-    found = schedules.list_schedules()
+    found = pipeline_schedules.list_schedules()
 
     assert found == [
         {
@@ -105,7 +105,7 @@ def test_the_local_stack_schedules_the_demo_model(stack: Stack) -> None:
 def test_running_a_schedule_starts_a_pipeline_run_that_succeeds(stack: Stack) -> None:
     stack.add_model("breast-cancer", champion=False)  # v1, nothing to beat: the run promotes
 
-    arn = schedules.run_schedule("breast-cancer")
+    arn = pipeline_schedules.run_schedule("breast-cancer")
 
     execution = stack.finished(arn)
     assert execution["status"] == "SUCCEEDED", execution
@@ -121,7 +121,7 @@ def test_an_unknown_schedule_is_not_found(stack: Stack) -> None:
     with pytest.raises(
         NotFound, match="no retraining schedule 'churn' in schedule group aimass-local-retraining"
     ):
-        schedules.run_schedule("churn")
+        pipeline_schedules.run_schedule("churn")
 
 
 def test_a_drifted_file_starts_one_drift_run_however_many_drifted_files_follow(
@@ -184,5 +184,5 @@ def test_the_schedules_are_in_the_group_the_template_names_for_the_local_stage(s
     groups = [g["Name"] for g in aws.client("scheduler").list_schedule_groups()["ScheduleGroups"]]
 
     # RetrainingScheduleGroup, aimass-${Stage}-retraining, with the local stack's stage
-    assert schedules.schedule_group() == "aimass-local-retraining"
+    assert pipeline_schedules.schedule_group() == "aimass-local-retraining"
     assert sorted(groups) == ["aimass-local-retraining", "default"]

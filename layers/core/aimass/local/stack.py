@@ -95,7 +95,7 @@ class LocalStack:
         }
         # The template's state machines, their Lambda tasks running the real handlers.
         statemachines.install(names)
-        # Its retraining schedules (run on demand: aimass.pipeline.schedules) and drift rule.
+        # Its retraining schedules (run on demand: aimass.cli.pipeline_schedules) and drift rule.
         triggers.install(names, {"Stage": "local", "RetrainingModels": self.retraining_models})
 
     def serve_endpoint(self, model: bytes) -> str:

@@ -7,8 +7,8 @@ schedules the `breast-cancer` demo):
 - every `AWS::Scheduler::ScheduleGroup` and `AWS::Scheduler::Schedule` whose condition holds,
   through the Scheduler API: expression, time zone, flexible window, state, and the target's ARN
   (the local state machine), input and retry policy. moto keeps schedules and never fires them:
-  aimass.pipeline.schedules.run_schedule runs one, as Scheduler does when it fires. The group's name
-  is set as AIMASS_RETRAINING_SCHEDULE_GROUP.
+  aimass.cli.pipeline_schedules.run_schedule runs one, as Scheduler does when it fires. The group's
+  name is set as AIMASS_RETRAINING_SCHEDULE_GROUP.
 - every `AWS::Events::Rule` whose condition holds, through the EventBridge API: its bus, pattern and
   state, and each target's ARN, Input or InputTransformer.
 Only schedules and rules whose targets are the template's state machines are made (the seam below

@@ -1,5 +1,5 @@
 """Retraining asked for by drift: a predicted file whose drift report is over the threshold starts a
-run of the training pipeline (the schedules are the other trigger: aimass.pipeline.schedules).
+run of the training pipeline (the schedules are the other trigger: aimass.cli.pipeline_schedules).
 
 A batch report (aimass.batch.job) has a `drift` section: the features checked against the serving
 version's baseline and those that drifted. When more than `drift_retraining_fraction` of the

@@ -1,0 +1,111 @@
+"""`aimass models`: register, list and alias model versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, comma_list, console, err
+
+app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
+
+
+@app.command("push")
+def push(
+    name: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the .onnx file")],
+    features: Annotated[str | None, typer.Option(help="feature names, comma-separated")] = None,
+    labels: Annotated[str | None, typer.Option(help="class labels, comma-separated")] = None,
+    metadata: Annotated[Path | None, typer.Option(exists=True, help="JSON signature enrichment")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="reference dataset for the baseline: a CSV or Parquet file, or an s3:// URI"),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="where it runs: lambda, or sagemaker:ENDPOINT[/TARGET_MODEL] (default: the Lambda, or the "
+            "stack's GPU endpoint for a model too large for the Lambda)"
+        ),
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Register FILE as the next version of model NAME."""
+    enrichment: dict[str, Any] = json.loads(metadata.read_text()) if metadata else {}
+    for key, value in (
+        ("features", comma_list(features)),
+        ("class_labels", comma_list(labels)),
+        ("description", description),
+    ):
+        if value:
+            enrichment[key] = value
+    form = {"metadata": json.dumps(enrichment)} if enrichment else {}
+    if backend:
+        form["backend"] = backend
+    files = {"model": (file.name, file.read_bytes(), "application/octet-stream")}
+    if reference and reference.startswith("s3://"):
+        form["reference_uri"] = reference
+    elif reference:
+        files["reference"] = _reference_csv(Path(reference))
+    with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
+        record = call("POST", endpoint, f"/v1/models/{name}/versions", api_key, files=files, data=form)
+    console.print(
+        f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}… "
+        f"served by {record['backend']}"
+    )
+    if record.get("baseline"):
+        console.print(
+            f"baseline from {record['baseline']['item_count']:,} rows of {record['baseline']['source']}"
+        )
+    if alias:
+        call(
+            "PUT",
+            endpoint,
+            f"/v1/models/{name}/aliases/{alias}",
+            api_key,
+            json={"version": record["version"]},
+        )
+        console.print(f"{alias} → v{record['version']}")
+
+
+def _reference_csv(path: Path) -> tuple[str, bytes, str]:
+    """The reference file as the API takes it everywhere: CSV. Parquet is converted here, so the
+    Lambda needs no Parquet reader."""
+    if not path.is_file():
+        err.print(f"[red]{path} is not a file[/red]")
+        raise typer.Exit(2)
+    if path.suffix.lower() != ".parquet":
+        return (path.name, path.read_bytes(), "text/csv")
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    out = pyarrow.BufferOutputStream()
+    pyarrow.csv.write_csv(pyarrow.parquet.read_table(path), out)
+    return (path.stem + ".csv", out.getvalue().to_pybytes(), "text/csv")
+
+
+@app.command("list")
+def list_models(endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -> None:
+    """List the registered models with their latest version and aliases."""
+    table = Table("model", "latest", "aliases", "updated")
+    for model in call("GET", endpoint, "/v1/models", api_key)["models"]:
+        aliases = ", ".join(f"{k}→v{v}" for k, v in sorted(model["aliases"].items()))
+        table.add_row(model["name"], str(model["latest_version"]), aliases, model["updated_at"])
+    console.print(table)
+
+
+@app.command("alias")
+def alias(
+    name: str, alias: str, version: int, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+) -> None:
+    """Point ALIAS (champion, challenger, any name) of model NAME at VERSION."""
+    result = call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
+    before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
+    console.print(f"{name}: {alias} → v{result['version']}{before}")

@@ -1,0 +1,218 @@
+"""`aimass pipeline`: retraining runs (start, follow, list) and the stack's retraining schedules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aimass.cli.common import (
+    DEFAULT_ENDPOINT,
+    LOCAL_AWS,
+    ApiKey,
+    AwsEndpoint,
+    Endpoint,
+    Region,
+    call,
+    console,
+    err,
+    json_file,
+    use_aws,
+)
+
+app = typer.Typer(help="Retrain a model: start a run, follow it, list runs.", no_args_is_help=True)
+
+
+def _run_parameters(pairs: list[str] | None, file: Path | None) -> dict[str, Any]:
+    parameters: dict[str, Any] = json_file(file) if file else {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            err.print(f"[red]--param takes KEY=VALUE, not {pair!r}[/red]")
+            raise typer.Exit(2)
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[key] = value  # a bare word: the text itself
+    return parameters
+
+
+def _seconds(state: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    entered, exited = (datetime.fromisoformat(state[k]) for k in ("entered_at", "exited_at"))
+    return (exited - entered).total_seconds()
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    colour = {"promoted": "green", "rejected": "yellow", "failed": "red"}.get(run.get("decision") or "", "")
+    decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
+    console.print(f"{run['model']} run {run['run_id']} ({run['trigger']}): {run['status']}, {decision}")
+    if run.get("reason"):
+        console.print(f"  {run['reason']}")
+    if run.get("candidate"):
+        champion = run.get("champion") or {}
+        table = Table(
+            "metric", "candidate", f"champion v{run['champion_version']}" if champion else "champion"
+        )
+        for metric, value in run["candidate"].items():
+            mark = " ◀" if metric == run.get("metric") else ""
+            other = champion.get(metric)
+            table.add_row(metric + mark, f"{value:.4f}", "" if other is None else f"{other:.4f}")
+        console.print(table)
+    if run.get("version"):
+        console.print(f"  registered v{run['version']}, {run['alias']} → v{run['version']}")
+    if run.get("report"):
+        console.print(f"  report: {run['report']['url']}")
+    if run.get("error"):
+        err.print(f"[red]  {run['error']['code']}: {run['error']['message']}[/red]")
+
+
+def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout: float) -> dict[str, Any]:
+    """Poll the run, printing each state as it is left, until it stops."""
+    import time
+
+    deadline, shown = time.monotonic() + timeout, 0
+    with console.status("starting") as status:
+        # A run started outside the API (a schedule) is listed once its Ingest step records it
+        runs_path = f"/v1/models/{name}/pipeline/runs?limit=20"
+        while not any(r["run_id"] == run_id for r in call("GET", endpoint, runs_path, api_key)["runs"]):
+            if time.monotonic() > deadline:
+                err.print(f"[red]run {run_id} was not recorded within {timeout:.0f} s[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+        while True:
+            run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
+            for state in run["states"][shown:]:
+                if state["exited_at"] is None:
+                    break
+                console.print(f"  [green]✓[/green] {state['name']} ({_seconds(state):.1f} s)")
+                shown += 1
+            if run["status"] != "RUNNING":
+                return run
+            if time.monotonic() > deadline:
+                err.print(
+                    f"[red]still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}[/red]"
+                )
+                raise typer.Exit(1)
+            status.update(run["current_state"] or "between states")
+            time.sleep(1)
+
+
+@app.command("run")
+def pipeline_run(
+    name: str,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="KEY=VALUE: a training setting for this run (VALUE as JSON, or text)"
+        ),
+    ] = None,
+    parameters: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="JSON file of training settings")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Retrain model NAME: start a pipeline run and show its states as they pass."""
+    overrides = _run_parameters(param, parameters)
+    started = call(
+        "POST",
+        endpoint,
+        f"/v1/models/{name}/pipeline:run",
+        api_key,
+        json={"parameters": overrides} if overrides else {},
+    )
+    console.print(f"started run {started['run_id']}")
+    if not wait:
+        return
+    run = _follow(endpoint, api_key, name, started["run_id"], timeout)
+    _print_run(run)
+    if run["status"] == "FAILED":
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def pipeline_status(
+    name: str, run_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+) -> None:
+    """A run's states, metrics and release decision."""
+    run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
+    for state in run["states"]:
+        took = f"{_seconds(state):.1f} s" if state["exited_at"] else "[bold]now[/bold]"
+        console.print(f"  {state['name']} ({took})")
+    _print_run(run)
+
+
+@app.command("runs")
+def pipeline_runs(
+    name: str,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Model NAME's pipeline runs, newest first."""
+    table = Table("run", "started", "trigger", "status", "decision")
+    for run in call("GET", endpoint, f"/v1/models/{name}/pipeline/runs?limit={limit}", api_key)["runs"]:
+        table.add_row(run["run_id"], run["started_at"], run["trigger"], run["status"], run["decision"] or "")
+    console.print(table)
+
+
+@app.command("schedules")
+def pipeline_schedules(
+    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
+    region: Region = "us-east-1",
+) -> None:
+    """The stack's retraining schedules (EventBridge Scheduler)."""
+    use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
+    from aimass.cli.pipeline_schedules import list_schedules
+
+    table = Table("schedule", "model", "when", "state", "window")
+    for found in list_schedules():
+        window = f"{found['flexible_window_minutes']} min" if found["flexible_window_minutes"] else "on time"
+        table.add_row(
+            found["name"],
+            found["model"] or "",
+            f"{found['expression']} {found['timezone']}",
+            found["state"],
+            window,
+        )
+    console.print(table)
+
+
+@app.command("schedule-run")
+def pipeline_schedule_run(
+    schedule: str,
+    wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
+    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
+    region: Region = "us-east-1",
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Run retraining schedule SCHEDULE now, as EventBridge Scheduler does when it fires."""
+    use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
+    from aimass.cli.pipeline_schedules import list_schedules, run_schedule
+    from aimass.errors import AimassError
+
+    try:
+        execution = run_schedule(schedule)
+    except AimassError as error:
+        err.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(1) from error
+    model = next(found["model"] for found in list_schedules() if found["name"] == schedule)
+    run_id = execution.rsplit(":", 1)[1]
+    console.print(f"started run {run_id} of {model}")
+    if not wait:
+        return
+    run = _follow(endpoint, api_key, model, run_id, timeout)
+    _print_run(run)
+    if run["status"] == "FAILED":
+        raise typer.Exit(1)

@@ -1,0 +1,36 @@
+"""`aimass predict`: one V1 predict request against any aimass API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, console, err
+
+
+def predict(
+    name: str,
+    data: Annotated[str | None, typer.Option(help="JSON body, e.g. '{\"instances\": [[...]]}'")] = None,
+    file: Annotated[
+        Path | None, typer.Option(exists=True, help="file with the JSON body ('-' for stdin)")
+    ] = None,
+    version: Annotated[int | None, typer.Option()] = None,
+    alias: Annotated[str | None, typer.Option()] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Send a V1 predict request for model NAME and print the response."""
+    text = data if data is not None else (file.read_text() if file else sys.stdin.read())
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        err.print(f"[red]the request body is not valid JSON: {error}[/red]")
+        raise typer.Exit(2) from error
+    if isinstance(body, list):
+        body = {"instances": body}
+    path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
+    console.print_json(data=call("POST", endpoint, path + ":predict", api_key, json=body))

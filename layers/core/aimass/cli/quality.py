@@ -1,0 +1,85 @@
+"""`aimass quality`: a model's data-quality policy, and reports on rows against its baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, console, json_file
+
+app = typer.Typer(help="Data-quality policy and reports against a baseline.", no_args_is_help=True)
+
+
+@app.command("policy")
+def quality_policy(
+    name: str,
+    violations: Annotated[
+        str | None,
+        typer.Option(help="reject | flag | ignore: what a range/category/unknown-feature violation does"),
+    ] = None,
+    anomalies: Annotated[
+        str | None, typer.Option(help="reject | flag | ignore: what an anomaly does")
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Show model NAME's data-quality policy, or change it with --violations / --anomalies."""
+    policy = call("GET", endpoint, f"/v1/models/{name}/quality", api_key)
+    if violations or anomalies:
+        policy |= {k: v for k, v in (("violations", violations), ("anomalies", anomalies)) if v}
+        policy = call("PUT", endpoint, f"/v1/models/{name}/quality", api_key, json=policy)
+    console.print(f"{name}: violations → {policy['violations']}, anomalies → {policy['anomalies']}")
+
+
+def _instances(path: Path) -> list[Any]:
+    """Rows from a JSON file ({"instances": [...]} or a list) or a CSV file with a header row."""
+    if path.suffix.lower() != ".csv":
+        body = json_file(path)
+        return list(body["instances"] if isinstance(body, dict) else body)
+    import csv
+
+    def value(text: str) -> Any:
+        if text.strip() == "":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with path.open(newline="") as source:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(source)]
+
+
+@app.command("check")
+def quality_check(
+    name: str,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="rows: JSON or CSV with a header")
+    ],
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+) -> None:
+    """Report FILE's data quality against model NAME's baseline: violations, completeness, drift."""
+    report = call(
+        "POST", endpoint, f"/v1/models/{name}/quality:check", api_key, json={"instances": _instances(file)}
+    )
+    table = Table(
+        "feature",
+        "check",
+        "description",
+        title=f"{name} v{report['model']['version']}: {report['item_count']} rows",
+    )
+    for violation in report["violations"]:
+        table.add_row(violation["feature_name"], violation["constraint_check_type"], violation["description"])
+    console.print(table)
+    drifted = [d["feature"] for d in report["drift"] if d["drifted"]]
+    console.print(
+        f"drift in {len(drifted)} of {len(report['drift'])} features"
+        + (": " + ", ".join(drifted) if drifted else "")
+    )
+    if report.get("anomalies"):
+        a = report["anomalies"]
+        console.print(f"anomalies: {a['count']} ({a['rate']:.1%}) above {a['threshold']:.4g}")

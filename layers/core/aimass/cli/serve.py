@@ -1,0 +1,69 @@
+"""`aimass serve`: the embedded local stack and the API on this machine."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aimass.cli.common import console
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="AIMASS_PORT")] = 8000,
+    aws_port: Annotated[int, typer.Option(envvar="AIMASS_AWS_PORT")] = 5000,
+    state_dir: Annotated[
+        Path, typer.Option(envvar="AIMASS_STATE_DIR", help="demo models, model cache")
+    ] = Path(".aimass"),
+    demo: Annotated[bool, typer.Option(help="train and register the demo models")] = True,
+) -> None:
+    """Start the embedded local stack and serve the API (Ctrl-C stops)."""
+    import uvicorn
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from aimass.local.demo import GPU_DEMO
+    from aimass.local.stack import LocalStack
+
+    stack = LocalStack(aws_port=aws_port, state_dir=state_dir)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task(f"starting the embedded AWS on {stack.aws_endpoint}")
+        stack.start()
+        served = stack.register_demos(lambda text: bar.update(task, description=text)) if demo else []
+    from aimass.api.app import create_app
+    from aimass.config import settings
+
+    base = f"http://{host}:{port}"
+    key = settings().api_key
+    auth = f" -H 'x-api-key: {key}'" if key else ""
+    console.print(f"[bold green]aimass[/bold green] API on {base} (OpenAPI: {base}/docs)")
+    console.print(f"embedded AWS on {stack.aws_endpoint}, bucket s3://{stack.bucket}, table {stack.table}")
+    for name in served:
+        if name == GPU_DEMO:
+            console.print(
+                f"  model [bold]{name}[/bold] (champion v2 on the emulated SageMaker endpoint "
+                f"{stack.gpu_endpoint} at {stack.gpu_endpoint_url}; fallback v1 in the Lambda)"
+            )
+        else:
+            console.print(f"  model [bold]{name}[/bold] (champion v1)")
+    if "breast-cancer" in served:
+        console.print("try:")
+        console.print(f"  curl -s {base}/v1/models{auth}")
+        console.print(
+            f"  curl -s {base}/v1/models/breast-cancer:predict{auth} -H 'content-type: application/json' "
+            "-d @events/bodies/breast_cancer_predict.json"
+        )
+        console.print(f"  curl -s {base}/v2/models/digits{auth}")
+        if settings().pipeline_state_machine_arn:
+            console.print("retrain breast-cancer (the retraining pipeline on the embedded Step Functions):")
+            console.print(f"  .venv/bin/aimass pipeline run breast-cancer --endpoint {base}")
+    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found: the
+    # default one would end the process before `finally`, leaving the emulated endpoint running.
+    signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    finally:
+        stack.stop()
