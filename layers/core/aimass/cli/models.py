@@ -30,7 +30,7 @@ def push(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="where it runs: lambda, or sagemaker:ENDPOINT[/TARGET_MODEL] (default: the Lambda, or the "
+            help="where it runs: lambda, or sagemaker:ENDPOINT\\[/TARGET_MODEL] (default: the Lambda, or the "
             "stack's GPU endpoint for a model too large for the Lambda)"
         ),
     ] = None,
