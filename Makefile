@@ -1,6 +1,9 @@
 # Every target bootstraps what it needs on a fresh machine (Python 3.11, make, pip).
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The Lambdas run python3.12: build and test on it where the machine has one (pyenv's included),
+# else on 3.11.
+PYTHON ?= $(shell for p in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null) \
+	python3.11 python3; do "$$p" -c '' 2>/dev/null && { command -v "$$p"; break; }; done)
 VENV := .venv
 TOOLS := .venv-tools
 export AWS_DEFAULT_REGION ?= us-east-1
