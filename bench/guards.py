@@ -137,7 +137,8 @@ def register_configs() -> dict[str, dict[str, str]]:
     """Each demo under one name per configuration, with its policy (and ruleset); model -> config -> name."""
     from aimass.api import deps
     from aimass.config import settings
-    from aimass.contracts import QualityPolicy, Ruleset
+    from aimass.contracts.quality import QualityPolicy
+    from aimass.contracts.rules import Ruleset
     from aimass.registration import Reference, register_version, save_ruleset, set_alias
 
     registry = deps.registry()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aimass.contracts import MODEL_NAME_PATTERN
+from aimass.contracts.common import MODEL_NAME_PATTERN
 
 from .conftest import resource_references, sam_translate
 from .test_retraining_triggers_template import as_list, evaluate, parameters

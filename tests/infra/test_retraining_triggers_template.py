@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aimass.config import Settings
-from aimass.contracts import MODEL_NAME_PATTERN
+from aimass.contracts.common import MODEL_NAME_PATTERN
 from aimass.pipeline import triggers
 from tests.support import event
 

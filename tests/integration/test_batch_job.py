@@ -15,7 +15,8 @@ import pytest
 from aimass.api import deps
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
-from aimass.contracts import QualityPolicy, Ruleset
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.rules import Ruleset
 from aimass.registration import register_version, save_ruleset
 
 MODEL = "breast-cancer"

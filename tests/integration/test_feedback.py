@@ -18,7 +18,8 @@ from aimass import aws, feedback
 from aimass.api import deps
 from aimass.api.app import create_app
 from aimass.capture import PredictionId
-from aimass.contracts import MAX_FEEDBACK_LABELS, SignatureEnrichment
+from aimass.contracts.feedback import MAX_FEEDBACK_LABELS
+from aimass.contracts.registry import SignatureEnrichment
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.pipeline import data
 from aimass.registration import register_version

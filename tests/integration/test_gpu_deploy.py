@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from aimass import artifacts, aws
 from aimass.api import deps
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.deploy import endpoint
 from aimass.deploy.autoscaling import Autoscaling, registered_scaling, scaling_policy
 from aimass.deploy.endpoint import DeployFailed, Deployment, resource_name

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from aimass import aws
 from aimass.api.app import create_app
-from aimass.contracts import QualityReport
+from aimass.contracts.quality import QualityReport
 
 PREDICT = "/v1/models/breast-cancer:predict"
 POLICY = "/v1/models/breast-cancer/quality"

@@ -128,7 +128,7 @@ def test_rules_and_quality_checks_apply_to_an_endpoints_answers(
             {"id": "decide", "stage": "post", "when": "true", "then": {"set": {"decision": "seen"}}},
         ]
     }
-    from aimass.contracts import Ruleset
+    from aimass.contracts.rules import Ruleset
 
     save_ruleset(deps.registry(), MODEL, Ruleset.model_validate(ruleset), "t")
     client.put(f"/v1/models/{MODEL}/quality", json={"violations": "reject", "anomalies": "flag"})

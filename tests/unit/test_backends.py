@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aimass.contracts import Backend, ModelVersion
+from aimass.contracts.registry import Backend, ModelVersion
 from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, ValidationFailed
 from aimass.protocol.arrays import from_npz, to_npz
 from aimass.registration import choose_backend

@@ -12,7 +12,7 @@ import pytest
 from aimass.batch.columns import parse_column
 from aimass.batch.formats import BadRecord, FileFormat, RowWriter, UnreadableFile, read_chunks
 from aimass.batch.rows import value_from_text
-from aimass.contracts import Feature
+from aimass.contracts.registry import Feature
 from aimass.errors import UnsupportedMediaType
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from aimass.capture import CaptureWriter, PredictionId, input_rows
-from aimass.contracts import PREDICTION_ID_PATTERN, LabelRecord, ModelVersion, Signature, TensorSpec
+from aimass.contracts.feedback import PREDICTION_ID_PATTERN, LabelRecord
+from aimass.contracts.registry import ModelVersion, Signature, TensorSpec
 from aimass.feedback import LabelRefused, score, training_row
 from aimass.registry import TRANSACTION_ITEMS, _label_chunks
 from aimass.serving.pipeline import Answered

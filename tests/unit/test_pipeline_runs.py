@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aimass.contracts import RUN_ID_PATTERN
+from aimass.contracts.pipeline import RUN_ID_PATTERN
 from aimass.pipeline import runs
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from aimass.contracts import Feature, Signature, TensorSpec
+from aimass.contracts.registry import Feature, Signature, TensorSpec
 from aimass.errors import ValidationFailed
 from aimass.quality.baseline import SKETCH_SIZE, compute, read_reference
 from aimass.quality.columns import Column, columns_of

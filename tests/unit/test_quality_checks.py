@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import Feature, Signature, TensorSpec, TensorType
+from aimass.contracts.registry import Feature, Signature, TensorSpec, TensorType
 from aimass.quality.anomaly import AnomalyModel, fit
 from aimass.quality.checks import RequestChecks
 

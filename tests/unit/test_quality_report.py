@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aimass.contracts import Feature, ModelRef, QualityReport, Signature, TensorSpec
+from aimass.contracts.common import ModelRef
+from aimass.contracts.quality import QualityReport
+from aimass.contracts.registry import Feature, Signature, TensorSpec
 from aimass.quality.baseline import Baseline, compute
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import columns_of

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from aimass import signature as signatures
-from aimass.contracts import Feature, FiredRule, Ruleset, Signature, TensorSpec
+from aimass.contracts.registry import Feature, Signature, TensorSpec
+from aimass.contracts.rules import FiredRule, Ruleset
 from aimass.errors import ValidationFailed
 from aimass.rules import CompiledRuleset, compile_ruleset, input_views
 from aimass.serving.backends import onnx

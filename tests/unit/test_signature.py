@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aimass.contracts import Feature, SignatureEnrichment
+from aimass.contracts.registry import Feature, SignatureEnrichment
 from aimass.errors import ValidationFailed
 from aimass.serving.backends.onnx import inspect
 from aimass.signature import enrich, from_session

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from aimass.contracts import Feature, InferTensor, Signature, TensorSpec
+from aimass.contracts.registry import Feature, Signature, TensorSpec
+from aimass.contracts.v2 import InferTensor
 from aimass.errors import ValidationFailed
 from aimass.protocol import v2
 from aimass.serving import codecs as tensors

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from aimass import aws
-from aimass.contracts import Signature, iso_utc
+from aimass.contracts.common import iso_utc
+from aimass.contracts.registry import Signature
 from aimass.serving import codecs
 from aimass.serving.pipeline import Answered
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from aimass import artifacts
 from aimass.capture import Captured, PredictionId, read
-from aimass.contracts import FeedbackRequest, LabelRecord, ModelVersion, Signature
+from aimass.contracts.feedback import FeedbackRequest, LabelRecord
+from aimass.contracts.registry import ModelVersion, Signature
 from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 from aimass.pipeline.data import class_index, datasets_prefix, stored_config
 from aimass.quality.columns import columns_of

@@ -8,17 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimass import artifacts
-from aimass.contracts import (
-    ALIAS_PATTERN,
-    BACKEND_PATTERN,
-    MODEL_NAME_PATTERN,
-    Alias,
-    BaselineRef,
-    ModelVersion,
-    Ruleset,
-    RulesetVersion,
-    SignatureEnrichment,
-)
+from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from aimass.contracts.registry import BACKEND_PATTERN, Alias, BaselineRef, ModelVersion, SignatureEnrichment
+from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import ValidationFailed, field_error
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of

@@ -21,19 +21,11 @@ import uuid
 from typing import Any
 
 from aimass import aws
-from aimass.contracts import (
-    Alias,
-    AuditRecord,
-    LabelRecord,
-    ModelSummary,
-    ModelVersion,
-    QualityPolicy,
-    Ruleset,
-    RulesetVersion,
-    Task,
-    VersionAccuracy,
-    utcnow,
-)
+from aimass.contracts.common import utcnow
+from aimass.contracts.feedback import LabelRecord, VersionAccuracy
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.registry import Alias, AuditRecord, ModelSummary, ModelVersion, Task
+from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound
 
 CATALOG = "MODELS"

@@ -20,7 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from aimass.contracts import Feature, FiredRule, Rule, Ruleset, Signature, TensorSpec
+from aimass.contracts.registry import Feature, Signature, TensorSpec
+from aimass.contracts.rules import FiredRule, Rule, Ruleset
 from aimass.errors import ValidationFailed, field_error
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from aimass.contracts import Feature, Signature, SignatureEnrichment, TensorSpec, TensorType
+from aimass.contracts.registry import Feature, Signature, SignatureEnrichment, TensorSpec, TensorType
 from aimass.errors import ValidationFailed, field_error
 
 # ONNX Runtime's type strings for tensors; anything else (ZipMap's seq(map(...))) is not a tensor.

@@ -10,7 +10,7 @@ from aimass.api.bodies import openapi_body, parse
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
-from aimass.contracts import FeedbackRequest, FeedbackResponse, LiveAccuracy
+from aimass.contracts.feedback import FeedbackRequest, FeedbackResponse, LiveAccuracy
 
 router = APIRouter(tags=["feedback"])
 

@@ -10,20 +10,11 @@ from aimass import __version__
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.deps import registry, serving
 from aimass.api.responses import JSON
-from aimass.contracts import (
-    ErrorResponse,
-    Health,
-    InferRequest,
-    InferResponse,
-    PredictRequest,
-    PredictResponse,
-    QualityCheckRequest,
-    QualityReport,
-    RulesEvaluationRequest,
-    RulesEvaluationResponse,
-    V2ModelMetadata,
-    V2Ready,
-)
+from aimass.contracts.api import ErrorResponse, Health
+from aimass.contracts.quality import QualityCheckRequest, QualityReport
+from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
+from aimass.contracts.v1 import PredictRequest, PredictResponse
+from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready
 from aimass.protocol import v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 

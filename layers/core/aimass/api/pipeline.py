@@ -11,9 +11,9 @@ from aimass.api.deps import actor, registry
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
-from aimass.contracts import (
+from aimass.contracts.api import ErrorResponse
+from aimass.contracts.pipeline import (
     RUN_ID_PATTERN,
-    ErrorResponse,
     PipelineRun,
     PipelineRunList,
     PipelineRunRequest,

@@ -14,18 +14,17 @@ from aimass.api.deps import actor, registry, registry_changed
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
-from aimass.contracts import (
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.registry import (
     Alias,
     AliasUpdate,
     AuditRecord,
     ModelDetail,
     ModelList,
     ModelVersion,
-    QualityPolicy,
-    Ruleset,
-    RulesetVersion,
     SignatureEnrichment,
 )
+from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.registration import Reference, choose_backend, register_version, save_ruleset, set_alias
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from aimass.batch.formats import BadRecord, Chunk
 from aimass.batch.rows import Reason, reason, type_problem, value_from_text
-from aimass.contracts import Feature, QualityPolicy, Signature
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.registry import Feature, Signature
 from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import MISSING

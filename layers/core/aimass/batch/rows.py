@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aimass.contracts import Feature, Signature
+from aimass.contracts.registry import Feature, Signature
 from aimass.quality.columns import BOOLEANS, MISSING
 
 Reason = dict[str, Any]

@@ -125,7 +125,7 @@ def gpu_deploy(
 ) -> None:
     """Deploy version VERSION of model NAME to its SageMaker endpoint: package it, then create the
     endpoint or update it blue/green (canary or linear, rolled back by the alarms), wait, autoscale."""
-    from aimass.contracts import ModelVersion
+    from aimass.contracts.registry import ModelVersion
 
     record = ModelVersion.model_validate(
         call("GET", endpoint, f"/v1/models/{name}/versions/{version}", api_key)

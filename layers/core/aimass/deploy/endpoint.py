@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from aimass import artifacts, aws
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.deploy.autoscaling import Autoscaling, deregister_scaling, register_scaling, registered_scaling
 from aimass.deploy.package import Package, package
 from aimass.deploy.request import (

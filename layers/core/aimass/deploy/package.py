@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimass import artifacts
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.deploy.request import Batching
 
 PACKAGE_KEY = "sagemaker/model.tar.gz"

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aimass.contracts import ENDPOINT_NAME_PATTERN, ModelVersion
+from aimass.contracts.registry import ENDPOINT_NAME_PATTERN, ModelVersion
 from aimass.errors import BadRequest, Conflict, field_error
 
 # The one production variant this tool deploys, as the template's GpuEndpointConfig.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import Feature, ModelVersion, SignatureEnrichment
+from aimass.contracts.registry import Feature, ModelVersion, SignatureEnrichment
 from aimass.registry import Registry
 
 SEED = 0

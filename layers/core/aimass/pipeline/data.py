@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from aimass import artifacts, aws
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.pipeline.config import TrainingConfig
 from aimass.quality.columns import Column, columns_of, parse_number

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aimass import artifacts, aws
-from aimass.contracts import iso_utc
+from aimass.contracts.common import iso_utc
 from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.pipeline.config import TrainingConfig, merged
 from aimass.registry import Registry

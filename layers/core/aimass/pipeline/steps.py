@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from aimass import artifacts
 from aimass.config import settings
-from aimass.contracts import ModelVersion, SignatureEnrichment, utcnow
+from aimass.contracts.common import utcnow
+from aimass.contracts.registry import ModelVersion, SignatureEnrichment
 from aimass.pipeline import data, evaluate, runs, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.report import Answers, Evaluation, drift_from, publish

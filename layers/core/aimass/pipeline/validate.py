@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.errors import field_error
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.data import DatasetRejected, class_index, feature_matrix, read_snapshot

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import Signature
+from aimass.contracts.registry import Signature
 from aimass.quality.anomaly import AnomalyModel
 from aimass.quality.columns import Column, columns_of
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from aimass.contracts import Signature
+from aimass.contracts.registry import Signature
 from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 
 Kind = Literal["numeric", "string"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aimass.contracts import QualityPolicy
+from aimass.contracts.quality import QualityPolicy
 from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import as_matrix

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import Signature
+from aimass.contracts.registry import Signature
 from aimass.protocol import v1, v2
 from aimass.protocol.tensors import Spec
 

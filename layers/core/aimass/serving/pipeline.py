@@ -14,14 +14,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from aimass.contracts import (
-    FALLBACK_ALIAS,
-    FiredRule,
-    ModelVersion,
-    QualityPolicy,
-    RulesEvaluationRequest,
-    Signature,
-)
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.registry import FALLBACK_ALIAS, ModelVersion, Signature
+from aimass.contracts.rules import FiredRule, RulesEvaluationRequest
 from aimass.errors import MAX_DETAILS, BackendError, NotFound, RuleRejected, ValidationFailed, field_error
 from aimass.protocol import v2
 from aimass.quality.checks import RequestChecks

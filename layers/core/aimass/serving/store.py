@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimass import artifacts
-from aimass.contracts import ModelSummary, ModelVersion, QualityPolicy
+from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.registry import ModelSummary, ModelVersion
 from aimass.errors import BackendUnavailable, IntegrityError, ValidationFailed
 from aimass.quality.checks import RequestChecks
 from aimass.registry import Registry, version_meant

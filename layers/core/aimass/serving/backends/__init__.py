@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from aimass.contracts import ModelVersion
+    from aimass.contracts.registry import ModelVersion
 
 # Runs a version's model: the ONNX feeds in, its outputs by name out.
 Runner = Callable[[dict[str, Any]], dict[str, Any]]

@@ -17,7 +17,7 @@ from aimass.errors import ValidationFailed, field_error
 from aimass.protocol.errors import model_rejected
 
 if TYPE_CHECKING:
-    from aimass.contracts import ModelVersion
+    from aimass.contracts.registry import ModelVersion
     from aimass.serving.backends import Runner
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.contracts import ModelVersion
+from aimass.contracts.registry import ModelVersion
 from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, BadRequest
 from aimass.protocol.arrays import NPZ, from_npz, to_npz
 from aimass.serving.backends import Runner

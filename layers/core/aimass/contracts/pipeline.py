@@ -1,0 +1,93 @@
+"""Retraining runs: starting one, and a run as the API reports it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
+RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
+
+
+class PipelineRunRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{}, {"parameters": {"estimator": "random_forest", "margin": 0.01}}]},
+    )
+
+    parameters: dict[str, Any] | None = Field(
+        None, description="this run's overrides of the model's training settings (docs/pipeline.md)"
+    )
+
+
+class PipelineRunStarted(BaseModel):
+    run_id: str
+    model: str
+    execution_arn: str
+    started_at: str
+
+
+class PipelineState(BaseModel):
+    name: str
+    entered_at: str
+    exited_at: str | None = Field(None, description="null while the run is in this state")
+
+
+class PipelineRunSummary(BaseModel):
+    run_id: str
+    model: str
+    status: RunStatus
+    execution_status: str = Field(description="Step Functions' own status (TIMED_OUT and ABORTED are FAILED)")
+    started_at: str
+    stopped_at: str | None = None
+    trigger: str = Field(description="api, schedule, drift, or manual (started outside aimass)")
+    decision: Literal["promoted", "rejected", "failed"] | None = Field(None, description="null while running")
+
+
+class PipelineRun(PipelineRunSummary):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "breast-cancer-20261123T101500Z-3f2a9c1d",
+                    "model": "breast-cancer",
+                    "status": "SUCCEEDED",
+                    "execution_status": "SUCCEEDED",
+                    "started_at": "2026-11-23T10:15:00.000000Z",
+                    "stopped_at": "2026-11-23T10:15:09.000000Z",
+                    "trigger": "api",
+                    "decision": "promoted",
+                    "states": [{"name": "Ingest", "entered_at": "...", "exited_at": "..."}],
+                    "current_state": None,
+                    "metric": "roc_auc",
+                    "reason": "roc_auc 0.9981 beats the champion's 0.9969 by more than 0.0",
+                    "candidate": {"accuracy": 0.979, "roc_auc": 0.998},
+                    "champion": {"accuracy": 0.972, "roc_auc": 0.997},
+                    "champion_version": 1,
+                    "version": 2,
+                    "alias": "champion",
+                }
+            ]
+        }
+    )
+
+    execution_arn: str
+    states: list[PipelineState] = Field(description="the states entered so far, in order")
+    current_state: str | None = Field(None, description="the state the run is in now (null once stopped)")
+    metric: str | None = Field(None, description="what the release gate compared")
+    reason: str | None = Field(None, description="why the gate promoted or rejected the candidate")
+    candidate: dict[str, float] | None = Field(None, description="the candidate's held-out metrics")
+    champion: dict[str, float] | None = Field(None, description="the champion's, on the same rows")
+    champion_version: int | None = None
+    version: int | None = Field(None, description="the version registered by a promoting run")
+    alias: str | None = Field(None, description="the alias that version was given")
+    dataset: dict[str, Any] | None = Field(None, description="the snapshot: uri, sha256, rows")
+    backend: Literal["lambda", "sagemaker"] | None = Field(None, description="where the candidate trains")
+    training_job: str | None = Field(None, description="the SageMaker training job's name, on that branch")
+    report: dict[str, str] | None = Field(None, description="the evaluation report: S3 uri and a link")
+    error: dict[str, str] | None = Field(None, description="why a failed run failed: code and message")
+
+
+class PipelineRunList(BaseModel):
+    runs: list[PipelineRunSummary]

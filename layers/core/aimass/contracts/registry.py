@@ -1,0 +1,189 @@
+"""The registry's records: a version (its signature, artifact, backend, baseline), a model's summary,
+aliases and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aimass.contracts.common import utcnow
+from aimass.contracts.quality import QualityPolicy
+
+# Where a version runs: `lambda` (ONNX Runtime inside the function), or a SageMaker real-time
+# endpoint, `sagemaker:<endpoint>`, plus `/<target model>` on a multi-model endpoint.
+ENDPOINT_NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+BACKEND_PATTERN = rf"^(lambda|sagemaker:{ENDPOINT_NAME_PATTERN}(/[A-Za-z0-9][A-Za-z0-9._-]{{0,127}})?)$"
+# The alias whose version answers when a version's endpoint is throttled or down (docs/gpu.md).
+FALLBACK_ALIAS = "fallback"
+TensorType = Literal[
+    "float32",
+    "float64",
+    "float16",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "string",
+]
+FeatureType = Literal["float", "int", "bool", "string"]
+Task = Literal["classification", "regression", "other"]
+
+
+class TensorSpec(BaseModel):
+    """One graph input or output as ONNX describes it; None marks a dynamic dimension."""
+
+    name: str
+    dtype: TensorType
+    shape: list[int | None]
+
+
+class Feature(BaseModel):
+    """A named column of a tabular model's input, with what valid values look like."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "mean_radius", "dtype": "float", "min": 6.9, "max": 28.1}]}
+    )
+
+    name: str = Field(min_length=1, max_length=128)
+    dtype: FeatureType = "float"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str | int | float] | None = None
+    description: str | None = None
+
+
+class Signature(BaseModel):
+    """What a model version takes and gives: read from the ONNX graph, optionally enriched."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    # Columns of the single 2-D input, in order; instances may then be objects keyed by these names.
+    features: list[Feature] | None = None
+    task: Task = "other"
+    class_labels: list[str] | None = None
+    label_output: str | None = None
+    probabilities_output: str | None = None
+
+
+class SignatureEnrichment(BaseModel):
+    """What an uploader may add to the graph's own signature."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"features": ["mean_radius", "mean_texture"], "class_labels": ["malignant", "benign"]}
+            ]
+        },
+    )
+
+    features: list[Feature | str] | None = None
+    class_labels: list[str] | None = None
+    task: Task | None = None
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class BaselineRef(BaseModel):
+    """A version's baseline (`models/<name>/<version>/baseline/`), computed from a reference dataset:
+    statistics.json and constraints.json in the SageMaker Model Monitor formats, anomaly.json."""
+
+    statistics_uri: str
+    constraints_uri: str
+    anomaly_uri: str | None = None
+    sha256: dict[str, str] = Field(description="file name → sha256, checked before use")
+    item_count: int
+    source: str = Field(description="where the reference dataset came from")
+
+
+class Backend(BaseModel):
+    """A version's backend, read: `lambda`, or a SageMaker endpoint and, on a multi-model
+    endpoint, the target model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["lambda", "sagemaker"]
+    endpoint: str | None = None
+    target_model: str | None = None
+
+    @classmethod
+    def parse(cls, backend: str) -> Backend:
+        if backend == "lambda":
+            return cls(kind="lambda")
+        endpoint, _, target = backend.removeprefix("sagemaker:").partition("/")
+        return cls(kind="sagemaker", endpoint=endpoint, target_model=target or None)
+
+
+class ModelVersion(BaseModel):
+    """An immutable registered version of a model."""
+
+    name: str
+    version: int
+    artifact_uri: str
+    sha256: str
+    size_bytes: int
+    signature: Signature
+    backend: str = Field(default="lambda", pattern=BACKEND_PATTERN)
+    description: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    baseline: BaselineRef | None = None
+    created_at: str = Field(default_factory=utcnow)
+    created_by: str = "anonymous"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lambda_was_onnxruntime(cls, data: Any) -> Any:
+        # Versions registered before GPU endpoints existed say `onnxruntime` for the Lambda.
+        if isinstance(data, dict) and data.get("backend") == "onnxruntime":
+            return {**data, "backend": "lambda"}
+        return data
+
+    @property
+    def runs_on(self) -> Backend:
+        return Backend.parse(self.backend)
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int
+    aliases: dict[str, int] = Field(default_factory=dict)
+    rules_version: int | None = None
+    quality_policy: QualityPolicy = Field(default_factory=QualityPolicy)
+    updated_at: str
+
+
+class ModelDetail(ModelSummary):
+    versions: list[ModelVersion]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
+
+    version: int = Field(ge=1)
+
+
+class Alias(BaseModel):
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None = None
+    updated_at: str
+
+
+class AuditRecord(BaseModel):
+    at: str = Field(default_factory=utcnow)
+    actor: str
+    action: Literal["register_version", "set_alias", "set_rules", "set_quality_policy"]
+    model: str
+    details: dict[str, Any] = Field(default_factory=dict)

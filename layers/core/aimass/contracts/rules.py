@@ -1,0 +1,124 @@
+"""Business rules: a model's ruleset (CEL), what fired on an instance, and a dry run's request and answer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aimass.contracts.common import ModelRef, utcnow
+
+RULE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+class RuleAction(BaseModel):
+    """Exactly one of: set output fields, add a flag with a reason, or reject the request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set: dict[str, Any] | None = None
+    flag: str | None = Field(default=None, min_length=1, max_length=500)
+    reject: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RuleAction:
+        given = [k for k in ("set", "flag", "reject") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of set, flag, reject (got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> Literal["set", "flag", "reject"]:
+        return "set" if self.set is not None else "flag" if self.flag is not None else "reject"
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=RULE_ID_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+    stage: Literal["pre", "post"] = "post"
+    when: str = Field(min_length=1, max_length=4000, description="a CEL expression that gives a bool")
+    then: RuleAction
+
+
+class Ruleset(BaseModel):
+    """A model's business rules, in order; `first` stops each stage at its first match."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "hit_policy": "first",
+                    "rules": [
+                        {
+                            "id": "large-tumour",
+                            "stage": "pre",
+                            "when": "input.mean_radius > 25.0",
+                            "then": {"reject": "outside the population the model was trained on"},
+                        },
+                        {
+                            "id": "refer-uncertain",
+                            "stage": "post",
+                            "when": "output.probabilities['malignant'] > 0.3 && output.label == 'benign'",
+                            "then": {"set": {"decision": "refer"}},
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+    hit_policy: Literal["first", "all"] = "first"
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Ruleset:
+        ids = [r.id for r in self.rules]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"rule ids must be unique: {', '.join(duplicates)}")
+        return self
+
+
+class FiredRule(BaseModel):
+    """A rule that matched an instance, and what it did."""
+
+    id: str
+    stage: Literal["pre", "post"]
+    action: Literal["set", "flag", "reject"]
+    set: dict[str, Any] | None = None
+    flag: str | None = None
+    reject: str | None = None
+
+
+class RulesEvaluationRequest(BaseModel):
+    """Which rules fire on these instances. Give the predictions you already have to skip the model;
+    give a ruleset to try it before saving."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] = Field(min_length=1)
+    predictions: list[Any] | None = None
+    ruleset: Ruleset | None = None
+
+
+class RuleEvaluation(BaseModel):
+    rules: list[FiredRule]
+    rejected: bool
+    prediction: Any
+
+
+class RulesEvaluationResponse(BaseModel):
+    results: list[RuleEvaluation]
+    rules_version: int | None
+    model: ModelRef
+
+
+class RulesetVersion(BaseModel):
+    name: str
+    version: int
+    ruleset: Ruleset
+    created_at: str = Field(default_factory=utcnow)
+    created_by: str = "anonymous"

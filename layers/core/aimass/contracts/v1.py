@@ -1,0 +1,59 @@
+"""The V1 protocol (TF-Serving / KServe V1) as the OpenAPI document shows it; aimass.protocol.v1
+decodes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aimass.contracts.common import ModelRef
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"instances": [{"mean_radius": 17.99, "mean_texture": 10.38}]},
+                {"instances": [[0.0, 1.5, 3.2]]},
+            ]
+        }
+    )
+
+    # Each instance is an object keyed by feature (or input) name, or a (nested) list. Their contents
+    # are checked against the model's signature, with field-level details, by inference.tensors.
+    instances: list[Any] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": [
+                        {"label": "benign", "probabilities": {"malignant": 0.02, "benign": 0.98}}
+                    ],
+                    "model": {"name": "breast-cancer", "version": 1, "backend": "lambda"},
+                }
+            ]
+        }
+    )
+
+    predictions: list[Any]
+    model: ModelRef
+    prediction_ids: list[str] | None = Field(
+        default=None,
+        description="one per prediction, for POST /v1/models/{name}/feedback; absent when the request "
+        "was not captured (capture off, or sampled out)",
+    )
+    fallback: Fallback | None = Field(
+        default=None,
+        description="present when the version asked for could not answer (its endpoint throttled or "
+        "down) and the `fallback` alias's version answered instead (`model`)",
+    )
+
+
+class Fallback(BaseModel):
+    from_: ModelRef = Field(alias="from", description="the version that could not answer")
+    reason: str = Field(description="its error code: backend_throttled, backend_unavailable, backend_error")
+    message: str

@@ -1,0 +1,78 @@
+"""The Open Inference Protocol (V2) as the OpenAPI document shows it; aimass.protocol.v2 decodes it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+V2Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+
+
+class InferTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: V2Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class InferOutputRequest(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [0.1, 0.2, 0.3]}]}
+            ]
+        }
+    )
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferTensor] = Field(min_length=1)
+    outputs: list[InferOutputRequest] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[InferTensor]
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: V2Datatype
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2Ready(BaseModel):
+    name: str
+    ready: bool
