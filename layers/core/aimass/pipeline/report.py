@@ -439,7 +439,8 @@ def _confusion_matrices(ev: Evaluation) -> bytes:
         np.add.at(counts, (y, answers.predicted.argmax(axis=1)), 1)
         axes.imshow(counts, cmap="Blues", vmin=0)
         if k <= MAX_ANNOTATED_CLASSES:
-            dark = counts.max() / 2 if counts.max() else 1
+            peak = int(np.max(counts))
+            dark = peak / 2 if peak else 1
             for i in range(k):
                 for j in range(k):
                     axes.text(
