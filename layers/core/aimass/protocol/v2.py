@@ -8,7 +8,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -17,6 +17,23 @@ from aimass.protocol.tensors import V2_DATATYPES, Spec, convert, datatype_of, fi
 
 DATATYPES = frozenset(V2_DATATYPES.values())
 TENSOR_FIELDS = ("name", "shape", "datatype", "data")
+
+
+class OutputTensor(TypedDict):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+
+
+class Response(TypedDict):
+    """A V2 inference response as both servers answer it."""
+
+    model_name: str
+    model_version: NotRequired[str]
+    id: NotRequired[str]
+    parameters: NotRequired[dict[str, Any]]
+    outputs: list[OutputTensor]
 
 
 @dataclass(frozen=True)
@@ -181,12 +198,12 @@ def check_outputs(wanted: Sequence[str] | None, available: Sequence[str]) -> Non
         )
 
 
-def output_tensors(outputs: dict[str, Any], wanted: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def output_tensors(outputs: dict[str, Any], wanted: Sequence[str] | None = None) -> list[OutputTensor]:
     """The model's outputs (those asked for, else all) as V2 tensors; what is not a tensor (ZipMap's
     list of {class: probability}) travels as BYTES, one JSON document per row."""
     names = list(wanted or outputs)
     check_outputs(names, list(outputs))
-    tensors = []
+    tensors: list[OutputTensor] = []
     for name in names:
         value = outputs[name]
         if isinstance(value, np.ndarray):
@@ -215,17 +232,16 @@ def tensor_metadata(spec: Spec) -> dict[str, Any]:
 
 def response(
     model_name: str,
-    outputs: list[dict[str, Any]],
+    outputs: list[OutputTensor],
     model_version: str | None = None,
     request_id: str | None = None,
     parameters: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"model_name": model_name}
+) -> Response:
+    body: Response = {"model_name": model_name, "outputs": outputs}
     if model_version is not None:
         body["model_version"] = model_version
     if request_id is not None:
         body["id"] = request_id
     if parameters:
         body["parameters"] = parameters
-    body["outputs"] = outputs
     return body

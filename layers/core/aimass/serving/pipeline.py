@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from aimass.quality.report import quality_report
 from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.rules import compile_ruleset
 from aimass.serving import codecs
-from aimass.serving.store import LoadedModel, ModelStore
+from aimass.serving.store import LoadedModel, ModelStore, VersionRef
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ class Answered:
 # Capture: given an answered request, the prediction ids of its instances, or None when it was not
 # captured (sampled out, or too far behind). It never raises (aimass.capture.CaptureWriter).
 Capture = Callable[[Answered], list[str] | None]
+
+
+# The note an answer carries when another version answered (contracts.v1.Fallback): `from`, the
+# version that could not, `reason`, its error code, and `message`.
+FallbackNote = TypedDict("FallbackNote", {"from": VersionRef, "reason": str, "message": str})
+
+
+class V1Answer(TypedDict):
+    """A V1 answer (contracts.v1.PredictResponse, which documents it)."""
+
+    predictions: list[Any]
+    model: VersionRef
+    prediction_ids: NotRequired[list[str]]
+    fallback: NotRequired[FallbackNote]
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ class View(Protocol):
         self, model: LoadedModel, answer: Any, findings: Screening | None, ids: list[str] | None
     ) -> Any: ...
 
-    def fell_back(self, answer: Any, note: dict[str, Any]) -> Any: ...
+    def fell_back(self, answer: Any, note: FallbackNote) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -137,14 +151,15 @@ class V1:
 
     def encode(
         self, model: LoadedModel, answer: list[Any], findings: Screening | None, ids: list[str] | None
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"predictions": answer, "model": model.ref()}
+    ) -> V1Answer:
+        body: V1Answer = {"predictions": answer, "model": model.ref()}
         if ids is not None:
             body["prediction_ids"] = ids
         return body
 
-    def fell_back(self, answer: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
-        return {**answer, "fallback": note}
+    def fell_back(self, answer: V1Answer, note: FallbackNote) -> V1Answer:
+        answer["fallback"] = note
+        return answer
 
 
 @dataclass(frozen=True)
@@ -181,7 +196,7 @@ class V2:
 
     def encode(
         self, model: LoadedModel, answer: dict[str, Any], findings: Screening | None, ids: list[str] | None
-    ) -> dict[str, Any]:
+    ) -> v2.Response:
         parameters = None if findings is None else findings.parameters()
         if ids is not None:
             parameters = {**(parameters or {}), "prediction_ids": ids}
@@ -193,9 +208,9 @@ class V2:
             parameters=parameters,
         )
 
-    def fell_back(self, answer: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
-        parameters = {**answer.get("parameters", {}), "fallback": note}
-        return {**answer, "parameters": parameters}
+    def fell_back(self, answer: v2.Response, note: FallbackNote) -> v2.Response:
+        answer["parameters"] = {**answer.get("parameters", {}), "fallback": note}
+        return answer
 
 
 def reject_if_any(fired: list[list[FiredRule]]) -> None:
@@ -234,18 +249,18 @@ class RequestPipeline:
         version: int | None = None,
         alias: str | None = None,
         captured: bool = False,
-    ) -> dict[str, Any]:
+    ) -> V1Answer:
         """V1 predictions; `captured` (online traffic, not batch files) records the request with
         capture and gives the predictions ids."""
         self._check_count(len(instances), "instances")
-        answer: dict[str, Any] = self.serve(V1(instances), name, version, alias, captured)
+        answer: V1Answer = self.serve(V1(instances), name, version, alias, captured)
         return answer
 
     def infer(
         self, name: str, request: v2.Request, version: int | None = None, captured: bool = False
-    ) -> dict[str, Any]:
+    ) -> v2.Response:
         """An Open Inference Protocol V2 response."""
-        answer: dict[str, Any] = self.serve(V2(request, name), name, version, None, captured)
+        answer: v2.Response = self.serve(V2(request, name), name, version, None, captured)
         return answer
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
@@ -344,7 +359,7 @@ class RequestPipeline:
 
     def _fallback(
         self, name: str, version: int | None, alias: str | None, error: BackendError
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, FallbackNote]:
         """The version that answers instead, when the one asked for could not (its endpoint is
         throttled or down), and what the answer says of it; else the error, raised again. Only a
         request that named no version falls back, to the version of the `fallback` alias."""
@@ -353,7 +368,7 @@ class RequestPipeline:
         if fallback is None or fallback == failed.version:
             raise error
         log.warning("%s v%s: %s; v%s answers instead", name, failed.version, error.message, fallback)
-        note = {
+        note: FallbackNote = {
             "from": {"name": name, "version": failed.version, "backend": failed.backend},
             "reason": error.code,
             "message": error.message,

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from aimass import artifacts
 from aimass.contracts.quality import QualityPolicy
@@ -27,6 +27,14 @@ from aimass.serving.backends import BackendKind, Runner, kind_of
 log = logging.getLogger(__name__)
 
 
+class VersionRef(TypedDict):
+    """How an answer names the version that gave it (contracts.common.ModelRef)."""
+
+    name: str
+    version: int
+    backend: str
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A version ready to run: its record and how to run it."""
@@ -34,7 +42,7 @@ class LoadedModel:
     version: ModelVersion
     run: Runner
 
-    def ref(self) -> dict[str, Any]:
+    def ref(self) -> VersionRef:
         return {"name": self.version.name, "version": self.version.version, "backend": self.version.backend}
 
 
