@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly batch gpu-server] [--quick]`: run the
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports] [--quick]`: run the
 benchmarks, print tables, write JSON.
 
-All seven run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All eight run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, online
+from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, online
 from bench.environment import describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -26,6 +26,7 @@ TITLES = {
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
     "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
     "gpu-server": "7. SageMaker inference server: dynamic batching on vs off by concurrency",
+    "imports": "8. Import time of each function's handler",
 }
 TABLES = {
     "online": online.tables,
@@ -35,9 +36,10 @@ TABLES = {
     "anomaly": anomaly.tables,
     "batch": batch.tables,
     "gpu-server": gpu_server.tables,
+    "imports": imports.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server"}
+WITHOUT_STACK = {"gpu-server", "imports"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +47,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "only", nargs="*", metavar="BENCHMARK", help=f"any of {', '.join(TITLES)} (default: all)"
     )
-    parser.add_argument("--quick", action="store_true", help="1/10 of the iterations, 2 cold-start repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="1/10 of the iterations, 2 cold-start and import repeats"
+    )
     args = parser.parse_args()
     args.only = [name.replace("_", "-") for name in args.only]  # gpu_server as well as gpu-server
     unknown = sorted(set(args.only) - set(TITLES))
@@ -68,6 +72,8 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
         return batch.run(stack, quick)
     if name == "gpu-server":
         return gpu_server.run(scale)
+    if name == "imports":
+        return imports.run(2 if quick else imports.REPEATS)
     return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
 
 
