@@ -62,13 +62,12 @@ def local_aws() -> Iterator[Any]:
 
 def reset_service_caches() -> None:
     """Make the service read its settings again and forget clients, registry answers and sessions."""
-    from aimass import aws
-    from aimass.api import deps
+    from aimass import aws, wiring
     from aimass.config import settings
 
     settings.cache_clear()
     aws.reset()
-    deps.reset()
+    wiring.reset()
 
 
 def aws_env(stack: Any, model_cache_dir: Path) -> dict[str, str]:

@@ -44,13 +44,12 @@ def demos(state_dir: Path) -> dict[str, Any]:
 
 
 def reset_caches() -> None:
-    from aimass import aws
-    from aimass.api import deps
+    from aimass import aws, wiring
     from aimass.config import settings
 
     settings.cache_clear()
     aws.reset()
-    deps.reset()
+    wiring.reset()
 
 
 @contextmanager
@@ -107,11 +106,14 @@ class Registered:
 @pytest.fixture
 def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
     """Both demo models registered as v1 and set as champion, as the local stack does."""
-    from aimass.api import deps
+    from aimass import wiring
     from aimass.local.demo import register
 
     return Registered(
-        {name: register(deps.registry(), "aimass-test", demo, "test").version for name, demo in demos.items()}
+        {
+            name: register(wiring.registry(), "aimass-test", demo, "test").version
+            for name, demo in demos.items()
+        }
     )
 
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.batch import parts
 from aimass.batch.drop import handle_event
 
@@ -20,7 +20,7 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summaries = handle_event(event, deps.predictor(), context)
+    summaries = handle_event(event, wiring.predictor(), context)
     for summary in summaries:
         _count(summary)
     return {"files": summaries}
@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = parts.step(event, deps.predictor())
+    result = parts.step(event, wiring.predictor())
     if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
         _count(result)
     return result

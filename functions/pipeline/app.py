@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.pipeline import steps
 
 logger = Logger()
@@ -14,4 +14,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("pipeline step", extra={"step": event.get("step"), "run": event.get("run")})
-    return steps.step(event, deps.registry(), deps.predictor())
+    return steps.step(event, wiring.registry(), wiring.predictor())

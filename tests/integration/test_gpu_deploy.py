@@ -28,8 +28,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 from typer.testing import CliRunner
 
-from aimass import artifacts, aws, endpoints
-from aimass.api import deps
+from aimass import artifacts, aws, endpoints, wiring
 from aimass.contracts import ModelVersion
 from aimass.endpoints import Batching, DeployFailed, DeployRefused, DeployRequest, Scaling, Traffic
 from aimass.errors import BadRequest, Conflict, IntegrityError
@@ -54,7 +53,7 @@ def demo(state_dir: Path) -> Demo:
 
 def register(demo: Demo, backend: str = f"sagemaker:{ENDPOINT}", name: str = "bc-gpu") -> ModelVersion:
     return register_version(
-        deps.registry(), BUCKET, name, demo.model, "test", demo.enrichment, backend=backend
+        wiring.registry(), BUCKET, name, demo.model, "test", demo.enrichment, backend=backend
     )
 
 

@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aimass import artifacts
-from aimass.api import deps
+from aimass import artifacts, wiring
 from aimass.errors import IntegrityError
 from aimass.inference.predictor import Predictor
 from aimass.registration import register_version, set_alias
@@ -30,16 +29,16 @@ def clock() -> Clock:
 
 @pytest.fixture
 def predictor(registered: Any, tmp_path: Any, clock: Clock) -> Predictor:
-    return Predictor(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
+    return Predictor(wiring.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
 
 
 def promote_retrained(demos: dict[str, Any]) -> None:
     """Register a retrained breast-cancer model as v2 and make it the champion."""
     demo = demos["breast-cancer"]
     v2 = register_version(
-        deps.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
+        wiring.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
     )
-    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    set_alias(wiring.registry(), "breast-cancer", "champion", v2.version, "t")
 
 
 def row(demos: dict[str, Any]) -> list[Any]:
@@ -83,16 +82,16 @@ def test_a_tampered_new_version_is_refused_and_the_previous_keeps_serving(
 def test_a_tampered_model_with_nothing_to_fall_back_to_is_refused(
     moto_aws: None, demos: dict[str, Any], tmp_path: Any
 ) -> None:
-    register_version(deps.registry(), "aimass-test", "digits", demos["digits"].model, "t")
+    register_version(wiring.registry(), "aimass-test", "digits", demos["digits"].model, "t")
     artifacts.put("aimass-test", "models/digits/1/model.onnx", b"\x00" * 10)
     with pytest.raises(IntegrityError):
-        Predictor(deps.registry(), tmp_path).load("digits")
+        Predictor(wiring.registry(), tmp_path).load("digits")
 
 
 def test_a_cached_model_file_is_checked_again_before_it_is_loaded(
     predictor: Predictor, demos: dict[str, Any], tmp_path: Any
 ) -> None:
-    record = deps.registry().get_version("breast-cancer", 1)
+    record = wiring.registry().get_version("breast-cancer", 1)
     path = artifacts.cached_path(record.artifact_uri, record.sha256, tmp_path / "cache")
     path.write_bytes(b"corrupted on disk")
     assert predictor.predict("breast-cancer", row(demos))["model"]["version"] == 1

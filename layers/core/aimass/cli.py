@@ -624,7 +624,7 @@ def _batch_here(
     from rich.progress import Progress
 
     _use_aws(endpoint, region, AIMASS_BUCKET=bucket, AIMASS_REGISTRY_TABLE=table)
-    from aimass.api import deps
+    from aimass import wiring
     from aimass.batch.formats import FileFormat
     from aimass.batch.job import Outputs, predict_file
     from aimass.batch.remote import local_outputs
@@ -634,7 +634,7 @@ def _batch_here(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"predicting {file.name}", total=None)
         report = predict_file(
-            deps.predictor(),
+            wiring.predictor(),
             model,
             file,
             FileFormat.of(file.name),

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.api.app import create_app
 from aimass.feedback import Recorded
 from aimass.inference.predictor import Answered
@@ -55,10 +55,10 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function."""
     parts = list(parts)
     asgi = Mangum(create_app(parts), lifespan="off")
-    if "online" in parts and count_predictions not in deps.prediction_observers:
-        deps.prediction_observers.append(count_predictions)
-    if "online" in parts and count_feedback not in deps.feedback_observers:
-        deps.feedback_observers.append(count_feedback)
+    if "online" in parts and count_predictions not in wiring.prediction_observers:
+        wiring.prediction_observers.append(count_predictions)
+    if "online" in parts and count_feedback not in wiring.feedback_observers:
+        wiring.feedback_observers.append(count_feedback)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler(capture_response=False)
@@ -69,6 +69,6 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
-            deps.flush_capture()
+            wiring.flush_capture()
 
     return handler

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request, Response
 
 from aimass import __version__
 from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import predictor, registry
 from aimass.api.responses import JSON
 from aimass.contracts import (
     ErrorResponse,
@@ -25,6 +24,7 @@ from aimass.contracts import (
     V2Ready,
 )
 from aimass.inference.tensors import V2_DATATYPES
+from aimass.wiring import predictor, registry
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422)
