@@ -5,15 +5,16 @@ predicts files too large for one invocation in parts."""
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import wiring
 from aimass.batch import parts
 from aimass.batch.drop import handle_event
+from aimass.logs import function_logger
 
-logger = Logger()
+logger = function_logger()
 metrics = Metrics()
 
 

@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import wiring
+from aimass.logs import function_logger
 from aimass.pipeline import steps
 
-logger = Logger()
+logger = function_logger()
 
 
 @logger.inject_lambda_context

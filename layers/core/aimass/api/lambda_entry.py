@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,14 +15,12 @@ from aimass import wiring
 from aimass.api.app import create_app
 from aimass.feedback import Recorded
 from aimass.inference.predictor import Answered
-
-# Routes that predict nothing (health, registry) emit no application metric; that is expected.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
+from aimass.logs import function_logger
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-logger = Logger()
+logger = function_logger()
 metrics = Metrics()
 tracer = Tracer()
 
