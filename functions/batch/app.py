@@ -3,25 +3,49 @@
 `handler` takes the S3 events; `step` runs the tasks of statemachines/batch_predict.asl.json, which
 predicts files too large for one invocation in parts."""
 
+from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aimass import wiring
+from aimass import aws, wiring
 from aimass.batch import parts
-from aimass.batch.drop import handle_event
+from aimass.batch.drop import Drop, drops, process
+from aimass.config import settings
 from aimass.logs import function_logger
 
 logger = function_logger()
 metrics = Metrics()
 
+# S3 delivers an event at least once: each object version is predicted once, and a duplicate
+# delivery gets the first one's summary back and writes nothing. S3 redelivers within hours, so a
+# week is plenty to remember an object version.
+persistence = DynamoDBPersistenceLayer(
+    table_name=settings().idempotency_table, boto3_client=aws.client("dynamodb")
+)
+idempotency = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, etag, version_id]", expires_after_seconds=7 * 24 * 3600
+)
+
+
+@idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=idempotency)
+def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
+    return process(Drop(**drop), wiring.predictor())
+
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summaries = handle_event(event, wiring.predictor(), context)
+    idempotency.register_lambda_context(context)
+    summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event))]
     for summary in summaries:
         _count(summary)
     return {"files": summaries}
