@@ -6,7 +6,7 @@ predicts files too large for one invocation in parts."""
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.idempotency import (
@@ -24,6 +24,7 @@ from aimass.logs import function_logger
 
 logger = function_logger()
 metrics = Metrics()
+tracer = Tracer()
 
 # S3 delivers an event at least once: each object version is predicted once, and a duplicate
 # delivery gets the first one's summary back and writes nothing. S3 redelivers within hours, so a
@@ -43,6 +44,7 @@ def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
     summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event))]
@@ -53,6 +55,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
+@tracer.capture_lambda_handler
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = parts.step(event, wiring.predictor())
     if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
