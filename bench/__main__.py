@@ -11,17 +11,18 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, online
-from bench.environment import describe
+from bench.environment import REPO, describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
 
 TITLES = {
     "online": "1. Warm predict handler, in-process",
     "http": "2. HTTP against the local server",
-    "cold-start": "3. Cold start of the predict function",
+    "cold-start": "3. Cold start of the predict function (and of the batch function)",
     "guards": "4. Data-quality checks, anomaly scores and rules per instance",
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
     "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
@@ -50,7 +51,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="1/10 of the iterations, 2 cold-start and import repeats"
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="cold-start and imports: measure the functions and package of this checkout (e.g. an "
+        "earlier commit's `git archive`) instead of this one's",
+    )
     args = parser.parse_args()
+    if not (args.tree / "functions").is_dir() or not (args.tree / "layers" / "core" / "aimass").is_dir():
+        parser.error(f"{args.tree} has no functions/ and layers/core/aimass/: not an aimass checkout")
+    args.tree = args.tree.resolve()
     args.only = [name.replace("_", "-") for name in args.only]  # gpu_server as well as gpu-server
     unknown = sorted(set(args.only) - set(TITLES))
     if unknown:
@@ -58,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
+def measure(name: str, stack: Any, quick: bool, tree: Path) -> dict[str, Any]:
     scale = 0.1 if quick else 1.0
     if name == "online":
         return online.run(scale)
@@ -73,8 +84,8 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
     if name == "gpu-server":
         return gpu_server.run(scale)
     if name == "imports":
-        return imports.run(2 if quick else imports.REPEATS)
-    return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
+        return imports.run(tree, 2 if quick else imports.REPEATS)
+    return cold_start.run(stack, tree, 2 if quick else cold_start.REPEATS)
 
 
 def main() -> None:
@@ -94,8 +105,14 @@ def main() -> None:
     with local_aws() if stack_needed else contextlib.nullcontext() as stack:
         for name in selected:
             console.rule(TITLES[name])
-            result = measure(name, stack, args.quick)
-            payload = {"benchmark": name, "quick": args.quick, "environment": environment, **result}
+            result = measure(name, stack, args.quick, args.tree)
+            payload = {
+                "benchmark": name,
+                "quick": args.quick,
+                "environment": environment,
+                "tree": str(args.tree),
+                **result,
+            }
             path = write_json(name, {**payload, "loadavg_after": os.getloadavg()})
             tables = TABLES[name](result)
             for table in tables:

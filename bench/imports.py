@@ -3,7 +3,8 @@ environment imports it.
 
 Each run is a fresh `python -X importtime` process that imports functions/<name>/app.py by path under
 the module name the runtime gives it (`app`), with the same small environment as the cold-start
-children (no X-Ray daemon: the tracer is off, but its SDK is imported all the same). The figure is the
+children (no X-Ray daemon: the tracer is off, but its SDK is imported all the same); the functions
+and the package are this checkout's, or those of the one `--tree` names. The figure is the
 sum of the cumulative times of the imports the module makes itself (the top level of -X importtime's
 tree), which leaves out interpreter startup; the child also times the import with its own clock.
 Functions take turns, after one discarded round that fills the page cache.
@@ -20,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold_start import PHASE_MARK
-from bench.environment import REPO
-from bench.harness import POWERTOOLS_ENV
+from bench.harness import POWERTOOLS_ENV, function_file, layer_env
 from bench.report import Table, ms
 from bench.stats import median
 
@@ -48,12 +48,11 @@ with open(result_file, "w") as file:
 """.replace("@PHASE_MARK@", PHASE_MARK).replace("@WEB_FRAMEWORK@", repr(WEB_FRAMEWORK))
 
 
-def child_env() -> dict[str, str]:
-    """What a function has and needs to import: no AWS is reached while importing. The package comes
-    from this tree's layer source, as Lambda puts the layer on sys.path, whatever the venv installed."""
+def child_env(tree: Path) -> dict[str, str]:
+    """What a function has and needs to import: no AWS is reached while importing."""
     return {
+        **layer_env(tree),
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO / "layers" / "core"),
         "LANG": "C.UTF-8",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -79,14 +78,14 @@ def importtime_ms(stderr: str) -> float:
     return total / 1e3
 
 
-def import_run(function: str) -> dict[str, Any]:
+def import_run(tree: Path, function: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aimass-bench-imports-") as scratch:
         result_file = Path(scratch) / "result.json"
-        app = REPO / "functions" / function / "app.py"
+        app = function_file(tree, function)
         command = [sys.executable, "-X", "importtime", "-c", CHILD, str(app), str(result_file)]
         started = time.perf_counter()
         process = subprocess.run(
-            command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120
+            command, cwd=tree, env=child_env(tree), capture_output=True, text=True, timeout=120
         )
         wall_ms = (time.perf_counter() - started) * 1e3
         if process.returncode != 0 or not result_file.exists():
@@ -95,13 +94,13 @@ def import_run(function: str) -> dict[str, Any]:
     return {**result, "importtime_ms": importtime_ms(process.stderr), "wall_ms": wall_ms}
 
 
-def run(repeats: int = REPEATS) -> dict[str, Any]:
+def run(tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
     for function in FUNCTIONS:
-        import_run(function)
+        import_run(tree, function)
     runs: dict[str, list[dict[str, Any]]] = {function: [] for function in FUNCTIONS}
     for _ in range(repeats):
         for function in FUNCTIONS:
-            runs[function].append(import_run(function))
+            runs[function].append(import_run(tree, function))
     summary = {
         function: {
             **{key: median([r[key] for r in results]) for key in ("importtime_ms", "clock_ms", "wall_ms")},
