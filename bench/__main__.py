@@ -54,22 +54,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--tree",
         type=Path,
-        default=REPO,
+        action="append",
         help="cold-start and imports: measure the functions and package of this checkout (e.g. an "
-        "earlier commit's `git archive`) instead of this one's",
+        "earlier commit's `git archive`) instead of this one's; imports takes several, in turns",
     )
     args = parser.parse_args()
-    if not (args.tree / "functions").is_dir() or not (args.tree / "layers" / "core" / "aimass").is_dir():
-        parser.error(f"{args.tree} has no functions/ and layers/core/aimass/: not an aimass checkout")
-    args.tree = args.tree.resolve()
+    args.trees = [tree.resolve() for tree in args.tree or [REPO]]
+    for tree in args.trees:
+        if not (tree / "functions").is_dir() or not (tree / "layers" / "core" / "aimass").is_dir():
+            parser.error(f"{tree} has no functions/ and layers/core/aimass/: not an aimass checkout")
     args.only = [name.replace("_", "-") for name in args.only]  # gpu_server as well as gpu-server
     unknown = sorted(set(args.only) - set(TITLES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(TITLES)}")
+    if len(args.trees) > 1 and set(args.only or TITLES) != {"imports"}:
+        parser.error("several --tree are for the imports benchmark alone")
     return args
 
 
-def measure(name: str, stack: Any, quick: bool, tree: Path) -> dict[str, Any]:
+def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, Any]:
     scale = 0.1 if quick else 1.0
     if name == "online":
         return online.run(scale)
@@ -84,8 +87,8 @@ def measure(name: str, stack: Any, quick: bool, tree: Path) -> dict[str, Any]:
     if name == "gpu-server":
         return gpu_server.run(scale)
     if name == "imports":
-        return imports.run(tree, 2 if quick else imports.REPEATS)
-    return cold_start.run(stack, tree, 2 if quick else cold_start.REPEATS)
+        return imports.run(trees, 2 if quick else imports.REPEATS)
+    return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 
 def main() -> None:
@@ -105,12 +108,12 @@ def main() -> None:
     with local_aws() if stack_needed else contextlib.nullcontext() as stack:
         for name in selected:
             console.rule(TITLES[name])
-            result = measure(name, stack, args.quick, args.tree)
+            result = measure(name, stack, args.quick, args.trees)
             payload = {
                 "benchmark": name,
                 "quick": args.quick,
                 "environment": environment,
-                "tree": str(args.tree),
+                "trees": [str(tree) for tree in args.trees],
                 **result,
             }
             path = write_json(name, {**payload, "loadavg_after": os.getloadavg()})

@@ -4,10 +4,12 @@ environment imports it.
 Each run is a fresh `python -X importtime` process that imports functions/<name>/app.py by path under
 the module name the runtime gives it (`app`), with the same small environment as the cold-start
 children (no X-Ray daemon: the tracer is off, but its SDK is imported all the same); the functions
-and the package are this checkout's, or those of the one `--tree` names. The figure is the
+and the package are this checkout's, or those of the checkouts `--tree` names. The figure is the
 sum of the cumulative times of the imports the module makes itself (the top level of -X importtime's
-tree), which leaves out interpreter startup; the child also times the import with its own clock.
-Functions take turns, after one discarded round that fills the page cache.
+tree), which leaves out interpreter startup; the child also times the import with its own clock
+(the module's own code included) and takes the CPU time it used, which other work on a shared
+machine disturbs less. Functions and checkouts take turns run by run, after one discarded round
+that fills the page cache.
 """
 
 from __future__ import annotations
@@ -35,14 +37,15 @@ function_file, result_file = sys.argv[1:3]
 import aimass
 assert aimass.__file__.startswith(os.environ["PYTHONPATH"]), f"measuring {aimass.__file__}"
 print("@PHASE_MARK@ import", file=sys.stderr, flush=True)
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 spec = importlib.util.spec_from_file_location("app", function_file)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 with open(result_file, "w") as file:
     json.dump({
         "clock_ms": (imported - started) * 1e3,
+        "cpu_ms": (cpu_imported - cpu_started) * 1e3,
         "web_framework": sorted({m.split(".")[0] for m in sys.modules} & set(@WEB_FRAMEWORK@)),
     }, file)
 """.replace("@PHASE_MARK@", PHASE_MARK).replace("@WEB_FRAMEWORK@", repr(WEB_FRAMEWORK))
@@ -94,37 +97,45 @@ def import_run(tree: Path, function: str) -> dict[str, Any]:
     return {**result, "importtime_ms": importtime_ms(process.stderr), "wall_ms": wall_ms}
 
 
-def run(tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
-    for function in FUNCTIONS:
+def run(trees: list[Path], repeats: int = REPEATS) -> dict[str, Any]:
+    cases = [(tree, function) for function in FUNCTIONS for tree in trees]
+    for tree, function in cases:
         import_run(tree, function)
-    runs: dict[str, list[dict[str, Any]]] = {function: [] for function in FUNCTIONS}
+    runs: dict[tuple[Path, str], list[dict[str, Any]]] = {case: [] for case in cases}
     for _ in range(repeats):
-        for function in FUNCTIONS:
-            runs[function].append(import_run(tree, function))
-    summary = {
-        function: {
-            **{key: median([r[key] for r in results]) for key in ("importtime_ms", "clock_ms", "wall_ms")},
+        for case in cases:
+            runs[case].append(import_run(*case))
+    keys = ("importtime_ms", "clock_ms", "cpu_ms", "wall_ms")
+    measured = [
+        {
+            "function": function,
+            "tree": str(tree),
+            **{key: median([r[key] for r in results]) for key in keys},
             "web_framework": results[-1]["web_framework"],
+            "runs": results,
         }
-        for function, results in runs.items()
-    }
-    return {"repeats": repeats, "median": summary, "runs": runs}
+        for (tree, function), results in runs.items()
+    ]
+    return {"repeats": repeats, "trees": [str(tree) for tree in trees], "functions": measured}
 
 
 def tables(result: dict[str, Any]) -> list[Table]:
+    several = len(result["trees"]) > 1
     table = Table(
         f"Import of functions/<name>/app.py in a fresh process: medians of {result['repeats']} runs (ms)",
-        ["function", "-X importtime (top-level imports)", "child's clock", "whole process", "imports"],
-        note="Each run: `python -X importtime` importing the handler by path; the child's clock is "
-        "perf_counter around that import (under -X importtime, which adds to it); whole process "
-        "includes interpreter startup. Imports: which of fastapi, starlette, mangum it loaded.",
+        ["function", *(["checkout"] if several else []), "-X importtime", "child's clock", "CPU", "imports"],
+        note="Each run: `python -X importtime` importing the handler by path. -X importtime: the "
+        "top-level imports' cumulative times, summed; child's clock: perf_counter around the import "
+        "(the module's own code included); CPU: the process's CPU time over the same span. Imports: "
+        "which of fastapi, starlette, mangum it loaded.",
     )
-    for function, figures in result["median"].items():
+    for figures in result["functions"]:
         table.add(
-            function,
+            figures["function"],
+            *([figures["tree"]] if several else []),
             ms(figures["importtime_ms"]),
             ms(figures["clock_ms"]),
-            ms(figures["wall_ms"]),
+            ms(figures["cpu_ms"]),
             ", ".join(figures["web_framework"]) or "none",
         )
     return [table]
