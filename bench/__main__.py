@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly batch gpu-server] [--quick]`: run the
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports] [--quick]`: run the
 benchmarks, print tables, write JSON.
 
-All seven run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All eight run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -11,21 +11,23 @@ import argparse
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, online
-from bench.environment import describe
+from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, online
+from bench.environment import REPO, describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
 
 TITLES = {
     "online": "1. Warm predict handler, in-process",
     "http": "2. HTTP against the local server",
-    "cold-start": "3. Cold start of the predict function",
+    "cold-start": "3. Cold start of the predict function (and of the batch function)",
     "guards": "4. Data-quality checks, anomaly scores and rules per instance",
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
     "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
     "gpu-server": "7. SageMaker inference server: dynamic batching on vs off by concurrency",
+    "imports": "8. Import time of each function's handler",
 }
 TABLES = {
     "online": online.tables,
@@ -35,9 +37,10 @@ TABLES = {
     "anomaly": anomaly.tables,
     "batch": batch.tables,
     "gpu-server": gpu_server.tables,
+    "imports": imports.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server"}
+WITHOUT_STACK = {"gpu-server", "imports"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,16 +48,31 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "only", nargs="*", metavar="BENCHMARK", help=f"any of {', '.join(TITLES)} (default: all)"
     )
-    parser.add_argument("--quick", action="store_true", help="1/10 of the iterations, 2 cold-start repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="1/10 of the iterations, 2 cold-start and import repeats"
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        help="cold-start and imports: measure the functions and package of this checkout (e.g. an "
+        "earlier commit's `git archive`) instead of this one's; imports takes several, in turns",
+    )
     args = parser.parse_args()
+    args.trees = [tree.resolve() for tree in args.tree or [REPO]]
+    for tree in args.trees:
+        if not (tree / "functions").is_dir() or not (tree / "layers" / "core" / "aimass").is_dir():
+            parser.error(f"{tree} has no functions/ and layers/core/aimass/: not an aimass checkout")
     args.only = [name.replace("_", "-") for name in args.only]  # gpu_server as well as gpu-server
     unknown = sorted(set(args.only) - set(TITLES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(TITLES)}")
+    if len(args.trees) > 1 and set(args.only or TITLES) != {"imports"}:
+        parser.error("several --tree are for the imports benchmark alone")
     return args
 
 
-def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
+def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, Any]:
     scale = 0.1 if quick else 1.0
     if name == "online":
         return online.run(scale)
@@ -68,7 +86,9 @@ def measure(name: str, stack: Any, quick: bool) -> dict[str, Any]:
         return batch.run(stack, quick)
     if name == "gpu-server":
         return gpu_server.run(scale)
-    return cold_start.run(stack, 2 if quick else cold_start.REPEATS)
+    if name == "imports":
+        return imports.run(trees, 2 if quick else imports.REPEATS)
+    return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 
 def main() -> None:
@@ -88,8 +108,14 @@ def main() -> None:
     with local_aws() if stack_needed else contextlib.nullcontext() as stack:
         for name in selected:
             console.rule(TITLES[name])
-            result = measure(name, stack, args.quick)
-            payload = {"benchmark": name, "quick": args.quick, "environment": environment, **result}
+            result = measure(name, stack, args.quick, args.trees)
+            payload = {
+                "benchmark": name,
+                "quick": args.quick,
+                "environment": environment,
+                "trees": [str(tree) for tree in args.trees],
+                **result,
+            }
             path = write_json(name, {**payload, "loadavg_after": os.getloadavg()})
             tables = TABLES[name](result)
             for table in tables:

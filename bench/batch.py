@@ -45,7 +45,7 @@ BLOCK = 100_000
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from aimass.api import deps
+from aimass import wiring
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 
@@ -55,7 +55,7 @@ def high_water_mb():
     return int(line.split()[1]) / 1024
 
 source, folder = Path(sys.argv[1]), Path(sys.argv[2])
-serving = deps.serving()
+serving = wiring.serving()
 serving.store.load("breast-cancer", None, "champion")
 before = high_water_mb()
 started = time.perf_counter()

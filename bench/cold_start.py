@@ -1,14 +1,19 @@
-"""Benchmark 3: cold start of the online function in a fresh process, next to a bare ONNX Runtime process.
+"""Benchmark 3: cold start of the online function in a fresh process, next to a bare ONNX Runtime process,
+and of the batch function.
 
 Each run is a new interpreter, as a new Lambda execution environment is: the handler process imports
 functions/online/app.py and answers one predict event (resolving the version in the registry and
 downloading the artifact into an empty model cache); the floor process imports ONNX Runtime, loads
 the same model from a file and runs it once on the same row. Both are timed from outside (the whole
-process) and from inside (from the first line of the script to the first prediction).
+process) and from inside (from the first line of the script to the first prediction). The batch
+process imports functions/batch/app.py and handles the S3 event of a small CSV file, a new object
+each run. The functions and the package are this checkout's, or those of the one `--tree` names.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -22,18 +27,23 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import ONLINE_FUNCTION, REPO, aws_env, demo_model, demo_rows, predict_event
+from bench.harness import EVENTS, aws_env, demo_model, demo_rows, function_file, layer_env, predict_event
 from bench.report import Table, ms, ratio
 from bench.stats import median
 
 MODEL = "breast-cancer"
 REPEATS = 7
+# The batch function's file: this many held-out rows, dropped into a bucket of its own that no S3
+# notification watches (the embedded stack's own would run the handler in this process too).
+BATCH_ROWS = 100
+BATCH_BUCKET = "aimass-bench-cold-start"
 PHASE_MARK = "# aimass-bench phase:"
 
-# Both children start with this: the clock, and the time the garbage collector pauses the process.
+# Every child starts with this: the clock, the process's CPU time (less disturbed by other work on a
+# shared machine than the clock), and the time the garbage collector pauses the process.
 CHILD_CLOCKS = """
 import gc, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 gc_seconds = [0.0]
 def _time_gc(phase, info, _since=[0.0]):
     if phase == "start":
@@ -54,7 +64,7 @@ print("@PHASE_MARK@ import", file=sys.stderr)
 spec = importlib.util.spec_from_file_location("function_online", function)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-imported, gc_at_import = time.perf_counter(), gc_seconds[0]
+imported, gc_at_import, cpu_imported = time.perf_counter(), gc_seconds[0], time.process_time()
 import aimass.aws
 make_client, clients_seconds = aimass.aws.client, [0.0]
 def timed_client(service):
@@ -72,9 +82,9 @@ class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
     aws_request_id = "00000000-0000-4000-8000-000000000000"
 print("@PHASE_MARK@ first-request", file=sys.stderr)
-before, gc_before = time.perf_counter(), gc_seconds[0]
+before, gc_before, cpu_before = time.perf_counter(), gc_seconds[0], time.process_time()
 response = module.handler(event, Context())
-answered, gc_answered = time.perf_counter(), gc_seconds[0]
+answered, gc_answered, cpu_answered = time.perf_counter(), gc_seconds[0], time.process_time()
 module.handler(event, Context())
 second = time.perf_counter()
 with open(result_file, "w") as file:
@@ -87,6 +97,7 @@ with open(result_file, "w") as file:
         "first_request_clients_ms": clients_seconds[0] * 1e3,
         "in_child_ms": (imported - started + answered - before) * 1e3,
         "in_child_gc_ms": (gc_at_import + gc_answered - gc_before) * 1e3,
+        "in_child_cpu_ms": (cpu_imported - cpu_started + cpu_answered - cpu_before) * 1e3,
         "second_request_ms": (second - answered) * 1e3,
     }, file)
 """.replace("@PHASE_MARK@", PHASE_MARK)
@@ -106,7 +117,7 @@ session = new_session(Path(model_file))
 tensor = np.load(input_file)
 loaded = time.perf_counter()
 session.run(None, {session.get_inputs()[0].name: tensor})
-ran = time.perf_counter()
+ran, cpu_ran = time.perf_counter(), time.process_time()
 with open(result_file, "w") as file:
     json.dump({
         "status": 200,
@@ -115,6 +126,42 @@ with open(result_file, "w") as file:
         "run_ms": (ran - loaded) * 1e3,
         "in_child_ms": (ran - started) * 1e3,
         "in_child_gc_ms": gc_seconds[0] * 1e3,
+        "in_child_cpu_ms": (cpu_ran - cpu_started) * 1e3,
+    }, file)
+"""
+)
+
+
+# The Lambda runtime's part (reading the event) is outside the measured window, as for the handler.
+BATCH_CHILD = (
+    CHILD_CLOCKS
+    + """
+import importlib.util, json, sys
+function, event_file, result_file = sys.argv[1:4]
+spec = importlib.util.spec_from_file_location("function_batch", function)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported, gc_at_import, cpu_imported = time.perf_counter(), gc_seconds[0], time.process_time()
+with open(event_file) as file:
+    event = json.load(file)
+class Context:
+    function_name = "aimass-batch"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-batch"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    def get_remaining_time_in_millis(self):
+        return 900_000
+before, gc_before, cpu_before = time.perf_counter(), gc_seconds[0], time.process_time()
+[summary] = module.handler(event, Context())["files"]
+answered, gc_answered, cpu_answered = time.perf_counter(), gc_seconds[0], time.process_time()
+with open(result_file, "w") as file:
+    json.dump({
+        "status": 200 if summary["status"] == "succeeded" else 500,
+        "import_ms": (imported - started) * 1e3,
+        "first_request_ms": (answered - before) * 1e3,
+        "in_child_ms": (imported - started + answered - before) * 1e3,
+        "in_child_gc_ms": (gc_at_import + gc_answered - gc_before) * 1e3,
+        "in_child_cpu_ms": (cpu_imported - cpu_started + cpu_answered - cpu_before) * 1e3,
     }, file)
 """
 )
@@ -122,37 +169,47 @@ with open(result_file, "w") as file:
 
 @dataclass(frozen=True)
 class Inputs:
-    """Files both kinds of process read: the event, the model and its tensor, in a scratch folder."""
+    """What the processes read: the event, the model and its tensor in a scratch folder; the batch
+    function's file."""
 
     folder: Path
     event: Path
     model: Path
     tensor: Path
+    batch_file: bytes
 
 
 def prepare(folder: Path) -> Inputs:
+    from aimass.local.resources import create_bucket
+
     rows = demo_rows(MODEL, 1)
-    inputs = Inputs(folder, folder / "event.json", folder / "model.onnx", folder / "input.npy")
+    inputs = Inputs(folder, folder / "event.json", folder / "model.onnx", folder / "input.npy", batch_file())
     inputs.event.write_text(json.dumps(predict_event(rows)))
     inputs.model.write_bytes(demo_model(MODEL))
     np.save(inputs.tensor, rows.tensor)
+    create_bucket(BATCH_BUCKET)  # the artifacts bucket's template properties: versioned, as S3 events name
     return inputs
 
 
-def child_env(stack: Any, cache_dir: Path) -> dict[str, str]:
+def child_env(stack: Any, tree: Path, cache_dir: Path) -> dict[str, str]:
     """A small, explicit environment, as a function has: the embedded AWS, Powertools, PATH."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **aws_env(stack, cache_dir)}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        **layer_env(tree),
+        **aws_env(stack, cache_dir),
+    }
 
 
 def run_child(
-    code: str, args: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()
+    code: str, args: list[str], env: dict[str, str], tree: Path, python_flags: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], str]:
     """The child's own figures plus the parent's wall time of the whole process, and its stderr."""
     with tempfile.TemporaryDirectory(prefix="aimass-bench-child-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [sys.executable, *python_flags, "-c", code, *args, str(result_file)]
         started = time.perf_counter()
-        process = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        process = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=120)
         wall_ms = (time.perf_counter() - started) * 1e3
         if process.returncode != 0 or not result_file.exists():
             raise RuntimeError(f"child failed ({process.returncode}):\n{process.stderr[-3000:]}")
@@ -162,23 +219,66 @@ def run_child(
     return {**result, "wall_ms": wall_ms}, process.stderr
 
 
-def handler_run(stack: Any, inputs: Inputs, python_flags: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+def handler_run(
+    stack: Any, tree: Path, inputs: Inputs, python_flags: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
     # A fresh, empty model cache per run: a new execution environment has nothing in /tmp.
     with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-cache-") as cache:
-        env = child_env(stack, Path(cache))
-        return run_child(HANDLER_CHILD, [str(ONLINE_FUNCTION), str(inputs.event)], env, python_flags)
+        env = child_env(stack, tree, Path(cache))
+        online = function_file(tree, "online")
+        return run_child(HANDLER_CHILD, [str(online), str(inputs.event)], env, tree, python_flags)
 
 
-def floor_run(stack: Any, inputs: Inputs) -> dict[str, Any]:
+def floor_run(stack: Any, tree: Path, inputs: Inputs) -> dict[str, Any]:
     # The same environment as the handler's, though the floor never reaches the embedded AWS.
     with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-cache-") as cache:
-        env = child_env(stack, Path(cache))
-        return run_child(FLOOR_CHILD, [str(inputs.model), str(inputs.tensor)], env)[0]
+        env = child_env(stack, tree, Path(cache))
+        return run_child(FLOOR_CHILD, [str(inputs.model), str(inputs.tensor)], env, tree)[0]
 
 
-def profile_imports(stack: Any, inputs: Inputs) -> dict[str, Any]:
+def batch_file() -> bytes:
+    """The held-out rows as the CSV file a user drops (a header of feature names)."""
+    instances = demo_rows(MODEL, BATCH_ROWS).instances
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(instances[0]))
+    writer.writeheader()
+    writer.writerows(instances)
+    return text.getvalue().encode()
+
+
+def batch_run(stack: Any, tree: Path, inputs: Inputs, run: int) -> dict[str, Any]:
+    """A new object version each run: the idempotency table would otherwise answer with the first
+    run's summary."""
+    from aimass import aws
+
+    key = f"incoming/{MODEL}/cold-start-{run}.csv"
+    put = aws.client("s3").put_object(Bucket=BATCH_BUCKET, Key=key, Body=inputs.batch_file)
+    event = json.loads((EVENTS / "s3_incoming_csv.json").read_text())
+    event["Records"][0]["s3"]["bucket"]["name"] = BATCH_BUCKET
+    found = event["Records"][0]["s3"]["object"]
+    found.update(
+        {
+            "key": key,
+            "size": len(inputs.batch_file),
+            "eTag": put["ETag"].strip('"'),
+            "versionId": put.get("VersionId"),
+        }
+    )
+    event_file = inputs.folder / f"s3-event-{run}.json"
+    event_file.write_text(json.dumps(event))
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-cache-") as cache:
+        env = {
+            **child_env(stack, tree, Path(cache)),
+            "AIMASS_BUCKET": BATCH_BUCKET,
+            "AIMASS_IDEMPOTENCY_TABLE": stack.idempotency_table,
+            "AIMASS_BATCH_WORK_DIR": str(Path(cache) / "batch"),
+        }
+        return run_child(BATCH_CHILD, [str(function_file(tree, "batch")), str(event_file)], env, tree)[0]
+
+
+def profile_imports(stack: Any, tree: Path, inputs: Inputs) -> dict[str, Any]:
     """One more cold handler run under `python -X importtime` (slower, so not among the timed runs)."""
-    _, stderr = handler_run(stack, inputs, ("-X", "importtime"))
+    _, stderr = handler_run(stack, tree, inputs, ("-X", "importtime"))
     return import_breakdown(stderr)
 
 
@@ -215,21 +315,23 @@ def import_breakdown(stderr: str) -> dict[str, Any]:
     return {"packages": packages, "top_modules_by_cumulative": top, "totals_ms": totals}
 
 
-def run(stack: Any, repeats: int = REPEATS) -> dict[str, Any]:
+def run(stack: Any, tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-") as folder:
         inputs = prepare(Path(folder))
-        # One discarded pair first: it pulls the interpreter, packages and model into the page cache, which
-        # a warm Lambda host has too; the first start after a deploy is slower still.
-        handler_run(stack, inputs)
-        floor_run(stack, inputs)
-        handlers, floors = [], []
-        for _ in range(repeats):  # alternating, so drift on the machine hits both alike
-            handlers.append(handler_run(stack, inputs)[0])
-            floors.append(floor_run(stack, inputs))
-        imports = profile_imports(stack, inputs)
+        # One discarded round first: it pulls the interpreter, packages and model into the page cache,
+        # which a warm Lambda host has too; the first start after a deploy is slower still.
+        handler_run(stack, tree, inputs)
+        floor_run(stack, tree, inputs)
+        batch_run(stack, tree, inputs, 0)
+        handlers, floors, batches = [], [], []
+        for run in range(1, repeats + 1):  # alternating, so drift on the machine hits all alike
+            handlers.append(handler_run(stack, tree, inputs)[0])
+            floors.append(floor_run(stack, tree, inputs))
+            batches.append(batch_run(stack, tree, inputs, run))
+        imports = profile_imports(stack, tree, inputs)
     summary = {
         side: {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
-        for side, runs in (("handler", handlers), ("floor", floors))
+        for side, runs in (("handler", handlers), ("floor", floors), ("batch", batches))
     }
     return {
         "model": MODEL,
@@ -237,7 +339,8 @@ def run(stack: Any, repeats: int = REPEATS) -> dict[str, Any]:
         "median": summary,
         "ratio_wall": summary["handler"]["wall_ms"] / summary["floor"]["wall_ms"],
         "ratio_in_child": summary["handler"]["in_child_ms"] / summary["floor"]["in_child_ms"],
-        "runs": {"handler": handlers, "floor": floors},
+        "batch_rows": BATCH_ROWS,
+        "runs": {"handler": handlers, "floor": floors, "batch": batches},
         "imports": imports,
     }
 
@@ -254,6 +357,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "of which import",
             "of which first prediction",
             "of which GC pauses",
+            "CPU (in child)",
         ],
         note="Handler: import functions/online/app.py + one predict event (registry lookup, S3 download "
         "into an empty cache, session). Floor: import onnxruntime + numpy, session from the model file, "
@@ -266,6 +370,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
         ms(handler["import_ms"]),
         ms(handler["first_request_ms"]),
         ms(handler["in_child_gc_ms"]),
+        ms(handler["in_child_cpu_ms"]),
     )
     cold.add(
         "ONNX Runtime floor",
@@ -274,9 +379,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
         ms(floor["import_ms"]),
         ms(floor["session_ms"] + floor["run_ms"]),
         ms(floor["in_child_gc_ms"]),
+        ms(floor["in_child_cpu_ms"]),
     )
     ratios = ratio(result["ratio_wall"]), ratio(result["ratio_in_child"])
-    cold.add("ratio handler / floor", *ratios, "", "", "")
+    cold.add("ratio handler / floor", *ratios, "", "", "", "")
     detail = Table("The cold handler in detail (medians, ms)", ["step", "ms"])
     detail.add("import of functions/online/app.py", ms(handler["import_ms"]))
     detail.add("  of which garbage collection pauses", ms(handler["import_gc_ms"]))
@@ -284,6 +390,31 @@ def tables(result: dict[str, Any]) -> list[Table]:
     detail.add("  of which making the boto3 clients", ms(handler["first_request_clients_ms"]))
     detail.add("  of which garbage collection pauses", ms(handler["first_request_gc_ms"]))
     detail.add("second request, for comparison", ms(handler["second_request_ms"]))
+    batch = result["median"]["batch"]
+    batch_table = Table(
+        f"Cold start of the batch function, fresh process: medians of {result['repeats']} runs (ms)",
+        [
+            "process",
+            "whole process (wall)",
+            "import + first file (in child)",
+            "of which import",
+            "of which first file",
+            "of which GC pauses",
+            "CPU (in child)",
+        ],
+        note=f"Import functions/batch/app.py + one S3 event: a {result['batch_rows']}-row CSV, a new object "
+        "each run (idempotency record, registry lookup, S3 download into an empty cache, session, the "
+        "job, two uploads and the report).",
+    )
+    batch_table.add(
+        "batch handler",
+        ms(batch["wall_ms"]),
+        ms(batch["in_child_ms"]),
+        ms(batch["import_ms"]),
+        ms(batch["first_request_ms"]),
+        ms(batch["in_child_gc_ms"]),
+        ms(batch["in_child_cpu_ms"]),
+    )
     imports = result["imports"]
     packages = Table(
         "Import time of the cold handler by top-level package, own time (ms, python -X importtime)",
@@ -309,4 +440,4 @@ def tables(result: dict[str, Any]) -> list[Table]:
     for item in imports["top_modules_by_cumulative"]:
         indented = "  " * item["depth"] + item["module"]
         top.add(indented, item["phase"], ms(item["cumulative_ms"]), ms(item["self_ms"]))
-    return [cold, detail, packages, top]
+    return [cold, detail, batch_table, packages, top]

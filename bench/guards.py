@@ -135,13 +135,13 @@ def config_name(model: str, config: str) -> str:
 
 def register_configs() -> dict[str, dict[str, str]]:
     """Each demo under one name per configuration, with its policy (and ruleset); model -> config -> name."""
-    from aimass.api import deps
+    from aimass import wiring
     from aimass.config import settings
     from aimass.contracts.quality import QualityPolicy
     from aimass.contracts.rules import Ruleset
     from aimass.registration import Reference, register_version, save_ruleset, set_alias
 
-    registry = deps.registry()
+    registry = wiring.registry()
     names: dict[str, dict[str, str]] = {}
     for model in ("breast-cancer", "digits"):
         made = demo(model)
@@ -163,7 +163,7 @@ def register_configs() -> dict[str, dict[str, str]]:
             registry.set_quality_policy(name, QualityPolicy(violations=guarded, anomalies=guarded), ACTOR)
             if config == RULES:
                 save_ruleset(registry, name, Ruleset.model_validate(RULESET), ACTOR)
-            deps.serving().store.forget(name)
+            wiring.serving().store.forget(name)
             names[model][config] = name
     return names
 
@@ -171,9 +171,9 @@ def register_configs() -> dict[str, dict[str, str]]:
 def checked(name: str, config: str, rows: Rows) -> dict[str, Any]:
     """One prediction per configuration before measuring: it must carry what the configuration claims
     (and nothing the plain one should not); returns counts of what the guards found."""
-    from aimass.api import deps
+    from aimass import wiring
 
-    predictions = deps.serving().predict(name, rows.instances)["predictions"]
+    predictions = wiring.serving().predict(name, rows.instances)["predictions"]
     if len(predictions) != len(rows.instances):
         raise RuntimeError(f"{name}: {len(predictions)} predictions for {len(rows.instances)} rows")
     items = [p if isinstance(p, dict) else {} for p in predictions]
@@ -192,10 +192,10 @@ def checked(name: str, config: str, rows: Rows) -> dict[str, Any]:
 
 
 def run_case(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]:
-    from aimass.api import deps
+    from aimass import wiring
 
     rows = demo_rows(case.model, case.rows)
-    serving = deps.serving()
+    serving = wiring.serving()
     configs = [c for c in (PLAIN, QUALITY, RULES) if c in names and (case.rules or c != RULES)]
     found = {config: checked(names[config], config, rows) for config in configs}
     calls: dict[str, Callable[[], object]] = {"floor": floor_call(case.model, rows.tensor)}
@@ -289,9 +289,9 @@ PART_CASES = (
 
 def run_parts(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]:
     """Each configuration's predict calls, interleaved, with their steps timed in place."""
-    from aimass.api import deps
+    from aimass import wiring
 
-    serving = deps.serving()
+    serving = wiring.serving()
     rows = demo_rows(case.model, case.rows)
     configs = [c for c in (PLAIN, QUALITY, RULES) if c in names]
     samples: dict[str, dict[str, list[int]]] = {config: {} for config in configs}
@@ -338,14 +338,14 @@ def run_parts(names: dict[str, str], case: Case, scale: float) -> dict[str, Any]
 def without_observers() -> Iterator[None]:
     """The request pipeline alone: the Lambda handler's metrics observer (attached when benchmark 1 ran in
     this process) would buffer and print EMF metrics, the same for every configuration."""
-    from aimass.api import deps
+    from aimass import wiring
 
-    saved = list(deps.prediction_observers)
-    deps.prediction_observers.clear()
+    saved = list(wiring.prediction_observers)
+    wiring.prediction_observers.clear()
     try:
         yield
     finally:
-        deps.prediction_observers.extend(saved)
+        wiring.prediction_observers.extend(saved)
 
 
 def run(scale: float = 1.0) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from bench.environment import REPO
 from gpu_endpoints.process import free_port
 
 EVENTS = REPO / "events"
-ONLINE_FUNCTION = REPO / "functions" / "online" / "app.py"
 # Demo models and the server's state, kept between runs so only the first run trains (gitignored).
 STATE_DIR = REPO / ".aimass" / "bench"
 # What the SAM template gives every function; the tracer is off because no X-Ray daemon runs here.
@@ -62,13 +61,23 @@ def local_aws() -> Iterator[Any]:
 
 def reset_service_caches() -> None:
     """Make the service read its settings again and forget clients, registry answers and sessions."""
-    from aimass import aws
-    from aimass.api import deps
+    from aimass import aws, wiring
     from aimass.config import settings
 
     settings.cache_clear()
     aws.reset()
-    deps.reset()
+    wiring.reset()
+
+
+def function_file(tree: Path, function: str) -> Path:
+    """functions/<function>/app.py of a checkout (this one, or the one `--tree` names)."""
+    return tree / "functions" / function / "app.py"
+
+
+def layer_env(tree: Path) -> dict[str, str]:
+    """A function process's package from a checkout's layer source, as Lambda puts the layer on
+    sys.path, whatever the venv installed: the figures are that checkout's."""
+    return {"PYTHONPATH": str(tree / "layers" / "core")}
 
 
 def aws_env(stack: Any, model_cache_dir: Path) -> dict[str, str]:

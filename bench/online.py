@@ -68,9 +68,9 @@ def checked(response: dict[str, Any], rows: Rows) -> dict[str, Any]:
 @contextlib.contextmanager
 def counted_registry_lookups() -> Iterator[list[int]]:
     """Counts the registry round trips the service makes while measuring (its alias cache expires)."""
-    from aimass.api import deps
+    from aimass import wiring
 
-    registry = deps.registry()
+    registry = wiring.registry()
     resolve = registry.resolve
     count = [0]
 
@@ -126,8 +126,8 @@ def layer_calls(handler: Handler, rows: Rows) -> dict[str, Callable[[], object]]
     from mangum import Mangum
 
     from aimass.api.app import create_app
-    from aimass.api.deps import serving
     from aimass.serving.codecs import v1_feeds
+    from aimass.wiring import serving
 
     floor = floor_call(rows.model, rows.tensor)
     loaded = serving().store.load(rows.model)

@@ -44,13 +44,12 @@ def demos(state_dir: Path) -> dict[str, Any]:
 
 
 def reset_caches() -> None:
-    from aimass import aws
-    from aimass.api import deps
+    from aimass import aws, wiring
     from aimass.config import settings
 
     settings.cache_clear()
     aws.reset()
-    deps.reset()
+    wiring.reset()
 
 
 @contextmanager
@@ -114,11 +113,14 @@ class Registered:
 
 def register_demos(demos: dict[str, Any]) -> Registered:
     """Every demo model registered as v1 and set as champion, as the local stack does."""
-    from aimass.api import deps
+    from aimass import wiring
     from aimass.local.demo import register
 
     return Registered(
-        {name: register(deps.registry(), "aimass-test", demo, "test").version for name, demo in demos.items()}
+        {
+            name: register(wiring.registry(), "aimass-test", demo, "test").version
+            for name, demo in demos.items()
+        }
     )
 
 

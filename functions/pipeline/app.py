@@ -2,16 +2,22 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aimass.api import deps
+from aimass import wiring
+from aimass.logs import function_logger
 from aimass.pipeline import steps
 
-logger = Logger()
+logger = function_logger()
+metrics = Metrics()
+tracer = Tracer()
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
+# A task's result is the run's state, up to Step Functions' 256 KB; an X-Ray segment holds 64 KB.
+@tracer.capture_lambda_handler(capture_response=False)
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("pipeline step", extra={"step": event.get("step"), "run": event.get("run")})
-    return steps.step(event, deps.registry(), deps.serving().store)
+    return steps.step(event, wiring.registry(), wiring.serving().store)

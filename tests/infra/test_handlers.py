@@ -53,54 +53,87 @@ def function_environment(template: dict[str, Any], function: dict[str, Any]) -> 
     return env
 
 
+def handler_location(logical_id: str) -> tuple[Path, Path, str]:
+    """A function's code folder, handler module file and handler attribute."""
+    # CodeUri and Handler, or an image function's Dockerfile folder and command
+    found = template_function(logical_id, REPO / "template.yaml")
+    module, _, attribute = found.handler.rpartition(".")
+    return found.code_uri, found.code_uri / (module.replace(".", "/") + ".py"), attribute
+
+
+def import_handler(
+    template: dict[str, Any], logical_id: str, core_layer: Path, then: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Import a function's handler in a fresh interpreter with the function's template environment
+    and its layers, then run `then` there."""
+    code_dir, module_file, attribute = handler_location(logical_id)
+    core = (
+        core_layer / "python"
+        if logical_id in layer_functions(template, "CoreLayer")
+        else REPO / "layers" / "core"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        **function_environment(template, template["Resources"][logical_id]),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-B",
+            "-c",
+            IMPORT_HANDLER + then,
+            code_dir,
+            module_file,
+            attribute,
+            core,
+            sysconfig.get_path("purelib"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_every_function_handler_imports_and_is_callable(template: dict[str, Any], core_layer: Path) -> None:
-    functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    functions = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"]
     assert functions, "the template names no functions"
-    on_core_layer = layer_functions(template, "CoreLayer")
     problems = []
 
-    for logical_id, function in functions.items():
-        # CodeUri and Handler, or an image function's Dockerfile folder and command
-        found = template_function(logical_id, REPO / "template.yaml")
-        code_dir = found.code_uri
-        module, _, attribute = found.handler.rpartition(".")
-        module_file = code_dir / (module.replace(".", "/") + ".py")
+    for logical_id in functions:
+        _, module_file, _ = handler_location(logical_id)
         if not module_file.is_file():
             problems.append(f"{logical_id}: {module_file.relative_to(REPO)} does not exist")
             continue
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(Path.home()),
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            **function_environment(template, function),
-        }
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-S",
-                "-B",
-                "-c",
-                IMPORT_HANDLER,
-                code_dir,
-                module_file,
-                attribute,
-                core_layer / "python" if logical_id in on_core_layer else REPO / "layers" / "core",
-                sysconfig.get_path("purelib"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = import_handler(template, logical_id, core_layer)
         if result.returncode != 0:
             problems.append(
                 f"{logical_id}: importing {module_file.relative_to(REPO)} failed:\n{result.stderr}"
             )
 
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("logical_id", ["BatchFunction", "BatchStepsFunction", "PipelineFunction"])
+def test_a_function_that_serves_no_http_imports_no_web_framework(
+    template: dict[str, Any], core_layer: Path, logical_id: str
+) -> None:
+    # FastAPI and what comes with it were most of these functions' import time (bench/RESULTS.md)
+    result = import_handler(
+        template,
+        logical_id,
+        core_layer,
+        'print(sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"}))',
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

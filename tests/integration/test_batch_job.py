@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.contracts.quality import QualityPolicy
@@ -33,7 +33,7 @@ def run(tmp_path: Path, name: str, data: bytes, **options: Any) -> tuple[dict[st
     source.write_bytes(data)
     fmt = FileFormat.of(name)
     outputs = Outputs(tmp_path / f"predicted-{name}", tmp_path / f"rejected-{name}.jsonl")
-    report = predict_file(deps.serving(), MODEL, source, fmt, outputs, Options(**options))
+    report = predict_file(wiring.serving(), MODEL, source, fmt, outputs, Options(**options))
     return report, outputs
 
 
@@ -62,9 +62,9 @@ def test_bad_rows_are_rejected_with_their_reasons_and_the_good_ones_predicted(
     registered: Any, demos: dict[str, Any], tmp_path: Path
 ) -> None:
     # Given a model that rejects out-of-range rows and has a rule that refuses tiny tumours
-    deps.registry().set_quality_policy(MODEL, QualityPolicy(violations="reject", anomalies="flag"), "test")
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations="reject", anomalies="flag"), "test")
     save_ruleset(
-        deps.registry(),
+        wiring.registry(),
         MODEL,
         Ruleset.model_validate(
             {
@@ -87,7 +87,7 @@ def test_bad_rows_are_rejected_with_their_reasons_and_the_good_ones_predicted(
         ),
         "test",
     )
-    deps.serving().store.forget(MODEL)
+    wiring.serving().store.forget(MODEL)
     rows = holdout(demos, 12)
     rows = [r for r in rows if r["mean_area"] >= 200.0][:10]
     text = csv_bytes(rows, {"id": [f"p{i}" for i in range(10)], "site": ["a"] * 10}).decode().splitlines()
@@ -228,13 +228,13 @@ def test_a_model_without_a_champion_gives_a_failed_report(
 ) -> None:
     # Given a version registered but never made champion
     register_version(
-        deps.registry(), "aimass-test", "untried", demos[MODEL].model, "test", demos[MODEL].enrichment
+        wiring.registry(), "aimass-test", "untried", demos[MODEL].model, "test", demos[MODEL].enrichment
     )
     source = tmp_path / "rows.csv"
     source.write_bytes(csv_bytes(holdout(demos, 2)))
     outputs = Outputs(tmp_path / "predicted.csv", tmp_path / "rejected.jsonl")
     # When a file is dropped for it
-    report = predict_file(deps.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
+    report = predict_file(wiring.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
     # Then nothing is predicted by hope: the report says why
     assert report["status"] == "failed"
     assert report["error"]["code"] == "not_found" and "champion" in report["error"]["message"]
@@ -247,8 +247,8 @@ def test_a_column_at_a_time_gives_what_row_by_row_gives(
     registered: Any, demos: dict[str, Any], tmp_path: Path, policy: str, name: str
 ) -> None:
     # Given a model whose policy flags (or rejects) findings, and a file with every kind of row
-    deps.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
-    deps.serving().store.forget(MODEL)
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
+    wiring.serving().store.forget(MODEL)
     rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 40))]
     rows[1]["mean_radius"] = None  # a required value missing
     rows[5]["mean_texture"] = rows[5]["mean_texture"] * 40  # out of range, anomalous

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.batch import parts
 from aimass.batch.drop import Drop, process
 from aimass.errors import NotFound
@@ -69,15 +68,15 @@ def test_parts_merged_give_what_one_invocation_gives(
         data = gzip.compress(data)
     # One invocation, as a small file goes
     whole = put(f"incoming/breast-cancer/whole{suffix}", data)
-    process(whole, deps.serving())
+    process(whole, wiring.serving())
     # The state machine's steps, as a large file goes
     split = put(f"incoming/breast-cancer/split{suffix}", data)
-    planned = parts.plan(split, "run-1", deps.serving())
+    planned = parts.plan(split, "run-1", wiring.serving())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert planned["parts"] == len(manifest) == 4 and [m["first_row"] for m in manifest] == [1, 17, 33, 49]
     for item in manifest:
-        parts.part(planned, item, deps.serving())
-    summary = parts.merge(planned, deps.serving())
+        parts.part(planned, item, wiring.serving())
+    summary = parts.merge(planned, wiring.serving())
 
     assert summary["rows"] == {"in": 50, "predicted": 47, "rejected": 3}
     unzip = gzip.decompress if suffix.endswith(".gz") else (lambda b: b)
@@ -111,10 +110,10 @@ def test_parquet_parts_keep_their_rows_in_order(small_parts: None, demos: dict[s
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"id": i, **r} for i, r in enumerate(holdout(demos, 40))]), buffer)
     drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue())
-    planned = parts.plan(drop, "run-2", deps.serving())
+    planned = parts.plan(drop, "run-2", wiring.serving())
     for item in json.loads(read(planned["manifest"]["Key"])):
-        parts.part(planned, item, deps.serving())
-    assert parts.merge(planned, deps.serving())["rows"]["predicted"] == 40
+        parts.part(planned, item, wiring.serving())
+    assert parts.merge(planned, wiring.serving())["rows"]["predicted"] == 40
     table = pq.read_table(io.BytesIO(read("predictions/breast-cancer/rows.parquet")))
     assert table.column("id").to_pylist() == list(range(40))
 
@@ -123,7 +122,7 @@ def test_a_run_that_fails_writes_a_failed_report_and_cleans_up(
     small_parts: None, demos: dict[str, Any]
 ) -> None:
     drop = put("incoming/breast-cancer/doomed.csv", csv_bytes(holdout(demos, 20)))
-    parts.plan(drop, "run-3", deps.serving())
+    parts.plan(drop, "run-3", wiring.serving())
     parts.fail(
         drop,
         "run-3",
@@ -138,26 +137,26 @@ def test_a_run_that_fails_writes_a_failed_report_and_cleans_up(
 def test_a_run_failed_by_an_aimass_error_reports_its_code(small_parts: None) -> None:
     drop = put("incoming/no-such-model/rows.csv", b"a,b\n1,2\n")
     with pytest.raises(NotFound) as raised:
-        parts.step({"step": "plan", "drop": asdict(drop), "run": "run-4"}, deps.serving())
+        parts.step({"step": "plan", "drop": asdict(drop), "run": "run-4"}, wiring.serving())
     # What the Catch passes on when the plan task raised it
     error = {"Error": "NotFound", "Cause": json.dumps({"errorMessage": raised.value.message})}
-    parts.step({"step": "fail", "drop": asdict(drop), "run": "run-4", "error": error}, deps.serving())
+    parts.step({"step": "fail", "drop": asdict(drop), "run": "run-4", "error": error}, wiring.serving())
     report = json.loads(read("reports/no-such-model/rows.csv.json"))
     assert report["error"]["code"] == "not_found" and "no-such-model" in report["error"]["message"]
 
 
 def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, demos: dict[str, Any]) -> None:
     drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)))
-    planned = parts.plan(drop, "run-5", deps.serving())
+    planned = parts.plan(drop, "run-5", wiring.serving())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert len(manifest) == 3
-    parts.part(planned, manifest[0], deps.serving())
+    parts.part(planned, manifest[0], wiring.serving())
     # Part 1 never ran; part 2's file is gone, so it fails and says why
     aws.client("s3").delete_object(Bucket=BUCKET, Key=manifest[2]["key"])
     with pytest.raises(ClientError):
-        parts.part(planned, manifest[2], deps.serving())
+        parts.part(planned, manifest[2], wiring.serving())
     with pytest.raises(parts.PartFailed, match=r"parts \[1, 2\] of 3 have no report"):
-        parts.merge(planned, deps.serving())
+        parts.merge(planned, wiring.serving())
     # Nothing was written for the file
     listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="predictions/breast-cancer/gappy")
     assert listed["KeyCount"] == 0
@@ -165,4 +164,4 @@ def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, de
 
 def test_an_unknown_step_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown batch step 'split'"):
-        parts.step({"step": "split"}, deps.serving())
+        parts.step({"step": "split"}, wiring.serving())

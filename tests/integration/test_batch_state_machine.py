@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.batch import drop, parts
 from aimass.local import notifications, statemachines
 from aimass.local.demo import register
@@ -57,7 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> It
         "AIMASS_BATCH_WORK_DIR": str(root / "work"),
     }
     with running_stack(root, "aimass-batch-sfn", environment=settings) as local:
-        register(deps.registry(), local.bucket, demos["breast-cancer"], "test")
+        register(wiring.registry(), local.bucket, demos["breast-cancer"], "test")
         yield Stack(
             local.bucket,
             aws.client("s3"),

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from aimass import aws, feedback
-from aimass.api import deps
+from aimass import aws, feedback, wiring
 from aimass.api.app import create_app
 from aimass.capture import PredictionId
 from aimass.contracts.feedback import MAX_FEEDBACK_LABELS
@@ -75,7 +74,7 @@ def test_a_prediction_names_each_instance_and_its_capture_holds_what_the_model_s
     assert len(ids) == 3 and len(set(ids)) == 3
     parsed = [PredictionId.parse(i) for i in ids]
     assert {p.model for p in parsed} == {"breast-cancer"} and [p.index for p in parsed] == [0, 1, 2]
-    deps.flush_capture()
+    wiring.flush_capture()
     lines = [json.loads(line) for line in read(parsed[0].key).splitlines()]
     assert [line["eventMetadata"]["eventId"] for line in lines] == ids
     assert lines[0]["eventMetadata"]["modelVersion"] == 1
@@ -103,7 +102,7 @@ def test_v2_infer_carries_the_prediction_ids_in_its_parameters(
     ids = response.json()["parameters"]["prediction_ids"]
     assert len(ids) == 2 and ids[0].startswith("digits:")
     # The capture holds the V1-shaped answer, so a label can be checked against it
-    deps.flush_capture()
+    wiring.flush_capture()
     line = json.loads(read(PredictionId.parse(ids[0]).key).splitlines()[0])
     assert json.loads(line["captureData"]["endpointOutput"]["data"])["label"] == str(
         int(np.argmax(demos["digits"].holdout_probabilities[0]))
@@ -273,7 +272,7 @@ def test_a_regression_model_gets_a_live_mae(client: TestClient) -> None:
     x = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
     model = to_onnx(LinearRegression().fit(x, 2 * x[:, 0] + x[:, 1]), x[:1])
     enrichment = SignatureEnrichment(features=["a", "b"], task="regression")
-    register_version(deps.registry(), BUCKET, "line", model.SerializeToString(), "t", enrichment)
+    register_version(wiring.registry(), BUCKET, "line", model.SerializeToString(), "t", enrichment)
     answer = client.post("/v1/models/line:predict", json={"instances": [{"a": 1.0, "b": 1.0}, [0.0, 0.0]]})
     ids = answer.json()["prediction_ids"]
     # When the true values are 3.5 and 1.0 (errors 0.5 and 1.0)
@@ -300,7 +299,7 @@ def test_a_capture_that_cannot_be_written_does_not_fail_the_prediction(
     with TestClient(create_app(), raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
         # When a prediction is made, it is answered, and the failed write is logged
         answer = predict(client, demos, 1)
-        deps.flush_capture()
+        wiring.flush_capture()
     assert answer["predictions"] and answer["prediction_ids"]
     assert any(
         "capture s3://aimass-no-such-bucket/capture/breast-cancer/" in r.message for r in caplog.records
@@ -313,15 +312,15 @@ def test_a_capture_that_raises_leaves_the_prediction_without_ids(
     def broken(_: Any) -> list[str]:
         raise RuntimeError("capture is broken")
 
-    serving = request_pipeline(deps.registry(), tmp_path, capture=broken)
+    serving = request_pipeline(wiring.registry(), tmp_path, capture=broken)
     answer = serving.predict("breast-cancer", instances(demos, 1), captured=True)
     assert answer["predictions"] and "prediction_ids" not in answer
 
 
 def test_only_online_traffic_is_captured_not_batch_files(registered: Any, demos: dict[str, Any]) -> None:
     # The batch job predicts through the same serving, without asking for capture
-    answer = deps.serving().predict("breast-cancer", instances(demos, 2))
-    deps.flush_capture()
+    answer = wiring.serving().predict("breast-cancer", instances(demos, 2))
+    wiring.flush_capture()
     assert "prediction_ids" not in answer and objects("capture/") == []
 
 

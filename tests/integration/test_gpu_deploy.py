@@ -28,8 +28,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 from typer.testing import CliRunner
 
-from aimass import artifacts, aws
-from aimass.api import deps
+from aimass import artifacts, aws, wiring
 from aimass.contracts.registry import ModelVersion
 from aimass.deploy import endpoint
 from aimass.deploy.autoscaling import Autoscaling, registered_scaling, scaling_policy
@@ -66,7 +65,7 @@ def demo(state_dir: Path) -> Demo:
 
 def register(demo: Demo, backend: str = f"sagemaker:{ENDPOINT}", name: str = "bc-gpu") -> ModelVersion:
     return register_version(
-        deps.registry(), BUCKET, name, demo.model, "test", demo.enrichment, backend=backend
+        wiring.registry(), BUCKET, name, demo.model, "test", demo.enrichment, backend=backend
     )
 
 

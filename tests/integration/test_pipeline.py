@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
 from aimass.pipeline import steps
@@ -42,7 +41,7 @@ class Stack:
         from aimass.registration import set_alias
 
         record = register_version(
-            deps.registry(),
+            wiring.registry(),
             self.bucket,
             name,
             self.demo.model,
@@ -50,7 +49,7 @@ class Stack:
             self.demo.enrichment,
         )
         if champion:
-            set_alias(deps.registry(), name, "champion", record.version, "test")
+            set_alias(wiring.registry(), name, "champion", record.version, "test")
         self.s3.put_object(Bucket=self.bucket, Key=f"datasets/{name}/breast_cancer.csv", Body=training_csv())
 
     def run(self, model: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -66,7 +65,7 @@ class Stack:
 
 
 def versions(name: str) -> list[int]:
-    return [v.version for v in deps.registry().list_versions(name)]
+    return [v.version for v in wiring.registry().list_versions(name)]
 
 
 def assert_report(stack: Stack, model: str, execution: dict[str, Any]) -> str:
@@ -113,9 +112,9 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     # With no champion to beat, a candidate that passes the thresholds becomes champion
     first = stack.run("bc-retrain", STUMP)
     assert first["status"] == "SUCCEEDED", first
-    summary = deps.registry().get_model("bc-retrain")
+    summary = wiring.registry().get_model("bc-retrain")
     assert summary.aliases == {"champion": 2}
-    stump = deps.registry().get_version("bc-retrain", 2)
+    stump = wiring.registry().get_version("bc-retrain", 2)
     assert stump.lineage["execution"] == first["executionArn"]
     assert stump.lineage["parameters"]["estimator"] == "decision_tree"
     assert stump.lineage["dataset"]["sha256"] and stump.metrics["roc_auc"] < 0.95
@@ -124,7 +123,7 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     # A logistic regression beats the stump on the same holdout: promoted
     better = stack.run("bc-retrain")
     assert better["status"] == "SUCCEEDED"
-    assert deps.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    assert wiring.registry().get_model("bc-retrain").aliases == {"champion": 3}
     output = json.loads(better["output"])
     assert output["evaluation"]["champion_version"] == 2
     assert output["evaluation"]["candidate"]["roc_auc"] > output["evaluation"]["champion"]["roc_auc"]
@@ -135,7 +134,7 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     worse = stack.run("bc-retrain", STUMP)
     assert worse["status"] == "SUCCEEDED"
     assert versions("bc-retrain") == [1, 2, 3]
-    assert deps.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    assert wiring.registry().get_model("bc-retrain").aliases == {"champion": 3}
     assert "does not beat the champion" in json.loads(worse["output"])["evaluation"]["reason"]
     assert "Decision: rejected" in assert_report(stack, "bc-retrain", worse)
 
@@ -172,7 +171,7 @@ def test_a_challenger_policy_and_thresholds_from_the_stored_settings(stack: Stac
     loose = stack.run("bc-settings", {"thresholds": {}, "margin": 0.0, "estimator": "random_forest"})
     assert loose["status"] == "SUCCEEDED"
     evaluation = json.loads(loose["output"])["evaluation"]
-    summary = deps.registry().get_model("bc-settings")
+    summary = wiring.registry().get_model("bc-settings")
     if evaluation["candidate_score"] > evaluation["required_score"]:
         assert summary.aliases == {"champion": 1, "challenger": 2}
     else:
@@ -237,13 +236,13 @@ def test_a_transient_failure_is_retried_and_the_run_goes_on(
 
 def test_a_task_that_fails_for_good_leaves_the_registry_unchanged(stack: Stack) -> None:
     stack.add_model("bc-doomed", champion=True)
-    before = deps.registry().get_model("bc-doomed")
+    before = wiring.registry().get_model("bc-doomed")
 
     # An estimator parameter scikit-learn does not know: Train fails, and is not retried
     failed = stack.run("bc-doomed", {"params": {"no_such_parameter": 1}})
 
     assert failed["status"] == "FAILED"
-    assert deps.registry().get_model("bc-doomed") == before and versions("bc-doomed") == [1]
+    assert wiring.registry().get_model("bc-doomed") == before and versions("bc-doomed") == [1]
     [message] = stack.messages()
     assert message["decision"] == "failed" and "no_such_parameter" in message["cause"]
     history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]

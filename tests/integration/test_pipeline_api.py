@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.api.app import create_app
 from aimass.config import settings
 from aimass.local import statemachines
@@ -28,7 +27,7 @@ STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 def client(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
     with running_stack(tmp_path_factory.mktemp("pipeline-api"), "aimass-pipeline-api") as local:
         demo = demos["breast-cancer"]
-        register_version(deps.registry(), local.bucket, MODEL, demo.model, "test", demo.enrichment)
+        register_version(wiring.registry(), local.bucket, MODEL, demo.model, "test", demo.enrichment)
         aws.client("s3").put_object(
             Bucket=local.bucket, Key=f"datasets/{MODEL}/breast_cancer.csv", Body=training_csv()
         )
@@ -75,7 +74,7 @@ def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient)
     assert (run["backend"], run["training_job"]) == ("lambda", None)
 
     # The registry's record of the version names the same execution
-    assert deps.registry().get_version(MODEL, 2).lineage["execution"] == run["execution_arn"]
+    assert wiring.registry().get_version(MODEL, 2).lineage["execution"] == run["execution_arn"]
 
 
 def test_a_rejected_and_a_failed_run_say_why(client: TestClient) -> None:

@@ -31,8 +31,7 @@ import pytest
 from botocore.session import get_session
 from botocore.validate import ParamValidator
 
-from aimass import artifacts, aws
-from aimass.api import deps
+from aimass import artifacts, aws, wiring
 from aimass.config import settings
 from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
@@ -63,7 +62,7 @@ class Stack:
 
     def add_model(self, name: str) -> None:
         """The breast-cancer demo as v1 of `name` (no champion), its dataset as the training data."""
-        register_version(deps.registry(), BUCKET, name, self.demo.model, "test", self.demo.enrichment)
+        register_version(wiring.registry(), BUCKET, name, self.demo.model, "test", self.demo.enrichment)
         self.s3.put_object(Bucket=BUCKET, Key=f"datasets/{name}/breast_cancer.csv", Body=training_csv())
 
     def replaying(self, name: str, recording: str) -> str:
@@ -245,8 +244,8 @@ def test_a_large_enough_snapshot_is_trained_on_sagemaker_and_promoted(
     assert training["training_job"]["model_artifacts"] == recording["ModelArtifacts"]["S3ModelArtifacts"]
     assert training["training_job"]["billable_seconds"] == recording["BillableTimeInSeconds"]
     # ... and it won: the new champion, its lineage naming the training job
-    assert deps.registry().get_model("bc-sagemaker").aliases == {"champion": 2}
-    version = deps.registry().get_version("bc-sagemaker", 2)
+    assert wiring.registry().get_model("bc-sagemaker").aliases == {"champion": 2}
+    version = wiring.registry().get_version("bc-sagemaker", 2)
     assert version.lineage["execution"] == execution["executionArn"]
     trained = version.lineage["trained"]
     assert trained["backend"] == "sagemaker"
@@ -315,14 +314,14 @@ def test_lambda_trains_the_same_model_into_the_same_layout(stack: Stack, sagemak
     assert output["evaluation"]["candidate"] == pytest.approx(on_sagemaker["evaluation"]["candidate"])
     # As good as the champion it trained on SageMaker, so not better: not released
     assert "does not beat the champion" in output["evaluation"]["reason"]
-    assert deps.registry().get_model("bc-sagemaker").aliases == {"champion": 2}
+    assert wiring.registry().get_model("bc-sagemaker").aliases == {"champion": 2}
     stack.messages()
 
 
 def test_a_failed_training_job_fails_the_run_and_leaves_the_registry_unchanged(stack: Stack) -> None:
     model, run, parameters = FAILED
     stack.add_model(model)
-    before = deps.registry().get_model(model)
+    before = wiring.registry().get_model(model)
     recording = event("sagemaker_training_job_failed")
     machine = stack.replaying("TrainingPipelineRecordedFailedJob", "sagemaker_training_job_failed")
 
@@ -331,8 +330,8 @@ def test_a_failed_training_job_fails_the_run_and_leaves_the_registry_unchanged(s
     assert failed["status"] == "FAILED"
     entered = stack.entered(failed)
     assert entered[3:] == ["PrepareTraining", "TrainOnSageMaker", "Failed", "NotifyFailure", "Fail"]
-    assert deps.registry().get_model(model) == before
-    assert [v.version for v in deps.registry().list_versions(model)] == [1]
+    assert wiring.registry().get_model(model) == before
+    assert [v.version for v in wiring.registry().list_versions(model)] == [1]
     candidate = f"staging/pipeline/{model}/{run}/model.onnx"
     assert "Contents" not in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix=candidate)
     # The notice carries Step Functions' error and the job's description, with its FailureReason

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aimass import artifacts
-from aimass.api import deps
+from aimass import artifacts, wiring
 from aimass.errors import IntegrityError
 from aimass.registration import register_version, set_alias
 from aimass.serving.build import request_pipeline
@@ -32,16 +31,16 @@ def clock() -> Clock:
 
 @pytest.fixture
 def serving(registered: Any, tmp_path: Any, clock: Clock) -> RequestPipeline:
-    return request_pipeline(deps.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
+    return request_pipeline(wiring.registry(), tmp_path / "cache", registry_ttl_s=5.0, clock=clock)
 
 
 def promote_retrained(demos: dict[str, Any]) -> None:
     """Register a retrained breast-cancer model as v2 and make it the champion."""
     demo = demos["breast-cancer"]
     v2 = register_version(
-        deps.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
+        wiring.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
     )
-    set_alias(deps.registry(), "breast-cancer", "champion", v2.version, "t")
+    set_alias(wiring.registry(), "breast-cancer", "champion", v2.version, "t")
 
 
 def row(demos: dict[str, Any]) -> list[Any]:
@@ -85,16 +84,16 @@ def test_a_tampered_new_version_is_refused_and_the_previous_keeps_serving(
 def test_a_tampered_model_with_nothing_to_fall_back_to_is_refused(
     moto_aws: None, demos: dict[str, Any], tmp_path: Any
 ) -> None:
-    register_version(deps.registry(), "aimass-test", "digits", demos["digits"].model, "t")
+    register_version(wiring.registry(), "aimass-test", "digits", demos["digits"].model, "t")
     artifacts.put("aimass-test", "models/digits/1/model.onnx", b"\x00" * 10)
     with pytest.raises(IntegrityError):
-        request_pipeline(deps.registry(), tmp_path).store.load("digits")
+        request_pipeline(wiring.registry(), tmp_path).store.load("digits")
 
 
 def test_a_cached_model_file_is_checked_again_before_it_is_loaded(
     serving: RequestPipeline, demos: dict[str, Any], tmp_path: Any
 ) -> None:
-    record = deps.registry().get_version("breast-cancer", 1)
+    record = wiring.registry().get_version("breast-cancer", 1)
     path = artifacts.cached_path(record.artifact_uri, record.sha256, tmp_path / "cache")
     path.write_bytes(b"corrupted on disk")
     assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from aimass import artifacts, aws
-from aimass.api import deps
+from aimass import artifacts, aws, wiring
 from aimass.errors import IntegrityError, NotFound, ValidationFailed
 from aimass.registration import register_version, set_alias
 
@@ -15,7 +14,7 @@ from aimass.registration import register_version, set_alias
 def push(demos: dict[str, Any], name: str = "breast-cancer", as_name: str | None = None) -> Any:
     demo = demos[name]
     return register_version(
-        deps.registry(), "aimass-test", as_name or name, demo.model, "alice", demo.enrichment
+        wiring.registry(), "aimass-test", as_name or name, demo.model, "alice", demo.enrichment
     )
 
 
@@ -33,24 +32,24 @@ def test_versions_count_up_from_one_and_store_artifact_signature_and_card(
         "models/breast-cancer/2/model_card.md",
     } <= keys
     assert second.sha256 == artifacts.sha256(demos["breast-cancer"].model)
-    assert deps.registry().get_model("breast-cancer").latest_version == 2
+    assert wiring.registry().get_model("breast-cancer").latest_version == 2
 
 
 def test_a_version_is_immutable(moto_aws: None, demos: dict[str, Any]) -> None:
     record = push(demos)
     ddb = aws.client("dynamodb")
     with pytest.raises(ddb.exceptions.TransactionCanceledException):
-        deps.registry().commit_version(record.model_copy(update={"sha256": "0" * 64}))
-    assert deps.registry().get_version("breast-cancer", 1).sha256 == record.sha256
+        wiring.registry().commit_version(record.model_copy(update={"sha256": "0" * 64}))
+    assert wiring.registry().get_version("breast-cancer", 1).sha256 == record.sha256
 
 
 def test_requests_mean_the_champion_else_the_latest_version(moto_aws: None, demos: dict[str, Any]) -> None:
     push(demos), push(demos)
-    assert deps.registry().resolve("breast-cancer").version == 2
-    set_alias(deps.registry(), "breast-cancer", "champion", 1, "bob")
-    assert deps.registry().resolve("breast-cancer").version == 1
-    assert deps.registry().resolve("breast-cancer", alias="champion").version == 1
-    assert deps.registry().resolve("breast-cancer", version=2).version == 2
+    assert wiring.registry().resolve("breast-cancer").version == 2
+    set_alias(wiring.registry(), "breast-cancer", "champion", 1, "bob")
+    assert wiring.registry().resolve("breast-cancer").version == 1
+    assert wiring.registry().resolve("breast-cancer", alias="champion").version == 1
+    assert wiring.registry().resolve("breast-cancer", version=2).version == 2
 
 
 def test_unknown_models_versions_and_aliases_are_not_found(moto_aws: None, demos: dict[str, Any]) -> None:
@@ -58,13 +57,13 @@ def test_unknown_models_versions_and_aliases_are_not_found(moto_aws: None, demos
     for selector in ({}, {"version": 9}, {"alias": "challenger"}):
         name = "nope" if not selector else "breast-cancer"
         with pytest.raises(NotFound):
-            deps.registry().resolve(name, **selector)
+            wiring.registry().resolve(name, **selector)
 
 
 def test_every_change_leaves_an_audit_record(moto_aws: None, demos: dict[str, Any]) -> None:
     push(demos)
-    set_alias(deps.registry(), "breast-cancer", "challenger", 1, "bob")
-    trail = deps.registry().audit_trail("breast-cancer")
+    set_alias(wiring.registry(), "breast-cancer", "challenger", 1, "bob")
+    trail = wiring.registry().audit_trail("breast-cancer")
     assert [(r.action, r.actor) for r in trail] == [("register_version", "alice"), ("set_alias", "bob")]
     assert trail[1].details == {"alias": "challenger", "version": 1, "previous_version": None}
 
@@ -75,8 +74,8 @@ def test_an_alias_is_not_moved_to_a_version_whose_artifact_was_tampered_with(
     record = push(demos)
     artifacts.put("aimass-test", "models/breast-cancer/1/model.onnx", b"tampered")
     with pytest.raises(IntegrityError):
-        set_alias(deps.registry(), "breast-cancer", "champion", record.version, "mallory")
-    assert deps.registry().get_model("breast-cancer").aliases == {}
+        set_alias(wiring.registry(), "breast-cancer", "champion", record.version, "mallory")
+    assert wiring.registry().get_model("breast-cancer").aliases == {}
 
 
 def test_invalid_names_and_aliases_are_refused(moto_aws: None, demos: dict[str, Any]) -> None:
@@ -84,4 +83,4 @@ def test_invalid_names_and_aliases_are_refused(moto_aws: None, demos: dict[str, 
         push(demos, as_name="Bad Name!")
     push(demos)
     with pytest.raises(ValidationFailed):
-        set_alias(deps.registry(), "breast-cancer", "Not An Alias", 1, "bob")
+        set_alias(wiring.registry(), "breast-cancer", "Not An Alias", 1, "bob")

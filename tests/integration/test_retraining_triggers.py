@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.cli import pipeline_schedules
 from aimass.errors import NotFound
 from aimass.local import notifications, statemachines, template
@@ -41,10 +40,16 @@ class Stack:
         # With its training data as the baseline's reference: batch reports measure drift against it
         reference = Reference(self.demo.reference_csv, "reference.csv", "demo training data")
         record = register_version(
-            deps.registry(), BUCKET, name, self.demo.model, "test", self.demo.enrichment, reference=reference
+            wiring.registry(),
+            BUCKET,
+            name,
+            self.demo.model,
+            "test",
+            self.demo.enrichment,
+            reference=reference,
         )
         if champion:
-            set_alias(deps.registry(), name, "champion", record.version, "test")
+            set_alias(wiring.registry(), name, "champion", record.version, "test")
         aws.client("s3").put_object(Bucket=BUCKET, Key=f"datasets/{name}/data.csv", Body=training_csv())
 
     def finished(self, arn: str) -> dict[str, Any]:
@@ -111,10 +116,10 @@ def test_running_a_schedule_starts_a_pipeline_run_that_succeeds(stack: Stack) ->
     assert execution["status"] == "SUCCEEDED", execution
     assert execution["stateMachineArn"] == stack.machine
     assert json.loads(execution["input"]) == {"model": "breast-cancer", "trigger": "schedule"}
-    assert deps.registry().get_model("breast-cancer").aliases == {"champion": 2}
+    assert wiring.registry().get_model("breast-cancer").aliases == {"champion": 2}
     # The trigger passed through every step into the new version's lineage
-    assert deps.registry().get_version("breast-cancer", 2).lineage["trigger"] == "schedule"
-    assert deps.registry().get_version("breast-cancer", 2).lineage["execution"] == arn
+    assert wiring.registry().get_version("breast-cancer", 2).lineage["trigger"] == "schedule"
+    assert wiring.registry().get_version("breast-cancer", 2).lineage["execution"] == arn
 
 
 def test_an_unknown_schedule_is_not_found(stack: Stack) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.api.app import create_app
 from aimass.local.demo import Demo
 from aimass.registration import Reference, register_version, save_ruleset, set_alias
@@ -57,7 +57,7 @@ def on_endpoint(demo: Demo, backend: str = f"sagemaker:{ENDPOINT}") -> int:
     """The demo's own model registered again as a version its endpoint serves."""
     reference = Reference(demo.reference_csv, "reference.csv", "demo")
     record = register_version(
-        deps.registry(),
+        wiring.registry(),
         "aimass-test",
         demo.name,
         demo.model,
@@ -121,7 +121,7 @@ def test_rules_and_quality_checks_apply_to_an_endpoints_answers(
     use_runtime(monkeypatch, endpoint.url)
     demo = demos[MODEL]
     version = on_endpoint(demo)
-    set_alias(deps.registry(), MODEL, "champion", version, "t")
+    set_alias(wiring.registry(), MODEL, "champion", version, "t")
     ruleset = {
         "rules": [
             {"id": "large", "stage": "pre", "when": "input.mean_radius > 25.0", "then": {"reject": "refer"}},
@@ -130,7 +130,7 @@ def test_rules_and_quality_checks_apply_to_an_endpoints_answers(
     }
     from aimass.contracts.rules import Ruleset
 
-    save_ruleset(deps.registry(), MODEL, Ruleset.model_validate(ruleset), "t")
+    save_ruleset(wiring.registry(), MODEL, Ruleset.model_validate(ruleset), "t")
     client.put(f"/v1/models/{MODEL}/quality", json={"violations": "reject", "anomalies": "flag"})
     rows = instances(demo, 2)
 
@@ -199,15 +199,15 @@ def test_an_endpoint_that_is_down_is_a_503_and_the_fallback_version_answers_when
     use_runtime(monkeypatch, f"http://127.0.0.1:{free_port()}", sagemaker_max_attempts="2")
     demo = demos[MODEL]
     version = on_endpoint(demo)
-    set_alias(deps.registry(), MODEL, "champion", version, "t")
+    set_alias(wiring.registry(), MODEL, "champion", version, "t")
     body = {"instances": instances(demo, 3)}
     v2_body = {
         "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": demo.holdout[0].tolist()}]
     }
 
     down = client.post(PREDICT, json=body)
-    set_alias(deps.registry(), MODEL, "fallback", 1, "t")
-    deps.registry_changed(MODEL)
+    set_alias(wiring.registry(), MODEL, "fallback", 1, "t")
+    wiring.registry_changed(MODEL)
     fell_back = client.post(PREDICT, json=body)
     fell_back_v2 = client.post(f"/v2/models/{MODEL}/infer", json=v2_body)
     pinned = client.post(f"/v1/models/{MODEL}/versions/{version}:predict", json=body)
@@ -258,7 +258,7 @@ def test_a_version_whose_endpoint_now_serves_another_model_is_refused_or_falls_b
     # A retrained version registered for the endpoint, while the endpoint still runs the file it
     # was deployed with.
     stale = register_version(
-        deps.registry(),
+        wiring.registry(),
         "aimass-test",
         MODEL,
         retrained(demo.model),
@@ -266,12 +266,12 @@ def test_a_version_whose_endpoint_now_serves_another_model_is_refused_or_falls_b
         demo.enrichment,
         backend=f"sagemaker:{ENDPOINT}",
     ).version
-    set_alias(deps.registry(), MODEL, "champion", stale, "t")
+    set_alias(wiring.registry(), MODEL, "champion", stale, "t")
     body = {"instances": instances(demo, 1)}
 
     pinned = client.post(f"/v1/models/{MODEL}/versions/{stale}:predict", json=body)
-    set_alias(deps.registry(), MODEL, "fallback", 1, "t")
-    deps.registry_changed(MODEL)
+    set_alias(wiring.registry(), MODEL, "fallback", 1, "t")
+    wiring.registry_changed(MODEL)
     fell_back = client.post(PREDICT, json=body)
 
     assert pinned.status_code == 502, pinned.text
@@ -321,4 +321,4 @@ def test_a_model_too_large_for_the_lambda_is_routed_to_the_stacks_endpoint(
     assert malformed.status_code == 422
     assert malformed.json()["error"]["details"][0]["type"] == "pattern"
     # Refused uploads take no version number.
-    assert deps.registry().get_model(MODEL).latest_version == version
+    assert wiring.registry().get_model(MODEL).latest_version == version

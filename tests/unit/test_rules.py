@@ -54,7 +54,7 @@ def prediction(yes: float) -> dict[str, Any]:
 def run(
     rules: Ruleset, instances: list[Any], predictions: list[Any], signature: Signature = CLASSIFIER
 ) -> list[list[FiredRule]]:
-    """Both stages, as the predictor runs them: pre on the inputs, post on inputs and predictions,
+    """Both stages, as the request pipeline runs them: pre on the inputs, post on inputs and predictions,
     sharing one CEL context per instance."""
     return stages(compile_ruleset(rules, signature), instances, predictions)[2]
 
@@ -72,7 +72,7 @@ def stages(
 def answered(
     rules: Ruleset, instances: list[Any], predictions: list[Any], signature: Signature = CLASSIFIER
 ) -> list[Any]:
-    """The predictions as the predictor answers them: with what fired in both stages folded in."""
+    """The predictions as the request pipeline answers them: with what fired in both stages folded in."""
     compiled = compile_ruleset(rules, signature)
     pre, post, _ = stages(compiled, instances, predictions)
     return compiled.apply(predictions, pre, post)

@@ -1,81 +1,11 @@
-"""What a request handler needs, made once per container from the settings."""
+"""What a request handler needs that only HTTP has: who is calling. The parts it works with (registry,
+request pipeline, capture) are the process's, from aimass.wiring."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from fastapi import Request
-
-from aimass.capture import CaptureWriter
-from aimass.config import settings
-from aimass.feedback import Recorded
-from aimass.registry import Registry
-from aimass.serving.build import request_pipeline
-from aimass.serving.pipeline import Answered, RequestPipeline
-
-# Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
-prediction_observers: list[Callable[[Answered], None]] = []
-# Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
-feedback_observers: list[Callable[[Recorded], None]] = []
-
-
-@cache
-def registry() -> Registry:
-    return Registry(settings().registry_table)
-
-
-@cache
-def capture() -> CaptureWriter | None:
-    s = settings()
-    if not s.capture_enabled or s.capture_sample_fraction <= 0:
-        return None
-    return CaptureWriter(s.bucket, s.capture_sample_fraction)
-
-
-def flush_capture() -> None:
-    """Wait for this process's captures in flight (before an invocation ends, before feedback reads)."""
-    if capture.cache_info().currsize and (writer := capture()) is not None:
-        writer.flush()
-
-
-def _sagemaker_runtime() -> Any:
-    from aimass import aws
-
-    return aws.client("sagemaker-runtime")
-
-
-@cache
-def serving() -> RequestPipeline:
-    """The request pipeline over the model store, with a backend for each kind of version."""
-    s = settings()
-    return request_pipeline(
-        registry(),
-        s.model_cache_dir,
-        intra_op_threads=s.ort_intra_op_threads,
-        inter_op_threads=s.ort_inter_op_threads,
-        registry_ttl_s=s.registry_ttl_s,
-        max_instances=s.max_instances,
-        observers=prediction_observers,
-        capture=capture(),
-        sagemaker_runtime=_sagemaker_runtime,
-        sagemaker_retry_after_s=s.sagemaker_retry_after_s,
-    )
-
-
-def registry_changed(name: str) -> None:
-    """A change made through this process's own API reaches its model store at once (the local server
-    serves both); other containers see it when their registry TTL runs out."""
-    if serving.cache_info().currsize:
-        serving().store.forget(name)
-
-
-def reset() -> None:
-    flush_capture()
-    capture.cache_clear()
-    registry.cache_clear()
-    serving.cache_clear()
 
 
 def actor(request: Request) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from aimass import feedback
-from aimass.api import deps
+from aimass import feedback, wiring
 from aimass.api.bodies import openapi_body, parse
+from aimass.api.deps import actor
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
@@ -24,9 +24,9 @@ router = APIRouter(tags=["feedback"])
 )
 async def post_feedback(name: str, request: Request) -> Response:
     body = await parse(request, FeedbackRequest)
-    deps.flush_capture()  # this process's own predictions, still being written, count as captured
-    answer, recorded = feedback.record(deps.registry(), settings().bucket, name, body, deps.actor(request))
-    for observer in deps.feedback_observers:
+    wiring.flush_capture()  # this process's own predictions, still being written, count as captured
+    answer, recorded = feedback.record(wiring.registry(), settings().bucket, name, body, actor(request))
+    for observer in wiring.feedback_observers:
         observer(recorded)
     return JSON(answer)
 
@@ -38,4 +38,4 @@ async def post_feedback(name: str, request: Request) -> Response:
     summary="Live accuracy (or MAE) of each version, from the labels given so far",
 )
 def get_feedback(name: str) -> Response:
-    return JSON(feedback.live_accuracy(deps.registry(), name))
+    return JSON(feedback.live_accuracy(wiring.registry(), name))

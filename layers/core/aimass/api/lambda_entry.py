@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from aimass.api import deps
+from aimass import wiring
 from aimass.api.app import create_app
 from aimass.feedback import Recorded
+from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered
-
-# Routes that predict nothing (health, registry) emit no application metric; that is expected.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-logger = Logger()
+logger = function_logger()
 metrics = Metrics()
 tracer = Tracer()
 
@@ -55,10 +52,10 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function."""
     parts = list(parts)
     asgi = Mangum(create_app(parts), lifespan="off")
-    if "online" in parts and count_predictions not in deps.prediction_observers:
-        deps.prediction_observers.append(count_predictions)
-    if "online" in parts and count_feedback not in deps.feedback_observers:
-        deps.feedback_observers.append(count_feedback)
+    if "online" in parts and count_predictions not in wiring.prediction_observers:
+        wiring.prediction_observers.append(count_predictions)
+    if "online" in parts and count_feedback not in wiring.feedback_observers:
+        wiring.feedback_observers.append(count_feedback)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler(capture_response=False)
@@ -69,6 +66,6 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
-            deps.flush_capture()
+            wiring.flush_capture()
 
     return handler

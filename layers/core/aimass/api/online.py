@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request, Response
 
 from aimass import __version__
 from aimass.api.bodies import openapi_body, parse, payload
-from aimass.api.deps import registry, serving
 from aimass.api.responses import JSON
 from aimass.contracts.api import ErrorResponse, Health
 from aimass.contracts.quality import QualityCheckRequest, QualityReport
@@ -17,6 +16,7 @@ from aimass.contracts.v1 import PredictRequest, PredictResponse
 from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready
 from aimass.protocol import v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
+from aimass.wiring import registry, serving
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422)

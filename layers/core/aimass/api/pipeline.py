@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import actor, registry
+from aimass.api.deps import actor
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
@@ -20,6 +20,7 @@ from aimass.contracts.pipeline import (
     PipelineRunStarted,
 )
 from aimass.pipeline import runs
+from aimass.wiring import registry
 
 router = APIRouter(tags=["pipeline"], responses={**ERRORS, 503: {"model": ErrorResponse}})
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN)]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from aimass import artifacts
 from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import actor, registry, registry_changed
+from aimass.api.deps import actor
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
@@ -27,6 +27,7 @@ from aimass.contracts.registry import (
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.registration import Reference, choose_backend, register_version, save_ruleset, set_alias
+from aimass.wiring import registry, registry_changed
 
 router = APIRouter(tags=["registry"])
 

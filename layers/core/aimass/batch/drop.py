@@ -3,8 +3,8 @@ its bad rows go to `rejected/<model>/` and its report to `reports/<model>/`.
 
 The S3 side of aimass.batch.job: the object is staged on local disk (Lambda's ephemeral storage,
 bounded memory whatever its size), processed, and the outputs uploaded. S3 delivers an event at
-least once: each object version is processed once (Powertools idempotency keyed on bucket, key,
-ETag and version id), so a duplicate delivery writes nothing twice.
+least once: the batch function (functions/batch/app.py) processes each object version once, so a
+duplicate delivery writes nothing twice.
 
 Per-file options are the object's user metadata, set by `aimass batch` or any uploader:
 `aimass-id-column`, `aimass-carry` (comma-separated columns), `aimass-alias`, `aimass-version`.
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aimass import aws
@@ -33,11 +33,13 @@ from aimass.errors import AimassError
 from aimass.pipeline import triggers
 from aimass.serving.pipeline import RequestPipeline
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+    from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
+
 log = logging.getLogger(__name__)
 
 INCOMING = "incoming/"
-# A processed object version is remembered this long: S3 redelivers within hours, not weeks.
-REMEMBER_S = 7 * 24 * 3600
 CONTENT_TYPES = {
     "csv": "text/csv",
     "jsonl": "application/x-ndjson",
@@ -55,13 +57,10 @@ class Drop:
     version_id: str | None = None
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Drop:
-        s3 = record["s3"]
-        found = s3["object"]
-        # Keys arrive URL-encoded in S3 events (a space is '+').
-        return cls(
-            s3["bucket"]["name"], unquote_plus(found["key"]), found.get("eTag", ""), found.get("versionId")
-        )
+    def from_record(cls, record: S3EventRecord) -> Drop:
+        found = record.s3.get_object
+        # Keys arrive URL-encoded in S3 events (a space is '+'); the record's `key` is as it arrived.
+        return cls(record.s3.bucket.name, unquote_plus(found.key), found.etag, found.version_id)
 
     @property
     def model(self) -> str:
@@ -87,33 +86,12 @@ def is_drop(key: str) -> bool:
     return len(parts) == 2 and bool(parts[0]) and bool(parts[1]) and not parts[1].endswith("/")
 
 
-def handle_event(
-    event: dict[str, Any], serving: RequestPipeline, lambda_context: Any = None
-) -> list[dict[str, Any]]:
-    """Every object an S3 event names, processed once; the summary of each (a duplicate delivery
-    gets the first one's summary back and writes nothing)."""
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings().idempotency_table, boto3_client=aws.client("dynamodb")
-    )
-    config = IdempotencyConfig(
-        event_key_jmespath="[bucket, key, etag, version_id]", expires_after_seconds=REMEMBER_S
-    )
-    if hasattr(lambda_context, "get_remaining_time_in_millis"):
-        config.register_lambda_context(lambda_context)
-
-    @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=config)
-    def once(drop: dict[str, Any]) -> dict[str, Any]:
-        return process(Drop(**drop), serving)
-
-    summaries = []
+def drops(event: S3Event) -> list[Drop]:
+    """The object versions an S3 event names that are this stack's to predict; the others are
+    logged and left alone."""
+    found = []
     bucket = settings().bucket
-    for record in event.get("Records", []):
+    for record in event.records if "Records" in event else ():
         drop = Drop.from_record(record)
         # Lambda's permission for S3 names the account, not the bucket: another bucket could be
         # pointed here. Its files are not this stack's to predict or to write next to.
@@ -123,8 +101,8 @@ def handle_event(
         if not is_drop(drop.key):
             log.warning("ignoring %s: not incoming/<model>/<file>", drop.key)
             continue
-        summaries.append(once(drop=asdict(drop)))
-    return summaries
+        found.append(drop)
+    return found
 
 
 def process(drop: Drop, serving: RequestPipeline) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def _batch_here(
     from rich.progress import Progress
 
     use_aws(endpoint, region, AIMASS_BUCKET=bucket, AIMASS_REGISTRY_TABLE=table)
-    from aimass.api import deps
+    from aimass import wiring
     from aimass.batch.formats import FileFormat
     from aimass.batch.job import Outputs, predict_file
     from aimass.cli.batch_remote import local_outputs
@@ -80,7 +80,7 @@ def _batch_here(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"predicting {file.name}", total=None)
         report = predict_file(
-            deps.serving(),
+            wiring.serving(),
             model,
             file,
             FileFormat.of(file.name),

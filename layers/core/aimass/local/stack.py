@@ -9,8 +9,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aimass import aws
-from aimass.api import deps
+from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local import notifications, statemachines, triggers
@@ -81,7 +80,7 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
         settings.cache_clear()
         aws.reset()
-        deps.reset()
+        wiring.reset()
         create_table(self.table)
         create_table(self.idempotency_table, "IdempotencyTable")
         create_bucket(self.bucket)
@@ -117,7 +116,7 @@ class LocalStack:
         )
         settings.cache_clear()
         aws.reset()
-        deps.reset()
+        wiring.reset()
         return server.url
 
     def stop(self) -> None:
@@ -135,7 +134,7 @@ class LocalStack:
         for name in demos.BUILDERS:
             progress(f"preparing demo model {name}")
             demos.register(
-                deps.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
+                wiring.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
             )
             names.append(name)
         progress(f"starting the emulated SageMaker endpoint {self.gpu_endpoint}")
@@ -143,7 +142,7 @@ class LocalStack:
         progress(f"registering {demos.GPU_DEMO}, served by {self.gpu_endpoint}")
         light = demos.load_or_train("digits", self.state_dir)
         demos.register_gpu_demo(
-            deps.registry(),
+            wiring.registry(),
             self.bucket,
             light,
             demos.gpu_network(self.state_dir),
