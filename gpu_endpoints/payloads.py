@@ -163,15 +163,17 @@ def negotiate(accept: str | None, decoded: Decoded, model: Model) -> str:
     raise NotAcceptable(f"cannot answer in {accept!r}; the server answers in {', '.join(ACCEPTED)}")
 
 
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def encode(outputs: dict[str, Any], decoded: Decoded, media: str, model: Model, rows: int) -> bytes:
     names = decoded.outputs or tuple(model.output_names)
     chosen = {name: outputs[name] for name in names}
+    if media == JSON and decoded.protocol == "v2":
+        return _json_bytes(v2.response(model.name, v2.output_tensors(chosen), request_id=decoded.request_id))
     if media == JSON:
-        if decoded.protocol == "v2":
-            body = v2.response(model.name, v2.output_tensors(chosen), request_id=decoded.request_id)
-        else:
-            body = {"predictions": v1.predictions(chosen, rows)}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return _json_bytes({"predictions": v1.predictions(chosen, rows)})
     not_arrays = [name for name, value in chosen.items() if not isinstance(value, np.ndarray)]
     if not_arrays:
         raise NotAcceptable(f"outputs {', '.join(not_arrays)} are not tensors: accept {JSON}")

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -146,7 +146,7 @@ class CompiledRuleset:
         """The features the rules read (None: any of them); nothing else is converted into CEL."""
         return self._shared.get("input", frozenset())
 
-    def contexts(self, instances: list[Any], model: dict[str, Any]) -> list[Any]:
+    def contexts(self, instances: list[Any], model: Mapping[str, Any]) -> list[Any]:
         """Per validated instance, a CEL context with what the rules read of `input` and `model`.
         Converting values into CEL is most of a rule's cost (about 1 µs per value, 2-3 µs per map
         entry, against 0.2 µs to run a rule), so both stages share these; the post stage adds `output`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from aimass.contracts.registry import Feature, Signature, SignatureEnrichment, TensorSpec, TensorType
+from aimass.contracts.registry import Feature, Signature, SignatureEnrichment, Task, TensorSpec, TensorType
 from aimass.errors import ValidationFailed, field_error
 
 # ONNX Runtime's type strings for tensors; anything else (ZipMap's seq(map(...))) is not a tensor.
@@ -50,7 +50,7 @@ def from_session(session: Any) -> Signature:
     names = {o.name for o in outputs}
     label = next((n for n in LABEL_OUTPUT_NAMES if n in names), None)
     probabilities = next((n for n in PROBABILITY_OUTPUT_NAMES if n in names), None)
-    task = "classification" if label and probabilities else "other"
+    task: Task = "classification" if label and probabilities else "other"
     if (
         task == "other"
         and len(outputs) == 1

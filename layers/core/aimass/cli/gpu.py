@@ -290,7 +290,7 @@ def gpu_status(
         console.print(f"  autoscaling {scaling.min_instances} to {scaling.max_instances} instances{target}")
     else:
         console.print("  autoscaling not registered")
-    if (report.last_deployment or {}).get("BlueGreenUpdatePolicy"):
+    if report.last_deployment and report.last_deployment.get("BlueGreenUpdatePolicy"):
         console.print(f"  last update {_shifting(report.last_deployment)}")
 
 

@@ -17,7 +17,7 @@ class PipelineRunRequest(BaseModel):
     )
 
     parameters: dict[str, Any] | None = Field(
-        None, description="this run's overrides of the model's training settings (docs/pipeline.md)"
+        default=None, description="this run's overrides of the model's training settings (docs/pipeline.md)"
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aimass.protocol.errors import MAX_DETAILS, ValidationFailed, field_error
-from aimass.protocol.tensors import Spec, convert_clean, json_type, to_tensor
+from aimass.protocol.tensors import Spec, Where, convert_clean, json_type, to_tensor
 
 NO_INSTANCES = 'expected {"instances": [...]}, a non-empty list'
 
@@ -78,10 +78,15 @@ def feeds(
         spec.name: to_tensor(
             [instance[spec.name] for instance in instances],
             spec,
-            lambda index, name=spec.name: ["instances", *index[:1], name, *index[1:]],
+            _keyed_by_input(spec.name),
         )
         for spec in inputs
     }
+
+
+def _keyed_by_input(name: str) -> Where:
+    """Where a value of an instance keyed by input name is: instances[i][name][...]."""
+    return lambda index: ["instances", *index[:1], name, *index[1:]]
 
 
 def _clean_rows(instances: list[Any], spec: Spec, names: Sequence[str]) -> np.ndarray | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
@@ -177,14 +177,17 @@ def feeds(tensors: Sequence[Any], inputs: Sequence[Spec]) -> dict[str, np.ndarra
             )
             continue
         try:
-            result[spec.name] = convert(
-                flat, spec.element_type(), lambda p, at=loc: [*at, "data", p]
-            ).reshape(shape)
+            result[spec.name] = convert(flat, spec.element_type(), _in_data(loc)).reshape(shape)
         except ValidationFailed as error:
             errors += error.details
     if errors:
         raise ValidationFailed("inputs do not match the model's signature", errors)
     return result
+
+
+def _in_data(loc: list[str | int]) -> Callable[[int], list[str | int]]:
+    """Where a value at a flat position of a tensor's data is."""
+    return lambda position: [*loc, "data", position]
 
 
 def check_outputs(wanted: Sequence[str] | None, available: Sequence[str]) -> None:

@@ -126,7 +126,7 @@ class V1:
     count_loc: str = "instances"
 
     def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
-        instances, unknown = self.instances, []
+        instances, unknown = self.instances, list[tuple[int, str]]()
         if checks is not None and policy.violations != "reject":
             instances, unknown = without_unknown(checks, instances)
         return Decoded(codecs.v1_feeds(signature, instances), len(instances), instances, unknown)

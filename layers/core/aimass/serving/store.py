@@ -162,15 +162,15 @@ class ModelStore:
         return self._baseline_files[uri]
 
     def constraints_for(self, record: ModelVersion) -> dict[str, Any] | None:
-        return self._baseline_file(record, record.baseline and record.baseline.constraints_uri)
+        return self._baseline_file(record, record.baseline.constraints_uri if record.baseline else None)
 
     def statistics_for(self, record: ModelVersion) -> dict[str, Any] | None:
-        return self._baseline_file(record, record.baseline and record.baseline.statistics_uri)
+        return self._baseline_file(record, record.baseline.statistics_uri if record.baseline else None)
 
     def checks_for(self, record: ModelVersion) -> RequestChecks | None:
         """The version's request-time checks: its signature's constraints, and its baseline's."""
         key = (record.name, record.version)
         if key not in self._checks:
-            anomaly = self._baseline_file(record, record.baseline and record.baseline.anomaly_uri)
+            anomaly = self._baseline_file(record, record.baseline.anomaly_uri if record.baseline else None)
             self._checks[key] = RequestChecks.build(record.signature, self.constraints_for(record), anomaly)
         return self._checks[key]
