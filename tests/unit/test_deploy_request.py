@@ -136,3 +136,11 @@ def test_every_option_out_of_range_is_named_in_one_refusal_in_order() -> None:
         "SageMaker instance type, e.g. ml.g5.xlarge; capture_percent must be 0 (no capture) to 100; "
         "max_batch_size must be at least 1; timeout_s must be more than 0"
     )
+
+
+@pytest.mark.parametrize("step_percent", [0, -10])
+def test_a_linear_step_of_zero_or_less_is_refused_as_out_of_range(step_percent: int) -> None:
+    # The deployment's waits depend on the number of steps: none are checked until the step is valid
+    assert refused(traffic=Traffic(mode="linear", step_percent=step_percent)) == [
+        ("linear_percent", "must be 10 to 50 (% of the new fleet)")
+    ]

@@ -153,7 +153,9 @@ def check_request(request: DeployRequest) -> None:
     if not 0 <= traffic.termination_wait_s <= TERMINATION_WAIT_MAX_S:
         bad("termination_wait_s", f"must be 0 to {TERMINATION_WAIT_MAX_S}")
     low, high = MAX_EXECUTION_RANGE_S
-    if not low <= traffic.max_execution() <= high:
+    if traffic.mode == "linear" and traffic.step_percent <= 0:
+        pass  # no number of steps, so no waits to weigh: the step's own problem is named
+    elif not low <= traffic.max_execution() <= high:
         bad("max_execution_s", f"must be {low} to {high}")
     elif traffic.max_execution() <= traffic.waiting_s():
         bad(
