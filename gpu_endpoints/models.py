@@ -64,10 +64,28 @@ class ModelConfig:
 CONFIG_KEYS = {f.name for f in fields(BatchingConfig)} - {"enabled"} | {"batching", "features", "memory_mb"}
 
 
+# The batching numbers a config.json may set: the type each becomes and the least it may be.
+BATCHING_NUMBERS: tuple[tuple[str, type[int] | type[float], float], ...] = (
+    ("max_batch_size", int, 1),
+    ("max_queue_delay_ms", float, 0),
+    ("instances", int, 1),
+    ("max_queue_size", int, 1),
+)
+
+
 def read_config(folder: Path, defaults: BatchingConfig) -> ModelConfig:
     path = folder / CONFIG_FILE
     if not path.is_file():
         return ModelConfig(defaults)
+    raw = _config_object(path)
+    try:
+        return ModelConfig(_batching(raw, defaults), _features(raw), _memory_mb(raw))
+    except SettingsError as error:
+        raise SettingsError(f"{path}: {error}") from None
+
+
+def _config_object(path: Path) -> dict[str, Any]:
+    """The file's JSON object, with no key the server does not know (a typo is not ignored)."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -79,40 +97,42 @@ def read_config(folder: Path, defaults: BatchingConfig) -> ModelConfig:
         raise SettingsError(
             f"{path}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})"
         )
-    batching = defaults
-    try:
-        if "batching" in raw:
-            value = raw["batching"]
-            enabled = value if isinstance(value, bool) else parse_flag("batching", str(value))
-            batching = _replace(batching, enabled=enabled)
-        for key, kind, minimum in (
-            ("max_batch_size", int, 1),
-            ("max_queue_delay_ms", float, 0),
-            ("instances", int, 1),
-            ("max_queue_size", int, 1),
-        ):
-            if key in raw:
-                value = raw[key]
-                if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-                    raise SettingsError(f"{key}: expected a number of at least {minimum}, got {value!r}")
-                if kind is int and value != int(value):
-                    raise SettingsError(f"{key}: expected an integer, got {value!r}")
-                batching = _replace(batching, **{key: kind(value)})
-        features = raw.get("features")
-        if features is not None and (
-            not isinstance(features, list) or not all(isinstance(f, str) and f for f in features)
-        ):
-            raise SettingsError(f"features: expected a list of names, got {features!r}")
-        memory = raw.get("memory_mb")
-        if memory is not None and (
-            isinstance(memory, bool) or not isinstance(memory, int | float) or memory < 0
-        ):
-            raise SettingsError(f"memory_mb: expected a number of MB, got {memory!r}")
-    except SettingsError as error:
-        raise SettingsError(f"{path}: {error}") from None
-    return ModelConfig(
-        batching, tuple(features) if features else None, None if memory is None else float(memory)
-    )
+    return raw
+
+
+def _batching(raw: dict[str, Any], defaults: BatchingConfig) -> BatchingConfig:
+    changes: dict[str, Any] = {}
+    if "batching" in raw:
+        value = raw["batching"]
+        changes["enabled"] = value if isinstance(value, bool) else parse_flag("batching", str(value))
+    for key, kind, minimum in BATCHING_NUMBERS:
+        if key in raw:
+            changes[key] = _batching_number(key, raw[key], kind, minimum)
+    return _replace(defaults, **changes)
+
+
+def _batching_number(key: str, value: Any, kind: type[int] | type[float], minimum: float) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise SettingsError(f"{key}: expected a number of at least {minimum}, got {value!r}")
+    if kind is int and value != int(value):
+        raise SettingsError(f"{key}: expected an integer, got {value!r}")
+    return kind(value)
+
+
+def _features(raw: dict[str, Any]) -> tuple[str, ...] | None:
+    features = raw.get("features")
+    if features is not None and (
+        not isinstance(features, list) or not all(isinstance(f, str) and f for f in features)
+    ):
+        raise SettingsError(f"features: expected a list of names, got {features!r}")
+    return tuple(features) if features else None
+
+
+def _memory_mb(raw: dict[str, Any]) -> float | None:
+    memory = raw.get("memory_mb")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | float) or memory < 0):
+        raise SettingsError(f"memory_mb: expected a number of MB, got {memory!r}")
+    return None if memory is None else float(memory)
 
 
 def _replace(config: BatchingConfig, **changes: Any) -> BatchingConfig:

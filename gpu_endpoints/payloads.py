@@ -128,39 +128,63 @@ def _json(body: bytes, model: Model) -> Decoded:
 # Responses -------------------------------------------------------------------------------------
 
 
+# The media type of each kind of request, the answer's when Accept leaves it open (.npy only for a
+# single output).
+IN_KIND: dict[Protocol, str] = {"v1": JSON, "v2": JSON, "npy": NPY, "npz": NPZ}
+
+
 def negotiate(accept: str | None, decoded: Decoded, model: Model) -> str:
     """The response's media type: the first acceptable one in `Accept` (by q), in kind for */*."""
     outputs = decoded.outputs or tuple(model.output_names)
-    in_kind = {"v1": JSON, "v2": JSON, "npy": NPY if len(outputs) == 1 else NPZ, "npz": NPZ}[decoded.protocol]
+    in_kind = IN_KIND[decoded.protocol]
+    if in_kind == NPY and len(outputs) != 1:
+        in_kind = NPZ
     if not accept:
         return in_kind
+    for kind in _ranked(accept):
+        answer = _answer_for(kind, in_kind, outputs)
+        if answer is not None:
+            return answer
+    raise NotAcceptable(f"cannot answer in {accept!r}; the server answers in {', '.join(ACCEPTED)}")
+
+
+def _ranked(accept: str) -> list[str]:
+    """The media types of an Accept header, most wanted first (by q, then as written); q=0 ones left out."""
     ranked: list[tuple[float, int, str]] = []
     for position, item in enumerate(accept.split(",")):
         kind, *params = (p.strip() for p in item.split(";"))
-        quality = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+        quality = _quality(params) if params else 1.0
         if quality > 0:
             ranked.append((-quality, position, kind.lower()))
-    for _, _, kind in sorted(ranked):
-        if kind in ("*/*", "application/*"):
-            return in_kind
-        if kind == JSON or kind.endswith("+json"):
-            return JSON
-        if kind in (NPY, NPZ):
-            if kind == NPY and len(outputs) != 1:
-                raise NotAcceptable(
-                    f"{NPY} carries one array and the model gives {len(outputs)} outputs "
-                    f"({', '.join(outputs)}): name one with {CUSTOM_ATTRIBUTES}: outputs=NAME, "
-                    f"or accept {NPZ}",
-                )
-            return kind
-    raise NotAcceptable(f"cannot answer in {accept!r}; the server answers in {', '.join(ACCEPTED)}")
+    return [kind for _, _, kind in sorted(ranked)]
+
+
+def _quality(params: list[str]) -> float:
+    """An Accept item's q (the last one given): 1 when absent, 0 (not wanted) when unreadable."""
+    quality = 1.0
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+    return quality
+
+
+def _answer_for(kind: str, in_kind: str, outputs: tuple[str, ...]) -> str | None:
+    """The media type to answer in for an accepted `kind`; None when the server has no such type."""
+    if kind in ("*/*", "application/*"):
+        return in_kind
+    if kind == JSON or kind.endswith("+json"):
+        return JSON
+    if kind == NPY and len(outputs) != 1:
+        raise NotAcceptable(
+            f"{NPY} carries one array and the model gives {len(outputs)} outputs "
+            f"({', '.join(outputs)}): name one with {CUSTOM_ATTRIBUTES}: outputs=NAME, "
+            f"or accept {NPZ}",
+        )
+    return kind if kind in (NPY, NPZ) else None
 
 
 def _json_bytes(body: Any) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +46,35 @@ def evaluate(value: Any, template: dict[str, Any], values: dict[str, str]) -> An
     [(kind, argument)] = value.items()
     if kind == "Ref" and argument in values:
         return values[argument]
-    if kind == "Fn::Sub":
-        text, variables = (argument, {}) if isinstance(argument, str) else argument
-        known = {**values, **{k: evaluate(v, template, values) for k, v in variables.items()}}
-        return re.sub(r"\$\{([^}!]+)\}", lambda m: str(known.get(m.group(1), m.group(0))), text)
-    if kind == "Fn::Select":
-        index, items = argument
-        return evaluate(items, template, values)[int(index)]
-    if kind == "Fn::Split":
-        delimiter, text = argument
-        return str(evaluate(text, template, values)).split(delimiter)
-    if kind == "Fn::Join":
-        delimiter, items = argument
-        return delimiter.join(evaluate(items, template, values))
-    if kind == "Fn::Equals":
-        left, right = evaluate(argument, template, values)
-        return left == right
-    if kind == "Fn::Not":
-        return not evaluate(argument[0], template, values)
-    if kind == "Fn::And":
-        return all(evaluate(item, template, values) for item in argument)
-    if kind == "Fn::Or":
-        return any(evaluate(item, template, values) for item in argument)
-    if kind == "Condition":
-        return evaluate(template["Conditions"][argument], template, values)
+    if kind in INTRINSICS:
+        return INTRINSICS[kind](argument, template, values)
     return {kind: evaluate(argument, template, values)}
+
+
+def _sub(argument: Any, template: dict[str, Any], values: dict[str, str]) -> str:
+    text, variables = (argument, {}) if isinstance(argument, str) else argument
+    known = {**values, **{k: evaluate(v, template, values) for k, v in variables.items()}}
+    return re.sub(r"\$\{([^}!]+)\}", lambda m: str(known.get(m.group(1), m.group(0))), text)
+
+
+def _equals(argument: Any, template: dict[str, Any], values: dict[str, str]) -> bool:
+    left, right = evaluate(argument, template, values)
+    return left == right
+
+
+# What CloudFormation evaluates at deploy time from the parameters and conditions alone: each
+# function of the template's, given its argument, the template and the parameters' values.
+INTRINSICS: dict[str, Callable[[Any, dict[str, Any], dict[str, str]], Any]] = {
+    "Fn::Sub": _sub,
+    "Fn::Select": lambda argument, t, v: evaluate(argument[1], t, v)[int(argument[0])],
+    "Fn::Split": lambda argument, t, v: str(evaluate(argument[1], t, v)).split(argument[0]),
+    "Fn::Join": lambda argument, t, v: argument[0].join(evaluate(argument[1], t, v)),
+    "Fn::Equals": _equals,
+    "Fn::Not": lambda argument, t, v: not evaluate(argument[0], t, v),
+    "Fn::And": lambda argument, t, v: all(evaluate(item, t, v) for item in argument),
+    "Fn::Or": lambda argument, t, v: any(evaluate(item, t, v) for item in argument),
+    "Condition": lambda argument, t, v: evaluate(t["Conditions"][argument], t, v),
+}
 
 
 def deployed(template: dict[str, Any], **given: str) -> dict[str, dict[str, Any]]:

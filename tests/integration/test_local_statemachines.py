@@ -436,6 +436,20 @@ def test_an_invoke_api_call_is_answered_as_lambda_answers_it(stack: Stack) -> No
     assert event.result["thread"].startswith("aimass-s3-lambda")  # the background worker
 
 
+def test_a_dry_run_runs_nothing_and_a_function_the_stack_did_not_wire_is_left_to_moto(stack: Stack) -> None:
+    lam = aws.client("lambda")
+    before = len(notifications.invocations())
+
+    checked = lam.invoke(FunctionName="StepsFunction", InvocationType="DryRun", Payload=json.dumps({"n": 1}))
+    unwired = lam.invoke(FunctionName="NoSuchFunction", Payload=json.dumps({"n": 1}))
+    notifications.drain(timeout=5)
+
+    assert checked["StatusCode"] == 204 and "FunctionError" not in checked
+    # moto's simple Lambda answers a function it does not run with the payload it was given
+    assert json.loads(unwired["Payload"].read()) == {"n": 1}
+    assert len(notifications.invocations()) == before
+
+
 def install_with(stack: Stack, resources: dict[str, Any]) -> None:
     """Install the state machines of a template with `resources`, then go back to the module's."""
     use_template(write_template(stack.root, resources))

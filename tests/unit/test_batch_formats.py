@@ -123,3 +123,41 @@ def test_a_column_at_a_time_checks_typed_values_as_one_at_a_time(dtype: str) -> 
         assert (k in problems) == (problem is not None), cell
         if problem is None:
             assert (cell is None and np.isnan(values[k])) or values[k] == cell, cell
+
+
+def test_text_cells_that_all_read_as_numbers_are_read_at_once_with_the_same_reasons() -> None:
+    # Every cell is one float() reads, so the column is converted whole (no cell read alone)
+    cells = np.array(["1.5", " 2 ", "inf", "-inf", "nan", "1e3"], dtype=object)
+
+    floats, float_problems = parse_column(cells, Feature(name="x", dtype="float"), text=True)
+    ints, int_problems = parse_column(cells, Feature(name="x", dtype="int"), text=True)
+
+    assert float_problems == {2: "not a finite number: 'inf'", 3: "not a finite number: '-inf'"}
+    np.testing.assert_array_equal(floats, [1.5, 2.0, np.nan, np.nan, np.nan, 1000.0])
+    assert int_problems == {**float_problems, 0: "not an integer: '1.5'"}
+    np.testing.assert_array_equal(ints, [np.nan, 2.0, np.nan, np.nan, np.nan, 1000.0])
+
+
+def test_typed_cells_that_are_all_numbers_are_read_at_once_with_the_same_reasons() -> None:
+    cells = np.array([1, 2.5, None, float("inf"), float("-inf"), 3.0], dtype=object)
+
+    floats, float_problems = parse_column(cells, Feature(name="x", dtype="float"), text=False)
+    ints, int_problems = parse_column(cells, Feature(name="x", dtype="int"), text=False)
+
+    assert float_problems == {3: "expected a finite number", 4: "expected a finite number"}
+    np.testing.assert_array_equal(floats, [1.0, 2.5, np.nan, np.nan, np.nan, 3.0])
+    assert int_problems == {**float_problems, 1: "expected an integer, got 2.5"}
+    np.testing.assert_array_equal(ints, [1.0, np.nan, np.nan, np.nan, np.nan, 3.0])
+
+
+def test_typed_cells_of_other_kinds_are_checked_one_by_one() -> None:
+    cells = np.array([1, "2", True, None, 4.5], dtype=object)
+
+    values, problems = parse_column(cells, Feature(name="x", dtype="int"), text=False)
+
+    assert problems == {
+        1: "expected a number, got str",
+        2: "expected a number, got bool",
+        4: "expected an integer, got 4.5",
+    }
+    np.testing.assert_array_equal(values, [1.0, np.nan, np.nan, np.nan, np.nan])

@@ -14,7 +14,7 @@ from aimass.contracts.registry import Feature, Signature, TensorSpec
 from aimass.quality.baseline import Baseline, compute
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import columns_of
-from aimass.quality.report import MIN_DRIFT_ROWS, quality_report
+from aimass.quality.report import MIN_DRIFT_ROWS, lenient_matrix, quality_report
 
 OUTPUTS = [TensorSpec(name="variable", dtype="float32", shape=[None, 1])]
 NUMERIC = Signature(
@@ -27,6 +27,18 @@ STRING = Signature(
     outputs=OUTPUTS,
     features=[Feature(name="colour", dtype="string")],
 )
+# Integral columns take booleans; a nullable one may be missing.
+MIXED = Signature(
+    inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 3])],
+    outputs=OUTPUTS,
+    features=[
+        Feature(name="n", dtype="int"),
+        Feature(name="flag", dtype="bool"),
+        Feature(name="v", nullable=True),
+    ],
+)
+# No feature names: rows are lists, the columns the tensor's cells.
+UNNAMED = Signature(inputs=[TensorSpec(name="input", dtype="float32", shape=[None, 2])], outputs=OUTPUTS)
 # Big enough that a batch like the reference stays under the drift thresholds (a KS distance of 0.1
 # and a PSI of 0.2 are often crossed by chance in batches of under a few hundred rows).
 BATCH = 500
@@ -212,3 +224,85 @@ def test_the_thresholds_are_reported(numeric_baseline: Baseline) -> None:
         "chi_square_p_value": 0.01,
         "min_drift_rows": MIN_DRIFT_ROWS,
     }
+
+
+def plain_checks(signature: Signature) -> RequestChecks:
+    checks = RequestChecks.build(signature, None, None)
+    assert checks is not None
+    return checks
+
+
+def test_a_value_of_the_wrong_type_is_missing_and_counted_against_its_column() -> None:
+    matrix, mistyped, extra, given = lenient_matrix(
+        plain_checks(MIXED),
+        [
+            {"n": 1, "flag": True, "v": 2.5},
+            {"n": True, "flag": 3, "v": float("inf")},
+            {"n": "1", "v": None, "other": 1},
+            {"other": 2, "n": 1.5},
+            {"v": True},
+        ],
+    )
+    np.testing.assert_array_equal(
+        matrix,
+        [[1, 1, 2.5], [1, 3, np.nan], [np.nan] * 3, [1.5, np.nan, np.nan], [np.nan] * 3],
+    )
+    assert mistyped.tolist() == [1, 0, 2]
+    assert extra == {"other": 2}
+    assert given == {"n", "flag", "v"}
+
+
+def test_a_row_given_as_a_list_fills_the_columns_in_order_and_one_of_another_length_is_mistyped() -> None:
+    matrix, mistyped, extra, given = lenient_matrix(
+        plain_checks(MIXED), [{"n": 2}, [4, False, 0.5], [1, 2], {"n": 3}]
+    )
+    np.testing.assert_array_equal(
+        matrix, [[2, np.nan, np.nan], [4, 0, 0.5], [np.nan] * 3, [3, np.nan, np.nan]]
+    )
+    assert mistyped.tolist() == [1, 1, 1]
+    assert (extra, given) == ({}, {"n", "flag", "v"})
+
+
+def test_rows_of_a_model_without_feature_names_are_read_whole_nested_or_flat() -> None:
+    matrix, mistyped, extra, given = lenient_matrix(
+        plain_checks(UNNAMED),
+        [
+            [1.0, 2],
+            [[3.0], [4.0]],
+            [1.0],
+            [[1, 2], [3]],
+            [[1, 2], [3, [4, 5]]],
+            {"input[0]": 1.0, "input[1]": 2.0},
+            5.0,
+        ],
+    )
+    np.testing.assert_array_equal(matrix, [[1, 2], [3, 4], *[[np.nan, np.nan]] * 5])
+    assert mistyped.tolist() == [5, 5]
+    assert (extra, given) == ({}, {"input[0]", "input[1]"})
+
+
+def test_a_string_column_takes_strings_only() -> None:
+    matrix, mistyped, extra, given = lenient_matrix(
+        plain_checks(STRING), [{"colour": "red"}, {"colour": 1}, {"colour": None}, {}]
+    )
+    assert matrix.dtype == object and matrix[:, 0].tolist() == ["red", None, None, None]
+    assert mistyped.tolist() == [1]
+    assert (extra, given) == ({}, {"colour"})
+
+
+def test_without_a_baseline_only_the_signature_says_what_is_complete() -> None:
+    found = quality_report(
+        plain_checks(MIXED),
+        None,
+        None,
+        [{"n": 1, "flag": True}, {"n": 2, "flag": False, "v": 1.0}, {"flag": True}],
+    )
+    assert found["completeness"] == {"n": 2 / 3, "flag": 1.0, "v": 1 / 3}
+    assert found["violations"] == [
+        {
+            "feature_name": "n",
+            "constraint_check_type": "completeness_check",
+            "description": "completeness 0.6667 is below the baseline's 1",
+        }
+    ]
+    assert found["drift"] == [] and found["anomalies"] is None

@@ -181,44 +181,54 @@ def _matrix(
 def parse_column(cells: np.ndarray, feature: Feature, text: bool) -> tuple[np.ndarray, dict[int, str]]:
     """One feature's cells as float64 (NaN where missing) and the problem of each cell that is not a
     value of the feature, by position."""
-    problems: dict[int, str] = {}
     if text:
         try:
             values = cells.astype(np.float64)
         except ValueError:  # an empty or odd cell somewhere: each one of them read as the parser does
-            values = np.full(len(cells), np.nan)
-            for k, cell in enumerate(cells):
-                if cell.strip().lower() in MISSING:
-                    continue
-                value, problem = value_from_text(feature, cell)
-                if problem is None:
-                    values[k] = value
-                else:
-                    problems[k] = problem
-            return values, problems
+            return _text_cells_one_by_one(cells, feature)
         # numpy reads what float() reads: 'nan' is a missing value, 'inf' is not a number at all.
-        for at in np.flatnonzero(np.isinf(values)):
-            problems[int(at)] = f"not a finite number: {cells[at].strip()!r}"
+        problems = {
+            int(at): f"not a finite number: {cells[at].strip()!r}" for at in np.flatnonzero(np.isinf(values))
+        }
     else:
-        kinds = {type(cell) for cell in cells}
-        if kinds <= {int, float, type(None)}:
-            values = np.array([np.nan if cell is None else cell for cell in cells], dtype=np.float64)
-            for at in np.flatnonzero(np.isinf(values)):
-                problems[int(at)] = "expected a finite number"
-        else:
-            values = np.full(len(cells), np.nan)
-            for k, cell in enumerate(cells):
-                problem = None if cell is None else type_problem(feature, cell)
-                if problem is not None:
-                    problems[k] = problem
-                elif cell is not None:
-                    values[k] = cell
+        values, problems = _typed_cells(cells, feature)
     if feature.dtype == "int":
-        finite = np.isfinite(values)
-        for at in np.flatnonzero(finite & (values != np.round(values))):
+        for at in np.flatnonzero(np.isfinite(values) & (values != np.round(values))):
             problems[int(at)] = (
                 f"not an integer: {cells[at].strip()!r}" if text else f"expected an integer, got {cells[at]}"
             )
     for k in problems:
         values[k] = np.nan
+    return values, problems
+
+
+def _text_cells_one_by_one(cells: np.ndarray, feature: Feature) -> tuple[np.ndarray, dict[int, str]]:
+    values = np.full(len(cells), np.nan)
+    problems: dict[int, str] = {}
+    for k, cell in enumerate(cells):
+        if cell.strip().lower() in MISSING:
+            continue
+        value, problem = value_from_text(feature, cell)
+        if problem is None:
+            values[k] = value
+        else:
+            problems[k] = problem
+    return values, problems
+
+
+def _typed_cells(cells: np.ndarray, feature: Feature) -> tuple[np.ndarray, dict[int, str]]:
+    """Typed cells (JSON, Parquet): numbers all of them converted at once, any other kind cell by cell."""
+    if {type(cell) for cell in cells} <= {int, float, type(None)}:
+        values = np.array([np.nan if cell is None else cell for cell in cells], dtype=np.float64)
+        return values, {int(at): "expected a finite number" for at in np.flatnonzero(np.isinf(values))}
+    values = np.full(len(cells), np.nan)
+    problems: dict[int, str] = {}
+    for k, cell in enumerate(cells):
+        if cell is None:
+            continue
+        problem = type_problem(feature, cell)
+        if problem is None:
+            values[k] = cell
+        else:
+            problems[k] = problem
     return values, problems

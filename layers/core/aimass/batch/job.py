@@ -428,23 +428,39 @@ def _flat(item: Any) -> dict[str, Any]:
         item = {"value": item}
     flat: dict[str, Any] = {}
     for key, value in item.items():
-        if key == "probabilities" and isinstance(value, dict):
-            flat.update({f"probability_{k}": v for k, v in value.items()})
-        elif key == "probabilities" and isinstance(value, list):
-            flat.update({f"probability_{i}": v for i, v in enumerate(value)})
-        elif key == "value":
-            flat["prediction"] = value if not isinstance(value, list | dict) else json.dumps(value)
-        elif key == "anomaly" and isinstance(value, dict):
-            flat["anomaly_score"] = value.get("score")
-            flat["anomalous"] = value.get("anomalous")
-        elif key == "quality":
-            flat["quality"] = json.dumps(value)
-        elif key == "flags":
-            flat["flags"] = "; ".join(value)
-        elif key == "rules":
-            flat["rules"] = ";".join(r["id"] for r in value)
-        elif value is None or isinstance(value, str | int | float | bool):
-            flat[key] = value
+        columns_of = _COLUMNS_OF_FIELD.get(key)
+        if columns_of is None:
+            flat[key] = _scalar(value)
         else:
-            flat[key] = json.dumps(value)
+            flat.update(columns_of(key, value))
     return flat
+
+
+def _scalar(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def _probability_columns(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {f"probability_{k}": v for k, v in value.items()}
+    if isinstance(value, list):
+        return {f"probability_{i}": v for i, v in enumerate(value)}
+    return {key: _scalar(value)}
+
+
+def _anomaly_columns(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {"anomaly_score": value.get("score"), "anomalous": value.get("anomalous")}
+    return {key: _scalar(value)}
+
+
+# The fields of a prediction item that become columns of their own making; any other is one column,
+# JSON when it is not a scalar.
+_COLUMNS_OF_FIELD: dict[str, Callable[[str, Any], dict[str, Any]]] = {
+    "probabilities": _probability_columns,
+    "value": lambda _, value: {"prediction": json.dumps(value) if isinstance(value, list | dict) else value},
+    "anomaly": _anomaly_columns,
+    "quality": lambda key, value: {key: json.dumps(value)},
+    "flags": lambda key, value: {key: "; ".join(value)},
+    "rules": lambda key, value: {key: ";".join(rule["id"] for rule in value)},
+}

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from aimass.contracts.registry import ENDPOINT_NAME_PATTERN, ModelVersion
 from aimass.errors import BadRequest, Conflict, field_error
@@ -137,66 +138,87 @@ def target_endpoint(version: ModelVersion, requested: str | None, force: bool) -
     return requested
 
 
+# One refusal of check_request: the option and what is wrong with it.
+Problem = tuple[str, str]
+
+
 def check_request(request: DeployRequest) -> None:
     """Every option within SageMaker's and the server's limits, before anything is touched."""
-    problems: list[dict[str, Any]] = []
-
-    def bad(loc: str, message: str) -> None:
-        problems.append(field_error([loc], message, "value_error"))
-
-    traffic, scaling, batching = request.traffic, request.scaling, request.batching
-    low, high = CANARY_PERCENT_RANGE if traffic.mode == "canary" else LINEAR_PERCENT_RANGE
-    if not low <= traffic.step_percent <= high:
-        bad(f"{traffic.mode}_percent", f"must be {low} to {high} (% of the new fleet)")
-    if not 0 <= traffic.wait_interval_s <= WAIT_INTERVAL_MAX_S:
-        bad("wait_interval_s", f"must be 0 to {WAIT_INTERVAL_MAX_S}")
-    if not 0 <= traffic.termination_wait_s <= TERMINATION_WAIT_MAX_S:
-        bad("termination_wait_s", f"must be 0 to {TERMINATION_WAIT_MAX_S}")
-    low, high = MAX_EXECUTION_RANGE_S
-    if not low <= traffic.max_execution() <= high:
-        bad("max_execution_s", f"must be {low} to {high}")
-    elif traffic.max_execution() <= traffic.waiting_s():
-        bad(
-            "max_execution_s",
-            f"must be more than the deployment's waits ({traffic.waiting_s()} s), and leave time to "
-            "provision the new fleet",
+    problems = [
+        field_error([option], message, "value_error")
+        for option, message in (
+            *_traffic_problems(request.traffic),
+            *_scaling_problems(request.scaling, request.instance_count),
+            *_endpoint_problems(request),
         )
-    if len(traffic.alarms) > MAX_ALARMS:
-        bad("rollback_alarm", f"at most {MAX_ALARMS} alarms")
-    if len(set(traffic.alarms)) != len(traffic.alarms) or not all(a.strip() for a in traffic.alarms):
-        bad("rollback_alarm", "alarm names must be distinct and not empty")
-    if scaling.min_instances < 1:
-        bad("min_instances", "must be at least 1 (a real-time variant does not scale to zero)")
-    if scaling.max_instances < scaling.min_instances:
-        bad("max_instances", f"must be at least min_instances ({scaling.min_instances})")
-    if scaling.target_invocations <= 0:
-        bad("target_invocations", "must be more than 0 (invocations per instance per minute)")
-    if scaling.scale_in_cooldown_s < 0 or scaling.scale_out_cooldown_s < 0:
-        bad("cooldown", "must be 0 or more seconds")
-    if request.instance_count is not None and not (
-        scaling.min_instances <= request.instance_count <= scaling.max_instances
-    ):
-        bad(
-            "instance_count",
-            f"must lie within autoscaling's {scaling.min_instances} to {scaling.max_instances} instances",
-        )
-    if request.instance_type is not None and not re.fullmatch(
-        r"ml\.[a-z0-9-]+\.[a-z0-9]+", request.instance_type
-    ):
-        bad("instance_type", "a SageMaker instance type, e.g. ml.g5.xlarge")
-    if not 0 <= request.capture_percent <= 100:
-        bad("capture_percent", "must be 0 (no capture) to 100")
-    if batching.max_batch_size < 1:
-        bad("max_batch_size", "must be at least 1")
-    if batching.max_queue_delay_ms < 0:
-        bad("max_queue_delay_ms", "must be 0 or more")
-    if batching.memory_mb is not None and batching.memory_mb <= 0:
-        bad("memory_mb", "must be more than 0")
-    if request.timeout_s is not None and request.timeout_s <= 0:
-        bad("timeout_s", "must be more than 0")
+    ]
     if problems:
         raise BadRequest(
             "the deployment's options are out of range: "
             + "; ".join(f"{p['loc'][0]} {p['message']}" for p in problems),
             problems,
         )
+
+
+def _traffic_problems(traffic: Traffic) -> Iterator[Problem]:
+    low, high = CANARY_PERCENT_RANGE if traffic.mode == "canary" else LINEAR_PERCENT_RANGE
+    if not low <= traffic.step_percent <= high:
+        yield f"{traffic.mode}_percent", f"must be {low} to {high} (% of the new fleet)"
+    if not 0 <= traffic.wait_interval_s <= WAIT_INTERVAL_MAX_S:
+        yield "wait_interval_s", f"must be 0 to {WAIT_INTERVAL_MAX_S}"
+    if not 0 <= traffic.termination_wait_s <= TERMINATION_WAIT_MAX_S:
+        yield "termination_wait_s", f"must be 0 to {TERMINATION_WAIT_MAX_S}"
+    yield from _execution_problems(traffic)
+    if len(traffic.alarms) > MAX_ALARMS:
+        yield "rollback_alarm", f"at most {MAX_ALARMS} alarms"
+    if len(set(traffic.alarms)) != len(traffic.alarms) or not all(a.strip() for a in traffic.alarms):
+        yield "rollback_alarm", "alarm names must be distinct and not empty"
+
+
+def _execution_problems(traffic: Traffic) -> Iterator[Problem]:
+    if traffic.mode == "linear" and traffic.step_percent <= 0:
+        return  # no number of steps, so no waits to weigh: the step's own problem is named
+    low, high = MAX_EXECUTION_RANGE_S
+    if not low <= traffic.max_execution() <= high:
+        yield "max_execution_s", f"must be {low} to {high}"
+    elif traffic.max_execution() <= traffic.waiting_s():
+        yield (
+            "max_execution_s",
+            f"must be more than the deployment's waits ({traffic.waiting_s()} s), and leave time to "
+            "provision the new fleet",
+        )
+
+
+def _scaling_problems(scaling: Scaling, instance_count: int | None) -> Iterator[Problem]:
+    if scaling.min_instances < 1:
+        yield "min_instances", "must be at least 1 (a real-time variant does not scale to zero)"
+    if scaling.max_instances < scaling.min_instances:
+        yield "max_instances", f"must be at least min_instances ({scaling.min_instances})"
+    if scaling.target_invocations <= 0:
+        yield "target_invocations", "must be more than 0 (invocations per instance per minute)"
+    if scaling.scale_in_cooldown_s < 0 or scaling.scale_out_cooldown_s < 0:
+        yield "cooldown", "must be 0 or more seconds"
+    if instance_count is not None and not scaling.min_instances <= instance_count <= scaling.max_instances:
+        yield (
+            "instance_count",
+            f"must lie within autoscaling's {scaling.min_instances} to {scaling.max_instances} instances",
+        )
+
+
+def _endpoint_problems(request: DeployRequest) -> Iterator[Problem]:
+    """The instances, the capture and the server's batching."""
+    if request.instance_type is not None and not re.fullmatch(
+        r"ml\.[a-z0-9-]+\.[a-z0-9]+", request.instance_type
+    ):
+        yield "instance_type", "a SageMaker instance type, e.g. ml.g5.xlarge"
+    if not 0 <= request.capture_percent <= 100:
+        yield "capture_percent", "must be 0 (no capture) to 100"
+    batching = request.batching
+    if batching.max_batch_size < 1:
+        yield "max_batch_size", "must be at least 1"
+    if batching.max_queue_delay_ms < 0:
+        yield "max_queue_delay_ms", "must be 0 or more"
+    if batching.memory_mb is not None and batching.memory_mb <= 0:
+        yield "memory_mb", "must be more than 0"
+    if request.timeout_s is not None and request.timeout_s <= 0:
+        yield "timeout_s", "must be more than 0"

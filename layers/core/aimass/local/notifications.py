@@ -287,60 +287,82 @@ def _header(headers: Any, name: str, default: str) -> str:
 
 
 def _patch() -> _Wiring:
+    """Put this module's seams in moto's place; the wiring keeps moto's own to put back."""
     from moto.awslambda.models import LambdaBackend, LambdaFunction
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.s3 import notifications
 
-    original_invoke = LambdaFunction.invoke
-    original_s3_event = notifications._get_s3_event
-    originals: list[tuple[Any, str, Any]] = [
-        (LambdaFunction, "invoke", original_invoke),
-        (notifications, "_get_s3_event", original_s3_event),
+    seams: list[tuple[Any, str, Callable[[Any], Any]]] = [
+        (LambdaFunction, "invoke", _notified),
+        (notifications, "_get_s3_event", _s3_event),
+        # Each backend's own (the simple one, used without Docker, has its own invoke).
+        (LambdaBackend, "invoke", _invoke_api),
+        (LambdaSimpleBackend, "invoke", _invoke_api),
     ]
+    originals: list[tuple[Any, str, Any]] = []
+    for owner, attribute, seam in seams:
+        original = vars(owner)[attribute]
+        originals.append((owner, attribute, original))
+        setattr(owner, attribute, seam(original))
+    return _Wiring({}, originals)
+
+
+def _notified(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's LambdaFunction.invoke, which an S3 notification calls: a wired function's event goes
+    to the background worker."""
 
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
         wiring = _wiring
         function = wiring.functions.get(_unqualified(self.function_arn)) if wiring else None
         if wiring is None or function is None:
-            return original_invoke(self, body, request_headers, response_headers)
+            return original(self, body, request_headers, response_headers)
         _dispatch(wiring, function, json.loads(body) if body else {})
         return b""
 
-    def api_invoke(original: Callable[..., Any]) -> Callable[..., Any]:
-        def invoke(
-            self: Any,
-            function_name: str,
-            qualifier: str | None,
-            body: Any,
-            headers: Any,
-            response_headers: Any,
-        ) -> str | bytes | None:
-            wiring = _wiring
-            try:
-                arn = self.get_function(function_name, qualifier).function_arn
-            except Exception:  # unknown function: moto answers it
-                arn = ""
-            function = wiring.functions.get(_unqualified(arn)) if wiring and arn else None
-            if wiring is None or function is None:
-                return original(self, function_name, qualifier, body, headers, response_headers)
-            event = json.loads(body) if body else {}
-            invocation_type = _header(headers, "x-amz-invocation-type", "RequestResponse")
-            if invocation_type == "Event":
-                _dispatch(wiring, function, event)
-                return b""
-            if invocation_type == "DryRun":
-                return b""
-            return _call(wiring, function, event, response_headers)
+    return invoke
 
-        return invoke
 
-    for backend in (LambdaBackend, LambdaSimpleBackend):
-        original = backend.__dict__["invoke"]
-        originals.append((backend, "invoke", original))
-        backend.invoke = api_invoke(original)  # type: ignore[method-assign]
+def _invoke_api(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A Lambda backend's invoke, behind the Invoke API: a wired function answers as Lambda does
+    for each invocation type."""
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> str | bytes | None:
+        wired = _wired(self, function_name, qualifier)
+        if wired is None:
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        wiring, function = wired
+        event = json.loads(body) if body else {}
+        invocation_type = _header(headers, "x-amz-invocation-type", "RequestResponse")
+        if invocation_type == "Event":
+            _dispatch(wiring, function, event)
+            return b""
+        if invocation_type == "DryRun":
+            return b""
+        return _call(wiring, function, event, response_headers)
+
+    return invoke
+
+
+def _wired(backend: Any, function_name: str, qualifier: str | None) -> tuple[_Wiring, Function] | None:
+    """The wiring and the function it runs in-process for this name, or None: moto answers."""
+    wiring = _wiring
+    if wiring is None:
+        return None
+    try:
+        arn = backend.get_function(function_name, qualifier).function_arn
+    except Exception:  # unknown function: moto answers it
+        return None
+    function = wiring.functions.get(_unqualified(arn))
+    return None if function is None else (wiring, function)
+
+
+def _s3_event(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's S3 event, with what S3 sends and moto leaves out."""
 
     def s3_event(event_name: Any, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-        event = original_s3_event(event_name, bucket, key, notification_id)
+        event: dict[str, Any] = original(event_name, bucket, key, notification_id)
         for record in event["Records"]:
             s3_object = record["s3"]["object"]
             # S3 URL-encodes the key but keeps its slashes; moto encodes them too (%2F).
@@ -350,9 +372,7 @@ def _patch() -> _Wiring:
             s3_object["sequencer"] = f"{time.time_ns():018X}"
         return event
 
-    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
-    notifications._get_s3_event = s3_event
-    return _Wiring({}, originals)
+    return s3_event
 
 
 def _dispatch(wiring: _Wiring, function: Function, event: Any) -> None:

@@ -32,39 +32,57 @@ def lenient_matrix(
     extra: dict[str, int] = {}
     given: set[str] = set()
     names = [c.name for c in columns]
-    known = checks.names
     for i, instance in enumerate(instances):
         if checks.tabular and isinstance(instance, dict):
             values = [instance.get(n) for n in names]
-            for key in instance:
-                if key in known:
-                    given.add(key)
-                else:
-                    extra[key] = extra.get(key, 0) + 1
+            _note_keys(instance, checks.names, given, extra)
         else:
-            try:
-                values = np.asarray(instance, dtype=object).reshape(-1).tolist()
-            except ValueError:
-                values = []
+            values = _row_values(instance)
             if len(values) != len(columns):
-                mistyped += 1
+                mistyped += 1  # a row of another shape: none of its values can be placed
                 continue
             given.update(names)
-        for j, value in enumerate(values):
-            if value is None:
-                continue
-            if string:
-                if isinstance(value, str):
-                    matrix[i, j] = value
-                else:
-                    mistyped[j] += 1
-            elif (
-                type(value) in (int, float) or (type(value) is bool and columns[j].integral)
-            ) and math.isfinite(value):
-                matrix[i, j] = value
-            else:
-                mistyped[j] += 1
+        _place(matrix[i], values, columns, string, mistyped)
     return matrix, mistyped, extra, given
+
+
+def _note_keys(
+    instance: dict[str, Any], known: frozenset[str], given: set[str], extra: dict[str, int]
+) -> None:
+    for key in instance:
+        if key in known:
+            given.add(key)
+        else:
+            extra[key] = extra.get(key, 0) + 1
+
+
+def _row_values(instance: Any) -> list[Any]:
+    """A row given as a (nested) list, flat; nothing when it has no shape (ragged)."""
+    try:
+        values: list[Any] = np.asarray(instance, dtype=object).reshape(-1).tolist()
+    except ValueError:
+        return []
+    return values
+
+
+def _place(
+    row: np.ndarray, values: list[Any], columns: list[Column], string: bool, mistyped: np.ndarray
+) -> None:
+    """Each value into its column of the matrix's row when it is of the column's type, else counted."""
+    for j, value in enumerate(values):
+        if value is None:
+            continue
+        # Exact types, as requests are checked: a bool is a number only in an integral column.
+        fits = (
+            isinstance(value, str)
+            if string
+            else (type(value) in (int, float) or (type(value) is bool and columns[j].integral))
+            and math.isfinite(value)
+        )
+        if fits:
+            row[j] = value
+        else:
+            mistyped[j] += 1
 
 
 def _violation(feature: str, check: str, description: str) -> dict[str, str]:
@@ -137,77 +155,106 @@ def quality_report(
     )
     outside = ((matrix < checks.low) | (matrix > checks.high)).sum(axis=0) if numeric else None
     for j, column in enumerate(checks.columns):
-        present = int(present_mask[:, j].sum())
-        completeness[column.name] = present / count
+        values = matrix[present_mask[:, j], j]
+        completeness[column.name] = len(values) / count
         if column.name not in given:
             violations.append(_violation(column.name, "missing_column_check", "no row has this feature"))
             continue
-        if mistyped[j]:
-            violations.append(
-                _violation(
-                    column.name,
-                    "data_type_check",
-                    f"{mistyped[j]} of {count} values are not of type {column.kind}",
-                )
-            )
-        expected = learned.get(column.name, {}).get("completeness", 0.0 if column.nullable else 1.0)
-        if completeness[column.name] < expected:
-            violations.append(
-                _violation(
-                    column.name,
-                    "completeness_check",
-                    f"completeness {completeness[column.name]:.4g} is below the baseline's {expected:.4g}",
-                )
-            )
-        if outside is not None and outside[j]:
-            violations.append(
-                _violation(
-                    column.name,
-                    "value_range_check",
-                    f"{outside[j]} of {count} values are outside [{checks.low[j]:g}, {checks.high[j]:g}]",
-                )
-            )
-        if j in checks.domains:
-            known = checks.domains[j]
-            strangers = sum(1 for v in matrix[present_mask[:, j], j] if v not in known)
-            if strangers:
-                violations.append(
-                    _violation(
-                        column.name,
-                        "categorical_values_check",
-                        f"{strangers} of {present} values are not in the baseline's domain",
-                    )
-                )
-        baseline = described.get(column.name)
-        if baseline is None:
-            continue
-        values = matrix[present_mask[:, j], j]
-        result = (
-            _numeric_drift(column, values, baseline.get("numerical_statistics", {}))
-            if numeric
-            else _categorical_drift(column, list(values), baseline.get("string_statistics", {}))
+        violations += _value_violations(
+            column,
+            values,
+            count,
+            mistyped=int(mistyped[j]),
+            expected=learned.get(column.name, {}).get("completeness", 0.0 if column.nullable else 1.0),
+            outside=0 if outside is None else int(outside[j]),
+            bounds=(checks.low[j], checks.high[j]),
+            domain=checks.domains.get(j),
         )
-        if result is not None:
-            drift.append(result)
-            if result["drifted"]:
-                figures = ", ".join(
-                    f"{k}={result[k]:.4g}"
-                    for k in ("psi", "ks_statistic", "chi_square_p_value")
-                    if k in result
-                )
-                violations.append(
-                    _violation(column.name, "baseline_drift_check", f"drift from the baseline: {figures}")
-                )
-    scores = checks.anomaly_scores(matrix, may_be_missing=True) if numeric else None
-    anomalies = None
-    if scores is not None and checks.anomaly is not None:
-        flagged = int((scores > checks.anomaly.threshold).sum())
-        anomalies = {"count": flagged, "rate": flagged / count, "threshold": checks.anomaly.threshold}
+        found = _drift(column, values, described.get(column.name), numeric)
+        if found is not None:
+            drift.append(found)
+            if found["drifted"]:
+                violations.append(_drift_violation(column.name, found))
     return {
         "item_count": count,
         "completeness": completeness,
         "violations": violations,
         "drift": drift,
-        "anomalies": anomalies,
+        "anomalies": _anomalies(checks, matrix) if numeric else None,
         "thresholds": {**DRIFT_THRESHOLDS, "min_drift_rows": MIN_DRIFT_ROWS},
     }
+
+
+def _value_violations(
+    column: Column,
+    values: np.ndarray,
+    count: int,
+    *,
+    mistyped: int,
+    expected: float,
+    outside: int,
+    bounds: tuple[float, float],
+    domain: frozenset[Any] | None,
+) -> list[dict[str, str]]:
+    """A given column's values (those present) against its type, the baseline's completeness, range
+    and domain."""
+    found: list[dict[str, str]] = []
+    if mistyped:
+        found.append(
+            _violation(
+                column.name, "data_type_check", f"{mistyped} of {count} values are not of type {column.kind}"
+            )
+        )
+    completeness = len(values) / count
+    if completeness < expected:
+        found.append(
+            _violation(
+                column.name,
+                "completeness_check",
+                f"completeness {completeness:.4g} is below the baseline's {expected:.4g}",
+            )
+        )
+    if outside:
+        low, high = bounds
+        found.append(
+            _violation(
+                column.name,
+                "value_range_check",
+                f"{outside} of {count} values are outside [{low:g}, {high:g}]",
+            )
+        )
+    strangers = sum(1 for v in values if v not in domain) if domain is not None else 0
+    if strangers:
+        found.append(
+            _violation(
+                column.name,
+                "categorical_values_check",
+                f"{strangers} of {len(values)} values are not in the baseline's domain",
+            )
+        )
+    return found
+
+
+def _drift(
+    column: Column, values: np.ndarray, baseline: dict[str, Any] | None, numeric: bool
+) -> dict[str, Any] | None:
+    if baseline is None:
+        return None
+    if numeric:
+        return _numeric_drift(column, values, baseline.get("numerical_statistics", {}))
+    return _categorical_drift(column, list(values), baseline.get("string_statistics", {}))
+
+
+def _drift_violation(feature: str, drift: dict[str, Any]) -> dict[str, str]:
+    figures = ", ".join(
+        f"{k}={drift[k]:.4g}" for k in ("psi", "ks_statistic", "chi_square_p_value") if k in drift
+    )
+    return _violation(feature, "baseline_drift_check", f"drift from the baseline: {figures}")
+
+
+def _anomalies(checks: RequestChecks, matrix: np.ndarray) -> dict[str, Any] | None:
+    scores = checks.anomaly_scores(matrix, may_be_missing=True)
+    if scores is None or checks.anomaly is None:
+        return None
+    flagged = int((scores > checks.anomaly.threshold).sum())
+    return {"count": flagged, "rate": flagged / len(matrix), "threshold": checks.anomaly.threshold}
