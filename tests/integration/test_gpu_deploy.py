@@ -743,3 +743,14 @@ def test_the_command_refuses_a_lambda_version_with_the_reason(api: str, demo: De
     assert ran.exit_code == 1
     assert "runs on lambda, not on a SageMaker endpoint" in ran.output
     nothing_created()
+
+
+def test_the_command_refuses_a_linear_step_of_zero_instead_of_deploying_a_canary(
+    api: str, demo: Demo
+) -> None:
+    version = register(demo)
+    ran = cli("gpu", "deploy", "bc-gpu", str(version.version), "--image", IMAGE, "--role-arn", ROLE,
+              "--linear-step-percent", "0", "--endpoint", api, "--aws-endpoint", "")  # fmt: skip
+    assert ran.exit_code == 1
+    assert "linear_percent" in ran.output
+    nothing_created()

@@ -147,8 +147,9 @@ def gpu_deploy(
         capture_percent=capture_percent,
         batching=Batching(batching, max_batch_size, max_queue_delay_ms, memory_mb),
         traffic=Traffic(
-            mode="linear" if linear_step_percent else "canary",
-            step_percent=linear_step_percent or canary_percent,
+            # 0 is a step the user asked for (and is refused as out of range), not "no step"
+            mode="canary" if linear_step_percent is None else "linear",
+            step_percent=canary_percent if linear_step_percent is None else linear_step_percent,
             wait_interval_s=wait_interval_s,
             termination_wait_s=termination_wait_s,
             max_execution_s=max_execution_s,
