@@ -17,9 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aimass import artifacts, aws
+from aimass import artifacts
 from aimass.contracts.common import iso_utc
 from aimass.errors import AimassError, ValidationFailed, field_error
+from aimass.gateways import stepfunctions
+from aimass.gateways.s3 import Bucket
+from aimass.gateways.stepfunctions import Execution
 from aimass.pipeline.config import TrainingConfig, merged
 from aimass.registry import Registry
 
@@ -91,24 +94,10 @@ def start(
     run_input: dict[str, Any] = {"model": model, "trigger": "api", "requested_by": actor}
     if parameters:
         run_input["parameters"] = parameters
-    started = aws.client("stepfunctions").start_execution(
-        stateMachineArn=state_machine_arn, name=run_id, input=json.dumps(run_input)
-    )
-    record = run_record(run_id, started["executionArn"], _iso(started["startDate"]) or "", run_input)
+    started = stepfunctions.start(state_machine_arn, run_id, run_input)
+    record = run_record(run_id, started.execution_arn, _iso(started.started_at) or "", run_input)
     registry.record_run(model, record)
     return {"model": model, **{k: record[k] for k in ("run_id", "execution_arn", "started_at")}}
-
-
-def _history(execution_arn: str) -> list[dict[str, Any]]:
-    sfn = aws.client("stepfunctions")
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    events: list[dict[str, Any]] = []
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
 
 
 def states_passed(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -144,7 +133,7 @@ def _decision(execution_status: str, state: dict[str, Any] | None) -> str | None
     return str(decision) if decision else None
 
 
-def run_summary(record: dict[str, Any], model: str, execution: dict[str, Any]) -> dict[str, Any]:
+def run_summary(record: dict[str, Any], model: str, execution: Execution) -> dict[str, Any]:
     """What a list of runs shows: describe_execution's answer, with the decision from its output."""
     state = json.loads(execution["output"]) if execution.get("output") else None
     return {
@@ -159,7 +148,7 @@ def run_summary(record: dict[str, Any], model: str, execution: dict[str, Any]) -
     }
 
 
-def _error(execution: dict[str, Any], state: dict[str, Any] | None) -> dict[str, str] | None:
+def _error(execution: Execution, state: dict[str, Any] | None) -> dict[str, str] | None:
     if execution["status"] not in FAILED_STATUSES:
         return None
     outcome = (state or {}).get("outcome") or {}
@@ -174,7 +163,7 @@ def _error(execution: dict[str, Any], state: dict[str, Any] | None) -> dict[str,
 def run_detail(
     record: dict[str, Any],
     model: str,
-    execution: dict[str, Any],
+    execution: Execution,
     states: list[dict[str, Any]],
     state: dict[str, Any] | None,
     link: Any = None,
@@ -213,25 +202,20 @@ def run_detail(
 
 def _report_link(uri: str) -> str:
     bucket, key = artifacts.parse_uri(uri)
-    return str(
-        aws.client("s3").generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=REPORT_LINK_SECONDS
-        )
-    )
+    return Bucket(bucket).download_link(key, REPORT_LINK_SECONDS)
 
 
 def describe(registry: Registry, model: str, run_id: str) -> dict[str, Any]:
     record = registry.get_run(model, run_id)
-    execution = aws.client("stepfunctions").describe_execution(executionArn=record["execution_arn"])
-    states, latest = states_passed(_history(record["execution_arn"]))
+    execution = stepfunctions.describe(record["execution_arn"])
+    states, latest = states_passed(stepfunctions.history(record["execution_arn"]))
     state = json.loads(execution["output"]) if execution.get("output") else latest
     return run_detail(record, model, execution, states, state, _report_link)
 
 
 def list_runs(registry: Registry, model: str, limit: int) -> list[dict[str, Any]]:
     registry.get_model(model)
-    sfn = aws.client("stepfunctions")
     return [
-        run_summary(record, model, sfn.describe_execution(executionArn=record["execution_arn"]))
+        run_summary(record, model, stepfunctions.describe(record["execution_arn"]))
         for record in registry.list_runs(model)[:limit]
     ]
