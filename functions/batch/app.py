@@ -39,7 +39,7 @@ idempotency = IdempotencyConfig(
 
 @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=idempotency)
 def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
-    return process(Drop(**drop), wiring.serving())
+    return process(Drop(**drop), wiring.serving(), wiring.batch_settings())
 
 
 @logger.inject_lambda_context
@@ -47,7 +47,7 @@ def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event))]
+    summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event), settings().bucket)]
     for summary in summaries:
         _count(summary)
     return {"files": summaries}
@@ -57,7 +57,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = parts.step(event, wiring.serving())
+    result = parts.step(event, wiring.serving(), wiring.batch_settings())
     if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
         _count(result)
     return result
