@@ -20,4 +20,4 @@ tracer = Tracer()
 @tracer.capture_lambda_handler(capture_response=False)
 def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("pipeline step", extra={"step": event.get("step"), "run": event.get("run")})
-    return steps.step(event, wiring.registry(), wiring.serving().store)
+    return steps.step(event, wiring.registry(), wiring.serving().store, wiring.pipeline_settings())

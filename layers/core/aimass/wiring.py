@@ -20,6 +20,7 @@ from aimass.serving.pipeline import Answered, RequestPipeline
 
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
+    from aimass.pipeline.steps import PipelineSettings
     from aimass.pipeline.triggers import DriftRetraining
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
@@ -97,6 +98,24 @@ def batch_settings() -> BatchSettings:
         map_concurrency=s.batch_map_concurrency,
         state_machine_arn=s.batch_state_machine_arn,
         retraining=drift_retraining(),
+    )
+
+
+def pipeline_settings() -> PipelineSettings:
+    from aimass.pipeline.sagemaker import SageMakerTraining
+    from aimass.pipeline.steps import PipelineSettings
+
+    s = settings()
+    return PipelineSettings(
+        bucket=s.bucket,
+        sagemaker=SageMakerTraining(
+            stage=s.stage,
+            image=s.training_image,
+            role_arn=s.training_role_arn,
+            instance_type=s.training_instance_type,
+            volume_gb=s.training_volume_gb,
+            max_runtime_s=s.training_max_runtime_s,
+        ),
     )
 
 

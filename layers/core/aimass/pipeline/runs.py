@@ -78,18 +78,19 @@ def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict
 def start(
     registry: Registry,
     state_machine_arn: str | None,
+    bucket: str,
     model: str,
     parameters: dict[str, Any] | None,
     actor: str,
 ) -> dict[str, Any]:
-    """Start a run of the model's pipeline after checking the model and the run's settings."""
-    from aimass.config import settings
+    """Start a run of the model's pipeline after checking the model and the run's settings (its
+    stored training settings are in `bucket`)."""
     from aimass.pipeline.data import stored_config
 
     registry.get_model(model)
     if not state_machine_arn:
         raise PipelineUnavailable("this deployment has no retraining pipeline configured")
-    training_settings(stored_config(settings().bucket, model), parameters, ("body", "parameters"))
+    training_settings(stored_config(bucket, model), parameters, ("body", "parameters"))
     run_id = new_run_id(model)
     run_input: dict[str, Any] = {"model": model, "trigger": "api", "requested_by": actor}
     if parameters:
