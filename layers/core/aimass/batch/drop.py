@@ -22,11 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
+from aimass.batch.results import FileReport, FileSummary
 from aimass.errors import AimassError
 from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
@@ -123,7 +124,7 @@ def drops(event: S3Event, bucket: str) -> list[Drop]:
     return found
 
 
-def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> dict[str, Any]:
+def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> FileSummary:
     """Stage the object, predict it, upload the outputs and the report; the report's summary."""
     bucket = Bucket(drop.bucket)
     with workdir(settings.work_dir) as work:
@@ -162,7 +163,7 @@ def report_uri(drop: Drop) -> str:
     return f"s3://{drop.bucket}/{drop.output_keys()['report']}"
 
 
-def start_run(drop: Drop, machine: str) -> dict[str, Any]:
+def start_run(drop: Drop, machine: str) -> FileSummary:
     """Hand a file too large for one invocation to the batch state machine (aimass.batch.parts
     does the work); its report comes when the run ends. The execution is named after the object
     version, so a second start of the same one finds the first (Step Functions keeps a standard
@@ -210,7 +211,7 @@ def upload_outputs(drop: Drop, fmt: FileFormat, outputs: Outputs) -> dict[str, s
     }
 
 
-def write_report(drop: Drop, report: dict[str, Any]) -> dict[str, Any]:
+def write_report(drop: Drop, report: FileReport) -> FileReport:
     """The report, naming the file it is about, to reports/<model>/<file>.json; as written."""
     report = {"file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"}, **report}
     Bucket(drop.bucket).put(
@@ -219,7 +220,7 @@ def write_report(drop: Drop, report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def _failed(error: AimassError) -> dict[str, Any]:
+def _failed(error: AimassError) -> FileReport:
     return {
         "status": "failed",
         "error": {"code": error.code, "message": error.message},

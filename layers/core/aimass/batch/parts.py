@@ -34,6 +34,7 @@ from aimass.batch.drop import (
 )
 from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzipped, read_chunks
 from aimass.batch.job import Options, Outputs, Tally, drift, now, predict_file
+from aimass.batch.results import FileReport, FileSummary, PartDone, PartItem, Planned
 from aimass.errors import AimassError
 from aimass.gateways.s3 import Bucket, KeyMissing
 from aimass.pipeline import triggers
@@ -44,7 +45,7 @@ def staging(drop: Drop, run: str) -> str:
     return f"staging/{drop.model}/{run}/"
 
 
-def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings) -> dict[str, Any]:
+def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings) -> Planned:
     """Split the object into parts; the manifest's location and what every part needs to know.
 
     CSV and JSON Lines are split as the object's body arrives, so the object is never on disk
@@ -57,7 +58,7 @@ def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings
     # The version is fixed for the whole file here; a missing model or alias fails the run now.
     model = serving.store.load(drop.model, options.version, None if options.version else options.alias)
     prefix = staging(drop, run)
-    manifest: list[dict[str, Any]] = []
+    manifest: list[PartItem] = []
     with workdir(settings.work_dir) as work:
         if fmt.kind == "parquet":
             source = work / Path(drop.relative).name
@@ -125,9 +126,7 @@ def _split_text(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iter
         yield path, chunk.first_row, len(chunk.records)
 
 
-def part(
-    planned: dict[str, Any], item: dict[str, Any], serving: RequestPipeline, settings: BatchSettings
-) -> dict[str, Any]:
+def part(planned: Planned, item: PartItem, serving: RequestPipeline, settings: BatchSettings) -> PartDone:
     """Predict one part into staging; its report (with its drift sample) goes there too."""
     drop = Drop(**planned["drop"])
     bucket = Bucket(drop.bucket)
@@ -155,7 +154,7 @@ class PartFailed(Exception):
     """A part could not be processed (its report says why); the run fails and says so."""
 
 
-def merge(planned: dict[str, Any], serving: RequestPipeline, settings: BatchSettings) -> dict[str, Any]:
+def merge(planned: Planned, serving: RequestPipeline, settings: BatchSettings) -> FileSummary:
     """The parts' outputs joined in order into the file's outputs, their reports into its report."""
     drop = Drop(**planned["drop"])
     bucket = Bucket(drop.bucket)
@@ -187,7 +186,7 @@ def merge(planned: dict[str, Any], serving: RequestPipeline, settings: BatchSett
     return {"key": drop.key, "status": report["status"], "rows": report["rows"]}
 
 
-def _part_reports(bucket: Bucket, prefix: str, count: int) -> list[dict[str, Any]]:
+def _part_reports(bucket: Bucket, prefix: str, count: int) -> list[FileReport]:
     """Every part's report, or PartFailed naming the parts that did not succeed. The Map's own
     outcome is not enough: a part that failed may leave no trace in it (moto's interpreter makes
     it null and succeeds), and a report is the part's own word that its outputs are complete."""
@@ -237,8 +236,8 @@ def _join(parts: list[Path], fmt: FileFormat, target: Path) -> None:
 
 
 def _merged_report(
-    planned: dict[str, Any], reports: list[dict[str, Any]], serving: RequestPipeline, sample_rows: int
-) -> dict[str, Any]:
+    planned: Planned, reports: list[FileReport], serving: RequestPipeline, sample_rows: int
+) -> FileReport:
     drop = Drop(**planned["drop"])
     tally = Tally()
     for r in reports:
@@ -257,7 +256,7 @@ def _merged_report(
     }
 
 
-def _pooled_sample(reports: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+def _pooled_sample(reports: list[FileReport], size: int) -> list[dict[str, Any]]:
     """One uniform sample of `size` rows of the whole file from the parts' samples: each part
     contributes in proportion to the rows it predicted (seeded)."""
     total = sum(r["rows"]["predicted"] for r in reports)
@@ -274,7 +273,7 @@ def _pooled_sample(reports: list[dict[str, Any]], size: int) -> list[dict[str, A
 _FAILURE_CODES = {"UnreadableFile": "unreadable_file", "PartFailed": "part_failed"}
 
 
-def fail(drop: Drop, run: str, error: dict[str, Any]) -> dict[str, Any]:
+def fail(drop: Drop, run: str, error: dict[str, Any]) -> FileSummary:
     """The report of a run that could not finish, from what the state machine's Catch passed
     (`Error`: the exception's or Step Functions' error name; `Cause`: Lambda's error document or
     text); its staging objects are removed."""
@@ -284,7 +283,7 @@ def fail(drop: Drop, run: str, error: dict[str, Any]) -> dict[str, Any]:
         message = json.loads(cause).get("errorMessage", cause)
     except (ValueError, AttributeError):
         message = cause
-    report = {
+    report: FileReport = {
         "status": "failed",
         "error": {"code": _failure_code(name), "message": str(message)[:2000], "name": name},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
@@ -306,7 +305,9 @@ def _failure_code(name: str) -> str:
     return _FAILURE_CODES.get(name, "run_failed")
 
 
-def step(event: dict[str, Any], serving: RequestPipeline, settings: BatchSettings) -> dict[str, Any]:
+def step(
+    event: dict[str, Any], serving: RequestPipeline, settings: BatchSettings
+) -> Planned | PartDone | FileSummary:
     """One task of statemachines/batch_predict.asl.json, named by the event's `step`."""
     name = event.get("step")
     if name == "plan":

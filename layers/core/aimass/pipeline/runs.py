@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -24,11 +24,60 @@ from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
 from aimass.gateways.stepfunctions import Execution
 from aimass.pipeline.config import TrainingConfig, merged
-from aimass.registry import Registry
+from aimass.registry import Registry, RunRecord
 
 # Step Functions' own words for a stopped execution that did not succeed.
 FAILED_STATUSES = {"FAILED", "TIMED_OUT", "ABORTED"}
 REPORT_LINK_SECONDS = 3600
+
+
+# What the pipeline's routes answer, with the fields of their contracts (aimass.contracts.pipeline;
+# tests/unit/test_typed_results.py keeps them in step).
+class RunStarted(TypedDict):
+    run_id: str
+    model: str
+    execution_arn: str
+    started_at: str
+
+
+class StatePassed(TypedDict):
+    name: str
+    entered_at: str | None
+    exited_at: str | None
+
+
+class RunSummary(TypedDict):
+    run_id: str
+    model: str
+    status: str
+    execution_status: str
+    started_at: str
+    stopped_at: str | None
+    trigger: str
+    decision: str | None
+
+
+class RunError(TypedDict):
+    code: str
+    message: str
+
+
+class RunDetail(RunSummary):
+    execution_arn: str
+    states: list[StatePassed]
+    current_state: str | None
+    metric: str | None
+    reason: str | None
+    candidate: dict[str, float] | None
+    champion: dict[str, float] | None
+    champion_version: int | None
+    version: int | None
+    alias: str | None
+    dataset: dict[str, Any] | None
+    backend: str | None
+    training_job: str | None
+    report: dict[str, str] | None
+    error: RunError | None
 
 
 class PipelineUnavailable(AimassError):
@@ -66,7 +115,7 @@ def _iso(value: datetime | str | None) -> str | None:
     return iso_utc(value)
 
 
-def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> dict[str, Any]:
+def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> RunRecord:
     return {
         "run_id": run_id,
         "execution_arn": execution_arn,
@@ -82,7 +131,7 @@ def start(
     model: str,
     parameters: dict[str, Any] | None,
     actor: str,
-) -> dict[str, Any]:
+) -> RunStarted:
     """Start a run of the model's pipeline after checking the model and the run's settings (its
     stored training settings are in `bucket`)."""
     from aimass.pipeline.data import stored_config
@@ -98,12 +147,17 @@ def start(
     started = stepfunctions.start(state_machine_arn, run_id, run_input)
     record = run_record(run_id, started.execution_arn, _iso(started.started_at) or "", run_input)
     registry.record_run(model, record)
-    return {"model": model, **{k: record[k] for k in ("run_id", "execution_arn", "started_at")}}
+    return {
+        "model": model,
+        "run_id": record["run_id"],
+        "execution_arn": record["execution_arn"],
+        "started_at": record["started_at"],
+    }
 
 
-def states_passed(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def states_passed(events: list[dict[str, Any]]) -> tuple[list[StatePassed], dict[str, Any] | None]:
     """The states entered in order with their times, and the execution's state as the last one left it."""
-    states: list[dict[str, Any]] = []
+    states: list[StatePassed] = []
     latest: dict[str, Any] | None = None
     for event in events:
         entered = event.get("stateEnteredEventDetails")
@@ -134,7 +188,7 @@ def _decision(execution_status: str, state: dict[str, Any] | None) -> str | None
     return str(decision) if decision else None
 
 
-def run_summary(record: dict[str, Any], model: str, execution: Execution) -> dict[str, Any]:
+def run_summary(record: RunRecord, model: str, execution: Execution) -> RunSummary:
     """What a list of runs shows: describe_execution's answer, with the decision from its output."""
     state = json.loads(execution["output"]) if execution.get("output") else None
     return {
@@ -149,7 +203,7 @@ def run_summary(record: dict[str, Any], model: str, execution: Execution) -> dic
     }
 
 
-def _error(execution: Execution, state: dict[str, Any] | None) -> dict[str, str] | None:
+def _error(execution: Execution, state: dict[str, Any] | None) -> RunError | None:
     if execution["status"] not in FAILED_STATUSES:
         return None
     outcome = (state or {}).get("outcome") or {}
@@ -162,13 +216,13 @@ def _error(execution: Execution, state: dict[str, Any] | None) -> dict[str, str]
 
 
 def run_detail(
-    record: dict[str, Any],
+    record: RunRecord,
     model: str,
     execution: Execution,
-    states: list[dict[str, Any]],
+    states: list[StatePassed],
     state: dict[str, Any] | None,
     link: Any = None,
-) -> dict[str, Any]:
+) -> RunDetail:
     """The run as `GET .../pipeline/runs/{run_id}` shows it, from describe_execution, the states passed
     and the execution's state (its output once stopped, else the last state's output). `link` turns
     an S3 URI into a URL a person can open."""
@@ -206,7 +260,7 @@ def _report_link(uri: str) -> str:
     return Bucket(bucket).download_link(key, REPORT_LINK_SECONDS)
 
 
-def describe(registry: Registry, model: str, run_id: str) -> dict[str, Any]:
+def describe(registry: Registry, model: str, run_id: str) -> RunDetail:
     record = registry.get_run(model, run_id)
     execution = stepfunctions.describe(record["execution_arn"])
     states, latest = states_passed(stepfunctions.history(record["execution_arn"]))
@@ -214,7 +268,7 @@ def describe(registry: Registry, model: str, run_id: str) -> dict[str, Any]:
     return run_detail(record, model, execution, states, state, _report_link)
 
 
-def list_runs(registry: Registry, model: str, limit: int) -> list[dict[str, Any]]:
+def list_runs(registry: Registry, model: str, limit: int) -> list[RunSummary]:
     registry.get_model(model)
     return [
         run_summary(record, model, stepfunctions.describe(record["execution_arn"]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -63,7 +64,7 @@ class Drift:
         return bool(self.drifted_features) and self.drifted_fraction > threshold
 
 
-def drift_of(model: str, report: dict[str, Any]) -> Drift | None:
+def drift_of(model: str, report: Mapping[str, Any]) -> Drift | None:
     """The drift a batch report shows; None when it shows none to judge: a failed file, a model
     version without a baseline, or too few rows for any feature to be checked."""
     section = report.get("drift") or {}
@@ -75,7 +76,11 @@ def drift_of(model: str, report: dict[str, Any]) -> Drift | None:
 
 
 def request_retraining(
-    settings: DriftRetraining, model: str, report: dict[str, Any], report_uri: str, now: float | None = None
+    settings: DriftRetraining,
+    model: str,
+    report: Mapping[str, Any],
+    report_uri: str,
+    now: float | None = None,
 ) -> dict[str, Any] | None:
     """Ask for a retraining run of `model` when its file's `report` (written to `report_uri`) drifted
     over the threshold, unless one was asked for within the cooldown. Returns the decision:
