@@ -1,5 +1,6 @@
 """The AWS services the domain uses, each behind a small gateway: S3 (`s3.Bucket`), Step Functions
-(`stepfunctions`), EventBridge (`events`) and the claims in the idempotency table (`claims`).
+(`stepfunctions`), EventBridge (`events`) and the claims in the idempotency table (`claims`);
+`transient` tells which SDK errors may pass.
 
 A gateway turns boto3's requests and answers into the values the domain needs, and the errors the
 domain acts on into exceptions of its own; any other SDK error passes through unchanged (the
