@@ -1,9 +1,10 @@
 """The parts a process builds once from the settings: the registry, the capture writer, the model
-store and the request pipeline over it; and the settings values the batch and the pipeline take.
+store and the request pipeline over it; and the settings values the batch takes.
 Every Lambda function, the local stack and the CLI get them here; the HTTP app's views too
 (aimass.api.deps adds only what is HTTP's). Nothing here imports a web framework: the batch and
-pipeline functions do not pay for one, and the online function does not import the batch or the
-pipeline (their values are built with lazy imports)."""
+pipeline functions do not pay for one, and the online function does not import the batch (its
+values are built with lazy imports). The pipeline's tasks are not in the core layer: the pipeline
+function builds their settings values itself."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from aimass.serving.pipeline import Answered, RequestPipeline
 
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
-    from aimass.pipeline.steps import PipelineSettings
     from aimass.pipeline.triggers import DriftRetraining
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
@@ -98,24 +98,6 @@ def batch_settings() -> BatchSettings:
         map_concurrency=s.batch_map_concurrency,
         state_machine_arn=s.batch_state_machine_arn,
         retraining=drift_retraining(),
-    )
-
-
-def pipeline_settings() -> PipelineSettings:
-    from aimass.pipeline.sagemaker import SageMakerTraining
-    from aimass.pipeline.steps import PipelineSettings
-
-    s = settings()
-    return PipelineSettings(
-        bucket=s.bucket,
-        sagemaker=SageMakerTraining(
-            stage=s.stage,
-            image=s.training_image,
-            role_arn=s.training_role_arn,
-            instance_type=s.training_instance_type,
-            volume_gb=s.training_volume_gb,
-            max_runtime_s=s.training_max_runtime_s,
-        ),
     )
 
 
