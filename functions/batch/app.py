@@ -3,6 +3,7 @@
 `handler` takes the S3 events; `step` runs the tasks of statemachines/batch_predict.asl.json, which
 predicts files too large for one invocation in parts."""
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aimass import aws, wiring
 from aimass.batch import parts
 from aimass.batch.drop import Drop, drops, process
+from aimass.batch.results import FileSummary
 from aimass.config import settings
 from aimass.logs import function_logger
 
@@ -38,8 +40,8 @@ idempotency = IdempotencyConfig(
 
 
 @idempotent_function(data_keyword_argument="drop", persistence_store=persistence, config=idempotency)
-def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
-    return process(Drop(**drop), wiring.serving())
+def predict_once(drop: dict[str, Any]) -> FileSummary:
+    return process(Drop(**drop), wiring.serving(), wiring.batch_settings())
 
 
 @logger.inject_lambda_context
@@ -47,7 +49,7 @@ def predict_once(drop: dict[str, Any]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
-    summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event))]
+    summaries = [predict_once(drop=asdict(drop)) for drop in drops(S3Event(event), settings().bucket)]
     for summary in summaries:
         _count(summary)
     return {"files": summaries}
@@ -56,14 +58,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def step(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = parts.step(event, wiring.serving())
+def step(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
+    result = parts.step(event, wiring.serving(), wiring.batch_settings())
     if event.get("step") in ("merge", "fail"):  # a run's end: the file's figures, as handler's
         _count(result)
     return result
 
 
-def _count(summary: dict[str, Any]) -> None:
+def _count(summary: Mapping[str, Any]) -> None:
     if summary["status"] == "started":  # handed to the state machine: counted when its run ends
         return
     rows = summary["rows"] or {}

@@ -68,15 +68,15 @@ def test_parts_merged_give_what_one_invocation_gives(
         data = gzip.compress(data)
     # One invocation, as a small file goes
     whole = put(f"incoming/breast-cancer/whole{suffix}", data)
-    process(whole, wiring.serving())
+    process(whole, wiring.serving(), wiring.batch_settings())
     # The state machine's steps, as a large file goes
     split = put(f"incoming/breast-cancer/split{suffix}", data)
-    planned = parts.plan(split, "run-1", wiring.serving())
+    planned = parts.plan(split, "run-1", wiring.serving(), wiring.batch_settings())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert planned["parts"] == len(manifest) == 4 and [m["first_row"] for m in manifest] == [1, 17, 33, 49]
     for item in manifest:
-        parts.part(planned, item, wiring.serving())
-    summary = parts.merge(planned, wiring.serving())
+        parts.part(planned, item, wiring.serving(), wiring.batch_settings())
+    summary = parts.merge(planned, wiring.serving(), wiring.batch_settings())
 
     assert summary["rows"] == {"in": 50, "predicted": 47, "rejected": 3}
     unzip = gzip.decompress if suffix.endswith(".gz") else (lambda b: b)
@@ -110,10 +110,10 @@ def test_parquet_parts_keep_their_rows_in_order(small_parts: None, demos: dict[s
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"id": i, **r} for i, r in enumerate(holdout(demos, 40))]), buffer)
     drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue())
-    planned = parts.plan(drop, "run-2", wiring.serving())
+    planned = parts.plan(drop, "run-2", wiring.serving(), wiring.batch_settings())
     for item in json.loads(read(planned["manifest"]["Key"])):
-        parts.part(planned, item, wiring.serving())
-    assert parts.merge(planned, wiring.serving())["rows"]["predicted"] == 40
+        parts.part(planned, item, wiring.serving(), wiring.batch_settings())
+    assert parts.merge(planned, wiring.serving(), wiring.batch_settings())["rows"]["predicted"] == 40
     table = pq.read_table(io.BytesIO(read("predictions/breast-cancer/rows.parquet")))
     assert table.column("id").to_pylist() == list(range(40))
 
@@ -122,7 +122,7 @@ def test_a_run_that_fails_writes_a_failed_report_and_cleans_up(
     small_parts: None, demos: dict[str, Any]
 ) -> None:
     drop = put("incoming/breast-cancer/doomed.csv", csv_bytes(holdout(demos, 20)))
-    parts.plan(drop, "run-3", wiring.serving())
+    parts.plan(drop, "run-3", wiring.serving(), wiring.batch_settings())
     parts.fail(
         drop,
         "run-3",
@@ -137,26 +137,32 @@ def test_a_run_that_fails_writes_a_failed_report_and_cleans_up(
 def test_a_run_failed_by_an_aimass_error_reports_its_code(small_parts: None) -> None:
     drop = put("incoming/no-such-model/rows.csv", b"a,b\n1,2\n")
     with pytest.raises(NotFound) as raised:
-        parts.step({"step": "plan", "drop": asdict(drop), "run": "run-4"}, wiring.serving())
+        parts.step(
+            {"step": "plan", "drop": asdict(drop), "run": "run-4"}, wiring.serving(), wiring.batch_settings()
+        )
     # What the Catch passes on when the plan task raised it
     error = {"Error": "NotFound", "Cause": json.dumps({"errorMessage": raised.value.message})}
-    parts.step({"step": "fail", "drop": asdict(drop), "run": "run-4", "error": error}, wiring.serving())
+    parts.step(
+        {"step": "fail", "drop": asdict(drop), "run": "run-4", "error": error},
+        wiring.serving(),
+        wiring.batch_settings(),
+    )
     report = json.loads(read("reports/no-such-model/rows.csv.json"))
     assert report["error"]["code"] == "not_found" and "no-such-model" in report["error"]["message"]
 
 
 def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, demos: dict[str, Any]) -> None:
     drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)))
-    planned = parts.plan(drop, "run-5", wiring.serving())
+    planned = parts.plan(drop, "run-5", wiring.serving(), wiring.batch_settings())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert len(manifest) == 3
-    parts.part(planned, manifest[0], wiring.serving())
+    parts.part(planned, manifest[0], wiring.serving(), wiring.batch_settings())
     # Part 1 never ran; part 2's file is gone, so it fails and says why
     aws.client("s3").delete_object(Bucket=BUCKET, Key=manifest[2]["key"])
     with pytest.raises(ClientError):
-        parts.part(planned, manifest[2], wiring.serving())
+        parts.part(planned, manifest[2], wiring.serving(), wiring.batch_settings())
     with pytest.raises(parts.PartFailed, match=r"parts \[1, 2\] of 3 have no report"):
-        parts.merge(planned, wiring.serving())
+        parts.merge(planned, wiring.serving(), wiring.batch_settings())
     # Nothing was written for the file
     listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="predictions/breast-cancer/gappy")
     assert listed["KeyCount"] == 0
@@ -164,4 +170,4 @@ def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, de
 
 def test_an_unknown_step_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown batch step 'split'"):
-        parts.step({"step": "split"}, wiring.serving())
+        parts.step({"step": "split"}, wiring.serving(), wiring.batch_settings())

@@ -141,10 +141,12 @@ def test_a_part_that_fails_fails_the_file_with_the_reason_and_writes_no_outputs(
 ) -> None:
     real_part = parts.part
 
-    def part_two_breaks(planned: dict[str, Any], item: dict[str, Any], serving: Any) -> dict[str, Any]:
+    def part_two_breaks(
+        planned: dict[str, Any], item: dict[str, Any], serving: Any, settings: Any
+    ) -> dict[str, Any]:
         if item["index"] == 2:
             raise parts.PartFailed("part 2: the disk was full")  # what the part's Lambda raises
-        return real_part(planned, item, serving)
+        return real_part(planned, item, serving, settings)
 
     monkeypatch.setattr(parts, "part", part_two_breaks)
 

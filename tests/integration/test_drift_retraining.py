@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aimass import aws
+from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.local.resources import create_table
@@ -68,7 +68,9 @@ def bus(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bus]:
 def test_a_report_drifted_over_the_threshold_publishes_a_drift_event(bus: Bus) -> None:
     uri = "s3://aimass-test/reports/churn/day.csv.json"
 
-    decided = triggers.request_retraining("churn", report(drifted=12), uri, now=NOW)
+    decided = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(drifted=12), uri, now=NOW
+    )
 
     assert decided is not None and decided["decision"] == "requested"
     assert decided["drifted_fraction"] == 0.4 and decided["threshold"] == 0.3
@@ -87,18 +89,23 @@ def test_a_report_drifted_over_the_threshold_publishes_a_drift_event(bus: Bus) -
 
 
 def test_a_report_under_the_threshold_publishes_nothing(bus: Bus) -> None:
-    decided = triggers.request_retraining("churn", report(drifted=9), "s3://b/r.json", now=NOW)
+    decided = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(drifted=9), "s3://b/r.json", now=NOW
+    )
 
     assert decided == {"decision": "below_threshold", "drifted_fraction": 0.3, "threshold": 0.3}
     assert bus.received() == []
     # and claims nothing: a drifted file after it still asks
-    assert triggers.request_retraining("churn", report(drifted=20), "s3://b/r.json", now=NOW)["decision"] == (
-        "requested"
-    )
+    assert triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(drifted=20), "s3://b/r.json", now=NOW
+    )["decision"] == ("requested")
 
 
 def test_drifted_files_within_the_cooldown_ask_once_per_model(bus: Bus) -> None:
-    ask = lambda model, at: triggers.request_retraining(model, report(20, model), "s3://b/r.json", now=at)  # noqa: E731
+    def ask(model: str, at: float) -> dict[str, Any] | None:
+        return triggers.request_retraining(
+            wiring.drift_retraining(), model, report(20, model), "s3://b/r.json", now=at
+        )
 
     first = ask("churn", NOW)
     later = [ask("churn", NOW + h * HOUR) for h in (0.01, 1, 23.9)]
@@ -123,16 +130,24 @@ def test_the_cooldown_and_threshold_are_settings(bus: Bus, monkeypatch: pytest.M
     monkeypatch.setenv("AIMASS_DRIFT_RETRAINING_FRACTION", "0.5")
     settings.cache_clear()
 
-    under = triggers.request_retraining("churn", report(15), "s3://b/r.json", now=NOW)
-    asked = triggers.request_retraining("churn", report(16), "s3://b/r.json", now=NOW)
-    again = triggers.request_retraining("churn", report(16), "s3://b/r.json", now=NOW + 2 * HOUR + 1)
+    under = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(15), "s3://b/r.json", now=NOW
+    )
+    asked = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(16), "s3://b/r.json", now=NOW
+    )
+    again = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(16), "s3://b/r.json", now=NOW + 2 * HOUR + 1
+    )
 
     assert under is not None and under["decision"] == "below_threshold"
     assert asked is not None and asked["decision"] == "requested"
     assert again is not None and again["decision"] == "requested"
     monkeypatch.setenv("AIMASS_DRIFT_RETRAINING_FRACTION", "1")  # off
     settings.cache_clear()
-    off = triggers.request_retraining("fraud", report(30, "fraud"), "s3://b/r.json", now=NOW)
+    off = triggers.request_retraining(
+        wiring.drift_retraining(), "fraud", report(30, "fraud"), "s3://b/r.json", now=NOW
+    )
     assert off is not None and off["decision"] == "below_threshold"
 
 
@@ -146,7 +161,9 @@ def test_a_request_that_cannot_publish_gives_its_claim_back(
     }
     monkeypatch.setattr(events, "put_events", lambda **_: refused)
 
-    failed = triggers.request_retraining("churn", report(20), "s3://b/r.json", now=NOW)
+    failed = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(20), "s3://b/r.json", now=NOW
+    )
 
     assert failed is not None and failed["decision"] == "failed"
     assert "InternalFailure: try later" in failed["error"]
@@ -154,7 +171,9 @@ def test_a_request_that_cannot_publish_gives_its_claim_back(
     monkeypatch.setenv("AIMASS_IDEMPOTENCY_TABLE", TABLE)
     settings.cache_clear()
     # The next drifted file asks, the cooldown not held by the request that published nothing
-    retried = triggers.request_retraining("churn", report(20), "s3://b/r.json", now=NOW + 60)
+    retried = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(20), "s3://b/r.json", now=NOW + 60
+    )
     assert retried is not None and retried["decision"] == "requested"
     assert len(bus.received()) == 1
 
@@ -165,7 +184,9 @@ def test_a_guard_table_that_cannot_be_reached_fails_the_request_not_the_file(
     monkeypatch.setenv("AIMASS_IDEMPOTENCY_TABLE", "no-such-table")
     settings.cache_clear()
 
-    failed = triggers.request_retraining("churn", report(20), "s3://b/r.json", now=NOW)
+    failed = triggers.request_retraining(
+        wiring.drift_retraining(), "churn", report(20), "s3://b/r.json", now=NOW
+    )
 
     assert (
         failed is not None

@@ -1,7 +1,8 @@
 """The layering rule (docs/architecture.md), read from the imports in the code, lazy ones included:
-the domain never imports the edges (the HTTP API, the CLI, the local stack); the protocol package
-imports nothing but numpy and the standard library; the inference server imports nothing of aimass
-but the protocol package."""
+the domain never imports the edges (the HTTP API, the CLI, the local stack); only the edges and the
+wiring read the settings; only the gateways and adapters talk to AWS's SDK; the gateways import
+nothing of the domain; the protocol package imports nothing but numpy and the standard library; the
+inference server imports nothing of aimass but the protocol package."""
 
 from __future__ import annotations
 
@@ -55,6 +56,48 @@ DOMAIN = {name: path for name, path in modules(PACKAGE.parent, "aimass").items()
 @pytest.mark.parametrize("name", sorted(DOMAIN))
 def test_domain_modules_never_import_the_api_the_cli_or_the_local_stack(name: str) -> None:
     wrong = sorted({found for found in imports(DOMAIN[name]) if within(found, EDGES)})
+    assert not wrong, f"{name} imports {', '.join(wrong)}"
+
+
+# Who reads the settings (aimass.config): the edges, the wiring that builds the process's parts and
+# the settings values the domain takes, and the client factory. The domain gets values.
+SETTINGS_READERS = ("aimass.config", "aimass.wiring", "aimass.aws", *EDGES)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in DOMAIN if not within(n, SETTINGS_READERS)))
+def test_only_the_edges_and_the_wiring_read_the_settings(name: str) -> None:
+    wrong = sorted({found for found in imports(DOMAIN[name]) if within(found, ("aimass.config",))})
+    assert not wrong, f"{name} imports {', '.join(wrong)}: take the values as parameters (aimass.wiring)"
+
+
+# Who talks to AWS's SDK: the client factory, the gateways, the registry (the DynamoDB adapter), the
+# wiring (the SageMaker Runtime client it hands the backend), the SageMaker backend (its errors) and
+# the edges. The domain calls a gateway.
+AWS_ADAPTERS = (
+    "aimass.aws",
+    "aimass.gateways",
+    "aimass.registry",
+    "aimass.wiring",
+    "aimass.serving.backends.sagemaker",
+    *EDGES,
+)
+AWS_SDK = ("boto3", "botocore", "aimass.aws")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in DOMAIN if not within(n, AWS_ADAPTERS)))
+def test_only_the_gateways_and_adapters_talk_to_aws(name: str) -> None:
+    wrong = sorted({found for found in imports(DOMAIN[name]) if within(found, AWS_SDK)})
+    assert not wrong, f"{name} imports {', '.join(wrong)}: go through aimass.gateways"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in DOMAIN if within(n, ("aimass.gateways",))))
+def test_the_gateways_import_nothing_of_the_domain(name: str) -> None:
+    allowed = ("aimass.gateways", "aimass.aws", "aimass.errors")
+    wrong = sorted(
+        found
+        for found in imports(DOMAIN[name])
+        if within(found, ("aimass",)) and found != "aimass" and not within(found, allowed)
+    )
     assert not wrong, f"{name} imports {', '.join(wrong)}"
 
 

@@ -20,7 +20,6 @@ from botocore.validate import ParamValidator
 from pydantic import ValidationError
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from aimass.config import Settings
 from aimass.pipeline import job, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.data import Rows, split
@@ -35,6 +34,18 @@ ROLE = "arn:aws:iam::123456789012:role/aimass-dev-SageMakerTrainingRole-ABC"
 
 def config(**fields: Any) -> TrainingConfig:
     return TrainingConfig.model_validate(fields)
+
+
+def training(image: str | None, role: str | None) -> sagemaker.SageMakerTraining:
+    """A stack's SageMaker training settings with this image and role."""
+    return sagemaker.SageMakerTraining(
+        stage="dev",
+        image=image,
+        role_arn=role,
+        instance_type="ml.m5.xlarge",
+        volume_gb=30,
+        max_runtime_s=14_400,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +70,7 @@ def test_the_threshold_is_a_setting_of_the_model() -> None:
 
 
 def test_without_a_training_image_auto_trains_on_lambda_and_says_why() -> None:
-    missing = sagemaker.unavailable(Settings(training_image="", training_role_arn=ROLE))
+    missing = sagemaker.unavailable(training("", ROLE))
     assert missing and "TrainingImageUri" in missing
 
     chosen = sagemaker.choose_backend(config(sagemaker_min_rows=10), 569, missing)
@@ -72,7 +83,7 @@ def test_without_a_training_image_auto_trains_on_lambda_and_says_why() -> None:
 
 
 def test_asking_for_sagemaker_without_a_training_image_fails_the_run_clearly() -> None:
-    missing = sagemaker.unavailable(Settings(training_image=None, training_role_arn=ROLE))
+    missing = sagemaker.unavailable(training(None, ROLE))
 
     with pytest.raises(sagemaker.BackendUnavailable) as raised:
         sagemaker.choose_backend(config(backend="sagemaker"), 10, missing)
@@ -83,7 +94,7 @@ def test_asking_for_sagemaker_without_a_training_image_fails_the_run_clearly() -
 
 
 def test_an_explicit_backend_wins_over_the_row_count() -> None:
-    available = sagemaker.unavailable(Settings(training_image=IMAGE, training_role_arn=ROLE))
+    available = sagemaker.unavailable(training(IMAGE, ROLE))
     assert available is None
 
     assert sagemaker.choose_backend(config(backend="lambda"), 10**9, available)["backend"] == "lambda"
@@ -91,7 +102,7 @@ def test_an_explicit_backend_wins_over_the_row_count() -> None:
 
 
 def test_a_training_image_without_a_role_is_not_a_usable_backend() -> None:
-    missing = sagemaker.unavailable(Settings(training_image=IMAGE, training_role_arn=None))
+    missing = sagemaker.unavailable(training(IMAGE, None))
 
     assert missing and "role" in missing
 

@@ -1,4 +1,5 @@
-"""Model artifacts in S3 (`models/<name>/<version>/`) and their local cache, checked by sha256."""
+"""Model artifacts in S3 (`models/<name>/<version>/`) and their local cache, checked by sha256; any
+file the service keeps by its s3:// URI."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from aimass import aws
 from aimass.errors import IntegrityError, NotFound
+from aimass.gateways.s3 import Bucket, KeyMissing
 
 
 def sha256(data: bytes) -> str:
@@ -27,18 +28,14 @@ def parse_uri(uri: str) -> tuple[str, str]:
 
 
 def put(bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-    aws.client("s3").put_object(
-        Bucket=bucket, Key=key, Body=data, ContentType=content_type, ChecksumAlgorithm="SHA256"
-    )
-    return f"s3://{bucket}/{key}"
+    return Bucket(bucket).put(key, data, content_type, checksum=True)
 
 
 def get(uri: str) -> bytes:
     bucket, key = parse_uri(uri)
-    s3 = aws.client("s3")
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey as error:
+        return Bucket(bucket).get(key)
+    except KeyMissing as error:
         raise NotFound(f"artifact {uri} does not exist") from error
 
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from aimass import aws
 from aimass.contracts.common import iso_utc
 from aimass.contracts.registry import Signature
+from aimass.gateways.s3 import Bucket, KeyMissing
 from aimass.serving import codecs
 from aimass.serving.pipeline import Answered
 
@@ -163,10 +163,9 @@ def lines(answered: Answered, ids: list[str], at: datetime) -> bytes:
 
 def read(bucket: str, key: str) -> dict[str, Captured]:
     """The predictions of one capture object by prediction id; none when it does not exist."""
-    s3 = aws.client("s3")
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
+        body = Bucket(bucket).get(key)
+    except KeyMissing:
         return {}
     found = {}
     for line in body.splitlines():
@@ -233,8 +232,10 @@ class CaptureWriter:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
             # The client is made (once) on the request's thread: a boto3 session makes clients
             # one thread at a time.
-            s3 = aws.client("s3")
-            future = self._pool.submit(self._write, s3, capture_key(model, hour, request), answered, ids, at)
+            bucket = Bucket(self.bucket).holding_client()
+            future = self._pool.submit(
+                self._write, bucket, capture_key(model, hour, request), answered, ids, at
+            )
             self._pending.add(future)
         future.add_done_callback(self._done)
         return ids
@@ -243,11 +244,9 @@ class CaptureWriter:
         with self._lock:
             self._pending.discard(future)
 
-    def _write(self, s3: Any, key: str, answered: Answered, ids: list[str], at: datetime) -> None:
+    def _write(self, bucket: Bucket, key: str, answered: Answered, ids: list[str], at: datetime) -> None:
         try:
-            s3.put_object(
-                Bucket=self.bucket, Key=key, Body=lines(answered, ids, at), ContentType=CONTENT_TYPE
-            )
+            bucket.put(key, lines(answered, ids, at), CONTENT_TYPE)
         except Exception:
             log.exception(
                 "capture s3://%s/%s failed; its prediction ids stay unknown to feedback", self.bucket, key

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from aimass import aws
 from aimass.contracts.common import utcnow
@@ -29,6 +29,16 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound
 
 CATALOG = "MODELS"
+
+
+class RunRecord(TypedDict):
+    """A pipeline run as recorded when it started (aimass.pipeline.runs); a record without a
+    `trigger` reads as manual."""
+
+    run_id: str
+    execution_arn: str
+    started_at: str
+    trigger: NotRequired[str]
 
 
 def _model_pk(name: str) -> str:
@@ -163,12 +173,14 @@ class Registry:
             raise NotFound(f"model {name!r} has no ruleset version {version}")
         return RulesetVersion.model_validate_json(item["doc"]["S"])
 
-    def list_runs(self, name: str) -> list[dict[str, Any]]:
+    def list_runs(self, name: str) -> list[RunRecord]:
         """The model's pipeline runs as recorded when they started, newest first."""
-        runs = [json.loads(item["doc"]["S"]) for item in self._query(_model_pk(name), "RUN#")]
+        runs: list[RunRecord] = [
+            json.loads(item["doc"]["S"]) for item in self._query(_model_pk(name), "RUN#")
+        ]
         return sorted(runs, key=lambda run: run["started_at"], reverse=True)
 
-    def get_run(self, name: str, run_id: str) -> dict[str, Any]:
+    def get_run(self, name: str, run_id: str) -> RunRecord:
         item = self._ddb.get_item(
             TableName=self.table, Key={"pk": _s(_model_pk(name)), "sk": _s(f"RUN#{run_id}")}
         ).get("Item")
@@ -178,7 +190,8 @@ class Registry:
                 f"model {name!r} has no pipeline run {run_id!r}",
                 [{"loc": ["path", "run_id"], "message": "unknown run", "type": "unknown_run"}],
             )
-        return dict(json.loads(item["doc"]["S"]))
+        run: RunRecord = json.loads(item["doc"]["S"])
+        return run
 
     def audit_trail(self, name: str) -> list[AuditRecord]:
         return [
@@ -357,7 +370,7 @@ class Registry:
             ) from error
         return record
 
-    def record_run(self, name: str, run: dict[str, Any]) -> None:
+    def record_run(self, name: str, run: RunRecord) -> None:
         """Remember a pipeline run (`run_id`, `execution_arn`, `started_at`, `trigger`) once: the API
         records the runs it starts, Ingest every run, so scheduled and drift-started ones are listed."""
         with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):

@@ -1,13 +1,16 @@
 """The parts a process builds once from the settings: the registry, the capture writer, the model
-store and the request pipeline over it. Every Lambda function, the local stack and the CLI get them
-here; the HTTP app's views too (aimass.api.deps adds only what is HTTP's). Nothing here imports a web
-framework: the batch and pipeline functions do not pay for one."""
+store and the request pipeline over it; and the settings values the batch takes.
+Every Lambda function, the local stack and the CLI get them here; the HTTP app's views too
+(aimass.api.deps adds only what is HTTP's). Nothing here imports a web framework: the batch and
+pipeline functions do not pay for one, and the online function does not import the batch (its
+values are built with lazy imports). The pipeline's tasks are not in the core layer: the pipeline
+function builds their settings values itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aimass.capture import CaptureWriter
 from aimass.config import settings
@@ -15,6 +18,10 @@ from aimass.feedback import Recorded
 from aimass.registry import Registry
 from aimass.serving.build import request_pipeline
 from aimass.serving.pipeline import Answered, RequestPipeline
+
+if TYPE_CHECKING:
+    from aimass.batch.drop import BatchSettings
+    from aimass.pipeline.triggers import DriftRetraining
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
@@ -62,6 +69,35 @@ def serving() -> RequestPipeline:
         capture=capture(),
         sagemaker_runtime=_sagemaker_runtime,
         sagemaker_retry_after_s=s.sagemaker_retry_after_s,
+    )
+
+
+def drift_retraining() -> DriftRetraining:
+    """The drift trigger's settings (read at each call: they are values, not a part to keep)."""
+    from aimass.pipeline.triggers import DriftRetraining
+
+    s = settings()
+    return DriftRetraining(
+        fraction=s.drift_retraining_fraction,
+        cooldown_hours=s.drift_retraining_cooldown_hours,
+        claims_table=s.idempotency_table,
+    )
+
+
+def batch_settings() -> BatchSettings:
+    from aimass.batch.drop import BatchSettings
+
+    s = settings()
+    return BatchSettings(
+        bucket=s.bucket,
+        chunk_rows=s.batch_chunk_rows,
+        drift_sample_rows=s.batch_drift_sample_rows,
+        work_dir=s.batch_work_dir,
+        map_threshold_bytes=s.batch_map_threshold_bytes,
+        part_rows=s.batch_part_rows,
+        map_concurrency=s.batch_map_concurrency,
+        state_machine_arn=s.batch_state_machine_arn,
+        retraining=drift_retraining(),
     )
 
 

@@ -35,8 +35,9 @@ RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN)]
 )
 async def start_run(name: str, request: Request) -> Response:
     body = await parse(request, PipelineRunRequest) if await request.body() else PipelineRunRequest()
+    current = settings()
     started = runs.start(
-        registry(), settings().pipeline_state_machine_arn, name, body.parameters, actor(request)
+        registry(), current.pipeline_state_machine_arn, current.bucket, name, body.parameters, actor(request)
     )
     return JSON(started, status_code=202)
 

@@ -22,14 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-from aimass import aws
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
-from aimass.config import settings
+from aimass.batch.results import FileReport, FileSummary
 from aimass.errors import AimassError
+from aimass.gateways import stepfunctions
+from aimass.gateways.s3 import Bucket
 from aimass.pipeline import triggers
 from aimass.serving.pipeline import RequestPipeline
 
@@ -45,6 +46,25 @@ CONTENT_TYPES = {
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What the batch takes from the settings (aimass.config, built by aimass.wiring): the stack's
+    bucket, the rows predicted per call, the drift sample, where files are staged, when and how a
+    file goes through the batch state machine instead, and the drift trigger's settings."""
+
+    bucket: str
+    chunk_rows: int
+    drift_sample_rows: int
+    work_dir: Path
+    # Files larger than this go through the state machine (unset ARN: every file in one invocation),
+    # in parts of part_rows rows, at most map_concurrency at once.
+    map_threshold_bytes: int
+    part_rows: int
+    map_concurrency: int
+    state_machine_arn: str | None
+    retraining: triggers.DriftRetraining
 
 
 @dataclass(frozen=True)
@@ -86,11 +106,10 @@ def is_drop(key: str) -> bool:
     return len(parts) == 2 and bool(parts[0]) and bool(parts[1]) and not parts[1].endswith("/")
 
 
-def drops(event: S3Event) -> list[Drop]:
-    """The object versions an S3 event names that are this stack's to predict; the others are
-    logged and left alone."""
+def drops(event: S3Event, bucket: str) -> list[Drop]:
+    """The object versions an S3 event names that are this stack's (in `bucket`) to predict; the
+    others are logged and left alone."""
     found = []
-    bucket = settings().bucket
     for record in event.records if "Records" in event else ():
         drop = Drop.from_record(record)
         # Lambda's permission for S3 names the account, not the bucket: another bucket could be
@@ -105,30 +124,31 @@ def drops(event: S3Event) -> list[Drop]:
     return found
 
 
-def process(drop: Drop, serving: RequestPipeline) -> dict[str, Any]:
+def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> FileSummary:
     """Stage the object, predict it, upload the outputs and the report; the report's summary."""
-    s3 = aws.client("s3")
-    with workdir() as work:
+    bucket = Bucket(drop.bucket)
+    with workdir(settings.work_dir) as work:
         try:
             fmt = FileFormat.of(drop.relative)
         except AimassError as error:
             report = _failed(error)
         else:
             source = work / Path(drop.relative).name
-            version = {"VersionId": drop.version_id} if drop.version_id else {}
-            head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
-            machine = settings().batch_state_machine_arn
-            if machine and head["ContentLength"] > settings().batch_map_threshold_bytes:
+            head = bucket.head(drop.key, drop.version_id)
+            machine = settings.state_machine_arn
+            if machine and head.size > settings.map_threshold_bytes:
                 return start_run(drop, machine)
-            s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
+            bucket.download(drop.key, source, drop.version_id)
             outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
             report = predict_file(
-                serving, drop.model, source, fmt, outputs, options_from(head.get("Metadata", {}))
+                serving, drop.model, source, fmt, outputs, options_from(head.metadata, settings)
             )
             if report["status"] == "succeeded":
                 report["outputs"] = upload_outputs(drop, fmt, outputs)
                 # Drift over the threshold asks for retraining (docs/pipeline.md)
-                report["retraining"] = triggers.request_retraining(drop.model, report, report_uri(drop))
+                report["retraining"] = triggers.request_retraining(
+                    settings.retraining, drop.model, report, report_uri(drop)
+                )
     report = write_report(drop, report)
     log.info("batch %s: %s %s", drop.key, report["status"], report.get("rows"))
     return {
@@ -143,19 +163,15 @@ def report_uri(drop: Drop) -> str:
     return f"s3://{drop.bucket}/{drop.output_keys()['report']}"
 
 
-def start_run(drop: Drop, machine: str) -> dict[str, Any]:
+def start_run(drop: Drop, machine: str) -> FileSummary:
     """Hand a file too large for one invocation to the batch state machine (aimass.batch.parts
     does the work); its report comes when the run ends. The execution is named after the object
     version, so a second start of the same one finds the first (Step Functions keeps a standard
     execution's name for 90 days)."""
-    sfn = aws.client("stepfunctions")
-    name = run_name(drop)
     try:
-        execution = sfn.start_execution(
-            stateMachineArn=machine, name=name, input=json.dumps({"drop": asdict(drop)})
-        )["executionArn"]
-    except sfn.exceptions.ExecutionAlreadyExists:
-        execution = f"{machine.replace(':stateMachine:', ':execution:')}:{name}"
+        execution = stepfunctions.start(machine, run_name(drop), {"drop": asdict(drop)}).execution_arn
+    except stepfunctions.ExecutionExists as started:
+        execution = started.execution_arn
     log.info("batch %s: too large for one invocation, run %s", drop.key, execution)
     return {
         "key": drop.key,
@@ -175,9 +191,9 @@ def run_name(drop: Drop) -> str:
 
 
 @contextmanager
-def workdir() -> Iterator[Path]:
-    """A staging folder of its own on the function's ephemeral storage, removed afterwards."""
-    work = settings().batch_work_dir / uuid.uuid4().hex
+def workdir(root: Path) -> Iterator[Path]:
+    """A staging folder of its own under `root` (the function's ephemeral storage), removed afterwards."""
+    work = root / uuid.uuid4().hex
     work.mkdir(parents=True, exist_ok=True)
     try:
         yield work
@@ -187,36 +203,24 @@ def workdir() -> Iterator[Path]:
 
 def upload_outputs(drop: Drop, fmt: FileFormat, outputs: Outputs) -> dict[str, str]:
     """The staged predictions and rejected rows to their keys; their URIs."""
-    s3 = aws.client("s3")
+    bucket = Bucket(drop.bucket)
     keys = drop.output_keys()
-    s3.upload_file(
-        str(outputs.predictions),
-        drop.bucket,
-        keys["predictions"],
-        ExtraArgs={"ContentType": CONTENT_TYPES[fmt.kind]},
-    )
-    s3.upload_file(
-        str(outputs.rejected),
-        drop.bucket,
-        keys["rejected"],
-        ExtraArgs={"ContentType": CONTENT_TYPES["jsonl"]},
-    )
-    return {name: f"s3://{drop.bucket}/{keys[name]}" for name in ("predictions", "rejected")}
+    return {
+        "predictions": bucket.upload(outputs.predictions, keys["predictions"], CONTENT_TYPES[fmt.kind]),
+        "rejected": bucket.upload(outputs.rejected, keys["rejected"], CONTENT_TYPES["jsonl"]),
+    }
 
 
-def write_report(drop: Drop, report: dict[str, Any]) -> dict[str, Any]:
+def write_report(drop: Drop, report: FileReport) -> FileReport:
     """The report, naming the file it is about, to reports/<model>/<file>.json; as written."""
     report = {"file": {**asdict(drop), "uri": f"s3://{drop.bucket}/{drop.key}"}, **report}
-    aws.client("s3").put_object(
-        Bucket=drop.bucket,
-        Key=drop.output_keys()["report"],
-        Body=json.dumps(report, indent=2).encode(),
-        ContentType="application/json",
+    Bucket(drop.bucket).put(
+        drop.output_keys()["report"], json.dumps(report, indent=2).encode(), "application/json"
     )
     return report
 
 
-def _failed(error: AimassError) -> dict[str, Any]:
+def _failed(error: AimassError) -> FileReport:
     return {
         "status": "failed",
         "error": {"code": error.code, "message": error.message},
@@ -224,7 +228,7 @@ def _failed(error: AimassError) -> dict[str, Any]:
     }
 
 
-def options_from(metadata: dict[str, str]) -> Options:
+def options_from(metadata: dict[str, str], settings: BatchSettings) -> Options:
     """Per-file options from the object's user metadata (S3 lower-cases the names)."""
     carry = tuple(c.strip() for c in metadata.get("aimass-carry", "").split(",") if c.strip())
     version = metadata.get("aimass-version", "").strip()
@@ -233,6 +237,6 @@ def options_from(metadata: dict[str, str]) -> Options:
         carry=carry,
         alias=metadata.get("aimass-alias") or "champion",
         version=int(version) if version.isdigit() else None,
-        chunk_rows=settings().batch_chunk_rows,
-        drift_sample_rows=settings().batch_drift_sample_rows,
+        chunk_rows=settings.chunk_rows,
+        drift_sample_rows=settings.drift_sample_rows,
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aimass.batch.columns import ColumnarAnswer, ColumnarModel
 from aimass.batch.formats import (
@@ -29,6 +29,7 @@ from aimass.batch.formats import (
     gunzipped,
     read_chunks,
 )
+from aimass.batch.results import Counts, DriftSummary, FileReport
 from aimass.batch.rows import Reason, RowParser, reason
 from aimass.errors import AimassError, ValidationFailed
 from aimass.quality.report import quality_report
@@ -104,7 +105,7 @@ class Tally:
                 self.violations.update((v["feature"], v["check"]) for v in found)
         self.anomalies += answer.anomalous
 
-    def add_report(self, report: dict[str, Any]) -> None:
+    def add_report(self, report: FileReport) -> None:
         """A part's report counted into the whole file's."""
         self.rows_in += report["rows"]["in"]
         self.predicted += report["rows"]["predicted"]
@@ -115,7 +116,7 @@ class Tally:
         self.violations.update({(v["feature"], v["check"]): v["rows"] for v in quality["violations"]})
         self.rejections.update(quality["rejected_by"])
 
-    def summary(self, started_at: str, seconds: float) -> dict[str, Any]:
+    def summary(self, started_at: str, seconds: float) -> Counts:
         """The report's rows, timing and quality."""
         return {
             "rows": {"in": self.rows_in, "predicted": self.predicted, "rejected": self.rejected},
@@ -149,7 +150,7 @@ def predict_file(
     outputs: Outputs,
     options: Options,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> FileReport:
     """Predict every row of `source` with model `name`; write the predictions (in the input's
     format) and the rejected rows (JSON Lines), and return the report. A file that cannot be
     processed at all (unreadable, no such model or version) gives a report with `status` "failed"
@@ -166,7 +167,8 @@ def predict_file(
             "message": getattr(error, "message", str(error)),
         }
     report.update(tally.summary(started, time.monotonic() - clock))
-    return report
+    # Filled in as the file goes, in the key order the report is written in.
+    return cast(FileReport, report)
 
 
 def _run(
@@ -356,7 +358,7 @@ def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason])
     return found
 
 
-def drift(serving: RequestPipeline, record: Any, sample: list[dict[str, Any]]) -> dict[str, Any] | None:
+def drift(serving: RequestPipeline, record: Any, sample: list[dict[str, Any]]) -> DriftSummary | None:
     """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
     checks = serving.store.checks_for(record)
     statistics = serving.store.statistics_for(record)

@@ -23,12 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from aimass import aws
-from aimass.batch.drop import Drop, options_from, report_uri, upload_outputs, workdir, write_report
+from aimass.batch.drop import (
+    BatchSettings,
+    Drop,
+    options_from,
+    report_uri,
+    upload_outputs,
+    workdir,
+    write_report,
+)
 from aimass.batch.formats import BadRecord, FileFormat, UnreadableFile, gunzipped, read_chunks
 from aimass.batch.job import Options, Outputs, Tally, drift, now, predict_file
-from aimass.config import settings
+from aimass.batch.results import FileReport, FileSummary, PartDone, PartItem, Planned
 from aimass.errors import AimassError
+from aimass.gateways.s3 import Bucket, KeyMissing
 from aimass.pipeline import triggers
 from aimass.serving.pipeline import RequestPipeline
 
@@ -37,55 +45,52 @@ def staging(drop: Drop, run: str) -> str:
     return f"staging/{drop.model}/{run}/"
 
 
-def plan(drop: Drop, run: str, serving: RequestPipeline) -> dict[str, Any]:
+def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings) -> Planned:
     """Split the object into parts; the manifest's location and what every part needs to know.
 
     CSV and JSON Lines are split as the object's body arrives, so the object is never on disk
     whole; Parquet is staged first (its footer is at the end)."""
-    s3 = aws.client("s3")
+    bucket = Bucket(drop.bucket)
     started = now()
     fmt = FileFormat.of(drop.relative)
-    version = {"VersionId": drop.version_id} if drop.version_id else {}
-    head = s3.head_object(Bucket=drop.bucket, Key=drop.key, **version)
-    options = options_from(head.get("Metadata", {}))
+    head = bucket.head(drop.key, drop.version_id)
+    options = options_from(head.metadata, settings)
     # The version is fixed for the whole file here; a missing model or alias fails the run now.
     model = serving.store.load(drop.model, options.version, None if options.version else options.alias)
     prefix = staging(drop, run)
-    manifest: list[dict[str, Any]] = []
-    with workdir() as work:
+    manifest: list[PartItem] = []
+    with workdir(settings.work_dir) as work:
         if fmt.kind == "parquet":
             source = work / Path(drop.relative).name
-            s3.download_file(drop.bucket, drop.key, str(source), ExtraArgs=version or None)
+            bucket.download(drop.key, source, drop.version_id)
             if fmt.gzipped:
                 source = gunzipped(source, work / "plain")
-            parts = _split_parquet(source, work)
+            parts = _split_parquet(source, work, settings.part_rows)
         else:
-            body = s3.get_object(Bucket=drop.bucket, Key=drop.key, **version)["Body"]
-            parts = _split_text(body, fmt, work)
+            parts = _split_text(bucket.stream(drop.key, drop.version_id), fmt, work, settings.part_rows)
         for index, (path, first_row, rows) in enumerate(parts):
             key = f"{prefix}in/part-{index:05d}.{fmt.kind}"
-            s3.upload_file(str(path), drop.bucket, key)
+            bucket.upload(path, key)
             path.unlink()
             manifest.append({"index": index, "key": key, "first_row": first_row, "rows": rows})
     manifest_key = f"{prefix}manifest.json"
-    s3.put_object(Bucket=drop.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    bucket.put(manifest_key, json.dumps(manifest).encode())
     return {
         "drop": asdict(drop),
         "run": run,
         "started_at": started,
         "parts": len(manifest),
         "manifest": {"Bucket": drop.bucket, "Key": manifest_key},
-        "max_concurrency": settings().batch_map_concurrency,
+        "max_concurrency": settings.map_concurrency,
         "options": {**asdict(options), "carry": list(options.carry), "version": model.version.version},
     }
 
 
-def _split_parquet(source: Path, work: Path) -> Iterator[tuple[Path, int, int]]:
-    """Part files of at most batch_part_rows rows: (path, number of its first row, rows)."""
+def _split_parquet(source: Path, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
+    """Part files of at most `size` rows: (path, number of its first row, rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    size = settings().batch_part_rows
     first = 1
     try:
         batches = pq.ParquetFile(source).iter_batches(batch_size=size)
@@ -100,10 +105,10 @@ def _split_parquet(source: Path, work: Path) -> Iterator[tuple[Path, int, int]]:
         raise UnreadableFile(f"not a readable Parquet file: {error}") from error
 
 
-def _split_text(body: IO[bytes], fmt: FileFormat, work: Path) -> Iterator[tuple[Path, int, int]]:
-    """CSV or JSON Lines parts, uncompressed, of at most batch_part_rows records each. Records are
-    copied as they were read; bad ones stay bad for the part to reject."""
-    for index, chunk in enumerate(read_chunks(body, fmt, settings().batch_part_rows)):
+def _split_text(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
+    """CSV or JSON Lines parts, uncompressed, of at most `size` records each. Records are copied as
+    they were read; bad ones stay bad for the part to reject."""
+    for index, chunk in enumerate(read_chunks(body, fmt, size)):
         path = work / f"part-{index}.{fmt.kind}"
         with open(path, "w", encoding="utf-8", newline="") as out:
             if fmt.kind == "csv":
@@ -121,27 +126,25 @@ def _split_text(body: IO[bytes], fmt: FileFormat, work: Path) -> Iterator[tuple[
         yield path, chunk.first_row, len(chunk.records)
 
 
-def part(planned: dict[str, Any], item: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
+def part(planned: Planned, item: PartItem, serving: RequestPipeline, settings: BatchSettings) -> PartDone:
     """Predict one part into staging; its report (with its drift sample) goes there too."""
     drop = Drop(**planned["drop"])
-    s3 = aws.client("s3")
+    bucket = Bucket(drop.bucket)
     fmt = FileFormat.of(drop.relative)
     part_fmt = FileFormat(fmt.kind, False)
     options = Options(**{**planned["options"], "carry": tuple(planned["options"]["carry"])})
     options = replace(options, first_row=item["first_row"], keep_sample=True)
     prefix = staging(drop, planned["run"])
     index = item["index"]
-    with workdir() as work:
+    with workdir(settings.work_dir) as work:
         source = work / f"part.{fmt.kind}"
-        s3.download_file(drop.bucket, item["key"], str(source))
+        bucket.download(item["key"], source)
         outputs = Outputs(work / f"predictions.{fmt.kind}", work / "rejected.jsonl")
         report = predict_file(serving, drop.model, source, part_fmt, outputs, options)
         if report["status"] == "succeeded":
-            s3.upload_file(str(outputs.predictions), drop.bucket, f"{prefix}out/part-{index:05d}.{fmt.kind}")
-            s3.upload_file(str(outputs.rejected), drop.bucket, f"{prefix}rejected/part-{index:05d}.jsonl")
-    s3.put_object(
-        Bucket=drop.bucket, Key=f"{prefix}reports/part-{index:05d}.json", Body=json.dumps(report).encode()
-    )
+            bucket.upload(outputs.predictions, f"{prefix}out/part-{index:05d}.{fmt.kind}")
+            bucket.upload(outputs.rejected, f"{prefix}rejected/part-{index:05d}.jsonl")
+    bucket.put(f"{prefix}reports/part-{index:05d}.json", json.dumps(report).encode())
     if report["status"] != "succeeded":
         raise PartFailed(f"part {index}: {report['error']}")
     return {"index": index, "rows": report["rows"]}
@@ -151,53 +154,50 @@ class PartFailed(Exception):
     """A part could not be processed (its report says why); the run fails and says so."""
 
 
-def merge(planned: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
+def merge(planned: Planned, serving: RequestPipeline, settings: BatchSettings) -> FileSummary:
     """The parts' outputs joined in order into the file's outputs, their reports into its report."""
     drop = Drop(**planned["drop"])
-    s3 = aws.client("s3")
+    bucket = Bucket(drop.bucket)
     fmt = FileFormat.of(drop.relative)
     prefix = staging(drop, planned["run"])
     count = planned["parts"]
-    reports = _part_reports(drop.bucket, prefix, count)
-    with workdir() as work:
+    reports = _part_reports(bucket, prefix, count)
+    with workdir(settings.work_dir) as work:
         predictions = work / "predictions"
         rejected = work / "rejected.jsonl"
         parts = []
         for i in range(count):
             part_path = work / f"part-{i}.{fmt.kind}"
-            s3.download_file(drop.bucket, f"{prefix}out/part-{i:05d}.{fmt.kind}", str(part_path))
+            bucket.download(f"{prefix}out/part-{i:05d}.{fmt.kind}", part_path)
             parts.append(part_path)
         _join(parts, fmt, predictions)
         with open(rejected, "wb") as out:
             for i in range(count):
-                out.write(
-                    s3.get_object(Bucket=drop.bucket, Key=f"{prefix}rejected/part-{i:05d}.jsonl")[
-                        "Body"
-                    ].read()
-                )
+                out.write(bucket.get(f"{prefix}rejected/part-{i:05d}.jsonl"))
         outputs = upload_outputs(drop, fmt, Outputs(predictions, rejected))
-    report = _merged_report(planned, reports, serving)
+    report = _merged_report(planned, reports, serving, settings.drift_sample_rows)
     report["outputs"] = outputs
     # Drift over the threshold asks for retraining (docs/pipeline.md), as for a single invocation
-    report["retraining"] = triggers.request_retraining(drop.model, report, report_uri(drop))
+    report["retraining"] = triggers.request_retraining(
+        settings.retraining, drop.model, report, report_uri(drop)
+    )
     write_report(drop, report)
-    _remove(drop.bucket, prefix)
+    bucket.delete_prefix(prefix)
     return {"key": drop.key, "status": report["status"], "rows": report["rows"]}
 
 
-def _part_reports(bucket: str, prefix: str, count: int) -> list[dict[str, Any]]:
+def _part_reports(bucket: Bucket, prefix: str, count: int) -> list[FileReport]:
     """Every part's report, or PartFailed naming the parts that did not succeed. The Map's own
     outcome is not enough: a part that failed may leave no trace in it (moto's interpreter makes
     it null and succeeds), and a report is the part's own word that its outputs are complete."""
-    s3 = aws.client("s3")
     reports, missing, failed = [], [], []
     for i in range(count):
         try:
-            body = s3.get_object(Bucket=bucket, Key=f"{prefix}reports/part-{i:05d}.json")["Body"]
-        except s3.exceptions.NoSuchKey:
+            body = bucket.get(f"{prefix}reports/part-{i:05d}.json")
+        except KeyMissing:
             missing.append(i)
             continue
-        report = json.loads(body.read())
+        report = json.loads(body)
         if report["status"] != "succeeded":
             failed.append(f"part {i}: {report['error']['message']}")
         reports.append(report)
@@ -236,8 +236,8 @@ def _join(parts: list[Path], fmt: FileFormat, target: Path) -> None:
 
 
 def _merged_report(
-    planned: dict[str, Any], reports: list[dict[str, Any]], serving: RequestPipeline
-) -> dict[str, Any]:
+    planned: Planned, reports: list[FileReport], serving: RequestPipeline, sample_rows: int
+) -> FileReport:
     drop = Drop(**planned["drop"])
     tally = Tally()
     for r in reports:
@@ -251,16 +251,15 @@ def _merged_report(
         "error": None,
         "model": model,
         **tally.summary(planned["started_at"], seconds),
-        "drift": drift(serving, record, _pooled_sample(reports)),
+        "drift": drift(serving, record, _pooled_sample(reports, sample_rows)),
         "parts": {"count": len(reports), "run": planned["run"]},
     }
 
 
-def _pooled_sample(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One uniform sample of the whole file from the parts' samples: each part contributes in
-    proportion to the rows it predicted (seeded)."""
+def _pooled_sample(reports: list[FileReport], size: int) -> list[dict[str, Any]]:
+    """One uniform sample of `size` rows of the whole file from the parts' samples: each part
+    contributes in proportion to the rows it predicted (seeded)."""
     total = sum(r["rows"]["predicted"] for r in reports)
-    size = settings().batch_drift_sample_rows
     sampler = random.Random(0)
     pooled: list[dict[str, Any]] = []
     for r in reports:
@@ -274,7 +273,7 @@ def _pooled_sample(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _FAILURE_CODES = {"UnreadableFile": "unreadable_file", "PartFailed": "part_failed"}
 
 
-def fail(drop: Drop, run: str, error: dict[str, Any]) -> dict[str, Any]:
+def fail(drop: Drop, run: str, error: dict[str, Any]) -> FileSummary:
     """The report of a run that could not finish, from what the state machine's Catch passed
     (`Error`: the exception's or Step Functions' error name; `Cause`: Lambda's error document or
     text); its staging objects are removed."""
@@ -284,14 +283,14 @@ def fail(drop: Drop, run: str, error: dict[str, Any]) -> dict[str, Any]:
         message = json.loads(cause).get("errorMessage", cause)
     except (ValueError, AttributeError):
         message = cause
-    report = {
+    report: FileReport = {
         "status": "failed",
         "error": {"code": _failure_code(name), "message": str(message)[:2000], "name": name},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
         "parts": {"run": run},
     }
     write_report(drop, report)
-    _remove(drop.bucket, staging(drop, run))
+    Bucket(drop.bucket).delete_prefix(staging(drop, run))
     return {"key": drop.key, "status": "failed", "rows": report["rows"]}
 
 
@@ -306,23 +305,17 @@ def _failure_code(name: str) -> str:
     return _FAILURE_CODES.get(name, "run_failed")
 
 
-def step(event: dict[str, Any], serving: RequestPipeline) -> dict[str, Any]:
+def step(
+    event: dict[str, Any], serving: RequestPipeline, settings: BatchSettings
+) -> Planned | PartDone | FileSummary:
     """One task of statemachines/batch_predict.asl.json, named by the event's `step`."""
     name = event.get("step")
     if name == "plan":
-        return plan(Drop(**event["drop"]), event["run"], serving)
+        return plan(Drop(**event["drop"]), event["run"], serving, settings)
     if name == "part":
-        return part(event["planned"], event["item"], serving)
+        return part(event["planned"], event["item"], serving, settings)
     if name == "merge":
-        return merge(event["planned"], serving)
+        return merge(event["planned"], serving, settings)
     if name == "fail":
         return fail(Drop(**event["drop"]), event["run"], event["error"])
     raise ValueError(f"unknown batch step {name!r}: expected plan, part, merge or fail")
-
-
-def _remove(bucket: str, prefix: str) -> None:
-    s3 = aws.client("s3")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        found = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if found:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": found, "Quiet": True})

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from aimass import artifacts, aws
+from aimass import artifacts
 from aimass.contracts.registry import ModelVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
+from aimass.gateways.s3 import Bucket, KeyMissing
 from aimass.pipeline.config import TrainingConfig
 from aimass.quality.columns import Column, columns_of, parse_number
 from aimass.registry import Registry
@@ -69,10 +70,9 @@ def feature_columns(record: ModelVersion) -> list[Column]:
 
 
 def stored_config(bucket: str, model: str) -> dict[str, Any] | None:
-    s3 = aws.client("s3")
     try:
-        body = s3.get_object(Bucket=bucket, Key=f"{datasets_prefix(model)}{CONFIG_NAME}")["Body"].read()
-    except s3.exceptions.NoSuchKey:
+        body = Bucket(bucket).get(f"{datasets_prefix(model)}{CONFIG_NAME}")
+    except KeyMissing:
         return None
     loaded: dict[str, Any] = json.loads(body)
     return loaded
@@ -80,13 +80,12 @@ def stored_config(bucket: str, model: str) -> dict[str, Any] | None:
 
 def ingest(bucket: str, model: str, run: str, columns: list[str], label: str) -> dict[str, Any]:
     """Copy the label and feature columns of every data file into one snapshot; what it holds."""
-    s3 = aws.client("s3")
+    source = Bucket(bucket)
     prefix = datasets_prefix(model)
     keys = sorted(
-        o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for o in page.get("Contents", [])
-        if o["Key"].lower().endswith(DATA_SUFFIXES) and not o["Key"].startswith(f"{prefix}snapshots/")
+        key
+        for key in source.keys(prefix)
+        if key.lower().endswith(DATA_SUFFIXES) and not key.startswith(f"{prefix}snapshots/")
     )
     if not keys:
         raise NotFound(f"no training data under s3://{bucket}/{prefix} (CSV or Parquet files)")
@@ -96,7 +95,7 @@ def ingest(bucket: str, model: str, run: str, columns: list[str], label: str) ->
     writer.writerow(["source", *wanted])
     files = []
     for key in keys:
-        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        data = source.get(key)
         header, rows = _records(data, key)
         where = {name: i for i, name in enumerate(header)}
         missing = [c for c in wanted if c not in where]

@@ -13,19 +13,71 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
-from aimass import artifacts, aws
+from aimass import artifacts
 from aimass.contracts.common import iso_utc
 from aimass.errors import AimassError, ValidationFailed, field_error
+from aimass.gateways import stepfunctions
+from aimass.gateways.s3 import Bucket
+from aimass.gateways.stepfunctions import Execution
 from aimass.pipeline.config import TrainingConfig, merged
-from aimass.registry import Registry
+from aimass.registry import Registry, RunRecord
 
 # Step Functions' own words for a stopped execution that did not succeed.
 FAILED_STATUSES = {"FAILED", "TIMED_OUT", "ABORTED"}
 REPORT_LINK_SECONDS = 3600
+
+
+# What the pipeline's routes answer, with the fields of their contracts (aimass.contracts.pipeline;
+# tests/unit/test_typed_results.py keeps them in step).
+class RunStarted(TypedDict):
+    run_id: str
+    model: str
+    execution_arn: str
+    started_at: str
+
+
+class StatePassed(TypedDict):
+    name: str
+    entered_at: str | None
+    exited_at: str | None
+
+
+class RunSummary(TypedDict):
+    run_id: str
+    model: str
+    status: str
+    execution_status: str
+    started_at: str
+    stopped_at: str | None
+    trigger: str
+    decision: str | None
+
+
+class RunError(TypedDict):
+    code: str
+    message: str
+
+
+class RunDetail(RunSummary):
+    execution_arn: str
+    states: list[StatePassed]
+    current_state: str | None
+    metric: str | None
+    reason: str | None
+    candidate: dict[str, float] | None
+    champion: dict[str, float] | None
+    champion_version: int | None
+    version: int | None
+    alias: str | None
+    dataset: dict[str, Any] | None
+    backend: str | None
+    training_job: str | None
+    report: dict[str, str] | None
+    error: RunError | None
 
 
 class PipelineUnavailable(AimassError):
@@ -63,7 +115,7 @@ def _iso(value: datetime | str | None) -> str | None:
     return iso_utc(value)
 
 
-def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> dict[str, Any]:
+def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict[str, Any]) -> RunRecord:
     return {
         "run_id": run_id,
         "execution_arn": execution_arn,
@@ -75,45 +127,37 @@ def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict
 def start(
     registry: Registry,
     state_machine_arn: str | None,
+    bucket: str,
     model: str,
     parameters: dict[str, Any] | None,
     actor: str,
-) -> dict[str, Any]:
-    """Start a run of the model's pipeline after checking the model and the run's settings."""
-    from aimass.config import settings
+) -> RunStarted:
+    """Start a run of the model's pipeline after checking the model and the run's settings (its
+    stored training settings are in `bucket`)."""
     from aimass.pipeline.data import stored_config
 
     registry.get_model(model)
     if not state_machine_arn:
         raise PipelineUnavailable("this deployment has no retraining pipeline configured")
-    training_settings(stored_config(settings().bucket, model), parameters, ("body", "parameters"))
+    training_settings(stored_config(bucket, model), parameters, ("body", "parameters"))
     run_id = new_run_id(model)
     run_input: dict[str, Any] = {"model": model, "trigger": "api", "requested_by": actor}
     if parameters:
         run_input["parameters"] = parameters
-    started = aws.client("stepfunctions").start_execution(
-        stateMachineArn=state_machine_arn, name=run_id, input=json.dumps(run_input)
-    )
-    record = run_record(run_id, started["executionArn"], _iso(started["startDate"]) or "", run_input)
+    started = stepfunctions.start(state_machine_arn, run_id, run_input)
+    record = run_record(run_id, started.execution_arn, _iso(started.started_at) or "", run_input)
     registry.record_run(model, record)
-    return {"model": model, **{k: record[k] for k in ("run_id", "execution_arn", "started_at")}}
+    return {
+        "model": model,
+        "run_id": record["run_id"],
+        "execution_arn": record["execution_arn"],
+        "started_at": record["started_at"],
+    }
 
 
-def _history(execution_arn: str) -> list[dict[str, Any]]:
-    sfn = aws.client("stepfunctions")
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    events: list[dict[str, Any]] = []
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
-
-
-def states_passed(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def states_passed(events: list[dict[str, Any]]) -> tuple[list[StatePassed], dict[str, Any] | None]:
     """The states entered in order with their times, and the execution's state as the last one left it."""
-    states: list[dict[str, Any]] = []
+    states: list[StatePassed] = []
     latest: dict[str, Any] | None = None
     for event in events:
         entered = event.get("stateEnteredEventDetails")
@@ -144,7 +188,7 @@ def _decision(execution_status: str, state: dict[str, Any] | None) -> str | None
     return str(decision) if decision else None
 
 
-def run_summary(record: dict[str, Any], model: str, execution: dict[str, Any]) -> dict[str, Any]:
+def run_summary(record: RunRecord, model: str, execution: Execution) -> RunSummary:
     """What a list of runs shows: describe_execution's answer, with the decision from its output."""
     state = json.loads(execution["output"]) if execution.get("output") else None
     return {
@@ -159,7 +203,7 @@ def run_summary(record: dict[str, Any], model: str, execution: dict[str, Any]) -
     }
 
 
-def _error(execution: dict[str, Any], state: dict[str, Any] | None) -> dict[str, str] | None:
+def _error(execution: Execution, state: dict[str, Any] | None) -> RunError | None:
     if execution["status"] not in FAILED_STATUSES:
         return None
     outcome = (state or {}).get("outcome") or {}
@@ -172,13 +216,13 @@ def _error(execution: dict[str, Any], state: dict[str, Any] | None) -> dict[str,
 
 
 def run_detail(
-    record: dict[str, Any],
+    record: RunRecord,
     model: str,
-    execution: dict[str, Any],
-    states: list[dict[str, Any]],
+    execution: Execution,
+    states: list[StatePassed],
     state: dict[str, Any] | None,
     link: Any = None,
-) -> dict[str, Any]:
+) -> RunDetail:
     """The run as `GET .../pipeline/runs/{run_id}` shows it, from describe_execution, the states passed
     and the execution's state (its output once stopped, else the last state's output). `link` turns
     an S3 URI into a URL a person can open."""
@@ -213,25 +257,20 @@ def run_detail(
 
 def _report_link(uri: str) -> str:
     bucket, key = artifacts.parse_uri(uri)
-    return str(
-        aws.client("s3").generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=REPORT_LINK_SECONDS
-        )
-    )
+    return Bucket(bucket).download_link(key, REPORT_LINK_SECONDS)
 
 
-def describe(registry: Registry, model: str, run_id: str) -> dict[str, Any]:
+def describe(registry: Registry, model: str, run_id: str) -> RunDetail:
     record = registry.get_run(model, run_id)
-    execution = aws.client("stepfunctions").describe_execution(executionArn=record["execution_arn"])
-    states, latest = states_passed(_history(record["execution_arn"]))
+    execution = stepfunctions.describe(record["execution_arn"])
+    states, latest = states_passed(stepfunctions.history(record["execution_arn"]))
     state = json.loads(execution["output"]) if execution.get("output") else latest
     return run_detail(record, model, execution, states, state, _report_link)
 
 
-def list_runs(registry: Registry, model: str, limit: int) -> list[dict[str, Any]]:
+def list_runs(registry: Registry, model: str, limit: int) -> list[RunSummary]:
     registry.get_model(model)
-    sfn = aws.client("stepfunctions")
     return [
-        run_summary(record, model, sfn.describe_execution(executionArn=record["execution_arn"]))
+        run_summary(record, model, stepfunctions.describe(record["execution_arn"]))
         for record in registry.list_runs(model)[:limit]
     ]

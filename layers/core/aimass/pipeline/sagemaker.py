@@ -18,13 +18,13 @@ import json
 import re
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aimass import artifacts
-from aimass.config import Settings, settings
 from aimass.errors import ValidationFailed, field_error
 from aimass.pipeline import job, train
 from aimass.pipeline.config import TrainingConfig
@@ -49,15 +49,29 @@ class BackendUnavailable(ValidationFailed):
     code = "backend_unavailable"
 
 
+@dataclass(frozen=True)
+class SageMakerTraining:
+    """The stack's SageMaker training settings: its stage (the job names' prefix), the training
+    image (unset or empty: no SageMaker branch), the role the job runs as, its instance, volume and
+    how long it may run."""
+
+    stage: str
+    image: str | None
+    role_arn: str | None
+    instance_type: str
+    volume_gb: int
+    max_runtime_s: int
+
+
 class CandidateRejected(Exception):
     """The training job's model is not from this run's channels, or does not answer as its estimator did."""
 
 
-def unavailable(current: Settings) -> str | None:
+def unavailable(training: SageMakerTraining) -> str | None:
     """Why this stack cannot train on SageMaker, or None when it can."""
-    if not current.training_image:
+    if not training.image:
         return "the stack has no training image (the TrainingImageUri parameter is empty)"
-    if not current.training_role_arn:
+    if not training.role_arn:
         return "the stack has no role for training jobs (AIMASS_TRAINING_ROLE_ARN is not set)"
     return None
 
@@ -93,7 +107,7 @@ def choosing_backend(validate: Step) -> Step:
     @wraps(validate)
     def step(run: Run) -> dict[str, Any]:
         found = validate(run)
-        return {**found, **choose_backend(run.config, found["rows"], unavailable(settings()))}
+        return {**found, **choose_backend(run.config, found["rows"], unavailable(run.settings.sagemaker))}
 
     return step
 
@@ -162,14 +176,14 @@ def training_job_request(
 
 def prepare(run: Run) -> dict[str, Any]:
     """PrepareTraining: the channels (the training and held-out rows Train would use) and the request."""
-    current = settings()
+    current = run.settings.sagemaker
     missing = unavailable(current)
     if missing:  # Validate chose SageMaker on other settings than this function has
         raise BackendUnavailable(
             f"cannot train {run.model} on SageMaker: {missing}",
             [field_error(["parameters", "backend"], missing, "backend_unavailable")],
         )
-    assert current.training_image and current.training_role_arn
+    assert current.image and current.role_arn
     x_train, x_holdout, y_train, y_holdout = run.split()
     features = [column.name for column in run.columns()]
     where = prefix(run.model, run.name)
@@ -180,14 +194,14 @@ def prepare(run: Run) -> dict[str, Any]:
         channels[channel] = {"uri": uri, "rows": len(x), "sha256": artifacts.sha256(body)}
     request = training_job_request(
         name=job_name(current.stage, run.model, run.name),
-        image=current.training_image,
-        role=current.training_role_arn,
+        image=current.image,
+        role=current.role_arn,
         hyperparameters=job.hyperparameters(run.config, run.state["ingest"]["task"]),
         input_uri=f"s3://{run.bucket}/{where}input/",
         output_uri=f"s3://{run.bucket}/{where}output/",
-        instance_type=current.training_instance_type,
-        volume_gb=current.training_volume_gb,
-        max_runtime_s=current.training_max_runtime_s,
+        instance_type=current.instance_type,
+        volume_gb=current.volume_gb,
+        max_runtime_s=current.max_runtime_s,
         tags={"aimass:model": run.model, "aimass:run": run.name},
     )
     return {"job": request, "channels": channels}

@@ -15,16 +15,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from aimass import artifacts
-from aimass.config import settings
 from aimass.contracts.common import utcnow
 from aimass.contracts.registry import ModelVersion, SignatureEnrichment
+from aimass.gateways.transient import transient
 from aimass.pipeline import data, evaluate, runs, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.report import Answers, Evaluation, drift_from, publish
@@ -34,35 +34,32 @@ from aimass.registry import Registry
 from aimass.serving.backends.onnx import new_session
 from aimass.serving.store import ModelStore
 
-TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "ProvisionedThroughputExceededException",
-    "TooManyRequestsException",
-    "SlowDown",
-    "InternalError",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-}
-
 
 class TransientFailure(Exception):
     """An AWS call failed in a way that may pass: the state machine retries the task."""
 
 
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What the pipeline's tasks take from the settings (aimass.config, built by aimass.wiring): the
+    stack's bucket and its SageMaker training settings."""
+
+    bucket: str
+    sagemaker: sagemaker.SageMakerTraining
+
+
 class Run:
     """One task's view of the execution: the model, its settings and what earlier steps found."""
 
-    def __init__(self, event: dict[str, Any], registry: Registry, store: ModelStore) -> None:
+    def __init__(
+        self, event: dict[str, Any], registry: Registry, store: ModelStore, settings: PipelineSettings
+    ) -> None:
         self.state: dict[str, Any] = event["state"]
         self.name: str = event["run"]
         self.execution: str = event.get("execution", event["run"])
         self.model: str = self.state["model"]
-        self.registry, self.store = registry, store
-        self.bucket = settings().bucket
+        self.registry, self.store, self.settings = registry, store, settings
+        self.bucket = settings.bucket
 
     @cached_property
     def config(self) -> TrainingConfig:
@@ -232,15 +229,15 @@ STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
 }
 
 
-def step(event: dict[str, Any], registry: Registry, store: ModelStore) -> dict[str, Any]:
+def step(
+    event: dict[str, Any], registry: Registry, store: ModelStore, settings: PipelineSettings
+) -> dict[str, Any]:
     name = event.get("step")
     if name not in STEPS:
         raise ValueError(f"unknown pipeline step {name!r}: expected one of {', '.join(STEPS)}")
     try:
-        return STEPS[name](Run(event, registry, store))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in TRANSIENT_CODES:
+        return STEPS[name](Run(event, registry, store, settings))
+    except Exception as error:
+        if transient(error):
             raise TransientFailure(f"{name}: {error}") from error
         raise
-    except (ConnectionError, HTTPClientError) as error:
-        raise TransientFailure(f"{name}: {error}") from error

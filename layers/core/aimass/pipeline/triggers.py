@@ -19,18 +19,15 @@ decided is returned, and the batch report keeps it under `retraining`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from aimass import aws
-from aimass.config import settings
+from aimass.gateways import AwsCallFailed, events
+from aimass.gateways.claims import ClaimTable
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +36,14 @@ DETAIL_TYPE = "Drift detected"
 CLAIM_PREFIX = "drift-retraining#"
 
 
-class PublishFailed(Exception):
-    """EventBridge took the request but not the event (PutEvents' FailedEntryCount)."""
+@dataclass(frozen=True)
+class DriftRetraining:
+    """The drift trigger's settings: the fraction of checked features that must drift, how long a
+    model's claim stands, and the table that holds the claims (the idempotency table)."""
+
+    fraction: float
+    cooldown_hours: float
+    claims_table: str
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Drift:
         return bool(self.drifted_features) and self.drifted_fraction > threshold
 
 
-def drift_of(model: str, report: dict[str, Any]) -> Drift | None:
+def drift_of(model: str, report: Mapping[str, Any]) -> Drift | None:
     """The drift a batch report shows; None when it shows none to judge: a failed file, a model
     version without a baseline, or too few rows for any feature to be checked."""
     section = report.get("drift") or {}
@@ -73,7 +76,11 @@ def drift_of(model: str, report: dict[str, Any]) -> Drift | None:
 
 
 def request_retraining(
-    model: str, report: dict[str, Any], report_uri: str, now: float | None = None
+    settings: DriftRetraining,
+    model: str,
+    report: Mapping[str, Any],
+    report_uri: str,
+    now: float | None = None,
 ) -> dict[str, Any] | None:
     """Ask for a retraining run of `model` when its file's `report` (written to `report_uri`) drifted
     over the threshold, unless one was asked for within the cooldown. Returns the decision:
@@ -83,72 +90,28 @@ def request_retraining(
     drift = drift_of(model, report)
     if drift is None:
         return None
-    s = settings()
     decided: dict[str, Any] = {
         "drifted_fraction": round(drift.drifted_fraction, 4),
-        "threshold": s.drift_retraining_fraction,
+        "threshold": settings.fraction,
     }
-    if not drift.over(s.drift_retraining_fraction):
+    if not drift.over(settings.fraction):
         return {"decision": "below_threshold", **decided}
     now = time.time() if now is None else now
+    claims = ClaimTable(settings.claims_table)
     try:
-        token, until = claim(model, now, s.drift_retraining_cooldown_hours * 3600)
+        token, until = claims.claim(f"{CLAIM_PREFIX}{model}", now, now + settings.cooldown_hours * 3600)
         if token is None:
             return {"decision": "cooldown", **decided, "next_allowed_at": _iso(until)}
         try:
             event_id = publish(drift, report_uri)
-        except (ClientError, BotoCoreError, PublishFailed):
-            give_back(model, token)
+        except AwsCallFailed:
+            claims.give_back(f"{CLAIM_PREFIX}{model}", token)
             raise
-    except (ClientError, BotoCoreError, PublishFailed) as error:
-        log.exception("drift of %s over %s: could not ask for retraining", model, s.drift_retraining_fraction)
-        return {"decision": "failed", **decided, "error": f"{type(error).__name__}: {error}"}
+    except AwsCallFailed as error:
+        log.exception("drift of %s over %s: could not ask for retraining", model, settings.fraction)
+        return {"decision": "failed", **decided, "error": str(error)}
     log.info("drift of %s (%s): retraining requested, event %s", model, decided["drifted_fraction"], event_id)
     return {"decision": "requested", **decided, "event_id": event_id, "next_allowed_at": _iso(until)}
-
-
-def claim(model: str, now: float, cooldown_s: float) -> tuple[str | None, float]:
-    """Claim the model's drift retraining until `now + cooldown_s`: (a token to give it back with,
-    that time); or (None, when the standing claim expires) when one is still standing. A claim is an
-    item in the idempotency table; DynamoDB's TTL removes it some time after `expiration`, and until
-    then the condition treats an expired one as absent."""
-    ddb = aws.client("dynamodb")
-    token, until = uuid.uuid4().hex, now + cooldown_s
-    try:
-        ddb.put_item(
-            TableName=settings().idempotency_table,
-            Item={
-                "id": {"S": f"{CLAIM_PREFIX}{model}"},
-                "expiration": {"N": str(int(until))},
-                "claimed_at": {"S": _iso(now)},
-                "token": {"S": token},
-            },
-            ConditionExpression="attribute_not_exists(id) OR expiration < :now",
-            ExpressionAttributeValues={":now": {"N": str(int(now))}},
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        standing = error.response.get("Item", {}).get("expiration", {}).get("N")
-        return None, float(standing) if standing else until
-    return token, until
-
-
-def give_back(model: str, token: str) -> None:
-    """Remove the model's claim if it is still the one `token` made."""
-    ddb = aws.client("dynamodb")
-    try:
-        ddb.delete_item(
-            TableName=settings().idempotency_table,
-            Key={"id": {"S": f"{CLAIM_PREFIX}{model}"}},
-            ConditionExpression="#token = :token",
-            ExpressionAttributeNames={"#token": "token"},
-            ExpressionAttributeValues={":token": {"S": token}},
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
 
 
 def event_detail(drift: Drift, report_uri: str) -> dict[str, Any]:
@@ -168,20 +131,7 @@ def publish(drift: Drift, report_uri: str) -> str:
     resources = []
     if report_uri.startswith("s3://"):
         resources.append(f"arn:aws:s3:::{report_uri.removeprefix('s3://')}")
-    answer = aws.client("events").put_events(
-        Entries=[
-            {
-                "Source": SOURCE,
-                "DetailType": DETAIL_TYPE,
-                "Detail": json.dumps(event_detail(drift, report_uri)),
-                "Resources": resources,
-            }
-        ]
-    )
-    [entry] = answer["Entries"]
-    if answer.get("FailedEntryCount") or "EventId" not in entry:
-        raise PublishFailed(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
-    return str(entry["EventId"])
+    return events.put_event(SOURCE, DETAIL_TYPE, event_detail(drift, report_uri), resources)
 
 
 def _iso(epoch: float) -> str:
