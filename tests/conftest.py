@@ -71,10 +71,15 @@ def running_stack(
 ) -> Iterator[Any]:
     """A started LocalStack on free ports (on `template`, or the real template.yaml), with
     `environment` set; the process environment and the caches are put back afterwards."""
+    from moto.moto_api._internal import moto_api_backend
+
     from aimass.local import template as templates
     from aimass.local.stack import LocalStack
     from gpu_endpoints.process import free_port
 
+    # moto's backends live in this process, past the server that served them: without a reset, a stack
+    # would start with what an earlier module's stack made. `aimass serve` starts on an empty one.
+    moto_api_backend.reset()
     environ = dict(os.environ)
     if template is None:
         os.environ.pop("AIMASS_TEMPLATE", None)
