@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,22 @@ def demos(state_dir: Path) -> dict[str, Any]:
     return {name: demo.load_or_train(name, state_dir) for name in demo.BUILDERS}
 
 
+@cache
+def one_botocore_loader() -> None:
+    """Every boto3 session made from now on shares one botocore loader. Each test starts on a new
+    session (aws.reset, as a new container would), and a new session parses the same service and
+    endpoint JSON files again: ~30 ms a client, several clients a test."""
+    import botocore.loaders
+    import botocore.session
+
+    botocore.session.create_loader = cache(botocore.loaders.create_loader)
+
+
 def reset_caches() -> None:
     from aimass import aws, wiring
     from aimass.config import settings
 
+    one_botocore_loader()
     settings.cache_clear()
     aws.reset()
     wiring.reset()
@@ -58,10 +71,15 @@ def running_stack(
 ) -> Iterator[Any]:
     """A started LocalStack on free ports (on `template`, or the real template.yaml), with
     `environment` set; the process environment and the caches are put back afterwards."""
+    from moto.moto_api._internal import moto_api_backend
+
     from aimass.local import template as templates
     from aimass.local.stack import LocalStack
     from gpu_endpoints.process import free_port
 
+    # moto's backends live in this process, past the server that served them: without a reset, a stack
+    # would start with what an earlier module's stack made. `aimass serve` starts on an empty one.
+    moto_api_backend.reset()
     environ = dict(os.environ)
     if template is None:
         os.environ.pop("AIMASS_TEMPLATE", None)
@@ -124,9 +142,65 @@ def register_demos(demos: dict[str, Any]) -> Registered:
     )
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What the bucket and the table hold, to put into another moto: each object's key, bytes,
+    content type and whether it was stored with a SHA-256 checksum; each item as DynamoDB types it."""
+
+    objects: list[tuple[str, bytes, str, bool]]
+    items: list[dict[str, Any]]
+
+
+def snapshot(bucket: str, table: str) -> Snapshot:
+    from aimass import aws
+
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            found = s3.get_object(Bucket=bucket, Key=entry["Key"], ChecksumMode="ENABLED")
+            objects.append(
+                (entry["Key"], found["Body"].read(), found["ContentType"], "ChecksumSHA256" in found)
+            )
+    items = [item for page in ddb.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
+    return Snapshot(objects, items)
+
+
+def restore(state: Snapshot, bucket: str, table: str) -> None:
+    from aimass import aws
+
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    for key, body, content_type, checksum in state.objects:
+        extra = {"ChecksumAlgorithm": "SHA256"} if checksum else {}
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **extra)
+    for start in range(0, len(state.items), 25):
+        requests = [{"PutRequest": {"Item": item}} for item in state.items[start : start + 25]]
+        unprocessed = ddb.batch_write_item(RequestItems={table: requests})["UnprocessedItems"]
+        assert not unprocessed, unprocessed
+
+
+@dataclass
+class RegisteredOnce:
+    """The demos registered for real by the first test that asks, and what that left in moto; later
+    tests get the same bucket and table back without computing the baselines again."""
+
+    registered: Registered | None = None
+    state: Snapshot | None = None
+
+
+@pytest.fixture(scope="session")
+def registered_once() -> RegisteredOnce:
+    return RegisteredOnce()
+
+
 @pytest.fixture
-def registered(moto_aws: None, demos: dict[str, Any]) -> Registered:
-    return register_demos(demos)
+def registered(moto_aws: None, demos: dict[str, Any], registered_once: RegisteredOnce) -> Registered:
+    if registered_once.registered is None or registered_once.state is None:
+        registered_once.registered = register_demos(demos)
+        registered_once.state = snapshot("aimass-test", "aimass-test")
+    else:
+        restore(registered_once.state, "aimass-test", "aimass-test")
+    return Registered(dict(registered_once.registered.versions))
 
 
 def stopped(sfn: Any, arn: str, timeout: float = 120) -> dict[str, Any]:

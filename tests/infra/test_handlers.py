@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +106,42 @@ def import_handler(
     )
 
 
-def test_every_function_handler_imports_and_is_callable(template: dict[str, Any], core_layer: Path) -> None:
+# Printed by every handler's interpreter once it has imported the handler: the web framework modules
+# it loaded. FastAPI and what comes with it were most of the batch and pipeline functions' import
+# time (bench/RESULTS.md).
+WEB_FRAMEWORKS = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"}))'
+
+
+@pytest.fixture(scope="module")
+def imported(template: dict[str, Any], core_layer: Path) -> dict[str, subprocess.CompletedProcess[str] | str]:
+    """Each function of the template: its handler imported in an interpreter of its own (several at a
+    time), or why there was nothing to import."""
     functions = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"]
     assert functions, "the template names no functions"
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        runs = {
+            logical_id: pool.submit(import_handler, template, logical_id, core_layer, WEB_FRAMEWORKS)
+            for logical_id in functions
+            if handler_location(logical_id)[1].is_file()
+        }
+    missing = {
+        logical_id: f"{handler_location(logical_id)[1].relative_to(REPO)} does not exist"
+        for logical_id in functions
+        if logical_id not in runs
+    }
+    return {**missing, **{logical_id: run.result() for logical_id, run in runs.items()}}
+
+
+def test_every_function_handler_imports_and_is_callable(
+    imported: dict[str, subprocess.CompletedProcess[str] | str],
+) -> None:
     problems = []
 
-    for logical_id in functions:
-        _, module_file, _ = handler_location(logical_id)
-        if not module_file.is_file():
-            problems.append(f"{logical_id}: {module_file.relative_to(REPO)} does not exist")
-            continue
-        result = import_handler(template, logical_id, core_layer)
-        if result.returncode != 0:
+    for logical_id, result in imported.items():
+        if isinstance(result, str):
+            problems.append(f"{logical_id}: {result}")
+        elif result.returncode != 0:
+            module_file = handler_location(logical_id)[1]
             problems.append(
                 f"{logical_id}: importing {module_file.relative_to(REPO)} failed:\n{result.stderr}"
             )
@@ -125,15 +151,10 @@ def test_every_function_handler_imports_and_is_callable(template: dict[str, Any]
 
 @pytest.mark.parametrize("logical_id", ["BatchFunction", "BatchStepsFunction", "PipelineFunction"])
 def test_a_function_that_serves_no_http_imports_no_web_framework(
-    template: dict[str, Any], core_layer: Path, logical_id: str
+    imported: dict[str, subprocess.CompletedProcess[str] | str], logical_id: str
 ) -> None:
-    # FastAPI and what comes with it were most of these functions' import time (bench/RESULTS.md)
-    result = import_handler(
-        template,
-        logical_id,
-        core_layer,
-        'print(sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"}))',
-    )
+    result = imported[logical_id]
 
+    assert not isinstance(result, str), result
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -123,8 +125,14 @@ def binary(with_champion: bool = True, **changes: Any) -> Evaluation:
     return replace(evaluation, **changes)
 
 
-def test_a_binary_report_has_a_page_and_the_plots_it_links_to() -> None:
-    files = build(binary())
+@pytest.fixture(scope="module")
+def binary_report() -> Mapping[str, bytes]:
+    """The files of binary()'s report, drawn once for the tests that only read them (read-only)."""
+    return MappingProxyType(build(binary()))
+
+
+def test_a_binary_report_has_a_page_and_the_plots_it_links_to(binary_report: Mapping[str, bytes]) -> None:
+    files = binary_report
 
     assert set(files) == {"index.html", "confusion_matrix.png", "roc_curve.png", "feature_drift.png"}
     page = files["index.html"].decode()
@@ -137,16 +145,18 @@ def test_a_binary_report_has_a_page_and_the_plots_it_links_to() -> None:
             assert len(data) > 5_000  # something was drawn, not an empty canvas
 
 
-def test_the_page_is_self_contained() -> None:
-    page = build(binary())["index.html"].decode()
+def test_the_page_is_self_contained(binary_report: Mapping[str, bytes]) -> None:
+    page = binary_report["index.html"].decode()
 
     assert page.startswith("<!doctype html>") and '<meta charset="utf-8">' in page
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "<style>" in page and 'rel="stylesheet"' not in page
 
 
-def test_the_metrics_table_compares_the_candidate_with_the_champion_and_marks_the_gate_metric() -> None:
-    page = build(binary())["index.html"].decode()
+def test_the_metrics_table_compares_the_candidate_with_the_champion_and_marks_the_gate_metric(
+    binary_report: Mapping[str, bytes],
+) -> None:
+    page = binary_report["index.html"].decode()
 
     assert "<th>candidate</th><th>champion v2</th>" in page
     assert table_row(page, "accuracy") == ["accuracy", "0.9441", "0.8811", "+0.0630"]
@@ -155,8 +165,8 @@ def test_the_metrics_table_compares_the_candidate_with_the_champion_and_marks_th
     assert page.count('class="gate"') == 1
 
 
-def test_the_decision_says_promoted_and_why_with_the_thresholds() -> None:
-    page = build(binary())["index.html"].decode()
+def test_the_decision_says_promoted_and_why_with_the_thresholds(binary_report: Mapping[str, bytes]) -> None:
+    page = binary_report["index.html"].decode()
 
     assert '<section class="decision promoted"><h2>Decision: promoted</h2>' in page
     assert "roc_auc 0.9712 beats the champion&#x27;s 0.9034 by more than 0.01" in page
@@ -174,16 +184,16 @@ def test_a_candidate_that_does_not_beat_the_champion_is_reported_rejected() -> N
     assert "does not beat the champion" in page and "not registered" in page
 
 
-def test_the_dataset_snapshot_is_named_with_its_hash_and_rows() -> None:
-    page = build(binary())["index.html"].decode()
+def test_the_dataset_snapshot_is_named_with_its_hash_and_rows(binary_report: Mapping[str, bytes]) -> None:
+    page = binary_report["index.html"].decode()
 
     assert "s3://aimass-test/datasets/breast-cancer/snapshots/run.csv" in page
     assert "ab" * 32 in page
     assert "<dt>rows</dt><dd>569</dd>" in page and "<dt>held-out rows</dt><dd>143</dd>" in page
 
 
-def test_without_a_champion_the_candidate_is_measured_alone() -> None:
-    with_champion = build(binary())
+def test_without_a_champion_the_candidate_is_measured_alone(binary_report: Mapping[str, bytes]) -> None:
+    with_champion = binary_report
     files = build(binary(with_champion=False))
 
     page = files["index.html"].decode()
@@ -369,10 +379,12 @@ def test_no_validation_drift_and_no_baseline_gives_no_features() -> None:
 
 
 @pytest.mark.usefixtures("moto_aws")
-def test_the_report_is_written_under_the_runs_prefix_with_its_content_types() -> None:
+def test_the_report_is_written_under_the_runs_prefix_with_its_content_types(
+    binary_report: Mapping[str, bytes],
+) -> None:
     from aimass import aws
 
-    files = build(binary())
+    files = dict(binary_report)
 
     written = write("aimass-test", "breast-cancer", "run-1", files)
 

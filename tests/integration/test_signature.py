@@ -1,4 +1,5 @@
-"""Signatures read from ONNX graphs and the enrichment an uploader may add."""
+"""Signatures read from ONNX graphs (the demo models as trained) and the enrichment an uploader may
+add."""
 
 from __future__ import annotations
 
