@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
 
-from aimass.contracts.registry import Feature, Signature, TensorSpec
+from aimass.contracts.registry import Feature, Signature, TensorSpec, TensorType
 from aimass.contracts.v2 import InferTensor
 from aimass.errors import ValidationFailed
 from aimass.protocol import v2
+from aimass.protocol.tensors import ONNX_TYPES
 from aimass.serving import codecs as tensors
 
 TABULAR = Signature(
@@ -179,3 +181,9 @@ def test_clean_integer_and_boolean_inputs_convert_exactly() -> None:
     )
     feeds = tensors.v1_feeds(signature, [{"n": [2**62, -5], "b": [True]}])
     assert feeds["n"].tolist() == [[2**62, -5]] and feeds["b"].dtype == np.bool_
+
+
+def test_every_onnx_tensor_type_the_protocol_reads_is_a_signature_tensor_type() -> None:
+    # signature.py reads a graph's types through the protocol's table: a type added there must be one
+    # a signature can hold
+    assert set(ONNX_TYPES.values()) == set(get_args(TensorType))

@@ -6,23 +6,11 @@ from typing import Any, cast
 
 from aimass.contracts.registry import Feature, Signature, SignatureEnrichment, Task, TensorSpec, TensorType
 from aimass.errors import ValidationFailed, field_error
+from aimass.protocol.tensors import ONNX_TYPES
 
-# ONNX Runtime's type strings for tensors; anything else (ZipMap's seq(map(...))) is not a tensor.
-_ORT_TENSOR_TYPES: dict[str, TensorType] = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int8)": "int8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8",
-    "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "string",
-}
+# ONNX Runtime's type strings for tensors, as the protocol reads them; anything else (ZipMap's
+# seq(map(...))) is not a tensor.
+_ORT_TENSOR_TYPES = cast(dict[str, TensorType], ONNX_TYPES)
 _FEATURE_TYPE_OF_TENSOR = {"bool": "bool", "string": "string"} | {
     t: "int" for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 }
