@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from aimass import aws
+from aimass import aws, wiring
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.local.resources import create_table
+from aimass.registration import register_version
 from tests.integration.test_batch_job import csv_bytes, holdout
 
 BUCKET = "aimass-test"
@@ -102,6 +103,29 @@ def test_a_file_for_an_unknown_model_gets_a_failed_report(batch: Any, demos: dic
     assert answer["files"][0]["status"] == "failed"
     report = json.loads(read("reports/no-such-model/rows.csv.json"))
     assert report["error"]["code"] == "not_found"
+
+
+def test_a_file_for_a_model_without_aliases_is_predicted_by_the_version_online_serves(
+    batch: Any, demos: dict[str, Any]
+) -> None:
+    # Given a model pushed without an alias (online answers it with its latest version)
+    register_version(
+        wiring.registry(),
+        BUCKET,
+        "no-alias",
+        demos["breast-cancer"].model,
+        "test",
+        demos["breast-cancer"].enrichment,
+    )
+    # When a file is dropped for it with no per-file options
+    answer = batch(drop("incoming/no-alias/rows.csv", csv_bytes(holdout(demos, 3))), LambdaContext())
+    # Then it is predicted by that version, as a V1 request would be
+    assert answer["files"][0]["status"] == "succeeded", answer
+    report = json.loads(read("reports/no-alias/rows.csv.json"))
+    assert (
+        report["model"]["version"]
+        == wiring.serving().predict("no-alias", holdout(demos, 1))["model"]["version"]
+    )
 
 
 def test_a_file_in_another_bucket_is_not_this_stacks_to_predict(batch: Any, demos: dict[str, Any]) -> None:

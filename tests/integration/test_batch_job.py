@@ -223,19 +223,40 @@ def test_a_corrupt_file_gives_a_failed_report_with_the_error(registered: Any, tm
     assert report["rows"]["in"] == report["rows"]["predicted"] + report["rows"]["rejected"]
 
 
-def test_a_model_without_a_champion_gives_a_failed_report(
+def test_a_model_without_a_champion_is_predicted_by_its_latest_version_as_online(
     registered: Any, demos: dict[str, Any], tmp_path: Path
 ) -> None:
-    # Given a version registered but never made champion
+    # Given a version registered but never made champion, which a V1 request would get
+    version = register_version(
+        wiring.registry(), "aimass-test", "untried", demos[MODEL].model, "test", demos[MODEL].enrichment
+    )
+    online = wiring.serving().predict("untried", holdout(demos, 2))
+    source = tmp_path / "rows.csv"
+    source.write_bytes(csv_bytes(holdout(demos, 2)))
+    outputs = Outputs(tmp_path / "predicted.csv", tmp_path / "rejected.jsonl")
+    # When a file is dropped for it without naming a version or an alias
+    report = predict_file(wiring.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
+    # Then the same version predicts it
+    assert report["status"] == "succeeded", report
+    assert online["model"]["version"] == version.version
+    assert report["model"] == {"name": "untried", "version": version.version, "backend": "lambda"}
+    assert report["rows"] == {"in": 2, "predicted": 2, "rejected": 0}
+
+
+def test_a_file_naming_an_alias_the_model_lacks_gives_a_failed_report(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given a model whose versions have no alias
     register_version(
         wiring.registry(), "aimass-test", "untried", demos[MODEL].model, "test", demos[MODEL].enrichment
     )
     source = tmp_path / "rows.csv"
     source.write_bytes(csv_bytes(holdout(demos, 2)))
     outputs = Outputs(tmp_path / "predicted.csv", tmp_path / "rejected.jsonl")
-    # When a file is dropped for it
-    report = predict_file(wiring.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, Options())
-    # Then nothing is predicted by hope: the report says why
+    # When a file asks for the champion by name
+    options = Options(alias="champion")
+    report = predict_file(wiring.serving(), "untried", source, FileFormat.of("rows.csv"), outputs, options)
+    # Then nothing is predicted by another version: the report says why
     assert report["status"] == "failed"
     assert report["error"]["code"] == "not_found" and "champion" in report["error"]["message"]
     assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}

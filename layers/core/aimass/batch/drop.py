@@ -235,7 +235,7 @@ def options_from(metadata: dict[str, str], settings: BatchSettings) -> Options:
     return Options(
         id_column=metadata.get("aimass-id-column") or None,
         carry=carry,
-        alias=metadata.get("aimass-alias") or "champion",
+        alias=metadata.get("aimass-alias") or None,
         version=int(version) if version.isdigit() else None,
         chunk_rows=settings.chunk_rows,
         drift_sample_rows=settings.drift_sample_rows,

@@ -57,8 +57,9 @@ class Options:
     id_column: str | None = None
     # Input columns copied next to each prediction.
     carry: tuple[str, ...] = ()
-    # Which version predicts: this alias, or this version number when given.
-    alias: str = "champion"
+    # Which version predicts: this version number, else this alias, else the one a V1 request gets
+    # (champion, else the latest): online and batch resolve a model the same way.
+    alias: str | None = None
     version: int | None = None
     chunk_rows: int = 2000
     # A column at a time where the model allows (aimass.batch.columns); False: row by row always.

@@ -22,7 +22,9 @@ def batch(
         typer.Option(help="column naming each row (default: `id` if present, else the row number)"),
     ] = None,
     carry: Annotated[str | None, typer.Option(help="input columns copied to the predictions, a,b,c")] = None,
-    alias: Annotated[str, typer.Option(help="the version this alias points at predicts")] = "champion",
+    alias: Annotated[
+        str | None, typer.Option(help="the version this alias points at predicts (default: as online)")
+    ] = None,
     version: Annotated[int | None, typer.Option(help="this version predicts (instead of an alias)")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for the outputs (default: next to FILE)")] = None,
     local: Annotated[bool, typer.Option(help="predict on this machine, without S3 (same code)")] = False,

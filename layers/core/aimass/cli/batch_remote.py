@@ -37,7 +37,7 @@ def s3_client(endpoint: str | None, region: str) -> Any:
 
 def metadata_of(options: Options) -> dict[str, str]:
     """The per-file options as the object metadata aimass.batch.drop reads."""
-    found = {"aimass-alias": options.alias}
+    found = {"aimass-alias": options.alias} if options.alias else {}
     if options.id_column:
         found["aimass-id-column"] = options.id_column
     if options.carry:
