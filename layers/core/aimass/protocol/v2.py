@@ -248,3 +248,19 @@ def response(
     if parameters:
         body["parameters"] = parameters
     return body
+
+
+def error_text(message: str, details: list[dict[str, Any]] | None = None) -> str:
+    """An error as V2 says it, one string (`{"error": "<message>"}`), that still names where each
+    problem is: `message: inputs.0.datatype: expected FP32, got INT64; ...`."""
+    problems = []
+    for detail in details or ():
+        where = ".".join(str(part) for part in detail.get("loc", ()))
+        problems.append(f"{where}: {detail.get('message', '')}" if where else str(detail.get("message", "")))
+    return f"{message}: {'; '.join(problems)}" if problems else message
+
+
+def error_body(message: str, details: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """The protocol's error response body: `{"error": "<message>"}` (clients such as tritonclient
+    read `error` as a string)."""
+    return {"error": error_text(message, details)}
