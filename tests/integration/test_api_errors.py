@@ -169,3 +169,31 @@ def test_an_alias_moved_through_this_server_is_used_by_its_next_prediction(
     )
     client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 2})
     assert client.post(PREDICT, json=body).json()["model"]["version"] == 2
+
+
+def test_v2_binary_data_of_the_wrong_size_is_a_422_that_names_the_input(client: TestClient) -> None:
+    # Given a binary request whose image has 63 floats where its shape takes 64
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 8, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 252},
+                }
+            ]
+        }
+    ).encode()
+    response = client.post(
+        "/v2/models/digits/infer",
+        content=header + b"\0" * 252,
+        headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header)),
+        },
+    )
+
+    # Then it is refused with the place and the sizes in the protocol's one string
+    assert response.status_code == 422
+    assert "inputs.0.parameters.binary_data_size: expected 256 bytes" in error_of(response)

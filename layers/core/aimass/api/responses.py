@@ -36,11 +36,16 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        try:
-            text = json.dumps(content, separators=(",", ":"), allow_nan=False)
-        except ValueError:
-            text = json.dumps(_finite(content), separators=(",", ":"))
-        return text.encode()
+        return json_bytes(content)
+
+
+def json_bytes(content: Any) -> bytes:
+    """Compact JSON, NaN and infinity as null."""
+    try:
+        text = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(content), separators=(",", ":"))
+    return text.encode()
 
 
 def is_v2(path: str) -> bool:
