@@ -8,6 +8,7 @@ route, keeps the richer shape, whose message and details must fold into the same
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,39 @@ V2_CASES: list[tuple[str, Any, str]] = [
     ("the same input twice", {"inputs": [tensor(), tensor()]}, "application/json"),
     ("an unknown output", {"inputs": [tensor()], "outputs": [{"name": "logits"}]}, "application/json"),
     ("an id that is not a string", {"id": 7, "inputs": [tensor()]}, "application/json"),
+]
+
+IMAGE = struct.pack("<64f", *[0.5] * 64)
+
+
+def binary_tensor(size: int = 256, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "image",
+        "shape": [1, 8, 8],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": size},
+        **changes,
+    }
+
+
+# (name, JSON header, raw data after it): V2 with the binary tensor data extension.
+BINARY_CASES: list[tuple[str, dict[str, Any], bytes]] = [
+    ("a binary tensor, JSON outputs", {"inputs": [binary_tensor()]}, IMAGE),
+    (
+        "a binary tensor, binary outputs",
+        {"inputs": [binary_tensor()], "parameters": {"binary_data_output": True}},
+        IMAGE,
+    ),
+    (
+        "one output asked for in binary",
+        {"inputs": [tensor()], "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]},
+        b"",
+    ),
+    ("too few bytes for the shape", {"inputs": [binary_tensor(252)]}, IMAGE[:252]),
+    ("bytes left over", {"inputs": [binary_tensor()]}, IMAGE + b"\0"),
+    ("a size past the end of the body", {"inputs": [binary_tensor(512)]}, IMAGE),
+    ("the wrong datatype", {"inputs": [binary_tensor(datatype="FP64", shape=[1, 4, 8])]}, IMAGE),
+    ("binary data and JSON data", {"inputs": [binary_tensor(data=[0.5] * 64)]}, IMAGE),
 ]
 
 
@@ -162,6 +196,43 @@ def test_a_v2_payload_gets_the_same_answer_from_both_servers(
                 endpoint_outputs[name]["datatype"],
                 endpoint_outputs[name]["shape"],
             )
+
+
+def send_binary(
+    client: TestClient, path: str, header: dict[str, Any], data: bytes, headers: dict[str, str]
+) -> Any:
+    text = json.dumps(header).encode()
+    binary_headers = {"inference-header-content-length": str(len(text)), **headers}
+    return client.post(
+        path, content=text + data, headers={"content-type": "application/octet-stream", **binary_headers}
+    )
+
+
+def binary_outcome(response: Any) -> Any:
+    """A binary V2 answer: its status, and each output's datatype, shape and binary size."""
+    size = response.headers["inference-header-content-length"]
+    assert response.headers["content-type"] == "application/octet-stream"
+    header = json.loads(response.content[: int(size)])
+    outputs = {
+        o["name"]: (o["datatype"], o["shape"], o.get("parameters", {}).get("binary_data_size"))
+        for o in header["outputs"]
+    }
+    assert int(size) + sum(n or 0 for _, _, n in outputs.values()) == len(response.content)
+    return response.status_code, outputs
+
+
+@pytest.mark.parametrize(("case", "header", "data"), BINARY_CASES, ids=[c[0] for c in BINARY_CASES])
+def test_a_v2_binary_payload_gets_the_same_answer_from_both_servers(
+    case: str, header: dict[str, Any], data: bytes, lambda_api: TestClient, inference_server: TestClient
+) -> None:
+    from_lambda = send_binary(lambda_api, "/v2/models/digits/infer", header, data, {})
+    from_endpoint = send_binary(inference_server, "/invocations", header, data, {TARGET: "digits"})
+
+    assert from_lambda.status_code < 500
+    if from_lambda.status_code != 200 or "inference-header-content-length" not in from_lambda.headers:
+        assert v2_outcome(from_lambda) == folded(from_endpoint), (from_lambda.text, from_endpoint.text)
+    else:
+        assert binary_outcome(from_lambda) == binary_outcome(from_endpoint)
 
 
 def test_the_battery_covers_answers_and_every_kind_of_refusal(
