@@ -31,6 +31,7 @@ def test_the_server_and_a_model_are_live_ready_and_described(stack: Stack) -> No
     client = httpclient.InferenceServerClient(url=address(stack))
 
     assert client.is_server_live() and client.is_server_ready()
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     assert client.is_model_ready("digits")
     metadata = client.get_model_metadata("digits")
     assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 8, 8]}]

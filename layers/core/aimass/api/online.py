@@ -101,7 +101,7 @@ async def check_quality(name: str, request: Request) -> Response:
 
 @router.get("/v2", tags=["v2"])
 async def server_metadata() -> Response:
-    return JSON({"name": "aimass", "version": __version__, "extensions": []})
+    return JSON({"name": "aimass", "version": __version__, "extensions": ["binary_tensor_data"]})
 
 
 @router.get("/v2/health/live", tags=["v2"])
