@@ -10,10 +10,14 @@ Requests (`Content-Type`):
 - `application/x-npy`: one .npy array, the input of a single-input model.
 - `application/x-npz`: an .npz archive, one array per input name.
 - `application/octet-stream` (or no type): a .npy or .npz body, recognised by its first bytes.
+- Any type with `Inference-Header-Content-Length`: V2 with the binary tensor data extension (a JSON
+  header of that many bytes, then raw tensor data; aimass.protocol.binary).
 
 Responses (`Accept`; absent or `*/*`: in kind with the request):
 - JSON: `{"predictions": [...]}` for V1 (one per row: the output's row, or an object keyed by output
-  name when there are several), `{"model_name", "id"?, "outputs": [...]}` for V2.
+  name when there are several), `{"model_name", "id"?, "outputs": [...]}` for V2; a V2 request that
+  asks for binary outputs (`binary_data_output`, an output's `binary_data`) gets
+  `application/octet-stream` with its own `Inference-Header-Content-Length`, whatever Accept says.
 - `application/x-npy`: one output as .npy (the only one, or the one named by the custom attribute
   `outputs=NAME`); `application/x-npz`: every output as .npz. A .npy request with several outputs
   is answered in .npz.
@@ -22,13 +26,13 @@ Responses (`Accept`; absent or `*/*`: in kind with the request):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from aimass import protocol
-from aimass.protocol import arrays, v1, v2
+from aimass.protocol import arrays, binary, v1, v2
 from aimass.protocol.arrays import NPY, NPZ
 from aimass.protocol.errors import BadRequest, NotAcceptable, UnsupportedMediaType, field_error
 
@@ -87,13 +91,33 @@ class Decoded:
     # The outputs to answer with (None: all of them) and the V2 request id to echo.
     outputs: tuple[str, ...] | None = None
     request_id: str | None = None
+    # V2: the outputs to answer in binary (True: all of them).
+    binary: frozenset[str] | bool = False
 
 
 def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None, model: Model, attributes: Attributes) -> Decoded:
+def decode(
+    body: bytes,
+    content_type: str | None,
+    model: Model,
+    attributes: Attributes,
+    binary_length: str | None = None,
+) -> Decoded:
+    if binary_length is not None:
+        decoded = _v2(binary.decode(body, binary_length), model)
+    else:
+        decoded = _body(body, content_type, model)
+    outputs = attributes.outputs or decoded.outputs
+    if outputs is not None:
+        v2.check_outputs(outputs, model.output_names)
+        decoded = replace(decoded, outputs=tuple(outputs))
+    return decoded
+
+
+def _body(body: bytes, content_type: str | None, model: Model) -> Decoded:
     kind = media_type(content_type)
     if kind in ("", OCTET):
         kind = NPY if body.startswith(b"\x93NUMPY") else NPZ if body.startswith(b"PK") else kind
@@ -107,10 +131,6 @@ def decode(body: bytes, content_type: str | None, model: Model, attributes: Attr
         raise UnsupportedMediaType(
             f"content type {content_type or '(none)'!r} is not supported; send one of {', '.join(ACCEPTED)}"
         )
-    outputs = attributes.outputs or decoded.outputs
-    if outputs is not None:
-        v2.check_outputs(outputs, model.output_names)
-        decoded = Decoded(decoded.feeds, decoded.protocol, tuple(outputs), decoded.request_id)
     return decoded
 
 
@@ -119,10 +139,14 @@ def _json(body: bytes, model: Model) -> Decoded:
     apart by the body's shape: one route takes both, as SageMaker's does."""
     payload = protocol.loads(body)
     if isinstance(payload, dict) and "inputs" in payload:
-        request = v2.parse(payload)
-        return Decoded(v2.feeds(request.inputs, model.inputs), "v2", request.outputs, request.id)
+        return _v2(v2.parse(payload), model)
     instances = v1.instances_of({"instances": payload} if isinstance(payload, list) else payload)
     return Decoded(v1.feeds(instances, model.inputs, model.config.features), "v1")
+
+
+def _v2(request: v2.Request, model: Model) -> Decoded:
+    feeds = v2.feeds(request.inputs, model.inputs)
+    return Decoded(feeds, "v2", request.outputs, request.id, binary.wanted(request))
 
 
 # Responses -------------------------------------------------------------------------------------
@@ -135,6 +159,8 @@ IN_KIND: dict[Protocol, str] = {"v1": JSON, "v2": JSON, "npy": NPY, "npz": NPZ}
 
 def negotiate(accept: str | None, decoded: Decoded, model: Model) -> str:
     """The response's media type: the first acceptable one in `Accept` (by q), in kind for */*."""
+    if decoded.binary:
+        return OCTET
     outputs = decoded.outputs or tuple(model.output_names)
     in_kind = IN_KIND[decoded.protocol]
     if in_kind == NPY and len(outputs) != 1:
@@ -189,6 +215,18 @@ def _answer_for(kind: str, in_kind: str, outputs: tuple[str, ...]) -> str | None
 
 def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def answer(
+    outputs: dict[str, Any], decoded: Decoded, media: str, model: Model, rows: int
+) -> tuple[bytes, dict[str, str]]:
+    """The response body, and the headers that go with it (a binary V2 answer's header length)."""
+    if media != OCTET:
+        return encode(outputs, decoded, media, model, rows), {}
+    chosen = {name: outputs[name] for name in decoded.outputs or tuple(model.output_names)}
+    response = v2.response(model.name, v2.output_tensors(chosen), request_id=decoded.request_id)
+    content, size = binary.encode(response, decoded.binary, _json_bytes)
+    return content, {binary.HEADER: str(size)}
 
 
 def encode(outputs: dict[str, Any], decoded: Decoded, media: str, model: Model, rows: int) -> bytes:

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aimass.protocol import binary
 from aimass.protocol.errors import (
     AimassError,
     BadJson,
@@ -156,13 +157,15 @@ class Server:
         body = await read_body(request, self.settings.max_body_bytes)
         model = await self.store.get(name)
         # No await between here and submit: the model cannot be unloaded in between.
-        decoded = payloads.decode(body, request.headers.get("content-type"), model, attributes)
+        decoded = payloads.decode(
+            body, request.headers.get("content-type"), model, attributes, request.headers.get(binary.HEADER)
+        )
         media = payloads.negotiate(request.headers.get("accept"), decoded, model)
         rows = next(iter(decoded.feeds.values())).shape[0] if decoded.feeds else 0
         answer = await model.batcher.submit(decoded.feeds, alone=not attributes.batching)
-        content = payloads.encode(answer.outputs, decoded, media, model, rows)
+        content, extra = payloads.answer(answer.outputs, decoded, media, model, rows)
         given = headers.get(CUSTOM_ATTRIBUTES)
-        headers |= {
+        headers |= extra | {
             CUSTOM_ATTRIBUTES: f"{given}; {MODEL_SHA256}={model.sha256}"
             if given
             else f"{MODEL_SHA256}={model.sha256}",

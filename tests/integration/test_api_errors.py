@@ -51,7 +51,6 @@ def test_unknown_model_version_and_alias_are_404(client: TestClient) -> None:
         "/v1/models/nope:predict",
         "/v1/models/breast-cancer/versions/7:predict",
         "/v1/models/breast-cancer/labels/canary:predict",
-        "/v2/models/nope",
         "/v1/models/nope",
     ):
         response = client.post(path, json=body) if path.endswith("predict") else client.get(path)
@@ -103,7 +102,19 @@ def test_v2_input_errors_are_422_with_the_tensor_named(client: TestClient) -> No
     body = {"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
     response = client.post("/v2/models/digits/infer", json=body)
     assert response.status_code == 422
-    assert error_of(response)["details"][0]["loc"] == ["inputs", 0, "shape"]
+    assert "inputs.0.shape: expected [N, 8, 8], got [1, 64]" in error_of(response)
+
+
+def test_v2_routes_answer_errors_in_the_protocols_shape_one_string(client: TestClient) -> None:
+    # Given V2 clients (tritonclient) that read `error` as a string
+    # When a V2 route refuses: an unknown model, an unknown version, a route that does not exist
+    for path in ("/v2/models/nope", "/v2/models/nope/ready", "/v2/models/digits/versions/99", "/v2/nothing"):
+        response = client.get(path)
+        # Then the body is {"error": "<message>"}, and V1 keeps its richer shape
+        assert response.status_code == 404, path
+        assert set(response.json()) == {"error"} and isinstance(error_of(response), str), response.text
+        assert error_of(response), path
+    assert error_of(client.get("/v1/models/nope"))["code"] == "not_found"
 
 
 def test_uploading_a_file_that_is_not_onnx_is_422_and_registers_nothing(client: TestClient) -> None:
@@ -158,3 +169,31 @@ def test_an_alias_moved_through_this_server_is_used_by_its_next_prediction(
     )
     client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 2})
     assert client.post(PREDICT, json=body).json()["model"]["version"] == 2
+
+
+def test_v2_binary_data_of_the_wrong_size_is_a_422_that_names_the_input(client: TestClient) -> None:
+    # Given a binary request whose image has 63 floats where its shape takes 64
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 8, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 252},
+                }
+            ]
+        }
+    ).encode()
+    response = client.post(
+        "/v2/models/digits/infer",
+        content=header + b"\0" * 252,
+        headers={
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header)),
+        },
+    )
+
+    # Then it is refused with the place and the sizes in the protocol's one string
+    assert response.status_code == 422
+    assert "inputs.0.parameters.binary_data_size: expected 256 bytes" in error_of(response)

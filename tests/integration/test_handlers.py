@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -64,6 +65,64 @@ def test_v2_infer_metadata_and_ready(online: Any, registered: Any, demos: dict[s
         {"name": "image", "datatype": "FP32", "shape": [-1, 8, 8]}
     ]
     assert invoke(online, "v2_model_ready") == (200, {"name": "digits", "ready": True})
+
+
+def binary_event(data: list[float]) -> dict[str, Any]:
+    """The V2 infer event with its tensor sent as binary data, as API Gateway hands a binary body to
+    Lambda: base64, with isBase64Encoded."""
+    header = json.dumps(
+        {
+            "id": "req-b",
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 8, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 256},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    raw = header + np.asarray(data, dtype="<f4").tobytes()
+    base = event("v2_infer_digits")
+    headers = base["headers"] | {
+        "content-type": "application/octet-stream",
+        "content-length": str(len(raw)),
+        "inference-header-content-length": str(len(header)),
+    }
+    return {"headers": headers, "body": base64.b64encode(raw).decode(), "isBase64Encoded": True}
+
+
+def test_v2_binary_tensors_survive_api_gateways_base64_both_ways(
+    online: Any, registered: Any, demos: dict[str, Any]
+) -> None:
+    # Given the digits image as FP32 bytes in a base64-encoded API Gateway event
+    image = json.loads(event("v2_infer_digits")["body"])["inputs"][0]["data"]
+
+    # When the online function answers it, every output asked for in binary
+    response = online(event("v2_infer_digits") | binary_event(image), LambdaContext())
+
+    # Then the answer is binary too, base64 for API Gateway: a JSON header, then the raw outputs
+    assert response["statusCode"] == 200 and response["isBase64Encoded"] is True
+    assert response["headers"]["content-type"] == "application/octet-stream"
+    content = base64.b64decode(response["body"])
+    size = int(response["headers"]["inference-header-content-length"])
+    header = json.loads(content[:size])
+    assert header["id"] == "req-b"
+    offset = size
+    outputs = {}
+    for output in header["outputs"]:
+        length = output["parameters"]["binary_data_size"]
+        outputs[output["name"]] = content[offset : offset + length]
+        offset += length
+    assert offset == len(content)
+    np.testing.assert_allclose(
+        np.frombuffer(outputs["probabilities"], dtype="<f4"),
+        demos["digits"].holdout_probabilities[0],
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,14 @@
 """One battery of good and bad payloads against both servers that speak the protocols: the Lambda
 API (V1 :predict and V2 /infer) and the SageMaker inference server (/invocations, both protocols).
-Both decode with aimass.protocol, so each payload must get the same status and error code from each."""
+Both decode with aimass.protocol, so each payload must get the same status and error code from each.
+The Lambda API's V2 routes say an error in the protocol's shape, `{"error": "<message>"}`, the
+details folded in (aimass.protocol.v2.error_text): the inference server's /invocations, SageMaker's
+route, keeps the richer shape, whose message and details must fold into the same string."""
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimass.api.app import create_app
+from aimass.protocol import v2
 from tests.conftest import mocked_aws, register_demos
 
 TARGET = "X-Amzn-SageMaker-Target-Model"
@@ -73,6 +78,39 @@ V2_CASES: list[tuple[str, Any, str]] = [
     ("an id that is not a string", {"id": 7, "inputs": [tensor()]}, "application/json"),
 ]
 
+IMAGE = struct.pack("<64f", *[0.5] * 64)
+
+
+def binary_tensor(size: int = 256, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "image",
+        "shape": [1, 8, 8],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": size},
+        **changes,
+    }
+
+
+# (name, JSON header, raw data after it): V2 with the binary tensor data extension.
+BINARY_CASES: list[tuple[str, dict[str, Any], bytes]] = [
+    ("a binary tensor, JSON outputs", {"inputs": [binary_tensor()]}, IMAGE),
+    (
+        "a binary tensor, binary outputs",
+        {"inputs": [binary_tensor()], "parameters": {"binary_data_output": True}},
+        IMAGE,
+    ),
+    (
+        "one output asked for in binary",
+        {"inputs": [tensor()], "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]},
+        b"",
+    ),
+    ("too few bytes for the shape", {"inputs": [binary_tensor(252)]}, IMAGE[:252]),
+    ("bytes left over", {"inputs": [binary_tensor()]}, IMAGE + b"\0"),
+    ("a size past the end of the body", {"inputs": [binary_tensor(512)]}, IMAGE),
+    ("the wrong datatype", {"inputs": [binary_tensor(datatype="FP64", shape=[1, 4, 8])]}, IMAGE),
+    ("binary data and JSON data", {"inputs": [binary_tensor(data=[0.5] * 64)]}, IMAGE),
+]
+
 
 @pytest.fixture(scope="module")
 def inference_server(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
@@ -110,6 +148,25 @@ def outcome(response: Any) -> tuple[int, str | None]:
     return response.status_code, error["code"]
 
 
+def v2_outcome(response: Any) -> tuple[int, str | None]:
+    """The status and the message of a V2 route's answer, whose error is one string."""
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    if response.status_code == 200:
+        return 200, None
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+    return response.status_code, body["error"]
+
+
+def folded(response: Any) -> tuple[int, str | None]:
+    """The inference server's rich error as the V2 routes say it."""
+    status, _ = outcome(response)
+    if status == 200:
+        return 200, None
+    error = response.json()["error"]
+    return status, v2.error_text(error["message"], error["details"])
+
+
 @pytest.mark.parametrize(("case", "body", "content_type"), V1_CASES, ids=[c[0] for c in V1_CASES])
 def test_a_v1_payload_gets_the_same_answer_from_both_servers(
     case: str, body: Any, content_type: str, lambda_api: TestClient, inference_server: TestClient
@@ -128,7 +185,7 @@ def test_a_v2_payload_gets_the_same_answer_from_both_servers(
     from_lambda = send(lambda_api, "/v2/models/digits/infer", body, content_type, {})
     from_endpoint = send(inference_server, "/invocations", body, content_type, {TARGET: "digits"})
 
-    assert outcome(from_lambda) == outcome(from_endpoint), (from_lambda.text, from_endpoint.text)
+    assert v2_outcome(from_lambda) == folded(from_endpoint), (from_lambda.text, from_endpoint.text)
     assert from_lambda.status_code < 500
     if from_lambda.status_code == 200:
         lambda_outputs = {o["name"]: o for o in from_lambda.json()["outputs"]}
@@ -141,14 +198,55 @@ def test_a_v2_payload_gets_the_same_answer_from_both_servers(
             )
 
 
+def send_binary(
+    client: TestClient, path: str, header: dict[str, Any], data: bytes, headers: dict[str, str]
+) -> Any:
+    text = json.dumps(header).encode()
+    binary_headers = {"inference-header-content-length": str(len(text)), **headers}
+    return client.post(
+        path, content=text + data, headers={"content-type": "application/octet-stream", **binary_headers}
+    )
+
+
+def binary_outcome(response: Any) -> Any:
+    """A binary V2 answer: its status, and each output's datatype, shape and binary size."""
+    size = response.headers["inference-header-content-length"]
+    assert response.headers["content-type"] == "application/octet-stream"
+    header = json.loads(response.content[: int(size)])
+    outputs = {
+        o["name"]: (o["datatype"], o["shape"], o.get("parameters", {}).get("binary_data_size"))
+        for o in header["outputs"]
+    }
+    assert int(size) + sum(n or 0 for _, _, n in outputs.values()) == len(response.content)
+    return response.status_code, outputs
+
+
+@pytest.mark.parametrize(("case", "header", "data"), BINARY_CASES, ids=[c[0] for c in BINARY_CASES])
+def test_a_v2_binary_payload_gets_the_same_answer_from_both_servers(
+    case: str, header: dict[str, Any], data: bytes, lambda_api: TestClient, inference_server: TestClient
+) -> None:
+    from_lambda = send_binary(lambda_api, "/v2/models/digits/infer", header, data, {})
+    from_endpoint = send_binary(inference_server, "/invocations", header, data, {TARGET: "digits"})
+
+    assert from_lambda.status_code < 500
+    if from_lambda.status_code != 200 or "inference-header-content-length" not in from_lambda.headers:
+        assert v2_outcome(from_lambda) == folded(from_endpoint), (from_lambda.text, from_endpoint.text)
+    else:
+        assert binary_outcome(from_lambda) == binary_outcome(from_endpoint)
+
+
 def test_the_battery_covers_answers_and_every_kind_of_refusal(
     lambda_api: TestClient,
 ) -> None:
     seen = {
-        outcome(send(lambda_api, path, body, content_type, {}))
-        for path, cases in (("/v1/models/digits:predict", V1_CASES), ("/v2/models/digits/infer", V2_CASES))
-        for _, body, content_type in cases
+        outcome(send(lambda_api, "/v1/models/digits:predict", body, content_type, {}))
+        for _, body, content_type in V1_CASES
     }
+    seen_v2 = {
+        v2_outcome(send(lambda_api, "/v2/models/digits/infer", body, content_type, {}))[0]
+        for _, body, content_type in V2_CASES
+    }
+    assert seen_v2 == {200, 422}
     assert seen == {
         (200, None),
         (400, "bad_json"),

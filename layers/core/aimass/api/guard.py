@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aimass.api.responses import error_response
+from aimass.api.responses import error_response, is_v2
 from aimass.errors import PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -39,12 +39,15 @@ class RequestGuard:
                 "unauthorized",
                 "missing or wrong x-api-key header",
                 headers={"WWW-Authenticate": "ApiKey"},
+                v2_route=is_v2(scope["path"]),
             )(scope, receive, send)
             return
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             error = self._too_large(int(declared))
-            await error_response(error.status, error.code, error.message, error.details)(scope, receive, send)
+            await error_response(
+                error.status, error.code, error.message, error.details, v2_route=is_v2(scope["path"])
+            )(scope, receive, send)
             return
         await self.app(scope, self._counting(receive), send)
 

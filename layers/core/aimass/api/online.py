@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Request, Response
 
 from aimass import __version__
 from aimass.api.bodies import openapi_body, parse, payload
-from aimass.api.responses import JSON
+from aimass.api.responses import JSON, json_bytes
 from aimass.contracts.api import ErrorResponse, Health
 from aimass.contracts.quality import QualityCheckRequest, QualityReport
 from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
 from aimass.contracts.v1 import PredictRequest, PredictResponse
 from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready
-from aimass.protocol import v1, v2
+from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 from aimass.wiring import registry, serving
 
@@ -100,7 +101,7 @@ async def check_quality(name: str, request: Request) -> Response:
 
 @router.get("/v2", tags=["v2"])
 async def server_metadata() -> Response:
-    return JSON({"name": "aimass", "version": __version__, "extensions": []})
+    return JSON({"name": "aimass", "version": __version__, "extensions": ["binary_tensor_data"]})
 
 
 @router.get("/v2/health/live", tags=["v2"])
@@ -172,8 +173,17 @@ V2_INFER_ROUTE: dict[str, Any] = {
 
 
 async def _infer(request: Request, name: str, version: int | None = None) -> Response:
-    body = v2.parse(await payload(request))
-    return JSON(serving().infer(name, body, version=version, captured=True))
+    length = request.headers.get(binary.HEADER)
+    if length is None:
+        body = v2.parse(await payload(request))
+    else:  # the binary tensor data extension: a JSON header, then raw tensor data
+        body = binary.decode(await request.body(), length, pydantic_core.from_json)
+    answer = serving().infer(name, body, version=version, captured=True)
+    wanted = binary.wanted(body)
+    if not wanted:
+        return JSON(answer)
+    content, size = binary.encode(answer, wanted, json_bytes)
+    return Response(content, media_type=binary.OCTET, headers={binary.HEADER: str(size)})
 
 
 @router.post("/v2/models/{name}/infer", **V2_INFER_ROUTE)

@@ -1,4 +1,6 @@
-"""JSON responses and errors in the one shape the API promises: {"error": {code, message, details}}."""
+"""JSON responses and errors in the one shape the API promises: {"error": {code, message, details}};
+on the V2 routes (/v2...), the Open Inference Protocol's own `{"error": "<message>"}`, the details
+folded into the message (its clients read `error` as a string)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from aimass.errors import MAX_DETAILS, AimassError
+from aimass.protocol import v2
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +36,21 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        try:
-            text = json.dumps(content, separators=(",", ":"), allow_nan=False)
-        except ValueError:
-            text = json.dumps(_finite(content), separators=(",", ":"))
-        return text.encode()
+        return json_bytes(content)
+
+
+def json_bytes(content: Any) -> bytes:
+    """Compact JSON, NaN and infinity as null."""
+    try:
+        text = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(content), separators=(",", ":"))
+    return text.encode()
+
+
+def is_v2(path: str) -> bool:
+    """A route of the Open Inference Protocol, whose errors are in its own shape."""
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def error_response(
@@ -46,38 +59,59 @@ def error_response(
     message: str,
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    v2_route: bool = False,
 ) -> JSON:
-    return JSON(
-        {"error": {"code": code, "message": message, "details": details or []}},
-        status_code=status,
-        headers=headers,
+    body: dict[str, Any] = (
+        v2.error_body(message, details)
+        if v2_route
+        else {"error": {"code": code, "message": message, "details": details or []}}
+    )
+    return JSON(body, status_code=status, headers=headers)
+
+
+def _aimass_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, AimassError)
+    return error_response(
+        error.status, error.code, error.message, error.details, error.headers, is_v2(request.url.path)
     )
 
 
-def _aimass_error(_: Request, error: Exception) -> Response:
-    assert isinstance(error, AimassError)
-    return error_response(error.status, error.code, error.message, error.details, error.headers)
-
-
-def _validation_error(_: Request, error: Exception) -> Response:
+def _validation_error(request: Request, error: Exception) -> Response:
     """Path parameters and multipart forms (JSON bodies are parsed by aimass.api.bodies)."""
     assert isinstance(error, RequestValidationError)
     details = [
         {"loc": list(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
         for e in list(error.errors())[:MAX_DETAILS]
     ]
-    return error_response(422, "validation_error", "the request does not match the schema", details)
+    return error_response(
+        422,
+        "validation_error",
+        "the request does not match the schema",
+        details,
+        v2_route=is_v2(request.url.path),
+    )
 
 
-def _http_error(_: Request, error: Exception) -> Response:
+def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return error_response(error.status_code, code, str(error.detail), headers=dict(error.headers or {}))
+    return error_response(
+        error.status_code,
+        code,
+        str(error.detail),
+        headers=dict(error.headers or {}),
+        v2_route=is_v2(request.url.path),
+    )
 
 
 def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+    return error_response(
+        500,
+        "internal_error",
+        "an internal error occurred; it has been logged",
+        v2_route=is_v2(request.url.path),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

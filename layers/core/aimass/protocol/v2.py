@@ -41,7 +41,8 @@ class Tensor:
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    # JSON values, or a typed flat array (binary data, aimass.protocol.binary).
+    data: list[Any] | np.ndarray
     parameters: dict[str, Any] | None = None
 
 
@@ -52,6 +53,8 @@ class Request:
     outputs: tuple[str, ...] | None = None
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    # The outputs asked for in binary (`parameters.binary_data`), for aimass.protocol.binary.
+    binary_outputs: frozenset[str] = frozenset()
 
 
 def _is_shape(value: Any) -> bool:
@@ -76,7 +79,7 @@ def _tensor(value: Any, loc: list[str | int], errors: list[dict[str, Any]]) -> T
             ("name", isinstance(name, str), "expected a string"),
             ("shape", _is_shape(shape), "expected a list of non-negative integers"),
             ("datatype", isinstance(datatype, str), "expected a string"),
-            ("data", isinstance(data, list), "expected a list"),
+            ("data", isinstance(data, list | np.ndarray), "expected a list"),
             ("parameters", parameters is None or isinstance(parameters, dict), "expected an object"),
         )
         if not ok
@@ -109,6 +112,7 @@ def parse(payload: Any) -> Request:
         errors.append(field_error([*where, "parameters"], "expected an object", "type_error"))
     requested = payload.get("outputs")
     outputs: tuple[str, ...] | None = None
+    binary: frozenset[str] = frozenset()
     if requested is not None:
         if not isinstance(requested, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
@@ -116,9 +120,15 @@ def parse(payload: Any) -> Request:
             errors.append(field_error([*where, "outputs"], 'expected a list of {"name": ...}', "type_error"))
         else:
             outputs = tuple(o["name"] for o in requested) or None
+            binary = frozenset(o["name"] for o in requested if _binary_output(o))
     if errors:
         raise ValidationFailed("the request does not match the schema", errors)
-    return Request([t for t in inputs if t is not None], outputs, request_id, parameters or {})
+    return Request([t for t in inputs if t is not None], outputs, request_id, parameters or {}, binary)
+
+
+def _binary_output(output: dict[str, Any]) -> bool:
+    parameters = output.get("parameters")
+    return isinstance(parameters, dict) and parameters.get("binary_data") is True
 
 
 def feeds(tensors: Sequence[Any], inputs: Sequence[Spec]) -> dict[str, np.ndarray]:
@@ -167,22 +177,36 @@ def feeds(tensors: Sequence[Any], inputs: Sequence[Spec]) -> dict[str, np.ndarra
             )
             continue
         try:
-            flat = np.array(tensor.data, dtype=object).reshape(-1)
-        except ValueError:
-            errors.append(field_error([*loc, "data"], "data is ragged", "shape_mismatch"))
-            continue
-        if flat.size != math.prod(shape):
-            errors.append(
-                field_error([*loc, "data"], f"{flat.size} values for shape {list(shape)}", "shape_mismatch")
-            )
-            continue
-        try:
-            result[spec.name] = convert(flat, spec.element_type(), _in_data(loc)).reshape(shape)
+            result[spec.name] = _tensor_array(tensor.data, spec, shape, loc)
         except ValidationFailed as error:
             errors += error.details
     if errors:
         raise ValidationFailed("inputs do not match the model's signature", errors)
     return result
+
+
+def _tensor_array(
+    data: list[Any] | np.ndarray, spec: Spec, shape: tuple[int, ...], loc: list[str | int]
+) -> np.ndarray:
+    """A tensor's data (JSON values, checked one by one; or binary data, already typed) in its shape."""
+    if isinstance(data, np.ndarray):
+        flat = data.reshape(-1)
+    else:
+        try:
+            flat = np.array(data, dtype=object).reshape(-1)
+        except ValueError:
+            raise ValidationFailed(
+                "data is ragged", [field_error([*loc, "data"], "data is ragged", "shape_mismatch")]
+            ) from None
+    if flat.size != math.prod(shape):
+        raise ValidationFailed(
+            "wrong number of values",
+            [field_error([*loc, "data"], f"{flat.size} values for shape {list(shape)}", "shape_mismatch")],
+        )
+    dtype = spec.element_type()
+    if isinstance(data, np.ndarray):
+        return flat.reshape(shape)
+    return convert(flat, dtype, _in_data(loc)).reshape(shape)
 
 
 def _in_data(loc: list[str | int]) -> Callable[[int], list[str | int]]:
@@ -248,3 +272,19 @@ def response(
     if parameters:
         body["parameters"] = parameters
     return body
+
+
+def error_text(message: str, details: list[dict[str, Any]] | None = None) -> str:
+    """An error as V2 says it, one string (`{"error": "<message>"}`), that still names where each
+    problem is: `message: inputs.0.datatype: expected FP32, got INT64; ...`."""
+    problems = []
+    for detail in details or ():
+        where = ".".join(str(part) for part in detail.get("loc", ()))
+        problems.append(f"{where}: {detail.get('message', '')}" if where else str(detail.get("message", "")))
+    return f"{message}: {'; '.join(problems)}" if problems else message
+
+
+def error_body(message: str, details: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """The protocol's error response body: `{"error": "<message>"}` (clients such as tritonclient
+    read `error` as a string)."""
+    return {"error": error_text(message, details)}

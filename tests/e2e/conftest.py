@@ -1,0 +1,107 @@
+"""The local stack as a user starts it (`aimass serve`), once per test module that drives it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aimass.local.stack import FAKE_CREDENTIALS
+from gpu_endpoints.process import free_port
+from tests.support import REPO
+
+AIMASS = Path(sys.executable).parent / "aimass"
+
+
+@dataclass
+class Stack:
+    url: str
+    aws_url: str
+    state_dir: Path
+    env: dict[str, str]
+
+    def s3(self) -> Any:
+        """A boto3 client of the embedded S3, as a user points one at it (any credentials)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.aws_url,
+            region_name="us-east-1",
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AIMASS), *args, "--endpoint", self.url],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("e2e-state")
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
+    # Files over 50 kB go through the batch state machine, in parts of 50 rows
+    server_env = env | {"AIMASS_BATCH_MAP_THRESHOLD_BYTES": "50000", "AIMASS_BATCH_PART_ROWS": "50"}
+    log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
+    server = subprocess.Popen(
+        [
+            str(AIMASS),
+            "serve",
+            "--port",
+            str(port),
+            "--aws-port",
+            str(aws_port),
+            "--state-dir",
+            str(state_dir),
+        ],
+        cwd=REPO,
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
+        time.sleep(0.2)
+    yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env)
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+    # Stopping `aimass serve` (SIGTERM) stops the emulated SageMaker endpoint it started.
+    assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
+
+
+def running_with(argument: Path) -> list[str]:
+    """The processes whose command line mentions `argument` (Linux's /proc; none elsewhere)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(argument).encode() in (process / "cmdline").read_bytes():
+                found.append(process.name)
+        except OSError:  # ended meanwhile
+            pass
+    return found
