@@ -29,9 +29,23 @@ def test_start_up_says_what_is_served_and_how_to_call_it(stack: Stack) -> None:
 
 
 def test_the_demo_models_are_registered_as_champion(stack: Stack) -> None:
-    models = {m["name"]: m for m in httpx.get(f"{stack.url}/v1/models").json()["models"]}
+    listing = httpx.get(f"{stack.url}/v1/models", params={"detail": "true"}).json()["models"]
+    models = {m["name"]: m for m in listing}
     assert models["breast-cancer"]["aliases"] == {"champion": 1}
     assert models["digits"]["aliases"] == {"champion": 1}
+
+
+def test_kserve_v1_clients_find_the_server_alive_and_plain_curl_bodies_read(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/").json() == {"status": "alive"}
+    assert {"breast-cancer", "digits"} <= set(httpx.get(f"{stack.url}/v1/models").json()["models"])
+    assert httpx.get(f"{stack.url}/v1/models/digits").json()["ready"] is True
+    # `curl -d '{"instances": ...}'` without -H labels the JSON application/x-www-form-urlencoded.
+    curl_d = {"content-type": "application/x-www-form-urlencoded"}
+    body = json.dumps({"instances": [[[0.0] * 8] * 8]})
+    predicted = httpx.post(f"{stack.url}/v1/models/digits:predict", content=body, headers=curl_d)
+    assert predicted.status_code == 200 and len(predicted.json()["predictions"]) == 1
+    refused = httpx.post(f"{stack.url}/v1/models/digits:predict", content="instances=1", headers=curl_d)
+    assert refused.status_code == 415
 
 
 def test_tabular_predictions_equal_scikit_learn(stack: Stack) -> None:

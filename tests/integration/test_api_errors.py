@@ -63,6 +63,15 @@ def test_an_unknown_route_is_a_json_404_and_a_wrong_method_a_405(client: TestCli
     assert client.delete("/health").status_code == 405
 
 
+def test_a_get_on_a_custom_method_is_405_not_an_unknown_model(client: TestClient) -> None:
+    model = "/v1/models/breast-cancer"
+    for path in (PREDICT, f"{model}/versions/1:predict", f"{model}/rules:evaluate"):
+        response = client.get(path)
+        assert (response.status_code, response.headers["allow"]) == (405, "POST"), path
+        assert error_of(response)["code"] == "method_not_allowed"
+    assert client.get(model).status_code == 200
+
+
 def test_a_version_that_is_not_a_number_is_422(client: TestClient) -> None:
     response = client.post(
         "/v1/models/breast-cancer/versions/latest:predict", json={"instances": [[0.0] * 30]}

@@ -39,6 +39,11 @@ def get(uri: str) -> bytes:
         raise NotFound(f"artifact {uri} does not exist") from error
 
 
+def exists(uri: str) -> bool:
+    bucket, key = parse_uri(uri)
+    return Bucket(bucket).exists(key)
+
+
 def verified(uri: str, expected_sha256: str) -> bytes:
     """The artifact's bytes, or IntegrityError when they are not the bytes registered."""
     data = get(uri)

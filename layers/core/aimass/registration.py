@@ -1,4 +1,5 @@
-"""Registering model versions and moving aliases: the registry and the artifact store kept in step."""
+"""Registering model versions and moving aliases: the registry and the artifact store kept in step;
+whether a model's default version is there to serve."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ from typing import Any
 
 from aimass import artifacts
 from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN
-from aimass.contracts.registry import BACKEND_PATTERN, Alias, BaselineRef, ModelVersion, SignatureEnrichment
+from aimass.contracts.registry import (
+    BACKEND_PATTERN,
+    Alias,
+    BaselineRef,
+    ModelSummary,
+    ModelVersion,
+    SignatureEnrichment,
+)
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import ValidationFailed, field_error
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
-from aimass.registry import Registry
+from aimass.registry import Registry, version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving.backends.onnx import inspect
 from aimass.signature import enrich, from_session
@@ -69,6 +77,16 @@ def choose_backend(
             )
         ],
     )
+
+
+def ready(summary: ModelSummary, versions: list[ModelVersion]) -> bool:
+    """Whether `:predict` without a version can be served (KServe's `ready`): the version it means
+    (champion, else the latest) is registered and its model file is in S3. Decided from the records
+    already read and one HeadObject: nothing is downloaded or loaded, the registry function serves
+    no predictions."""
+    meant = version_meant(summary, None)
+    record = next((v for v in versions if v.version == meant), None)
+    return record is not None and artifacts.exists(record.artifact_uri)
 
 
 def model_card(record: ModelVersion) -> str:

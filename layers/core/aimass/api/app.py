@@ -10,6 +10,7 @@ from aimass import __version__
 from aimass.api.bodies import add_body_schemas
 from aimass.api.guard import RequestGuard
 from aimass.api.responses import install_error_handlers
+from aimass.api.verbs import CustomMethodTakesPost
 from aimass.config import settings
 
 
@@ -30,6 +31,8 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
 
         app.include_router(registry.router)
         app.include_router(pipeline.router)
+    # First: a GET on `x:predict` would otherwise match `GET /v1/models/{name}` with name "x:predict".
+    app.router.routes.insert(0, CustomMethodTakesPost())
     document = app.openapi
     app.openapi = lambda: add_body_schemas(document())  # type: ignore[method-assign]
     install_error_handlers(app)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from aimass import __version__
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.responses import JSON, json_bytes
-from aimass.contracts.api import ErrorResponse, Health
+from aimass.contracts.api import Alive, ErrorResponse, Health
 from aimass.contracts.quality import QualityCheckRequest, QualityReport
 from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
 from aimass.contracts.v1 import PredictRequest, PredictResponse
@@ -29,6 +29,11 @@ router = APIRouter()
 @router.get("/health", response_model=Health, tags=["health"])
 async def health() -> Response:
     return JSON({"status": "ok", "version": __version__})
+
+
+@router.get("/", response_model=Alive, tags=["health"], summary="KServe V1's liveness check")
+async def alive() -> Response:
+    return JSON({"status": "alive"})
 
 
 # --- V1 ------------------------------------------------------------------------------------------

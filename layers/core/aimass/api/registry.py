@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from botocore.exceptions import ClientError
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 
 from aimass import artifacts
@@ -21,27 +21,50 @@ from aimass.contracts.registry import (
     AuditRecord,
     ModelDetail,
     ModelList,
+    ModelNames,
     ModelVersion,
     SignatureEnrichment,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
-from aimass.registration import Reference, choose_backend, register_version, save_ruleset, set_alias
+from aimass.registration import (
+    Reference,
+    choose_backend,
+    ready,
+    register_version,
+    save_ruleset,
+    set_alias,
+)
 from aimass.wiring import registry, registry_changed
 
 router = APIRouter(tags=["registry"])
 
 
-@router.get("/v1/models", response_model=ModelList)
-def list_models() -> Response:
-    return JSON({"models": [m.model_dump() for m in registry().list_models()]})
+@router.get(
+    "/v1/models",
+    response_model=ModelNames | ModelList,
+    summary="The models' names, as KServe lists them; with `detail=true`, each one's versions and aliases",
+)
+def list_models(
+    detail: Annotated[bool, Query(description="each model's latest version, aliases, last change")] = False,
+) -> Response:
+    models = registry().list_models()
+    if detail:
+        return JSON({"models": [m.model_dump() for m in models]})
+    return JSON({"models": [m.name for m in models]})
 
 
 @router.get("/v1/models/{name}", response_model=ModelDetail, responses=ERRORS)
 def get_model(name: str) -> Response:
     summary = registry().get_model(name)
     versions = registry().list_versions(name)
-    return JSON({**summary.model_dump(), "versions": [v.model_dump() for v in versions]})
+    return JSON(
+        {
+            **summary.model_dump(),
+            "versions": [v.model_dump() for v in versions],
+            "ready": ready(summary, versions),
+        }
+    )
 
 
 @router.get("/v1/models/{name}/versions/{version}", response_model=ModelVersion, responses=ERRORS)

@@ -95,7 +95,7 @@ def _reference_csv(path: Path) -> tuple[str, bytes, str]:
 def list_models(endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -> None:
     """List the registered models with their latest version and aliases."""
     table = Table("model", "latest", "aliases", "updated")
-    for model in call("GET", endpoint, "/v1/models", api_key)["models"]:
+    for model in call("GET", endpoint, "/v1/models?detail=true", api_key)["models"]:
         aliases = ", ".join(f"{k}→v{v}" for k, v in sorted(model["aliases"].items()))
         table.add_row(model["name"], str(model["latest_version"]), aliases, model["updated_at"])
     console.print(table)

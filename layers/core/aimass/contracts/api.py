@@ -1,4 +1,4 @@
-"""What every route may answer: the error body and /health."""
+"""What every route may answer: the error body; /health and KServe's / ."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class Alive(BaseModel):
+    """KServe V1's `GET /`."""
+
+    status: Literal["alive"] = "alive"
 
 
 class Health(BaseModel):

@@ -161,9 +161,23 @@ class ModelSummary(BaseModel):
 
 class ModelDetail(ModelSummary):
     versions: list[ModelVersion]
+    ready: bool = Field(
+        description="the version `:predict` serves (champion, else the latest) is registered and its "
+        "model file is in S3"
+    )
+
+
+class ModelNames(BaseModel):
+    """KServe V1's listing: the names of the models."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"models": ["breast-cancer", "digits"]}]})
+
+    models: list[str]
 
 
 class ModelList(BaseModel):
+    """The listing with each model's latest version, aliases and last change (`?detail=true`)."""
+
     models: list[ModelSummary]
 
 

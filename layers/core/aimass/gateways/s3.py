@@ -58,6 +58,18 @@ class Bucket:
         found = self.client.head_object(Bucket=self.name, Key=key, **_version(version_id))
         return Head(found["ContentLength"], found.get("Metadata", {}))
 
+    def exists(self, key: str) -> bool:
+        """Whether an object is at the key (one HeadObject; S3 says 404 for a missing key to a caller
+        that may list the bucket, 403 otherwise: the 403 is raised, it is not an answer)."""
+        s3 = self.client
+        try:
+            s3.head_object(Bucket=self.name, Key=key)
+        except s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
     def put(self, key: str, body: bytes, content_type: str | None = None, *, checksum: bool = False) -> str:
         """Write the object (with S3's own SHA-256 check of the upload when `checksum`); its URI."""
         extra: dict[str, str] = {}

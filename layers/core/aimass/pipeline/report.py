@@ -1,6 +1,7 @@
 """The evaluation report of a pipeline run: one self-contained HTML page (inline CSS, no script, no
-external URL) and its PNG plots, side by side at `reports/<model>/pipeline/<run>/`: the folder,
-copied to a disk, opens in a browser as it is (the page links its images by relative name).
+external URL, each plot inline as a base64 image) and its PNG plots, side by side at
+`reports/<model>/pipeline/<run>/`: the page opens whole from one presigned link or a copied folder
+(each plot links to its PNG by relative name).
 
 What it shows: the release gate's decision and why (metric, margin, thresholds), the metrics of
 the candidate and the champion on the same held-out rows, the dataset snapshot, and plots:
