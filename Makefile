@@ -6,6 +6,7 @@ PYTHON ?= $(shell for p in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ver
 	python3.11 python3; do "$$p" -c '' 2>/dev/null && { command -v "$$p"; break; }; done)
 VENV := .venv
 TOOLS := .venv-tools
+KSERVE := .venv-kserve
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -23,6 +24,12 @@ $(TOOLS)/.installed: tests/infra/requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install -q -r tests/infra/requirements-tools.txt
 	touch $@
 
+# KServe's client for its e2e test, apart from the app: its dependencies conflict with ours.
+$(KSERVE)/.installed: tests/e2e/requirements-kserve.txt
+	test -x $(KSERVE)/bin/python || $(PYTHON) -m venv $(KSERVE)
+	$(KSERVE)/bin/python -m pip install -q -r tests/e2e/requirements-kserve.txt
+	touch $@
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/aimass serve
 
@@ -33,10 +40,10 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-test: lint types $(TOOLS)/.installed
+test: lint types $(TOOLS)/.installed $(KSERVE)/.installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-unit integration e2e infra: $(VENV)/.installed $(TOOLS)/.installed
+unit integration e2e infra: $(VENV)/.installed $(TOOLS)/.installed $(KSERVE)/.installed
 	$(VENV)/bin/pytest -q tests/$@
 
 bench: $(VENV)/.installed
@@ -46,4 +53,4 @@ build: $(TOOLS)/.installed
 	$(TOOLS)/bin/sam build
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .aimass
+	rm -rf $(VENV) $(TOOLS) $(KSERVE) .aws-sam .aimass
