@@ -212,3 +212,23 @@ def test_a_reference_uri_that_cannot_be_read_is_a_field_error(
         response = _upload(client, demos, reference_uri=uri)
         assert response.status_code == 422, (uri, response.text)
         assert response.json()["error"]["details"][0]["loc"] == ["body", "reference_uri"]
+
+
+def test_a_reject_policy_refuses_a_v2_request_too(client: TestClient, demos: dict[str, Any]) -> None:
+    client.put(POLICY, json={"violations": "reject", "anomalies": "flag"})
+    held = demos["breast-cancer"].holdout[:2].astype(float)
+    held[1, 0] = 99.0  # mean_radius, far outside the training range
+    [spec] = client.get("/v2/models/breast-cancer").json()["inputs"]
+    body = {
+        "inputs": [
+            {
+                "name": spec["name"],
+                "shape": list(held.shape),
+                "datatype": "FP32",
+                "data": held.ravel().tolist(),
+            }
+        ]
+    }
+    response = client.post("/v2/models/breast-cancer/infer", json=body)
+    assert response.status_code == 422
+    assert "mean_radius" in response.json()["error"] and "99" in response.json()["error"]

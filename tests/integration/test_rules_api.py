@@ -151,3 +151,36 @@ def test_the_champion_cannot_move_to_a_version_the_rules_do_not_fit(
     response = client.put("/v1/models/breast-cancer/aliases/champion", json={"version": 2})
     assert response.status_code == 422
     assert client.get("/v1/models/breast-cancer").json()["aliases"]["champion"] == 1
+
+
+def v2_body(client: TestClient, rows: list[list[float]]) -> dict[str, Any]:
+    [spec] = client.get("/v2/models/breast-cancer").json()["inputs"]
+    flat = [value for row in rows for value in row]
+    return {
+        "inputs": [
+            {"name": spec["name"], "shape": [len(rows), len(rows[0])], "datatype": "FP32", "data": flat}
+        ]
+    }
+
+
+def test_a_reject_rule_refuses_a_v2_request_too(client: TestClient, demos: dict[str, Any]) -> None:
+    client.put(RULES, json=RULESET)
+    rows = instances(demos, 3)
+    rows[1][0] = 2000.0
+    response = client.post("/v2/models/breast-cancer/infer", json=v2_body(client, rows))
+    assert response.status_code == 422
+    assert "beyond-training" in response.json()["error"]
+
+
+def test_v2_answers_say_which_rules_fired_and_what_they_set_as_v1_items_do(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    client.put(RULES, json=RULESET)
+    rows = instances(demos)
+    v1 = client.post(PREDICT, json={"instances": rows}).json()["predictions"]
+    answer = client.post("/v2/models/breast-cancer/infer", json=v2_body(client, rows)).json()
+    ruled = answer["parameters"]["rules"]
+    assert [r["rules"] for r in ruled] == [item["rules"] for item in v1]
+    assert [r["set"]["decision"] for r in ruled] == [item["decision"] for item in v1]
+    assert [r.get("flags") for r in ruled] == [item.get("flags") for item in v1]
+    assert {o["name"] for o in answer["outputs"]} >= {"label", "probabilities"}

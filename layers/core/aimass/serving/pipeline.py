@@ -80,7 +80,7 @@ class Decoded:
     feeds: dict[str, np.ndarray]
     count: int
     # The instances as given (less unknown features), which rules read; None: the protocol names no
-    # instances (V2 tensors), so no rule runs.
+    # instances (V2 tensors: the view makes them from the feeds when the model's features name them).
     instances: list[Any] | None = None
     # Keys of the instances that are not features of the model: reported, not fed.
     unknown: list[tuple[int, str]] = field(default_factory=list)
@@ -99,6 +99,18 @@ class View(Protocol):
     ) -> Decoded: ...
 
     def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> Any: ...
+
+    def rule_inputs(self, signature: Signature, decoded: Decoded) -> list[Any] | None:
+        """The instances the rules read (None: the request names none, so no rule runs)."""
+        ...
+
+    def rule_outputs(self, signature: Signature, answer: Any, count: int) -> list[Any]:
+        """The predictions post rules read, one per instance, as V1 answers them."""
+        ...
+
+    def ruled(self, answer: Any, applied: list[Any]) -> Any:
+        """The answer with what the rules did to each prediction (rules.apply's items)."""
+        ...
 
     def annotate(self, answer: Any, findings: Screening) -> Any: ...
 
@@ -133,6 +145,15 @@ class V1:
 
     def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> list[Any]:
         return codecs.v1_predictions(signature, outputs, count)
+
+    def rule_inputs(self, signature: Signature, decoded: Decoded) -> list[Any] | None:
+        return decoded.instances
+
+    def rule_outputs(self, signature: Signature, answer: list[Any], count: int) -> list[Any]:
+        return answer
+
+    def ruled(self, answer: list[Any], applied: list[Any]) -> list[Any]:
+        return applied
 
     def annotate(self, answer: list[Any], findings: Screening) -> list[Any]:
         return findings.annotate(answer)
@@ -176,10 +197,27 @@ class V2:
         feeds = codecs.v2_feeds(signature, self.request.inputs)
         return Decoded(feeds, max(len(t) for t in feeds.values()))
 
-    def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> dict[str, Any]:
-        return outputs
+    def shape(self, signature: Signature, outputs: dict[str, Any], count: int) -> V2Outputs:
+        return V2Outputs(outputs)
 
-    def annotate(self, answer: dict[str, Any], findings: Screening) -> dict[str, Any]:
+    def rule_inputs(self, signature: Signature, decoded: Decoded) -> list[Any] | None:
+        # Rules read features by name: a model whose one input holds named features gets its rows
+        # as V1 instances; tensors without feature names give the rules nothing to read.
+        if not signature.features or len(signature.inputs) != 1:
+            return None
+        names = [f.name for f in signature.features]
+        rows = decoded.feeds[signature.inputs[0].name]
+        if rows.ndim != 2 or rows.shape[1] != len(names):
+            return None
+        return [dict(zip(names, row, strict=True)) for row in rows.tolist()]
+
+    def rule_outputs(self, signature: Signature, answer: V2Outputs, count: int) -> list[Any]:
+        return codecs.v1_predictions(signature, answer.outputs, count)
+
+    def ruled(self, answer: V2Outputs, applied: list[Any]) -> V2Outputs:
+        return V2Outputs(answer.outputs, [_rule_results(item) for item in applied])
+
+    def annotate(self, answer: V2Outputs, findings: Screening) -> V2Outputs:
         return answer  # findings travel in the response's parameters (encode)
 
     def answered(
@@ -187,7 +225,7 @@ class V2:
         record: ModelVersion,
         decoded: Decoded,
         findings: Screening | None,
-        answer: dict[str, Any],
+        answer: V2Outputs,
         outputs: dict[str, Any],
     ) -> Answered:
         return Answered.of(
@@ -195,14 +233,16 @@ class V2:
         )
 
     def encode(
-        self, model: LoadedModel, answer: dict[str, Any], findings: Screening | None, ids: list[str] | None
+        self, model: LoadedModel, answer: V2Outputs, findings: Screening | None, ids: list[str] | None
     ) -> v2.Response:
         parameters = None if findings is None else findings.parameters()
+        if answer.rules is not None and any(answer.rules):
+            parameters = {**(parameters or {}), "rules": answer.rules}
         if ids is not None:
             parameters = {**(parameters or {}), "prediction_ids": ids}
         return v2.response(
             self.name,
-            v2.output_tensors(answer, self.request.outputs),
+            v2.output_tensors(answer.outputs, self.request.outputs),
             model_version=str(model.version.version),
             request_id=self.request.id,
             parameters=parameters,
@@ -211,6 +251,29 @@ class V2:
     def fell_back(self, answer: v2.Response, note: FallbackNote) -> v2.Response:
         answer["parameters"] = {**answer.get("parameters", {}), "fallback": note}
         return answer
+
+
+@dataclass(frozen=True)
+class V2Outputs:
+    """A V2 answer before encoding: the model's outputs, and per instance what the rules did (None:
+    the model has no rules, or they could not read the request)."""
+
+    outputs: dict[str, Any]
+    rules: list[dict[str, Any]] | None = None
+
+
+def _rule_results(item: Any) -> dict[str, Any]:
+    """What the rules did to one prediction, for V2's `parameters.rules`: the rules that fired,
+    the flags and the fields they set; empty when none fired."""
+    if not isinstance(item, dict) or not item.get("rules"):
+        return {}
+    results: dict[str, Any] = {"rules": item["rules"]}
+    if "flags" in item:
+        results["flags"] = item["flags"]
+    fields = {k: v for rule in item["rules"] if rule.get("set") for k, v in rule["set"].items()}
+    if fields:
+        results["set"] = fields
+    return results
 
 
 def reject_if_any(fired: list[list[FiredRule]]) -> None:
@@ -343,15 +406,18 @@ class RequestPipeline:
             if checks is None
             else screen(checks, policy, decoded.feeds[signature.inputs[0].name], decoded.unknown)
         )
-        rules = None if decoded.instances is None else self.store.rules_for(record)
-        if rules is not None:
-            contexts = rules.contexts(decoded.instances or [], model.ref())
+        rules = self.store.rules_for(record)
+        instances = None if rules is None else view.rule_inputs(signature, decoded)
+        if rules is not None and instances is not None:
+            contexts = rules.contexts(instances, model.ref())
             pre = rules.evaluate("pre", contexts)
             reject_if_any(pre)
         outputs = model.run(decoded.feeds)
         answer = view.shape(signature, outputs, decoded.count)
-        if rules is not None:
-            answer = rules.apply(answer, pre, rules.evaluate("post", contexts, answer))
+        if rules is not None and instances is not None:
+            predictions = view.rule_outputs(signature, answer, decoded.count)
+            post = rules.evaluate("post", contexts, predictions)
+            answer = view.ruled(answer, rules.apply(predictions, pre, post))
         if findings is not None:
             answer = view.annotate(answer, findings)
         ids = self._observe(view.answered(record, decoded, findings, answer, outputs), captured)
