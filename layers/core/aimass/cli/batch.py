@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aimass.cli.common import LOCAL_AWS, AwsEndpoint, Region, comma_list, console, err, use_aws
+from aimass.cli.common import LOCAL_AWS, AwsEndpoint, Region, comma_list, console, fail, print_error, use_aws
 
 
 def batch(
@@ -55,8 +55,7 @@ def batch(
             try:
                 report = wait_for_report(s3, drop, timeout)
             except TimeoutError as error:
-                err.print(f"[red]{error}[/red]")
-                raise typer.Exit(1) from error
+                raise fail(str(error)) from error
         written = download(s3, report, out_dir, file.name)
     _print_batch_report(report, written)
     if report["status"] != "succeeded":
@@ -98,7 +97,7 @@ def _print_batch_report(report: dict[str, Any], written: dict[str, Path]) -> Non
     model = report.get("model") or {}
     if report["status"] != "succeeded":
         problem = report.get("error") or {}
-        err.print(f"[red]failed: {problem.get('code')}: {problem.get('message')}[/red]")
+        print_error(f"failed: {problem.get('code')}: {problem.get('message')}")
     else:
         console.print(
             f"{model.get('name')} v{model.get('version')}: {rows.get('in', 0):,} rows in, "

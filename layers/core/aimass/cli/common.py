@@ -1,18 +1,83 @@
-"""What every command group shares: the consoles, the API call, the options naming the API and the AWS."""
+"""What every command group shares: the consoles, the exit codes and errors, the API call, the
+options naming the API and the AWS, and `--json`."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 # Printed commands must stay copy-pasteable: never wrap them at the terminal width.
 console = Console(soft_wrap=True)
-err = Console(stderr=True)
+# An error is one line, whatever the width, so that scripts and logs can grep it.
+err = Console(stderr=True, soft_wrap=True)
+
+# The exit codes scripts can rely on (docs/cli.md). 2 is click's own for a usage error.
+FAILED = 1
+USAGE = 2
+UNREACHABLE = 3
+
+
+def print_error(message: str) -> None:
+    """`message` as a red line on stderr, escaped: error messages quote regexes and paths whose
+    brackets rich would otherwise take for markup (and drop)."""
+    err.print(f"[red]{escape(message)}[/red]")
+
+
+def fail(message: str, code: int = FAILED) -> typer.Exit:
+    """Print `message` as one error line; the exit to raise."""
+    print_error(message)
+    return typer.Exit(code)
+
+
+def unreachable(error: Exception) -> str | None:
+    """What could not be reached, in words, when `error` says the API or the AWS did not answer."""
+    import httpx
+    from botocore.exceptions import ConnectionError as AwsConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    if isinstance(error, httpx.TransportError):
+        try:
+            where = f"{error.request.method} {error.request.url}"
+        except RuntimeError:  # an error raised outside a request has none
+            where = "the API"
+        return f"cannot reach {where}: {error}"
+    if isinstance(error, AwsConnectionError | HTTPClientError):
+        return f"cannot reach the AWS: {error}"
+    return None
+
+
+def _unreachable_in_chain(error: BaseException | None) -> str | None:
+    """unreachable() of `error` or of an error it was raised from (boto3's S3UploadFailedError
+    wraps the connection error it met)."""
+    while error is not None:
+        if isinstance(error, Exception) and (problem := unreachable(error)):
+            return problem
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class AimassGroup(TyperGroup):
+    """The root command: an API or AWS that does not answer, in any command, is one line on stderr
+    and exit 3, not a traceback."""
+
+    # ctx is typer's vendored click Context, which typer does not export under a public name
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            problem = _unreachable_in_chain(error)
+            if problem is None:
+                raise
+            raise fail(problem, UNREACHABLE) from error
+
 
 Endpoint = Annotated[str, typer.Option(envvar="AIMASS_ENDPOINT", help="aimass API to talk to")]
 ApiKey = Annotated[str | None, typer.Option(envvar="AIMASS_API_KEY", help="x-api-key header value")]
@@ -20,32 +85,27 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 
 def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
-    """The API's JSON answer. An error answer is printed with its details (exit 1), an API that
-    cannot be reached too (exit 2)."""
+    """The API's JSON answer. An error answer is printed with its details (exit 1); an API that
+    cannot be reached raises httpx's error, which AimassGroup turns into exit 3."""
     import httpx
 
     headers = {"x-api-key": api_key} if api_key else {}
-    try:
-        response = httpx.request(method, endpoint.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
-    except httpx.HTTPError as error:
-        err.print(f"[red]cannot reach {endpoint}: {error}[/red]")
-        raise typer.Exit(2) from error
+    response = httpx.request(method, endpoint.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:
         problem = body.get("error", {})
-        err.print(
-            f"[red]{response.status_code} {problem.get('code', '')}: {problem.get('message', response.text)}"
-            "[/red]"
+        exit_ = fail(
+            f"{response.status_code} {problem.get('code', '')}: {problem.get('message', response.text)}"
         )
         print_details(problem.get("details", []))
-        raise typer.Exit(1)
+        raise exit_
     return body
 
 
 def print_details(details: list[dict[str, Any]]) -> None:
     """An aimass error's field-level details, one `loc: message` line each."""
     for detail in details:
-        err.print(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}")
+        err.print(escape(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}"))
 
 
 AwsEndpoint = Annotated[
@@ -65,6 +125,12 @@ def use_aws(endpoint: str, region: str, **settings: str) -> None:
             from aimass.local.stack import FAKE_CREDENTIALS
 
             os.environ.update(FAKE_CREDENTIALS)
+    # Settings and clients made before (by an earlier command in this process) are of the old AWS
+    from aimass import aws
+    from aimass.config import settings as aimass_settings
+
+    aimass_settings.cache_clear()
+    aws.reset()
 
 
 def comma_list(value: str | None) -> list[str] | None:
@@ -75,5 +141,18 @@ def json_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        err.print(f"[red]{path} is not valid JSON: {error}[/red]")
-        raise typer.Exit(2) from error
+        raise fail(f"{path} is not valid JSON: {error}", USAGE) from error
+
+
+AsJson = Annotated[
+    bool, typer.Option("--json", help="print the result as JSON on stdout, for scripts (nothing else)")
+]
+
+
+def show(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    """A command's result: `data` as JSON with --json, else `human()` prints it for people."""
+    if as_json:
+        # print, not rich: no markup, no highlighting, no wrapping: what `jq` reads
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        human()

@@ -9,15 +9,19 @@ from rich.table import Table
 
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
+    FAILED,
     LOCAL_AWS,
+    UNREACHABLE,
     ApiKey,
     AwsEndpoint,
     Endpoint,
     Region,
     call,
     console,
-    err,
+    fail,
     print_details,
+    print_error,
+    unreachable,
     use_aws,
 )
 
@@ -50,11 +54,11 @@ def _refused(error: Exception) -> typer.Exit:
     from aimass.errors import AimassError
 
     if isinstance(error, AimassError):
-        err.print(f"[red]{error.code}: {error.message}[/red]")
+        print_error(f"{error.code}: {error.message}")
         print_details(error.details)
-    else:
-        err.print(f"[red]AWS: {error}[/red]")
-    return typer.Exit(1)
+        return typer.Exit(FAILED)
+    problem = unreachable(error)
+    return fail(problem, UNREACHABLE) if problem else fail(f"AWS: {error}")
 
 
 @app.command("deploy")
@@ -219,9 +223,7 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
     for note in done.notes:
         console.print(f"  [yellow]note[/yellow]: {note}")
     if done.rolled_back:
-        err.print(
-            f"[red]v{version} is not serving: the alarms rolled it back; {done.endpoint} runs as before[/red]"
-        )
+        print_error(f"v{version} is not serving: the alarms rolled it back; {done.endpoint} runs as before")
         return
     if done.status == "InService":
         console.print("next, once it answers as it should, move the alias:")
@@ -256,7 +258,7 @@ def gpu_status(
         f"[bold]{report.endpoint}[/bold]: [{colour}]{report.status}[/{colour}], config {report.config}"
     )
     if report.failure_reason:
-        err.print(f"[red]  {report.failure_reason}[/red]")
+        print_error(f"  {report.failure_reason}")
     if report.pending:
         console.print(f"  deploying {report.pending}")
     if report.served:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, comma_list, console, err
+from aimass.cli.common import DEFAULT_ENDPOINT, USAGE, ApiKey, Endpoint, call, comma_list, console, fail
 
 app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
 
@@ -79,8 +79,7 @@ def _reference_csv(path: Path) -> tuple[str, bytes, str]:
     """The reference file as the API takes it everywhere: CSV. Parquet is converted here, so the
     Lambda needs no Parquet reader."""
     if not path.is_file():
-        err.print(f"[red]{path} is not a file[/red]")
-        raise typer.Exit(2)
+        raise fail(f"{path} is not a file", USAGE)
     if path.suffix.lower() != ".parquet":
         return (path.name, path.read_bytes(), "text/csv")
     import pyarrow.csv

@@ -12,14 +12,16 @@ from rich.table import Table
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
     LOCAL_AWS,
+    USAGE,
     ApiKey,
     AwsEndpoint,
     Endpoint,
     Region,
     call,
     console,
-    err,
+    fail,
     json_file,
+    print_error,
     use_aws,
 )
 
@@ -31,8 +33,7 @@ def _run_parameters(pairs: list[str] | None, file: Path | None) -> dict[str, Any
     for pair in pairs or []:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            err.print(f"[red]--param takes KEY=VALUE, not {pair!r}[/red]")
-            raise typer.Exit(2)
+            raise fail(f"--param takes KEY=VALUE, not {pair!r}", USAGE)
         try:
             parameters[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -68,7 +69,7 @@ def _print_run(run: dict[str, Any]) -> None:
     if run.get("report"):
         console.print(f"  report: {run['report']['url']}")
     if run.get("error"):
-        err.print(f"[red]  {run['error']['code']}: {run['error']['message']}[/red]")
+        print_error(f"  {run['error']['code']}: {run['error']['message']}")
 
 
 def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout: float) -> dict[str, Any]:
@@ -81,8 +82,7 @@ def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout:
         runs_path = f"/v1/models/{name}/pipeline/runs?limit=20"
         while not any(r["run_id"] == run_id for r in call("GET", endpoint, runs_path, api_key)["runs"]):
             if time.monotonic() > deadline:
-                err.print(f"[red]run {run_id} was not recorded within {timeout:.0f} s[/red]")
-                raise typer.Exit(1)
+                raise fail(f"run {run_id} was not recorded within {timeout:.0f} s")
             time.sleep(0.5)
         while True:
             run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
@@ -94,10 +94,7 @@ def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout:
             if run["status"] != "RUNNING":
                 return run
             if time.monotonic() > deadline:
-                err.print(
-                    f"[red]still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}[/red]"
-                )
-                raise typer.Exit(1)
+                raise fail(f"still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}")
             status.update(run["current_state"] or "between states")
             time.sleep(1)
 
@@ -205,8 +202,7 @@ def pipeline_schedule_run(
     try:
         execution = run_schedule(schedule)
     except AimassError as error:
-        err.print(f"[red]{error.message}[/red]")
-        raise typer.Exit(1) from error
+        raise fail(error.message) from error
     model = next(found["model"] for found in list_schedules() if found["name"] == schedule)
     run_id = execution.rsplit(":", 1)[1]
     console.print(f"started run {run_id} of {model}")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, console, err
+from aimass.cli.common import DEFAULT_ENDPOINT, USAGE, ApiKey, Endpoint, call, console, fail
 
 
 def predict(
@@ -28,8 +28,7 @@ def predict(
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
-        err.print(f"[red]the request body is not valid JSON: {error}[/red]")
-        raise typer.Exit(2) from error
+        raise fail(f"the request body is not valid JSON: {error}", USAGE) from error
     if isinstance(body, list):
         body = {"instances": body}
     path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
