@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
-from aimass.cli.common import LOCAL_AWS, AwsEndpoint, Region, comma_list, console, fail, print_error, use_aws
+from aimass.cli.common import (
+    LOCAL_AWS,
+    AsJson,
+    AwsEndpoint,
+    Region,
+    comma_list,
+    console,
+    fail,
+    print_error,
+    show_json,
+    use_aws,
+)
 
 
 def batch(
@@ -31,6 +42,7 @@ def batch(
     registry_table: Annotated[str, typer.Option(envvar="AIMASS_REGISTRY_TABLE")] = "aimass-registry",
     region: Region = "us-east-1",
     timeout: Annotated[float, typer.Option(help="seconds to wait for the report")] = 900.0,
+    as_json: AsJson = False,
 ) -> None:
     """Predict every row of FILE with MODEL: upload it under incoming/<model>/, wait for the report,
     download the predictions, rejected rows and report (or, with --local, do the same here)."""
@@ -57,7 +69,10 @@ def batch(
             except TimeoutError as error:
                 raise fail(str(error)) from error
         written = download(s3, report, out_dir, file.name)
-    _print_batch_report(report, written)
+    if as_json:
+        show_json({"report": report, "files": {kind: str(path) for kind, path in written.items()}})
+    else:
+        _print_batch_report(report, written)
     if report["status"] != "succeeded":
         raise typer.Exit(1)
 

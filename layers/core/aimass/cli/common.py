@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,14 +145,14 @@ def json_file(path: Path) -> Any:
 
 
 AsJson = Annotated[
-    bool, typer.Option("--json", help="print the result as JSON on stdout, for scripts (nothing else)")
+    bool,
+    typer.Option("--json", help="print the result as JSON on stdout, for scripts (progress goes to stderr)"),
 ]
 
 
-def show(data: Any, as_json: bool, human: Callable[[], None]) -> None:
-    """A command's result: `data` as JSON with --json, else `human()` prints it for people."""
-    if as_json:
-        # print, not rich: no markup, no highlighting, no wrapping: what `jq` reads
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        human()
+def show_json(data: Any) -> None:
+    """A command's result for --json: the API's answer as it came, or a report (dataclasses as
+    objects, times as ISO text). print, not rich: no markup, highlighting or wrapping to get in jq's way."""
+    if is_dataclass(data) and not isinstance(data, type):
+        data = asdict(data)
+    print(json.dumps(data, indent=2, default=str))

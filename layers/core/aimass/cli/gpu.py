@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from aimass.cli.common import (
@@ -13,14 +14,17 @@ from aimass.cli.common import (
     LOCAL_AWS,
     UNREACHABLE,
     ApiKey,
+    AsJson,
     AwsEndpoint,
     Endpoint,
     Region,
     call,
     console,
+    err,
     fail,
     print_details,
     print_error,
+    show_json,
     unreachable,
     use_aws,
 )
@@ -39,11 +43,12 @@ ScaleOutCooldown = Annotated[int, typer.Option(help="seconds after a scale-out b
 class _Steps:
     """aimass.deploy's progress on the terminal: a line per step, the endpoint's status on the spinner."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: Any, out: Console) -> None:
         self.status = status
+        self.out = out
 
     def step(self, text: str) -> None:
-        console.print(f"  [green]✓[/green] {text}")
+        self.out.print(f"  [green]✓[/green] {text}")
 
     def waiting(self, text: str) -> None:
         self.status.update(text)
@@ -126,6 +131,7 @@ def gpu_deploy(
     region: Region = "us-east-1",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Deploy version VERSION of model NAME to its SageMaker endpoint: package it, then create the
     endpoint or update it blue/green (canary or linear, rolled back by the alarms), wait, autoscale."""
@@ -165,13 +171,17 @@ def gpu_deploy(
         wait=wait,
         timeout_s=timeout_s,
     )
-    console.print(f"deploying {name} v{version} ({record.backend})")
+    progress = err if as_json else console
+    progress.print(f"deploying {name} v{version} ({record.backend})")
     try:
-        with console.status("checking") as status:
-            done = deploy(record, request, _Steps(status))
+        with progress.status("checking") as status:
+            done = deploy(record, request, _Steps(status, progress))
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
-    _print_deployment(record, done, endpoint)
+    if as_json:
+        show_json(done)
+    else:
+        _print_deployment(record, done, endpoint)
     if done.rolled_back:
         raise typer.Exit(1)
 
@@ -241,6 +251,7 @@ def gpu_status(
     endpoint_name: Annotated[str, typer.Argument(metavar="ENDPOINT", help="the SageMaker endpoint")],
     aws_endpoint: AwsEndpoint = LOCAL_AWS,
     region: Region = "us-east-1",
+    as_json: AsJson = False,
 ) -> None:
     """What endpoint ENDPOINT runs: status, config, variants and instances, version, autoscaling."""
     use_aws(aws_endpoint, region)
@@ -253,6 +264,8 @@ def gpu_status(
         report = endpoint_report(endpoint_name)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
+    if as_json:
+        return show_json(report)
     colour = "green" if report.status == "InService" else "yellow"
     console.print(
         f"[bold]{report.endpoint}[/bold]: [{colour}]{report.status}[/{colour}], config {report.config}"
@@ -307,6 +320,7 @@ def gpu_autoscale(
     scale_out_cooldown_s: ScaleOutCooldown = 300,
     aws_endpoint: AwsEndpoint = LOCAL_AWS,
     region: Region = "us-east-1",
+    as_json: AsJson = False,
 ) -> None:
     """Register (or change) the autoscaling of ENDPOINT's variant `primary`."""
     use_aws(aws_endpoint, region)
@@ -324,6 +338,8 @@ def gpu_autoscale(
         registered = register_scaling(endpoint_name, scaling)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
+    if as_json:
+        return show_json(registered)
     console.print(
         f"{endpoint_name}: autoscaling {registered.min_instances} to {registered.max_instances} instances at "
         f"{registered.target_invocations:g} invocations/instance/min"

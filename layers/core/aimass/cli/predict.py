@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from aimass.cli.common import DEFAULT_ENDPOINT, USAGE, ApiKey, Endpoint, call, console, fail
+from aimass.cli.common import (
+    DEFAULT_ENDPOINT,
+    USAGE,
+    ApiKey,
+    AsJson,
+    Endpoint,
+    call,
+    console,
+    fail,
+    show_json,
+)
 
 
 def predict(
@@ -22,6 +32,7 @@ def predict(
     alias: Annotated[str | None, typer.Option()] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Send a V1 predict request for model NAME and print the response."""
     text = data if data is not None else (file.read_text() if file else sys.stdin.read())
@@ -32,4 +43,7 @@ def predict(
     if isinstance(body, list):
         body = {"instances": body}
     path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
-    console.print_json(data=call("POST", endpoint, path + ":predict", api_key, json=body))
+    answer = call("POST", endpoint, path + ":predict", api_key, json=body)
+    if as_json:
+        return show_json(answer)
+    console.print_json(data=answer)
