@@ -445,7 +445,7 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     source = tmp_path / "cases.csv"
     source.write_text(batch_rows(stack, 12))
     command = [str(AIMASS), "batch", str(source), "--model", "breast-cancer", "--id-column", "case"]
-    command += ["--s3-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
+    command += ["--aws-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
     done = subprocess.run(
         [*command, *(["--local"] if where == "local" else [])],
         capture_output=True,

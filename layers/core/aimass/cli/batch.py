@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from aimass.cli.common import (
-    LOCAL_AWS,
     AsJson,
-    AwsEndpoint,
     Region,
+    aws_endpoint_option,
+    aws_endpoint_url,
     comma_list,
     console,
     fail,
@@ -38,7 +38,7 @@ def batch(
     out: Annotated[Path | None, typer.Option(help="folder for the outputs (default: next to FILE)")] = None,
     local: Annotated[bool, typer.Option(help="predict on this machine, without S3 (same code)")] = False,
     bucket: Annotated[str, typer.Option(envvar="AIMASS_BUCKET", help="artifacts bucket")] = "aimass-local",
-    s3_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: Annotated[str | None, aws_endpoint_option("--s3-endpoint")] = None,
     registry_table: Annotated[str, typer.Option(envvar="AIMASS_REGISTRY_TABLE")] = "aimass-registry",
     region: Region = "us-east-1",
     timeout: Annotated[float, typer.Option(help="seconds to wait for the report")] = 900.0,
@@ -55,11 +55,11 @@ def batch(
     out_dir = out or file.parent
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
     if local:
-        report = _batch_here(file, model, options, out_dir, bucket, s3_endpoint, registry_table, region)
+        report = _batch_here(file, model, options, out_dir, bucket, aws_endpoint, registry_table, region)
         written = local_outputs(out_dir, file.name)
         written["report"].write_text(json.dumps(report, indent=2))
     else:
-        s3 = s3_client(s3_endpoint, region)
+        s3 = s3_client(aws_endpoint_url(aws_endpoint), region)
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"uploading {file.name}", total=file.stat().st_size)
             drop = upload(s3, bucket, model, file, options, lambda sent: bar.advance(task, sent))
@@ -78,7 +78,14 @@ def batch(
 
 
 def _batch_here(
-    file: Path, model: str, options: Any, out_dir: Path, bucket: str, endpoint: str, table: str, region: str
+    file: Path,
+    model: str,
+    options: Any,
+    out_dir: Path,
+    bucket: str,
+    endpoint: str | None,
+    table: str,
+    region: str,
 ) -> dict[str, Any]:
     """The batch job in this process: the model and its checks from the registry, files on disk."""
     from rich.progress import Progress

@@ -108,16 +108,34 @@ def print_details(details: list[dict[str, Any]]) -> None:
         err.print(escape(f"  {'.'.join(map(str, detail.get('loc', [])))}: {detail.get('message')}"))
 
 
-AwsEndpoint = Annotated[
-    str,
-    typer.Option(envvar="AIMASS_AWS_ENDPOINT_URL", help="the local stack's AWS endpoint; '' for AWS itself"),
-]
+def aws_endpoint_option(*other_names: str) -> Any:
+    """--aws-endpoint, the one name of the AWS a command works on (`other_names`: older names kept)."""
+    return typer.Option(
+        "--aws-endpoint",
+        *other_names,
+        envvar="AIMASS_AWS_ENDPOINT_URL",
+        show_default=False,
+        help="the AWS to work on: '' for AWS itself (your credentials); default: the embedded AWS of "
+        "`aimass serve`, http://127.0.0.1:$AIMASS_AWS_PORT (5000)",
+    )
+
+
+AwsEndpoint = Annotated[str | None, aws_endpoint_option()]
 Region = Annotated[str, typer.Option(envvar="AWS_DEFAULT_REGION")]
-LOCAL_AWS = "http://127.0.0.1:5000"
 
 
-def use_aws(endpoint: str, region: str, **settings: str) -> None:
+def aws_endpoint_url(option: str | None) -> str:
+    """The AWS endpoint a command uses: --aws-endpoint or AIMASS_AWS_ENDPOINT_URL ('' for AWS
+    itself), else the embedded AWS on AIMASS_AWS_PORT, the variable `aimass serve` takes its port
+    from, so one setting moves both."""
+    if option is not None:
+        return option
+    return f"http://127.0.0.1:{os.environ.get('AIMASS_AWS_PORT') or 5000}"
+
+
+def use_aws(option: str | None, region: str, **settings: str) -> None:
     """Point this process's aimass settings at an AWS: the local stack's (fake credentials), or AWS."""
+    endpoint = aws_endpoint_url(option)
     os.environ.update({"AWS_DEFAULT_REGION": region, **settings})
     if endpoint:
         os.environ["AIMASS_AWS_ENDPOINT_URL"] = endpoint

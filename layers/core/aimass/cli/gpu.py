@@ -11,7 +11,6 @@ from rich.table import Table
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
     FAILED,
-    LOCAL_AWS,
     UNREACHABLE,
     ApiKey,
     AsJson,
@@ -127,7 +126,7 @@ def gpu_deploy(
     timeout_s: Annotated[
         float | None, typer.Option(help="seconds to wait (default: SageMaker's limit + 3600)")
     ] = None,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
@@ -249,7 +248,7 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
 @app.command("status")
 def gpu_status(
     endpoint_name: Annotated[str, typer.Argument(metavar="ENDPOINT", help="the SageMaker endpoint")],
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
     as_json: AsJson = False,
 ) -> None:
@@ -318,7 +317,7 @@ def gpu_autoscale(
     target_invocations: TargetInvocations = 6000.0,
     scale_in_cooldown_s: ScaleInCooldown = 900,
     scale_out_cooldown_s: ScaleOutCooldown = 300,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
     as_json: AsJson = False,
 ) -> None:

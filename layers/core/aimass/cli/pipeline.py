@@ -13,7 +13,6 @@ from rich.table import Column, Table
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
     FAILED,
-    LOCAL_AWS,
     USAGE,
     ApiKey,
     AsJson,
@@ -204,7 +203,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
 
 @app.command("schedules")
 def pipeline_schedules(
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
     region: Region = "us-east-1",
     as_json: AsJson = False,
@@ -234,7 +233,7 @@ def pipeline_schedule_run(
     schedule: str,
     wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
     region: Region = "us-east-1",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
