@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aimass.cli.common import (
@@ -230,7 +231,7 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
             f"{scaling.target_invocations:g} invocations/instance/min"
         )
     for note in done.notes:
-        console.print(f"  [yellow]note[/yellow]: {note}")
+        console.print(f"  [yellow]note[/yellow]: {escape(note)}")
     if done.rolled_back:
         print_error(f"v{version} is not serving: the alarms rolled it back; {done.endpoint} runs as before")
         return

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from aimass.cli.common import (
@@ -57,7 +58,7 @@ def _print_run(run: dict[str, Any]) -> None:
     decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
     console.print(f"{run['model']} run {run['run_id']} ({run['trigger']}): {run['status']}, {decision}")
     if run.get("reason"):
-        console.print(f"  {run['reason']}")
+        console.print(f"  {escape(run['reason'])}")  # it may quote values in brackets
     if run.get("candidate"):
         champion = run.get("champion") or {}
         table = Table(
