@@ -92,3 +92,19 @@ def test_quality_check_that_finds_problems_exits_1_and_still_reports_them(
     assert "[" in description  # e.g. "36 of 40 values are outside [5.6491, 30.1519]"
     table_text = re.sub(r"[\s│┃]", "", shown.stdout)  # the table wraps cells at the test's width
     assert re.sub(r"\s", "", description) in table_text
+
+
+def test_predict_reads_the_body_from_stdin_with_file_dash(api: TestClient, demos: dict[str, Any]) -> None:
+    # Given a request body piped in
+    body = json.dumps({"instances": demos["breast-cancer"].holdout[:2].tolist()})
+
+    # When predict reads it from `--file -`
+    answered = CliRunner().invoke(
+        app,
+        ["predict", "breast-cancer", "--file", "-", "--json", "--endpoint", "http://aimass.test"],
+        input=body,
+    )
+
+    # Then the API's predictions come back, one per row
+    assert answered.exit_code == 0, answered.output
+    assert len(json.loads(answered.stdout)["predictions"]) == 2

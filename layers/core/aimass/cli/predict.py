@@ -26,7 +26,9 @@ def predict(
     name: str,
     data: Annotated[str | None, typer.Option(help="JSON body, e.g. '{\"instances\": [[...]]}'")] = None,
     file: Annotated[
-        Path | None, typer.Option(exists=True, help="file with the JSON body ('-' for stdin)")
+        # not exists=True: it refuses '-' (typer does not pass allow_dash on to click)
+        Path | None,
+        typer.Option(help="file with the JSON body ('-' for stdin)"),
     ] = None,
     version: Annotated[int | None, typer.Option()] = None,
     alias: Annotated[str | None, typer.Option()] = None,
@@ -35,7 +37,7 @@ def predict(
     as_json: AsJson = False,
 ) -> None:
     """Send a V1 predict request for model NAME and print the response."""
-    text = data if data is not None else (file.read_text() if file else sys.stdin.read())
+    text = data if data is not None else _body_text(file)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
@@ -47,3 +49,12 @@ def predict(
     if as_json:
         return show_json(answer)
     console.print_json(data=answer)
+
+
+def _body_text(file: Path | None) -> str:
+    """The request body from FILE, or from stdin for '-' or no --file."""
+    if file is None or str(file) == "-":
+        return sys.stdin.read()
+    if not file.is_file():
+        raise fail(f"--file {file}: no such file", USAGE)
+    return file.read_text()
