@@ -178,6 +178,30 @@ def test_the_cli_reports_errors_with_their_details(stack: Stack) -> None:
     assert "422 validation_error" in failed.stderr and "instances.0.mean_texture" in failed.stderr
 
 
+def test_scripts_read_json_and_tell_an_unreachable_api_by_its_exit_code(stack: Stack) -> None:
+    # --json is the API's answer, nothing else on stdout
+    listed = stack.cli("models", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {"breast-cancer", "digits"} <= {m["name"] for m in json.loads(listed.stdout)["models"]}
+
+    # An API that is not there: exit 3 and one line, not a traceback
+    gone = subprocess.run(
+        [str(AIMASS), "models", "list", "--endpoint", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=60,
+        check=False,
+    )
+    assert gone.returncode == 3
+    assert gone.stderr.strip().splitlines() == [
+        "cannot reach GET http://127.0.0.1:9/v1/models: [Errno 111] Connection refused"
+    ]
+
+    version = subprocess.run([str(AIMASS), "--version"], capture_output=True, text=True, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("aimass ")
+
+
 def test_the_embedded_aws_serves_the_artifacts_bucket_to_boto3(stack: Stack) -> None:
     s3 = stack.s3()
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="aimass-local", Prefix="models/digits/")["Contents"]}
@@ -268,8 +292,10 @@ def test_data_quality_from_a_parquet_reference_flags_rejects_and_reports(
         + "\n"
     )
     report = stack.cli("quality", "check", "bc-quality", str(batch))
-    assert report.returncode == 0, report.stderr
+    assert report.returncode == 1, report.stderr  # it found problems: a script can gate on it
     assert "baseline_drift_check" in report.stdout and f"{len(bc.holdout)} rows" in report.stdout
+    as_json = stack.cli("quality", "check", "bc-quality", str(batch), "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["item_count"] == len(bc.holdout)
 
 
 def test_a_ruleset_that_does_not_fit_the_model_fails_to_save_with_the_rule_named(
@@ -340,7 +366,7 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     source = tmp_path / "cases.csv"
     source.write_text(batch_rows(stack, 12))
     command = [str(AIMASS), "batch", str(source), "--model", "breast-cancer", "--id-column", "case"]
-    command += ["--s3-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
+    command += ["--aws-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
     done = subprocess.run(
         [*command, *(["--local"] if where == "local" else [])],
         capture_output=True,
@@ -377,6 +403,18 @@ def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -
 
     listed = stack.cli("pipeline", "runs", "breast-cancer")
     assert listed.returncode == 0 and run_id in listed.stdout
+    # In a narrow terminal too, the id is whole: it is what `pipeline status` takes
+    narrow = subprocess.run(
+        [str(AIMASS), "pipeline", "runs", "breast-cancer", "--endpoint", stack.url],
+        capture_output=True,
+        text=True,
+        env=stack.env | {"COLUMNS": "60"},
+        timeout=60,
+        check=False,
+    )
+    assert narrow.returncode == 0 and run_id in narrow.stdout, narrow.stdout
+    as_json = stack.cli("pipeline", "runs", "breast-cancer", "--json")
+    assert run_id in [r["run_id"] for r in json.loads(as_json.stdout)["runs"]]
 
 
 def test_the_cli_runs_the_local_retraining_schedule_on_demand(stack: Stack) -> None:

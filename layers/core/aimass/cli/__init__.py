@@ -6,12 +6,39 @@ options naming the API and the AWS). Not in the Lambda layer (layers/core/Makefi
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
 from aimass.cli import batch, gpu, models, pipeline, predict, quality, rules, serve
+from aimass.cli.common import AimassGroup
 
-app = typer.Typer(help="aimass: versioned ML predictions, locally or on AWS.", no_args_is_help=True)
+app = typer.Typer(
+    cls=AimassGroup,
+    help="aimass: versioned ML predictions, locally or on AWS.\n\nExit codes: 0 ok; 1 failed, or a check "
+    "found problems; 2 usage; 3 the API or the AWS cannot be reached (docs/cli.md).",
+    no_args_is_help=True,
+)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from aimass import __version__
+
+        print(f"aimass {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = None,
+) -> None:
+    """The options of `aimass` itself (its help is the Typer's above)."""
+
+
 app.command()(serve.serve)
 app.command()(predict.predict)
 app.command()(batch.batch)

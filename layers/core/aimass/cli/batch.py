@@ -8,7 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
-from aimass.cli.common import LOCAL_AWS, AwsEndpoint, Region, comma_list, console, err, use_aws
+from aimass.cli.common import (
+    AsJson,
+    Region,
+    aws_endpoint_option,
+    aws_endpoint_url,
+    comma_list,
+    console,
+    fail,
+    print_error,
+    show_json,
+    use_aws,
+)
 
 
 def batch(
@@ -29,10 +40,11 @@ def batch(
     out: Annotated[Path | None, typer.Option(help="folder for the outputs (default: next to FILE)")] = None,
     local: Annotated[bool, typer.Option(help="predict on this machine, without S3 (same code)")] = False,
     bucket: Annotated[str, typer.Option(envvar="AIMASS_BUCKET", help="artifacts bucket")] = "aimass-local",
-    s3_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: Annotated[str | None, aws_endpoint_option("--s3-endpoint")] = None,
     registry_table: Annotated[str, typer.Option(envvar="AIMASS_REGISTRY_TABLE")] = "aimass-registry",
     region: Region = "us-east-1",
     timeout: Annotated[float, typer.Option(help="seconds to wait for the report")] = 900.0,
+    as_json: AsJson = False,
 ) -> None:
     """Predict every row of FILE with MODEL: upload it under incoming/<model>/, wait for the report,
     download the predictions, rejected rows and report (or, with --local, do the same here)."""
@@ -45,11 +57,11 @@ def batch(
     out_dir = out or file.parent
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
     if local:
-        report = _batch_here(file, model, options, out_dir, bucket, s3_endpoint, registry_table, region)
+        report = _batch_here(file, model, options, out_dir, bucket, aws_endpoint, registry_table, region)
         written = local_outputs(out_dir, file.name)
         written["report"].write_text(json.dumps(report, indent=2))
     else:
-        s3 = s3_client(s3_endpoint, region)
+        s3 = s3_client(aws_endpoint_url(aws_endpoint), region)
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"uploading {file.name}", total=file.stat().st_size)
             drop = upload(s3, bucket, model, file, options, lambda sent: bar.advance(task, sent))
@@ -57,16 +69,25 @@ def batch(
             try:
                 report = wait_for_report(s3, drop, timeout)
             except TimeoutError as error:
-                err.print(f"[red]{error}[/red]")
-                raise typer.Exit(1) from error
+                raise fail(str(error)) from error
         written = download(s3, report, out_dir, file.name)
-    _print_batch_report(report, written)
+    if as_json:
+        show_json({"report": report, "files": {kind: str(path) for kind, path in written.items()}})
+    else:
+        _print_batch_report(report, written)
     if report["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 def _batch_here(
-    file: Path, model: str, options: Any, out_dir: Path, bucket: str, endpoint: str, table: str, region: str
+    file: Path,
+    model: str,
+    options: Any,
+    out_dir: Path,
+    bucket: str,
+    endpoint: str | None,
+    table: str,
+    region: str,
 ) -> dict[str, Any]:
     """The batch job in this process: the model and its checks from the registry, files on disk."""
     from rich.progress import Progress
@@ -100,7 +121,7 @@ def _print_batch_report(report: dict[str, Any], written: dict[str, Path]) -> Non
     model = report.get("model") or {}
     if report["status"] != "succeeded":
         problem = report.get("error") or {}
-        err.print(f"[red]failed: {problem.get('code')}: {problem.get('message')}[/red]")
+        print_error(f"failed: {problem.get('code')}: {problem.get('message')}")
     else:
         console.print(
             f"{model.get('name')} v{model.get('version')}: {rows.get('in', 0):,} rows in, "

@@ -5,19 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
-    LOCAL_AWS,
+    FAILED,
+    UNREACHABLE,
     ApiKey,
+    AsJson,
     AwsEndpoint,
     Endpoint,
     Region,
     call,
     console,
     err,
+    fail,
     print_details,
+    print_error,
+    show_json,
+    unreachable,
     use_aws,
 )
 
@@ -35,11 +43,12 @@ ScaleOutCooldown = Annotated[int, typer.Option(help="seconds after a scale-out b
 class _Steps:
     """aimass.deploy's progress on the terminal: a line per step, the endpoint's status on the spinner."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: Any, out: Console) -> None:
         self.status = status
+        self.out = out
 
     def step(self, text: str) -> None:
-        console.print(f"  [green]✓[/green] {text}")
+        self.out.print(f"  [green]✓[/green] {text}")
 
     def waiting(self, text: str) -> None:
         self.status.update(text)
@@ -50,11 +59,11 @@ def _refused(error: Exception) -> typer.Exit:
     from aimass.errors import AimassError
 
     if isinstance(error, AimassError):
-        err.print(f"[red]{error.code}: {error.message}[/red]")
+        print_error(f"{error.code}: {error.message}")
         print_details(error.details)
-    else:
-        err.print(f"[red]AWS: {error}[/red]")
-    return typer.Exit(1)
+        return typer.Exit(FAILED)
+    problem = unreachable(error)
+    return fail(problem, UNREACHABLE) if problem else fail(f"AWS: {error}")
 
 
 @app.command("deploy")
@@ -118,10 +127,11 @@ def gpu_deploy(
     timeout_s: Annotated[
         float | None, typer.Option(help="seconds to wait (default: SageMaker's limit + 3600)")
     ] = None,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Deploy version VERSION of model NAME to its SageMaker endpoint: package it, then create the
     endpoint or update it blue/green (canary or linear, rolled back by the alarms), wait, autoscale."""
@@ -161,13 +171,17 @@ def gpu_deploy(
         wait=wait,
         timeout_s=timeout_s,
     )
-    console.print(f"deploying {name} v{version} ({record.backend})")
+    progress = err if as_json else console
+    progress.print(f"deploying {name} v{version} ({record.backend})")
     try:
-        with console.status("checking") as status:
-            done = deploy(record, request, _Steps(status))
+        with progress.status("checking") as status:
+            done = deploy(record, request, _Steps(status, progress))
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
-    _print_deployment(record, done, endpoint)
+    if as_json:
+        show_json(done)
+    else:
+        _print_deployment(record, done, endpoint)
     if done.rolled_back:
         raise typer.Exit(1)
 
@@ -217,11 +231,9 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
             f"{scaling.target_invocations:g} invocations/instance/min"
         )
     for note in done.notes:
-        console.print(f"  [yellow]note[/yellow]: {note}")
+        console.print(f"  [yellow]note[/yellow]: {escape(note)}")
     if done.rolled_back:
-        err.print(
-            f"[red]v{version} is not serving: the alarms rolled it back; {done.endpoint} runs as before[/red]"
-        )
+        print_error(f"v{version} is not serving: the alarms rolled it back; {done.endpoint} runs as before")
         return
     if done.status == "InService":
         console.print("next, once it answers as it should, move the alias:")
@@ -237,8 +249,9 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
 @app.command("status")
 def gpu_status(
     endpoint_name: Annotated[str, typer.Argument(metavar="ENDPOINT", help="the SageMaker endpoint")],
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
+    as_json: AsJson = False,
 ) -> None:
     """What endpoint ENDPOINT runs: status, config, variants and instances, version, autoscaling."""
     use_aws(aws_endpoint, region)
@@ -251,12 +264,14 @@ def gpu_status(
         report = endpoint_report(endpoint_name)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
+    if as_json:
+        return show_json(report)
     colour = "green" if report.status == "InService" else "yellow"
     console.print(
         f"[bold]{report.endpoint}[/bold]: [{colour}]{report.status}[/{colour}], config {report.config}"
     )
     if report.failure_reason:
-        err.print(f"[red]  {report.failure_reason}[/red]")
+        print_error(f"  {report.failure_reason}")
     if report.pending:
         console.print(f"  deploying {report.pending}")
     if report.served:
@@ -303,8 +318,9 @@ def gpu_autoscale(
     target_invocations: TargetInvocations = 6000.0,
     scale_in_cooldown_s: ScaleInCooldown = 900,
     scale_out_cooldown_s: ScaleOutCooldown = 300,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     region: Region = "us-east-1",
+    as_json: AsJson = False,
 ) -> None:
     """Register (or change) the autoscaling of ENDPOINT's variant `primary`."""
     use_aws(aws_endpoint, region)
@@ -322,6 +338,8 @@ def gpu_autoscale(
         registered = register_scaling(endpoint_name, scaling)
     except (AimassError, ClientError, BotoCoreError) as error:
         raise _refused(error) from error
+    if as_json:
+        return show_json(registered)
     console.print(
         f"{endpoint_name}: autoscaling {registered.min_instances} to {registered.max_instances} instances at "
         f"{registered.target_invocations:g} invocations/instance/min"

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, comma_list, console, err
+from aimass.cli.common import (
+    DEFAULT_ENDPOINT,
+    USAGE,
+    ApiKey,
+    AsJson,
+    Endpoint,
+    call,
+    comma_list,
+    console,
+    fail,
+    show_json,
+)
 
 app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
 
@@ -36,6 +47,7 @@ def push(
     ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Register FILE as the next version of model NAME."""
     enrichment: dict[str, Any] = json.loads(metadata.read_text()) if metadata else {}
@@ -56,6 +68,16 @@ def push(
         files["reference"] = _reference_csv(Path(reference))
     with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
         record = call("POST", endpoint, f"/v1/models/{name}/versions", api_key, files=files, data=form)
+    if alias:
+        call(
+            "PUT",
+            endpoint,
+            f"/v1/models/{name}/aliases/{alias}",
+            api_key,
+            json={"version": record["version"]},
+        )
+    if as_json:
+        return show_json(record)
     console.print(
         f"registered [bold]{name}[/bold] v{record['version']} sha256 {record['sha256'][:12]}… "
         f"served by {record['backend']}"
@@ -65,13 +87,6 @@ def push(
             f"baseline from {record['baseline']['item_count']:,} rows of {record['baseline']['source']}"
         )
     if alias:
-        call(
-            "PUT",
-            endpoint,
-            f"/v1/models/{name}/aliases/{alias}",
-            api_key,
-            json={"version": record["version"]},
-        )
         console.print(f"{alias} → v{record['version']}")
 
 
@@ -79,8 +94,7 @@ def _reference_csv(path: Path) -> tuple[str, bytes, str]:
     """The reference file as the API takes it everywhere: CSV. Parquet is converted here, so the
     Lambda needs no Parquet reader."""
     if not path.is_file():
-        err.print(f"[red]{path} is not a file[/red]")
-        raise typer.Exit(2)
+        raise fail(f"{path} is not a file", USAGE)
     if path.suffix.lower() != ".parquet":
         return (path.name, path.read_bytes(), "text/csv")
     import pyarrow.csv
@@ -92,10 +106,15 @@ def _reference_csv(path: Path) -> tuple[str, bytes, str]:
 
 
 @app.command("list")
-def list_models(endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -> None:
+def list_models(
+    endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
     """List the registered models with their latest version and aliases."""
+    listing = call("GET", endpoint, "/v1/models?detail=true", api_key)
+    if as_json:
+        return show_json(listing)
     table = Table("model", "latest", "aliases", "updated")
-    for model in call("GET", endpoint, "/v1/models?detail=true", api_key)["models"]:
+    for model in listing["models"]:
         aliases = ", ".join(f"{k}→v{v}" for k, v in sorted(model["aliases"].items()))
         table.add_row(model["name"], str(model["latest_version"]), aliases, model["updated_at"])
     console.print(table)
@@ -103,9 +122,16 @@ def list_models(endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None) -
 
 @app.command("alias")
 def alias(
-    name: str, alias: str, version: int, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+    name: str,
+    alias: str,
+    version: int,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Point ALIAS (champion, challenger, any name) of model NAME at VERSION."""
     result = call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
+    if as_json:
+        return show_json(result)
     before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
     console.print(f"{name}: {alias} → v{result['version']}{before}")

@@ -7,19 +7,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Column, Table
 
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
-    LOCAL_AWS,
+    FAILED,
+    USAGE,
     ApiKey,
+    AsJson,
     AwsEndpoint,
     Endpoint,
     Region,
     call,
     console,
     err,
+    fail,
     json_file,
+    print_error,
+    show_json,
     use_aws,
 )
 
@@ -31,8 +38,7 @@ def _run_parameters(pairs: list[str] | None, file: Path | None) -> dict[str, Any
     for pair in pairs or []:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            err.print(f"[red]--param takes KEY=VALUE, not {pair!r}[/red]")
-            raise typer.Exit(2)
+            raise fail(f"--param takes KEY=VALUE, not {pair!r}", USAGE)
         try:
             parameters[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -52,7 +58,7 @@ def _print_run(run: dict[str, Any]) -> None:
     decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
     console.print(f"{run['model']} run {run['run_id']} ({run['trigger']}): {run['status']}, {decision}")
     if run.get("reason"):
-        console.print(f"  {run['reason']}")
+        console.print(f"  {escape(run['reason'])}")  # it may quote values in brackets
     if run.get("candidate"):
         champion = run.get("champion") or {}
         table = Table(
@@ -68,36 +74,34 @@ def _print_run(run: dict[str, Any]) -> None:
     if run.get("report"):
         console.print(f"  report: {run['report']['url']}")
     if run.get("error"):
-        err.print(f"[red]  {run['error']['code']}: {run['error']['message']}[/red]")
+        print_error(f"  {run['error']['code']}: {run['error']['message']}")
 
 
-def _follow(endpoint: str, api_key: str | None, name: str, run_id: str, timeout: float) -> dict[str, Any]:
-    """Poll the run, printing each state as it is left, until it stops."""
+def _follow(
+    endpoint: str, api_key: str | None, name: str, run_id: str, timeout: float, out: Console
+) -> dict[str, Any]:
+    """Poll the run, printing each state on `out` as it is left, until it stops."""
     import time
 
     deadline, shown = time.monotonic() + timeout, 0
-    with console.status("starting") as status:
+    with out.status("starting") as status:
         # A run started outside the API (a schedule) is listed once its Ingest step records it
         runs_path = f"/v1/models/{name}/pipeline/runs?limit=20"
         while not any(r["run_id"] == run_id for r in call("GET", endpoint, runs_path, api_key)["runs"]):
             if time.monotonic() > deadline:
-                err.print(f"[red]run {run_id} was not recorded within {timeout:.0f} s[/red]")
-                raise typer.Exit(1)
+                raise fail(f"run {run_id} was not recorded within {timeout:.0f} s")
             time.sleep(0.5)
         while True:
             run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
             for state in run["states"][shown:]:
                 if state["exited_at"] is None:
                     break
-                console.print(f"  [green]✓[/green] {state['name']} ({_seconds(state):.1f} s)")
+                out.print(f"  [green]✓[/green] {state['name']} ({_seconds(state):.1f} s)")
                 shown += 1
             if run["status"] != "RUNNING":
                 return run
             if time.monotonic() > deadline:
-                err.print(
-                    f"[red]still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}[/red]"
-                )
-                raise typer.Exit(1)
+                raise fail(f"still running after {timeout:.0f} s: aimass pipeline status {name} {run_id}")
             status.update(run["current_state"] or "between states")
             time.sleep(1)
 
@@ -118,8 +122,10 @@ def pipeline_run(
     timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Retrain model NAME: start a pipeline run and show its states as they pass."""
+    """Retrain model NAME: start a pipeline run and show its states as they pass. With --json: the
+    run as `pipeline status --json` shows it once it stopped (with --no-wait: the run id)."""
     overrides = _run_parameters(param, parameters)
     started = call(
         "POST",
@@ -128,21 +134,40 @@ def pipeline_run(
         api_key,
         json={"parameters": overrides} if overrides else {},
     )
-    console.print(f"started run {started['run_id']}")
+    if not wait and as_json:
+        return show_json(started)
+    _finish(endpoint, api_key, name, started["run_id"], wait, timeout, as_json)
+
+
+def _finish(
+    endpoint: str, api_key: str | None, name: str, run_id: str, wait: bool, timeout: float, as_json: bool
+) -> None:
+    """A started run: said, followed if asked, shown at its end; exit 1 when it failed."""
+    progress = err if as_json else console
+    progress.print(f"started run {run_id} of {name}")
     if not wait:
         return
-    run = _follow(endpoint, api_key, name, started["run_id"], timeout)
-    _print_run(run)
+    run = _follow(endpoint, api_key, name, run_id, timeout, progress)
+    if as_json:
+        show_json(run)
+    else:
+        _print_run(run)
     if run["status"] == "FAILED":
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @app.command("status")
 def pipeline_status(
-    name: str, run_id: str, endpoint: Endpoint = DEFAULT_ENDPOINT, api_key: ApiKey = None
+    name: str,
+    run_id: str,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """A run's states, metrics and release decision."""
     run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
+    if as_json:
+        return show_json(run)
     for state in run["states"]:
         took = f"{_seconds(state):.1f} s" if state["exited_at"] else "[bold]now[/bold]"
         console.print(f"  {state['name']} ({took})")
@@ -155,26 +180,44 @@ def pipeline_runs(
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Model NAME's pipeline runs, newest first."""
-    table = Table("run", "started", "trigger", "status", "decision")
-    for run in call("GET", endpoint, f"/v1/models/{name}/pipeline/runs?limit={limit}", api_key)["runs"]:
+    runs = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs?limit={limit}", api_key)
+    if as_json:
+        return show_json(runs)
+    console.print(runs_table(runs["runs"]))
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    """Runs, one a row. Run ids are copied into `pipeline status`: however narrow the terminal, they
+    are never cut or wrapped; the other columns fold (wrap anywhere) rather than lose characters."""
+    longest_id = max((len(run["run_id"]) for run in runs), default=0)
+    table = Table(
+        Column("run", no_wrap=True, min_width=longest_id),
+        *(Column(header, overflow="fold") for header in ("started", "trigger", "status", "decision")),
+    )
+    for run in runs:
         table.add_row(run["run_id"], run["started_at"], run["trigger"], run["status"], run["decision"] or "")
-    console.print(table)
+    return table
 
 
 @app.command("schedules")
 def pipeline_schedules(
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
     region: Region = "us-east-1",
+    as_json: AsJson = False,
 ) -> None:
     """The stack's retraining schedules (EventBridge Scheduler)."""
     use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
     from aimass.cli.pipeline_schedules import list_schedules
 
+    schedules = list_schedules()
+    if as_json:
+        return show_json({"schedules": schedules})
     table = Table("schedule", "model", "when", "state", "window")
-    for found in list_schedules():
+    for found in schedules:
         window = f"{found['flexible_window_minutes']} min" if found["flexible_window_minutes"] else "on time"
         table.add_row(
             found["name"],
@@ -191,11 +234,12 @@ def pipeline_schedule_run(
     schedule: str,
     wait: Annotated[bool, typer.Option(help="follow the run to its end")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to follow it")] = 3600.0,
-    aws_endpoint: AwsEndpoint = LOCAL_AWS,
+    aws_endpoint: AwsEndpoint = None,
     stage: Annotated[str, typer.Option(envvar="AIMASS_STAGE")] = "local",
     region: Region = "us-east-1",
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run retraining schedule SCHEDULE now, as EventBridge Scheduler does when it fires."""
     use_aws(aws_endpoint, region, AIMASS_STAGE=stage)
@@ -205,14 +249,9 @@ def pipeline_schedule_run(
     try:
         execution = run_schedule(schedule)
     except AimassError as error:
-        err.print(f"[red]{error.message}[/red]")
-        raise typer.Exit(1) from error
+        raise fail(error.message) from error
     model = next(found["model"] for found in list_schedules() if found["name"] == schedule)
     run_id = execution.rsplit(":", 1)[1]
-    console.print(f"started run {run_id} of {model}")
-    if not wait:
-        return
-    run = _follow(endpoint, api_key, model, run_id, timeout)
-    _print_run(run)
-    if run["status"] == "FAILED":
-        raise typer.Exit(1)
+    if not wait and as_json:
+        return show_json({"run_id": run_id, "model": model, "execution_arn": execution})
+    _finish(endpoint, api_key, model, run_id, wait, timeout, as_json)

@@ -9,28 +9,52 @@ from typing import Annotated
 
 import typer
 
-from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, console, err
+from aimass.cli.common import (
+    DEFAULT_ENDPOINT,
+    USAGE,
+    ApiKey,
+    AsJson,
+    Endpoint,
+    call,
+    console,
+    fail,
+    show_json,
+)
 
 
 def predict(
     name: str,
     data: Annotated[str | None, typer.Option(help="JSON body, e.g. '{\"instances\": [[...]]}'")] = None,
     file: Annotated[
-        Path | None, typer.Option(exists=True, help="file with the JSON body ('-' for stdin)")
+        # not exists=True: it refuses '-' (typer does not pass allow_dash on to click)
+        Path | None,
+        typer.Option(help="file with the JSON body ('-' for stdin)"),
     ] = None,
     version: Annotated[int | None, typer.Option()] = None,
     alias: Annotated[str | None, typer.Option()] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Send a V1 predict request for model NAME and print the response."""
-    text = data if data is not None else (file.read_text() if file else sys.stdin.read())
+    text = data if data is not None else _body_text(file)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
-        err.print(f"[red]the request body is not valid JSON: {error}[/red]")
-        raise typer.Exit(2) from error
+        raise fail(f"the request body is not valid JSON: {error}", USAGE) from error
     if isinstance(body, list):
         body = {"instances": body}
     path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
-    console.print_json(data=call("POST", endpoint, path + ":predict", api_key, json=body))
+    answer = call("POST", endpoint, path + ":predict", api_key, json=body)
+    if as_json:
+        return show_json(answer)
+    console.print_json(data=answer)
+
+
+def _body_text(file: Path | None) -> str:
+    """The request body from FILE, or from stdin for '-' or no --file."""
+    if file is None or str(file) == "-":
+        return sys.stdin.read()
+    if not file.is_file():
+        raise fail(f"--file {file}: no such file", USAGE)
+    return file.read_text()

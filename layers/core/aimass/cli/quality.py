@@ -6,9 +6,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from aimass.cli.common import DEFAULT_ENDPOINT, ApiKey, Endpoint, call, console, json_file
+from aimass.cli.common import (
+    DEFAULT_ENDPOINT,
+    FAILED,
+    ApiKey,
+    AsJson,
+    Endpoint,
+    call,
+    console,
+    json_file,
+    show_json,
+)
 
 app = typer.Typer(help="Data-quality policy and reports against a baseline.", no_args_is_help=True)
 
@@ -25,12 +36,15 @@ def quality_policy(
     ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show model NAME's data-quality policy, or change it with --violations / --anomalies."""
     policy = call("GET", endpoint, f"/v1/models/{name}/quality", api_key)
     if violations or anomalies:
         policy |= {k: v for k, v in (("violations", violations), ("anomalies", anomalies)) if v}
         policy = call("PUT", endpoint, f"/v1/models/{name}/quality", api_key, json=policy)
+    if as_json:
+        return show_json(policy)
     console.print(f"{name}: violations → {policy['violations']}, anomalies → {policy['anomalies']}")
 
 
@@ -61,11 +75,22 @@ def quality_check(
     ],
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Report FILE's data quality against model NAME's baseline: violations, completeness, drift."""
+    """Report FILE's data quality against model NAME's baseline: violations, completeness, drift.
+    Exits 1 when it found violations or drift, so a script can gate on it."""
     report = call(
         "POST", endpoint, f"/v1/models/{name}/quality:check", api_key, json={"instances": _instances(file)}
     )
+    if as_json:
+        show_json(report)
+    else:
+        _print_quality_report(name, report)
+    if report["violations"] or any(d["drifted"] for d in report["drift"]):
+        raise typer.Exit(FAILED)
+
+
+def _print_quality_report(name: str, report: dict[str, Any]) -> None:
     table = Table(
         "feature",
         "check",
@@ -73,7 +98,12 @@ def quality_check(
         title=f"{name} v{report['model']['version']}: {report['item_count']} rows",
     )
     for violation in report["violations"]:
-        table.add_row(violation["feature_name"], violation["constraint_check_type"], violation["description"])
+        # escaped: a description may quote a pattern, whose brackets rich would take for markup
+        table.add_row(
+            escape(violation["feature_name"]),
+            violation["constraint_check_type"],
+            escape(violation["description"]),
+        )
     console.print(table)
     drifted = [d["feature"] for d in report["drift"] if d["drifted"]]
     console.print(

@@ -1,0 +1,110 @@
+"""The `aimass` CLI for scripts, against the API in this process (on moto): --json prints what the
+API answered, and `quality check` exits 1 when it found problems (docs/cli.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from aimass.api.app import create_app
+from aimass.cli import app
+from aimass.cli.common import FAILED
+
+
+@pytest.fixture
+def api(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The aimass API in this process, with the demos registered: the CLI's HTTP calls go to it."""
+    import httpx
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(
+            httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
+        )
+        yield client
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, [*args, "--endpoint", "http://aimass.test"], catch_exceptions=False)
+
+
+def training_rows(tmp_path: Path, demos: dict[str, Any]) -> Path:
+    """breast-cancer's training rows, its baseline's reference: a CSV with a header."""
+    path = tmp_path / "training.csv"
+    path.write_bytes(demos["breast-cancer"].reference_csv)
+    return path
+
+
+def far_rows(tmp_path: Path, demos: dict[str, Any]) -> Path:
+    """Held-out breast-cancer rows with every value tripled, far from the training data."""
+    bc = demos["breast-cancer"]
+    names = [f.name for f in bc.enrichment.features]
+    path = tmp_path / "far.csv"
+    lines = [",".join(names)] + [",".join(str(float(v) * 3) for v in row) for row in bc.holdout[:40]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_models_list_json_is_the_api_answer(api: TestClient) -> None:
+    listed = cli("models", "list", "--json")
+
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == api.get("/v1/models").json()
+
+
+def test_quality_policy_json_is_the_api_answer(api: TestClient) -> None:
+    shown = cli("quality", "policy", "breast-cancer", "--json")
+
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == api.get("/v1/models/breast-cancer/quality").json()
+
+
+def test_quality_check_of_rows_like_the_baseline_exits_0(
+    api: TestClient, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    checked = cli("quality", "check", "breast-cancer", str(training_rows(tmp_path, demos)), "--json")
+
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["violations"] == [] and not any(d["drifted"] for d in report["drift"])
+
+
+def test_quality_check_that_finds_problems_exits_1_and_still_reports_them(
+    api: TestClient, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given rows far from the training data
+    rows = far_rows(tmp_path, demos)
+
+    # When they are checked, for people and for scripts
+    shown = cli("quality", "check", "breast-cancer", str(rows))
+    as_json = cli("quality", "check", "breast-cancer", str(rows), "--json")
+
+    # Then both exit 1, with the violations in the JSON and in the table, their ranges' brackets kept
+    assert shown.exit_code == FAILED and as_json.exit_code == FAILED
+    report = json.loads(as_json.stdout)
+    description = report["violations"][0]["description"]
+    assert "[" in description  # e.g. "36 of 40 values are outside [5.6491, 30.1519]"
+    table_text = re.sub(r"[\s│┃]", "", shown.stdout)  # the table wraps cells at the test's width
+    assert re.sub(r"\s", "", description) in table_text
+
+
+def test_predict_reads_the_body_from_stdin_with_file_dash(api: TestClient, demos: dict[str, Any]) -> None:
+    # Given a request body piped in
+    body = json.dumps({"instances": demos["breast-cancer"].holdout[:2].tolist()})
+
+    # When predict reads it from `--file -`
+    answered = CliRunner().invoke(
+        app,
+        ["predict", "breast-cancer", "--file", "-", "--json", "--endpoint", "http://aimass.test"],
+        input=body,
+    )
+
+    # Then the API's predictions come back, one per row
+    assert answered.exit_code == 0, answered.output
+    assert len(json.loads(answered.stdout)["predictions"]) == 2
