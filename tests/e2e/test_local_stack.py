@@ -195,7 +195,7 @@ def test_scripts_read_json_and_tell_an_unreachable_api_by_its_exit_code(stack: S
     )
     assert gone.returncode == 3
     assert gone.stderr.strip().splitlines() == [
-        "cannot reach GET http://127.0.0.1:9/v1/models: [Errno 111] Connection refused"
+        "cannot reach GET http://127.0.0.1:9/v1/models?detail=true: [Errno 111] Connection refused"
     ]
 
     version = subprocess.run([str(AIMASS), "--version"], capture_output=True, text=True, check=False)

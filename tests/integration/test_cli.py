@@ -55,7 +55,7 @@ def test_models_list_json_is_the_api_answer(api: TestClient) -> None:
     listed = cli("models", "list", "--json")
 
     assert listed.exit_code == 0, listed.output
-    assert json.loads(listed.stdout) == api.get("/v1/models").json()
+    assert json.loads(listed.stdout) == api.get("/v1/models?detail=true").json()
 
 
 def test_quality_policy_json_is_the_api_answer(api: TestClient) -> None:

@@ -34,7 +34,7 @@ def test_an_api_that_does_not_answer_is_one_line_and_exit_3(closed_port: int) ->
     assert result.exit_code == UNREACHABLE
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.stderr.strip().splitlines() == [
-        f"cannot reach GET {endpoint}/v1/models: [Errno 111] Connection refused"
+        f"cannot reach GET {endpoint}/v1/models?detail=true: [Errno 111] Connection refused"
     ]
 
 
