@@ -206,3 +206,59 @@ def test_v2_binary_data_of_the_wrong_size_is_a_422_that_names_the_input(client: 
     # Then it is refused with the place and the sizes in the protocol's one string
     assert response.status_code == 422
     assert "inputs.0.parameters.binary_data_size: expected 256 bytes" in error_of(response)
+
+
+def push_again(client: TestClient, demos: dict[str, Any]) -> None:
+    client.post(
+        "/v1/models/breast-cancer/versions",
+        files={"model": ("m.onnx", demos["breast-cancer"].model)},
+        data={"metadata": demos["breast-cancer"].enrichment.model_dump_json()},
+    )
+
+
+def test_deleting_the_champion_alias_serves_the_latest_version(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given v1 champion and a v2
+    push_again(client, demos)
+    body = {"instances": [demos["breast-cancer"].holdout[0].tolist()]}
+    # When the champion alias is deleted
+    response = client.delete("/v1/models/breast-cancer/aliases/champion")
+    # Then the answer names the version it pointed at, and predictions come from the latest
+    assert response.status_code == 200, response.text
+    assert response.json()["previous_version"] == 1
+    assert client.post(PREDICT, json=body).json()["model"]["version"] == 2
+    assert client.get("/v1/models/breast-cancer/audit").json()[-1]["action"] == "remove_alias"
+
+
+def test_deleting_an_alias_that_is_not_there_is_404(client: TestClient) -> None:
+    response = client.delete("/v1/models/breast-cancer/aliases/challenger")
+    assert response.status_code == 404 and error_of(response)["details"][0]["loc"] == ["path", "alias"]
+
+
+def test_archiving_the_champions_version_is_409_naming_the_alias(client: TestClient) -> None:
+    response = client.patch("/v1/models/breast-cancer/versions/1", json={"archived": True})
+    assert response.status_code == 409 and "champion" in error_of(response)["message"]
+
+
+def test_an_archived_version_is_served_by_number_only_and_takes_no_alias(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given v1 champion and a v2, archived
+    push_again(client, demos)
+    response = client.patch("/v1/models/breast-cancer/versions/2", json={"archived": True})
+    assert response.status_code == 200, response.text
+    assert response.json() == {**response.json(), "archived": True, "latest_active_version": 1}
+    # Then it takes no alias (409 naming the field), yet answers when asked for by number
+    moved = client.put("/v1/models/breast-cancer/aliases/challenger", json={"version": 2})
+    assert moved.status_code == 409 and error_of(moved)["details"][0]["loc"] == ["body", "version"]
+    body = {"instances": [demos["breast-cancer"].holdout[0].tolist()]}
+    by_number = client.post("/v1/models/breast-cancer/versions/2:predict", json=body)
+    assert by_number.json()["model"]["version"] == 2
+    assert client.get("/v1/models/breast-cancer").json()["archived_versions"] == [2]
+
+
+def test_a_bad_archive_body_is_422_with_the_field(client: TestClient) -> None:
+    response = client.patch("/v1/models/breast-cancer/versions/1", json={"archived": "maybe"})
+    assert response.status_code == 422 and error_of(response)["details"][0]["loc"] == ["body", "archived"]
+    assert client.patch("/v1/models/breast-cancer/versions/7", json={"archived": True}).status_code == 404

@@ -108,3 +108,19 @@ def test_predict_reads_the_body_from_stdin_with_file_dash(api: TestClient, demos
     # Then the API's predictions come back, one per row
     assert answered.exit_code == 0, answered.output
     assert len(json.loads(answered.stdout)["predictions"]) == 2
+
+
+def test_models_unalias_and_archive_print_the_api_answer_as_json(api: TestClient) -> None:
+    # Given the demo model's v1 is champion
+    # When archiving it is asked first, it is refused (exit 1) naming the alias
+    refused = cli("models", "archive", "breast-cancer", "1")
+    assert refused.exit_code == FAILED and "champion" in refused.output
+    # Then with the alias removed, archiving succeeds, and --undo brings it back
+    removed = cli("models", "unalias", "breast-cancer", "champion", "--json")
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(removed.stdout)["previous_version"] == 1
+    archived = cli("models", "archive", "breast-cancer", "1", "--json")
+    assert archived.exit_code == 0, archived.output
+    assert json.loads(archived.stdout)["latest_active_version"] is None
+    back = cli("models", "archive", "breast-cancer", "1", "--undo")
+    assert back.exit_code == 0 and "latest not archived: v1" in back.stdout

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aimass import artifacts, aws, wiring
-from aimass.errors import IntegrityError, NotFound, ValidationFailed
+from aimass.errors import Conflict, IntegrityError, NotFound, ValidationFailed
 from aimass.registration import register_version, set_alias
 
 
@@ -84,3 +84,86 @@ def test_invalid_names_and_aliases_are_refused(moto_aws: None, demos: dict[str, 
     push(demos)
     with pytest.raises(ValidationFailed):
         set_alias(wiring.registry(), "breast-cancer", "Not An Alias", 1, "bob")
+
+
+def test_removing_the_champion_leaves_requests_to_the_latest_version(
+    moto_aws: None, demos: dict[str, Any]
+) -> None:
+    # Given two versions, the first champion
+    push(demos), push(demos)
+    set_alias(wiring.registry(), "breast-cancer", "champion", 1, "bob")
+    # When the champion alias is removed
+    removed = wiring.registry().remove_alias("breast-cancer", "champion", "carol")
+    # Then it is gone, requests mean the latest version, and the audit trail says who and what
+    assert removed.previous_version == 1
+    assert wiring.registry().get_model("breast-cancer").aliases == {}
+    assert wiring.registry().resolve("breast-cancer").version == 2
+    last = wiring.registry().audit_trail("breast-cancer")[-1]
+    assert (last.action, last.actor, last.details) == (
+        "remove_alias",
+        "carol",
+        {"alias": "champion", "previous_version": 1},
+    )
+
+
+def test_removing_an_alias_that_is_not_there_is_not_found(moto_aws: None, demos: dict[str, Any]) -> None:
+    push(demos)
+    with pytest.raises(NotFound) as raised:
+        wiring.registry().remove_alias("breast-cancer", "challenger", "carol")
+    assert raised.value.details[0]["loc"] == ["path", "alias"]
+
+
+def test_an_archived_version_is_skipped_by_latest_but_served_by_number(
+    moto_aws: None, demos: dict[str, Any]
+) -> None:
+    # Given three versions
+    push(demos), push(demos), push(demos)
+    # When the latest is archived
+    standing = wiring.registry().set_archived("breast-cancer", 3, True, "dave")
+    # Then requests without a version mean the one before it, and version 3 is still there by number
+    assert (standing.archived, standing.latest_active_version) == (True, 2)
+    assert wiring.registry().resolve("breast-cancer").version == 2
+    assert wiring.registry().resolve("breast-cancer", version=3).version == 3
+    summary = wiring.registry().get_model("breast-cancer")
+    assert (summary.archived_versions, summary.latest_version) == ([3], 3)
+    # And a version registered later is the latest again
+    push(demos)
+    assert wiring.registry().resolve("breast-cancer").version == 4
+
+
+def test_an_archived_version_takes_no_alias(moto_aws: None, demos: dict[str, Any]) -> None:
+    push(demos), push(demos)
+    wiring.registry().set_archived("breast-cancer", 1, True, "dave")
+    with pytest.raises(Conflict) as raised:
+        set_alias(wiring.registry(), "breast-cancer", "challenger", 1, "bob")
+    assert "archived" in raised.value.message
+    assert wiring.registry().get_model("breast-cancer").aliases == {}
+
+
+def test_a_version_an_alias_points_at_cannot_be_archived(moto_aws: None, demos: dict[str, Any]) -> None:
+    push(demos)
+    set_alias(wiring.registry(), "breast-cancer", "champion", 1, "bob")
+    set_alias(wiring.registry(), "breast-cancer", "challenger", 1, "bob")
+    with pytest.raises(Conflict) as raised:
+        wiring.registry().set_archived("breast-cancer", 1, True, "dave")
+    assert "challenger, champion" in raised.value.message
+    assert wiring.registry().get_model("breast-cancer").archived_versions == []
+
+
+def test_with_every_version_archived_only_a_version_by_number_is_served(
+    moto_aws: None, demos: dict[str, Any]
+) -> None:
+    push(demos)
+    wiring.registry().set_archived("breast-cancer", 1, True, "dave")
+    with pytest.raises(NotFound, match="every version is archived"):
+        wiring.registry().resolve("breast-cancer")
+    assert wiring.registry().resolve("breast-cancer", version=1).version == 1
+    # Unarchived, it is the latest again; both changes are audited
+    standing = wiring.registry().set_archived("breast-cancer", 1, False, "erin")
+    assert (standing.archived, standing.latest_active_version) == (False, 1)
+    assert wiring.registry().resolve("breast-cancer").version == 1
+    trail = wiring.registry().audit_trail("breast-cancer")
+    assert [(r.action, r.actor, r.details["version"]) for r in trail[1:]] == [
+        ("archive_version", "dave", 1),
+        ("unarchive_version", "erin", 1),
+    ]

@@ -19,7 +19,7 @@ from aimass.contracts.registry import (
     SignatureEnrichment,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
-from aimass.errors import ValidationFailed, field_error
+from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
 from aimass.registry import Registry, version_meant
@@ -81,10 +81,13 @@ def choose_backend(
 
 def ready(summary: ModelSummary, versions: list[ModelVersion]) -> bool:
     """Whether `:predict` without a version can be served (KServe's `ready`): the version it means
-    (champion, else the latest) is registered and its model file is in S3. Decided from the records
-    already read and one HeadObject: nothing is downloaded or loaded, the registry function serves
-    no predictions."""
-    meant = version_meant(summary, None)
+    (champion, else the latest not archived) is registered and its model file is in S3. Decided from
+    the records already read and one HeadObject: nothing is downloaded or loaded, the registry
+    function serves no predictions."""
+    try:
+        meant = version_meant(summary, None)
+    except NotFound:  # every version archived, and no champion
+        return False
     record = next((v for v in versions if v.version == meant), None)
     return record is not None and artifacts.exists(record.artifact_uri)
 

@@ -1,7 +1,9 @@
 """The model registry in DynamoDB: immutable versions, movable aliases, an audit record per change.
 
 One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
-  MODELS / <name>                 summary: latest_version, aliases, rules_version, quality_policy
+  MODELS / <name>                 summary: latest_version, aliases, rules_version, quality_policy,
+                                  archived (a number set), latest_active (the latest not archived;
+                                  0: none; absent on models never archived: latest_version)
   MODEL#<name> / V#<00000001>     an immutable version (the ModelVersion as JSON)
   MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
@@ -24,9 +26,17 @@ from aimass import aws
 from aimass.contracts.common import utcnow
 from aimass.contracts.feedback import LabelRecord, VersionAccuracy
 from aimass.contracts.quality import QualityPolicy
-from aimass.contracts.registry import Alias, AuditRecord, ModelSummary, ModelVersion, Task
+from aimass.contracts.registry import (
+    Alias,
+    AliasRemoved,
+    AuditRecord,
+    ModelSummary,
+    ModelVersion,
+    Task,
+    VersionStanding,
+)
 from aimass.contracts.rules import Ruleset, RulesetVersion
-from aimass.errors import Conflict, NotFound
+from aimass.errors import Conflict, NotFound, field_error
 
 CATALOG = "MODELS"
 
@@ -89,14 +99,25 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
             if "quality_policy" in item
             else QualityPolicy()
         ),
+        archived_versions=sorted(int(v) for v in item.get("archived", {}).get("NS", [])),
+        latest_active_version=(int(item["latest_active"]["N"]) or None) if "latest_active" in item else None,
         updated_at=item["updated_at"]["S"],
     )
 
 
 def version_meant(summary: ModelSummary, alias: str | None) -> int:
-    """The version number an alias (or, without one, `champion`, else the latest) points at."""
+    """The version number an alias (or, without one, `champion`, else the latest not archived)
+    points at."""
     if alias is None:
-        return summary.aliases.get("champion", summary.latest_version)
+        if "champion" in summary.aliases:
+            return summary.aliases["champion"]
+        if summary.latest_active_version is None:
+            raise NotFound(
+                f"model {summary.name!r} has no champion and every version is archived: ask for a "
+                "version by number, or unarchive one",
+                [{"loc": ["path", "name"], "message": "every version is archived", "type": "all_archived"}],
+            )
+        return summary.latest_active_version
     if alias not in summary.aliases:
         raise NotFound(
             f"model {summary.name!r} has no alias {alias!r}",
@@ -220,7 +241,8 @@ class Registry:
         return versions
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
-        """The version a request means: explicit, by alias, else `champion`, else the latest."""
+        """The version a request means: explicit (archived or not), by alias, else `champion`, else
+        the latest not archived."""
         if version is None:
             version = version_meant(self.get_model(name), alias)
         return self.get_version(name, version)
@@ -256,18 +278,25 @@ class Registry:
         values: dict[str, Any],
         audit: AuditRecord,
         names: dict[str, str] | None = None,
+        condition: str | None = None,
     ) -> None:
-        """Change an existing model's summary and record who did it, atomically."""
+        """Change an existing model's summary and record who did it, atomically; `condition` (on the
+        summary) must hold too, else Conflict: it changed since it was read."""
         update: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"pk": _s(CATALOG), "sk": _s(name)},
-            "ConditionExpression": "attribute_exists(pk)",
+            "ConditionExpression": "attribute_exists(pk)" + (f" AND ({condition})" if condition else ""),
             "UpdateExpression": expression,
             "ExpressionAttributeValues": values,
         }
         if names:
             update["ExpressionAttributeNames"] = names
-        self._ddb.transact_write_items(TransactItems=[{"Update": update}, self._audit_put(audit)])
+        try:
+            self._ddb.transact_write_items(TransactItems=[{"Update": update}, self._audit_put(audit)])
+        except self._ddb.exceptions.TransactionCanceledException as error:
+            if condition is None:
+                raise
+            raise Conflict(f"model {name!r} changed meanwhile; read it again and retry") from error
 
     def commit_version(self, record: ModelVersion) -> ModelVersion:
         """Store a version (never overwriting one) and move `latest_version` forward, atomically."""
@@ -301,7 +330,8 @@ class Registry:
                 "Update": {
                     "TableName": self.table,
                     "Key": {"pk": _s(CATALOG), "sk": _s(record.name)},
-                    "UpdateExpression": set_summary + (", latest_version = :v" if move_latest else ""),
+                    "UpdateExpression": set_summary
+                    + (", latest_version = :v, latest_active = :v" if move_latest else ""),
                     "ExpressionAttributeValues": values,
                 }
             }
@@ -473,6 +503,11 @@ class Registry:
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
         summary = self.get_model(name)
         self.get_version(name, version)
+        if version in summary.archived_versions:
+            raise Conflict(
+                f"version {version} of {name!r} is archived and takes no alias; unarchive it first",
+                [field_error(["body", "version"], "archived", "archived")],
+            )
         previous = summary.aliases.get(alias)
         now = utcnow()
         audit = AuditRecord(
@@ -487,8 +522,80 @@ class Registry:
             {":v": _n(version), ":t": _s(now)},
             audit,
             names={"#alias": alias},
+            condition="attribute_not_exists(archived) OR NOT contains(archived, :v)",
         )
         return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
+
+    def remove_alias(self, name: str, alias: str, actor: str) -> AliasRemoved:
+        """Take an alias away. Without `champion`, requests without a version get the latest version
+        not archived."""
+        summary = self.get_model(name)
+        previous = version_meant(summary, alias)  # 404 when there is no such alias
+        now = utcnow()
+        audit = AuditRecord(
+            actor=actor,
+            action="remove_alias",
+            model=name,
+            details={"alias": alias, "previous_version": previous},
+        )
+        self._update_summary(
+            name,
+            "REMOVE aliases.#alias SET updated_at = :t",
+            {":t": _s(now), ":v": _n(previous)},
+            audit,
+            names={"#alias": alias},
+            condition="aliases.#alias = :v",
+        )
+        return AliasRemoved(name=name, alias=alias, previous_version=previous, updated_at=now)
+
+    def set_archived(self, name: str, version: int, archived: bool, actor: str) -> VersionStanding:
+        """Archive a version (no alias may point at it: they are named in the Conflict) or bring it
+        back. The version record itself is never changed; the summary's archived set and latest
+        version not archived are, checked against the summary as read (a concurrent change: Conflict)."""
+        summary = self.get_model(name)
+        self.get_version(name, version)
+        if archived == (version in summary.archived_versions):
+            state = "archived" if archived else "not archived"
+            raise Conflict(
+                f"version {version} of {name!r} is already {state}",
+                [field_error(["body", "archived"], f"already {state}", "unchanged")],
+            )
+        pointing = sorted(a for a, v in summary.aliases.items() if v == version)
+        if archived and pointing:
+            raise Conflict(
+                f"version {version} of {name!r} is what {', '.join(pointing)} point(s) at: remove or move "
+                "those aliases first",
+                [field_error(["path", "version"], f"alias {a!r} points at it", "aliased") for a in pointing],
+            )
+        now_archived = set(summary.archived_versions) ^ {version}
+        active = [v.version for v in self.list_versions(name) if v.version not in now_archived]
+        latest_active = max(active, default=0)
+        now = utcnow()
+        audit = AuditRecord(
+            actor=actor,
+            action="archive_version" if archived else "unarchive_version",
+            model=name,
+            details={"version": version, "latest_active_version": latest_active or None},
+        )
+        self._update_summary(
+            name,
+            f"{'ADD' if archived else 'DELETE'} archived :set SET latest_active = :a, updated_at = :t",
+            {
+                ":set": {"NS": [str(version)]},
+                ":a": _n(latest_active),
+                ":t": _s(now),
+                ":seen": _s(summary.updated_at),
+            },
+            audit,
+            condition="updated_at = :seen",
+        )
+        return VersionStanding(
+            name=name,
+            version=version,
+            archived=archived,
+            latest_active_version=latest_active or None,
+            updated_at=now,
+        )
 
     def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str) -> QualityPolicy:
         previous = self.get_model(name).quality_policy

@@ -17,6 +17,7 @@ from aimass.config import settings
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import (
     Alias,
+    AliasRemoved,
     AliasUpdate,
     AuditRecord,
     ModelDetail,
@@ -24,6 +25,8 @@ from aimass.contracts.registry import (
     ModelNames,
     ModelVersion,
     SignatureEnrichment,
+    VersionStanding,
+    VersionUpdate,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
@@ -70,6 +73,21 @@ def get_model(name: str) -> Response:
 @router.get("/v1/models/{name}/versions/{version}", response_model=ModelVersion, responses=ERRORS)
 def get_version(name: str, version: int) -> Response:
     return JSON(registry().get_version(name, version).model_dump())
+
+
+@router.patch(
+    "/v1/models/{name}/versions/{version}",
+    response_model=VersionStanding,
+    responses=ERRORS,
+    openapi_extra=openapi_body(VersionUpdate),
+    summary="Archive a version (no alias may point at it; `latest` skips it, asking by number still "
+    "serves it) or bring it back",
+)
+async def patch_version(name: str, version: int, request: Request) -> Response:
+    body = await parse(request, VersionUpdate)
+    standing = registry().set_archived(name, version, body.archived, actor(request))
+    registry_changed(name)
+    return JSON(standing.model_dump())
 
 
 @router.get("/v1/models/{name}/audit", response_model=list[AuditRecord], responses=ERRORS)
@@ -181,6 +199,19 @@ async def put_alias(name: str, alias: str, request: Request) -> Response:
     moved = set_alias(registry(), name, alias, body.version, actor(request))
     registry_changed(name)
     return JSON(moved.model_dump())
+
+
+@router.delete(
+    "/v1/models/{name}/aliases/{alias}",
+    response_model=AliasRemoved,
+    responses=ERRORS,
+    summary="Remove an alias; without `champion`, requests without a version get the latest version "
+    "not archived",
+)
+def delete_alias(name: str, alias: str, request: Request) -> Response:
+    removed = registry().remove_alias(name, alias, actor(request))
+    registry_changed(name)
+    return JSON(removed.model_dump())
 
 
 @router.get("/v1/models/{name}/rules", response_model=RulesetVersion, responses=ERRORS, tags=["rules"])

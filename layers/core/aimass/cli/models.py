@@ -1,4 +1,4 @@
-"""`aimass models`: register, list and alias model versions."""
+"""`aimass models`: register, list, alias and archive model versions."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from aimass.cli.common import (
     show_json,
 )
 
-app = typer.Typer(help="Register, list and alias model versions.", no_args_is_help=True)
+app = typer.Typer(help="Register, list, alias and archive model versions.", no_args_is_help=True)
 
 
 @app.command("push")
@@ -135,3 +135,41 @@ def alias(
         return show_json(result)
     before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
     console.print(f"{name}: {alias} → v{result['version']}{before}")
+
+
+@app.command("unalias")
+def unalias(
+    name: str,
+    alias: str,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Remove ALIAS of model NAME. Without champion, NAME serves its latest version not archived."""
+    result = call("DELETE", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key)
+    if as_json:
+        return show_json(result)
+    console.print(f"{name}: {alias} removed (was v{result['previous_version']})")
+
+
+@app.command("archive")
+def archive(
+    name: str,
+    version: int,
+    undo: Annotated[bool, typer.Option("--undo", help="bring an archived version back")] = False,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Archive VERSION of model NAME: it takes no alias and latest skips it; asked for by number it
+    is still served. No alias may point at it."""
+    result = call(
+        "PATCH", endpoint, f"/v1/models/{name}/versions/{version}", api_key, json={"archived": not undo}
+    )
+    if as_json:
+        return show_json(result)
+    latest = result["latest_active_version"]
+    console.print(
+        f"{name} v{version} {'archived' if result['archived'] else 'unarchived'}; latest not archived: "
+        + (f"v{latest}" if latest else "none")
+    )

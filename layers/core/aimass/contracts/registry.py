@@ -156,14 +156,29 @@ class ModelSummary(BaseModel):
     aliases: dict[str, int] = Field(default_factory=dict)
     rules_version: int | None = None
     quality_policy: QualityPolicy = Field(default_factory=QualityPolicy)
+    archived_versions: list[int] = Field(
+        default_factory=list,
+        description="versions taken out of default serving: they take no alias, and `latest` skips them",
+    )
+    latest_active_version: int | None = Field(
+        default=None,
+        description="the latest version not archived, what serves when there is no champion; "
+        "null when every version is archived",
+    )
     updated_at: str
+
+    @model_validator(mode="after")
+    def _latest_active_defaults_to_latest(self) -> ModelSummary:
+        if self.latest_active_version is None and self.latest_version not in self.archived_versions:
+            self.latest_active_version = self.latest_version
+        return self
 
 
 class ModelDetail(ModelSummary):
     versions: list[ModelVersion]
     ready: bool = Field(
-        description="the version `:predict` serves (champion, else the latest) is registered and its "
-        "model file is in S3"
+        description="the version `:predict` serves (champion, else the latest not archived) is "
+        "registered and its model file is in S3"
     )
 
 
@@ -195,9 +210,47 @@ class Alias(BaseModel):
     updated_at: str
 
 
+class AliasRemoved(BaseModel):
+    """What removing an alias did: the version it pointed at."""
+
+    name: str
+    alias: str
+    previous_version: int
+    updated_at: str
+
+
+class VersionUpdate(BaseModel):
+    """A change to a version's standing; the version itself (its file, signature) never changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"archived": True}]})
+
+    archived: bool = Field(
+        description="true: the version takes no alias and `latest` skips it, but is still served when "
+        "asked for by number; false: back in default serving"
+    )
+
+
+class VersionStanding(BaseModel):
+    """A version's standing after a change, and the model's latest version not archived."""
+
+    name: str
+    version: int
+    archived: bool
+    latest_active_version: int | None
+    updated_at: str
+
+
 class AuditRecord(BaseModel):
     at: str = Field(default_factory=utcnow)
     actor: str
-    action: Literal["register_version", "set_alias", "set_rules", "set_quality_policy"]
+    action: Literal[
+        "register_version",
+        "set_alias",
+        "remove_alias",
+        "archive_version",
+        "unarchive_version",
+        "set_rules",
+        "set_quality_policy",
+    ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)
