@@ -446,3 +446,31 @@ def test_an_output_read_whole_and_by_key_is_one_flat_map() -> None:
     )
     fired = run(rules, [[25.0, 1.0, 1], [40.0, 2.0, 0]], [prediction(0.9), prediction(0.1)])
     assert ids(fired) == [["sure"], ["two-classes"]]
+
+
+# skl2onnx's default export (ZipMap): the probabilities output has no columns the signature counts.
+ZIPMAP = CLASSIFIER.model_copy(
+    update={
+        "outputs": [
+            TensorSpec(name="output_label", dtype="int64", shape=[None]),
+            TensorSpec(name="output_probability", dtype="string", shape=[None]),
+        ],
+        "label_output": "output_label",
+        "probabilities_output": "output_probability",
+    }
+)
+
+
+def test_a_rule_on_a_zipmap_class_label_is_accepted_and_an_unknown_one_refused() -> None:
+    rules = ruleset(rule("yes", "output.probabilities['yes'] > 0.5", {"flag": "x"}))
+    assert ids(run(rules, [ROW, ROW], [prediction(0.9), prediction(0.1)], ZIPMAP)) == [["yes"], []]
+    details = refusal(ruleset(rule("typo", "output.probabilities['yse'] > 0.5", {"flag": "x"})), ZIPMAP)
+    assert details[0]["type"] == "unknown_field" and "output.probabilities['yse']" in details[0]["message"]
+
+
+def test_a_rule_on_a_zipmap_without_class_labels_cannot_be_checked_and_is_accepted() -> None:
+    # The graph's classes are not in the signature, so no key can be called unknown.
+    unlabeled = ZIPMAP.model_copy(update={"class_labels": None})
+    rules = ruleset(rule("seven", "output.probabilities['7'] > 0.5", {"flag": "x"}))
+    answer = {"label": 7, "probabilities": {"0": 0.1, "7": 0.9}}
+    assert ids(run(rules, [ROW], [answer], unlabeled)) == [["seven"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import get_args
 
@@ -187,3 +188,49 @@ def test_every_onnx_tensor_type_the_protocol_reads_is_a_signature_tensor_type() 
     # signature.py reads a graph's types through the protocol's table: a type added there must be one
     # a signature can hold
     assert set(ONNX_TYPES.values()) == set(get_args(TensorType))
+
+
+# skl2onnx's default export: `output_label` and `output_probability`, a list of {class index: probability}.
+ZIPMAP = TABULAR.model_copy(
+    update={
+        "outputs": [
+            TensorSpec(name="output_label", dtype="int64", shape=[None]),
+            TensorSpec(name="output_probability", dtype="string", shape=[None]),
+        ],
+        "class_labels": ["setosa", "versicolor", "virginica"],
+        "label_output": "output_label",
+        "probabilities_output": "output_probability",
+    }
+)
+ZIPMAP_OUTPUTS = {
+    "output_label": np.array([2], dtype=np.int64),
+    "output_probability": [{0: 0.0, 1: 0.25, 2: 0.75}],
+}
+
+
+def test_zipmap_probabilities_are_keyed_by_class_label() -> None:
+    assert tensors.v1_predictions(ZIPMAP, ZIPMAP_OUTPUTS, 1) == [
+        {"label": "virginica", "probabilities": {"setosa": 0.0, "versicolor": 0.25, "virginica": 0.75}}
+    ]
+
+
+def test_zipmap_probabilities_without_labels_keep_the_graphs_classes() -> None:
+    unlabeled = ZIPMAP.model_copy(update={"class_labels": None})
+    assert tensors.v1_predictions(unlabeled, ZIPMAP_OUTPUTS, 1)[0]["probabilities"] == {
+        "0": 0.0,
+        "1": 0.25,
+        "2": 0.75,
+    }
+
+
+def test_zipmap_string_classes_stay_as_they_are() -> None:
+    outputs = {"output_label": np.array(["b"]), "output_probability": [{"a": 0.5, "b": 0.5}]}
+    assert tensors.v1_predictions(ZIPMAP, outputs, 1)[0]["probabilities"] == {"a": 0.5, "b": 0.5}
+
+
+def test_zipmap_v2_output_is_bytes_of_json_keyed_by_class_label() -> None:
+    out = {t["name"]: t for t in tensors.v2_outputs(ZIPMAP, ZIPMAP_OUTPUTS, None)}
+    probabilities = out["output_probability"]
+    assert (probabilities["datatype"], probabilities["shape"]) == ("BYTES", [1])
+    assert json.loads(probabilities["data"][0]) == {"setosa": 0.0, "versicolor": 0.25, "virginica": 0.75}
+    assert out["output_label"]["datatype"] == "INT64"

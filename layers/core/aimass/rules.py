@@ -625,8 +625,9 @@ def _output_samples(signature: Signature) -> tuple[list[dict[str, Any]], bool, b
                     ),
                 }
             )
-        # A ZipMap's keys are the graph's classes, which the signature does not name.
-        return samples, not zipmap and (bool(labels) or width is not None), False
+        # A ZipMap's keys are the graph's classes: the class labels when the version has them (the
+        # codecs key its rows by them), else classes the signature does not name.
+        return samples, bool(labels) or (not zipmap and width is not None), False
     outputs = signature.outputs
     known = all(d is not None for s in outputs for d in s.shape[1:])
     if len(outputs) == 1:

@@ -26,8 +26,8 @@ def _spec(arg: Any, where: str) -> TensorSpec:
                 f"input {arg.name!r} has type {arg.type}; only tensor inputs are served",
                 [field_error(["model", "inputs", arg.name], "not a tensor", "unsupported_input")],
             )
-        # ZipMap's list of {class: probability}: served, but it has no tensor dtype.
-        return TensorSpec(name=arg.name, dtype="float32", shape=[None])
+        # ZipMap's list of {class: probability}: served as V2 BYTES, one JSON object per row.
+        return TensorSpec(name=arg.name, dtype="string", shape=[None])
     shape = [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
     return TensorSpec(name=arg.name, dtype=dtype, shape=shape)
 

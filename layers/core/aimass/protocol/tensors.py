@@ -7,7 +7,7 @@ pass; only a request with a problem is walked value by value, to say where each 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,18 @@ def datatype_of(array: np.ndarray) -> str:
     """The V2 datatype of an output array (strings and other objects: BYTES)."""
     kind = "string" if array.dtype == object else str(array.dtype)
     return V2_DATATYPES.get(kind, "BYTES")
+
+
+def class_probabilities(row: dict[Any, Any], labels: Sequence[str] | None = None) -> dict[str, float]:
+    """One row of a ZipMap output ({class: probability}) keyed by class name: an integer class is an
+    index into `labels` (skl2onnx numbers the classes of integer targets 0..n-1, the order of the
+    class labels); a string class, or one that `labels` do not cover, keeps its own name."""
+    if not labels:
+        return {str(k): float(v) for k, v in row.items()}
+    count = len(labels)
+    return {
+        (labels[k] if isinstance(k, int) and 0 <= k < count else str(k)): float(v) for k, v in row.items()
+    }
 
 
 def fits(shape: tuple[int, ...], spec: tuple[int | None, ...] | None) -> bool:

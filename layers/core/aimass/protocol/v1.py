@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aimass.protocol.errors import MAX_DETAILS, ValidationFailed, field_error
-from aimass.protocol.tensors import Spec, Where, convert_clean, json_type, to_tensor
+from aimass.protocol.tensors import Spec, Where, class_probabilities, convert_clean, json_type, to_tensor
 
 NO_INSTANCES = 'expected {"instances": [...]}, a non-empty list'
 
@@ -220,7 +220,7 @@ def _classifications(classes: Classes, labels: Any, probabilities: Any, count: i
         if names:
             prob_rows = [dict(zip(names, row, strict=True)) for row in prob_rows]
     else:  # ZipMap: a list of {class: probability}
-        prob_rows = [{str(k): float(v) for k, v in row.items()} for row in probabilities]
+        prob_rows = [class_probabilities(row, names) for row in probabilities]
     answers = []
     for label, probs in zip(_rows(labels), prob_rows, strict=True):
         if names and isinstance(label, int) and 0 <= label < len(names):

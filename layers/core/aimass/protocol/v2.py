@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
 from aimass.protocol.errors import ValidationFailed, field_error
-from aimass.protocol.tensors import V2_DATATYPES, Spec, convert, datatype_of, fits, shape_text
+from aimass.protocol.tensors import (
+    V2_DATATYPES,
+    Spec,
+    class_probabilities,
+    convert,
+    datatype_of,
+    fits,
+    shape_text,
+)
 
 DATATYPES = frozenset(V2_DATATYPES.values())
 TENSOR_FIELDS = ("name", "shape", "datatype", "data")
@@ -225,9 +233,14 @@ def check_outputs(wanted: Sequence[str] | None, available: Sequence[str]) -> Non
         )
 
 
-def output_tensors(outputs: dict[str, Any], wanted: Sequence[str] | None = None) -> list[OutputTensor]:
+def output_tensors(
+    outputs: dict[str, Any],
+    wanted: Sequence[str] | None = None,
+    labels: Mapping[str, Sequence[str]] | None = None,
+) -> list[OutputTensor]:
     """The model's outputs (those asked for, else all) as V2 tensors; what is not a tensor (ZipMap's
-    list of {class: probability}) travels as BYTES, one JSON document per row."""
+    list of {class: probability}) travels as BYTES, one JSON document per row, keyed by the class
+    names in `labels` for that output when there are some."""
     names = list(wanted or outputs)
     check_outputs(names, list(outputs))
     tensors: list[OutputTensor] = []
@@ -243,8 +256,9 @@ def output_tensors(outputs: dict[str, Any], wanted: Sequence[str] | None = None)
                 }
             )
         else:
+            classes = (labels or {}).get(name)
             rows = [
-                json.dumps({str(k): float(v) for k, v in row.items()} if isinstance(row, dict) else row)
+                json.dumps(class_probabilities(row, classes) if isinstance(row, dict) else row)
                 for row in value
             ]
             tensors.append({"name": name, "datatype": "BYTES", "shape": [len(rows)], "data": rows})

@@ -41,5 +41,15 @@ def v1_predictions(signature: Signature, outputs: dict[str, Any], count: int) ->
     return v1.predictions(outputs, count, classes, scalar_rows=signature.task == "regression")
 
 
+def v2_outputs(
+    signature: Signature, outputs: dict[str, Any], wanted: Sequence[str] | None
+) -> list[v2.OutputTensor]:
+    """ONNX outputs → Open Inference Protocol output tensors; a ZipMap's rows keyed by class name."""
+    labels = None
+    if signature.class_labels and signature.probabilities_output:
+        labels = {signature.probabilities_output: signature.class_labels}
+    return v2.output_tensors(outputs, wanted, labels)
+
+
 def output_names(signature: Signature) -> list[str]:
     return [o.name for o in signature.outputs]

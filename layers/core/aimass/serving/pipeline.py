@@ -242,7 +242,7 @@ class V2:
             parameters = {**(parameters or {}), "prediction_ids": ids}
         return v2.response(
             self.name,
-            v2.output_tensors(answer.outputs, self.request.outputs),
+            codecs.v2_outputs(model.version.signature, answer.outputs, self.request.outputs),
             model_version=str(model.version.version),
             request_id=self.request.id,
             parameters=parameters,
