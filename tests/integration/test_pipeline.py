@@ -205,6 +205,12 @@ def test_corrupted_data_stops_the_run_at_validation(stack: Stack) -> None:
     assert message["decision"] == "failed" and message["error"] == "DatasetRejected"
     cause = json.loads(message["cause"])["errorMessage"]
     assert "failed validation" in cause
+    # The notice's cause carries the problems, each where it is
+    rejection = json.loads(cause)
+    where = {(p["type"], p["file"], p["column"], p["row"]) for p in rejection["problems"]}
+    assert ("missing_column", "datasets/bc-corrupt/nolabel.csv", "label", None) in where
+    assert ("incomplete", "datasets/bc-corrupt/broken.csv", "mean_radius", 1) in where
+    assert rejection["more"] == 0
     history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert "Train" not in entered and entered[-1] == "Fail"

@@ -92,6 +92,66 @@ def test_a_rejected_and_a_failed_run_say_why(client: TestClient) -> None:
     assert [state["name"] for state in run["states"]][-3:] == ["Failed", "NotifyFailure", "Fail"]
 
 
+def test_a_run_that_fails_validation_shows_each_problem_in_the_api_and_the_cli(
+    client: TestClient, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given training data whose mean_radius is "n/a" from its 3rd row on, and a file without the label
+    import httpx
+    from typer.testing import CliRunner
+
+    from aimass.cli import app
+
+    demo = demos["breast-cancer"]
+    register_version(wiring.registry(), settings().bucket, "bc-invalid", demo.model, "test", demo.enrichment)
+    lines = [line.split(",") for line in training_csv().decode().splitlines()]
+    radius = lines[0].index("mean_radius")
+    for row in lines[3:]:
+        row[radius] = "n/a"
+    s3 = aws.client("s3")
+    s3.put_object(
+        Bucket=settings().bucket,
+        Key="datasets/bc-invalid/broken.csv",
+        Body="\n".join(",".join(row) for row in lines).encode(),
+    )
+    s3.put_object(
+        Bucket=settings().bucket,
+        Key="datasets/bc-invalid/nolabel.csv",
+        Body="\n".join(",".join(row[:-1]) for row in lines[:30]).encode(),
+    )
+
+    # When a run starts and stops
+    run_id = client.post("/v1/models/bc-invalid/pipeline:run").json()["run_id"]
+    deadline = time.monotonic() + 120
+    while (run := client.get(f"/v1/models/bc-invalid/pipeline/runs/{run_id}").json())["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{run_id}: still running after 120 s"
+        time.sleep(0.1)
+
+    # Then the API names the failed step and each problem, where it is
+    assert (run["status"], run["decision"]) == ("FAILED", "failed")
+    error = run["error"]
+    assert (error["code"], error["step"], error["more"]) == ("DatasetRejected", "Validate", 0)
+    assert "failed validation" in error["message"]
+    where = {(p["type"], p["file"], p["column"], p["row"]) for p in error["problems"]}
+    assert ("missing_column", "datasets/bc-invalid/nolabel.csv", "label", None) in where
+    assert ("incomplete", "datasets/bc-invalid/broken.csv", "mean_radius", 3) in where
+    assert [s["name"] for s in run["states"] if s["failed"]] == ["Validate"]
+
+    # ... and `aimass pipeline status` prints each problem and crosses the failed step, never a tick
+    monkeypatch.setattr(
+        httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
+    )
+    shown = CliRunner().invoke(
+        app, ["pipeline", "status", "bc-invalid", run_id, "--endpoint", "http://aimass.test"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "✓ Ingest" in shown.output and "✗ Validate" in shown.output
+    assert "✓ Validate" not in shown.output and "✓ Failed" not in shown.output
+    assert "now" not in shown.output  # the Fail state it ended in is not one it is still in
+    assert "failed in Validate: DatasetRejected" in shown.output
+    assert "✗ datasets/bc-invalid/nolabel.csv, column label: column is missing from the file" in shown.output
+    assert "✗ datasets/bc-invalid/broken.csv, column mean_radius, row 3:" in shown.output
+
+
 def test_the_runs_list_has_every_run_newest_first_however_started(client: TestClient) -> None:
     # A run started without the API (as a schedule does) is recorded by its Ingest step
     machine = statemachines.arns()["TrainingPipelineStateMachine"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aimass.contracts.pipeline import RUN_ID_PATTERN
-from aimass.pipeline import runs
+from aimass.pipeline import data, runs
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RECORD = {"run_id": "r1", "execution_arn": "arn:aws:states:us-east-1:1:execution:p:r1", "started_at": "x"}
@@ -118,11 +118,69 @@ def test_failed_timed_out_and_aborted_runs_are_failed_with_a_readable_error() ->
     cause = json.dumps({"errorMessage": "Train: unknown parameter nope", "errorType": "ValidationFailed"})
     state = {"outcome": {"decision": "failed", "error": "ValidationFailed", "cause": cause}}
     failed = {"status": "FAILED", "startDate": at(0), "error": "PipelineFailed", "cause": cause}
-    run = runs.run_detail(RECORD, "m", failed, [], state)
+    events = [entered("Train", 0), exited("Train", 1, {"error": {"Error": "ValidationFailed"}})]
+    states, _ = runs.states_passed(events)
+    run = runs.run_detail(RECORD, "m", failed, states, state)
     assert (run["status"], run["decision"]) == ("FAILED", "failed")
-    assert run["error"] == {"code": "ValidationFailed", "message": "Train: unknown parameter nope"}
+    assert run["error"] == {
+        "code": "ValidationFailed",
+        "message": "Train: unknown parameter nope",
+        "step": "Train",
+        "problems": [],
+        "more": 0,
+    }
 
     for status in ("TIMED_OUT", "ABORTED"):
         run = runs.run_detail(RECORD, "m", {"status": status, "startDate": at(0)}, [], None)
         assert (run["status"], run["execution_status"], run["decision"]) == ("FAILED", status, "failed")
         assert run["error"]["code"] == status
+
+
+def rejection_events(cause: str) -> list[dict[str, Any]]:
+    """Ingest, then Validate failing: its Catch leaves the error at $.error, and the failure path runs."""
+    error = {"error": {"Error": "DatasetRejected", "Cause": cause}}
+    outcome = {**error, "outcome": {"decision": "failed", "error": "DatasetRejected", "cause": cause}}
+    return [
+        entered("Ingest", 0),
+        exited("Ingest", 1, {"model": "m"}),
+        entered("Validate", 1),
+        exited("Validate", 2, {"model": "m", **error}),
+        entered("Failed", 2),
+        exited("Failed", 2, {"model": "m", **outcome}),
+        entered("NotifyFailure", 2),
+        exited("NotifyFailure", 3, {"model": "m", **outcome}),
+    ]
+
+
+def test_the_state_a_task_failed_in_is_marked_and_no_other() -> None:
+    states, _ = runs.states_passed(rejection_events("{}"))
+
+    assert [(s["name"], s["failed"]) for s in states] == [
+        ("Ingest", False),
+        ("Validate", True),
+        ("Failed", False),
+        ("NotifyFailure", False),
+    ]
+
+
+def test_a_rejected_dataset_lists_its_problems_under_the_failed_step() -> None:
+    # Given Validate's rejection as the Lambda runtime reports it: its JSON text is the errorMessage
+    problems = [
+        data.problem("column is missing from the file", "missing_column", "datasets/m/a.csv", "label")
+    ]
+    rejection = str(data.DatasetRejected("the training data for m failed validation (3 problems)", problems))
+    cause = json.dumps({"errorMessage": rejection, "errorType": "DatasetRejected", "stackTrace": []})
+    states, state = runs.states_passed(rejection_events(cause))
+    execution = {"status": "FAILED", "startDate": at(0), "error": "PipelineFailed", "cause": cause}
+
+    # When the run is read
+    run = runs.run_detail(RECORD, "m", execution, states, state)
+
+    # Then its error says where it failed, and each problem
+    assert run["error"] == {
+        "code": "DatasetRejected",
+        "message": "the training data for m failed validation (3 problems)",
+        "step": "Validate",
+        "problems": problems,
+        "more": 0,
+    }

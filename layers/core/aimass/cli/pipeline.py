@@ -53,6 +53,48 @@ def _seconds(state: dict[str, Any]) -> float:
     return (exited - entered).total_seconds()
 
 
+def _state_line(state: dict[str, Any], after_failure: bool, running: bool) -> str:
+    """One state as the run passed it: ✓ done, ✗ where the run failed, · the failure path after it
+    (never a tick: those states report the failure), `now` while in it."""
+    if state["exited_at"] is None:  # the one it is in, or the Fail state it ended in
+        return f"  [bold]…[/bold] {state['name']} ([bold]now[/bold])" if running else f"  · {state['name']}"
+    took = f"{_seconds(state):.1f} s"
+    if state.get("failed"):
+        return f"  [red]✗[/red] {state['name']} ({took})"
+    if after_failure:
+        return f"  [dim]·[/dim] {state['name']} ({took})"
+    return f"  [green]✓[/green] {state['name']} ({took})"
+
+
+def _print_states(
+    states: list[dict[str, Any]], out: Console, failed_before: bool = False, running: bool = True
+) -> bool:
+    """Print the states; whether the run has failed in one of them (or before them)."""
+    for state in states:
+        out.print(_state_line(state, failed_before, running))
+        failed_before = failed_before or bool(state.get("failed"))
+    return failed_before
+
+
+def _problem_line(problem: dict[str, Any]) -> str:
+    where = [
+        problem.get("file"),
+        f"column {problem['column']}" if problem.get("column") else None,
+        f"row {problem['row']}" if problem.get("row") is not None else None,
+    ]
+    place = ", ".join(part for part in where if part) or "the data"
+    return f"    ✗ {place}: {problem['message']}"
+
+
+def _print_error(error: dict[str, Any]) -> None:
+    step = f" in {error['step']}" if error.get("step") else ""
+    print_error(f"  failed{step}: {error['code']}: {error['message']}")
+    for problem in error.get("problems") or []:
+        print_error(_problem_line(problem))
+    if error.get("more"):
+        print_error(f"    … and {error['more']} more problems")
+
+
 def _print_run(run: dict[str, Any]) -> None:
     colour = {"promoted": "green", "rejected": "yellow", "failed": "red"}.get(run.get("decision") or "", "")
     decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
@@ -74,7 +116,7 @@ def _print_run(run: dict[str, Any]) -> None:
     if run.get("report"):
         console.print(f"  report: {run['report']['url']}")
     if run.get("error"):
-        print_error(f"  {run['error']['code']}: {run['error']['message']}")
+        _print_error(run["error"])
 
 
 def _follow(
@@ -83,7 +125,7 @@ def _follow(
     """Poll the run, printing each state on `out` as it is left, until it stops."""
     import time
 
-    deadline, shown = time.monotonic() + timeout, 0
+    deadline, shown, failed = time.monotonic() + timeout, 0, False
     with out.status("starting") as status:
         # A run started outside the API (a schedule) is listed once its Ingest step records it
         runs_path = f"/v1/models/{name}/pipeline/runs?limit=20"
@@ -93,11 +135,10 @@ def _follow(
             time.sleep(0.5)
         while True:
             run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
-            for state in run["states"][shown:]:
-                if state["exited_at"] is None:
-                    break
-                out.print(f"  [green]✓[/green] {state['name']} ({_seconds(state):.1f} s)")
-                shown += 1
+            pending = run["states"][shown:]  # printed once left, in order
+            left = next((i for i, state in enumerate(pending) if state["exited_at"] is None), len(pending))
+            failed = _print_states(pending[:left], out, failed)
+            shown += left
             if run["status"] != "RUNNING":
                 return run
             if time.monotonic() > deadline:
@@ -168,9 +209,7 @@ def pipeline_status(
     run = call("GET", endpoint, f"/v1/models/{name}/pipeline/runs/{run_id}", api_key)
     if as_json:
         return show_json(run)
-    for state in run["states"]:
-        took = f"{_seconds(state):.1f} s" if state["exited_at"] else "[bold]now[/bold]"
-        console.print(f"  {state['name']} ({took})")
+    _print_states(run["states"], console, running=run["status"] == "RUNNING")
     _print_run(run)
 
 

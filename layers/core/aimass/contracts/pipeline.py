@@ -32,6 +32,27 @@ class PipelineState(BaseModel):
     name: str
     entered_at: str
     exited_at: str | None = Field(None, description="null while the run is in this state")
+    failed: bool = Field(False, description="the run failed in this state (its error is the run's `error`)")
+
+
+class DatasetProblem(BaseModel):
+    file: str | None = Field(None, description="the data file's S3 key, where the problem is in one file")
+    column: str | None = None
+    row: int | None = Field(None, description="the first row it is seen in (1: the first after the header)")
+    message: str
+    type: str = Field(
+        description="missing_column, too_few_rows, incomplete, type_error, unknown_label, drifted"
+    )
+
+
+class PipelineRunError(BaseModel):
+    code: str = Field(description="the error's type (DatasetRejected, States.Timeout, ...) or status")
+    message: str
+    step: str | None = Field(None, description="the state the run failed in")
+    problems: list[DatasetProblem] = Field(
+        default_factory=list, description="why Validate rejected the training data, in order"
+    )
+    more: int = Field(0, description="how many more problems there were than are listed")
 
 
 class PipelineRunSummary(BaseModel):
@@ -86,7 +107,7 @@ class PipelineRun(PipelineRunSummary):
     backend: Literal["lambda", "sagemaker"] | None = Field(None, description="where the candidate trains")
     training_job: str | None = Field(None, description="the SageMaker training job's name, on that branch")
     report: dict[str, str] | None = Field(None, description="the evaluation report: S3 uri and a link")
-    error: dict[str, str] | None = Field(None, description="why a failed run failed: code and message")
+    error: PipelineRunError | None = Field(None, description="why a failed run failed")
 
 
 class PipelineRunList(BaseModel):

@@ -38,10 +38,46 @@ def snapshot_key(model: str, run: str) -> str:
     return f"{datasets_prefix(model)}snapshots/{run}.csv"
 
 
+# A Step Functions error cause holds at most 32,768 characters, and the Lambda runtime wraps a task's
+# error message with its type and stack trace: the problems a rejection carries stay within this.
+CAUSE_BUDGET = 24_000
+
+
+def problem(
+    message: str, kind: str, file: str | None = None, column: str | None = None, row: int | None = None
+) -> dict[str, Any]:
+    """One reason the data was rejected: the data file (its S3 key), the column and the row (1 is the
+    first row after the header) where known, what is wrong, and a machine-readable type."""
+    return {"file": file, "column": column, "row": row, "message": message, "type": kind}
+
+
 class DatasetRejected(ValidationFailed):
-    """The snapshot failed the data-quality gate; `details` name what, where."""
+    """The snapshot failed the data-quality gate; `problems` name what, where (see `problem`).
+
+    Its text is JSON, `{"message", "problems", "more"}`: the Lambda runtime makes it the task's
+    errorMessage, so the run's error cause carries the problems to the run detail and the failure
+    notice. As many problems as fit CAUSE_BUDGET are listed; `more` counts the rest."""
 
     code = "dataset_rejected"
+
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message, problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return rejection_cause(self.message, self.problems)
+
+
+def rejection_cause(message: str, problems: list[dict[str, Any]]) -> str:
+    """The rejection as JSON, listing the problems in order while the text stays within CAUSE_BUDGET."""
+    shown: list[dict[str, Any]] = []
+    size = len(json.dumps({"message": message, "problems": [], "more": len(problems)}))
+    for found in problems:
+        size += len(json.dumps(found)) + 2
+        if size > CAUSE_BUDGET:
+            break
+        shown.append(found)
+    return json.dumps({"message": message, "problems": shown, "more": len(problems) - len(shown)})
 
 
 def serving_version(registry: Registry, model: str) -> ModelVersion:

@@ -44,6 +44,7 @@ class StatePassed(TypedDict):
     name: str
     entered_at: str | None
     exited_at: str | None
+    failed: bool
 
 
 class RunSummary(TypedDict):
@@ -60,6 +61,9 @@ class RunSummary(TypedDict):
 class RunError(TypedDict):
     code: str
     message: str
+    step: str | None
+    problems: list[dict[str, Any]]
+    more: int
 
 
 class RunDetail(RunSummary):
@@ -164,14 +168,18 @@ def states_passed(events: list[dict[str, Any]]) -> tuple[list[StatePassed], dict
         exited = event.get("stateExitedEventDetails")
         if entered:
             at = _iso(event["timestamp"])
-            states.append({"name": entered["name"], "entered_at": at, "exited_at": None})
+            states.append({"name": entered["name"], "entered_at": at, "exited_at": None, "failed": False})
         elif exited:
-            for state in reversed(states):
-                if state["name"] == exited["name"] and state["exited_at"] is None:
-                    state["exited_at"] = _iso(event["timestamp"])
-                    break
+            left = next(
+                (s for s in reversed(states) if s["name"] == exited["name"] and s["exited_at"] is None), None
+            )
+            if left is not None:
+                left["exited_at"] = _iso(event["timestamp"])
             if exited.get("output"):
                 latest = json.loads(exited["output"])
+                # A task's Catch puts its error at $.error: the first state to leave one is where it failed
+                if left is not None and "error" in (latest or {}) and not any(s["failed"] for s in states):
+                    left["failed"] = True
     return states, latest
 
 
@@ -203,7 +211,7 @@ def run_summary(record: RunRecord, model: str, execution: Execution) -> RunSumma
     }
 
 
-def _error(execution: Execution, state: dict[str, Any] | None) -> RunError | None:
+def _error(execution: Execution, state: dict[str, Any] | None, states: list[StatePassed]) -> RunError | None:
     if execution["status"] not in FAILED_STATUSES:
         return None
     outcome = (state or {}).get("outcome") or {}
@@ -212,7 +220,22 @@ def _error(execution: Execution, state: dict[str, Any] | None) -> RunError | Non
     # A Lambda task's cause is its error as JSON: the message is what a person needs.
     with contextlib.suppress(ValueError, AttributeError):
         message = json.loads(message).get("errorMessage", message)
-    return {"code": str(code), "message": str(message)}
+    # A rejected dataset's message is itself JSON: its problems (aimass.pipeline.data.DatasetRejected)
+    rejection: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, TypeError):
+        rejection = json.loads(message)
+    if not (isinstance(rejection, dict) and "problems" in rejection):
+        rejection = {"message": message}
+    step = next((s["name"] for s in states if s["failed"]), None)
+    if step is None and states and execution["status"] != "FAILED":  # timed out or aborted in it
+        step = states[-1]["name"]
+    return {
+        "code": str(code),
+        "message": str(rejection["message"]),
+        "step": step,
+        "problems": list(rejection.get("problems") or []),
+        "more": int(rejection.get("more") or 0),
+    }
 
 
 def run_detail(
@@ -251,7 +274,7 @@ def run_detail(
         "report": {"uri": report_uri, "url": link(report_uri) if link else report_uri}
         if report_uri
         else None,
-        "error": _error(execution, state),
+        "error": _error(execution, state, states),
     }
 
 
