@@ -81,11 +81,9 @@ def rejection_cause(message: str, problems: list[dict[str, Any]]) -> str:
 
 
 def serving_version(registry: Registry, model: str) -> ModelVersion:
-    """The version retraining starts from: its features, labels and baseline (the champion, or the
-    latest when no champion is set)."""
-    summary = registry.get_model(model)
-    version = summary.aliases.get("champion", summary.latest_version)
-    return registry.get_version(model, version)
+    """The version retraining starts from: its features, labels and baseline (the one a request
+    without a version gets: the champion, else the latest not archived)."""
+    return registry.resolve(model)
 
 
 def champion(registry: Registry, model: str) -> ModelVersion | None:
