@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint types unit integration e2e infra bench build clean
+.PHONY: serve test lint types unit integration e2e infra bench build build-images clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,18 @@ unit integration e2e infra: $(VENV)/.installed $(TOOLS)/.installed $(KSERVE)/.in
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench
 
+# The zip functions and the layers, without Docker: every function of template.yaml but its image
+# functions (PackageType: Image), which scripts/sam_resources.py reads from the template.
 build: $(TOOLS)/.installed
+	@echo "Building: $$($(TOOLS)/bin/python scripts/sam_resources.py zip)"
+	$(TOOLS)/bin/sam build $$($(TOOLS)/bin/python scripts/sam_resources.py image | xargs -rn1 printf -- '--exclude %s ')
+
+# Everything, the image functions included: needs Docker. The zip functions and layers come from
+# sam build's cache when `make build` built them. sam deploy needs this build (docs/deploy.md).
+build-images: $(TOOLS)/.installed
+	@command -v docker >/dev/null || { echo "make build-images needs Docker to build" \
+		"$$($(TOOLS)/bin/python scripts/sam_resources.py image): docker is not installed or not on PATH." >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make build-images needs a running Docker daemon: docker info failed." >&2; exit 1; }
 	$(TOOLS)/bin/sam build
 
 clean:
