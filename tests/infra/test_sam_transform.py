@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
+from aimass.api.scopes import scopes
+
 from .conftest import Route
+from .test_template_contents import resolve_if
 
 pytestmark = pytest.mark.infra
 
@@ -37,7 +40,11 @@ def test_generated_api_authenticates_every_route_but_health(
         if (route.method, route.path) == ("GET", "/health"):
             assert "security" not in operation
         else:
-            assert operation["security"] == [{"caller": []}], f"{route} lost its security"
+            # The SAM transform keeps each route's Fn::If for CloudFormation: IAM takes no scopes,
+            # a JWT needs the route's (aimass.api.scopes).
+            security = resolve_if(operation["security"], {"UseJwt": auth_mode == "jwt"})
+            wanted = scopes(route.method, route.path) if auth_mode == "jwt" else []
+            assert security == [{"caller": wanted}], f"{route} lost its security"
 
 
 def test_api_calls_the_online_function_through_its_live_alias(

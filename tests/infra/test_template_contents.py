@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from aimass.api.scopes import ADMIN, scopes
+
 from .conftest import REPO, Route, resource_references, sub_strings
 
 pytestmark = pytest.mark.infra
@@ -53,7 +55,34 @@ def test_every_route_but_health_requires_auth(template: dict[str, Any], routes: 
         if (route.method, route.path) in PUBLIC_ROUTES:
             assert not operation.get("security"), f"{route} must stay public"
         else:
-            assert operation.get("security") == [{"caller": []}], f"{route} is not authenticated"
+            # With IAM the scheme takes no scopes (the split is by route ARN: docs/deploy.md).
+            iam = resolve_if(operation.get("security"), {"UseJwt": False})
+            assert iam == [{"caller": []}], f"{route} is not authenticated"
+
+
+def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
+    template: dict[str, Any], routes: list[Route]
+) -> None:
+    # Given AuthMode=jwt, when CloudFormation resolves each route's security
+    paths = api_body(template)["paths"]
+    admin_routes = set()
+    for route in routes:
+        if (route.method, route.path) in PUBLIC_ROUTES:
+            continue
+        jwt = resolve_if(paths[route.path][route.openapi_method]["security"], {"UseJwt": True})
+        # Then the token needs one of the route's scopes: admin alone on the registry's writes
+        assert jwt == [{"caller": scopes(route.method, route.path)}], f"{route} has the wrong scopes"
+        if jwt == [{"caller": [ADMIN]}]:
+            admin_routes.add((route.method, route.path))
+    assert admin_routes == {
+        ("POST", "/v1/models/{name}/versions"),
+        ("PATCH", "/v1/models/{name}/versions/{version}"),
+        ("PUT", "/v1/models/{name}/aliases/{alias}"),
+        ("DELETE", "/v1/models/{name}/aliases/{alias}"),
+        ("PUT", "/v1/models/{name}/rules"),
+        ("PUT", "/v1/models/{name}/quality"),
+        ("POST", "/v1/models/{name}/pipeline:run"),
+    }
 
 
 def test_api_body_lists_exactly_the_routes_the_functions_serve(

@@ -124,3 +124,29 @@ def test_models_unalias_and_archive_print_the_api_answer_as_json(api: TestClient
     assert json.loads(archived.stdout)["latest_active_version"] is None
     back = cli("models", "archive", "breast-cancer", "1", "--undo")
     assert back.exit_code == 0 and "latest not archived: v1" in back.stdout
+
+
+def test_with_an_admin_key_the_cli_sends_it_on_registry_writes_and_the_api_key_elsewhere(
+    registered: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a server with an API key and an admin key, and a CLI that has only the API key
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("AIMASS_API_KEY", "caller-key")
+    monkeypatch.setenv("AIMASS_ADMIN_KEY", "admin-key")
+    reset_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        import httpx
+
+        monkeypatch.setattr(
+            httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
+        )
+        monkeypatch.delenv("AIMASS_ADMIN_KEY")
+        # When it moves an alias, Then the server refuses it, naming the admin scope
+        refused = cli("models", "unalias", "breast-cancer", "champion")
+        assert refused.exit_code == FAILED
+        assert "403 forbidden" in refused.output and "aimass/admin" in refused.output
+        # When AIMASS_ADMIN_KEY is set for the CLI, Then the write goes through and reads still work
+        monkeypatch.setenv("AIMASS_ADMIN_KEY", "admin-key")
+        assert cli("models", "unalias", "breast-cancer", "champion").exit_code == 0
+        assert cli("models", "list", "--json").exit_code == 0

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     registry_ttl_s: float = 5.0
     # When set, every route but /health requires this value in the x-api-key header (local stack).
     api_key: str | None = None
+    # When set, the registry's writes (aimass.api.scopes) require this value in x-api-key instead,
+    # and the other routes take it as well as api_key (local stack).
+    admin_key: str | None = None
 
     # GPU endpoints (docs/gpu.md). A model bigger than this is not loaded into the Lambda: registered
     # without a backend it goes to the stack's endpoint, and with none it is refused.

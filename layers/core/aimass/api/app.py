@@ -37,5 +37,7 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
     app.openapi = lambda: add_body_schemas(document())  # type: ignore[method-assign]
     install_error_handlers(app)
     s = settings()
-    app.add_middleware(RequestGuard, max_body_bytes=s.max_payload_bytes, api_key=s.api_key)
+    app.add_middleware(
+        RequestGuard, max_body_bytes=s.max_payload_bytes, api_key=s.api_key, admin_key=s.admin_key
+    )
     return app

@@ -1,4 +1,9 @@
-"""Request limits and the local API key, as plain ASGI so the hot path pays no extra task per request."""
+"""Request limits and the local API keys, as plain ASGI so the hot path pays no extra task per request.
+
+The local server has two optional keys, both sent in x-api-key: the API key (predict scope) and the
+admin key (admin scope, aimass.api.scopes). With an admin key set, the registry's writes need it and
+every other route takes either key; the API key on a write is a 403 that names the scope.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aimass.api.responses import error_response, is_v2
+from aimass.api.scopes import ADMIN, needs_admin
 from aimass.errors import PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -19,27 +25,25 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, api_key: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, api_key: str | None = None, admin_key: str | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.api_key = api_key.encode() if api_key else None
+        self.admin_key = admin_key.encode() if admin_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if (
-            self.api_key
-            and scope["path"] not in OPEN_PATHS
-            and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.api_key)
-        ):
+        key = headers.get(b"x-api-key", b"")
+        refusal = None if scope["path"] in OPEN_PATHS else self._refusal(scope, key)
+        if refusal is not None:
+            status, code, message = refusal
             await error_response(
-                401,
-                "unauthorized",
-                "missing or wrong x-api-key header",
-                headers={"WWW-Authenticate": "ApiKey"},
-                v2_route=is_v2(scope["path"]),
+                status, code, message, headers={"WWW-Authenticate": "ApiKey"}, v2_route=is_v2(scope["path"])
             )(scope, receive, send)
             return
         declared = headers.get(b"content-length")
@@ -50,6 +54,21 @@ class RequestGuard:
             )(scope, receive, send)
             return
         await self.app(scope, self._counting(receive), send)
+
+    def _refusal(self, scope: Scope, key: bytes) -> tuple[int, str, str] | None:
+        """(status, code, message) when the key does not open this route; None when it does."""
+        is_admin = bool(self.admin_key) and hmac.compare_digest(key, self.admin_key or b"")
+        is_caller = bool(self.api_key) and hmac.compare_digest(key, self.api_key or b"")
+        route = f"{scope['method']} {scope['path']}"
+        if self.admin_key and needs_admin(scope["method"], scope["path"]):
+            if is_admin:
+                return None
+            if is_caller:
+                return 403, "forbidden", f"{route} needs the {ADMIN} scope: send the admin key in x-api-key"
+            return 401, "unauthorized", f"missing or wrong x-api-key header: {route} needs the admin key"
+        if self.api_key is None or is_caller or is_admin:
+            return None
+        return 401, "unauthorized", "missing or wrong x-api-key header"
 
     def _too_large(self, size: int | None = None) -> PayloadTooLarge:
         what = f"request body of {size} bytes" if size else "request body"

@@ -86,10 +86,16 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
     """The API's JSON answer. An error answer is printed with its details (exit 1); an API that
-    cannot be reached raises httpx's error, which AimassGroup turns into exit 3."""
+    cannot be reached raises httpx's error, which AimassGroup turns into exit 3.
+
+    The registry's writes (aimass.api.scopes) send AIMASS_ADMIN_KEY instead of the API key when it
+    is set: the local server's admin key."""
     import httpx
 
-    headers = {"x-api-key": api_key} if api_key else {}
+    from aimass.api.scopes import needs_admin
+
+    key = (os.environ.get("AIMASS_ADMIN_KEY") or api_key) if needs_admin(method, path) else api_key
+    headers = {"x-api-key": key} if key else {}
     response = httpx.request(method, endpoint.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:

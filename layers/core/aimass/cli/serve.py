@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,14 @@ def serve(
         Path, typer.Option(envvar="AIMASS_STATE_DIR", help="demo models, model cache")
     ] = Path(".aimass"),
     demo: Annotated[bool, typer.Option(help="train and register the demo models")] = True,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AIMASS_ADMIN_KEY",
+            help="require this x-api-key on the registry's writes (push, archive, aliases, rules, "
+            "quality policy, pipeline runs); the other routes take it too",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded local stack and serve the API (Ctrl-C stops)."""
     import uvicorn
@@ -28,6 +37,8 @@ def serve(
     from aimass.local.demo import GPU_DEMO
     from aimass.local.stack import LocalStack
 
+    if admin_key:
+        os.environ["AIMASS_ADMIN_KEY"] = admin_key  # read by the settings the app is made with
     stack = LocalStack(aws_port=aws_port, state_dir=state_dir)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
         task = bar.add_task(f"starting the embedded AWS on {stack.aws_endpoint}")
@@ -40,6 +51,8 @@ def serve(
     key = settings().api_key
     auth = f" -H 'x-api-key: {key}'" if key else ""
     console.print(f"[bold green]aimass[/bold green] API on {base} (OpenAPI: {base}/docs)")
+    if settings().admin_key:
+        console.print("the registry's writes need the admin key (AIMASS_ADMIN_KEY) in x-api-key")
     console.print(f"embedded AWS on {stack.aws_endpoint}, bucket s3://{stack.bucket}, table {stack.table}")
     for name in served:
         if name == GPU_DEMO:
