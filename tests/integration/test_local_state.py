@@ -84,3 +84,16 @@ def test_without_persist_nothing_is_saved(tmp_path: Path, demos: dict[str, Any])
     with running_stack(tmp_path, BUCKET):
         _use(demos["breast-cancer"])
     assert not persistence.path_of(tmp_path / "state").exists()
+
+
+def test_a_save_that_finds_nothing_changed_writes_nothing(tmp_path: Path, demos: dict[str, Any]) -> None:
+    state_dir = tmp_path / "kept"
+    with running_stack(tmp_path, BUCKET):
+        saver = persistence.Saver(state_dir, BUCKET, ["aimass-registry"], interval=3600)
+        saver.save()
+        first = persistence.path_of(state_dir).stat().st_ino  # a save renames a new file over the old
+        saver.save()
+        assert persistence.path_of(state_dir).stat().st_ino == first
+        _use(demos["breast-cancer"])
+        saver.save()
+        assert persistence.path_of(state_dir).stat().st_ino != first

@@ -62,7 +62,9 @@ def serve(
     kept = persistence.path_of(state_dir)
     console.print(f"state {'restored from' if stack.restored else 'kept in'} {kept} (--fresh starts empty)")
     for name in served:
-        if name == GPU_DEMO:
+        if stack.restored:
+            console.print(f"  model [bold]{name}[/bold] ({_aliases(name)})")
+        elif name == GPU_DEMO:
             console.print(
                 f"  model [bold]{name}[/bold] (champion v2 on the emulated SageMaker endpoint "
                 f"{stack.gpu_endpoint} at {stack.gpu_endpoint_url}; fallback v1 in the Lambda)"
@@ -87,3 +89,11 @@ def serve(
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:
         stack.stop()
+
+
+def _aliases(name: str) -> str:
+    """A kept model's aliases as the user left them, e.g. `champion v1, staging v2`."""
+    from aimass import wiring
+
+    aliases = wiring.registry().get_model(name).aliases
+    return ", ".join(f"{alias} v{version}" for alias, version in sorted(aliases.items())) or "no aliases"

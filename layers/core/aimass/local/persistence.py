@@ -8,6 +8,7 @@ not kept: the stack makes them again from the template at each start."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +50,18 @@ def _items(table: str) -> list[dict[str, Any]]:
     return [item for page in pages for item in page["Items"]]
 
 
+def fingerprint(bucket: str, tables: list[str]) -> str:
+    """What the state is, cheaply: the tables' items and the objects' keys and ETags."""
+    listing = [
+        (entry["Key"], entry["ETag"])
+        for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for entry in page.get("Contents", [])
+    ]
+    items = {table: _items(table) for table in tables}
+    text = json.dumps([listing, items], default=_encode, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def save(state_dir: Path, bucket: str, tables: list[str]) -> Path:
     """Write the tables' items and the bucket's objects to the state file, atomically. Its path."""
     s3 = aws.client("s3")
@@ -56,7 +69,8 @@ def save(state_dir: Path, bucket: str, tables: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
     objects: list[dict[str, Any]] = []
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+    # Objects stored as they are (models compress little), the manifest deflated.
+    with zipfile.ZipFile(partial, "w") as archive:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for entry in page.get("Contents", []):
                 found = s3.get_object(Bucket=bucket, Key=entry["Key"], ChecksumMode="ENABLED")
@@ -72,7 +86,7 @@ def save(state_dir: Path, bucket: str, tables: list[str]) -> Path:
                     }
                 )
         manifest = {"tables": {table: _items(table) for table in tables}, "objects": objects}
-        archive.writestr(MANIFEST, json.dumps(manifest, default=_encode))
+        archive.writestr(MANIFEST, json.dumps(manifest, default=_encode), zipfile.ZIP_DEFLATED)
     with partial.open("rb") as written:
         os.fsync(written.fileno())
     os.replace(partial, path)
@@ -114,7 +128,8 @@ def _put_items(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 @dataclass
 class Saver:
-    """Saves the state every `interval` seconds from a background thread, and once more at stop."""
+    """Saves the state every `interval` seconds from a background thread, and once more at stop;
+    a round that finds the state as it last saved it writes nothing."""
 
     state_dir: Path
     bucket: str
@@ -123,6 +138,7 @@ class Saver:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _saved: str = ""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="aimass-state-saver", daemon=True)
@@ -130,7 +146,10 @@ class Saver:
 
     def save(self) -> None:
         with self._lock:
-            save(self.state_dir, self.bucket, self.tables)
+            now = fingerprint(self.bucket, self.tables)
+            if now != self._saved or not path_of(self.state_dir).exists():
+                save(self.state_dir, self.bucket, self.tables)
+                self._saved = now
 
     def _run(self) -> None:
         while not self._stopping.wait(self.interval):
