@@ -67,10 +67,15 @@ def reset_caches() -> None:
 
 @contextmanager
 def running_stack(
-    root: Path, bucket: str, template: Path | None = None, environment: dict[str, str] | None = None
+    root: Path,
+    bucket: str,
+    template: Path | None = None,
+    environment: dict[str, str] | None = None,
+    **options: Any,
 ) -> Iterator[Any]:
     """A started LocalStack on free ports (on `template`, or the real template.yaml), with
-    `environment` set; the process environment and the caches are put back afterwards."""
+    `environment` set and LocalStack's other `options`; the process environment and the caches are
+    put back afterwards."""
     from moto.moto_api._internal import moto_api_backend
 
     from aimass.local import template as templates
@@ -87,7 +92,7 @@ def running_stack(
         os.environ["AIMASS_TEMPLATE"] = str(template)
     os.environ.update(environment or {})
     templates.load.cache_clear()
-    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket=bucket)
+    local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket=bucket, **options)
     try:
         local.start()
         yield local

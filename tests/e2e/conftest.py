@@ -93,6 +93,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log.close()
     # Stopping `aimass serve` (SIGTERM) stops the emulated SageMaker endpoint it started.
     assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
+    # ...and saves what the session did, for the next start (aimass.local.persistence).
+    assert (state_dir / "state" / "state.zip").stat().st_size > 0, "aimass serve kept no state"
 
 
 def running_with(argument: Path) -> list[str]:

@@ -21,6 +21,10 @@ def serve(
         Path, typer.Option(envvar="AIMASS_STATE_DIR", help="demo models, model cache")
     ] = Path(".aimass"),
     demo: Annotated[bool, typer.Option(help="train and register the demo models")] = True,
+    fresh: Annotated[
+        bool,
+        typer.Option(help="forget the kept state (models, versions, aliases, rules, feedback...)"),
+    ] = False,
     admin_key: Annotated[
         str | None,
         typer.Option(
@@ -34,12 +38,13 @@ def serve(
     import uvicorn
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from aimass.local import persistence
     from aimass.local.demo import GPU_DEMO
     from aimass.local.stack import LocalStack
 
     if admin_key:
         os.environ["AIMASS_ADMIN_KEY"] = admin_key  # read by the settings the app is made with
-    stack = LocalStack(aws_port=aws_port, state_dir=state_dir)
+    stack = LocalStack(aws_port=aws_port, state_dir=state_dir, persist=True, fresh=fresh)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
         task = bar.add_task(f"starting the embedded AWS on {stack.aws_endpoint}")
         stack.start()
@@ -54,8 +59,12 @@ def serve(
     if settings().admin_key:
         console.print("the registry's writes need the admin key (AIMASS_ADMIN_KEY) in x-api-key")
     console.print(f"embedded AWS on {stack.aws_endpoint}, bucket s3://{stack.bucket}, table {stack.table}")
+    kept = persistence.path_of(state_dir)
+    console.print(f"state {'restored from' if stack.restored else 'kept in'} {kept} (--fresh starts empty)")
     for name in served:
-        if name == GPU_DEMO:
+        if stack.restored:
+            console.print(f"  model [bold]{name}[/bold] ({_aliases(name)})")
+        elif name == GPU_DEMO:
             console.print(
                 f"  model [bold]{name}[/bold] (champion v2 on the emulated SageMaker endpoint "
                 f"{stack.gpu_endpoint} at {stack.gpu_endpoint_url}; fallback v1 in the Lambda)"
@@ -80,3 +89,11 @@ def serve(
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:
         stack.stop()
+
+
+def _aliases(name: str) -> str:
+    """A kept model's aliases as the user left them, e.g. `champion v1, staging v2`."""
+    from aimass import wiring
+
+    aliases = wiring.registry().get_model(name).aliases
+    return ", ".join(f"{alias} v{version}" for alias, version in sorted(aliases.items())) or "no aliases"

@@ -12,7 +12,7 @@ from pathlib import Path
 from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
-from aimass.local import notifications, statemachines, triggers
+from aimass.local import notifications, persistence, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
@@ -43,12 +43,20 @@ class LocalStack:
     retraining_models: str = "breast-cancer"
     # The emulated SageMaker endpoint's name (the template's is aimass-<stage>-gpu).
     gpu_endpoint: str = "aimass-local-gpu"
+    # Keep the tables' items and the bucket's objects under state_dir/state across restarts
+    # (aimass.local.persistence): saved every save_interval seconds and at stop, put back at start.
+    persist: bool = False
+    # Drop the saved state before starting: the stack starts empty.
+    fresh: bool = False
+    save_interval: float = 30.0
 
     def __post_init__(self) -> None:
         self._server: object | None = None
         self._endpoint = ExitStack()
         self.pipeline_topic_arn = ""
         self.gpu_endpoint_url = ""
+        self.restored = False
+        self._saver: persistence.Saver | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -84,6 +92,7 @@ class LocalStack:
         create_table(self.table)
         create_table(self.idempotency_table, "IdempotencyTable")
         create_bucket(self.bucket)
+        self._restore()  # before the S3 notifications: putting the objects back runs no handler
         self.pipeline_topic_arn = create_topic(self.pipeline_topic)
         notifications.install(self.bucket)  # S3 events in the template run the real handlers
         names = {
@@ -96,6 +105,19 @@ class LocalStack:
         statemachines.install(names)
         # Its retraining schedules (run on demand: aimass.cli.pipeline_schedules) and drift rule.
         triggers.install(names, {"Stage": "local", "RetrainingModels": self.retraining_models})
+        if self.persist:
+            self._saver = persistence.Saver(self.state_dir, self.bucket, self._tables, self.save_interval)
+            self._saver.start()
+
+    @property
+    def _tables(self) -> list[str]:
+        return [self.table, self.idempotency_table]
+
+    def _restore(self) -> None:
+        if self.fresh:
+            persistence.forget(self.state_dir)
+        if self.persist:
+            self.restored = persistence.restore(self.state_dir, self.bucket, self._tables)
 
     def serve_endpoint(self, model: bytes) -> str:
         """The inference server (gpu_endpoints) on this machine's CPU as the stack's SageMaker endpoint,
@@ -120,6 +142,9 @@ class LocalStack:
         return server.url
 
     def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.stop()  # the last save, while the embedded AWS still runs
+            self._saver = None
         self._endpoint.close()
         triggers.uninstall()
         notifications.uninstall()
@@ -129,29 +154,37 @@ class LocalStack:
             self._server = None
 
     def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
-        """Train (first start only) and register each demo model, pointing `champion` at it."""
+        """Train (first start only) and register each demo model, pointing `champion` at it; a demo
+        the registry has already (a kept state) is left as it is, its versions and aliases too."""
         names = []
+        registered = {model.name for model in wiring.registry().list_models()}
         for name in demos.BUILDERS:
+            names.append(name)
+            if name in registered:
+                continue
             progress(f"preparing demo model {name}")
             demos.register(
                 wiring.registry(), self.bucket, demos.load_or_train(name, self.state_dir), "aimass-local"
             )
-            names.append(name)
         progress(f"starting the emulated SageMaker endpoint {self.gpu_endpoint}")
         self.serve_endpoint(demos.gpu_network(self.state_dir))
-        progress(f"registering {demos.GPU_DEMO}, served by {self.gpu_endpoint}")
-        light = demos.load_or_train("digits", self.state_dir)
-        demos.register_gpu_demo(
-            wiring.registry(),
-            self.bucket,
-            light,
-            demos.gpu_network(self.state_dir),
-            self.gpu_endpoint,
-            "aimass-local",
-        )
+        if demos.GPU_DEMO not in registered:
+            progress(f"registering {demos.GPU_DEMO}, served by {self.gpu_endpoint}")
+            light = demos.load_or_train("digits", self.state_dir)
+            demos.register_gpu_demo(
+                wiring.registry(),
+                self.bucket,
+                light,
+                demos.gpu_network(self.state_dir),
+                self.gpu_endpoint,
+                "aimass-local",
+            )
         names.append(demos.GPU_DEMO)
-        # Training data for the retraining pipeline (docs/pipeline.md): the tabular demo's dataset
-        aws.client("s3").put_object(
-            Bucket=self.bucket, Key=demos.TRAINING_DATA_KEY, Body=demos.training_csv(), ContentType="text/csv"
-        )
+        # Training data for the retraining pipeline (docs/pipeline.md): the tabular demo's dataset (a
+        # kept state has it, or the user's own under that key)
+        if "breast-cancer" not in registered:
+            body = demos.training_csv()
+            aws.client("s3").put_object(
+                Bucket=self.bucket, Key=demos.TRAINING_DATA_KEY, Body=body, ContentType="text/csv"
+            )
         return names
