@@ -172,6 +172,36 @@ def test_the_cli_pushes_a_version_moves_the_champion_and_predicts_with_it(
     assert '"version": 2' in predicted.stdout
 
 
+def test_the_cli_removes_an_alias_and_archives_a_version_that_then_serves_only_by_number(
+    stack: Stack, tmp_path: Path
+) -> None:
+    bc = holdout(stack, "breast-cancer")
+    model = tmp_path / "model.onnx"
+    model.write_bytes(bc.model)
+    features = ",".join(f.name for f in bc.enrichment.features or [])
+    for alias in ("champion", "staging"):  # v1 champion, v2 staging
+        push = ("models", "push", "bc-hygiene", str(model), "--features", features, "--alias", alias)
+        assert stack.cli(*push).returncode == 0
+    row = ",".join(str(float(v)) for v in bc.holdout[0])
+    body = f'{{"instances": [[{row}]]}}'
+
+    # The champion's removal leaves the latest version serving
+    removed = stack.cli("models", "unalias", "bc-hygiene", "champion", "--json")
+    assert removed.returncode == 0 and json.loads(removed.stdout)["previous_version"] == 1
+    assert '"version": 2' in stack.cli("predict", "bc-hygiene", "--data", body).stdout
+
+    # A version an alias points at is not archived; once free, it is, and stops serving by default
+    refused = stack.cli("models", "archive", "bc-hygiene", "2")
+    assert refused.returncode == 1 and "staging" in refused.stderr
+    assert stack.cli("models", "unalias", "bc-hygiene", "staging").returncode == 0
+    assert stack.cli("models", "archive", "bc-hygiene", "2").returncode == 0
+    assert '"version": 1' in stack.cli("predict", "bc-hygiene", "--data", body).stdout
+    by_number = httpx.post(f"{stack.url}/v1/models/bc-hygiene/versions/2:predict", json=json.loads(body))
+    assert by_number.status_code == 200 and by_number.json()["model"]["version"] == 2
+    trail = httpx.get(f"{stack.url}/v1/models/bc-hygiene/audit").json()
+    assert {"remove_alias", "archive_version"} <= {record["action"] for record in trail}
+
+
 def test_the_cli_reports_errors_with_their_details(stack: Stack) -> None:
     failed = stack.cli("predict", "breast-cancer", "--data", '{"instances": [{"mean_radius": "big"}]}')
     assert failed.returncode == 1
