@@ -211,10 +211,9 @@ def _tensor_array(
             "wrong number of values",
             [field_error([*loc, "data"], f"{flat.size} values for shape {list(shape)}", "shape_mismatch")],
         )
-    dtype = spec.element_type()
     if isinstance(data, np.ndarray):
         return flat.reshape(shape)
-    return convert(flat, dtype, _in_data(loc)).reshape(shape)
+    return convert(flat, spec.element_type(), _in_data(loc)).reshape(shape)
 
 
 def _in_data(loc: list[str | int]) -> Callable[[int], list[str | int]]:
