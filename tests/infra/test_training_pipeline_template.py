@@ -164,6 +164,7 @@ def test_every_pipeline_task_retries_transient_errors_with_backoff(template: dic
         "Evaluate": "evaluate",
         "Register": "register",
         "Release": "release",
+        "DescribeFailure": "describe_failure",
     }
     for name, task in tasks.items():
         assert task["Type"] == "Task", name
@@ -177,15 +178,23 @@ def test_every_pipeline_task_retries_transient_errors_with_backoff(template: dic
 
 def test_every_pipeline_task_failure_is_notified_and_fails_the_run(template: dict[str, Any]) -> None:
     states = definition(template)["States"]
+    as_is = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.notice_error", "Next": "NotifyFailureAsIs"}
 
     for name, task in pipeline_tasks(states).items():
-        assert task["Catch"] == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}
-        ], name
+        if name != "DescribeFailure":
+            assert task["Catch"] == [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}
+            ], name
     assert states["Failed"]["Type"] == "Pass" and states["Failed"]["Parameters"]["decision"] == "failed"
-    assert states["Failed"]["Next"] == "NotifyFailure"
-    assert states["NotifyFailure"]["Next"] == "Fail"
-    assert states["Fail"]["Type"] == "Fail"
+    assert states["Failed"]["Next"] == "DescribeFailure"
+    # The readable notice is made by the pipeline function; should that or its publishing fail, the
+    # outcome is published as it is: a failure is never left unnotified
+    describe = states["DescribeFailure"]
+    assert describe["Parameters"]["step"] == "describe_failure" and describe["ResultPath"] == "$.notice"
+    assert describe["Next"] == "NotifyFailure" and describe["Catch"] == [as_is]
+    assert states["NotifyFailure"]["Catch"] == [as_is]
+    assert states["NotifyFailure"]["Next"] == states["NotifyFailureAsIs"]["Next"] == "Fail"
+    assert states["Fail"]["Type"] == "Fail" and states["Fail"]["CausePath"] == "$.error.Cause"
 
 
 def test_the_notifications_publish_to_the_pipeline_topic(template: dict[str, Any]) -> None:
@@ -194,12 +203,15 @@ def test_the_notifications_publish_to_the_pipeline_topic(template: dict[str, Any
         name: state for name, state in states.items() if "sns" in str(state.get("Resource", "")).lower()
     }
 
-    assert set(publishing) == {"Notify", "NotifyFailure"}
+    assert set(publishing) == {"Notify", "NotifyFailure", "NotifyFailureAsIs"}
     for name, state in publishing.items():
         assert state["Type"] == "Task", name
         assert state["Resource"] == "arn:aws:states:::sns:publish", name
         assert state["Parameters"]["TopicArn"] == TOPIC_ARN, name
-        assert state["Parameters"]["Message.$"] == "States.JsonToString($.outcome)", name
+    for name in ("Notify", "NotifyFailureAsIs"):
+        assert publishing[name]["Parameters"]["Message.$"] == "States.JsonToString($.outcome)", name
+    readable = publishing["NotifyFailure"]["Parameters"]
+    assert (readable["Subject.$"], readable["Message.$"]) == ("$.notice.subject", "$.notice.message")
 
 
 def test_every_placeholder_in_the_definition_is_substituted(template: dict[str, Any]) -> None:

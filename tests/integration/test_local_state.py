@@ -4,14 +4,20 @@ moto's backends are reset between the two (running_stack), as a new `aimass serv
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
 from aimass import aws, wiring
+from aimass.api.app import create_app
 from aimass.contracts.rules import Ruleset
 from aimass.local import demo as demos
 from aimass.local import persistence
+from aimass.local.demo import GPU_DEMO, TRAINING_DATA_KEY, gpu_network
+from aimass.registration import register_version, save_ruleset, set_alias
 from tests.conftest import running_stack
 
 BUCKET = "aimass-state-test"
@@ -23,6 +29,12 @@ RULES = Ruleset.model_validate(
         ]
     }
 )
+
+# Rules that flag every prediction, and a user's own training data for the tabular demo.
+SEEN = Ruleset.model_validate(
+    {"rules": [{"id": "seen", "stage": "post", "when": "output.label != ''", "then": {"flag": "seen"}}]}
+)
+OWN_DATA = b"mean_radius,label\n1.0,benign\n"
 
 
 def _use(demo: Any) -> None:
@@ -97,3 +109,56 @@ def test_a_save_that_finds_nothing_changed_writes_nothing(tmp_path: Path, demos:
         _use(demos["breast-cancer"])
         saver.save()
         assert persistence.path_of(state_dir).stat().st_ino != first
+
+
+def _demo_state() -> dict[str, Any]:
+    """Each model's versions (with their artifacts' sha256), aliases and rules version."""
+    registry = wiring.registry()
+    return {
+        model.name: (
+            [(v.version, v.sha256) for v in registry.list_versions(model.name)],
+            model.aliases,
+            model.rules_version,
+        )
+        for model in registry.list_models()
+    }
+
+
+def test_a_restart_leaves_the_demos_as_the_user_left_them(
+    tmp_path: Path, state_dir: Path, demos: dict[str, Any]
+) -> None:
+    # The demos trained once for the session: the stacks here only register them
+    gpu_network(state_dir)
+    shutil.copytree(state_dir / "demo", tmp_path / "state" / "demo")
+    with running_stack(tmp_path, BUCKET, persist=True, save_interval=3600) as local:
+        names = local.register_demos()
+        registry = wiring.registry()
+        # The user moves an alias, adds rules, pushes a version and puts their own training data
+        set_alias(registry, GPU_DEMO, "champion", 1, "tester")
+        save_ruleset(registry, "breast-cancer", SEEN, "tester")
+        digits = demos["digits"]
+        register_version(registry, BUCKET, "digits", digits.model, "tester", digits.enrichment)
+        aws.client("s3").put_object(Bucket=BUCKET, Key=TRAINING_DATA_KEY, Body=OWN_DATA)
+        left = _demo_state()
+
+    with running_stack(tmp_path, BUCKET, persist=True, save_interval=3600) as local:
+        assert local.restored
+        assert local.register_demos() == names
+        # Not one demo registered again over what the user did
+        assert _demo_state() == left
+        assert [v for v, _ in left["digits"][0]] == [1, 2] and left["digits"][1] == {"champion": 1}
+        assert left["breast-cancer"][2] == 1
+        assert left[GPU_DEMO][1] == {"champion": 1, "fallback": 1}
+        kept = aws.client("s3").get_object(Bucket=BUCKET, Key=TRAINING_DATA_KEY)["Body"].read()
+        assert kept == OWN_DATA
+        # ... and every demo still answers, with the user's rules, on the endpoint started again too
+        with TestClient(create_app(), raise_server_exceptions=False) as client:
+            rows = demos["breast-cancer"].holdout[:3].tolist()
+            answer = client.post("/v1/models/breast-cancer:predict", json={"instances": rows})
+            assert answer.status_code == 200, answer.text
+            assert all(p["flags"] == ["seen"] for p in answer.json()["predictions"])
+            images = {"instances": digits.holdout[:2].tolist()}
+            for path in ("digits", "digits/versions/2", GPU_DEMO, f"{GPU_DEMO}/versions/2"):
+                answer = client.post(f"/v1/models/{path}:predict", json=images)
+                assert answer.status_code == 200, (path, answer.text)
+                assert len(answer.json()["predictions"]) == 2

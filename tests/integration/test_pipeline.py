@@ -59,9 +59,13 @@ class Stack:
         ]
         return stopped(self.sfn, arn)
 
+    def notices(self) -> list[dict[str, Any]]:
+        """The pipeline topic's notices since the last call, as SNS delivers them (Subject, Message)."""
+        return list(drained(self.sqs, self.queue))
+
     def messages(self) -> list[dict[str, Any]]:
-        """The pipeline topic's messages since the last call."""
-        return [json.loads(body["Message"]) for body in drained(self.sqs, self.queue)]
+        """The outcomes of the pipeline topic's notices since the last call: each notice's last line."""
+        return [json.loads(notice["Message"].splitlines()[-1]) for notice in self.notices()]
 
 
 def versions(name: str) -> list[int]:
@@ -201,7 +205,22 @@ def test_corrupted_data_stops_the_run_at_validation(stack: Stack) -> None:
 
     assert failed["status"] == "FAILED"
     assert versions("bc-corrupt") == [1]
-    [message] = stack.messages()
+    [notice] = stack.notices()
+    run = failed["executionArn"].rsplit(":", 1)[1]
+    # A person reads which step failed and each problem where it is, not an escaped stack trace
+    assert notice["Subject"] == f"aimass pipeline bc-corrupt: failed in Validate (run {run})"
+    summary = notice["Message"].splitlines()[:-1]
+    assert summary[0] == f"The aimass pipeline run {run} of bc-corrupt failed in Validate."
+    assert summary[2].startswith("DatasetRejected: the training data for bc-corrupt failed validation")
+    assert "  datasets/bc-corrupt/nolabel.csv, column label: column is missing from the file" in summary
+    assert any(
+        line.startswith("  datasets/bc-corrupt/broken.csv, column mean_radius, row 1: ") for line in summary
+    )
+    assert f"The run's states and every problem: aimass pipeline status bc-corrupt {run}" in summary
+    assert not any("stackTrace" in line or '\\"' in line for line in summary)
+    # ... and a script the outcome, with the fields it always had, on the last line
+    message = json.loads(notice["Message"].splitlines()[-1])
+    assert set(message) == {"model", "run", "decision", "error", "cause"} and message["run"] == run
     assert message["decision"] == "failed" and message["error"] == "DatasetRejected"
     cause = json.loads(message["cause"])["errorMessage"]
     assert "failed validation" in cause
@@ -213,7 +232,7 @@ def test_corrupted_data_stops_the_run_at_validation(stack: Stack) -> None:
     assert rejection["more"] == 0
     history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-    assert "Train" not in entered and entered[-1] == "Fail"
+    assert "Train" not in entered and entered[-4:] == ["Failed", "DescribeFailure", "NotifyFailure", "Fail"]
 
 
 def test_a_transient_failure_is_retried_and_the_run_goes_on(
@@ -253,7 +272,7 @@ def test_a_task_that_fails_for_good_leaves_the_registry_unchanged(stack: Stack) 
     assert message["decision"] == "failed" and "no_such_parameter" in message["cause"]
     history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
     scheduled = [e for e in history if e["type"] in ("TaskScheduled", "LambdaFunctionScheduled")]
-    assert len(scheduled) <= 5  # ingest, validate, train once, the failure notice
+    assert len(scheduled) <= 6  # ingest, validate, train once, the failure notice: described, published
 
 
 def test_an_unknown_model_fails_with_its_name(stack: Stack) -> None:
@@ -262,6 +281,27 @@ def test_an_unknown_model_fails_with_its_name(stack: Stack) -> None:
     assert failed["status"] == "FAILED"
     [message] = stack.messages()
     assert message["error"] == "NotFound" and "no-such-model" in message["cause"]
+
+
+def test_a_notice_that_cannot_be_described_is_published_as_it_is(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(run: steps.Run) -> dict[str, Any]:
+        raise RuntimeError("the notice could not be formatted")
+
+    monkeypatch.setitem(steps.STEPS, "describe_failure", broken)
+
+    failed = stack.run("no-such-model-either")
+
+    # The failure is still notified, with the outcome as it was, and the run still fails
+    assert failed["status"] == "FAILED"
+    [notice] = stack.notices()
+    assert notice["Subject"] == "aimass pipeline no-such-model-either: failed"
+    outcome = json.loads(notice["Message"])
+    assert outcome["error"] == "NotFound" and "no-such-model-either" in outcome["cause"]
+    history = stack.sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[-4:] == ["Failed", "DescribeFailure", "NotifyFailureAsIs", "Fail"]
 
 
 def test_a_few_unreadable_cells_are_left_out_of_training_not_fatal(stack: Stack) -> None:

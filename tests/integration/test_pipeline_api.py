@@ -89,7 +89,8 @@ def test_a_rejected_and_a_failed_run_say_why(client: TestClient) -> None:
     run = finished(client, failing.json()["run_id"])
     assert (run["status"], run["decision"]) == ("FAILED", "failed")
     assert run["error"]["code"] != "FAILED" and "nope" in run["error"]["message"]
-    assert [state["name"] for state in run["states"]][-3:] == ["Failed", "NotifyFailure", "Fail"]
+    states = [state["name"] for state in run["states"]]
+    assert states[-4:] == ["Failed", "DescribeFailure", "NotifyFailure", "Fail"]
 
 
 def test_a_run_that_fails_validation_shows_each_problem_in_the_api_and_the_cli(

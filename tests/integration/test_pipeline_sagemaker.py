@@ -92,7 +92,8 @@ class Stack:
         return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
 
     def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(body["Message"]) for body in drained(self.sqs, self.queue)]
+        """The outcomes of the pipeline topic's notices since the last call: each notice's last line."""
+        return [json.loads(body["Message"].splitlines()[-1]) for body in drained(self.sqs, self.queue)]
 
 
 def replay(task: dict[str, Any], recording: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +330,14 @@ def test_a_failed_training_job_fails_the_run_and_leaves_the_registry_unchanged(s
 
     assert failed["status"] == "FAILED"
     entered = stack.entered(failed)
-    assert entered[3:] == ["PrepareTraining", "TrainOnSageMaker", "Failed", "NotifyFailure", "Fail"]
+    assert entered[3:] == [
+        "PrepareTraining",
+        "TrainOnSageMaker",
+        "Failed",
+        "DescribeFailure",
+        "NotifyFailure",
+        "Fail",
+    ]
     assert wiring.registry().get_model(model) == before
     assert [v.version for v in wiring.registry().list_versions(model)] == [1]
     candidate = f"staging/pipeline/{model}/{run}/model.onnx"
@@ -357,7 +365,7 @@ def test_sagemaker_asked_for_without_a_training_image_fails_at_validation(
         settings.cache_clear()
 
     assert failed["status"] == "FAILED"
-    assert stack.entered(failed)[-4:] == ["Validate", "Failed", "NotifyFailure", "Fail"]
+    assert stack.entered(failed)[-5:] == ["Validate", "Failed", "DescribeFailure", "NotifyFailure", "Fail"]
     # backend auto trains on Lambda instead, and says why
     assert fallback["status"] == "SUCCEEDED", fallback
     validation = json.loads(fallback["output"])["validation"]

@@ -29,6 +29,7 @@ from aimass.cli.common import (
     show_json,
     use_aws,
 )
+from aimass.pipeline.notices import problem_place
 
 app = typer.Typer(help="Retrain a model: start a run, follow it, list runs.", no_args_is_help=True)
 
@@ -77,13 +78,7 @@ def _print_states(
 
 
 def _problem_line(problem: dict[str, Any]) -> str:
-    where = [
-        problem.get("file"),
-        f"column {problem['column']}" if problem.get("column") else None,
-        f"row {problem['row']}" if problem.get("row") is not None else None,
-    ]
-    place = ", ".join(part for part in where if part) or "the data"
-    return f"    ✗ {place}: {problem['message']}"
+    return f"    ✗ {problem_place(problem)}: {problem['message']}"
 
 
 def _print_error(error: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ stays the one source of a run's status, states and result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import uuid
@@ -23,6 +22,7 @@ from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
 from aimass.gateways.stepfunctions import Execution
+from aimass.pipeline import notices
 from aimass.pipeline.config import TrainingConfig, merged
 from aimass.registry import Registry, RunRecord
 
@@ -216,25 +216,17 @@ def _error(execution: Execution, state: dict[str, Any] | None, states: list[Stat
         return None
     outcome = (state or {}).get("outcome") or {}
     code = outcome.get("error") or execution.get("error") or execution["status"]
-    message = outcome.get("cause") or execution.get("cause") or f"the execution {execution['status']}"
-    # A Lambda task's cause is its error as JSON: the message is what a person needs.
-    with contextlib.suppress(ValueError, AttributeError):
-        message = json.loads(message).get("errorMessage", message)
-    # A rejected dataset's message is itself JSON: its problems (aimass.pipeline.data.DatasetRejected)
-    rejection: dict[str, Any] = {}
-    with contextlib.suppress(ValueError, TypeError):
-        rejection = json.loads(message)
-    if not (isinstance(rejection, dict) and "problems" in rejection):
-        rejection = {"message": message}
+    cause = outcome.get("cause") or execution.get("cause")
+    found = notices.failure(cause) if cause else notices.Failure(f"the execution {execution['status']}")
     step = next((s["name"] for s in states if s["failed"]), None)
     if step is None and states and execution["status"] != "FAILED":  # timed out or aborted in it
         step = states[-1]["name"]
     return {
         "code": str(code),
-        "message": str(rejection["message"]),
+        "message": found.message,
         "step": step,
-        "problems": list(rejection.get("problems") or []),
-        "more": int(rejection.get("more") or 0),
+        "problems": found.problems,
+        "more": found.more,
     }
 
 

@@ -25,7 +25,7 @@ from aimass import artifacts
 from aimass.contracts.common import utcnow
 from aimass.contracts.registry import ModelVersion, SignatureEnrichment
 from aimass.gateways.transient import transient
-from aimass.pipeline import data, evaluate, runs, sagemaker, train
+from aimass.pipeline import data, evaluate, notices, runs, sagemaker, train
 from aimass.pipeline.config import TrainingConfig
 from aimass.pipeline.report import Answers, Evaluation, drift_from, publish
 from aimass.quality.columns import Column
@@ -217,6 +217,10 @@ def release(run: Run) -> dict[str, Any]:
     return {"alias": alias, "version": version}
 
 
+def describe_failure(run: Run) -> dict[str, Any]:
+    return notices.failure_notice(run.name, run.state)
+
+
 STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "ingest": ingest,
     "validate": sagemaker.choosing_backend(validate),  # + where to train: the ChooseBackend Choice
@@ -226,6 +230,7 @@ STEPS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "evaluate": measure,
     "register": register,
     "release": release,
+    "describe_failure": describe_failure,  # the failure path's notice (aimass.pipeline.notices)
 }
 
 
