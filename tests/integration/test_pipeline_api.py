@@ -43,7 +43,7 @@ def finished(client: TestClient, run_id: str) -> dict[str, Any]:
 
 
 def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient) -> None:
-    started = client.post(f"/v1/models/{MODEL}/pipeline:run", headers={"x-aimass-actor": "alice"})
+    started = client.post(f"/v1/models/{MODEL}/pipeline:run")
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]
     assert run_id.startswith(f"{MODEL}-") and started.json()["execution_arn"].endswith(f":{run_id}")

@@ -17,9 +17,11 @@ Feedback has a partition of its own, so that the online function may write it an
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 from aimass import aws
@@ -36,7 +38,7 @@ from aimass.contracts.registry import (
     VersionStanding,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
-from aimass.errors import Conflict, NotFound, field_error
+from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
 
 CATALOG = "MODELS"
 
@@ -86,6 +88,30 @@ def _s(value: str) -> dict[str, str]:
 
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_token: str | None
+
+
+def _page_token(sk: str) -> str:
+    return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
+
+
+def _audit_sk(token: str) -> str:
+    """The sort key a page token stands for; a token that is not one of ours is a 422."""
+    try:
+        sk = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        sk = ""
+    if not sk.startswith("AUDIT#"):
+        raise ValidationFailed(
+            "not a page token of this audit trail",
+            [field_error(["query", "after"], "unknown page token", "bad_token")],
+        )
+    return sk
 
 
 def _summary(item: dict[str, Any]) -> ModelSummary:
@@ -214,10 +240,21 @@ class Registry:
         run: RunRecord = json.loads(item["doc"]["S"])
         return run
 
-    def audit_trail(self, name: str) -> list[AuditRecord]:
-        return [
-            AuditRecord.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "AUDIT#")
-        ]
+    def audit_page(self, name: str, limit: int, after: str | None = None) -> AuditPage:
+        """Up to `limit` audit records, oldest first, from just after the record whose page token is
+        `after`; the next page's token, or None after the last record."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(_model_pk(name)), ":prefix": _s("AUDIT#")},
+            "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": _s(_model_pk(name)), "sk": _s(_audit_sk(after))}
+        page = self._ddb.query(**kwargs)
+        records = [AuditRecord.model_validate_json(i["doc"]["S"]) for i in page["Items"]]
+        last = page.get("LastEvaluatedKey")
+        return AuditPage(records, _page_token(last["sk"]["S"]) if last else None)
 
     def live_accuracy(self, name: str) -> list[VersionAccuracy]:
         """Each version's labelled predictions so far (versions without any are left out)."""
@@ -298,11 +335,12 @@ class Registry:
                 raise
             raise Conflict(f"model {name!r} changed meanwhile; read it again and retry") from error
 
-    def commit_version(self, record: ModelVersion) -> ModelVersion:
+    def commit_version(self, record: ModelVersion, note: str | None = None) -> ModelVersion:
         """Store a version (never overwriting one) and move `latest_version` forward, atomically."""
         now = utcnow()
         audit = AuditRecord(
             actor=record.created_by,
+            note=note,
             action="register_version",
             model=record.name,
             details={"version": record.version, "sha256": record.sha256, "artifact_uri": record.artifact_uri},
@@ -348,7 +386,7 @@ class Registry:
                     raise
         raise AssertionError("unreachable")
 
-    def put_ruleset(self, name: str, ruleset: Ruleset, actor: str) -> RulesetVersion:
+    def put_ruleset(self, name: str, ruleset: Ruleset, actor: str, note: str | None = None) -> RulesetVersion:
         """Store the next ruleset version and make it the model's, atomically; never overwrites one."""
         summary = self.get_model(name)
         record = RulesetVersion(
@@ -356,6 +394,7 @@ class Registry:
         )
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_rules",
             model=name,
             details={"rules_version": record.version, "rules": len(ruleset.rules)},
@@ -500,7 +539,7 @@ class Registry:
             ]
             self._ddb.transact_write_items(TransactItems=deletes + self._counters(name, chunk, -1))
 
-    def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
+    def set_alias(self, name: str, alias: str, version: int, actor: str, note: str | None = None) -> Alias:
         summary = self.get_model(name)
         self.get_version(name, version)
         if version in summary.archived_versions:
@@ -512,6 +551,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_alias",
             model=name,
             details={"alias": alias, "version": version, "previous_version": previous},
@@ -526,7 +566,7 @@ class Registry:
         )
         return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
 
-    def remove_alias(self, name: str, alias: str, actor: str) -> AliasRemoved:
+    def remove_alias(self, name: str, alias: str, actor: str, note: str | None = None) -> AliasRemoved:
         """Take an alias away. Without `champion`, requests without a version get the latest version
         not archived."""
         summary = self.get_model(name)
@@ -534,6 +574,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="remove_alias",
             model=name,
             details={"alias": alias, "previous_version": previous},
@@ -548,7 +589,7 @@ class Registry:
         )
         return AliasRemoved(name=name, alias=alias, previous_version=previous, updated_at=now)
 
-    def set_archived(self, name: str, version: int, archived: bool, actor: str) -> VersionStanding:
+    def set_archived(self, name: str, version: int, archived: bool, actor: str, note: str | None = None) -> VersionStanding:
         """Archive a version (no alias may point at it: they are named in the Conflict) or bring it
         back. The version record itself is never changed; the summary's archived set and latest
         version not archived are, checked against the summary as read (a concurrent change: Conflict)."""
@@ -573,6 +614,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="archive_version" if archived else "unarchive_version",
             model=name,
             details={"version": version, "latest_active_version": latest_active or None},
@@ -597,11 +639,12 @@ class Registry:
             updated_at=now,
         )
 
-    def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str) -> QualityPolicy:
+    def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str, note: str | None = None) -> QualityPolicy:
         previous = self.get_model(name).quality_policy
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_quality_policy",
             model=name,
             details={"policy": policy.model_dump(), "previous_policy": previous.model_dump()},
