@@ -9,6 +9,7 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
+  MODEL#<name> / RUNGATE          the run the API started last (run_id): one start wins at a time
   FEEDBACK#<name> / LABEL#<prediction id>  a label given for a captured prediction (LabelRecord)
   FEEDBACK#<name> / ACCURACY#<00000001>    a version's live accuracy counters (atomic ADDs):
                                            labelled, correct, scored, abs_error; its task
@@ -41,6 +42,7 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
 
 CATALOG = "MODELS"
+RUN_GATE = "RUNGATE"
 
 
 class RunRecord(TypedDict):
@@ -452,6 +454,60 @@ class Registry:
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
+
+    def last_started_run(self, name: str) -> RunRecord | None:
+        """The run the API started last for the model (its run gate), or None."""
+        item = self._ddb.get_item(
+            TableName=self.table, Key={"pk": _s(_model_pk(name)), "sk": _s(RUN_GATE)}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else json.loads(item["doc"]["S"])  # type: ignore[no-any-return]
+
+    def claim_run_gate(self, name: str, run: RunRecord, seen: RunRecord | None) -> None:
+        """Name `run` the model's last started run, on the condition that the last started run is still
+        `seen` (None: there was none): of two starts that read the same gate, one wins, the other is
+        a Conflict."""
+        condition = "attribute_not_exists(pk)" if seen is None else "run_id = :seen"
+        values = {} if seen is None else {":seen": _s(seen["run_id"])}
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(_model_pk(name)),
+                    "sk": _s(RUN_GATE),
+                    "run_id": _s(run["run_id"]),
+                    "doc": _s(json.dumps(run, sort_keys=True)),
+                },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as error:
+            raise Conflict(
+                f"another run of {name!r} was started meanwhile; see its runs",
+                [field_error(["path", "name"], "a run was just started", "run_in_progress")],
+            ) from error
+
+    def release_run_gate(self, name: str, run: RunRecord, previous: RunRecord | None) -> None:
+        """Give the gate back to `previous` after `run` could not be started (only if it still names it)."""
+        key = {"pk": _s(_model_pk(name)), "sk": _s(RUN_GATE)}
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            if previous is None:
+                self._ddb.delete_item(
+                    TableName=self.table,
+                    Key=key,
+                    ConditionExpression="run_id = :mine",
+                    ExpressionAttributeValues={":mine": _s(run["run_id"])},
+                )
+            else:
+                self._ddb.put_item(
+                    TableName=self.table,
+                    Item={
+                        **key,
+                        "run_id": _s(previous["run_id"]),
+                        "doc": _s(json.dumps(previous, sort_keys=True)),
+                    },
+                    ConditionExpression="run_id = :mine",
+                    ExpressionAttributeValues={":mine": _s(run["run_id"])},
+                )
 
     def _counters(self, name: str, labels: list[Labelled], sign: int) -> list[dict[str, Any]]:
         """ADD updates of each version's live accuracy counters for these labels (sign -1: undo)."""
