@@ -236,7 +236,9 @@ def slow_pipeline(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterat
     sfn = aws.client("stepfunctions")
     arn = sfn.create_state_machine(
         name=f"slow-{time.monotonic_ns()}",
-        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}),
+        definition=json.dumps(
+            {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
+        ),
         roleArn="arn:aws:iam::123456789012:role/slow",
     )["stateMachineArn"]
     monkeypatch.setenv("AIMASS_PIPELINE_STATE_MACHINE_ARN", arn)
@@ -260,7 +262,9 @@ def test_one_run_of_a_model_at_a_time_a_second_start_is_a_409_naming_the_running
     assert second.status_code == 409, second.text
     error = second.json()["error"]
     assert error["code"] == "run_in_progress" and first.json()["run_id"] in error["message"]
-    running = aws.client("stepfunctions").list_executions(stateMachineArn=slow_pipeline, statusFilter="RUNNING")
+    running = aws.client("stepfunctions").list_executions(
+        stateMachineArn=slow_pipeline, statusFilter="RUNNING"
+    )
     assert [e["name"] for e in running["executions"]] == [first.json()["run_id"]]
 
 

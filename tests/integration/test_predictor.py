@@ -108,7 +108,12 @@ def test_only_the_current_ruleset_stays_compiled_however_many_were_saved(
 
     # Given ten rulesets saved one after another, each used by a prediction
     for threshold in range(10):
-        rule = {"id": "big", "stage": "pre", "when": f"input.mean_radius > {threshold}.5", "then": {"flag": "big"}}
+        rule = {
+            "id": "big",
+            "stage": "pre",
+            "when": f"input.mean_radius > {threshold}.5",
+            "then": {"flag": "big"},
+        }
         save_ruleset(wiring.registry(), "breast-cancer", Ruleset.model_validate({"rules": [rule]}), "t")
         clock.now += 6
         serving.predict("breast-cancer", row(demos))

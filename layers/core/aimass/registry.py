@@ -460,7 +460,7 @@ class Registry:
         item = self._ddb.get_item(
             TableName=self.table, Key={"pk": _s(_model_pk(name)), "sk": _s(RUN_GATE)}, ConsistentRead=True
         ).get("Item")
-        return None if item is None else json.loads(item["doc"]["S"])  # type: ignore[no-any-return]
+        return None if item is None else json.loads(item["doc"]["S"])
 
     def claim_run_gate(self, name: str, run: RunRecord, seen: RunRecord | None) -> None:
         """Name `run` the model's last started run, on the condition that the last started run is still
@@ -645,7 +645,9 @@ class Registry:
         )
         return AliasRemoved(name=name, alias=alias, previous_version=previous, updated_at=now)
 
-    def set_archived(self, name: str, version: int, archived: bool, actor: str, note: str | None = None) -> VersionStanding:
+    def set_archived(
+        self, name: str, version: int, archived: bool, actor: str, note: str | None = None
+    ) -> VersionStanding:
         """Archive a version (no alias may point at it: they are named in the Conflict) or bring it
         back. The version record itself is never changed; the summary's archived set and latest
         version not archived are, checked against the summary as read (a concurrent change: Conflict)."""
@@ -695,7 +697,9 @@ class Registry:
             updated_at=now,
         )
 
-    def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str, note: str | None = None) -> QualityPolicy:
+    def set_quality_policy(
+        self, name: str, policy: QualityPolicy, actor: str, note: str | None = None
+    ) -> QualityPolicy:
         previous = self.get_model(name).quality_policy
         now = utcnow()
         audit = AuditRecord(

@@ -103,7 +103,9 @@ AUDIT_PAGE_MAX = 1000
 def audit(
     name: str,
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=AUDIT_PAGE_MAX, description="records per page")] = AUDIT_PAGE_DEFAULT,
+    limit: Annotated[
+        int, Query(ge=1, le=AUDIT_PAGE_MAX, description="records per page")
+    ] = AUDIT_PAGE_DEFAULT,
     after: Annotated[str | None, Query(description="the page token from the previous page's link")] = None,
 ) -> Response:
     registry().get_model(name)
