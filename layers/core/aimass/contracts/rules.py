@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from aimass.contracts.common import ModelRef, utcnow
 
 # What a ruleset's conditions may add up to. Compiling and running rules costs about linearly in their
-# text: 780,000 characters (200 rules of 3,900) took 6.7 s to compile and 17 ms per instance to run;
-# 40,000 keep a save or a first predict under 0.5 s and a 100-instance request's rules near 70 ms
-# (bench/RESULTS.md, "Rules by size").
+# text: 775,400 characters (200 rules of 3,900) took 2.2-6.7 s to compile and 0.7-1.4 s to run on a
+# 100-instance request; at 40,000 a save or the first predict after it compiles in under 0.1 s and a
+# 100-instance request's rules run in about 30 ms (bench/RESULTS.md, "Rules by size").
 MAX_CONDITION_CHARS = 40_000
 
 RULE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
