@@ -304,3 +304,18 @@ def test_samconfig_deploys_each_stage_to_its_own_stack() -> None:
         build = config[env]["build"]["parameters"]
         assert build["cached"] is True
         assert build["parallel"] is True
+
+
+def test_the_api_throttles_every_route_and_pipeline_starts_hardest(template: dict[str, Any]) -> None:
+    # The functions have no reserved concurrency (checkov skips say throttling belongs to the API):
+    # API Gateway's rate and burst are the flood's stop, from parameters, and starting a retraining
+    # run (the most expensive call) has its own, lower, route limit.
+    api = template["Resources"]["Api"]["Properties"]
+    assert api["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiBurstLimit"},
+    }
+    pipeline = api["RouteSettings"]["POST /v1/models/{name}/pipeline:run"]
+    assert pipeline["ThrottlingRateLimit"] == {"Ref": "PipelineRunRateLimit"}
+    parameters = template["Parameters"]
+    assert parameters["PipelineRunRateLimit"]["Default"] < parameters["ApiRateLimit"]["Default"]

@@ -262,3 +262,20 @@ def test_a_bad_archive_body_is_422_with_the_field(client: TestClient) -> None:
     response = client.patch("/v1/models/breast-cancer/versions/1", json={"archived": "maybe"})
     assert response.status_code == 422 and error_of(response)["details"][0]["loc"] == ["body", "archived"]
     assert client.patch("/v1/models/breast-cancer/versions/7", json={"archived": True}).status_code == 404
+
+
+def test_the_audit_trail_comes_a_page_at_a_time_with_the_next_page_linked(client: TestClient) -> None:
+    # Given a trail of five changes
+    for version in (1, 1, 1):
+        client.put("/v1/models/breast-cancer/aliases/challenger", json={"version": version})
+    pages, url = [], "/v1/models/breast-cancer/audit?limit=2"
+    # When it is read two records at a time, following the Link header
+    while url:
+        page = client.get(url)
+        pages.append([r["action"] for r in page.json()])
+        url = page.links.get("next", {}).get("url")
+    # Then every record comes once, oldest first, and a forged page token is a 422
+    assert pages == [["register_version", "set_alias"], ["set_alias", "set_alias"], ["set_alias"]]
+    forged = client.get("/v1/models/breast-cancer/audit?after=bm90LWEta2V5")
+    assert forged.status_code == 422 and forged.json()["error"]["details"][0]["loc"] == ["query", "after"]
+    assert client.get("/v1/models/breast-cancer/audit?limit=0").status_code == 422

@@ -98,3 +98,17 @@ def test_template_paths_and_app_paths_get_the_same_scope() -> None:
     assert needs_admin("post", "/v1/models/m/pipeline:run")
     assert not needs_admin("POST", "/v1/models/m:predict")
     assert not needs_admin("GET", "/v1/models/m/pipeline/runs")
+
+
+def test_the_audit_actor_is_the_key_that_opened_the_route_and_a_header_only_adds_a_note(
+    keyed: TestClient,
+) -> None:
+    # Given the admin key, When an alias moves with a header claiming to be someone else and a note
+    claims = {"x-aimass-actor": "arn:aws:iam::123456789012:user/admin", "x-aimass-note": "CHG-42\nrollback"}
+    moved = keyed.put(
+        "/v1/models/breast-cancer/aliases/challenger", json={"version": 1}, headers=ADMIN | claims
+    )
+    # Then the trail names the key, not the claim, and keeps the note's printable text
+    assert moved.status_code == 200
+    last = keyed.get("/v1/models/breast-cancer/audit", headers=CALLER).json()[-1]
+    assert (last["action"], last["actor"], last["note"]) == ("set_alias", "local:admin-key", "CHG-42rollback")

@@ -25,7 +25,13 @@ STUMP = {"estimator": "decision_tree", "params": {"max_depth": 1}}
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[TestClient]:
-    with running_stack(tmp_path_factory.mktemp("pipeline-api"), "aimass-pipeline-api") as local:
+    # These tests start runs of one model one after another: no minimum interval between them here
+    # (test_run_limits... sets its own).
+    with running_stack(
+        tmp_path_factory.mktemp("pipeline-api"),
+        "aimass-pipeline-api",
+        environment={"AIMASS_PIPELINE_MIN_RUN_INTERVAL_S": "0"},
+    ) as local:
         demo = demos["breast-cancer"]
         register_version(wiring.registry(), local.bucket, MODEL, demo.model, "test", demo.enrichment)
         aws.client("s3").put_object(
@@ -43,7 +49,7 @@ def finished(client: TestClient, run_id: str) -> dict[str, Any]:
 
 
 def test_a_run_started_by_the_api_is_followed_to_its_release(client: TestClient) -> None:
-    started = client.post(f"/v1/models/{MODEL}/pipeline:run", headers={"x-aimass-actor": "alice"})
+    started = client.post(f"/v1/models/{MODEL}/pipeline:run")
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]
     assert run_id.startswith(f"{MODEL}-") and started.json()["execution_arn"].endswith(f":{run_id}")
@@ -223,3 +229,57 @@ def test_a_deployment_without_the_pipeline_answers_503(
         monkeypatch.undo()
         settings.cache_clear()
     assert response.status_code == 503 and response.json()["error"]["code"] == "pipeline_unavailable"
+
+
+@pytest.fixture
+def slow_pipeline(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A pipeline whose runs wait a minute: a run started on it is still running when the next starts."""
+    sfn = aws.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name=f"slow-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/slow",
+    )["stateMachineArn"]
+    monkeypatch.setenv("AIMASS_PIPELINE_STATE_MACHINE_ARN", arn)
+    settings.cache_clear()
+    yield arn
+    for execution in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:
+        sfn.stop_execution(executionArn=execution["executionArn"])
+    monkeypatch.undo()
+    settings.cache_clear()
+
+
+def test_one_run_of_a_model_at_a_time_a_second_start_is_a_409_naming_the_running_one(
+    client: TestClient, slow_pipeline: str
+) -> None:
+    # Given a run of bc-api still running
+    first = client.post(f"/v1/models/{MODEL}/pipeline:run")
+    assert first.status_code == 202, first.text
+    # When another run is asked for
+    second = client.post(f"/v1/models/{MODEL}/pipeline:run")
+    # Then it is refused with the running run's id, and only the first was started
+    assert second.status_code == 409, second.text
+    error = second.json()["error"]
+    assert error["code"] == "run_in_progress" and first.json()["run_id"] in error["message"]
+    running = aws.client("stepfunctions").list_executions(
+        stateMachineArn=slow_pipeline, statusFilter="RUNNING"
+    )
+    assert [e["name"] for e in running["executions"]] == [first.json()["run_id"]]
+
+
+def test_starts_closer_than_the_minimum_interval_are_a_429_with_retry_after(
+    client: TestClient, slow_pipeline: str, monkeypatch: pytest.MonkeyPatch, demos: dict[str, Any]
+) -> None:
+    # Given a minimum of an hour between two starts of a model's runs, and a run just started
+    monkeypatch.setenv("AIMASS_PIPELINE_MIN_RUN_INTERVAL_S", "3600")
+    settings.cache_clear()
+    demo = demos["breast-cancer"]
+    register_version(wiring.registry(), settings().bucket, "bc-limited", demo.model, "test", demo.enrichment)
+    assert client.post("/v1/models/bc-limited/pipeline:run").status_code == 202
+    # When another start comes a moment later
+    again = client.post("/v1/models/bc-limited/pipeline:run")
+    # Then it is told when it may try again
+    assert again.status_code == 429 and again.json()["error"]["code"] == "too_many_runs"
+    assert 3500 < int(again.headers["Retry-After"]) <= 3600

@@ -98,3 +98,24 @@ def test_a_cached_model_file_is_checked_again_before_it_is_loaded(
     path.write_bytes(b"corrupted on disk")
     assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1
     assert artifacts.sha256(path.read_bytes()) == record.sha256
+
+
+def test_only_the_current_ruleset_stays_compiled_however_many_were_saved(
+    serving: RequestPipeline, demos: dict[str, Any], clock: Clock
+) -> None:
+    from aimass.contracts.rules import Ruleset
+    from aimass.registration import save_ruleset
+
+    # Given ten rulesets saved one after another, each used by a prediction
+    for threshold in range(10):
+        rule = {
+            "id": "big",
+            "stage": "pre",
+            "when": f"input.mean_radius > {threshold}.5",
+            "then": {"flag": "big"},
+        }
+        save_ruleset(wiring.registry(), "breast-cancer", Ruleset.model_validate({"rules": [rule]}), "t")
+        clock.now += 6
+        serving.predict("breast-cancer", row(demos))
+    # Then the store holds one compiled ruleset for the version, the last one saved
+    assert list(serving.store._rulesets) == [("breast-cancer", 10, 1)]

@@ -63,7 +63,7 @@ def test_unknown_models_versions_and_aliases_are_not_found(moto_aws: None, demos
 def test_every_change_leaves_an_audit_record(moto_aws: None, demos: dict[str, Any]) -> None:
     push(demos)
     set_alias(wiring.registry(), "breast-cancer", "challenger", 1, "bob")
-    trail = wiring.registry().audit_trail("breast-cancer")
+    trail = wiring.registry().audit_page("breast-cancer", 1000).records
     assert [(r.action, r.actor) for r in trail] == [("register_version", "alice"), ("set_alias", "bob")]
     assert trail[1].details == {"alias": "challenger", "version": 1, "previous_version": None}
 
@@ -98,7 +98,7 @@ def test_removing_the_champion_leaves_requests_to_the_latest_version(
     assert removed.previous_version == 1
     assert wiring.registry().get_model("breast-cancer").aliases == {}
     assert wiring.registry().resolve("breast-cancer").version == 2
-    last = wiring.registry().audit_trail("breast-cancer")[-1]
+    last = wiring.registry().audit_page("breast-cancer", 1000).records[-1]
     assert (last.action, last.actor, last.details) == (
         "remove_alias",
         "carol",
@@ -162,7 +162,7 @@ def test_with_every_version_archived_only_a_version_by_number_is_served(
     standing = wiring.registry().set_archived("breast-cancer", 1, False, "erin")
     assert (standing.archived, standing.latest_active_version) == (False, 1)
     assert wiring.registry().resolve("breast-cancer").version == 1
-    trail = wiring.registry().audit_trail("breast-cancer")
+    trail = wiring.registry().audit_page("breast-cancer", 1000).records
     assert [(r.action, r.actor, r.details["version"]) for r in trail[1:]] == [
         ("archive_version", "dave", 1),
         ("unarchive_version", "erin", 1),

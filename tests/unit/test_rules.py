@@ -474,3 +474,18 @@ def test_a_rule_on_a_zipmap_without_class_labels_cannot_be_checked_and_is_accept
     rules = ruleset(rule("seven", "output.probabilities['7'] > 0.5", {"flag": "x"}))
     answer = {"label": 7, "probabilities": {"0": 0.1, "7": 0.9}}
     assert ids(run(rules, [ROW], [answer], unlabeled)) == [["seven"]]
+
+
+def test_a_ruleset_whose_conditions_exceed_the_budget_is_refused_at_the_rules_field() -> None:
+    from pydantic import ValidationError
+
+    from aimass.contracts.rules import MAX_CONDITION_CHARS, Ruleset
+
+    long = " || ".join(["input.mean_radius > 1000.5"] * 130)  # 3,896 characters
+    rules = [{"id": f"r{i}", "stage": "pre", "when": long, "then": {"flag": "x"}} for i in range(11)]
+    assert len(long) * 10 < MAX_CONDITION_CHARS < len(long) * 11
+    Ruleset.model_validate({"rules": rules[:10]})
+    with pytest.raises(ValidationError) as refused:
+        Ruleset.model_validate({"rules": rules})
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("rules",) and "at most 40,000" in error["msg"]

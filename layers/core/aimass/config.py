@@ -79,6 +79,11 @@ class Settings(BaseSettings):
 
     # The retraining pipeline's state machine (statemachines/training_pipeline.asl.json).
     pipeline_state_machine_arn: str | None = None
+    # POST .../pipeline:run: one run of a model at a time (a start while the last one the API started
+    # is running is a 409 naming it), and at least this many seconds between two starts of one
+    # model's runs (a 429 with Retry-After; 0: no limit).
+    pipeline_one_run_at_a_time: bool = True
+    pipeline_min_run_interval_s: float = Field(default=30.0, ge=0.0)
     # Its SageMaker training branch (docs/pipeline.md, "Heavy training on SageMaker"): the training
     # image's URI (unset or empty: no SageMaker branch, every run trains on Lambda), the role the job
     # runs as, its instance, its volume and how long it may run.

@@ -157,6 +157,7 @@ def register_version(
     reference: Reference | None = None,
     lineage: dict[str, Any] | None = None,
     backend: str = "lambda",
+    note: str | None = None,
 ) -> ModelVersion:
     """Read the signature from the graph, compute the baseline of the reference data if given, store
     the artifacts, then record the immutable version."""
@@ -197,10 +198,12 @@ def register_version(
         bucket, prefix + "signature.json", signature.model_dump_json(indent=2).encode(), "application/json"
     )
     artifacts.put(bucket, prefix + "model_card.md", model_card(record).encode(), "text/markdown")
-    return registry.commit_version(record)
+    return registry.commit_version(record, note)
 
 
-def set_alias(registry: Registry, name: str, alias: str, version: int, actor: str) -> Alias:
+def set_alias(
+    registry: Registry, name: str, alias: str, version: int, actor: str, note: str | None = None
+) -> Alias:
     """Point an alias at a version whose artifact still has the bytes it was registered with, and
     whose signature the model's rules fit."""
     check_alias(alias)
@@ -209,12 +212,14 @@ def set_alias(registry: Registry, name: str, alias: str, version: int, actor: st
     summary = registry.get_model(name)
     if summary.rules_version is not None:
         compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
-    return registry.set_alias(name, alias, version, actor)
+    return registry.set_alias(name, alias, version, actor, note)
 
 
-def save_ruleset(registry: Registry, name: str, ruleset: Ruleset, actor: str) -> RulesetVersion:
+def save_ruleset(
+    registry: Registry, name: str, ruleset: Ruleset, actor: str, note: str | None = None
+) -> RulesetVersion:
     """Check the rules against every version an alias or `latest` serves, then store them."""
     summary = registry.get_model(name)
     for version in sorted({*summary.aliases.values(), summary.latest_version}):
         compile_ruleset(ruleset, registry.get_version(name, version).signature)
-    return registry.put_ruleset(name, ruleset, actor)
+    return registry.put_ruleset(name, ruleset, actor, note)

@@ -9,6 +9,7 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
+  MODEL#<name> / RUNGATE          the run the API started last (run_id): one start wins at a time
   FEEDBACK#<name> / LABEL#<prediction id>  a label given for a captured prediction (LabelRecord)
   FEEDBACK#<name> / ACCURACY#<00000001>    a version's live accuracy counters (atomic ADDs):
                                            labelled, correct, scored, abs_error; its task
@@ -17,9 +18,11 @@ Feedback has a partition of its own, so that the online function may write it an
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 from aimass import aws
@@ -36,9 +39,10 @@ from aimass.contracts.registry import (
     VersionStanding,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
-from aimass.errors import Conflict, NotFound, field_error
+from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
 
 CATALOG = "MODELS"
+RUN_GATE = "RUNGATE"
 
 
 class RunRecord(TypedDict):
@@ -86,6 +90,30 @@ def _s(value: str) -> dict[str, str]:
 
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[AuditRecord]
+    next_token: str | None
+
+
+def _page_token(sk: str) -> str:
+    return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
+
+
+def _audit_sk(token: str) -> str:
+    """The sort key a page token stands for; a token that is not one of ours is a 422."""
+    try:
+        sk = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        sk = ""
+    if not sk.startswith("AUDIT#"):
+        raise ValidationFailed(
+            "not a page token of this audit trail",
+            [field_error(["query", "after"], "unknown page token", "bad_token")],
+        )
+    return sk
 
 
 def _summary(item: dict[str, Any]) -> ModelSummary:
@@ -214,10 +242,21 @@ class Registry:
         run: RunRecord = json.loads(item["doc"]["S"])
         return run
 
-    def audit_trail(self, name: str) -> list[AuditRecord]:
-        return [
-            AuditRecord.model_validate_json(i["doc"]["S"]) for i in self._query(_model_pk(name), "AUDIT#")
-        ]
+    def audit_page(self, name: str, limit: int, after: str | None = None) -> AuditPage:
+        """Up to `limit` audit records, oldest first, from just after the record whose page token is
+        `after`; the next page's token, or None after the last record."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(_model_pk(name)), ":prefix": _s("AUDIT#")},
+            "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": _s(_model_pk(name)), "sk": _s(_audit_sk(after))}
+        page = self._ddb.query(**kwargs)
+        records = [AuditRecord.model_validate_json(i["doc"]["S"]) for i in page["Items"]]
+        last = page.get("LastEvaluatedKey")
+        return AuditPage(records, _page_token(last["sk"]["S"]) if last else None)
 
     def live_accuracy(self, name: str) -> list[VersionAccuracy]:
         """Each version's labelled predictions so far (versions without any are left out)."""
@@ -298,11 +337,12 @@ class Registry:
                 raise
             raise Conflict(f"model {name!r} changed meanwhile; read it again and retry") from error
 
-    def commit_version(self, record: ModelVersion) -> ModelVersion:
+    def commit_version(self, record: ModelVersion, note: str | None = None) -> ModelVersion:
         """Store a version (never overwriting one) and move `latest_version` forward, atomically."""
         now = utcnow()
         audit = AuditRecord(
             actor=record.created_by,
+            note=note,
             action="register_version",
             model=record.name,
             details={"version": record.version, "sha256": record.sha256, "artifact_uri": record.artifact_uri},
@@ -348,7 +388,7 @@ class Registry:
                     raise
         raise AssertionError("unreachable")
 
-    def put_ruleset(self, name: str, ruleset: Ruleset, actor: str) -> RulesetVersion:
+    def put_ruleset(self, name: str, ruleset: Ruleset, actor: str, note: str | None = None) -> RulesetVersion:
         """Store the next ruleset version and make it the model's, atomically; never overwrites one."""
         summary = self.get_model(name)
         record = RulesetVersion(
@@ -356,6 +396,7 @@ class Registry:
         )
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_rules",
             model=name,
             details={"rules_version": record.version, "rules": len(ruleset.rules)},
@@ -413,6 +454,60 @@ class Registry:
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
+
+    def last_started_run(self, name: str) -> RunRecord | None:
+        """The run the API started last for the model (its run gate), or None."""
+        item = self._ddb.get_item(
+            TableName=self.table, Key={"pk": _s(_model_pk(name)), "sk": _s(RUN_GATE)}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else json.loads(item["doc"]["S"])
+
+    def claim_run_gate(self, name: str, run: RunRecord, seen: RunRecord | None) -> None:
+        """Name `run` the model's last started run, on the condition that the last started run is still
+        `seen` (None: there was none): of two starts that read the same gate, one wins, the other is
+        a Conflict."""
+        condition = "attribute_not_exists(pk)" if seen is None else "run_id = :seen"
+        values = {} if seen is None else {":seen": _s(seen["run_id"])}
+        try:
+            self._ddb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(_model_pk(name)),
+                    "sk": _s(RUN_GATE),
+                    "run_id": _s(run["run_id"]),
+                    "doc": _s(json.dumps(run, sort_keys=True)),
+                },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as error:
+            raise Conflict(
+                f"another run of {name!r} was started meanwhile; see its runs",
+                [field_error(["path", "name"], "a run was just started", "run_in_progress")],
+            ) from error
+
+    def release_run_gate(self, name: str, run: RunRecord, previous: RunRecord | None) -> None:
+        """Give the gate back to `previous` after `run` could not be started (only if it still names it)."""
+        key = {"pk": _s(_model_pk(name)), "sk": _s(RUN_GATE)}
+        with contextlib.suppress(self._ddb.exceptions.ConditionalCheckFailedException):
+            if previous is None:
+                self._ddb.delete_item(
+                    TableName=self.table,
+                    Key=key,
+                    ConditionExpression="run_id = :mine",
+                    ExpressionAttributeValues={":mine": _s(run["run_id"])},
+                )
+            else:
+                self._ddb.put_item(
+                    TableName=self.table,
+                    Item={
+                        **key,
+                        "run_id": _s(previous["run_id"]),
+                        "doc": _s(json.dumps(previous, sort_keys=True)),
+                    },
+                    ConditionExpression="run_id = :mine",
+                    ExpressionAttributeValues={":mine": _s(run["run_id"])},
+                )
 
     def _counters(self, name: str, labels: list[Labelled], sign: int) -> list[dict[str, Any]]:
         """ADD updates of each version's live accuracy counters for these labels (sign -1: undo)."""
@@ -500,7 +595,7 @@ class Registry:
             ]
             self._ddb.transact_write_items(TransactItems=deletes + self._counters(name, chunk, -1))
 
-    def set_alias(self, name: str, alias: str, version: int, actor: str) -> Alias:
+    def set_alias(self, name: str, alias: str, version: int, actor: str, note: str | None = None) -> Alias:
         summary = self.get_model(name)
         self.get_version(name, version)
         if version in summary.archived_versions:
@@ -512,6 +607,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_alias",
             model=name,
             details={"alias": alias, "version": version, "previous_version": previous},
@@ -526,7 +622,7 @@ class Registry:
         )
         return Alias(name=name, alias=alias, version=version, previous_version=previous, updated_at=now)
 
-    def remove_alias(self, name: str, alias: str, actor: str) -> AliasRemoved:
+    def remove_alias(self, name: str, alias: str, actor: str, note: str | None = None) -> AliasRemoved:
         """Take an alias away. Without `champion`, requests without a version get the latest version
         not archived."""
         summary = self.get_model(name)
@@ -534,6 +630,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="remove_alias",
             model=name,
             details={"alias": alias, "previous_version": previous},
@@ -548,7 +645,9 @@ class Registry:
         )
         return AliasRemoved(name=name, alias=alias, previous_version=previous, updated_at=now)
 
-    def set_archived(self, name: str, version: int, archived: bool, actor: str) -> VersionStanding:
+    def set_archived(
+        self, name: str, version: int, archived: bool, actor: str, note: str | None = None
+    ) -> VersionStanding:
         """Archive a version (no alias may point at it: they are named in the Conflict) or bring it
         back. The version record itself is never changed; the summary's archived set and latest
         version not archived are, checked against the summary as read (a concurrent change: Conflict)."""
@@ -573,6 +672,7 @@ class Registry:
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="archive_version" if archived else "unarchive_version",
             model=name,
             details={"version": version, "latest_active_version": latest_active or None},
@@ -597,11 +697,14 @@ class Registry:
             updated_at=now,
         )
 
-    def set_quality_policy(self, name: str, policy: QualityPolicy, actor: str) -> QualityPolicy:
+    def set_quality_policy(
+        self, name: str, policy: QualityPolicy, actor: str, note: str | None = None
+    ) -> QualityPolicy:
         previous = self.get_model(name).quality_policy
         now = utcnow()
         audit = AuditRecord(
             actor=actor,
+            note=note,
             action="set_quality_policy",
             model=name,
             details={"policy": policy.model_dump(), "previous_policy": previous.model_dump()},

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aimass.api.deps import LOCAL_CALLER
 from aimass.api.responses import error_response, is_v2
 from aimass.api.scopes import ADMIN, needs_admin
 from aimass.errors import PayloadTooLarge
@@ -22,6 +23,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/health"})
+# The audit trail's actor for a request the local keys opened.
+ADMIN_CALLER = "local:admin-key"
+API_CALLER = "local:api-key"
 
 
 class RequestGuard:
@@ -38,8 +42,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        key = headers.get(b"x-api-key", b"")
-        refusal = None if scope["path"] in OPEN_PATHS else self._refusal(scope, key)
+        caller = self._caller(headers.get(b"x-api-key", b""))
+        refusal = None if scope["path"] in OPEN_PATHS else self._refusal(scope, caller)
+        if caller is not None:
+            scope[LOCAL_CALLER] = caller  # who opened the route, for the audit trail (api.deps.actor)
         if refusal is not None:
             status, code, message = refusal
             await error_response(
@@ -55,22 +61,30 @@ class RequestGuard:
             return
         await self.app(scope, self._counting(receive), send)
 
-    def _refusal(self, scope: Scope, key: bytes) -> tuple[int, str, str] | None:
-        """(status, code, message) when the key does not open this route; None when it does."""
+    def _refusal(self, scope: Scope, caller: str | None) -> tuple[int, str, str] | None:
+        """(status, code, message) when the caller's key does not open this route; None when it does."""
         if self.api_key is None and self.admin_key is None:  # the deployed API: API Gateway authorises
             return None
-        is_admin = self.admin_key is not None and hmac.compare_digest(key, self.admin_key)
-        is_caller = self.api_key is not None and hmac.compare_digest(key, self.api_key)
         if self.admin_key and needs_admin(scope["method"], scope["path"]):
             route = f"{scope['method']} {scope['path']}"
-            if is_admin:
+            if caller == ADMIN_CALLER:
                 return None
-            if is_caller:
+            if caller == API_CALLER:
                 return 403, "forbidden", f"{route} needs the {ADMIN} scope: send the admin key in x-api-key"
             return 401, "unauthorized", f"missing or wrong x-api-key header: {route} needs the admin key"
-        if self.api_key is None or is_caller or is_admin:
+        if self.api_key is None or caller is not None:
             return None
         return 401, "unauthorized", "missing or wrong x-api-key header"
+
+    def _caller(self, key: bytes) -> str | None:
+        """The name of the local key sent (None: no key matched, or none is set)."""
+        if not key:
+            return None
+        if self.admin_key is not None and hmac.compare_digest(key, self.admin_key):
+            return ADMIN_CALLER
+        if self.api_key is not None and hmac.compare_digest(key, self.api_key):
+            return API_CALLER
+        return None
 
     def _too_large(self, size: int | None = None) -> PayloadTooLarge:
         what = f"request body of {size} bytes" if size else "request body"

@@ -36,8 +36,15 @@ RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN)]
 async def start_run(name: str, request: Request) -> Response:
     body = await parse(request, PipelineRunRequest) if await request.body() else PipelineRunRequest()
     current = settings()
+    limits = runs.RunLimits(current.pipeline_one_run_at_a_time, current.pipeline_min_run_interval_s)
     started = runs.start(
-        registry(), current.pipeline_state_machine_arn, current.bucket, name, body.parameters, actor(request)
+        registry(),
+        current.pipeline_state_machine_arn,
+        current.bucket,
+        name,
+        body.parameters,
+        actor(request),
+        limits,
     )
     return JSON(started, status_code=202)
 

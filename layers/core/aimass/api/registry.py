@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from aimass import artifacts
 from aimass.api.bodies import openapi_body, parse
-from aimass.api.deps import actor
+from aimass.api.deps import actor, note
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
@@ -85,15 +85,36 @@ def get_version(name: str, version: int) -> Response:
 )
 async def patch_version(name: str, version: int, request: Request) -> Response:
     body = await parse(request, VersionUpdate)
-    standing = registry().set_archived(name, version, body.archived, actor(request))
+    standing = registry().set_archived(name, version, body.archived, actor(request), note(request))
     registry_changed(name)
     return JSON(standing.model_dump())
 
 
-@router.get("/v1/models/{name}/audit", response_model=list[AuditRecord], responses=ERRORS)
-def audit(name: str) -> Response:
+AUDIT_PAGE_DEFAULT = 100
+AUDIT_PAGE_MAX = 1000
+
+
+@router.get(
+    "/v1/models/{name}/audit",
+    response_model=list[AuditRecord],
+    responses=ERRORS,
+    summary="Every change, oldest first, a page at a time: the next page's link is in the Link header",
+)
+def audit(
+    name: str,
+    request: Request,
+    limit: Annotated[
+        int, Query(ge=1, le=AUDIT_PAGE_MAX, description="records per page")
+    ] = AUDIT_PAGE_DEFAULT,
+    after: Annotated[str | None, Query(description="the page token from the previous page's link")] = None,
+) -> Response:
     registry().get_model(name)
-    return JSON([r.model_dump() for r in registry().audit_trail(name)])
+    page = registry().audit_page(name, limit, after)
+    headers = {}
+    if page.next_token is not None:
+        following = request.url.include_query_params(limit=limit, after=page.next_token)
+        headers = {"Link": f'<{following}>; rel="next"', "x-aimass-next-token": page.next_token}
+    return JSON([r.model_dump() for r in page.records], headers=headers)
 
 
 def _enrichment(metadata: str | None) -> SignatureEnrichment | None:
@@ -183,6 +204,7 @@ def upload_version(
         _enrichment(metadata),
         reference=_reference(reference, reference_uri),
         backend=placed,
+        note=note(request),
     )
     registry_changed(name)
     return JSON(record.model_dump(), status_code=201)
@@ -196,7 +218,7 @@ def upload_version(
 )
 async def put_alias(name: str, alias: str, request: Request) -> Response:
     body = await parse(request, AliasUpdate)
-    moved = set_alias(registry(), name, alias, body.version, actor(request))
+    moved = set_alias(registry(), name, alias, body.version, actor(request), note(request))
     registry_changed(name)
     return JSON(moved.model_dump())
 
@@ -209,7 +231,7 @@ async def put_alias(name: str, alias: str, request: Request) -> Response:
     "not archived",
 )
 def delete_alias(name: str, alias: str, request: Request) -> Response:
-    removed = registry().remove_alias(name, alias, actor(request))
+    removed = registry().remove_alias(name, alias, actor(request), note(request))
     registry_changed(name)
     return JSON(removed.model_dump())
 
@@ -235,7 +257,7 @@ def get_rules(name: str) -> Response:
 )
 async def put_rules(name: str, request: Request) -> Response:
     body = await parse(request, Ruleset)
-    saved = save_ruleset(registry(), name, body, actor(request))
+    saved = save_ruleset(registry(), name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())
 
@@ -255,6 +277,6 @@ def get_quality_policy(name: str) -> Response:
 )
 async def put_quality_policy(name: str, request: Request) -> Response:
     body = await parse(request, QualityPolicy)
-    saved = registry().set_quality_policy(name, body, actor(request))
+    saved = registry().set_quality_policy(name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())

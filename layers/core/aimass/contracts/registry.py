@@ -242,7 +242,10 @@ class VersionStanding(BaseModel):
 
 class AuditRecord(BaseModel):
     at: str = Field(default_factory=utcnow)
-    actor: str
+    actor: str = Field(
+        description="who made the change, as authenticated (IAM principal, JWT subject, local key)"
+    )
+    note: str | None = Field(default=None, description="what the caller said of it (x-aimass-note header)")
     action: Literal[
         "register_version",
         "set_alias",

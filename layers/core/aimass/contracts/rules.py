@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aimass.contracts.common import ModelRef, utcnow
+
+# What a ruleset's conditions may add up to. Compiling and running rules costs about linearly in their
+# text: 775,400 characters (200 rules of 3,900) took 2.2-6.7 s to compile and 0.7-1.4 s to run on a
+# 100-instance request; at 40,000 a save or the first predict after it compiles in under 0.1 s and a
+# 100-instance request's rules run in about 30 ms (bench/RESULTS.md, "Rules by size").
+MAX_CONDITION_CHARS = 40_000
 
 RULE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
@@ -71,7 +77,21 @@ class Ruleset(BaseModel):
     )
 
     hit_policy: Literal["first", "all"] = "first"
-    rules: list[Rule] = Field(default_factory=list, max_length=200)
+    rules: list[Rule] = Field(
+        default_factory=list,
+        max_length=200,
+        description=f"at most 200 rules, their conditions {MAX_CONDITION_CHARS:,} characters in all",
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _bounded_conditions(cls, rules: list[Rule]) -> list[Rule]:
+        total = sum(len(r.when) for r in rules)
+        if total > MAX_CONDITION_CHARS:
+            raise ValueError(
+                f"the rules' conditions have {total:,} characters in all; at most {MAX_CONDITION_CHARS:,}"
+            )
+        return rules
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Ruleset:

@@ -55,6 +55,15 @@ def describe(execution_arn: str) -> Execution:
     return found
 
 
+def status(execution_arn: str) -> str | None:
+    """The execution's status (RUNNING, SUCCEEDED, ...), or None when there is no such execution."""
+    sfn = aws.client("stepfunctions")
+    try:
+        return str(sfn.describe_execution(executionArn=execution_arn)["status"])
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return None
+
+
 def history(execution_arn: str) -> list[dict[str, Any]]:
     """Every event of the execution's history, oldest first (Step Functions' shapes)."""
     sfn = aws.client("stepfunctions")

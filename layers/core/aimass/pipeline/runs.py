@@ -9,8 +9,10 @@ stays the one source of a run's status, states and result.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -18,7 +20,7 @@ from pydantic import ValidationError
 
 from aimass import artifacts
 from aimass.contracts.common import iso_utc
-from aimass.errors import AimassError, ValidationFailed, field_error
+from aimass.errors import AimassError, Conflict, ValidationFailed, field_error
 from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
 from aimass.gateways.stepfunctions import Execution
@@ -89,6 +91,23 @@ class PipelineUnavailable(AimassError):
     code = "pipeline_unavailable"
 
 
+class RunInProgress(Conflict):
+    code = "run_in_progress"
+
+
+class TooSoon(AimassError):
+    status = 429
+    code = "too_many_runs"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """How often a model's runs may be started through the API (Settings.pipeline_*)."""
+
+    one_at_a_time: bool = True
+    min_interval_s: float = 30.0
+
+
 def new_run_id(model: str, now: datetime | None = None) -> str:
     """An execution name (1-80 of letters, digits, `-`, `_`) that names the model and sorts by time."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -128,6 +147,26 @@ def run_record(run_id: str, execution_arn: str, started_at: str, run_input: dict
     }
 
 
+def _check_limits(model: str, last: RunRecord | None, limits: RunLimits, now: datetime) -> None:
+    """Refuse a start too soon after the model's last one (429) or while that one runs (409)."""
+    if last is None:
+        return
+    since = (now - datetime.fromisoformat(last["started_at"])).total_seconds()
+    if since < limits.min_interval_s:
+        wait = max(1, math.ceil(limits.min_interval_s - since))
+        raise TooSoon(
+            f"a run of {model!r} was started {since:.0f} s ago ({last['run_id']}); runs of one model "
+            f"start at most once every {limits.min_interval_s:g} s",
+            [field_error(["path", "name"], f"retry in {wait} s", "too_many_runs")],
+            headers={"Retry-After": str(wait)},
+        )
+    if limits.one_at_a_time and stepfunctions.status(last["execution_arn"]) == "RUNNING":
+        raise RunInProgress(
+            f"run {last['run_id']} of {model!r} is still running; one run of a model at a time",
+            [field_error(["path", "name"], f"{last['run_id']} is running", "run_in_progress")],
+        )
+
+
 def start(
     registry: Registry,
     state_machine_arn: str | None,
@@ -135,20 +174,31 @@ def start(
     model: str,
     parameters: dict[str, Any] | None,
     actor: str,
+    limits: RunLimits | None = None,
 ) -> RunStarted:
-    """Start a run of the model's pipeline after checking the model and the run's settings (its
-    stored training settings are in `bucket`)."""
+    """Start a run of the model's pipeline after checking the model, the run's settings (its stored
+    training settings are in `bucket`) and the model's run limits."""
     from aimass.pipeline.data import stored_config
 
     registry.get_model(model)
     if not state_machine_arn:
         raise PipelineUnavailable("this deployment has no retraining pipeline configured")
     training_settings(stored_config(bucket, model), parameters, ("body", "parameters"))
-    run_id = new_run_id(model)
+    now = datetime.now(UTC)
+    last = registry.last_started_run(model)
+    _check_limits(model, last, limits or RunLimits(), now)
+    run_id = new_run_id(model, now)
     run_input: dict[str, Any] = {"model": model, "trigger": "api", "requested_by": actor}
     if parameters:
         run_input["parameters"] = parameters
-    started = stepfunctions.start(state_machine_arn, run_id, run_input)
+    arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{run_id}"
+    claimed = run_record(run_id, arn, _iso(now) or "", run_input)
+    registry.claim_run_gate(model, claimed, last)
+    try:
+        started = stepfunctions.start(state_machine_arn, run_id, run_input)
+    except BaseException:
+        registry.release_run_gate(model, claimed, last)
+        raise
     record = run_record(run_id, started.execution_arn, _iso(started.started_at) or "", run_input)
     registry.record_run(model, record)
     return {

@@ -132,6 +132,10 @@ class ModelStore:
             return None
         key = (record.name, rules_version, record.version)
         if key not in self._rulesets:
+            # A saved ruleset replaces the one before it: only the current one stays compiled per
+            # version, so a container's compiled rules are bounded by the versions it serves.
+            for stale in [k for k in self._rulesets if k[0] == record.name and k[2] == record.version]:
+                del self._rulesets[stale]
             ruleset = self.registry.get_ruleset(record.name, rules_version).ruleset
             try:
                 self._rulesets[key] = compile_ruleset(ruleset, record.signature)
