@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules] [--quick]`: run the
-benchmarks, print tables, write JSON.
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load]
+[--quick]`: run the benchmarks, print tables, write JSON.
 
-All nine run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All ten run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, online, rules
+from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, load, online, rules
 from bench.environment import REPO, describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -29,6 +29,7 @@ TITLES = {
     "gpu-server": "7. SageMaker inference server: dynamic batching on vs off by concurrency",
     "imports": "8. Import time of each function's handler",
     "rules": "9. Rules by size: compile, run, memory",
+    "load": "10. The local server under load: 64 clients against one, capture on",
 }
 TABLES = {
     "online": online.tables,
@@ -40,9 +41,10 @@ TABLES = {
     "gpu-server": gpu_server.tables,
     "imports": imports.tables,
     "rules": rules.tables,
+    "load": load.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server", "imports", "rules"}
+WITHOUT_STACK = {"gpu-server", "imports", "rules", "load"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -92,6 +94,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return imports.run(trees, 2 if quick else imports.REPEATS)
     if name == "rules":
         return rules.run(scale)
+    if name == "load":
+        return load.run(scale)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

@@ -33,22 +33,25 @@ ITERATIONS, WARMUP = 2000, 200
 START_TIMEOUT_S = 180
 
 
-def server_env() -> dict[str, str]:
+def server_env(capture: bool = False) -> dict[str, str]:
     """This process's environment less its own embedded AWS's settings, which the server must not reuse."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "MOTO_", "AWS_"))}
-    # Data capture off, as in the in-process benchmarks (bench.harness.POWERTOOLS_ENV says why).
-    return {**env, **FAKE_CREDENTIALS, "AIMASS_CAPTURE_ENABLED": "false"}
+    # Data capture off unless asked for, as in the in-process benchmarks (bench.harness.POWERTOOLS_ENV
+    # says why).
+    return {**env, **FAKE_CREDENTIALS, "AIMASS_CAPTURE_ENABLED": str(capture).lower()}
 
 
 @contextmanager
-def local_server() -> Iterator[str]:
+def local_server(capture: bool = False, aws_port: int | None = None) -> Iterator[str]:
     """`aimass serve` on free ports; yields its base URL once /health answers, stops it (Ctrl-C) after."""
-    port, aws_port = free_port(), free_port()
+    port, aws_port = free_port(), aws_port or free_port()
     cli = Path(sys.executable).with_name("aimass")
     command = [str(cli), "serve", "--port", str(port), "--aws-port", str(aws_port)]
     command += ["--state-dir", str(STATE_DIR)]
     with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=server_env(capture), stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             wait_healthy(base, process, log)

@@ -69,13 +69,17 @@ def test_a_prediction_names_each_instance_and_its_capture_holds_what_the_model_s
 ) -> None:
     # Given three instances keyed by feature name, when they are predicted
     answer = predict(client, demos, 3)
-    # Then each prediction has an id, in order, and the request's capture object holds them
+    # Then each prediction has an id naming one capture object and consecutive lines of it (requests
+    # arriving together share an object), and that object holds them there
     ids = answer["prediction_ids"]
     assert len(ids) == 3 and len(set(ids)) == 3
     parsed = [PredictionId.parse(i) for i in ids]
-    assert {p.model for p in parsed} == {"breast-cancer"} and [p.index for p in parsed] == [0, 1, 2]
+    assert {p.model for p in parsed} == {"breast-cancer"} and len({p.key for p in parsed}) == 1
+    first = parsed[0].index
+    assert [p.index for p in parsed] == [first, first + 1, first + 2]
     wiring.flush_capture()
-    lines = [json.loads(line) for line in read(parsed[0].key).splitlines()]
+    every = [json.loads(line) for line in read(parsed[0].key).splitlines()]
+    lines = every[first : first + 3]
     assert [line["eventMetadata"]["eventId"] for line in lines] == ids
     assert lines[0]["eventMetadata"]["modelVersion"] == 1
     captured = json.loads(lines[0]["captureData"]["endpointInput"]["data"])
@@ -377,3 +381,34 @@ def test_labels_whose_rows_cannot_be_written_are_taken_back_and_can_be_sent_agai
     assert client.get("/v1/models/breast-cancer/feedback").json()["versions"] == []
     again = client.post("/v1/models/breast-cancer/feedback", json=body)
     assert again.status_code == 200 and again.json()["versions"][0]["labelled"] == 1
+
+
+def test_a_full_capture_object_is_written_and_the_next_request_opens_another(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    from aimass.capture import CaptureWriter
+    from aimass.serving.pipeline import Answered
+
+    # Given a writer whose objects hold 4 lines and stay open an hour
+    writer = CaptureWriter(BUCKET, max_lines=4, max_age_s=3600)
+    record = wiring.registry().get_version("breast-cancer", 1)
+    rows = instances(demos, 3)
+
+    def answered(n: int) -> Answered:
+        return Answered(record, n, given=rows[:n], predictions=[{"label": "benign"}] * n)
+
+    # When requests of 3, 1 and 2 instances come
+    ids = [writer(answered(n)) or [] for n in (3, 1, 2)]
+    # Then the first two fill one object, which is written as soon as the third opens the next; the
+    # third's object is written by flush; every id is in its object
+    keys = [PredictionId.parse(i[0]).key for i in ids]
+    assert keys[0] == keys[1] != keys[2]
+    writer.flush()
+    assert writer.pending_lines == 0
+    for request in ids:
+        captured = [
+            json.loads(line)["eventMetadata"]["eventId"]
+            for line in read(keys[ids.index(request)]).splitlines()
+        ]
+        assert set(request) <= set(captured)
+    assert len(read(keys[0]).splitlines()) == 4 and len(read(keys[2]).splitlines()) == 2

@@ -133,5 +133,17 @@ def test_a_sampled_out_request_gets_no_ids_and_a_full_backlog_captures_nothing()
     answered = Answered(version(CLASSIFIER), 2)
     sampled_out = CaptureWriter("b", 0.5, draw=lambda: 0.7)
     assert sampled_out(answered) is None
-    behind = CaptureWriter("b", 1.0, max_pending=0, now=lambda: datetime(2026, 1, 2, 3, tzinfo=UTC))
-    assert behind(answered) is None and behind.skipped == 1
+    behind = CaptureWriter("b", 1.0, max_pending_lines=1, now=lambda: datetime(2026, 1, 2, 3, tzinfo=UTC))
+    assert behind(answered) is None and behind.shed == 1
+
+
+def test_requests_arriving_together_share_a_capture_object_on_consecutive_lines() -> None:
+    # Given a writer whose objects stay open an hour (nothing is written within this test)
+    writer = CaptureWriter("b", max_age_s=3600, now=lambda: datetime(2026, 1, 2, 3, tzinfo=UTC))
+    answered = Answered(version(CLASSIFIER), 2)
+    # When two requests of two instances come
+    first, second = (writer(answered) or [] for _ in range(2))
+    parsed = [PredictionId.parse(i) for i in [*first, *second]]
+    # Then they share one object, on lines 0-3, and all four lines wait to be written
+    assert len({p.key for p in parsed}) == 1 and [p.index for p in parsed] == [0, 1, 2, 3]
+    assert writer.pending_lines == 4 and writer.shed == 0

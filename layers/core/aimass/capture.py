@@ -1,7 +1,7 @@
 """Data capture: what each answered online request took and gave, kept to attach ground truth to.
 
-One JSON Lines object per captured request, `capture/<model>/<yyyy>/<mm>/<dd>/<HH>/<request>.jsonl`
-(UTC), one line per instance in the shape of SageMaker data capture:
+A JSON Lines object per batch of captured requests, `capture/<model>/<yyyy>/<mm>/<dd>/<HH>/<object>.jsonl`
+(UTC), one line per instance of the requests it holds, in the shape of SageMaker data capture:
 
     {"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
                                        "data": "{\\"mean_radius\\": 17.99, ...}", "encoding": "JSON"},
@@ -13,9 +13,10 @@ One JSON Lines object per captured request, `capture/<model>/<yyyy>/<mm>/<dd>/<H
 Inputs are as the model saw them, keyed by feature name (else by input name); outputs are the V1
 prediction (for V2, the graph's outputs shaped as V1 would answer them).
 
-A prediction id, `<model>:<yyyymmddHH>:<request>:<index>`, names its capture object, so feedback finds
-it with one GET. The writer puts objects from a small thread pool: a request never waits for S3
-(the Lambda entry waits for them once the response is built, before the invocation ends).
+A prediction id, `<model>:<yyyymmddHH>:<object>:<line>`, names its capture object and line, so
+feedback finds it with one GET. Requests arriving together share an object (CaptureWriter says when),
+written from a small thread pool: a request never waits for S3 (the Lambda entry waits for them once
+the response is built, before the invocation ends).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ CONTENT_TYPE = "application/jsonlines"
 class PredictionId:
     model: str
     hour: str  # UTC yyyymmddHH of the request
-    request: str  # uuid4 hex: the capture object
-    index: int  # the instance in the request
+    request: str  # uuid4 hex: the capture object (one request's, or a batch of requests')
+    index: int  # the line in the object
 
     def __str__(self) -> str:
         return f"{self.model}:{self.hour}:{self.request}:{self.index}"
@@ -183,11 +184,33 @@ def read(bucket: str, key: str) -> dict[str, Captured]:
     return found
 
 
+@dataclass
+class _Batch:
+    """The capture object being filled for one model: the requests it holds, one line per instance."""
+
+    model: str
+    hour: str
+    name: str
+    bucket: Bucket
+    jobs: list[tuple[Answered, list[str], datetime]]
+    lines: int = 0
+
+    @property
+    def key(self) -> str:
+        return capture_key(self.model, self.hour, self.name)
+
+
 class CaptureWriter:
     """Capture for the request pipeline: names a request's predictions and writes them off its path.
 
-    At most `max_pending` requests wait to be written; past that a request goes uncaptured (and
-    without ids) rather than make the service queue without bound or wait. A failed write is
+    Requests for one model share a capture object until it holds `max_lines` lines or is `max_age_s`
+    old (or the hour turns, or `flush` is called): a busy server PUTs one object per batch of requests
+    instead of one per request, which is what kept it from keeping up (bench/RESULTS.md, "under
+    load"). An id names its object and line, so feedback still finds it with one GET. The Lambda
+    entry flushes at the end of every invocation: there, one object per request, as before.
+
+    At most `max_pending_lines` lines wait to be written; past that a request is answered uncaptured
+    and without ids (counted in `shed`, logged) rather than queue without bound. A failed write is
     logged; its ids then stay unknown to feedback."""
 
     def __init__(
@@ -195,19 +218,25 @@ class CaptureWriter:
         bucket: str,
         sample_fraction: float = 1.0,
         *,
-        max_pending: int = 256,
+        max_lines: int = 1000,
+        max_age_s: float = 0.2,
+        max_pending_lines: int = 50_000,
         workers: int = 2,
         draw: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.bucket = bucket
         self.sample_fraction = sample_fraction
-        self.max_pending = max_pending
+        self.max_lines = max_lines
+        self.max_age_s = max_age_s
+        self.max_pending_lines = max_pending_lines
         self.workers = workers
         self.draw = draw
         self.now = now
-        self.skipped = 0
+        self.shed = 0
+        self.pending_lines = 0
         self._lock = threading.Lock()
+        self._open: dict[str, _Batch] = {}
         self._pending: set[Future[None]] = set()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -215,46 +244,72 @@ class CaptureWriter:
         if self.sample_fraction < 1.0 and self.draw() >= self.sample_fraction:
             return None
         at = self.now()
-        hour, request = at.strftime("%Y%m%d%H"), uuid.uuid4().hex
-        model = answered.version.name
-        ids = [str(PredictionId(model, hour, request, i)) for i in range(answered.instances)]
+        hour, model, count = at.strftime("%Y%m%d%H"), answered.version.name, answered.instances
         with self._lock:
-            if len(self._pending) >= self.max_pending:
-                self.skipped += 1
-                if self.skipped % 100 == 1:
+            if self.pending_lines + count > self.max_pending_lines:
+                self.shed += 1
+                if self.shed % 100 == 1:
                     log.warning(
-                        "capture is %d requests behind; %d requests went uncaptured",
-                        len(self._pending),
-                        self.skipped,
+                        "capture is %d lines behind; %d requests answered uncaptured so far",
+                        self.pending_lines,
+                        self.shed,
                     )
                 return None
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
-            # The client is made (once) on the request's thread: a boto3 session makes clients
-            # one thread at a time.
-            bucket = Bucket(self.bucket).holding_client()
-            future = self._pool.submit(
-                self._write, bucket, capture_key(model, hour, request), answered, ids, at
-            )
-            self._pending.add(future)
-        future.add_done_callback(self._done)
+            batch = self._open.get(model)
+            if batch is None or batch.hour != hour or batch.lines + count > self.max_lines:
+                if batch is not None:
+                    self._seal(batch)
+                batch = self._open[model] = self._new_batch(model, hour)
+            ids = [str(PredictionId(model, hour, batch.name, batch.lines + i)) for i in range(count)]
+            batch.jobs.append((answered, ids, at))
+            batch.lines += count
+            self.pending_lines += count
         return ids
 
-    def _done(self, future: Future[None]) -> None:
+    def _new_batch(self, model: str, hour: str) -> _Batch:
+        # The client is made (once) on the request's thread: a boto3 session makes clients one
+        # thread at a time.
+        batch = _Batch(model, hour, uuid.uuid4().hex, Bucket(self.bucket).holding_client(), [])
+        timer = threading.Timer(self.max_age_s, self._seal_when_old, (batch,))
+        timer.daemon = True
+        timer.start()
+        return batch
+
+    def _seal_when_old(self, batch: _Batch) -> None:
+        with self._lock:
+            if self._open.get(batch.model) is batch:
+                self._seal(batch)
+
+    def _seal(self, batch: _Batch) -> None:
+        """Close the batch to new requests and hand its object to the writers (the lock is held)."""
+        del self._open[batch.model]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
+        future = self._pool.submit(self._write, batch)
+        self._pending.add(future)
+        future.add_done_callback(lambda done: self._done(done, batch.lines))
+
+    def _done(self, future: Future[None], lines: int) -> None:
         with self._lock:
             self._pending.discard(future)
+            self.pending_lines -= lines
 
-    def _write(self, bucket: Bucket, key: str, answered: Answered, ids: list[str], at: datetime) -> None:
+    def _write(self, batch: _Batch) -> None:
         try:
-            bucket.put(key, lines(answered, ids, at), CONTENT_TYPE)
+            body = b"".join(lines(answered, ids, at) for answered, ids, at in batch.jobs)
+            batch.bucket.put(batch.key, body, CONTENT_TYPE)
         except Exception:
             log.exception(
-                "capture s3://%s/%s failed; its prediction ids stay unknown to feedback", self.bucket, key
+                "capture s3://%s/%s failed; its prediction ids stay unknown to feedback",
+                self.bucket,
+                batch.key,
             )
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the captures started so far are written (or failed)."""
+        """Write the captures taken so far and wait until they are written (or failed)."""
         with self._lock:
+            for batch in list(self._open.values()):
+                self._seal(batch)
             pending = list(self._pending)
         if pending:
             wait(pending, timeout=timeout)
