@@ -247,10 +247,15 @@ class CaptureWriter:
     def _write(self, bucket: Bucket, key: str, answered: Answered, ids: list[str], at: datetime) -> None:
         try:
             bucket.put(key, lines(answered, ids, at), CONTENT_TYPE)
-        except Exception:
-            log.exception(
-                "capture s3://%s/%s failed; its prediction ids stay unknown to feedback", self.bucket, key
-            )
+        except Exception as error:
+            from aimass.gateways.transient import unavailable
+
+            what = "capture s3://%s/%s failed; its prediction ids stay unknown to feedback"
+            down = unavailable(error)
+            if down is None:
+                log.exception(what, self.bucket, key)
+            else:  # an outage: its cause, not a trace per request (the model store logs the outage)
+                log.warning(what + ": %s", self.bucket, key, down.message)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until the captures started so far are written (or failed)."""

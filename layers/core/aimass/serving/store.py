@@ -149,12 +149,11 @@ class ModelStore:
         if name not in self._stale_since:  # once per model per outage, not per request
             self._stale_since[name] = now
             log.warning(
-                "AWS cannot be reached (%s): %s keeps serving from the registry as read %.0f s ago, "
-                "for at most %.0f s more",
-                error.message,
+                "%s keeps serving from the registry as read %.0f s ago, for at most %.0f s more: %s",
                 name,
                 now - cached.read_at,
                 serve_until - now,
+                error.message,
             )
         # Until the next TTL, requests take the stale summary without waiting on an AWS that is down.
         self._summaries[name] = replace(cached, check_at=min(now + self.registry_ttl_s, serve_until))
