@@ -4,6 +4,7 @@ and an answer from another version than the one resolved, because its artifact i
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -130,3 +131,25 @@ def test_an_answer_from_another_version_than_the_one_resolved_says_so_in_v1_and_
     assert v2_answer["model_version"] == "1"
     assert v2_answer["parameters"]["fallback"]["from"] == resolved
     assert v2_answer["parameters"]["fallback"]["reason"] == "artifact_integrity"
+
+
+def test_the_lambda_counts_predictions_answered_stale_in_its_metrics(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the online function (its metrics), breast-cancer served once, then AWS unreachable
+    from aimass.local.lambda_runtime import LambdaContext, load_handler
+    from tests.support import event
+
+    online = load_handler("online")
+    predict = event("v1_predict_breast_cancer")
+    assert online(predict, LambdaContext())["statusCode"] == 200
+    aws_at(f"http://127.0.0.1:{closed_port()}", monkeypatch)
+    capsys.readouterr()
+
+    # When it answers again, from the registry as last read
+    assert online(predict, LambdaContext())["statusCode"] == 200
+
+    # Then its EMF line counts the instances answered stale, for the model
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    stale = [m for m in emf if "StalePredictions" in m]
+    assert stale and stale[-1]["StalePredictions"] == [2.0] and stale[-1]["model"] == "breast-cancer"
