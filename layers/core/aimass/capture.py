@@ -298,12 +298,15 @@ class CaptureWriter:
         try:
             body = b"".join(lines(answered, ids, at) for answered, ids, at in batch.jobs)
             batch.bucket.put(batch.key, body, CONTENT_TYPE)
-        except Exception:
-            log.exception(
-                "capture s3://%s/%s failed; its prediction ids stay unknown to feedback",
-                self.bucket,
-                batch.key,
-            )
+        except Exception as error:
+            from aimass.gateways.transient import unavailable
+
+            what = "capture s3://%s/%s failed; its prediction ids stay unknown to feedback"
+            down = unavailable(error)
+            if down is None:
+                log.exception(what, self.bucket, batch.key)
+            else:  # an outage: its cause, not a trace per request (the model store logs the outage)
+                log.warning(what + ": %s", self.bucket, batch.key, down.message)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write the captures taken so far and wait until they are written (or failed)."""

@@ -27,6 +27,20 @@ class Settings(BaseSettings):
     ort_inter_op_threads: int = 1
     # Seconds a resolved alias/latest version is reused before asking the registry again.
     registry_ttl_s: float = 5.0
+    # While AWS cannot be reached, a model already read keeps serving from what was read, at most this
+    # many seconds past its TTL (then 503 aws_unavailable).
+    registry_max_stale_s: float = Field(default=300.0, ge=0.0)
+    # An artifact refused for its sha256 is checked again after this long, doubling at each refusal up
+    # to the most: bytes put right serve again without a restart.
+    integrity_recheck_s: float = Field(default=30.0, gt=0)
+    integrity_recheck_most_s: float = Field(default=600.0, gt=0)
+    # Calls to AWS (the registry, the bucket): attempts in all (the SDK's standard retries) and
+    # timeouts. A down AWS fails a request in under ~1 s when its connection is refused, ~3 s when
+    # the connection times out, ~11 s when it accepts and never answers (4 attempts, 2 s and 10 s,
+    # as before: ~8 s and ~41 s for the last two).
+    aws_max_attempts: int = Field(default=2, ge=1)
+    aws_connect_timeout_s: float = Field(default=1.0, gt=0)
+    aws_read_timeout_s: float = Field(default=5.0, gt=0)
     # When set, every route but /health requires this value in the x-api-key header (local stack).
     api_key: str | None = None
     # When set, the registry's writes (aimass.api.scopes) require this value in x-api-key instead,

@@ -20,6 +20,7 @@ from aimass.protocol.errors import (
 __all__ = [
     "MAX_DETAILS",
     "AimassError",
+    "AwsUnavailable",
     "BackendError",
     "BackendThrottled",
     "BackendUnavailable",
@@ -64,6 +65,14 @@ class BackendThrottled(BackendError):
 class BackendUnavailable(BackendError):
     status = 503
     code = "backend_unavailable"
+
+
+class AwsUnavailable(AimassError):
+    """AWS (the registry's table, the artifacts' bucket) cannot be reached or cannot answer now:
+    a connection refused or timed out, a 5xx, throttling. It passes when AWS comes back."""
+
+    status = 503
+    code = "aws_unavailable"
 
 
 class RuleRejected(ValidationFailed):

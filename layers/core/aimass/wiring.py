@@ -18,6 +18,7 @@ from aimass.feedback import Recorded
 from aimass.registry import Registry
 from aimass.serving.build import request_pipeline
 from aimass.serving.pipeline import Answered, RequestPipeline
+from aimass.serving.store import Recheck
 
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
@@ -64,6 +65,8 @@ def serving() -> RequestPipeline:
         intra_op_threads=s.ort_intra_op_threads,
         inter_op_threads=s.ort_inter_op_threads,
         registry_ttl_s=s.registry_ttl_s,
+        registry_max_stale_s=s.registry_max_stale_s,
+        recheck=Recheck(s.integrity_recheck_s, s.integrity_recheck_most_s),
         max_instances=s.max_instances,
         observers=prediction_observers,
         capture=capture(),

@@ -32,6 +32,8 @@ def count_predictions(answered: Answered) -> None:
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=answered.instances)
     metrics.add_metric(name="Anomalies", unit=MetricUnit.Count, value=answered.anomalies)
     metrics.add_metric(name="QualityFlagged", unit=MetricUnit.Count, value=answered.flagged)
+    if answered.stale:  # answered from the registry as last read: AWS could not be reached
+        metrics.add_metric(name="StalePredictions", unit=MetricUnit.Count, value=answered.instances)
     metrics.add_metadata(key="version", value=answered.version.version)
 
 

@@ -7,14 +7,15 @@ from typing import Any
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 
-from aimass import __version__
+from aimass import __version__, aws
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.responses import JSON, json_bytes
 from aimass.contracts.api import Alive, ErrorResponse, Health
 from aimass.contracts.quality import QualityCheckRequest, QualityReport
 from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
 from aimass.contracts.v1 import PredictRequest, PredictResponse
-from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready
+from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready, V2ServerReady
+from aimass.gateways.transient import RETRY_AFTER_S
 from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 from aimass.wiring import registry, serving
@@ -114,9 +115,20 @@ async def live() -> Response:
     return JSON({"live": True})
 
 
-@router.get("/v2/health/ready", tags=["v2"])
-async def ready() -> Response:
-    return JSON({"ready": True})
+@router.get(
+    "/v2/health/ready",
+    response_model=V2ServerReady,
+    responses={503: {"model": V2ServerReady}},
+    tags=["v2"],
+    summary="Whether the server can serve: not while AWS (the registry, the artifacts) cannot be reached",
+)
+def ready() -> Response:
+    # A plain def: off Lambda, readiness may ask AWS (aws.unreachable), which blocks.
+    reason = aws.unreachable()
+    if reason is None:
+        return JSON({"ready": True})
+    body = {"ready": False, "reason": f"AWS cannot be reached: {reason}"}
+    return JSON(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _v2_metadata(name: str, version: int | None) -> dict[str, Any]:

@@ -114,8 +114,24 @@ def _unexpected(request: Request, error: Exception) -> Response:
     )
 
 
+def _aws_error(request: Request, error: Exception) -> Response:
+    """An SDK error no domain code turned into one of the API's: 503 when AWS cannot be used now
+    (aimass.gateways.transient), else an internal error."""
+    from aimass.gateways.transient import unavailable
+
+    down = unavailable(error)
+    if down is None:
+        return _unexpected(request, error)
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    return _aimass_error(request, down)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     app.add_exception_handler(AimassError, _aimass_error)
+    app.add_exception_handler(BotoCoreError, _aws_error)
+    app.add_exception_handler(ClientError, _aws_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

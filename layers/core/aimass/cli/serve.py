@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -85,6 +86,10 @@ def serve(
     # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found: the
     # default one would end the process before `finally`, leaving the emulated endpoint running.
     signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
+    # Debug aids (docs/design.md, "When AWS cannot be reached"): SIGUSR1 takes the embedded AWS off
+    # its port, SIGUSR2 puts it back; off the handler's thread, as stopping waits on moto's.
+    signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=stack.stop_aws).start())
+    signal.signal(signal.SIGUSR2, lambda *_: threading.Thread(target=stack.start_aws).start())
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
     finally:

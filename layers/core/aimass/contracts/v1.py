@@ -48,12 +48,16 @@ class PredictResponse(BaseModel):
     )
     fallback: Fallback | None = Field(
         default=None,
-        description="present when the version asked for could not answer (its endpoint throttled or "
-        "down) and the `fallback` alias's version answered instead (`model`)",
+        description="present when another version than the one the request resolved to answered "
+        "(`model`): its endpoint was throttled or down and the `fallback` alias's version answered, or "
+        "its artifact failed its sha256 check and the version that last served the request answered",
     )
 
 
 class Fallback(BaseModel):
     from_: ModelRef = Field(alias="from", description="the version that could not answer")
-    reason: str = Field(description="its error code: backend_throttled, backend_unavailable, backend_error")
+    reason: str = Field(
+        description="its error code: backend_throttled, backend_unavailable, backend_error, "
+        "artifact_integrity (its artifact is refused; checked again after a back-off)"
+    )
     message: str

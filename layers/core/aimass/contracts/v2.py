@@ -55,7 +55,12 @@ class InferResponse(BaseModel):
     model_name: str
     model_version: str
     id: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        default=None,
+        description="aimass's additions: data-quality findings, `rules`, `prediction_ids`, and "
+        "`fallback` (the shape of V1's `fallback`: another version than the one asked for answered, "
+        "`model_version`, and why)",
+    )
     outputs: list[InferTensor]
 
 
@@ -76,3 +81,10 @@ class V2ModelMetadata(BaseModel):
 class V2Ready(BaseModel):
     name: str
     ready: bool
+
+
+class V2ServerReady(BaseModel):
+    ready: bool
+    reason: str | None = Field(
+        default=None, description="why not (503): AWS (the registry, the artifacts) cannot be reached now"
+    )

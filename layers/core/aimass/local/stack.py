@@ -8,12 +8,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local import notifications, persistence, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
+
+log = logging.getLogger(__name__)
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
 FAKE_CREDENTIALS = {
@@ -51,7 +54,8 @@ class LocalStack:
     save_interval: float = 30.0
 
     def __post_init__(self) -> None:
-        self._server: object | None = None
+        self._server: Any = None
+        self._aws_stopped = False
         self._endpoint = ExitStack()
         self.pipeline_topic_arn = ""
         self.gpu_endpoint_url = ""
@@ -63,12 +67,9 @@ class LocalStack:
         return f"http://{self.host}:{self.aws_port}"
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         statemachines.configure()  # moto runs ASL, and no Lambda in Docker (before any function exists)
-        self._server = server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
-        server.start()
+        self._listen()
         os.environ.update(
             {
                 **FAKE_CREDENTIALS,
@@ -109,6 +110,32 @@ class LocalStack:
             self._saver = persistence.Saver(self.state_dir, self.bucket, self._tables, self.save_interval)
             self._saver.start()
 
+    def _listen(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
+        self._server.start()
+
+    def stop_aws(self) -> None:
+        """Take the embedded AWS off its port: connections to it are refused, as from an AWS that is
+        down, until start_aws. Its tables and objects stay in this process. A debug aid (aimass serve
+        does this on SIGUSR1): what the API does while AWS cannot be reached."""
+        if self._server is None or self._aws_stopped:
+            return
+        self._server.stop()
+        # moto's stop leaves the socket listening (connections would hang, not be refused): close it.
+        self._server._server.server_close()
+        self._aws_stopped = True
+        log.warning("embedded AWS stopped on %s (SIGUSR2 starts it again)", self.aws_endpoint)
+
+    def start_aws(self) -> None:
+        """Serve the embedded AWS on its port again, with what it held (aimass serve: SIGUSR2)."""
+        if not self._aws_stopped:
+            return
+        self._listen()
+        self._aws_stopped = False
+        log.warning("embedded AWS serving again on %s", self.aws_endpoint)
+
     @property
     def _tables(self) -> list[str]:
         return [self.table, self.idempotency_table]
@@ -142,6 +169,7 @@ class LocalStack:
         return server.url
 
     def stop(self) -> None:
+        self.start_aws()  # the last save needs it
         if self._saver is not None:
             self._saver.stop()  # the last save, while the embedded AWS still runs
             self._saver = None
@@ -150,7 +178,7 @@ class LocalStack:
         notifications.uninstall()
         statemachines.uninstall()
         if self._server is not None:
-            self._server.stop()  # type: ignore[attr-defined]
+            self._server.stop()
             self._server = None
 
     def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:

@@ -13,7 +13,7 @@ from aimass.serving.backends import BackendKind
 from aimass.serving.backends.onnx import OnnxBackend
 from aimass.serving.backends.sagemaker import SageMakerBackend
 from aimass.serving.pipeline import Answered, Capture, RequestPipeline
-from aimass.serving.store import ModelStore
+from aimass.serving.store import ModelStore, Recheck
 
 
 def request_pipeline(
@@ -23,6 +23,8 @@ def request_pipeline(
     intra_op_threads: int = 1,
     inter_op_threads: int = 1,
     registry_ttl_s: float = 5.0,
+    registry_max_stale_s: float = 300.0,
+    recheck: Recheck = Recheck(),
     max_instances: int = 10_000,
     observers: Sequence[Callable[[Answered], None]] = (),
     capture: Capture | None = None,
@@ -35,5 +37,5 @@ def request_pipeline(
     backends: dict[str, BackendKind] = {"lambda": OnnxBackend(cache_dir, intra_op_threads, inter_op_threads)}
     if sagemaker_runtime is not None:
         backends["sagemaker"] = SageMakerBackend(sagemaker_runtime, sagemaker_retry_after_s)
-    store = ModelStore(registry, backends, registry_ttl_s, clock)
+    store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck)
     return RequestPipeline(store, max_instances, observers, capture)

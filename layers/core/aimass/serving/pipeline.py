@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 import numpy as np
@@ -40,6 +40,8 @@ class Answered:
     anomalies: int = 0
     flagged: int = 0
     protocol: Literal["v1", "v2"] = "v1"
+    # Served from the model's registry summary past its TTL: AWS could not be reached (aimass.serving.store).
+    stale: bool = False
     # The inputs as the model saw them (the ONNX feeds, and V1's instances as sent, less unknown
     # features); V1: the predictions as answered; V2: the graph's raw outputs.
     feeds: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +62,9 @@ Capture = Callable[[Answered], list[str] | None]
 
 
 # The note an answer carries when another version answered (contracts.v1.Fallback): `from`, the
-# version that could not, `reason`, its error code, and `message`.
+# version that could not, `reason`, its error code, and `message`. Its backend was down or throttled
+# (the `fallback` alias answers), or its artifact is refused (artifact_integrity: the last version
+# that served the request answers).
 FallbackNote = TypedDict("FallbackNote", {"from": VersionRef, "reason": str, "message": str})
 
 
@@ -420,8 +424,20 @@ class RequestPipeline:
             answer = view.ruled(answer, rules.apply(predictions, pre, post))
         if findings is not None:
             answer = view.annotate(answer, findings)
-        ids = self._observe(view.answered(record, decoded, findings, answer, outputs), captured)
-        return view.encode(model, answer, findings, ids)
+        answered = view.answered(record, decoded, findings, answer, outputs)
+        if self.store.stale(name):
+            answered = replace(answered, stale=True)
+        ids = self._observe(answered, captured)
+        encoded = view.encode(model, answer, findings, ids)
+        if model.substituted is None:
+            return encoded
+        error = model.substituted["error"]
+        note: FallbackNote = {
+            "from": model.substituted["resolved"],
+            "reason": error.code,
+            "message": error.message,
+        }
+        return view.fell_back(encoded, note)
 
     def _fallback(
         self, name: str, version: int | None, alias: str | None, error: BackendError

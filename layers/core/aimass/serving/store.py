@@ -4,7 +4,11 @@ It resolves a name with a version number, an alias or neither (champion, else la
 read for as long as it stays true (version records and their baselines for the container's life, a
 model's aliases, rules and policy for the registry TTL), runs a version through the backend kind its
 record names, and keeps serving the last good version of a request that named none when a new one's
-artifact fails its sha256 check."""
+artifact fails its sha256 check (saying so: LoadedModel.substituted), checking that artifact again
+after a back-off.
+
+While AWS cannot be reached, a model already read keeps serving from what was read, for at most
+`max_stale_s` past its TTL; what was never read, or is staler, is AwsUnavailable (503)."""
 
 from __future__ import annotations
 
@@ -12,19 +16,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict, TypeVar
 
 from aimass import artifacts
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import ModelSummary, ModelVersion
-from aimass.errors import BackendUnavailable, IntegrityError, ValidationFailed
+from aimass.errors import AimassError, AwsUnavailable, BackendUnavailable, IntegrityError, ValidationFailed
 from aimass.quality.checks import RequestChecks
 from aimass.registry import Registry, version_meant
 from aimass.rules import CompiledRuleset, compile_ruleset
 from aimass.serving.backends import BackendKind, Runner, kind_of
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class VersionRef(TypedDict):
@@ -35,12 +41,21 @@ class VersionRef(TypedDict):
     backend: str
 
 
+class Substitution(TypedDict):
+    """Why another version than the one resolved answers: the one resolved, and its error."""
+
+    resolved: VersionRef
+    error: AimassError
+
+
 @dataclass(frozen=True)
 class LoadedModel:
-    """A version ready to run: its record and how to run it."""
+    """A version ready to run: its record and how to run it; `substituted` when it answers in place of
+    the version the request resolved to (whose artifact is refused)."""
 
     version: ModelVersion
     run: Runner
+    substituted: Substitution | None = None
 
     def ref(self) -> VersionRef:
         return {"name": self.version.name, "version": self.version.version, "backend": self.version.backend}
@@ -48,6 +63,38 @@ class LoadedModel:
 
 # What a request names: the model, and a version number or an alias (neither: champion, else latest).
 Selector = tuple[str, int | None, str | None]
+
+# An artifact refused for its sha256 is checked again after this long, doubling at each refusal up
+# to the most: restored bytes serve again without a restart, a corrupt file costs one read a while.
+RECHECK_FIRST_S = 30.0
+RECHECK_MOST_S = 600.0
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """The back-off of a refused artifact's next sha256 check: the first, and the most it doubles to."""
+
+    first_s: float = RECHECK_FIRST_S
+    most_s: float = RECHECK_MOST_S
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A model's summary as read at `read_at`; asked again from `check_at` (its TTL, or while AWS
+    cannot be reached, the next try)."""
+
+    summary: ModelSummary
+    read_at: float
+    check_at: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An artifact that failed its sha256 check: why, when it is checked again, the back-off so far."""
+
+    error: IntegrityError
+    recheck_at: float
+    backoff_s: float
 
 
 class ModelStore:
@@ -57,28 +104,64 @@ class ModelStore:
         backends: Mapping[str, BackendKind],
         registry_ttl_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        max_stale_s: float = 300.0,
+        recheck: Recheck = Recheck(),
     ) -> None:
         self.registry = registry
         self.backends = backends
         self.registry_ttl_s = registry_ttl_s
+        self.max_stale_s = max_stale_s
+        self.recheck = recheck
         self.clock = clock
-        self._summaries: dict[str, tuple[ModelSummary, float]] = {}
+        self._summaries: dict[str, Summary] = {}
+        # Models served from a summary past its TTL because AWS cannot be reached: since when.
+        self._stale_since: dict[str, float] = {}
         self._versions: dict[tuple[str, int], ModelVersion] = {}
         self._rulesets: dict[tuple[str, int, int], CompiledRuleset | None] = {}
         self._checks: dict[tuple[str, int], RequestChecks | None] = {}
         # A version's baseline files (statistics.json, constraints.json, anomaly.json) by URI.
         self._baseline_files: dict[str, dict[str, Any]] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
-        self._refused: set[str] = set()
+        # Artifacts refused for their sha256, by that sha256.
+        self._refused: dict[str, Refusal] = {}
 
     def summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
         now = self.clock()
         cached = self._summaries.get(name)
-        if cached is None or cached[1] <= now:
-            cached = (self.registry.get_model(name), now + self.registry_ttl_s)
-            self._summaries[name] = cached
-        return cached[0]
+        if cached is not None and now < cached.check_at:
+            return cached.summary
+        try:
+            summary = _reading(lambda: self.registry.get_model(name))
+        except AwsUnavailable as error:
+            return self._stale(name, cached, now, error)
+        if self._stale_since.pop(name, None) is not None:
+            log.warning("AWS answers again: %s is served from a fresh registry read", name)
+        self._summaries[name] = Summary(summary, now, now + self.registry_ttl_s)
+        return summary
+
+    def _stale(self, name: str, cached: Summary | None, now: float, error: AwsUnavailable) -> ModelSummary:
+        """The summary read last, while AWS cannot be reached and it is at most max_stale_s past its
+        TTL; else the error."""
+        serve_until = None if cached is None else cached.read_at + self.registry_ttl_s + self.max_stale_s
+        if cached is None or serve_until is None or now > serve_until:
+            raise error
+        if name not in self._stale_since:  # once per model per outage, not per request
+            self._stale_since[name] = now
+            log.warning(
+                "%s keeps serving from the registry as read %.0f s ago, for at most %.0f s more: %s",
+                name,
+                now - cached.read_at,
+                serve_until - now,
+                error.message,
+            )
+        # Until the next TTL, requests take the stale summary without waiting on an AWS that is down.
+        self._summaries[name] = replace(cached, check_at=min(now + self.registry_ttl_s, serve_until))
+        return cached.summary
+
+    def stale(self, name: str) -> bool:
+        """Whether the model is served from a summary past its TTL (AWS could not be reached)."""
+        return name in self._stale_since
 
     def resolve(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         if version is None:
@@ -86,12 +169,15 @@ class ModelStore:
         # A version number names an immutable record: read once per container.
         record = self._versions.get((name, version))
         if record is None:
-            record = self._versions[(name, version)] = self.registry.get_version(name, version)
+            number = version
+            record = _reading(lambda: self.registry.get_version(name, number))
+            self._versions[(name, version)] = record
         return record
 
     def forget(self, name: str) -> None:
         """Drop what is known of a model's aliases and latest version; the next request re-reads it."""
         self._summaries.pop(name, None)
+        self._stale_since.pop(name, None)
 
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
@@ -104,26 +190,44 @@ class ModelStore:
                 headers={"Retry-After": "60"},
             )
         try:
-            if record.sha256 in self._refused:
-                raise IntegrityError(
-                    f"version {record.version} of {name!r} failed its sha256 check; it is refused"
-                )
-            run = backend.runner(record)
-        except IntegrityError:
-            self._refused.add(record.sha256)
+            run = self._runner(backend, record)
+        except IntegrityError as error:
             previous = self._last_good.get(selector)
             if version is not None or previous is None:
                 raise
-            log.error(
-                "refusing %s v%s (sha256 mismatch); v%s keeps serving",
-                name,
-                record.version,
-                previous.version.version,
-            )
-            return previous
+            substituted: Substitution = {
+                "resolved": {"name": name, "version": record.version, "backend": record.backend},
+                "error": error,
+            }
+            return replace(previous, substituted=substituted)
         loaded = LoadedModel(record, run)
         self._last_good[selector] = loaded
         return loaded
+
+    def _runner(self, backend: BackendKind, record: ModelVersion) -> Runner:
+        """The version's runner; IntegrityError while its artifact is refused, which it is again
+        only once its back-off has passed (the bytes may have been put right since)."""
+        now = self.clock()
+        refusal = self._refused.get(record.sha256)
+        if refusal is not None and now < refusal.recheck_at:
+            raise refusal.error
+        try:
+            run = _reading(lambda: backend.runner(record))
+        except IntegrityError as error:
+            first, most = self.recheck.first_s, self.recheck.most_s
+            backoff = first if refusal is None else min(refusal.backoff_s * 2, most)
+            self._refused[record.sha256] = Refusal(error, now + backoff, backoff)
+            log.error(
+                "refusing %s v%s: %s; checked again in %.0f s",
+                record.name,
+                record.version,
+                error.message,
+                backoff,
+            )
+            raise
+        if self._refused.pop(record.sha256, None) is not None:
+            log.warning("%s v%s passes its sha256 check again; it serves", record.name, record.version)
+        return run
 
     def rules_for(self, record: ModelVersion) -> CompiledRuleset | None:
         """The model's current rules, compiled for this version's signature (None: no rules)."""
@@ -132,11 +236,11 @@ class ModelStore:
             return None
         key = (record.name, rules_version, record.version)
         if key not in self._rulesets:
+            ruleset = _reading(lambda: self.registry.get_ruleset(record.name, rules_version)).ruleset
             # A saved ruleset replaces the one before it: only the current one stays compiled per
             # version, so a container's compiled rules are bounded by the versions it serves.
             for stale in [k for k in self._rulesets if k[0] == record.name and k[2] == record.version]:
                 del self._rulesets[stale]
-            ruleset = self.registry.get_ruleset(record.name, rules_version).ruleset
             try:
                 self._rulesets[key] = compile_ruleset(ruleset, record.signature)
             except ValidationFailed as error:
@@ -161,7 +265,8 @@ class ModelStore:
         if record.baseline is None or uri is None:
             return None
         if uri not in self._baseline_files:
-            data = artifacts.verified(uri, record.baseline.sha256[uri.rsplit("/", 1)[1]])
+            sha256 = record.baseline.sha256[uri.rsplit("/", 1)[1]]
+            data = _reading(lambda: artifacts.verified(uri, sha256))
             self._baseline_files[uri] = json.loads(data)
         return self._baseline_files[uri]
 
@@ -178,3 +283,19 @@ class ModelStore:
             anomaly = self._baseline_file(record, record.baseline.anomaly_uri if record.baseline else None)
             self._checks[key] = RequestChecks.build(record.signature, self.constraints_for(record), anomaly)
         return self._checks[key]
+
+
+def _reading(read: Callable[[], T]) -> T:
+    """What `read` returns, an AWS that cannot be used now raised as AwsUnavailable (the one error
+    the API answers for it: 503, Retry-After)."""
+    try:
+        return read()
+    except AimassError:
+        raise
+    except Exception as error:
+        from aimass.gateways.transient import unavailable
+
+        down = unavailable(error)
+        if down is None:
+            raise
+        raise down from error
