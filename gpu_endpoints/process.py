@@ -32,6 +32,7 @@ def free_port() -> int:
 class Running:
     url: str
     log: IO[str]
+    pid: int = 0
 
     def log_tail(self) -> str:
         self.log.seek(0)
@@ -76,7 +77,7 @@ def running(
         process = subprocess.Popen(
             command, cwd=PACKAGE_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
-        server = Running(url, log)
+        server = Running(url, log, process.pid)
         try:
             deadline = time.monotonic() + timeout_s
             while (status := _ping(url)) is None or (ready and status != 200):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor
 from aimass.api.online import ERRORS
@@ -36,8 +37,15 @@ RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN)]
 async def start_run(name: str, request: Request) -> Response:
     body = await parse(request, PipelineRunRequest) if await request.body() else PipelineRunRequest()
     current = settings()
-    started = runs.start(
-        registry(), current.pipeline_state_machine_arn, current.bucket, name, body.parameters, actor(request)
+    started = await blocking(
+        request,
+        runs.start,
+        registry(),
+        current.pipeline_state_machine_arn,
+        current.bucket,
+        name,
+        body.parameters,
+        actor(request),
     )
     return JSON(started, status_code=202)
 
