@@ -179,7 +179,13 @@ def throttling() -> Iterator[str]:
 def test_a_throttled_endpoint_is_a_429_with_retry_after_after_bounded_retries(
     client: TestClient, throttling: str, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_runtime(monkeypatch, throttling, sagemaker_max_attempts="3", sagemaker_retry_after_s="7")
+    use_runtime(
+        monkeypatch,
+        throttling,
+        sagemaker_max_attempts="3",
+        sagemaker_read_timeout_s="1",
+        sagemaker_retry_after_s="7",
+    )
     version = on_endpoint(demos[MODEL])
 
     answer = client.post(

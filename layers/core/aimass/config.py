@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,12 +52,19 @@ class Settings(BaseSettings):
     lambda_max_model_bytes: int = Field(default=256 * 2**20, ge=1)
     # The stack's SageMaker endpoint (the template's GpuEndpoint; unset: none).
     sagemaker_endpoint: str | None = None
-    # Calls to an endpoint: attempts in all (the SDK's standard retries of throttling and 5xx),
-    # timeouts, and the Retry-After given when it stays throttled or down.
+    # Calls to an endpoint: attempts in all (the SDK's standard retries of throttling, 5xx and
+    # timeouts), timeouts per attempt, and the Retry-After given when it stays throttled or down.
+    # Their worst case together (sagemaker_worst_case_s) must fit sagemaker_deadline_s, which leaves
+    # the fallback and the rest of the request time within the function's 29 s (docs/gpu.md).
     sagemaker_max_attempts: int = Field(default=2, ge=1)
     sagemaker_connect_timeout_s: float = Field(default=1.0, gt=0)
-    sagemaker_read_timeout_s: float = Field(default=8.0, gt=0)
+    sagemaker_read_timeout_s: float = Field(default=6.0, gt=0)
+    sagemaker_deadline_s: float = Field(default=20.0, gt=0, le=25.0)
     sagemaker_retry_after_s: int = Field(default=2, ge=1)
+    # The endpoint's circuit breaker (aimass.serving.breaker): opened by this many failures in a row
+    # (no answer, down, missing), it sends requests straight to the fallback for the cool-down.
+    sagemaker_breaker_failures: int = Field(default=3, ge=1)
+    sagemaker_breaker_cooldown_s: float = Field(default=15.0, gt=0)
     # Only the local stack sets this: SageMaker Runtime is its emulated endpoint, not the local AWS.
     sagemaker_runtime_url: str | None = None
 
@@ -106,6 +113,34 @@ class Settings(BaseSettings):
     training_instance_type: str = "ml.m5.xlarge"
     training_volume_gb: int = Field(default=30, ge=1)
     training_max_runtime_s: int = Field(default=14_400, ge=1)
+
+    @model_validator(mode="after")
+    def _endpoint_calls_fit_deadline(self) -> Settings:
+        worst = sagemaker_worst_case_s(
+            self.sagemaker_max_attempts, self.sagemaker_connect_timeout_s, self.sagemaker_read_timeout_s
+        )
+        if worst > self.sagemaker_deadline_s:
+            raise ValueError(
+                f"endpoint calls may take {worst:.3g} s ({self.sagemaker_max_attempts} attempts of "
+                f"{self.sagemaker_connect_timeout_s:g} s to connect and {self.sagemaker_read_timeout_s:g} s "
+                f"to read, and the retries' backoff), more than AIMASS_SAGEMAKER_DEADLINE_S "
+                f"({self.sagemaker_deadline_s:g} s): lower the attempts or the timeouts"
+            )
+        return self
+
+
+# botocore's standard retry mode waits before retry i (1-based) at most min(2 ** (i - 1), 20) s for a
+# throttle, plus up to 5 s more when the answer names a Retry-After.
+_BACKOFF_CAP_S = 20.0
+_RETRY_AFTER_EXTRA_S = 5.0
+
+
+def sagemaker_worst_case_s(attempts: int, connect_timeout_s: float, read_timeout_s: float) -> float:
+    """The longest one InvokeEndpoint call can take, retries included: every attempt connecting and
+    reading up to its timeouts, with the longest backoff before each retry. (A read timeout bounds
+    each wait for bytes: an endpoint that trickles its answer could take longer; none of ours does.)"""
+    backoff = sum(min(2.0 ** (i - 1), _BACKOFF_CAP_S) + _RETRY_AFTER_EXTRA_S for i in range(1, attempts))
+    return attempts * (connect_timeout_s + read_timeout_s) + backoff
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,17 +80,28 @@ def choose_backend(
     )
 
 
-def ready(summary: ModelSummary, versions: list[ModelVersion]) -> bool:
+def ready(
+    summary: ModelSummary,
+    versions: list[ModelVersion],
+    endpoint_up: Callable[[str], bool] = lambda _: True,
+) -> bool:
     """Whether `:predict` without a version can be served (KServe's `ready`): the version it means
-    (champion, else the latest not archived) is registered and its model file is in S3. Decided from
-    the records already read and one HeadObject: nothing is downloaded or loaded, the registry
-    function serves no predictions."""
+    (champion, else the latest not archived) is registered, its model file is in S3, and, served by
+    an endpoint, that endpoint is up as `endpoint_up` knows it (its circuit breaker is not open).
+    Decided from the records already read and one HeadObject: nothing is downloaded or loaded, the
+    registry function serves no predictions."""
     try:
         meant = version_meant(summary, None)
     except NotFound:  # every version archived, and no champion
         return False
     record = next((v for v in versions if v.version == meant), None)
-    return record is not None and artifacts.exists(record.artifact_uri)
+    return record is not None and serves(record, endpoint_up) and artifacts.exists(record.artifact_uri)
+
+
+def serves(record: ModelVersion, endpoint_up: Callable[[str], bool]) -> bool:
+    """False for a version served by an endpoint that `endpoint_up` says is down; else True."""
+    endpoint = record.runs_on.endpoint
+    return endpoint is None or endpoint_up(endpoint)
 
 
 def model_card(record: ModelVersion) -> str:

@@ -16,6 +16,7 @@ from aimass.capture import CaptureWriter
 from aimass.config import settings
 from aimass.feedback import Recorded
 from aimass.registry import Registry
+from aimass.serving.breaker import Breakers
 from aimass.serving.build import request_pipeline
 from aimass.serving.pipeline import Answered, RequestPipeline
 from aimass.serving.store import Recheck
@@ -56,6 +57,14 @@ def _sagemaker_runtime() -> Any:
 
 
 @cache
+def breakers() -> Breakers:
+    """The circuit breakers of the endpoints this process calls: the request pipeline's, which
+    readiness reads and the local stack's endpoint supervisor trips and closes."""
+    s = settings()
+    return Breakers(s.sagemaker_breaker_failures, s.sagemaker_breaker_cooldown_s)
+
+
+@cache
 def serving() -> RequestPipeline:
     """The request pipeline over the model store, with a backend for each kind of version."""
     s = settings()
@@ -72,6 +81,7 @@ def serving() -> RequestPipeline:
         capture=capture(),
         sagemaker_runtime=_sagemaker_runtime,
         sagemaker_retry_after_s=s.sagemaker_retry_after_s,
+        sagemaker_breakers=breakers(),
     )
 
 
@@ -117,3 +127,4 @@ def reset() -> None:
     capture.cache_clear()
     registry.cache_clear()
     serving.cache_clear()
+    breakers.cache_clear()

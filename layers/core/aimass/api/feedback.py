@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from aimass import feedback, wiring
+from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor
 from aimass.api.online import ERRORS
@@ -24,11 +27,15 @@ router = APIRouter(tags=["feedback"])
 )
 async def post_feedback(name: str, request: Request) -> Response:
     body = await parse(request, FeedbackRequest)
+    return JSON(await blocking(request, _record, name, body, actor(request)))
+
+
+def _record(name: str, body: FeedbackRequest, by: str) -> dict[str, Any]:
     wiring.flush_capture()  # this process's own predictions, still being written, count as captured
-    answer, recorded = feedback.record(wiring.registry(), settings().bucket, name, body, actor(request))
+    answer, recorded = feedback.record(wiring.registry(), settings().bucket, name, body, by)
     for observer in wiring.feedback_observers:
         observer(recorded)
-    return JSON(answer)
+    return answer
 
 
 @router.get(

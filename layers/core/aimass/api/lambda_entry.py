@@ -13,6 +13,7 @@ from mangum import Mangum
 
 from aimass import wiring
 from aimass.api.app import create_app
+from aimass.api.blocking import serve_one_at_a_time
 from aimass.feedback import Recorded
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered
@@ -53,7 +54,9 @@ def count_feedback(recorded: Recorded) -> None:
 def api_handler(parts: Iterable[str]) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function."""
     parts = list(parts)
-    asgi = Mangum(create_app(parts), lifespan="off")
+    app = create_app(parts)
+    serve_one_at_a_time(app)  # an invocation is one request: its blocking work needs no thread
+    asgi = Mangum(app, lifespan="off")
     if "online" in parts and count_predictions not in wiring.prediction_observers:
         wiring.prediction_observers.append(count_predictions)
     if "online" in parts and count_feedback not in wiring.feedback_observers:

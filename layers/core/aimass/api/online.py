@@ -8,6 +8,7 @@ import pydantic_core
 from fastapi import APIRouter, Request, Response
 
 from aimass import __version__, aws
+from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.responses import JSON, json_bytes
 from aimass.contracts.api import Alive, ErrorResponse, Health
@@ -18,7 +19,8 @@ from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2
 from aimass.gateways.transient import RETRY_AFTER_S
 from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
-from aimass.wiring import registry, serving
+from aimass.registration import serves
+from aimass.wiring import breakers, registry, serving
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 409, 413, 422)
@@ -52,7 +54,10 @@ async def _predict(
     request: Request, name: str, version: int | None = None, alias: str | None = None
 ) -> Response:
     instances = v1.instances_of(await payload(request))
-    return JSON(serving().predict(name, instances, version=version, alias=alias, captured=True))
+    answer = await blocking(
+        request, serving().predict, name, instances, version=version, alias=alias, captured=True
+    )
+    return JSON(answer)
 
 
 @router.post(
@@ -86,7 +91,7 @@ async def predict_alias(name: str, alias: str, request: Request) -> Response:
 )
 async def evaluate_rules(name: str, request: Request) -> Response:
     body = await parse(request, RulesEvaluationRequest)
-    return JSON(serving().evaluate_rules(name, body))
+    return JSON(await blocking(request, serving().evaluate_rules, name, body))
 
 
 @router.post(
@@ -99,7 +104,7 @@ async def evaluate_rules(name: str, request: Request) -> Response:
 )
 async def check_quality(name: str, request: Request) -> Response:
     body = await parse(request, QualityCheckRequest)
-    return JSON(serving().check_quality(name, body.instances))
+    return JSON(await blocking(request, serving().check_quality, name, body.instances))
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------
@@ -156,29 +161,32 @@ def _v2_metadata(name: str, version: int | None) -> dict[str, Any]:
 
 
 @router.get("/v2/models/{name}", response_model=V2ModelMetadata, responses=ERRORS, tags=["v2"])
-async def model_metadata(name: str) -> Response:
+def model_metadata(name: str) -> Response:
     return JSON(_v2_metadata(name, None))
 
 
 @router.get(
     "/v2/models/{name}/versions/{version}", response_model=V2ModelMetadata, responses=ERRORS, tags=["v2"]
 )
-async def model_version_metadata(name: str, version: int) -> Response:
+def model_version_metadata(name: str, version: int) -> Response:
     return JSON(_v2_metadata(name, version))
 
 
 @router.get("/v2/models/{name}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"])
-async def model_ready(name: str) -> Response:
-    serving().store.load(name)
-    return JSON({"name": name, "ready": True})
+def model_ready(name: str) -> Response:
+    return JSON({"name": name, "ready": _ready(name, None)})
 
 
 @router.get(
     "/v2/models/{name}/versions/{version}/ready", response_model=V2Ready, responses=ERRORS, tags=["v2"]
 )
-async def model_version_ready(name: str, version: int) -> Response:
-    serving().store.load(name, version)
-    return JSON({"name": name, "ready": True})
+def model_version_ready(name: str, version: int) -> Response:
+    return JSON({"name": name, "ready": _ready(name, version)})
+
+
+def _ready(name: str, version: int | None) -> bool:
+    """The version can be run here, and the endpoint that serves it, if one does, is up."""
+    return serves(serving().store.load(name, version).version, breakers().available)
 
 
 V2_INFER_ROUTE: dict[str, Any] = {
@@ -195,7 +203,7 @@ async def _infer(request: Request, name: str, version: int | None = None) -> Res
         body = v2.parse(await payload(request))
     else:  # the binary tensor data extension: a JSON header, then raw tensor data
         body = binary.decode(await request.body(), length, pydantic_core.from_json)
-    answer = serving().infer(name, body, version=version, captured=True)
+    answer = await blocking(request, serving().infer, name, body, version=version, captured=True)
     wanted = binary.wanted(body)
     if not wanted:
         return JSON(answer)

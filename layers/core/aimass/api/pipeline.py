@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor
 from aimass.api.online import ERRORS
@@ -37,7 +38,9 @@ async def start_run(name: str, request: Request) -> Response:
     body = await parse(request, PipelineRunRequest) if await request.body() else PipelineRunRequest()
     current = settings()
     limits = runs.RunLimits(current.pipeline_one_run_at_a_time, current.pipeline_min_run_interval_s)
-    started = runs.start(
+    started = await blocking(
+        request,
+        runs.start,
         registry(),
         current.pipeline_state_machine_arn,
         current.bucket,

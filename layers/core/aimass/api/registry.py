@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 
 from aimass import artifacts
+from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor, note
 from aimass.api.online import ERRORS
@@ -38,7 +39,7 @@ from aimass.registration import (
     save_ruleset,
     set_alias,
 )
-from aimass.wiring import registry, registry_changed
+from aimass.wiring import breakers, registry, registry_changed
 
 router = APIRouter(tags=["registry"])
 
@@ -65,7 +66,7 @@ def get_model(name: str) -> Response:
         {
             **summary.model_dump(),
             "versions": [v.model_dump() for v in versions],
-            "ready": ready(summary, versions),
+            "ready": ready(summary, versions, breakers().available),
         }
     )
 
@@ -85,7 +86,9 @@ def get_version(name: str, version: int) -> Response:
 )
 async def patch_version(name: str, version: int, request: Request) -> Response:
     body = await parse(request, VersionUpdate)
-    standing = registry().set_archived(name, version, body.archived, actor(request), note(request))
+    standing = await blocking(
+        request, registry().set_archived, name, version, body.archived, actor(request), note(request)
+    )
     registry_changed(name)
     return JSON(standing.model_dump())
 
@@ -218,7 +221,9 @@ def upload_version(
 )
 async def put_alias(name: str, alias: str, request: Request) -> Response:
     body = await parse(request, AliasUpdate)
-    moved = set_alias(registry(), name, alias, body.version, actor(request), note(request))
+    moved = await blocking(
+        request, set_alias, registry(), name, alias, body.version, actor(request), note(request)
+    )
     registry_changed(name)
     return JSON(moved.model_dump())
 
@@ -257,7 +262,7 @@ def get_rules(name: str) -> Response:
 )
 async def put_rules(name: str, request: Request) -> Response:
     body = await parse(request, Ruleset)
-    saved = save_ruleset(registry(), name, body, actor(request), note(request))
+    saved = await blocking(request, save_ruleset, registry(), name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())
 
@@ -277,6 +282,6 @@ def get_quality_policy(name: str) -> Response:
 )
 async def put_quality_policy(name: str, request: Request) -> Response:
     body = await parse(request, QualityPolicy)
-    saved = registry().set_quality_policy(name, body, actor(request), note(request))
+    saved = await blocking(request, registry().set_quality_policy, name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())

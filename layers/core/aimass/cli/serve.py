@@ -72,6 +72,8 @@ def serve(
             )
         else:
             console.print(f"  model [bold]{name}[/bold] (champion v1)")
+    if stack.gpu_endpoint_url:
+        console.print(f"emulated endpoint's pid in {stack.endpoint_pid_file} (started again if it dies)")
     if "breast-cancer" in served:
         console.print("try:")
         console.print(f"  curl -s {base}/v1/models{auth}")

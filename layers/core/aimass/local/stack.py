@@ -150,7 +150,7 @@ class LocalStack:
         """The inference server (gpu_endpoints) on this machine's CPU as the stack's SageMaker endpoint,
         serving `model`, with SageMaker Runtime's InvokeEndpoint in front: the API's sagemaker-runtime
         client reaches it as it reaches a real endpoint. Its URL."""
-        from gpu_endpoints.process import running
+        from gpu_endpoints.process import supervised
 
         model_dir = self.state_dir / "endpoint" / self.gpu_endpoint
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,18 @@ class LocalStack:
         if not path.exists() or path.read_bytes() != model:
             path.write_bytes(model)
         env = {"AIMASS_GPU_RUNTIME_ENDPOINT": self.gpu_endpoint, "AIMASS_GPU_PRODUCTION_VARIANT": "primary"}
-        server = self._endpoint.enter_context(running(model_dir, env))
+        # Restarted when it dies, reported when it hangs: the API's breaker for it opens at once
+        # (its versions are not ready, their requests fall back) and closes when it answers again.
+        server = self._endpoint.enter_context(
+            supervised(
+                model_dir,
+                env,
+                on_down=lambda reason: wiring.breakers().of(self.gpu_endpoint).trip(reason),
+                on_up=lambda: wiring.breakers().of(self.gpu_endpoint).succeeded(),
+                pid_file=self.endpoint_pid_file,
+                name=f"emulated endpoint {self.gpu_endpoint}",
+            )
+        )
         self.gpu_endpoint_url = server.url
         os.environ.update(
             {"AIMASS_SAGEMAKER_RUNTIME_URL": server.url, "AIMASS_SAGEMAKER_ENDPOINT": self.gpu_endpoint}
@@ -167,6 +178,11 @@ class LocalStack:
         aws.reset()
         wiring.reset()
         return server.url
+
+    @property
+    def endpoint_pid_file(self) -> Path:
+        """Where the emulated endpoint's pid is, while it runs (a new one after each restart)."""
+        return self.state_dir / "endpoint" / f"{self.gpu_endpoint}.pid"
 
     def stop(self) -> None:
         self.start_aws()  # the last save needs it

@@ -12,6 +12,7 @@ from aimass.registry import Registry
 from aimass.serving.backends import BackendKind
 from aimass.serving.backends.onnx import OnnxBackend
 from aimass.serving.backends.sagemaker import SageMakerBackend
+from aimass.serving.breaker import Breakers
 from aimass.serving.pipeline import Answered, Capture, RequestPipeline
 from aimass.serving.store import ModelStore, Recheck
 
@@ -30,12 +31,16 @@ def request_pipeline(
     capture: Capture | None = None,
     sagemaker_runtime: Callable[[], Any] | None = None,
     sagemaker_retry_after_s: int = 2,
+    sagemaker_breakers: Breakers | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RequestPipeline:
     """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
-    endpoint cannot be reached from here (503)."""
+    endpoint cannot be reached from here (503); `sagemaker_breakers` are their endpoints' circuit
+    breakers (None: none)."""
     backends: dict[str, BackendKind] = {"lambda": OnnxBackend(cache_dir, intra_op_threads, inter_op_threads)}
     if sagemaker_runtime is not None:
-        backends["sagemaker"] = SageMakerBackend(sagemaker_runtime, sagemaker_retry_after_s)
+        backends["sagemaker"] = SageMakerBackend(
+            sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
+        )
     store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck)
     return RequestPipeline(store, max_instances, observers, capture)

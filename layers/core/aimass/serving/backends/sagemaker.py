@@ -5,7 +5,9 @@ monitoring) runs on the same tensors as for a version inside the Lambda.
 
 The endpoint's failures become the API's: throttling (and a container whose queue is full) is a
 429, an endpoint down, missing or timing out a 503, both with Retry-After; any other failure of the
-endpoint's model a 502. Retries and timeouts are the sagemaker-runtime client's (aimass.aws).
+endpoint's model a 502. Retries and timeouts are the sagemaker-runtime client's (aimass.aws), bounded
+in all by the settings' deadline; an endpoint that keeps not answering opens its circuit breaker
+(aimass.serving.breaker), and until a probe gets through its requests fail at once, without a call.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aimass.contracts.registry import ModelVersion
 from aimass.errors import BackendError, BackendThrottled, BackendUnavailable, BadRequest
 from aimass.protocol.arrays import NPZ, from_npz, to_npz
 from aimass.serving.backends import Runner
+from aimass.serving.breaker import Breaker, Breakers
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,34 @@ class EndpointRunner:
     endpoint: str
     target_model: str | None = None
     retry_after_s: int = 2
+    breaker: Breaker | None = None
 
     def __call__(self, feeds: dict[str, np.ndarray], sha256: str | None = None) -> dict[str, Any]:
         """The outputs for `feeds`. With `sha256` (the version's), an answer from another model file
         (the endpoint was deployed with another version since) is an error, not an answer."""
+        if self.breaker is None:
+            return self._invoke(feeds, sha256)
+        if not self.breaker.allow():
+            retry = max(1, round(self.breaker.retry_in_s()))
+            raise BackendUnavailable(
+                f"endpoint {self.endpoint} is not called: its circuit is open after it failed to answer",
+                headers={"Retry-After": str(retry)},
+            )
+        try:
+            outputs = self._invoke(feeds, sha256)
+        except BackendUnavailable as error:
+            self.breaker.failed(error.message)
+            raise
+        except BackendError:
+            self.breaker.succeeded()  # it answered (a throttle, a model error): the endpoint is there
+            raise
+        except BaseException:
+            self.breaker.abandoned()  # this process failed: nothing was learnt of the endpoint
+            raise
+        self.breaker.succeeded()
+        return outputs
+
+    def _invoke(self, feeds: dict[str, np.ndarray], sha256: str | None) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         call: dict[str, Any] = {
@@ -118,10 +145,15 @@ class SageMakerBackend:
     """Runs versions whose backend is `sagemaker:...` on their endpoint; one EndpointRunner per
     backend string, so a version's backend is parsed once per container."""
 
-    def __init__(self, client: Callable[[], Any], retry_after_s: int = 2) -> None:
+    def __init__(
+        self, client: Callable[[], Any], retry_after_s: int = 2, breakers: Breakers | None = None
+    ) -> None:
         # The sagemaker-runtime client, made on first use: versions in the Lambda never pay for it.
         self.client = client
         self.retry_after_s = retry_after_s
+        # One breaker per endpoint, whatever its target models: what opens it (no answer) is the
+        # endpoint's. None: every request calls the endpoint.
+        self.breakers = breakers
         self._endpoints: dict[str, EndpointRunner] = {}
 
     def runner(self, record: ModelVersion) -> Runner:
@@ -129,8 +161,9 @@ class SageMakerBackend:
         if endpoint is None:
             backend = record.runs_on
             assert backend.endpoint is not None
+            breaker = None if self.breakers is None else self.breakers.of(backend.endpoint)
             endpoint = EndpointRunner(
-                self.client(), backend.endpoint, backend.target_model, self.retry_after_s
+                self.client(), backend.endpoint, backend.target_model, self.retry_after_s, breaker
             )
             self._endpoints[record.backend] = endpoint
         # The endpoint holds the model: nothing is downloaded here; each answer names the model file

@@ -1,0 +1,27 @@
+"""Where a route's blocking work runs (the registry, S3, ONNX Runtime, an endpoint's answer): on the
+thread pool when the app serves requests concurrently (the local server), so one slow call never
+holds the event loop and the requests beside it; inline when it serves one request at a time (the
+Lambda, behind Mangum), where a thread hop would only add to each request's latency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def serve_one_at_a_time(app: FastAPI) -> None:
+    """Mark `app` as serving one request at a time: its blocking work runs inline."""
+    app.state.one_at_a_time = True
+
+
+async def blocking(request: Request, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`work(*args, **kwargs)`, off the event loop unless the app serves one request at a time."""
+    if getattr(request.app.state, "one_at_a_time", False):
+        return work(*args, **kwargs)
+    return await run_in_threadpool(work, *args, **kwargs)
