@@ -34,8 +34,9 @@ def small_parts(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     settings.cache_clear()
 
 
-def put(key: str, data: bytes) -> Drop:
-    done = aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=data, Metadata={"aimass-carry": "site"})
+def put(key: str, data: bytes, carry: str = "site") -> Drop:
+    metadata = {"aimass-carry": carry} if carry else {}
+    done = aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata)
     return Drop(BUCKET, key, done["ETag"].strip('"'), done.get("VersionId"))
 
 
@@ -109,7 +110,7 @@ def test_parquet_parts_keep_their_rows_in_order(small_parts: None, demos: dict[s
 
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"id": i, **r} for i, r in enumerate(holdout(demos, 40))]), buffer)
-    drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue())
+    drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue(), carry="")
     planned = parts.plan(drop, "run-2", wiring.serving(), wiring.batch_settings())
     for item in json.loads(read(planned["manifest"]["Key"])):
         parts.part(planned, item, wiring.serving(), wiring.batch_settings())
@@ -152,7 +153,7 @@ def test_a_run_failed_by_an_aimass_error_reports_its_code(small_parts: None) -> 
 
 
 def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, demos: dict[str, Any]) -> None:
-    drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)))
+    drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)), carry="")
     planned = parts.plan(drop, "run-5", wiring.serving(), wiring.batch_settings())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert len(manifest) == 3

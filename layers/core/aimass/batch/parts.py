@@ -114,7 +114,13 @@ def _split_text(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iter
             if fmt.kind == "csv":
                 writer = csv.writer(out)
                 writer.writerow(chunk.columns or [])
-                writer.writerows(r.raw if isinstance(r, BadRecord) else r for r in chunk.records)
+                for record in chunk.records:
+                    if isinstance(record, BadRecord) and isinstance(record.raw, str):
+                        out.write(
+                            record.raw if record.raw.endswith("\n") else record.raw + "\n"
+                        )  # a line as read
+                    else:
+                        writer.writerow(record.raw if isinstance(record, BadRecord) else record)
             else:
                 for record in chunk.records:
                     if isinstance(record, BadRecord):
@@ -287,6 +293,7 @@ def fail(drop: Drop, run: str, error: dict[str, Any]) -> FileSummary:
         "status": "failed",
         "error": {"code": _failure_code(name), "message": str(message)[:2000], "name": name},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
+        "outputs": None,
         "parts": {"run": run},
     }
     write_report(drop, report)
