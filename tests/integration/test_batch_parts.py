@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from aimass import aws, wiring
 from aimass.batch import parts
 from aimass.batch.drop import Drop, process
+from aimass.batch.formats import UnreadableFile
 from aimass.errors import NotFound
 from tests.integration.test_batch_job import csv_bytes, holdout
 
@@ -172,3 +173,13 @@ def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, de
 def test_an_unknown_step_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown batch step 'split'"):
         parts.step({"step": "split"}, wiring.serving(), wiring.batch_settings())
+
+
+def test_a_truncated_gzip_fails_the_plan_saying_how_many_rows_were_read(
+    small_parts: None, demos: dict[str, Any]
+) -> None:
+    # 200 rows in parts of 16: the truncation at the end is found after 12 whole parts
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 4))
+    drop = put("incoming/breast-cancer/cut.csv.gz", data[:-40], carry="")
+    with pytest.raises(UnreadableFile, match=r"\(192 rows read before it\)$"):
+        parts.plan(drop, "run-cut", wiring.serving(), wiring.batch_settings())

@@ -107,7 +107,18 @@ def _split_parquet(source: Path, work: Path, size: int) -> Iterator[tuple[Path, 
 
 def _split_text(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
     """CSV or JSON Lines parts, uncompressed, of at most `size` records each. Records are copied as
-    they were read; bad ones stay bad for the part to reject."""
+    they were read; bad ones stay bad for the part to reject. A file found broken part way (a
+    truncated gzip) says after how many rows: the run's failed report has only the message."""
+    read = 0
+    try:
+        for path, first_row, count in _text_parts(body, fmt, work, size):
+            read += count
+            yield path, first_row, count
+    except UnreadableFile as error:
+        raise UnreadableFile(f"{error} ({read} rows read before it)") from error
+
+
+def _text_parts(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
     for index, chunk in enumerate(read_chunks(body, fmt, size)):
         path = work / f"part-{index}.{fmt.kind}"
         with open(path, "w", encoding="utf-8", newline="") as out:
