@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -134,3 +135,63 @@ def test_a_file_in_another_bucket_is_not_this_stacks_to_predict(batch: Any, demo
     assert batch(event, LambdaContext()) == {"files": []}
     listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="reports/breast-cancer/elsewhere")
     assert listed["KeyCount"] == 0
+
+
+def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "to_bytes"), [("UPPER.CSV", csv_bytes), ("lines.ndjson", jsonl_bytes), ("Lines.NDJSON.GZ", None)]
+)
+def test_a_name_in_any_case_and_ndjson_are_predicted(
+    batch: Any, demos: dict[str, Any], name: str, to_bytes: Any
+) -> None:
+    data = to_bytes(holdout(demos, 3)) if to_bytes else gzip.compress(jsonl_bytes(holdout(demos, 3)))
+    answer = batch(drop(f"incoming/breast-cancer/{name}", data), LambdaContext())
+    assert answer["files"][0]["status"] == "succeeded"
+    assert answer["files"][0]["rows"] == {"in": 3, "predicted": 3, "rejected": 0}
+    assert read(f"predictions/breast-cancer/{name}")
+
+
+def test_a_file_of_another_format_gets_a_failed_report_saying_why(batch: Any) -> None:
+    answer = batch(drop("incoming/breast-cancer/notes.txt", b"hello\n"), LambdaContext())
+    assert answer["files"][0]["status"] == "failed"
+    report = json.loads(read("reports/breast-cancer/notes.txt.json"))
+    assert report["error"]["code"] == "unsupported_media_type" and ".ndjson" in report["error"]["message"]
+    assert report["outputs"] is None
+
+
+@pytest.mark.parametrize(
+    ("metadata", "named"),
+    [
+        ({"aimass-version": "latest"}, "aimass-version: 'latest' is not a version number"),
+        ({"aimass-version": "0"}, "aimass-version: '0' is not a version number"),
+        ({"aimass-carry": "ward,,bed"}, "aimass-carry: 'ward,,bed': expected distinct column names"),
+        ({"aimass-carry": "ward,ward"}, "aimass-carry: 'ward,ward': expected distinct column names"),
+    ],
+)
+def test_object_metadata_that_is_not_valid_fails_the_file_with_nothing_written(
+    batch: Any, demos: dict[str, Any], metadata: dict[str, str], named: str
+) -> None:
+    data = csv_bytes(holdout(demos, 2), {"ward": ["a", "b"], "bed": [1, 2]})
+    answer = batch(drop("incoming/breast-cancer/meta.csv", data, metadata), LambdaContext())
+    assert answer["files"][0]["status"] == "failed"
+    report = json.loads(read("reports/breast-cancer/meta.csv.json"))
+    assert report["error"]["code"] == "validation_error" and named in report["error"]["message"]
+    listed = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="predictions/breast-cancer/meta")
+    assert listed["KeyCount"] == 0
+
+
+def test_a_truncated_gzip_writes_no_predictions_and_its_report_says_so(
+    batch: Any, demos: dict[str, Any]
+) -> None:
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 100))
+    answer = batch(drop("incoming/breast-cancer/cut.csv.gz", data[:-40]), LambdaContext())
+    assert answer["files"][0]["status"] == "failed"
+    assert answer["files"][0]["rows"] == {"in": 0, "predicted": 0, "rejected": 0}
+    report = json.loads(read("reports/breast-cancer/cut.csv.gz.json"))
+    assert report["error"]["code"] == "unreadable_file" and report["error"]["rows_read"] >= 2000
+    assert report["outputs"] is None
+    for prefix in ("predictions/breast-cancer/cut", "rejected/breast-cancer/cut"):
+        assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 0

@@ -223,6 +223,48 @@ def test_a_corrupt_file_gives_a_failed_report_with_the_error(registered: Any, tm
     assert report["rows"]["in"] == report["rows"]["predicted"] + report["rows"]["rejected"]
 
 
+def test_a_stray_quote_costs_its_own_row_only(registered: Any, demos: dict[str, Any], tmp_path: Path) -> None:
+    lines = csv_bytes(holdout(demos, 8)).decode().splitlines(keepends=True)
+    # Row 2's first value opens a quote never closed: csv would read rows 2-8 as one field.
+    lines[2] = '"' + lines[2]
+    report, outputs = run(tmp_path, "quote.csv", "".join(lines).encode())
+    assert report["status"] == "succeeded"
+    assert report["rows"] == {"in": 8, "predicted": 7, "rejected": 1}
+    [rejected] = read_jsonl(outputs.rejected)
+    assert rejected["row"] == 2 and rejected["type"] == "unreadable_row"
+    assert "not closed on its line" in rejected["reasons"][0]["message"]
+    assert rejected["record"] == lines[2]
+    assert [int(r["row"]) for r in read_csv(outputs.predictions)] == [1, 3, 4, 5, 6, 7, 8]
+
+
+def test_a_truncated_gzip_fails_saying_how_far_it_got_and_that_nothing_is_written(
+    registered: Any, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 100))
+    # 5,000 rows in chunks of 1,000: the truncation is only found after the first chunks are predicted
+    report, _ = run(tmp_path, "cut.csv.gz", data[: len(data) - 40], chunk_rows=1000)
+    assert report["status"] == "failed" and report["error"]["code"] == "unreadable_file"
+    assert 1000 <= report["error"]["rows_read"] < 5000
+    assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}
+    assert report["outputs"] is None and "drift" not in report
+
+
+@pytest.mark.parametrize(
+    ("options", "loc"),
+    [
+        ({"carry": ("ward",)}, ["metadata", "aimass-carry", "ward"]),
+        ({"id_column": "patient"}, ["metadata", "aimass-id-column", "patient"]),
+    ],
+)
+def test_metadata_naming_a_column_the_file_lacks_fails_the_file(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, options: dict[str, Any], loc: list[str]
+) -> None:
+    report, _ = run(tmp_path, "rows.csv", csv_bytes(holdout(demos, 3)), **options)
+    assert report["status"] == "failed" and report["error"]["code"] == "validation_error"
+    assert report["error"]["message"].endswith(f"{loc[1]} {loc[2]!r}")
+    assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0} and report["outputs"] is None
+
+
 def test_a_model_without_a_champion_is_predicted_by_its_latest_version_as_online(
     registered: Any, demos: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from aimass import aws, wiring
 from aimass.batch import parts
 from aimass.batch.drop import Drop, process
+from aimass.batch.formats import UnreadableFile
 from aimass.errors import NotFound
 from tests.integration.test_batch_job import csv_bytes, holdout
 
@@ -34,8 +35,9 @@ def small_parts(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     settings.cache_clear()
 
 
-def put(key: str, data: bytes) -> Drop:
-    done = aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=data, Metadata={"aimass-carry": "site"})
+def put(key: str, data: bytes, carry: str = "site") -> Drop:
+    metadata = {"aimass-carry": carry} if carry else {}
+    done = aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata)
     return Drop(BUCKET, key, done["ETag"].strip('"'), done.get("VersionId"))
 
 
@@ -109,7 +111,7 @@ def test_parquet_parts_keep_their_rows_in_order(small_parts: None, demos: dict[s
 
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"id": i, **r} for i, r in enumerate(holdout(demos, 40))]), buffer)
-    drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue())
+    drop = put("incoming/breast-cancer/rows.parquet", buffer.getvalue(), carry="")
     planned = parts.plan(drop, "run-2", wiring.serving(), wiring.batch_settings())
     for item in json.loads(read(planned["manifest"]["Key"])):
         parts.part(planned, item, wiring.serving(), wiring.batch_settings())
@@ -152,7 +154,7 @@ def test_a_run_failed_by_an_aimass_error_reports_its_code(small_parts: None) -> 
 
 
 def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, demos: dict[str, Any]) -> None:
-    drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)))
+    drop = put("incoming/breast-cancer/gappy.csv", csv_bytes(holdout(demos, 40)), carry="")
     planned = parts.plan(drop, "run-5", wiring.serving(), wiring.batch_settings())
     manifest = json.loads(read(planned["manifest"]["Key"]))
     assert len(manifest) == 3
@@ -171,3 +173,13 @@ def test_merge_refuses_a_run_with_a_part_missing_or_failed(small_parts: None, de
 def test_an_unknown_step_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown batch step 'split'"):
         parts.step({"step": "split"}, wiring.serving(), wiring.batch_settings())
+
+
+def test_a_truncated_gzip_fails_the_plan_saying_how_many_rows_were_read(
+    small_parts: None, demos: dict[str, Any]
+) -> None:
+    # 200 rows in parts of 16: the truncation at the end is found after 12 whole parts
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 4))
+    drop = put("incoming/breast-cancer/cut.csv.gz", data[:-40], carry="")
+    with pytest.raises(UnreadableFile, match=r"\(192 rows read before it\)$"):
+        parts.plan(drop, "run-cut", wiring.serving(), wiring.batch_settings())

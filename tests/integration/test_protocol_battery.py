@@ -72,6 +72,8 @@ V2_CASES: list[tuple[str, Any, str]] = [
     ),
     ("a shape that is not a list", {"inputs": [tensor(shape="1,8,8")]}, "application/json"),
     ("a negative dimension", {"inputs": [tensor(shape=[-1, 8, 8])]}, "application/json"),
+    ("a dimension of zero, no rows", {"inputs": [tensor(shape=[0, 8, 8], data=[])]}, "application/json"),
+    ("a dimension of zero in a row", {"inputs": [tensor(shape=[1, 0, 8], data=[])]}, "application/json"),
     ("no inputs", {"inputs": []}, "application/json"),
     ("the same input twice", {"inputs": [tensor(), tensor()]}, "application/json"),
     ("an unknown output", {"inputs": [tensor()], "outputs": [{"name": "logits"}]}, "application/json"),

@@ -52,6 +52,22 @@ def test_features_get_ranges_and_class_labels_are_counted(demos: dict[str, Any])
         enrich(signature, SignatureEnrichment(class_labels=["a", "b", "c"]))
 
 
+def test_a_feature_whose_min_is_greater_than_its_max_is_refused_naming_it(demos: dict[str, Any]) -> None:
+    signature = from_session(inspect(demos["breast-cancer"].model))
+    features: list[Feature | str] = [Feature(name=f"f{i}", min=0, max=1) for i in range(30)]
+    features[3] = Feature(name="f3", min=2, max=1)
+    features[4] = Feature(name="f4", min=1, max=1)  # one value fits: a constant column
+    with pytest.raises(ValidationFailed) as error:
+        enrich(signature, SignatureEnrichment(features=features))
+    assert error.value.details == [
+        {
+            "loc": ["metadata", "features", 3, "min"],
+            "message": "min 2.0 is greater than max 1.0",
+            "type": "range",
+        }
+    ]
+
+
 def test_features_only_apply_to_a_single_2d_input(demos: dict[str, Any]) -> None:
     signature = from_session(inspect(demos["digits"].model))
     with pytest.raises(ValidationFailed, match="one 2-D input"):

@@ -161,3 +161,26 @@ def test_typed_cells_of_other_kinds_are_checked_one_by_one() -> None:
         4: "expected an integer, got 4.5",
     }
     np.testing.assert_array_equal(values, [1.0, np.nan, np.nan, np.nan, np.nan])
+
+
+def test_a_stray_quote_sets_aside_its_own_line_and_the_lines_after_it_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    # Row 2's quote is never closed; row 4 opens another that row 6's line would have closed.
+    path.write_text('a,b\n1,2\n3,"4\n5,6\n7,"8\n9,10"\n11,12\n"x,y\n', encoding="utf-8")
+    [chunk] = list(read_chunks(path, FileFormat.of(path.name), 100))
+    assert [r if not isinstance(r, BadRecord) else (r.reason, r.raw) for r in chunk.records] == [
+        ["1", "2"],
+        ("a quoted field is not closed on its line", '3,"4\n'),
+        ["5", "6"],
+        ("a quoted field is not closed on its line", '7,"8\n'),
+        ["9", '10"'],  # a quote inside an unquoted field is text (the value check refuses it)
+        ["11", "12"],
+        ("a quoted field is not closed on its line", '"x,y\n'),
+    ]
+
+
+def test_quoted_fields_with_commas_and_quotes_on_one_line_are_read_as_csv(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('a,b\r\n"1,5","say ""hi"""\r\n2,3\r\n', encoding="utf-8")
+    [chunk] = list(read_chunks(path, FileFormat.of(path.name), 100))
+    assert chunk.records == [["1,5", 'say "hi"'], ["2", "3"]]

@@ -306,3 +306,20 @@ def test_enough_rows_give_an_anomaly_model_over_the_numeric_columns() -> None:
 def test_an_empty_matrix_is_a_422() -> None:
     with pytest.raises(ValidationFailed):
         compute(COLUMNS, np.empty((0, 2)))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "why"),
+    [
+        ("reference.parquet", b"a,b\n1,2\n", "not a Parquet file"),
+        ("reference.csv.gz", gzip.compress(b"a,b\n1,2\n3,4\n")[:-6], "not a whole gzip file"),
+        ("reference.gz", b"a,b\n1,2\n", "not a whole gzip file"),
+    ],
+)
+def test_a_file_that_is_not_what_its_name_says_is_a_422_naming_it_and_why(
+    name: str, data: bytes, why: str
+) -> None:
+    with pytest.raises(ValidationFailed) as error:
+        read_reference(data, name, COLUMNS)
+    assert name in error.value.message and why in error.value.message
+    assert error.value.details[0]["loc"] == ["reference"] and error.value.details[0]["type"] == "unreadable"

@@ -23,7 +23,7 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
-from aimass.registry import Registry, version_meant
+from aimass.registry import Registry, fitting, version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving.backends.onnx import inspect
 from aimass.signature import enrich, from_session
@@ -187,7 +187,23 @@ def register_version(
         computed = baseline.compute(
             columns, baseline.read_reference(reference.data, reference.filename, columns)
         )
-    # A bad model or reference fails before a version number is taken.
+    described: dict[str, Any] = {
+        "signature": signature,
+        "backend": backend,
+        "description": enrichment.description if enrichment else None,
+        "metrics": metrics or {},
+        "lineage": lineage or {},
+        "created_by": actor,
+    }
+    # A bad model or reference, or a version too large to record, fails before a version number is
+    # taken; what is added after this check (URIs, hashes) is far below the limit's headroom.
+    fitting(
+        ModelVersion(
+            name=name, version=0, artifact_uri="", sha256="", size_bytes=0, **described
+        ).model_dump_json(),
+        "the version's signature and metadata",
+        ["body", "metadata"],
+    )
     version = registry.reserve_version(name)
     prefix = artifacts.version_prefix(name, version)
     record = ModelVersion(
@@ -196,15 +212,10 @@ def register_version(
         artifact_uri=artifacts.put(bucket, prefix + "model.onnx", model),
         sha256=artifacts.sha256(model),
         size_bytes=len(model),
-        signature=signature,
-        backend=backend,
-        description=enrichment.description if enrichment else None,
-        metrics=metrics or {},
-        lineage=lineage or {},
         baseline=_store_baseline(bucket, prefix, computed, reference.source)
         if computed and reference
         else None,
-        created_by=actor,
+        **described,
     )
     artifacts.put(
         bucket, prefix + "signature.json", signature.model_dump_json(indent=2).encode(), "application/json"

@@ -39,10 +39,14 @@ from aimass.contracts.registry import (
     VersionStanding,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
-from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
+from aimass.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
 
 CATALOG = "MODELS"
 RUN_GATE = "RUNGATE"
+# DynamoDB refuses an item over 400 KB, its keys and attribute names included: a document stored in
+# one item (a version, a ruleset) is held to less, leaving room for those and for the fields a
+# version gets after it is checked (its artifact's and baseline's URIs and hashes).
+MAX_DOCUMENT_BYTES = 350_000
 
 
 class RunRecord(TypedDict):
@@ -114,6 +118,18 @@ def _audit_sk(token: str) -> str:
             [field_error(["query", "after"], "unknown page token", "bad_token")],
         )
     return sk
+
+
+def fitting(document: str, what: str, loc: list[str | int]) -> str:
+    """A JSON document that fits in one registry item, or PayloadTooLarge (413) naming the limit;
+    checked before anything is written, as DynamoDB's own refusal would come after an upload."""
+    size = len(document.encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(
+            f"{what} is {size} bytes as stored; the registry stores at most {MAX_DOCUMENT_BYTES}",
+            [field_error(loc, f"{size} bytes, more than {MAX_DOCUMENT_BYTES}", "too_large")],
+        )
+    return document
 
 
 def _summary(item: dict[str, Any]) -> ModelSummary:
@@ -355,7 +371,7 @@ class Registry:
                     "pk": _s(_model_pk(record.name)),
                     "sk": _s(_version_sk(record.version)),
                     "version": _n(record.version),
-                    "doc": _s(record.model_dump_json()),
+                    "doc": _s(fitting(record.model_dump_json(), "the version", ["body", "metadata"])),
                 },
             }
         }
@@ -394,6 +410,7 @@ class Registry:
         record = RulesetVersion(
             name=name, version=(summary.rules_version or 0) + 1, ruleset=ruleset, created_by=actor
         )
+        document = fitting(record.model_dump_json(), "the ruleset", ["body", "rules"])
         audit = AuditRecord(
             actor=actor,
             note=note,
@@ -419,7 +436,7 @@ class Registry:
                             "Item": {
                                 "pk": _s(_model_pk(name)),
                                 "sk": _s(f"RULES#{record.version:08d}"),
-                                "doc": _s(record.model_dump_json()),
+                                "doc": _s(document),
                             },
                         }
                     },

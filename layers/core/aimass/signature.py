@@ -120,4 +120,12 @@ def _features_for(signature: Signature, given: list[Feature | str]) -> list[Feat
             "feature names must be unique",
             [field_error(["metadata", "features"], f"duplicate: {d}", "duplicate") for d in duplicates],
         )
+    # A range no value fits would report every request as a violation.
+    inverted = [
+        field_error(["metadata", "features", i, "min"], f"min {f.min} is greater than max {f.max}", "range")
+        for i, f in enumerate(features)
+        if f.min is not None and f.max is not None and f.min > f.max
+    ]
+    if inverted:
+        raise ValidationFailed("a feature's min is greater than its max", inverted)
     return features

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimass.errors import MAX_DETAILS, AimassError
 from aimass.protocol import v2
@@ -105,7 +106,7 @@ def _http_error(request: Request, error: Exception) -> Response:
 
 
 def _unexpected(request: Request, error: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return error_response(
         500,
         "internal_error",
@@ -126,7 +127,37 @@ def _aws_error(request: Request, error: Exception) -> Response:
     return _aimass_error(request, down)
 
 
+class AnswerUnexpected:
+    """The outermost layer: an exception no handler took is answered as the 500 JSON and goes no
+    further. Starlette's own handler for `Exception` answers and then raises it again for the server
+    to log, and uvicorn then drops the keep-alive connection without `Connection: close`, so a
+    client's next request on it fails. An exception after the answer has started is raised as
+    before: nothing well-formed can be sent any more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            if started:
+                raise
+            await _unexpected(Request(scope), error)(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers of the errors the API expects; add AnswerUnexpected last, outermost."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     app.add_exception_handler(AimassError, _aimass_error)
@@ -134,4 +165,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientError, _aws_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.batch.results import FileReport, FileSummary
-from aimass.errors import AimassError
+from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
 from aimass.pipeline import triggers
@@ -130,25 +130,15 @@ def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> Fi
     with workdir(settings.work_dir) as work:
         try:
             fmt = FileFormat.of(drop.relative)
+            head = bucket.head(drop.key, drop.version_id)
+            options = options_from(head.metadata, settings)
         except AimassError as error:
             report = _failed(error)
         else:
-            source = work / Path(drop.relative).name
-            head = bucket.head(drop.key, drop.version_id)
             machine = settings.state_machine_arn
             if machine and head.size > settings.map_threshold_bytes:
                 return start_run(drop, machine)
-            bucket.download(drop.key, source, drop.version_id)
-            outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
-            report = predict_file(
-                serving, drop.model, source, fmt, outputs, options_from(head.metadata, settings)
-            )
-            if report["status"] == "succeeded":
-                report["outputs"] = upload_outputs(drop, fmt, outputs)
-                # Drift over the threshold asks for retraining (docs/pipeline.md)
-                report["retraining"] = triggers.request_retraining(
-                    settings.retraining, drop.model, report, report_uri(drop)
-                )
+            report = _predict(drop, fmt, options, work, serving, settings)
     report = write_report(drop, report)
     log.info("batch %s: %s %s", drop.key, report["status"], report.get("rows"))
     return {
@@ -157,6 +147,28 @@ def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> Fi
         "rows": report.get("rows"),
         "report": report_uri(drop),
     }
+
+
+def _predict(
+    drop: Drop,
+    fmt: FileFormat,
+    options: Options,
+    work: Path,
+    serving: RequestPipeline,
+    settings: BatchSettings,
+) -> FileReport:
+    """The staged object predicted; its outputs uploaded when it succeeded."""
+    source = work / Path(drop.relative).name
+    Bucket(drop.bucket).download(drop.key, source, drop.version_id)
+    outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
+    report = predict_file(serving, drop.model, source, fmt, outputs, options)
+    if report["status"] == "succeeded":
+        report["outputs"] = upload_outputs(drop, fmt, outputs)
+        # Drift over the threshold asks for retraining (docs/pipeline.md)
+        report["retraining"] = triggers.request_retraining(
+            settings.retraining, drop.model, report, report_uri(drop)
+        )
+    return report
 
 
 def report_uri(drop: Drop) -> str:
@@ -223,20 +235,41 @@ def write_report(drop: Drop, report: FileReport) -> FileReport:
 def _failed(error: AimassError) -> FileReport:
     return {
         "status": "failed",
-        "error": {"code": error.code, "message": error.message},
+        "error": {"code": error.code, "message": error.message, "rows_read": 0},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
+        "outputs": None,
     }
 
 
 def options_from(metadata: dict[str, str], settings: BatchSettings) -> Options:
-    """Per-file options from the object's user metadata (S3 lower-cases the names)."""
-    carry = tuple(c.strip() for c in metadata.get("aimass-carry", "").split(",") if c.strip())
+    """Per-file options from the object's user metadata (S3 lower-cases the names); a value that
+    cannot be what its name says is refused (ValidationFailed), not ignored: the file would
+    otherwise be predicted by another version than asked, or without the columns asked for."""
+    carry = tuple(c.strip() for c in metadata.get("aimass-carry", "").split(","))
+    if carry == ("",):
+        carry = ()
     version = metadata.get("aimass-version", "").strip()
+    errors = []
+    if version and not re.fullmatch(r"[1-9][0-9]{0,8}", version):
+        errors.append(
+            field_error(["metadata", "aimass-version"], f"{version!r} is not a version number", "type_error")
+        )
+    if "" in carry or len(set(carry)) != len(carry):
+        errors.append(
+            field_error(
+                ["metadata", "aimass-carry"],
+                f"{metadata['aimass-carry']!r}: expected distinct column names separated by commas",
+                "value_error",
+            )
+        )
+    if errors:
+        named = "; ".join(f"{d['loc'][1]}: {d['message']}" for d in errors)
+        raise ValidationFailed(f"the file's aimass-* metadata is not valid: {named}", errors)
     return Options(
         id_column=metadata.get("aimass-id-column") or None,
         carry=carry,
         alias=metadata.get("aimass-alias") or None,
-        version=int(version) if version.isdigit() else None,
+        version=int(version) if version else None,
         chunk_rows=settings.chunk_rows,
         drift_sample_rows=settings.drift_sample_rows,
     )

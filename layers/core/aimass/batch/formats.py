@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import shutil
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ class FileFormat:
         kind = next((k for suffix, k in SUFFIXES.items() if stem.endswith(suffix)), None)
         if kind is None:
             raise UnsupportedMediaType(
-                f"{name!r} is not a batch file: name it .csv, .jsonl or .parquet, optionally with .gz",
+                f"{name!r} is not a batch file: name it .csv, .jsonl (or .ndjson) or .parquet, optionally "
+                "with .gz, in any case",
                 [{"loc": ["key"], "message": "unknown file type", "type": "unsupported_format"}],
             )
         return cls(kind, gzipped)
@@ -131,26 +133,53 @@ def read_chunks(source: Path | IO[bytes], fmt: FileFormat, rows: int, first_row:
 
 def _csv_chunks(source: Path | IO[bytes], gzipped: bool, size: int) -> Iterator[Chunk]:
     with _open_text(source, gzipped) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
+        lines = iter(handle)
+        header = next(csv.reader(lines), None)
         if header is None:
             return
         width = len(header)
         chunk = Chunk(1, [], header)
-        for row in reader:
-            if not row:  # a blank line is no record
-                continue
-            if len(row) != width:
-                chunk.records.append(
-                    BadRecord(f"expected {width} fields as in the header, got {len(row)}", row)
-                )
-            else:
-                chunk.records.append(row)
+        for record in _csv_records(lines, width):
+            chunk.records.append(record)
             if len(chunk.records) == size:
                 yield chunk
                 chunk = Chunk(chunk.first_row + size, [], header)
         if chunk.records:
             yield chunk
+
+
+def _csv_records(lines: Iterator[str], width: int) -> Iterator[list[str] | BadRecord]:
+    """A CSV's data records, each bounded to its line: a quoted field never runs past the line it
+    opens on. A stray quote would otherwise swallow every line up to the next quote into one bad
+    record, good rows with it; instead its own line is set aside (its text as the raw record, so a
+    part of a split file rejects it alike) and reading goes on at the next line. A blank line is no
+    record."""
+    again: deque[str] = deque()  # lines a swallowing record took, read again
+    while True:
+        taken: list[str] = []  # the lines the reader took for its current record
+        for row in csv.reader(_fed(lines, again, taken)):
+            # Within one line, only a quote left open holds the line's end (the file's last line).
+            if len(taken) > 1 or (row and row[-1].endswith(("\n", "\r"))):
+                yield BadRecord("a quoted field is not closed on its line", taken[0])
+                again.extendleft(reversed(taken[1:]))
+                break  # the reader is inside the quote: a new one starts on the next line
+            if row and len(row) != width:
+                yield BadRecord(f"expected {width} fields as in the header, got {len(row)}", row)
+            elif row:
+                yield row
+            taken.clear()
+        else:
+            return
+
+
+def _fed(lines: Iterator[str], again: deque[str], taken: list[str]) -> Iterator[str]:
+    """The lines to read again, then the rest; each one noted in `taken` as it is handed out."""
+    while True:
+        line = again.popleft() if again else next(lines, None)
+        if line is None:
+            return
+        taken.append(line)
+        yield line
 
 
 def _jsonl_chunks(source: Path | IO[bytes], gzipped: bool, size: int) -> Iterator[Chunk]:

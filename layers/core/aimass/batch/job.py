@@ -31,7 +31,7 @@ from aimass.batch.formats import (
 )
 from aimass.batch.results import Counts, DriftSummary, FileReport
 from aimass.batch.rows import Reason, RowParser, reason
-from aimass.errors import AimassError, ValidationFailed
+from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.quality.report import quality_report
 from aimass.rules import CompiledRuleset
 from aimass.serving.pipeline import RequestPipeline
@@ -162,11 +162,17 @@ def predict_file(
     try:
         _run(serving, name, source, fmt, outputs, options, tally, report, progress or (lambda _: None))
     except (AimassError, UnreadableFile, ValueError) as error:
+        # A failed file writes no outputs, whatever it had predicted before the error (a truncated
+        # gzip is found at its end): its rows are all zero, and `rows_read` says how far it got.
         report["status"] = "failed"
         report["error"] = {
             "code": getattr(error, "code", "unreadable_file"),
             "message": getattr(error, "message", str(error)),
+            "rows_read": tally.rows_in,
         }
+        report["outputs"] = None
+        report.pop("drift", None)
+        tally = Tally()
     report.update(tally.summary(started, time.monotonic() - clock))
     # Filled in as the file goes, in the key order the report is written in.
     return cast(FileReport, report)
@@ -190,6 +196,7 @@ def _run(
     if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
         source, readable = gunzipped(source, source.with_suffix("")), FileFormat("parquet", False)
     header = columns_of(source, readable)
+    _check_columns(options, header)
     id_column = options.id_column or ("id" if header is not None and "id" in header else None)
     carried = [c for c in options.carry if c != id_column]
     run = _FileRun(
@@ -229,6 +236,24 @@ def _run(
     report["drift"] = drift(serving, model.version, run.sample)
     if options.keep_sample:
         report["sample"] = run.sample
+
+
+def _check_columns(options: Options, header: list[str] | None) -> None:
+    """The id and carried columns the file's metadata names are the file's own, where its header
+    says which it has (JSON Lines records each say their own): else every output row would hold
+    nulls where the caller asked for them."""
+    if header is None:
+        return
+    asked = [("aimass-id-column", options.id_column)] if options.id_column else []
+    asked += [("aimass-carry", c) for c in options.carry]
+    missing = [
+        field_error(["metadata", key, column], "the file has no such column", "missing_column")
+        for key, column in asked
+        if column not in header
+    ]
+    if missing:
+        named = ", ".join(f"{d['loc'][1]} {d['loc'][2]!r}" for d in missing)
+        raise ValidationFailed(f"the file's metadata names columns it does not have: {named}", missing)
 
 
 @dataclass

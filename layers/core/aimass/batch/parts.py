@@ -107,14 +107,31 @@ def _split_parquet(source: Path, work: Path, size: int) -> Iterator[tuple[Path, 
 
 def _split_text(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
     """CSV or JSON Lines parts, uncompressed, of at most `size` records each. Records are copied as
-    they were read; bad ones stay bad for the part to reject."""
+    they were read; bad ones stay bad for the part to reject. A file found broken part way (a
+    truncated gzip) says after how many rows: the run's failed report has only the message."""
+    read = 0
+    try:
+        for path, first_row, count in _text_parts(body, fmt, work, size):
+            read += count
+            yield path, first_row, count
+    except UnreadableFile as error:
+        raise UnreadableFile(f"{error} ({read} rows read before it)") from error
+
+
+def _text_parts(body: IO[bytes], fmt: FileFormat, work: Path, size: int) -> Iterator[tuple[Path, int, int]]:
     for index, chunk in enumerate(read_chunks(body, fmt, size)):
         path = work / f"part-{index}.{fmt.kind}"
         with open(path, "w", encoding="utf-8", newline="") as out:
             if fmt.kind == "csv":
                 writer = csv.writer(out)
                 writer.writerow(chunk.columns or [])
-                writer.writerows(r.raw if isinstance(r, BadRecord) else r for r in chunk.records)
+                for record in chunk.records:
+                    if isinstance(record, BadRecord) and isinstance(record.raw, str):
+                        out.write(
+                            record.raw if record.raw.endswith("\n") else record.raw + "\n"
+                        )  # a line as read
+                    else:
+                        writer.writerow(record.raw if isinstance(record, BadRecord) else record)
             else:
                 for record in chunk.records:
                     if isinstance(record, BadRecord):
@@ -287,6 +304,7 @@ def fail(drop: Drop, run: str, error: dict[str, Any]) -> FileSummary:
         "status": "failed",
         "error": {"code": _failure_code(name), "message": str(message)[:2000], "name": name},
         "rows": {"in": 0, "predicted": 0, "rejected": 0},
+        "outputs": None,
         "parts": {"run": run},
     }
     write_report(drop, report)

@@ -54,12 +54,15 @@ class ReportError(TypedDict):
     message: str
     # A run that failed in the state machine: the error's name as Step Functions passed it.
     name: NotRequired[str]
+    # The data rows read before the error; none of them is written (a failed file has no outputs).
+    rows_read: NotRequired[int]
 
 
 class FileReport(TypedDict):
     """A file's report. A file that could not be processed at all has no timing, quality or drift;
-    `file` comes first once written; `sample` only in a part's report; `outputs` and `retraining`
-    only when it succeeded; `parts` when it went through the state machine."""
+    `file` comes first once written; `sample` only in a part's report; `outputs` the URIs written
+    when it succeeded, null when it failed (nothing is written then, and its `rows` are zero);
+    `retraining` only when it succeeded; `parts` when it went through the state machine."""
 
     file: NotRequired[dict[str, Any]]
     status: str
@@ -71,7 +74,7 @@ class FileReport(TypedDict):
     timing: NotRequired[Timing]
     quality: NotRequired[QualityCounts]
     parts: NotRequired[dict[str, Any]]
-    outputs: NotRequired[dict[str, str]]
+    outputs: NotRequired[dict[str, str] | None]
     retraining: NotRequired[dict[str, Any] | None]
 
 

@@ -113,6 +113,9 @@ def _batch_here(
         )
     if report["status"] == "succeeded":
         report["outputs"] = {k: str(targets[k]) for k in ("predictions", "rejected")}
+    else:  # a failed file writes nothing, here as in S3: not half its predictions
+        for kind in ("predictions", "rejected"):
+            targets[kind].unlink(missing_ok=True)
     return {"file": {"path": str(file)}, **report}
 
 

@@ -93,7 +93,18 @@ def _tensor(value: Any, loc: list[str | int], errors: list[dict[str, Any]]) -> T
         if not ok
     ]
     errors += [field_error([*loc, k], why, "type_error") for k, why in problems]
-    return None if problems else Tensor(name, shape, datatype, data, parameters)
+    if problems:
+        return None
+    if 0 in shape:
+        # Like V1's empty `instances`: a tensor without values asks for no prediction, so it is a
+        # client's mistake rather than an empty answer.
+        errors.append(
+            field_error(
+                [*loc, "shape"], f"shape {shape} has a dimension of 0: no values to predict on", "empty"
+            )
+        )
+        return None
+    return Tensor(name, shape, datatype, data, parameters)
 
 
 def parse(payload: Any) -> Request:

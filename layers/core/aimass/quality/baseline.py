@@ -42,10 +42,13 @@ def read_reference(data: bytes, filename: str, columns: list[Column]) -> np.ndar
     over the model's columns."""
     name = filename.lower()
     if name.endswith(".gz") or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise _unreadable(filename, f"not a whole gzip file ({error})") from error
         name = name.removesuffix(".gz")
     if name.endswith(".parquet") or data[:4] == b"PAR1":
-        return _read_parquet(data, columns)
+        return _read_parquet(data, filename, columns)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -60,7 +63,15 @@ def read_reference(data: bytes, filename: str, columns: list[Column]) -> np.ndar
     return table_from_records(columns, [h.strip() for h in records[0]], records[1:])
 
 
-def _read_parquet(data: bytes, columns: list[Column]) -> np.ndarray:
+def _unreadable(filename: str, why: str) -> ValidationFailed:
+    """The caller's file, not the service, is at fault: 422 naming it and why."""
+    return ValidationFailed(
+        f"the reference dataset {filename} cannot be read: {why}",
+        [field_error(["reference"], f"{filename}: {why}", "unreadable")],
+    )
+
+
+def _read_parquet(data: bytes, filename: str, columns: list[Column]) -> np.ndarray:
     try:
         import pyarrow.parquet as pq
     except ImportError as error:
@@ -68,7 +79,12 @@ def _read_parquet(data: bytes, columns: list[Column]) -> np.ndarray:
             "Parquet needs pyarrow, which this deployment does not ship; send CSV (the aimass CLI "
             "converts Parquet for you)"
         ) from error
-    table = pq.read_table(io.BytesIO(data))
+    import pyarrow as pa
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(filename, f"not a Parquet file ({str(error)[:200]})") from error
     header = table.column_names
     rows = [
         ["" if v is None else str(v) for v in row] for row in zip(*table.to_pydict().values(), strict=True)
