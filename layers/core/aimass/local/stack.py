@@ -12,7 +12,7 @@ from pathlib import Path
 from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
-from aimass.local import notifications, persistence, statemachines, triggers
+from aimass.local import dynamodb, notifications, persistence, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
 
 # The local AWS takes any credentials; fixed fake ones make sure no real ones are ever sent.
@@ -67,6 +67,7 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         statemachines.configure()  # moto runs ASL, and no Lambda in Docker (before any function exists)
+        dynamodb.install()  # writes leave no copies of the tables behind (aimass.local.dynamodb)
         self._server = server = ThreadedMotoServer(ip_address=self.host, port=self.aws_port, verbose=False)
         server.start()
         os.environ.update(
@@ -152,6 +153,7 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+        dynamodb.uninstall()
 
     def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
         """Train (first start only) and register each demo model, pointing `champion` at it; a demo
