@@ -12,6 +12,10 @@ import typer
 
 from aimass.cli.common import console
 
+# How long a stop (SIGTERM, Ctrl-C) waits for requests still running before it closes their
+# connections: without a bound, one client that never finishes sending its body keeps the server up.
+SHUTDOWN_GRACE_S = 3
+
 
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -86,7 +90,13 @@ def serve(
     # default one would end the process before `finally`, leaving the emulated endpoint running.
     signal.signal(signal.SIGTERM, lambda number, _: sys.exit(128 + number))
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
     finally:
         stack.stop()
 
