@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint types unit integration e2e infra bench build build-images clean
+.PHONY: serve test lint types unit integration e2e infra bench bench-memory build build-images clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ unit integration e2e infra: $(VENV)/.installed $(TOOLS)/.installed $(KSERVE)/.in
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench
+
+# The local stack's memory under registry writes, moto's own DynamoDB vs the stack's seam (RESULTS.md).
+bench-memory: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.memory
 
 # The zip functions and the layers, without Docker: every function of template.yaml but its image
 # functions (PackageType: Image), which scripts/sam_resources.py reads from the template.

@@ -13,6 +13,10 @@ import typer
 
 from aimass.cli.common import console
 
+# How long a stop (SIGTERM, Ctrl-C) waits for requests still running before it closes their
+# connections: without a bound, one client that never finishes sending its body keeps the server up.
+SHUTDOWN_GRACE_S = 3
+
 
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -93,7 +97,13 @@ def serve(
     signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=stack.stop_aws).start())
     signal.signal(signal.SIGUSR2, lambda *_: threading.Thread(target=stack.start_aws).start())
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
     finally:
         stack.stop()
 

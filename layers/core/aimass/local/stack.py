@@ -13,7 +13,7 @@ from typing import Any
 from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
-from aimass.local import notifications, persistence, statemachines, triggers
+from aimass.local import dynamodb, notifications, persistence, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class LocalStack:
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         statemachines.configure()  # moto runs ASL, and no Lambda in Docker (before any function exists)
+        dynamodb.install()  # writes leave no copies of the tables behind (aimass.local.dynamodb)
         self._listen()
         os.environ.update(
             {
@@ -196,6 +197,7 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        dynamodb.uninstall()
 
     def register_demos(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
         """Train (first start only) and register each demo model, pointing `champion` at it; a demo
