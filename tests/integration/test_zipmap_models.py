@@ -1,6 +1,8 @@
 """skl2onnx's default export (a ZipMap: `output_probability` as a list of {class index: probability})
 served with the class labels it was pushed with: V1 probabilities keyed by class name, V2 metadata
-that says what infer returns, and rules on class names checked at save time and applied."""
+that says what infer returns, and rules on class names checked at save time and applied. Pushed
+without class labels, the classes the ZipMap gives for a probe row are what rules are checked
+against (string targets keep their names), and class labels of the wrong count are refused."""
 
 from __future__ import annotations
 
@@ -140,3 +142,97 @@ def test_a_rule_on_a_class_the_model_does_not_have_is_refused_at_save_time(clien
     response = client.put(f"/v1/models/{MODEL}/rules", json=ruleset)
     assert response.status_code == 422, response.text
     assert "virginca" in response.text
+
+
+ESTIMATORS = {
+    "logistic-regression": lambda: LogisticRegression(max_iter=500),
+    "random-forest": lambda: RandomForestClassifier(n_estimators=10, random_state=0),
+}
+UNLABELLED = "iris-names"
+
+
+def push(client: TestClient, name: str, model: bytes, metadata: dict[str, Any] | None = None) -> Any:
+    data = {"metadata": json.dumps(metadata)} if metadata is not None else {}
+    return client.post(f"/v1/models/{name}/versions", files={"model": ("model.onnx", model)}, data=data)
+
+
+@pytest.fixture(params=sorted(ESTIMATORS))
+def named_client(
+    request: pytest.FixtureRequest, registered: Any, iris: tuple[np.ndarray, np.ndarray]
+) -> Iterator[TestClient]:
+    features, target = iris
+    # Given the default export of a classifier trained on the class names themselves
+    model = default_export(ESTIMATORS[request.param](), (features, np.array(LABELS)[target]))
+    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+        # pushed without class labels (`aimass models push iris-names model.onnx`)
+        pushed = push(test_client, UNLABELLED, model)
+        assert pushed.status_code == 201, pushed.text
+        # Then the version records the classes the model outputs, as the answers name them
+        assert pushed.json()["signature"]["output_classes"] == LABELS
+        assert pushed.json()["signature"]["class_labels"] is None
+        yield test_client
+
+
+def test_without_labels_a_rule_on_a_string_class_is_accepted_and_fires(
+    named_client: TestClient, iris: Any
+) -> None:
+    ruleset = {
+        "rules": [
+            {
+                "id": "refer-virginica",
+                "stage": "post",
+                "when": "output.probabilities['virginica'] > 0.5",
+                "then": {"set": {"decision": "refer"}},
+            }
+        ]
+    }
+    saved = named_client.put(f"/v1/models/{UNLABELLED}/rules", json=ruleset)
+    assert saved.status_code == 200, saved.text
+    response = named_client.post(f"/v1/models/{UNLABELLED}:predict", json={"instances": virginica(iris)})
+    assert response.status_code == 200, response.text
+    # The answers are as before: string classes keep their names
+    for prediction in response.json()["predictions"]:
+        assert prediction["label"] == "virginica"
+        assert list(prediction["probabilities"]) == LABELS
+        assert prediction["decision"] == "refer"
+
+
+def test_without_labels_a_rule_on_a_misspelt_class_is_a_422_naming_the_classes(
+    named_client: TestClient,
+) -> None:
+    ruleset = {
+        "rules": [
+            {
+                "id": "typo",
+                "stage": "post",
+                "when": "output.probabilities['virginca'] > 0.5",
+                "then": {"flag": "virginica"},
+            }
+        ]
+    }
+    response = named_client.put(f"/v1/models/{UNLABELLED}/rules", json=ruleset)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["type"] == "unknown_field" and detail["loc"] == ["rules", 0, "when"]
+    assert "output.probabilities['virginca']" in detail["message"]
+    assert "did you mean 'virginica'?" in detail["message"]
+    assert "setosa, versicolor, virginica" in detail["message"]
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_class_labels_of_the_wrong_count_are_a_422_length_mismatch(
+    estimator: str, registered: Any, iris: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # Given the default export of a classifier of 3 integer classes
+    model = default_export(ESTIMATORS[estimator](), iris)
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        # When it is pushed with 2 class labels
+        response = push(client, "iris-two-labels", model, {"class_labels": ["setosa", "versicolor"]})
+        # Then it is refused before any version is registered
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["error"]["details"]
+        assert (
+            "2 class labels for 3 classes the model outputs (0, 1, 2)" in response.json()["error"]["message"]
+        )
+        assert detail["type"] == "length_mismatch" and detail["loc"] == ["metadata", "class_labels"]
+        assert client.get("/v1/models/iris-two-labels").status_code == 404

@@ -489,3 +489,77 @@ def test_a_ruleset_whose_conditions_exceed_the_budget_is_refused_at_the_rules_fi
         Ruleset.model_validate({"rules": rules})
     (error,) = refused.value.errors()
     assert error["loc"] == ("rules",) and "at most 40,000" in error["msg"]
+
+
+# The classes a ZipMap gave for the push-time probe (Signature.output_classes), without class labels.
+IRIS = ["setosa", "versicolor", "virginica"]
+PROBED_ZIPMAP = ZIPMAP.model_copy(
+    update={
+        "class_labels": None,
+        "output_classes": IRIS,
+        "outputs": [
+            TensorSpec(name="output_label", dtype="string", shape=[None]),
+            TensorSpec(name="output_probability", dtype="string", shape=[None]),
+        ],
+    }
+)
+
+
+def test_a_rule_on_a_class_the_probe_saw_is_accepted_and_fires() -> None:
+    rules = ruleset(
+        rule(
+            "virginica",
+            "output.label == 'virginica' && output.probabilities['virginica'] > 0.5",
+            {"flag": "x"},
+        )
+    )
+    answers = [
+        {"label": "virginica", "probabilities": {"setosa": 0.0, "versicolor": 0.1, "virginica": 0.9}},
+        {"label": "setosa", "probabilities": {"setosa": 0.8, "versicolor": 0.1, "virginica": 0.1}},
+    ]
+    assert ids(run(rules, [ROW, ROW], answers, PROBED_ZIPMAP)) == [["virginica"], []]
+
+
+def test_a_rule_on_a_class_the_probe_did_not_see_is_refused_naming_the_classes() -> None:
+    details = refusal(
+        ruleset(rule("typo", "output.probabilities['virginca'] > 0.5", {"flag": "x"})), PROBED_ZIPMAP
+    )
+    [detail] = details
+    assert detail["type"] == "unknown_field"
+    assert detail["message"] == (
+        "rule typo: unknown field output.probabilities['virginca']; did you mean 'virginica'? "
+        "The model's classes are setosa, versicolor, virginica"
+    )
+
+
+def test_integer_classes_the_probe_saw_are_keyed_as_text_and_the_label_is_an_integer() -> None:
+    numbered = ZIPMAP.model_copy(update={"class_labels": None, "output_classes": ["1", "2", "3"]})
+    rules = ruleset(rule("three", "output.label == 3 && output.probabilities['3'] > 0.5", {"flag": "x"}))
+    answer = {"label": 3, "probabilities": {"1": 0.0, "2": 0.1, "3": 0.9}}
+    assert ids(run(rules, [ROW], [answer], numbered)) == [["three"]]
+    assert refusal(ruleset(rule("zero", "output.probabilities['0'] > 0.5", {"flag": "x"})), numbered)
+
+
+def test_with_class_labels_rules_are_checked_against_the_labels_not_the_probed_classes() -> None:
+    labelled = ZIPMAP.model_copy(update={"output_classes": ["0", "1"]})
+    rules = ruleset(rule("yes", "output.probabilities['yes'] > 0.5", {"flag": "x"}))
+    assert ids(run(rules, [ROW], [prediction(0.9)], labelled)) == [["yes"]]
+    assert refusal(ruleset(rule("index", "output.probabilities['1'] > 0.5", {"flag": "x"})), labelled)
+
+
+def test_a_probed_width_bounds_the_indexes_of_a_dynamic_probability_tensor() -> None:
+    dynamic = CLASSIFIER.model_copy(
+        update={
+            "class_labels": None,
+            "outputs": [
+                TensorSpec(name="label", dtype="int64", shape=[None]),
+                TensorSpec(name="probabilities", dtype="float32", shape=[None, None]),
+            ],
+        }
+    )
+    far = ruleset(rule("far", "output.probabilities[5] > 0.5", {"flag": "x"}))
+    # Not probed: the width is unknown, so the index cannot be checked
+    compile_ruleset(far, dynamic)
+    probed = dynamic.model_copy(update={"output_classes": ["0", "1", "2"]})
+    assert refusal(far, probed)[0]["type"] == "unknown_field"
+    compile_ruleset(ruleset(rule("last", "output.probabilities[2] > 0.5", {"flag": "x"})), probed)

@@ -26,7 +26,7 @@ from aimass.quality.columns import columns_of
 from aimass.registry import Registry, fitting, version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving.backends.onnx import inspect
-from aimass.signature import enrich, from_session
+from aimass.signature import read
 
 
 def check_name(name: str) -> None:
@@ -122,6 +122,8 @@ def model_card(record: ModelVersion) -> str:
         lines.append("- features: " + ", ".join(f.name for f in signature.features))
     if signature.class_labels:
         lines.append("- classes: " + ", ".join(signature.class_labels))
+    elif signature.output_classes:
+        lines.append("- classes (as the model outputs them): " + ", ".join(signature.output_classes))
     if record.baseline:
         lines.append(f"- baseline: {record.baseline.item_count} rows of {record.baseline.source}")
     if record.metrics:
@@ -171,10 +173,11 @@ def register_version(
     backend: str = "lambda",
     note: str | None = None,
 ) -> ModelVersion:
-    """Read the signature from the graph, compute the baseline of the reference data if given, store
-    the artifacts, then record the immutable version."""
+    """Read the signature from the graph (and, for a classifier, from one probe row: the classes it
+    outputs), compute the baseline of the reference data if given, store the artifacts, then record
+    the immutable version."""
     check_name(name)
-    signature = enrich(from_session(inspect(model)), enrichment)
+    signature = read(inspect(model), enrichment)
     computed = None
     if reference is not None:
         columns = columns_of(signature)

@@ -595,39 +595,8 @@ def _tensor_row(spec: TensorSpec, high: int) -> Any:
 def _output_samples(signature: Signature) -> tuple[list[dict[str, Any]], bool, bool]:
     """Prediction items as tensors.v1_predictions gives them, as rules see them; whether the keys of
     nested maps (probabilities) and list lengths are known; whether predictions are bare values."""
-    specs = {s.name: s for s in signature.outputs}
     if signature.task == "classification" and signature.label_output and signature.probabilities_output:
-        labels = signature.class_labels
-        probabilities = specs.get(signature.probabilities_output)
-        label_spec = specs.get(signature.label_output)
-        width = probabilities.shape[-1] if probabilities and len(probabilities.shape) == 2 else None
-        zipmap = probabilities is not None and len(probabilities.shape) < 2
-        samples = []
-        for high in (0, 1):
-            if labels:
-                label: Any = labels[-1 if high else 0]
-                classes: list[Any] = list(labels)
-            else:
-                count = width or 2
-                label = (count - 1) if high else 0
-                if label_spec is not None and label_spec.dtype == "string":
-                    label = str(label)
-                classes = list(range(count))
-            n = len(classes)
-            probs = [(1.0 if j == n - 1 else 0.0) if high else 1.0 / n for j in range(n)]
-            samples.append(
-                {
-                    "label": label,
-                    "probabilities": (
-                        {str(c): p for c, p in zip(classes, probs, strict=True)}
-                        if labels or zipmap
-                        else probs
-                    ),
-                }
-            )
-        # A ZipMap's keys are the graph's classes: the class labels when the version has them (the
-        # codecs key its rows by them), else classes the signature does not name.
-        return samples, bool(labels) or (not zipmap and width is not None), False
+        return *_classifier_samples(signature, signature.label_output, signature.probabilities_output), False
     outputs = signature.outputs
     known = all(d is not None for s in outputs for d in s.shape[1:])
     if len(outputs) == 1:
@@ -639,6 +608,60 @@ def _output_samples(signature: Signature) -> tuple[list[dict[str, Any]], bool, b
             samples.append({BARE_KEY: row})
         return samples, known, True
     return [{s.name: _tensor_row(s, high) for s in outputs} for high in (0, 1)], known, False
+
+
+def _classifier_samples(
+    signature: Signature, label_output: str, probabilities_output: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """A classifier's two sample items (the first class with even probabilities, the last class with
+    all of it), and whether the probabilities' keys (or list length) are known."""
+    specs = {s.name: s for s in signature.outputs}
+    labels = signature.class_labels
+    probabilities = specs.get(probabilities_output)
+    label_spec = specs.get(label_output)
+    width = probabilities.shape[-1] if probabilities and len(probabilities.shape) == 2 else None
+    zipmap = probabilities is not None and len(probabilities.shape) < 2
+    # The classes the probe saw at push time (a ZipMap's keys; a tensor's column indexes).
+    seen = signature.output_classes
+    if width is None and seen and not zipmap:
+        width = len(seen)
+    label_is_text = label_spec is not None and label_spec.dtype == "string"
+    classes: list[Any]
+    low: Any
+    high_label: Any
+    if labels:
+        classes = list(labels)
+        low, high_label = labels[0], labels[-1]
+    elif zipmap and seen:
+        # A ZipMap's classes as the answers key them; its label output gives the class itself.
+        classes = list(seen)
+        low, high_label = (c if label_is_text else _as_int(c) for c in (seen[0], seen[-1]))
+    else:
+        classes = list(range(width or 2))
+        low, high_label = (str(c) if label_is_text else c for c in (0, len(classes) - 1))
+    n = len(classes)
+    samples = []
+    for high in (0, 1):
+        probs = [(1.0 if j == n - 1 else 0.0) if high else 1.0 / n for j in range(n)]
+        samples.append(
+            {
+                "label": high_label if high else low,
+                "probabilities": (
+                    {str(c): p for c, p in zip(classes, probs, strict=True)} if labels or zipmap else probs
+                ),
+            }
+        )
+    # A ZipMap's keys are the graph's classes: the class labels when the version has them (the
+    # codecs key its rows by them), else the classes the probe saw, else classes the signature
+    # does not name.
+    return samples, bool(labels) or (bool(seen) if zipmap else width is not None)
+
+
+def _as_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _unknown_fields(rule: Rule, program: Any, samples: _Samples) -> list[tuple[str, str]]:
@@ -723,6 +746,8 @@ def _where_read(source: str, key: str) -> str | None:
 
 
 def _suggestion(key: str, where: str | None, samples: _Samples) -> str:
+    if where is not None and re.match(r"output(\.probabilities|\[['\"]probabilities['\"]\])\[", where):
+        return _class_suggestion(key, samples)
     if where is None or not where.startswith("input"):
         return ""
     names = samples.input_names
@@ -732,3 +757,16 @@ def _suggestion(key: str, where: str | None, samples: _Samples) -> str:
         return f"; did you mean {close[0]!r}?"
     listed = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
     return f"; the model's {kind} are {listed}"
+
+
+def _class_suggestion(key: str, samples: _Samples) -> str:
+    """For a class the probabilities map does not have: the closest one, and the classes it has."""
+    probabilities = samples.outputs[0].get("probabilities")
+    if not isinstance(probabilities, dict):
+        return ""
+    classes = list(probabilities)
+    close = difflib.get_close_matches(key, classes, n=1)
+    listed = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+    if close:
+        return f"; did you mean {close[0]!r}? The model's classes are {listed}"
+    return f"; the model's classes are {listed}"

@@ -70,6 +70,18 @@ class Signature(BaseModel):
     class_labels: list[str] | None = None
     label_output: str | None = None
     probabilities_output: str | None = None
+    # What the probabilities output gave when the classifier was probed at push time with one
+    # synthetic row (aimass.signature.probe): a ZipMap's keys in the order ONNX Runtime answers them
+    # (by key), integer classes written as text ("0", "1", ...), as V1 answers without class labels
+    # key them; a probability tensor's column indexes "0".."n-1". None when it was not probed (not a
+    # classifier, an input with dynamic dimensions, a model that failed on the row, a version
+    # registered before probing). Rules are checked against them when there are no class_labels.
+    output_classes: list[str] | None = Field(
+        default=None,
+        description="the classes the probabilities output gave for a probe row at push time: a ZipMap's "
+        "keys in order (integer classes as text), or a probability tensor's column indexes; null when "
+        "not probed",
+    )
 
 
 class SignatureEnrichment(BaseModel):
