@@ -235,7 +235,9 @@ class CaptureWriter:
         self.now = now
         self.shed = 0
         self.pending_lines = 0
-        self._lock = threading.Lock()
+        # Reentrant: a write that is done before its callback is added runs the callback (which takes
+        # the lock) at once, on the thread that sealed the batch with the lock held.
+        self._lock = threading.RLock()
         self._open: dict[str, _Batch] = {}
         self._pending: set[Future[None]] = set()
         self._pool: ThreadPoolExecutor | None = None
