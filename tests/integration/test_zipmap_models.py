@@ -236,3 +236,29 @@ def test_class_labels_of_the_wrong_count_are_a_422_length_mismatch(
         )
         assert detail["type"] == "length_mismatch" and detail["loc"] == ["metadata", "class_labels"]
         assert client.get("/v1/models/iris-two-labels").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("targets", "labels", "refused"),
+    [
+        # integer classes 1..3: a label names class i by its number, which 1..3 do not fit
+        (lambda target: target + 1, LABELS, "this model's classes are 1, 2, 3, not 0..2"),
+        # classes the model names itself: labels that rename them would never match an answer
+        (lambda target: np.array(LABELS)[target], ["a", "b", "c"], "names its classes itself"),
+    ],
+)
+def test_class_labels_that_cannot_name_the_models_classes_are_a_422(
+    targets: Any, labels: list[str], refused: str, registered: Any, iris: tuple[np.ndarray, np.ndarray]
+) -> None:
+    features, target = iris
+    model = default_export(LogisticRegression(max_iter=500), (features, targets(target)))
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        response = push(client, "iris-misnamed", model, {"class_labels": labels})
+        assert response.status_code == 422, response.text
+        assert refused in response.json()["error"]["message"]
+        [detail] = response.json()["error"]["details"]
+        assert detail["type"] == "labels_mismatch" and detail["loc"] == ["metadata", "class_labels"]
+        # The same labels as the model's own class names are accepted
+        if all(isinstance(c, str) for c in targets(target)[:1].tolist()):
+            same = push(client, "iris-misnamed", model, {"class_labels": LABELS})
+            assert same.status_code == 201, same.text

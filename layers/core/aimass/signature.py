@@ -131,6 +131,30 @@ def _check_label_count(signature: Signature, labels: list[str], probed: Probed |
             f"{len(labels)} class labels for {columns} {what}",
             [field_error(["metadata", "class_labels"], f"expected {columns} labels", "length_mismatch")],
         )
+    if probed is not None and probed.zipmap:
+        _check_labels_name_zipmap_classes(labels, probed.classes)
+
+
+def _check_labels_name_zipmap_classes(labels: list[str], classes: tuple[int | str, ...]) -> None:
+    """Labels name a ZipMap's classes in order only where the classes are 0..n-1 (each label is looked
+    up by its class number); a model that names its classes itself, or numbers them otherwise, would
+    be answered and ruled under names that do not match it."""
+    loc = ["metadata", "class_labels"]
+    shown = ", ".join(map(str, classes))
+    if all(isinstance(c, str) for c in classes):
+        if list(classes) != labels:
+            raise ValidationFailed(
+                f"this model names its classes itself ({shown}): its answers use those names, so "
+                "class_labels can only repeat them; push without class_labels",
+                [field_error(loc, f"the model's classes are {shown}", "labels_mismatch")],
+            )
+    elif list(classes) != list(range(len(classes))):
+        raise ValidationFailed(
+            f"this model's classes are {shown}, not 0..{len(classes) - 1}: class_labels name the classes "
+            "0..n-1 in order; retrain on targets 0..n-1 (e.g. scikit-learn's LabelEncoder) or push "
+            "without class_labels",
+            [field_error(loc, f"the model's classes are {shown}", "labels_mismatch")],
+        )
 
 
 def _features_for(signature: Signature, given: list[Feature | str]) -> list[Feature]:
