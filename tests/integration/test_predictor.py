@@ -119,3 +119,18 @@ def test_only_the_current_ruleset_stays_compiled_however_many_were_saved(
         serving.predict("breast-cancer", row(demos))
     # Then the store holds one compiled ruleset for the version, the last one saved
     assert list(serving.store._rulesets) == [("breast-cancer", 10, 1)]
+
+
+def test_a_request_is_local_once_the_store_holds_all_it_needs_and_until_the_ttl_passes(
+    serving: RequestPipeline, demos: dict[str, Any], clock: Clock
+) -> None:
+    # Given a model never asked for, Then answering it needs the registry and S3
+    assert not serving.store.local("breast-cancer")
+    # When it has answered once, Then the next answer needs nothing outside the process, by any name
+    serving.predict("breast-cancer", row(demos))
+    assert serving.store.local("breast-cancer") and serving.store.local("breast-cancer", version=1)
+    assert not serving.store.local("breast-cancer", version=2)  # a version never loaded
+    assert not serving.store.local("breast-cancer", alias="nope")
+    # And once the registry TTL has passed, the summary must be read again
+    clock.now += 6
+    assert not serving.store.local("breast-cancer")

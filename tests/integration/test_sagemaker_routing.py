@@ -328,3 +328,17 @@ def test_a_model_too_large_for_the_lambda_is_routed_to_the_stacks_endpoint(
     assert malformed.json()["error"]["details"][0]["type"] == "pattern"
     # Refused uploads take no version number.
     assert wiring.registry().get_model(MODEL).latest_version == version
+
+
+def test_a_version_on_an_endpoint_is_never_local_so_its_requests_leave_the_event_loop(
+    client: TestClient, endpoint: Running, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a version on the endpoint that has answered, and the Lambda's own version 1 that has too
+    use_runtime(monkeypatch, endpoint.url)
+    version = on_endpoint(demos[MODEL])
+    body = {"instances": instances(demos[MODEL], 1)}
+    for number in (version, 1):
+        assert client.post(f"/v1/models/{MODEL}/versions/{number}:predict", json=body).status_code == 200
+    # Then only the Lambda's is answered from the process alone: the endpoint's waits on the network
+    store = wiring.serving().store
+    assert store.local(MODEL, version=1) and not store.local(MODEL, version=version)

@@ -139,7 +139,7 @@ def _check_labels_name_zipmap_classes(labels: list[str], classes: tuple[int | st
     """Labels name a ZipMap's classes in order only where the classes are 0..n-1 (each label is looked
     up by its class number); a model that names its classes itself, or numbers them otherwise, would
     be answered and ruled under names that do not match it."""
-    loc = ["metadata", "class_labels"]
+    loc: list[str | int] = ["metadata", "class_labels"]
     shown = ", ".join(map(str, classes))
     if all(isinstance(c, str) for c in classes):
         if list(classes) != labels:

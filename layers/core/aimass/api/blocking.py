@@ -25,3 +25,15 @@ async def blocking(request: Request, work: Callable[P, T], *args: P.args, **kwar
     if getattr(request.app.state, "one_at_a_time", False):
         return work(*args, **kwargs)
     return await run_in_threadpool(work, *args, **kwargs)
+
+
+async def serving_work(
+    request: Request, local: bool, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """A prediction's work: inline when it needs nothing outside this process (`local`: the model
+    store holds all of it, aimass.serving.store.ModelStore.local), since a thread hop costs more
+    than such a request's whole run and 64 threads contending for the GIL served less than one
+    loop (bench/RESULTS.md, "under load"); else as `blocking` work."""
+    if local:
+        return work(*args, **kwargs)
+    return await blocking(request, work, *args, **kwargs)

@@ -8,7 +8,7 @@ import pydantic_core
 from fastapi import APIRouter, Request, Response
 
 from aimass import __version__, aws
-from aimass.api.blocking import blocking
+from aimass.api.blocking import blocking, serving_work
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.responses import JSON, json_bytes
 from aimass.contracts.api import Alive, ErrorResponse, Health
@@ -54,8 +54,9 @@ async def _predict(
     request: Request, name: str, version: int | None = None, alias: str | None = None
 ) -> Response:
     instances = v1.instances_of(await payload(request))
-    answer = await blocking(
-        request, serving().predict, name, instances, version=version, alias=alias, captured=True
+    local = serving().store.local(name, version, alias)
+    answer = await serving_work(
+        request, local, serving().predict, name, instances, version=version, alias=alias, captured=True
     )
     return JSON(answer)
 
@@ -203,7 +204,8 @@ async def _infer(request: Request, name: str, version: int | None = None) -> Res
         body = v2.parse(await payload(request))
     else:  # the binary tensor data extension: a JSON header, then raw tensor data
         body = binary.decode(await request.body(), length, pydantic_core.from_json)
-    answer = await blocking(request, serving().infer, name, body, version=version, captured=True)
+    local = serving().store.local(name, version)
+    answer = await serving_work(request, local, serving().infer, name, body, version=version, captured=True)
     wanted = binary.wanted(body)
     if not wanted:
         return JSON(answer)

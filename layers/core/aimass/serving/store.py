@@ -22,7 +22,14 @@ from typing import Any, TypedDict, TypeVar
 from aimass import artifacts
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import ModelSummary, ModelVersion
-from aimass.errors import AimassError, AwsUnavailable, BackendUnavailable, IntegrityError, ValidationFailed
+from aimass.errors import (
+    AimassError,
+    AwsUnavailable,
+    BackendUnavailable,
+    IntegrityError,
+    NotFound,
+    ValidationFailed,
+)
 from aimass.quality.checks import RequestChecks
 from aimass.registry import Registry, version_meant
 from aimass.rules import CompiledRuleset, compile_ruleset
@@ -173,6 +180,27 @@ class ModelStore:
             record = _reading(lambda: self.registry.get_version(name, number))
             self._versions[(name, version)] = record
         return record
+
+    def local(self, name: str, version: int | None = None, alias: str | None = None) -> bool:
+        """Whether a request for this selector can be answered from what this process holds now: the
+        model's summary within its TTL, the version's record, its rules and checks made, its backend
+        local (a loaded ONNX session; never an endpoint), its artifact not refused. Reads nothing."""
+        cached = self._summaries.get(name)
+        if cached is None or self.clock() >= cached.check_at:
+            return False
+        if version is None:
+            try:
+                version = version_meant(cached.summary, alias)
+            except NotFound:
+                return False
+        record = self._versions.get((name, version))
+        if record is None or record.sha256 in self._refused or (name, version) not in self._checks:
+            return False
+        rules_version = cached.summary.rules_version
+        if rules_version is not None and (name, rules_version, version) not in self._rulesets:
+            return False
+        backend = self.backends.get(kind_of(record.backend))
+        return backend is not None and backend.local(record)
 
     def forget(self, name: str) -> None:
         """Drop what is known of a model's aliases and latest version; the next request re-reads it."""

@@ -8,7 +8,8 @@ pipeline's and the same for every kind. The kinds:
 - `sagemaker` (`SageMakerBackend`, aimass.serving.backends.sagemaker): on a SageMaker endpoint.
 
 A new kind (a graph of versions, a shadow) is a module with a class that has `runner(record)` and
-one entry in the table that aimass.wiring gives the model store: never a branch in the pipeline."""
+`local(record)`, and one entry in the table that aimass.wiring gives the model store: never a branch
+in the pipeline."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ Runner = Callable[[dict[str, Any]], dict[str, Any]]
 class BackendKind(Protocol):
     def runner(self, record: ModelVersion) -> Runner:
         """How to run this version; raises what the API answers when it cannot be run."""
+        ...
+
+    def local(self, record: ModelVersion) -> bool:
+        """Whether running this version now needs nothing outside this process (no download, no
+        network): such a request may run on the server's event loop rather than a thread."""
         ...
 
 

@@ -102,6 +102,9 @@ class OnnxBackend:
             self.sessions.put(record.sha256, session)
         return session
 
+    def local(self, record: ModelVersion) -> bool:
+        return self.sessions.get(record.sha256) is not None
+
     def runner(self, record: ModelVersion) -> Runner:
         session = self.session(record)
         return lambda feeds: run(session, feeds)

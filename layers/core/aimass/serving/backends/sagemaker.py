@@ -156,6 +156,9 @@ class SageMakerBackend:
         self.breakers = breakers
         self._endpoints: dict[str, EndpointRunner] = {}
 
+    def local(self, record: ModelVersion) -> bool:
+        return False  # every run waits on the endpoint
+
     def runner(self, record: ModelVersion) -> Runner:
         endpoint = self._endpoints.get(record.backend)
         if endpoint is None:
