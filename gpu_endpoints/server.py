@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aimass.protocol import binary
+from aimass.protocol.asgi import AnswerUnexpected
 from aimass.protocol.errors import (
     AimassError,
     BadJson,
@@ -284,7 +285,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _answer_unexpected(request.scope, error)
+
+
+def _answer_unexpected(scope: Any, error: Exception) -> Response:
+    log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=error)
     return error_response(AimassError("an unexpected error occurred; see the server's log"))
 
 
@@ -309,6 +314,8 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         exception_handlers={AimassError: _server_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.server = server
+    # Outermost: an exception no handler took is answered on a connection that stays open
+    app.add_middleware(AnswerUnexpected, answer=_answer_unexpected)
     return app
 
 

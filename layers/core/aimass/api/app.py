@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from aimass import __version__
 from aimass.api.bodies import add_body_schemas
 from aimass.api.guard import RequestGuard
-from aimass.api.responses import AnswerUnexpected, install_error_handlers
+from aimass.api.responses import answer_unexpected, install_error_handlers
 from aimass.api.verbs import CustomMethodTakesPost
 from aimass.config import settings
+from aimass.protocol.asgi import AnswerUnexpected
 
 
 def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
@@ -40,5 +41,5 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
     app.add_middleware(
         RequestGuard, max_body_bytes=s.max_payload_bytes, api_key=s.api_key, admin_key=s.admin_key
     )
-    app.add_middleware(AnswerUnexpected)  # added last: outermost
+    app.add_middleware(AnswerUnexpected, answer=answer_unexpected)  # added last: outermost
     return app

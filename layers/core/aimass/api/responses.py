@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from aimass.errors import MAX_DETAILS, AimassError
 from aimass.protocol import v2
@@ -127,37 +127,14 @@ def _aws_error(request: Request, error: Exception) -> Response:
     return _aimass_error(request, down)
 
 
-class AnswerUnexpected:
-    """The outermost layer: an exception no handler took is answered as the 500 JSON and goes no
-    further. Starlette's own handler for `Exception` answers and then raises it again for the server
-    to log, and uvicorn then drops the keep-alive connection without `Connection: close`, so a
-    client's next request on it fails. An exception after the answer has started is raised as
-    before: nothing well-formed can be sent any more."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except Exception as error:
-            if started:
-                raise
-            await _unexpected(Request(scope), error)(scope, receive, send)
+def answer_unexpected(scope: Scope, error: Exception) -> Response:
+    """The 500 JSON for an exception no handler took (aimass.protocol.asgi.AnswerUnexpected)."""
+    return _unexpected(Request(scope), error)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """The handlers of the errors the API expects; add AnswerUnexpected last, outermost."""
+    """The handlers of the errors the API expects; add AnswerUnexpected (answer_unexpected) last,
+    outermost."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     app.add_exception_handler(AimassError, _aimass_error)
