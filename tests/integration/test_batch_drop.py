@@ -162,6 +162,19 @@ def test_a_file_of_another_format_gets_a_failed_report_saying_why(batch: Any) ->
     assert report["outputs"] is None
 
 
+def test_a_file_dropped_without_a_model_folder_gets_a_failed_report_and_a_folder_marker_none(
+    batch: Any, demos: dict[str, Any]
+) -> None:
+    # Given a CSV dropped straight under incoming/, and the marker a console makes for a new folder
+    answer = batch(drop("incoming/scores.csv", csv_bytes(holdout(demos, 2))), LambdaContext())
+    # Then the file's report says what is wrong, under a name no model can have; nothing is predicted
+    assert [f["status"] for f in answer["files"]] == ["failed"]
+    report = json.loads(read("reports/_no-model/scores.csv.json"))
+    assert report["error"]["code"] == "validation_error" and "incoming/<model>/" in report["error"]["message"]
+    assert report["outputs"] is None and report["file"]["key"] == "incoming/scores.csv"
+    assert batch(drop("incoming/new-folder/", b""), LambdaContext())["files"] == []
+
+
 @pytest.mark.parametrize(
     ("metadata", "named"),
     [

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INCOMING = "incoming/"
+# Where the report of a file dropped straight under incoming/ goes: no model's name starts with "_".
+NO_MODEL = "_no-model"
 CONTENT_TYPES = {
     "csv": "text/csv",
     "jsonl": "application/x-ndjson",
@@ -84,12 +86,14 @@ class Drop:
 
     @property
     def model(self) -> str:
-        return self.key[len(INCOMING) :].split("/", 1)[0]
+        """The model the file is for; NO_MODEL for a file dropped straight under incoming/."""
+        parts = self.key[len(INCOMING) :].split("/", 1)
+        return parts[0] if len(parts) == 2 else NO_MODEL
 
     @property
     def relative(self) -> str:
         """The file's name under incoming/<model>/, kept in every output's key."""
-        return self.key[len(INCOMING) :].split("/", 1)[1]
+        return self.key[len(INCOMING) :].split("/", 1)[-1]
 
     def output_keys(self) -> dict[str, str]:
         model, relative = self.model, self.relative
@@ -101,9 +105,13 @@ class Drop:
 
 
 def is_drop(key: str) -> bool:
-    """Whether a key names a file for a model: incoming/<model>/<file>."""
-    parts = key[len(INCOMING) :].split("/", 1) if key.startswith(INCOMING) else []
-    return len(parts) == 2 and bool(parts[0]) and bool(parts[1]) and not parts[1].endswith("/")
+    """Whether a key names a file dropped under incoming/: incoming/<model>/<file>, or a file with no
+    model folder (incoming/<file>, which gets a failed report). Folder markers (a key ending in /)
+    are not files."""
+    if not key.startswith(INCOMING) or key.endswith("/"):
+        return False
+    parts = key[len(INCOMING) :].split("/", 1)
+    return all(parts)
 
 
 def drops(event: S3Event, bucket: str) -> list[Drop]:
@@ -118,7 +126,7 @@ def drops(event: S3Event, bucket: str) -> list[Drop]:
             log.warning("ignoring s3://%s/%s: not this stack's bucket %s", drop.bucket, drop.key, bucket)
             continue
         if not is_drop(drop.key):
-            log.warning("ignoring %s: not incoming/<model>/<file>", drop.key)
+            log.warning("ignoring %s: a folder, not a file under incoming/", drop.key)
             continue
         found.append(drop)
     return found
@@ -129,6 +137,11 @@ def process(drop: Drop, serving: RequestPipeline, settings: BatchSettings) -> Fi
     bucket = Bucket(drop.bucket)
     with workdir(settings.work_dir) as work:
         try:
+            if drop.model == NO_MODEL:
+                raise ValidationFailed(
+                    f"{drop.key} names no model: drop a file under incoming/<model>/",
+                    [field_error(["key"], "no model folder", "no_model")],
+                )
             fmt = FileFormat.of(drop.relative)
             head = bucket.head(drop.key, drop.version_id)
             options = options_from(head.metadata, settings)
