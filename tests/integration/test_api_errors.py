@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from aimass.api.app import create_app
 from tests.conftest import reset_caches
+from tests.support import error_of
 
 PREDICT = "/v1/models/breast-cancer:predict"
 
@@ -19,11 +20,6 @@ PREDICT = "/v1/models/breast-cancer:predict"
 def client(registered: Any) -> Iterator[TestClient]:
     with TestClient(create_app(), raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def error_of(response: Any) -> dict[str, Any]:
-    assert response.headers["content-type"] == "application/json"
-    return response.json()["error"]  # type: ignore[no-any-return]
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from aimass import aws
 from aimass.api.app import create_app
+from tests.support import error_of
 
 MODEL = "/v1/models/breast-cancer"
 
@@ -24,11 +25,6 @@ MODEL = "/v1/models/breast-cancer"
 def client(registered: Any) -> Iterator[TestClient]:
     with TestClient(create_app(), raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def error_of(response: Any) -> dict[str, Any]:
-    assert response.headers["content-type"] == "application/json"
-    return response.json()["error"]  # type: ignore[no-any-return]
 
 
 def test_a_v2_tensor_with_no_rows_is_422_naming_its_shape(client: TestClient) -> None:

@@ -13,15 +13,7 @@ from aimass.errors import IntegrityError
 from aimass.registration import register_version, set_alias
 from aimass.serving.build import request_pipeline
 from aimass.serving.pipeline import RequestPipeline
-from tests.support import retrained
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import Clock, retrained
 
 
 @pytest.fixture

@@ -18,17 +18,9 @@ from aimass.registration import register_version, set_alias
 from aimass.serving.build import request_pipeline
 from aimass.serving.pipeline import Answered, RequestPipeline
 from aimass.serving.store import RECHECK_FIRST_S
-from tests.support import retrained
+from tests.support import Clock, retrained
 
 TTL, MAX_STALE = 5.0, 300.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

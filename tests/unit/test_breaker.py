@@ -8,19 +8,12 @@ import threading
 import pytest
 
 from aimass.serving.breaker import Breaker, Breakers, State
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 def opened(clock: Clock, threshold: int = 3, cooldown_s: float = 10.0) -> Breaker:

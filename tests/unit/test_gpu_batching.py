@@ -26,20 +26,13 @@ from gpu_endpoints.batching import (
 )
 from gpu_endpoints.errors import QueueFull, Unavailable
 from gpu_endpoints.settings import BatchingConfig
+from tests.support import Clock
 
 T = TypeVar("T")
 # Long enough that a batch never falls due by itself while a test runs: the tests move the clock.
 FOREVER_MS = 3_600_000.0
 # A safety net for awaiting answers that the test makes due; never an assertion on time.
 ANSWER_TIMEOUT_S = 30
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def pending(rows: int = 1, width: int = 3, arrived: float = 0.0, dtype: Any = np.float32) -> Pending:
