@@ -81,6 +81,7 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("DELETE", "/v1/models/{name}/aliases/{alias}"),
         ("PUT", "/v1/models/{name}/rules"),
         ("PUT", "/v1/models/{name}/quality"),
+        ("PUT", "/v1/models/{name}/traffic"),
         ("POST", "/v1/models/{name}/pipeline:run"),
     }
 

@@ -36,6 +36,7 @@ from aimass.contracts.registry import (
     ModelSummary,
     ModelVersion,
     Task,
+    TrafficPolicy,
     VersionStanding,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
@@ -142,6 +143,9 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
             QualityPolicy.model_validate_json(item["quality_policy"]["S"])
             if "quality_policy" in item
             else QualityPolicy()
+        ),
+        traffic=(
+            TrafficPolicy.model_validate_json(item["traffic"]["S"]) if "traffic" in item else TrafficPolicy()
         ),
         archived_versions=sorted(int(v) for v in item.get("archived", {}).get("NS", [])),
         latest_active_version=(int(item["latest_active"]["N"]) or None) if "latest_active" in item else None,
@@ -713,6 +717,34 @@ class Registry:
             latest_active_version=latest_active or None,
             updated_at=now,
         )
+
+    def set_traffic_policy(
+        self, name: str, policy: TrafficPolicy, actor: str, note: str | None = None
+    ) -> TrafficPolicy:
+        """Store the model's next traffic policy version, on the condition that the one it replaces is
+        still the one read (a concurrent change: Conflict)."""
+        previous = self.get_model(name).traffic
+        saved = policy.model_copy(update={"version": previous.version + 1})
+        audit = AuditRecord(
+            actor=actor,
+            note=note,
+            action="set_traffic_policy",
+            model=name,
+            details={"policy": saved.model_dump(), "previous_policy": previous.model_dump()},
+        )
+        values = {":p": _s(saved.model_dump_json()), ":t": _s(utcnow()), ":v": _n(saved.version)}
+        if previous.version:
+            values[":seen"] = _n(previous.version)
+        self._update_summary(
+            name,
+            "SET traffic = :p, traffic_version = :v, updated_at = :t",
+            values,
+            audit,
+            condition="traffic_version = :seen"
+            if previous.version
+            else "attribute_not_exists(traffic_version)",
+        )
+        return saved
 
     def set_quality_policy(
         self, name: str, policy: QualityPolicy, actor: str, note: str | None = None

@@ -20,6 +20,7 @@ from aimass.gateways.transient import RETRY_AFTER_S
 from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 from aimass.registration import serves
+from aimass.serving import traffic
 from aimass.wiring import breakers, registry, serving
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -56,7 +57,15 @@ async def _predict(
     instances = v1.instances_of(await payload(request))
     local = serving().store.local(name, version, alias)
     answer = await serving_work(
-        request, local, serving().predict, name, instances, version=version, alias=alias, captured=True
+        request,
+        local,
+        serving().predict,
+        name,
+        instances,
+        version=version,
+        alias=alias,
+        captured=True,
+        routing_key=request.headers.get(traffic.HEADER),
     )
     return JSON(answer)
 
@@ -205,7 +214,16 @@ async def _infer(request: Request, name: str, version: int | None = None) -> Res
     else:  # the binary tensor data extension: a JSON header, then raw tensor data
         body = binary.decode(await request.body(), length, pydantic_core.from_json)
     local = serving().store.local(name, version)
-    answer = await serving_work(request, local, serving().infer, name, body, version=version, captured=True)
+    answer = await serving_work(
+        request,
+        local,
+        serving().infer,
+        name,
+        body,
+        version=version,
+        captured=True,
+        routing_key=request.headers.get(traffic.HEADER),
+    )
     wanted = binary.wanted(body)
     if not wanted:
         return JSON(answer)

@@ -26,6 +26,7 @@ from aimass.contracts.registry import (
     ModelNames,
     ModelVersion,
     SignatureEnrichment,
+    TrafficPolicy,
     VersionStanding,
     VersionUpdate,
 )
@@ -38,6 +39,7 @@ from aimass.registration import (
     register_version,
     save_ruleset,
     set_alias,
+    set_traffic_policy,
 )
 from aimass.wiring import breakers, registry, registry_changed
 
@@ -263,6 +265,32 @@ def get_rules(name: str) -> Response:
 async def put_rules(name: str, request: Request) -> Response:
     body = await parse(request, Ruleset)
     saved = await blocking(request, save_ruleset, registry(), name, body, actor(request), note(request))
+    registry_changed(name)
+    return JSON(saved.model_dump())
+
+
+@router.get(
+    "/v1/models/{name}/traffic",
+    response_model=TrafficPolicy,
+    responses=ERRORS,
+    tags=["traffic"],
+    summary="How requests that name no version are split between the stable version and a canary",
+)
+def get_traffic_policy(name: str) -> Response:
+    return JSON(registry().get_model(name).traffic.model_dump())
+
+
+@router.put(
+    "/v1/models/{name}/traffic",
+    response_model=TrafficPolicy,
+    responses=ERRORS,
+    openapi_extra=openapi_body(TrafficPolicy),
+    tags=["traffic"],
+    summary="Set the model's traffic policy (a canary version and its percent; `{}`: all to stable)",
+)
+async def put_traffic_policy(name: str, request: Request) -> Response:
+    body = await parse(request, TrafficPolicy)
+    saved = await blocking(request, set_traffic_policy, registry(), name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())
 

@@ -29,6 +29,7 @@ ADMIN_ROUTES = (
     _route("DELETE", "/v1/models/{name}/aliases/{alias}"),
     _route("PUT", "/v1/models/{name}/rules"),
     _route("PUT", "/v1/models/{name}/quality"),
+    _route("PUT", "/v1/models/{name}/traffic"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
 )
 

@@ -190,8 +190,9 @@ def _run(
     progress: Callable[[int], None],
 ) -> None:
     # The version is fixed here, for the whole file: an alias moving mid-file changes nothing.
-    model = serving.store.load(name, options.version, None if options.version else options.alias)
+    model, variant = serving.load_for_file(name, options.version, options.alias)
     report["model"] = model.ref()
+    report["variant"] = variant
     readable = fmt
     if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
         source, readable = gunzipped(source, source.with_suffix("")), FileFormat("parquet", False)

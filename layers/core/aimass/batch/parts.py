@@ -56,7 +56,7 @@ def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings
     head = bucket.head(drop.key, drop.version_id)
     options = options_from(head.metadata, settings)
     # The version is fixed for the whole file here; a missing model or alias fails the run now.
-    model = serving.store.load(drop.model, options.version, None if options.version else options.alias)
+    model, variant = serving.load_for_file(drop.model, options.version, options.alias)
     prefix = staging(drop, run)
     manifest: list[PartItem] = []
     with workdir(settings.work_dir) as work:
@@ -83,6 +83,7 @@ def plan(drop: Drop, run: str, serving: RequestPipeline, settings: BatchSettings
         "manifest": {"Bucket": drop.bucket, "Key": manifest_key},
         "max_concurrency": settings.map_concurrency,
         "options": {**asdict(options), "carry": list(options.carry), "version": model.version.version},
+        "variant": variant,
     }
 
 
@@ -267,6 +268,7 @@ def _merged_report(
         "status": "succeeded",
         "error": None,
         "model": model,
+        "variant": planned.get("variant", "pinned"),
         **tally.summary(planned["started_at"], seconds),
         "drift": drift(serving, record, _pooled_sample(reports, sample_rows)),
         "parts": {"count": len(reports), "run": planned["run"]},

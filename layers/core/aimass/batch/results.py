@@ -68,6 +68,8 @@ class FileReport(TypedDict):
     status: str
     error: ReportError | None
     model: NotRequired[VersionRef | None]
+    # Why `model` predicted it: the traffic policy's stable or canary version, or the one it named
+    variant: NotRequired[str]
     drift: NotRequired[DriftSummary | None]
     sample: NotRequired[list[dict[str, Any]]]
     rows: Rows
@@ -106,6 +108,7 @@ class Planned(TypedDict):
     manifest: Manifest
     max_concurrency: int
     options: dict[str, Any]
+    variant: NotRequired[str]
 
 
 class PartItem(TypedDict):

@@ -162,12 +162,41 @@ class ModelVersion(BaseModel):
         return Backend.parse(self.backend)
 
 
+class CanarySplit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the canary version: registered, not archived, not the stable one")
+    percent: float = Field(ge=0, le=100, description="the share of requests that name no version it serves")
+
+
+class TrafficPolicy(BaseModel):
+    """How the requests that name no version (`:predict`, `/infer`, dropped files) are split between
+    the stable version (`champion`, else the latest not archived) and a canary. `/versions/{v}` and
+    `/labels/{alias}` always mean exactly that version."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"canary": {"version": 3, "percent": 10}, "sticky_by": "header"}]},
+    )
+
+    canary: CanarySplit | None = None
+    sticky_by: str | None = Field(
+        default=None,
+        pattern=r"^(header|feature:[A-Za-z0-9_.-]{1,64})$",
+        description="`header`: the x-aimass-routing-key header, or `feature:<name>`: that feature of a V1 "
+        "request's first instance, picks the version, the same key the same version while the percent "
+        "holds; unset: a random draw per request",
+    )
+    version: int = Field(default=0, description="the policy's version in the registry (0: never set)")
+
+
 class ModelSummary(BaseModel):
     name: str
     latest_version: int
     aliases: dict[str, int] = Field(default_factory=dict)
     rules_version: int | None = None
     quality_policy: QualityPolicy = Field(default_factory=QualityPolicy)
+    traffic: TrafficPolicy = Field(default_factory=TrafficPolicy)
     archived_versions: list[int] = Field(
         default_factory=list,
         description="versions taken out of default serving: they take no alias, and `latest` skips them",
@@ -266,6 +295,7 @@ class AuditRecord(BaseModel):
         "unarchive_version",
         "set_rules",
         "set_quality_policy",
+        "set_traffic_policy",
     ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)

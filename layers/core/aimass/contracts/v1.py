@@ -3,7 +3,7 @@ decodes it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,11 @@ class PredictResponse(BaseModel):
         description="present when another version than the one the request resolved to answered "
         "(`model`): its endpoint was throttled or down and the `fallback` alias's version answered, or "
         "its artifact failed its sha256 check and the version that last served the request answered",
+    )
+    variant: Literal["stable", "canary", "pinned"] | None = Field(
+        default=None,
+        description="why `model` served it: `stable` or `canary` under the model's traffic policy "
+        "(GET /v1/models/{name}/traffic) for a request that named no version, `pinned` when it named one",
     )
 
 

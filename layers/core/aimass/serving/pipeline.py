@@ -22,9 +22,11 @@ from aimass.protocol import v2
 from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
 from aimass.quality.screening import Screening, screen, without_unknown
+from aimass.registry import version_meant
 from aimass.rules import compile_ruleset
-from aimass.serving import codecs
+from aimass.serving import codecs, traffic
 from aimass.serving.store import LoadedModel, ModelStore, VersionRef
+from aimass.serving.traffic import Variant
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class V1Answer(TypedDict):
     model: VersionRef
     prediction_ids: NotRequired[list[str]]
     fallback: NotRequired[FallbackNote]
+    variant: NotRequired[Variant]
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,14 @@ class View(Protocol):
 
     def fell_back(self, answer: Any, note: FallbackNote) -> Any: ...
 
+    def routed(self, answer: Any, variant: Variant) -> Any:
+        """The answer saying which variant of the traffic policy served it."""
+        ...
+
+    def routing_instances(self) -> list[Any] | None:
+        """What a `feature:` routing key is read from (None: the view has no instances)."""
+        ...
+
 
 @dataclass(frozen=True)
 class V1:
@@ -185,6 +196,13 @@ class V1:
     def fell_back(self, answer: V1Answer, note: FallbackNote) -> V1Answer:
         answer["fallback"] = note
         return answer
+
+    def routed(self, answer: V1Answer, variant: Variant) -> V1Answer:
+        answer["variant"] = variant
+        return answer
+
+    def routing_instances(self) -> list[Any] | None:
+        return self.instances
 
 
 @dataclass(frozen=True)
@@ -256,6 +274,13 @@ class V2:
         answer["parameters"] = {**answer.get("parameters", {}), "fallback": note}
         return answer
 
+    def routed(self, answer: v2.Response, variant: Variant) -> v2.Response:
+        answer["parameters"] = {**answer.get("parameters", {}), "variant": variant}
+        return answer
+
+    def routing_instances(self) -> list[Any] | None:
+        return None  # a V2 request is routed by the header alone
+
 
 @dataclass(frozen=True)
 class V2Outputs:
@@ -316,19 +341,50 @@ class RequestPipeline:
         version: int | None = None,
         alias: str | None = None,
         captured: bool = False,
+        routing_key: str | None = None,
     ) -> V1Answer:
         """V1 predictions; `captured` (online traffic, not batch files) records the request with
-        capture and gives the predictions ids."""
+        capture and gives the predictions ids; `routing_key`: the x-aimass-routing-key header."""
         self._check_count(len(instances), "instances")
-        answer: V1Answer = self.serve(V1(instances), name, version, alias, captured)
+        answer: V1Answer = self.serve(V1(instances), name, version, alias, captured, routing_key)
         return answer
 
     def infer(
-        self, name: str, request: v2.Request, version: int | None = None, captured: bool = False
+        self,
+        name: str,
+        request: v2.Request,
+        version: int | None = None,
+        captured: bool = False,
+        routing_key: str | None = None,
     ) -> v2.Response:
         """An Open Inference Protocol V2 response."""
-        answer: v2.Response = self.serve(V2(request, name), name, version, None, captured)
+        answer: v2.Response = self.serve(V2(request, name), name, version, None, captured, routing_key)
         return answer
+
+    def load_for_file(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> tuple[LoadedModel, Variant]:
+        """The version a whole dropped file is predicted by, and why: the one it names, else the
+        traffic policy's choice, drawn once for the file (never per row)."""
+        chosen: int | None = version
+        variant: Variant = "pinned"
+        if version is None and alias is None:
+            chosen, variant = self.route(name)
+        return self.store.load(name, chosen, None if chosen else alias), variant
+
+    def route(
+        self, name: str, header: str | None = None, instances: list[Any] | None = None
+    ) -> tuple[int, Variant]:
+        """The version a request that names none gets under the model's traffic policy, and why."""
+        summary = self.store.summary(name)
+        stable = version_meant(summary, None)
+        policy = summary.traffic
+        if policy.canary is None:
+            return stable, "stable"
+        features: list[str] = []
+        if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
+            features = [f.name for f in self.store.resolve(name, stable).signature.features or []]
+        return traffic.choose(policy, stable, traffic.key_of(policy, header, instances, features))
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
         """The data-quality report of a batch against the serving version's baseline."""
@@ -388,14 +444,27 @@ class RequestPipeline:
 
     # --- the stages --------------------------------------------------------------------------------
 
-    def serve(self, view: View, name: str, version: int | None, alias: str | None, captured: bool) -> Any:
-        """The view's answer from the version meant, or from the fallback when that version's backend
-        could not answer."""
+    def serve(
+        self,
+        view: View,
+        name: str,
+        version: int | None,
+        alias: str | None,
+        captured: bool,
+        routing_key: str | None = None,
+    ) -> Any:
+        """The view's answer from the version meant (a request naming none: the traffic policy's
+        choice), or from the fallback when that version's backend could not answer."""
+        chosen: int | None = version
+        variant: Variant = "pinned"
+        if version is None and alias is None:
+            chosen, variant = self.route(name, routing_key, view.routing_instances())
         try:
-            return self._through(view, name, version, alias, captured)
+            answer = self._through(view, name, chosen, alias, captured)
         except BackendError as error:
-            fallback, note = self._fallback(name, version, alias, error)
-            return view.fell_back(self._through(view, name, fallback, None, captured), note)
+            fallback, note = self._fallback(name, version, alias, error, chosen)
+            answer = view.fell_back(self._through(view, name, fallback, None, captured), note)
+        return view.routed(answer, variant)
 
     def _through(self, view: View, name: str, version: int | None, alias: str | None, captured: bool) -> Any:
         model = self.store.load(name, version, alias)
@@ -440,13 +509,13 @@ class RequestPipeline:
         return view.fell_back(encoded, note)
 
     def _fallback(
-        self, name: str, version: int | None, alias: str | None, error: BackendError
+        self, name: str, version: int | None, alias: str | None, error: BackendError, chosen: int | None
     ) -> tuple[int, FallbackNote]:
         """The version that answers instead, when the one asked for could not (its endpoint is
         throttled or down), and what the answer says of it; else the error, raised again. Only a
         request that named no version falls back, to the version of the `fallback` alias."""
         fallback = None if version is not None else self.store.summary(name).aliases.get(FALLBACK_ALIAS)
-        failed = self.store.resolve(name, version, alias)
+        failed = self.store.resolve(name, chosen, alias)
         if fallback is None or fallback == failed.version:
             raise error
         log.warning("%s v%s: %s; v%s answers instead", name, failed.version, error.message, fallback)

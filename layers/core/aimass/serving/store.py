@@ -189,6 +189,9 @@ class ModelStore:
         if cached is None or self.clock() >= cached.check_at:
             return False
         if version is None:
+            canary = cached.summary.traffic.canary if alias is None else None
+            if canary is not None and not self.local(name, canary.version):
+                return False  # the request may go to the canary
             try:
                 version = version_meant(cached.summary, alias)
             except NotFound:
