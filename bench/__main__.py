@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load]
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic]
 [--quick]`: run the benchmarks, print tables, write JSON.
 
-All ten run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All eleven run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -14,7 +14,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import anomaly, batch, cold_start, gpu_server, guards, http_server, imports, load, online, rules
+from bench import (
+    anomaly,
+    batch,
+    cold_start,
+    gpu_server,
+    guards,
+    http_server,
+    imports,
+    load,
+    online,
+    rules,
+    traffic,
+)
 from bench.environment import REPO, describe
 from bench.harness import local_aws
 from bench.report import Table, console, write_json, write_markdown
@@ -30,6 +42,7 @@ TITLES = {
     "imports": "8. Import time of each function's handler",
     "rules": "9. Rules by size: compile, run, memory",
     "load": "10. The local server under load: 64 clients against one, capture on",
+    "traffic": "11. What a traffic policy adds to a warm prediction",
 }
 TABLES = {
     "online": online.tables,
@@ -42,6 +55,7 @@ TABLES = {
     "imports": imports.tables,
     "rules": rules.tables,
     "load": load.tables,
+    "traffic": traffic.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load"}
@@ -76,26 +90,27 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+# The benchmarks that take the scale alone.
+SCALED = {
+    "online": online.run,
+    "http": http_server.run,
+    "guards": guards.run,
+    "gpu-server": gpu_server.run,
+    "rules": rules.run,
+    "load": load.run,
+    "traffic": traffic.run,
+}
+
+
 def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, Any]:
-    scale = 0.1 if quick else 1.0
-    if name == "online":
-        return online.run(scale)
-    if name == "http":
-        return http_server.run(scale)
-    if name == "guards":
-        return guards.run(scale)
+    if name in SCALED:
+        return SCALED[name](0.1 if quick else 1.0)
     if name == "anomaly":
         return anomaly.run()
     if name == "batch":
         return batch.run(stack, quick)
-    if name == "gpu-server":
-        return gpu_server.run(scale)
     if name == "imports":
         return imports.run(trees, 2 if quick else imports.REPEATS)
-    if name == "rules":
-        return rules.run(scale)
-    if name == "load":
-        return load.run(scale)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 
