@@ -22,11 +22,12 @@ ITERATIONS, WARMUP = 3000, 300
 
 
 def _register() -> None:
+    import onnx
+
     from aimass import wiring
     from aimass.config import settings
     from aimass.contracts.registry import CanarySplit, TrafficPolicy
     from aimass.registration import register_version, set_alias, set_traffic_policy
-    import onnx
 
     made, registry = demo("breast-cancer"), wiring.registry()
     for name in ("bc-plain", "bc-canary"):
