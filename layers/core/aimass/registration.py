@@ -255,41 +255,47 @@ def save_ruleset(
 def set_traffic_policy(
     registry: Registry, name: str, policy: TrafficPolicy, actor: str, note: str | None = None
 ) -> TrafficPolicy:
-    """Check a traffic policy against the model as it stands, then store it: its canary is a
-    registered version, not archived, not the stable one, whose artifact still has its bytes and
-    whose signature the model's rules fit; a `feature:` routing key is a feature of both versions."""
+    """Check a traffic policy against the model as it stands (check_traffic_policy), then store it."""
+    check_traffic_policy(registry, name, policy)
+    return registry.set_traffic_policy(name, policy, actor, note)
+
+
+def check_traffic_policy(
+    registry: Registry, name: str, policy: TrafficPolicy, loc: list[str | int] | None = None
+) -> None:
+    """A policy's canary is a registered version, not archived, not the stable one, whose artifact
+    still has its bytes and whose signature the model's rules fit; a `feature:` routing key is a
+    feature of both versions."""
     summary = registry.get_model(name)
     canary = policy.canary
-    if canary is not None:
-        loc: list[str | int] = ["body", "canary", "version"]
-        record = registry.get_version(name, canary.version)  # 404 when there is no such version
-        stable = version_meant(summary, None)
-        if canary.version == stable:
-            raise ValidationFailed(
-                f"version {canary.version} is the stable version of {name!r}; a canary is another version",
-                [field_error(loc, "the stable version", "same_as_stable")],
-            )
-        if canary.version in summary.archived_versions:
-            raise Conflict(
-                f"version {canary.version} of {name!r} is archived and takes no traffic; unarchive it first",
-                [field_error(loc, "archived", "archived")],
-            )
-        artifacts.verified(record.artifact_uri, record.sha256)
-        if summary.rules_version is not None:
-            compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
-        if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
-            feature = policy.sticky_by.removeprefix("feature:")
-            for version in (stable, canary.version):
-                features = registry.get_version(name, version).signature.features or []
-                if feature not in [f.name for f in features]:
-                    raise ValidationFailed(
-                        f"version {version} of {name!r} has no feature {feature!r} to route by",
-                        [
-                            field_error(
-                                ["body", "sticky_by"],
-                                f"not a feature of version {version}",
-                                "unknown_feature",
-                            )
-                        ],
-                    )
-    return registry.set_traffic_policy(name, policy, actor, note)
+    if canary is None:
+        return
+    loc = loc or ["body", "canary", "version"]
+    record = registry.get_version(name, canary.version)  # 404 when there is no such version
+    stable = version_meant(summary, None)
+    if canary.version == stable:
+        raise ValidationFailed(
+            f"version {canary.version} is the stable version of {name!r}; a canary is another version",
+            [field_error(loc, "the stable version", "same_as_stable")],
+        )
+    if canary.version in summary.archived_versions:
+        raise Conflict(
+            f"version {canary.version} of {name!r} is archived and takes no traffic; unarchive it first",
+            [field_error(loc, "archived", "archived")],
+        )
+    artifacts.verified(record.artifact_uri, record.sha256)
+    if summary.rules_version is not None:
+        compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
+    if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
+        feature = policy.sticky_by.removeprefix("feature:")
+        for version in (stable, canary.version):
+            features = registry.get_version(name, version).signature.features or []
+            if feature not in [f.name for f in features]:
+                raise ValidationFailed(
+                    f"version {version} of {name!r} has no feature {feature!r} to route by",
+                    [
+                        field_error(
+                            ["body", "sticky_by"], f"not a feature of version {version}", "unknown_feature"
+                        )
+                    ],
+                )

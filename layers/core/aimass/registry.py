@@ -23,7 +23,7 @@ import contextlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from aimass import aws
 from aimass.contracts.common import utcnow
@@ -43,6 +43,8 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
 
 CATALOG = "MODELS"
+# The audit actions that write a model's traffic policy.
+TrafficAction = Literal["set_traffic_policy", "start_rollout", "promote_rollout", "abort_rollout"]
 RUN_GATE = "RUNGATE"
 # DynamoDB refuses an item over 400 KB, its keys and attribute names included: a document stored in
 # one item (a version, a ruleset) is held to less, leaving room for those and for the fields a
@@ -719,27 +721,66 @@ class Registry:
         )
 
     def set_traffic_policy(
-        self, name: str, policy: TrafficPolicy, actor: str, note: str | None = None
+        self,
+        name: str,
+        policy: TrafficPolicy,
+        actor: str,
+        note: str | None = None,
+        action: TrafficAction = "set_traffic_policy",
     ) -> TrafficPolicy:
         """Store the model's next traffic policy version, on the condition that the one it replaces is
         still the one read (a concurrent change: Conflict)."""
+        return self._next_traffic(name, policy, actor, note, action)
+
+    def promote_canary(self, name: str, actor: str, note: str | None = None) -> TrafficPolicy:
+        """Make the canary the champion and send every request to it, in one write: `champion` moves
+        and the traffic policy empties together, or neither (a concurrent change: Conflict)."""
+        canary = self.get_model(name).traffic.canary
+        if canary is None:
+            raise Conflict(f"model {name!r} has no canary to promote")
+        return self._next_traffic(
+            name,
+            TrafficPolicy(),
+            actor,
+            note,
+            "promote_rollout",
+            extra=(
+                "aliases.#champion = :champion",
+                {":champion": _n(canary.version)},
+                {"#champion": "champion"},
+            ),
+        )
+
+    def _next_traffic(
+        self,
+        name: str,
+        policy: TrafficPolicy,
+        actor: str,
+        note: str | None,
+        action: TrafficAction,
+        extra: tuple[str, dict[str, Any], dict[str, str]] | None = None,
+    ) -> TrafficPolicy:
+        """The traffic policy's next version written with its audit record (and `extra`: one more SET
+        clause with its values and names), if the version it replaces is still the one read."""
         previous = self.get_model(name).traffic
         saved = policy.model_copy(update={"version": previous.version + 1})
         audit = AuditRecord(
             actor=actor,
             note=note,
-            action="set_traffic_policy",
+            action=action,
             model=name,
             details={"policy": saved.model_dump(), "previous_policy": previous.model_dump()},
         )
-        values = {":p": _s(saved.model_dump_json()), ":t": _s(utcnow()), ":v": _n(saved.version)}
+        clause, values, names = extra or ("", {}, {})
+        values = {**values, ":p": _s(saved.model_dump_json()), ":t": _s(utcnow()), ":v": _n(saved.version)}
         if previous.version:
             values[":seen"] = _n(previous.version)
         self._update_summary(
             name,
-            "SET traffic = :p, traffic_version = :v, updated_at = :t",
+            "SET traffic = :p, traffic_version = :v, updated_at = :t" + (f", {clause}" if clause else ""),
             values,
             audit,
+            names=names or None,
             condition="traffic_version = :seen"
             if previous.version
             else "attribute_not_exists(traffic_version)",

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 
-from aimass import artifacts
+from aimass import artifacts, rollout
 from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor, note
@@ -25,6 +25,8 @@ from aimass.contracts.registry import (
     ModelList,
     ModelNames,
     ModelVersion,
+    Rollout,
+    RolloutStart,
     SignatureEnrichment,
     TrafficPolicy,
     VersionStanding,
@@ -293,6 +295,58 @@ async def put_traffic_policy(name: str, request: Request) -> Response:
     saved = await blocking(request, set_traffic_policy, registry(), name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())
+
+
+@router.get(
+    "/v1/models/{name}/rollout",
+    response_model=Rollout,
+    responses=ERRORS,
+    tags=["traffic"],
+    summary="Where the model's rollout stands",
+)
+def get_rollout(name: str) -> Response:
+    return JSON(rollout.status(registry(), name).model_dump())
+
+
+@router.put(
+    "/v1/models/{name}/rollout",
+    response_model=Rollout,
+    responses=ERRORS,
+    openapi_extra=openapi_body(RolloutStart),
+    tags=["traffic"],
+    summary="Start a rollout: the version becomes the canary with its share (409 while one is under way)",
+)
+async def start_rollout(name: str, request: Request) -> Response:
+    body = await parse(request, RolloutStart)
+    started = await blocking(request, rollout.start, registry(), name, body, actor(request), note(request))
+    registry_changed(name)
+    return JSON(started.model_dump())
+
+
+@router.post(
+    "/v1/models/{name}/rollout/promote",
+    response_model=Rollout,
+    responses=ERRORS,
+    tags=["traffic"],
+    summary="Promote the canary: it becomes the champion and takes every request",
+)
+def promote_rollout(name: str, request: Request) -> Response:
+    promoted = rollout.promote(registry(), name, actor(request), note(request))
+    registry_changed(name)
+    return JSON(promoted.model_dump())
+
+
+@router.post(
+    "/v1/models/{name}/rollout/abort",
+    response_model=Rollout,
+    responses=ERRORS,
+    tags=["traffic"],
+    summary="Abort the rollout: the stable version takes every request back",
+)
+def abort_rollout(name: str, request: Request) -> Response:
+    aborted = rollout.abort(registry(), name, actor(request), note(request))
+    registry_changed(name)
+    return JSON(aborted.model_dump())
 
 
 @router.get("/v1/models/{name}/quality", response_model=QualityPolicy, responses=ERRORS, tags=["quality"])

@@ -30,6 +30,9 @@ ADMIN_ROUTES = (
     _route("PUT", "/v1/models/{name}/rules"),
     _route("PUT", "/v1/models/{name}/quality"),
     _route("PUT", "/v1/models/{name}/traffic"),
+    _route("PUT", "/v1/models/{name}/rollout"),
+    _route("POST", "/v1/models/{name}/rollout/promote"),
+    _route("POST", "/v1/models/{name}/rollout/abort"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
 )
 

@@ -190,6 +190,28 @@ class TrafficPolicy(BaseModel):
     version: int = Field(default=0, description="the policy's version in the registry (0: never set)")
 
 
+class RolloutStart(BaseModel):
+    """A rollout to start: the version to bring in as the canary, its share, how requests stick."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    canary: float = Field(default=10, ge=0, le=100, description="percent of the requests naming no version")
+    sticky_by: str | None = Field(default=None, pattern=r"^(header|feature:[A-Za-z0-9_.-]{1,64})$")
+
+
+class Rollout(BaseModel):
+    """Where a model's rollout stands: `none`, or `canary` (a version taking a share of the traffic
+    beside the stable one, until it is promoted or aborted)."""
+
+    name: str
+    state: Literal["none", "canary"]
+    stable: int | None = Field(description="the version requests naming none get outside the canary's share")
+    canary: CanarySplit | None = None
+    sticky_by: str | None = None
+    policy_version: int
+
+
 class ModelSummary(BaseModel):
     name: str
     latest_version: int
@@ -296,6 +318,9 @@ class AuditRecord(BaseModel):
         "set_rules",
         "set_quality_policy",
         "set_traffic_policy",
+        "start_rollout",
+        "promote_rollout",
+        "abort_rollout",
     ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)

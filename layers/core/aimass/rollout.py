@@ -1,0 +1,74 @@
+"""A model version's rollout: brought in as the canary of the model's traffic policy, then promoted
+(it becomes the champion and takes all the traffic) or aborted (the stable version takes it all
+back). One rollout per model at a time; every step is audited (start_rollout, promote_rollout,
+abort_rollout). Steps on a schedule, guards and automatic rollback are not built yet (docs/rollout.md)."""
+
+from __future__ import annotations
+
+from aimass import artifacts
+from aimass.contracts.registry import CanarySplit, Rollout, RolloutStart, TrafficPolicy
+from aimass.errors import Conflict, NotFound, field_error
+from aimass.registration import check_traffic_policy
+from aimass.registry import Registry, version_meant
+
+
+def status(registry: Registry, name: str) -> Rollout:
+    summary = registry.get_model(name)
+    policy = summary.traffic
+    try:
+        stable: int | None = version_meant(summary, None)
+    except NotFound:  # every version archived and no champion
+        stable = None
+    return Rollout(
+        name=name,
+        state="canary" if policy.canary is not None else "none",
+        stable=stable,
+        canary=policy.canary,
+        sticky_by=policy.sticky_by,
+        policy_version=policy.version,
+    )
+
+
+def start(
+    registry: Registry, name: str, request: RolloutStart, actor: str, note: str | None = None
+) -> Rollout:
+    """Bring a version in as the canary; a rollout already under way is a Conflict naming it."""
+    under_way = registry.get_model(name).traffic.canary
+    if under_way is not None:
+        raise Conflict(
+            f"a rollout of {name!r} is under way (v{under_way.version} at {under_way.percent:g} %): promote "
+            "or abort it first",
+            [field_error(["path", "name"], f"v{under_way.version} is the canary", "rollout_in_progress")],
+        )
+    policy = TrafficPolicy(
+        canary=CanarySplit(version=request.version, percent=request.canary), sticky_by=request.sticky_by
+    )
+    check_traffic_policy(registry, name, policy, loc=["body", "version"])
+    registry.set_traffic_policy(name, policy, actor, note, "start_rollout")
+    return status(registry, name)
+
+
+def promote(registry: Registry, name: str, actor: str, note: str | None = None) -> Rollout:
+    """The canary becomes the champion and serves every request, checked as an alias move is."""
+    canary = _canary(registry, name)
+    record = registry.get_version(name, canary.version)
+    artifacts.verified(record.artifact_uri, record.sha256)
+    registry.promote_canary(name, actor, note)
+    return status(registry, name)
+
+
+def abort(registry: Registry, name: str, actor: str, note: str | None = None) -> Rollout:
+    """The stable version takes every request back; the canary stays registered, unaliased."""
+    _canary(registry, name)
+    registry.set_traffic_policy(name, TrafficPolicy(), actor, note, "abort_rollout")
+    return status(registry, name)
+
+
+def _canary(registry: Registry, name: str) -> CanarySplit:
+    canary = registry.get_model(name).traffic.canary
+    if canary is None:
+        raise Conflict(
+            f"model {name!r} has no rollout under way",
+            [field_error(["path", "name"], "no canary", "no_rollout")],
+        )
+    return canary
