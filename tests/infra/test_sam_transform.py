@@ -86,7 +86,8 @@ def test_the_bucket_notifies_the_batch_function_of_files_dropped_under_incoming(
     bucket = translated["iam"]["Resources"]["ArtifactsBucket"]
     notifications = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
 
-    assert {n["Function"]["Fn::GetAtt"][0] for n in notifications} == {"BatchFunction"}
+    # its live alias, which CodeDeploy moves to new code (test_code_deploy.py)
+    assert [n["Function"] for n in notifications] == [{"Ref": "BatchFunctionAliaslive"}]
     assert {n["Event"] for n in notifications} == {"s3:ObjectCreated:*"}
     # Every object under incoming/, whatever its suffix (test_batch_template.py)
     assert [n["Filter"]["S3Key"]["Rules"] for n in notifications] == [
