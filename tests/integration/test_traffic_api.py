@@ -126,3 +126,40 @@ def test_a_dropped_file_is_routed_once_for_the_whole_file(client: TestClient, de
     report = json.loads(Bucket("aimass-test").get("reports/breast-cancer/day.csv.json"))
     assert summary["status"] == "succeeded" and report["rows"]["predicted"] == 5
     assert (report["model"]["version"], report["variant"]) == (2, "canary")
+
+
+def test_a_rollout_starts_once_and_ends_by_promotion_that_moves_the_champion(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    assert client.get(f"{MODEL}/rollout").json()["state"] == "none"
+    started = client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 100})
+    assert started.status_code == 200, started.text
+    assert (started.json()["state"], started.json()["canary"]["version"]) == ("canary", 2)
+    again = client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 10})
+    assert again.status_code == 409 and error_of(again)["code"] == "rollout_in_progress"
+    assert client.post(PREDICT, json=body(demos)).json()["variant"] == "canary"
+    promoted = client.post(f"{MODEL}/rollout/promote")
+    assert promoted.status_code == 200 and promoted.json()["stable"] == 2
+    assert client.get(MODEL).json()["aliases"]["champion"] == 2
+    answer = client.post(PREDICT, json=body(demos)).json()
+    assert (answer["model"]["version"], answer["variant"]) == (2, "stable")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "json_body", "status", "code"),
+    [
+        ("put", "rollout", {"version": 9}, 404, "not_found"),
+        ("put", "rollout", {"version": 1}, 422, "validation_error"),
+        ("put", "rollout", {"version": 2, "canary": 150}, 422, "validation_error"),
+        ("post", "rollout/promote", None, 409, "no_rollout"),
+        ("post", "rollout/abort", None, 409, "no_rollout"),
+    ],
+)
+def test_a_rollout_that_cannot_be_is_a_clear_4xx_and_changes_nothing(
+    client: TestClient, method: str, path: str, json_body: Any, status: int, code: str
+) -> None:
+    before = client.get(MODEL).json()
+    response = getattr(client, method)(f"{MODEL}/{path}", **({"json": json_body} if json_body else {}))
+    assert response.status_code == status and error_of(response)["code"] == code, response.text
+    after = client.get(MODEL).json()
+    assert (after["aliases"], after["traffic"]) == (before["aliases"], before["traffic"])

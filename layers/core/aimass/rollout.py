@@ -12,6 +12,14 @@ from aimass.registration import check_traffic_policy
 from aimass.registry import Registry, version_meant
 
 
+class RolloutInProgress(Conflict):
+    code = "rollout_in_progress"
+
+
+class NoRollout(Conflict):
+    code = "no_rollout"
+
+
 def status(registry: Registry, name: str) -> Rollout:
     summary = registry.get_model(name)
     policy = summary.traffic
@@ -35,7 +43,7 @@ def start(
     """Bring a version in as the canary; a rollout already under way is a Conflict naming it."""
     under_way = registry.get_model(name).traffic.canary
     if under_way is not None:
-        raise Conflict(
+        raise RolloutInProgress(
             f"a rollout of {name!r} is under way (v{under_way.version} at {under_way.percent:g} %): promote "
             "or abort it first",
             [field_error(["path", "name"], f"v{under_way.version} is the canary", "rollout_in_progress")],
@@ -67,7 +75,7 @@ def abort(registry: Registry, name: str, actor: str, note: str | None = None) ->
 def _canary(registry: Registry, name: str) -> CanarySplit:
     canary = registry.get_model(name).traffic.canary
     if canary is None:
-        raise Conflict(
+        raise NoRollout(
             f"model {name!r} has no rollout under way",
             [field_error(["path", "name"], "no canary", "no_rollout")],
         )

@@ -1,0 +1,80 @@
+"""A canary rollout driven with the CLI on `aimass serve`, traffic over HTTP: the canary takes its
+share of the requests that name no version (sticky by the routing header), every answer says which
+version served it and why, promotion moves `champion` and empties the policy, abort gives the
+stable version everything back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aimass.local import demo
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+MODEL = "bc-rollout"
+
+
+def answers(stack: Stack, rows: list[list[float]], keys: list[str]) -> list[tuple[int, str]]:
+    """(version, variant) of one prediction per routing key."""
+    out = []
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        for key in keys:
+            answer = client.post(
+                f"/v1/models/{MODEL}:predict", json={"instances": rows}, headers={"x-aimass-routing-key": key}
+            ).json()
+            out.append((answer["model"]["version"], answer["variant"]))
+    return out
+
+
+def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: Stack, tmp_path: Path) -> None:
+    bc = demo.load_or_train("breast-cancer", stack.state_dir)
+    model = tmp_path / "bc.onnx"
+    model.write_bytes(bc.model)
+    features = ",".join(f.name for f in bc.enrichment.features or [])
+    # Given two versions of a model, v1 the champion
+    for alias in ("champion", None):
+        pushed = stack.cli(
+            "models",
+            "push",
+            MODEL,
+            str(model),
+            "--features",
+            features,
+            "--labels",
+            "malignant,benign",
+            *(["--alias", alias] if alias else []),
+        )
+        assert pushed.returncode == 0, pushed.stderr
+    rows = bc.holdout[:1].tolist()
+    keys = [f"user-{i}" for i in range(60)]
+
+    # When v2 is rolled out to half the traffic, sticky by the routing header
+    started = stack.cli("rollout", "start", MODEL, "2", "--canary", "50", "--sticky-by", "header")
+    assert started.returncode == 0, started.stderr
+    assert "v2 is the canary at 50 %" in started.stdout
+    # Then both versions serve, each key always the same one, and the answers say why
+    first, again = answers(stack, rows, keys), answers(stack, rows, keys)
+    assert first == again and set(first) == {(1, "stable"), (2, "canary")}
+    # A second rollout while this one runs is refused, naming it
+    second = stack.cli("rollout", "start", MODEL, "1")
+    assert second.returncode == 1 and "rollout_in_progress" in second.stderr + second.stdout
+
+    # When it is promoted, Then v2 is the champion and takes every request as the stable version
+    promoted = stack.cli("rollout", "promote", MODEL, "--json")
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["state"] == "none" and json.loads(promoted.stdout)["stable"] == 2
+    assert set(answers(stack, rows, keys)) == {(2, "stable")}
+
+    # When v1 is brought back as a canary for everyone and the rollout aborted
+    assert stack.cli("rollout", "start", MODEL, "1", "--canary", "100").returncode == 0
+    assert set(answers(stack, rows, keys[:5])) == {(1, "canary")}
+    aborted = stack.cli("rollout", "abort", MODEL)
+    assert aborted.returncode == 0 and "no rollout" in aborted.stdout
+    # Then v2 takes everything back, and the audit trail has each step
+    assert set(answers(stack, rows, keys[:5])) == {(2, "stable")}
+    trail = [r["action"] for r in httpx.get(f"{stack.url}/v1/models/{MODEL}/audit").json()]
+    assert trail[-4:] == ["start_rollout", "promote_rollout", "start_rollout", "abort_rollout"]
