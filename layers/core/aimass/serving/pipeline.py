@@ -369,7 +369,7 @@ class RequestPipeline:
         chosen: int | None = version
         variant: Variant = "pinned"
         if version is None and alias is None:
-            chosen, variant = self.route(name)
+            chosen, variant = self._routed(name)
         return self.store.load(name, chosen, None if chosen else alias), variant
 
     def route(
@@ -385,6 +385,14 @@ class RequestPipeline:
         if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
             features = [f.name for f in self.store.resolve(name, stable).signature.features or []]
         return traffic.choose(policy, stable, traffic.key_of(policy, header, instances, features))
+
+    def _routed(
+        self, name: str, header: str | None = None, instances: list[Any] | None = None
+    ) -> tuple[int | None, Variant]:
+        """`route`'s choice as the model store takes it: the stable version as no version at all, so
+        that the store resolves it as a request naming none (and keeps its last good version)."""
+        version, variant = self.route(name, header, instances)
+        return (None if variant == "stable" else version), variant
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
         """The data-quality report of a batch against the serving version's baseline."""
@@ -458,7 +466,7 @@ class RequestPipeline:
         chosen: int | None = version
         variant: Variant = "pinned"
         if version is None and alias is None:
-            chosen, variant = self.route(name, routing_key, view.routing_instances())
+            chosen, variant = self._routed(name, routing_key, view.routing_instances())
         try:
             answer = self._through(view, name, chosen, alias, captured)
         except BackendError as error:
