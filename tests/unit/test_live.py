@@ -63,3 +63,15 @@ def test_a_failed_add_drops_the_counts_and_raises_nothing() -> None:
     live.request(("m", 1, 1), 0.01, "answered", False)
     live.flush()
     live.flush()
+
+
+def test_an_invocation_end_flushes_only_once_the_interval_has_passed() -> None:
+    added: list[Any] = []
+    now = [0.0]
+    live = LiveCounts(lambda *args: added.append(args), flush_every_s=10, clock=lambda: now[0])
+    live.request(("m", 1, 1), 0.01, "answered", False)
+    live.flush_if_due()
+    assert added == []
+    now[0] = 10.0
+    live.flush_if_due()
+    assert len(added) == 1

@@ -57,10 +57,11 @@ def live() -> LiveCounts:
     return LiveCounts(registry().add_live_counts)
 
 
-def flush_live() -> None:
-    """Add this process's live counts to the registry (before an invocation ends, before they are read)."""
+def flush_live(due_only: bool = False) -> None:
+    """Add this process's live counts to the registry (before they are read; `due_only`: as an
+    invocation ends, once their interval has passed)."""
     if live.cache_info().currsize:
-        live().flush()
+        live().flush_if_due() if due_only else live().flush()
 
 
 def _sagemaker_runtime() -> Any:

@@ -1,14 +1,15 @@
 """A model's live traffic per version while a rollout is under way: what each version answered, how
 fast, how often it failed or was refused, what it predicted. Each process adds its counts to the
-registry (one item per policy version and model version, atomic ADDs), every `flush_every_s` on a
-server and at the end of each invocation in the Lambda, so `GET /v1/models/{name}/rollout` reads
-what every container saw. Nothing is counted without a rollout: the cost is a rollout's alone."""
+registry (one item per policy version and model version, atomic ADDs) every `flush_every_s` (a
+timer; in the Lambda also as an invocation ends once that long has passed), so
+`GET /v1/models/{name}/rollout` reads what every container saw. Nothing is counted without a rollout: the cost is a rollout's alone."""
 
 from __future__ import annotations
 
 import bisect
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,9 +100,13 @@ def summary(counters: dict[str, int]) -> dict[str, Any]:
 class LiveCounts:
     """This process's counts not yet added to the registry."""
 
-    def __init__(self, add: Add, flush_every_s: float | None = 10.0) -> None:
+    def __init__(
+        self, add: Add, flush_every_s: float | None = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.add = add
         self.flush_every_s = flush_every_s
+        self.clock = clock
+        self._flushed_at = clock()
         self._lock = threading.Lock()
         self._tallies: dict[Key, Tally] = {}
         self._timer: threading.Timer | None = None
@@ -137,11 +142,19 @@ class LiveCounts:
             self._timer = None
         self.flush()
 
+    def flush_if_due(self) -> None:
+        """Flush when the last flush is `flush_every_s` old: what a Lambda invocation does as it ends,
+        so that a model under a rollout costs one registry write per container every 10 s, not one
+        per request (a container frozen meanwhile keeps its counts until its next invocation)."""
+        if self.flush_every_s is not None and self.clock() - self._flushed_at >= self.flush_every_s:
+            self.flush()
+
     def flush(self) -> None:
         """Add what was counted to the registry. A failed add is logged and its counts dropped: live
         figures are a sample of the traffic, never a reason to fail or hold a request."""
         with self._lock:
             tallies, self._tallies = self._tallies, {}
+            self._flushed_at = self.clock()
         for (model, policy_version, version), tally in tallies.items():
             try:
                 self.add(model, policy_version, version, tally.counters())
