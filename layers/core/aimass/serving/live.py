@@ -2,7 +2,8 @@
 fast, how often it failed or was refused, what it predicted. Each process adds its counts to the
 registry (one item per policy version and model version, atomic ADDs) every `flush_every_s` (a
 timer; in the Lambda also as an invocation ends once that long has passed), so
-`GET /v1/models/{name}/rollout` reads what every container saw. Nothing is counted without a rollout: the cost is a rollout's alone."""
+`GET /v1/models/{name}/rollout` reads what every container saw. Nothing is counted without a
+rollout: the cost is a rollout's alone."""
 
 from __future__ import annotations
 
