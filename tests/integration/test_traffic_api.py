@@ -163,3 +163,33 @@ def test_a_rollout_that_cannot_be_is_a_clear_4xx_and_changes_nothing(
     assert response.status_code == status and error_of(response)["code"] == code, response.text
     after = client.get(MODEL).json()
     assert (after["aliases"], after["traffic"]) == (before["aliases"], before["traffic"])
+
+
+def test_while_a_rollout_is_under_way_its_status_has_each_versions_live_figures(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given v2 rolled out to half the traffic, sticky by key, and 40 keyed requests of 2 instances
+    assert (
+        client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 50, "sticky_by": "header"}).status_code
+        == 200
+    )
+    two = {"instances": demos["breast-cancer"].holdout[:2].tolist()}
+    served = [
+        client.post(PREDICT, json=two, headers={"x-aimass-routing-key": f"k{i}"}).json()["model"]["version"]
+        for i in range(40)
+    ]
+    # When the rollout's status is read
+    live = client.get(f"{MODEL}/rollout").json()["live"]
+    # Then each version's requests are those it answered, with its instances, latency and classes
+    assert (live["stable"]["requests"], live["canary"]["requests"]) == (served.count(1), served.count(2))
+    for figures, version in ((live["stable"], 1), (live["canary"], 2)):
+        assert figures["instances"] == 2 * served.count(version) and figures["error_rate"] == 0
+        assert (
+            figures["latency_p50_ms"] is not None and figures["latency_p99_ms"] >= figures["latency_p50_ms"]
+        )
+        assert sum(figures["classes"].values()) == 1.0 and set(figures["classes"]) <= {"malignant", "benign"}
+    # And requests pinned to a version, outside the split, are not counted
+    client.post(f"{MODEL}/versions/2:predict", json=two)
+    assert client.get(f"{MODEL}/rollout").json()["live"]["canary"]["requests"] == served.count(2)
+    # Once promoted there is no rollout, and nothing is counted
+    assert client.post(f"{MODEL}/rollout/promote").json()["live"] is None

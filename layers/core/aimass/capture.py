@@ -289,12 +289,11 @@ class CaptureWriter:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
         future = self._pool.submit(self._write, batch)
         self._pending.add(future)
-        future.add_done_callback(lambda done: self._done(done, batch.lines))
+        future.add_done_callback(self._done)
 
-    def _done(self, future: Future[None], lines: int) -> None:
+    def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
-            self.pending_lines -= lines
 
     def _write(self, batch: _Batch) -> None:
         try:
@@ -309,6 +308,10 @@ class CaptureWriter:
                 log.exception(what, self.bucket, batch.key)
             else:  # an outage: its cause, not a trace per request (the model store logs the outage)
                 log.warning(what + ": %s", self.bucket, batch.key, down.message)
+        finally:
+            # Before the write's future is done, so that whoever waited for it sees the lines gone
+            with self._lock:
+                self.pending_lines -= batch.lines
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write the captures taken so far and wait until they are written (or failed)."""

@@ -10,6 +10,8 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
   MODEL#<name> / RUNGATE          the run the API started last (run_id): one start wins at a time
+  MODEL#<name> / LIVE#<policy>#V#<version>  a version's live counts under a traffic policy version
+                                  (aimass.serving.live: atomic ADDs while a rollout is under way)
   FEEDBACK#<name> / LABEL#<prediction id>  a label given for a captured prediction (LabelRecord)
   FEEDBACK#<name> / ACCURACY#<00000001>    a version's live accuracy counters (atomic ADDs):
                                            labelled, correct, scored, abs_error; its task
@@ -133,6 +135,10 @@ def fitting(document: str, what: str, loc: list[str | int]) -> str:
             [field_error(loc, f"{size} bytes, more than {MAX_DOCUMENT_BYTES}", "too_large")],
         )
     return document
+
+
+def _live_sk(policy_version: int, version: int) -> str:
+    return f"LIVE#{policy_version:08d}#V#{version:08d}"
 
 
 def _summary(item: dict[str, Any]) -> ModelSummary:
@@ -477,6 +483,29 @@ class Registry:
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
+
+    def add_live_counts(self, name: str, policy_version: int, version: int, counters: dict[str, int]) -> None:
+        """Add a process's counts of one version's traffic under one traffic policy version."""
+        if not counters:
+            return
+        names = {f"#c{i}": counter for i, counter in enumerate(counters)}
+        self._ddb.update_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s(_live_sk(policy_version, version))},
+            UpdateExpression="ADD " + ", ".join(f"{n} :v{n[2:]}" for n in names),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                f":v{n[2:]}": _n(v) for n, v in zip(names, counters.values(), strict=True)
+            },
+        )
+
+    def live_counts(self, name: str, policy_version: int) -> dict[int, dict[str, int]]:
+        """Each version's live counts under a traffic policy version, by version."""
+        counts = {}
+        for item in self._query(_model_pk(name), f"LIVE#{policy_version:08d}#V#"):
+            version = int(item["sk"]["S"].rsplit("#", 1)[1])
+            counts[version] = {k: int(v["N"]) for k, v in item.items() if "N" in v}
+        return counts
 
     def last_started_run(self, name: str) -> RunRecord | None:
         """The run the API started last for the model (its run gate), or None."""

@@ -1,15 +1,18 @@
 """A model version's rollout: brought in as the canary of the model's traffic policy, then promoted
 (it becomes the champion and takes all the traffic) or aborted (the stable version takes it all
 back). One rollout per model at a time; every step is audited (start_rollout, promote_rollout,
-abort_rollout). Steps on a schedule, guards and automatic rollback are not built yet (docs/rollout.md)."""
+abort_rollout). While one is under way its status carries each version's live figures, as every
+container counted them (aimass.serving.live). Steps on a schedule, guards and automatic rollback
+are not built yet (docs/rollout.md)."""
 
 from __future__ import annotations
 
 from aimass import artifacts
-from aimass.contracts.registry import CanarySplit, Rollout, RolloutStart, TrafficPolicy
+from aimass.contracts.registry import CanarySplit, LiveFigures, Rollout, RolloutStart, TrafficPolicy
 from aimass.errors import Conflict, NotFound, field_error
 from aimass.registration import check_traffic_policy
 from aimass.registry import Registry, version_meant
+from aimass.serving import live as live_counts
 
 
 class RolloutInProgress(Conflict):
@@ -21,12 +24,22 @@ class NoRollout(Conflict):
 
 
 def status(registry: Registry, name: str) -> Rollout:
-    summary = registry.get_model(name)
-    policy = summary.traffic
+    model = registry.get_model(name)
+    policy = model.traffic
     try:
-        stable: int | None = version_meant(summary, None)
+        stable: int | None = version_meant(model, None)
     except NotFound:  # every version archived and no champion
         stable = None
+    live = None
+    if policy.canary is not None:
+        counts = registry.live_counts(name, policy.version)
+        versions = {"stable": stable, "canary": policy.canary.version}
+        live = {
+            variant: LiveFigures.model_validate(
+                live_counts.summary(counts.get(version, {}) if version else {})
+            )
+            for variant, version in versions.items()
+        }
     return Rollout(
         name=name,
         state="canary" if policy.canary is not None else "none",
@@ -34,6 +47,7 @@ def status(registry: Registry, name: str) -> Rollout:
         canary=policy.canary,
         sticky_by=policy.sticky_by,
         policy_version=policy.version,
+        live=live,
     )
 
 

@@ -18,6 +18,7 @@ from aimass.feedback import Recorded
 from aimass.registry import Registry
 from aimass.serving.breaker import Breakers
 from aimass.serving.build import request_pipeline
+from aimass.serving.live import LiveCounts
 from aimass.serving.pipeline import Answered, RequestPipeline
 from aimass.serving.store import Recheck
 
@@ -48,6 +49,19 @@ def flush_capture() -> None:
     """Wait for this process's captures in flight (before an invocation ends, before feedback reads)."""
     if capture.cache_info().currsize and (writer := capture()) is not None:
         writer.flush()
+
+
+@cache
+def live() -> LiveCounts:
+    """This process's live counts of models under a rollout (aimass.serving.live)."""
+    return LiveCounts(registry().add_live_counts)
+
+
+def flush_live(due_only: bool = False) -> None:
+    """Add this process's live counts to the registry (before they are read; `due_only`: as an
+    invocation ends, once their interval has passed)."""
+    if live.cache_info().currsize:
+        live().flush_if_due() if due_only else live().flush()
 
 
 def _sagemaker_runtime() -> Any:
@@ -82,6 +96,7 @@ def serving() -> RequestPipeline:
         sagemaker_runtime=_sagemaker_runtime,
         sagemaker_retry_after_s=s.sagemaker_retry_after_s,
         sagemaker_breakers=breakers(),
+        live=live(),
     )
 
 
@@ -124,7 +139,9 @@ def registry_changed(name: str) -> None:
 def reset() -> None:
     """Build everything again from the settings at next use (after they changed: tests, the local stack)."""
     flush_capture()
+    flush_live()
     capture.cache_clear()
+    live.cache_clear()
     registry.cache_clear()
     serving.cache_clear()
     breakers.cache_clear()

@@ -72,5 +72,6 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
             wiring.flush_capture()
+            wiring.flush_live(due_only=True)
 
     return handler

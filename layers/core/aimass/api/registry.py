@@ -43,7 +43,7 @@ from aimass.registration import (
     set_alias,
     set_traffic_policy,
 )
-from aimass.wiring import breakers, registry, registry_changed
+from aimass.wiring import breakers, flush_live, registry, registry_changed
 
 router = APIRouter(tags=["registry"])
 
@@ -305,6 +305,7 @@ async def put_traffic_policy(name: str, request: Request) -> Response:
     summary="Where the model's rollout stands",
 )
 def get_rollout(name: str) -> Response:
+    flush_live()  # this process's own counts first
     return JSON(rollout.status(registry(), name).model_dump())
 
 

@@ -200,6 +200,23 @@ class RolloutStart(BaseModel):
     sticky_by: str | None = Field(default=None, pattern=r"^(header|feature:[A-Za-z0-9_.-]{1,64})$")
 
 
+class LiveFigures(BaseModel):
+    """One version's live traffic under the current traffic policy, as every container counted it
+    (aimass.serving.live): rates per request or per instance, null without any."""
+
+    requests: int
+    errors: int
+    error_rate: float | None = Field(description="answers that failed (5xx) per request")
+    rule_rejection_rate: float | None = Field(description="requests a `reject` rule refused, per request")
+    fallback_rate: float | None = Field(description="requests the `fallback` alias answered instead")
+    instances: int
+    anomaly_rate: float | None
+    quality_flag_rate: float | None
+    latency_p50_ms: float | None = Field(description="the upper bound of the histogram bucket it falls in")
+    latency_p99_ms: float | None
+    classes: dict[str, float | None] = Field(description="a classifier's predicted classes, per instance")
+
+
 class Rollout(BaseModel):
     """Where a model's rollout stands: `none`, or `canary` (a version taking a share of the traffic
     beside the stable one, until it is promoted or aborted)."""
@@ -210,6 +227,10 @@ class Rollout(BaseModel):
     canary: CanarySplit | None = None
     sticky_by: str | None = None
     policy_version: int
+    live: dict[str, LiveFigures] | None = Field(
+        default=None,
+        description="while a rollout is under way: `stable` and `canary`, each version's live figures",
+    )
 
 
 class ModelSummary(BaseModel):

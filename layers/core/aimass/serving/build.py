@@ -13,6 +13,7 @@ from aimass.serving.backends import BackendKind
 from aimass.serving.backends.onnx import OnnxBackend
 from aimass.serving.backends.sagemaker import SageMakerBackend
 from aimass.serving.breaker import Breakers
+from aimass.serving.live import LiveCounts
 from aimass.serving.pipeline import Answered, Capture, RequestPipeline
 from aimass.serving.store import ModelStore, Recheck
 
@@ -32,6 +33,7 @@ def request_pipeline(
     sagemaker_runtime: Callable[[], Any] | None = None,
     sagemaker_retry_after_s: int = 2,
     sagemaker_breakers: Breakers | None = None,
+    live: LiveCounts | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RequestPipeline:
     """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
@@ -43,4 +45,4 @@ def request_pipeline(
             sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
         )
     store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck)
-    return RequestPipeline(store, max_instances, observers, capture)
+    return RequestPipeline(store, max_instances, observers, capture, live)

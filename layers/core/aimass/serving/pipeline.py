@@ -8,6 +8,7 @@ answer, how findings, prediction ids and a fallback show in it. `quality:check` 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -17,7 +18,15 @@ import numpy as np
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import FALLBACK_ALIAS, ModelVersion, Signature
 from aimass.contracts.rules import FiredRule, RulesEvaluationRequest
-from aimass.errors import MAX_DETAILS, BackendError, NotFound, RuleRejected, ValidationFailed, field_error
+from aimass.errors import (
+    MAX_DETAILS,
+    AimassError,
+    BackendError,
+    NotFound,
+    RuleRejected,
+    ValidationFailed,
+    field_error,
+)
 from aimass.protocol import v2
 from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
@@ -25,6 +34,7 @@ from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.registry import version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving import codecs, traffic
+from aimass.serving.live import Key, LiveCounts, Outcome
 from aimass.serving.store import LoadedModel, ModelStore, VersionRef
 from aimass.serving.traffic import Variant
 
@@ -305,6 +315,17 @@ def _rule_results(item: Any) -> dict[str, Any]:
     return results
 
 
+def _labels(answered: Answered) -> list[str]:
+    """The class each instance was given, for a classifier's live class distribution (V1: its
+    predictions' labels; V2: the label output as the graph gives it); none for other models."""
+    if answered.predictions is not None:
+        return [str(p["label"]) for p in answered.predictions if isinstance(p, dict) and "label" in p]
+    label_output = answered.version.signature.label_output
+    if label_output is None or not answered.outputs or label_output not in answered.outputs:
+        return []
+    return [str(v) for v in np.asarray(answered.outputs[label_output]).reshape(-1).tolist()]
+
+
 def reject_if_any(fired: list[list[FiredRule]]) -> None:
     rejected = [(i, rule) for i, rules in enumerate(fired) for rule in rules if rule.action == "reject"]
     if rejected:
@@ -324,6 +345,7 @@ class RequestPipeline:
         max_instances: int = 10_000,
         observers: Sequence[Callable[[Answered], None]] = (),
         capture: Capture | None = None,
+        live: LiveCounts | None = None,
     ) -> None:
         self.store = store
         self.max_instances = max_instances
@@ -331,6 +353,8 @@ class RequestPipeline:
         self.observers = observers
         # Records each answered request (or a sample) and names its predictions; None: no capture.
         self.capture = capture
+        # Counts each version's traffic while a rollout is under way; None: nothing is counted.
+        self.live = live
 
     # --- views ------------------------------------------------------------------------------------
 
@@ -465,16 +489,54 @@ class RequestPipeline:
         choice), or from the fallback when that version's backend could not answer."""
         chosen: int | None = version
         variant: Variant = "pinned"
+        routed: int | None = None
         if version is None and alias is None:
-            chosen, variant = self._routed(name, routing_key, view.routing_instances())
+            routed, variant = self.route(name, routing_key, view.routing_instances())
+            # The stable version as no version at all: the store resolves it as a request naming
+            # none (and keeps its last good version)
+            chosen = None if variant == "stable" else routed
+        counted = self._counted(name, routed)
+        started, fell_back = time.perf_counter(), False
         try:
-            answer = self._through(view, name, chosen, alias, captured)
-        except BackendError as error:
-            fallback, note = self._fallback(name, version, alias, error, chosen)
-            answer = view.fell_back(self._through(view, name, fallback, None, captured), note)
+            try:
+                answer = self._through(view, name, chosen, alias, captured, counted)
+            except BackendError as error:
+                fallback, note = self._fallback(name, version, alias, error, chosen)
+                fell_back = True
+                answer = view.fell_back(self._through(view, name, fallback, None, captured), note)
+        except RuleRejected:
+            self._count(counted, started, "rejected", fell_back)
+            raise
+        except AimassError as error:
+            self._count(counted, started, "error" if error.status >= 500 else "invalid", fell_back)
+            raise
+        except Exception:
+            self._count(counted, started, "error", fell_back)
+            raise
+        self._count(counted, started, "answered", fell_back)
         return view.routed(answer, variant)
 
-    def _through(self, view: View, name: str, version: int | None, alias: str | None, captured: bool) -> Any:
+    def _counted(self, name: str, routed: int | None) -> Key | None:
+        """What a routed request's counts go under while the model has a rollout under way (its
+        model, traffic policy version and version); None: nothing to count."""
+        if self.live is None or routed is None:
+            return None
+        policy = self.store.summary(name).traffic
+        return None if policy.canary is None else (name, policy.version, routed)
+
+    def _count(self, counted: Key | None, started: float, outcome: Outcome, fell_back: bool) -> None:
+        if counted is not None and self.live is not None:
+            self.live.request(counted, time.perf_counter() - started, outcome, fell_back)
+
+    def _through(
+        self,
+        view: View,
+        name: str,
+        version: int | None,
+        alias: str | None,
+        captured: bool,
+        counted: Key | None = None,
+    ) -> Any:
         model = self.store.load(name, version, alias)
         record = model.version
         signature = record.signature
@@ -504,6 +566,15 @@ class RequestPipeline:
         answered = view.answered(record, decoded, findings, answer, outputs)
         if self.store.stale(name):
             answered = replace(answered, stale=True)
+        if counted is not None and self.live is not None:
+            model_name, policy_version, _ = counted
+            self.live.answered(
+                (model_name, policy_version, record.version),
+                answered.instances,
+                answered.anomalies,
+                answered.flagged,
+                _labels(answered),
+            )
         ids = self._observe(answered, captured)
         encoded = view.encode(model, answer, findings, ids)
         if model.substituted is None:
