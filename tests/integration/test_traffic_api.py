@@ -193,3 +193,30 @@ def test_while_a_rollout_is_under_way_its_status_has_each_versions_live_figures(
     assert client.get(f"{MODEL}/rollout").json()["live"]["canary"]["requests"] == served.count(2)
     # Once promoted there is no rollout, and nothing is counted
     assert client.post(f"{MODEL}/rollout/promote").json()["live"] is None
+
+
+def test_the_lambda_emits_predictions_by_version_and_variant_while_a_rollout_is_under_way(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aimass.local.lambda_runtime import LambdaContext, load_handler
+    from tests.support import event
+
+    # Given v2 rolled out to every request of the online function
+    assert client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 100}).status_code == 200
+    online = load_handler("online")
+    capsys.readouterr()
+    # When it answers a request naming no version
+    assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
+    # Then an EMF line of its own counts it under the model, version and variant; the model's own
+    # metrics keep their dimensions
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    rollout = [m for m in emf if "RolloutPredictions" in m]
+    assert rollout and (rollout[-1]["model"], rollout[-1]["version"], rollout[-1]["variant"]) == (
+        "breast-cancer",
+        "2",
+        "canary",
+    )
+    [dimensions] = rollout[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sorted(dimensions) == ["model", "service", "variant", "version"]
+    model = [m for m in emf if "Predictions" in m and "RolloutPredictions" not in m]
+    assert model and "variant" not in model[-1]

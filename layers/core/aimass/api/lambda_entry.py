@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
@@ -36,6 +36,23 @@ def count_predictions(answered: Answered) -> None:
     if answered.stale:  # answered from the registry as last read: AWS could not be reached
         metrics.add_metric(name="StalePredictions", unit=MetricUnit.Count, value=answered.instances)
     metrics.add_metadata(key="version", value=answered.version.version)
+    if answered.variant is not None:
+        count_variant(answered)
+
+
+# Per version and variant while a rollout is under way: dimensions of their own, in an EMF line of
+# their own, so that the model's metrics above keep theirs (dashboards and alarms read them).
+variant_metrics = EphemeralMetrics()
+
+
+def count_variant(answered: Answered) -> None:
+    variant_metrics.add_dimension(name="model", value=answered.version.name)
+    variant_metrics.add_dimension(name="version", value=str(answered.version.version))
+    variant_metrics.add_dimension(name="variant", value=answered.variant or "")
+    variant_metrics.add_metric(name="RolloutPredictions", unit=MetricUnit.Count, value=answered.instances)
+    variant_metrics.add_metric(name="RolloutAnomalies", unit=MetricUnit.Count, value=answered.anomalies)
+    variant_metrics.add_metric(name="RolloutQualityFlagged", unit=MetricUnit.Count, value=answered.flagged)
+    variant_metrics.flush_metrics()
 
 
 def count_feedback(recorded: Recorded) -> None:

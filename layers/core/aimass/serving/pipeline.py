@@ -52,6 +52,8 @@ class Answered:
     anomalies: int = 0
     flagged: int = 0
     protocol: Literal["v1", "v2"] = "v1"
+    # Which variant of the model's traffic policy answered, while a rollout is under way (else None)
+    variant: str | None = None
     # Served from the model's registry summary past its TTL: AWS could not be reached (aimass.serving.store).
     stale: bool = False
     # The inputs as the model saw them (the ONNX feeds, and V1's instances as sent, less unknown
@@ -499,7 +501,7 @@ class RequestPipeline:
         started, fell_back = time.perf_counter(), False
         try:
             try:
-                answer = self._through(view, name, chosen, alias, captured, counted)
+                answer = self._through(view, name, chosen, alias, captured, counted, variant)
             except BackendError as error:
                 fallback, note = self._fallback(name, version, alias, error, chosen)
                 fell_back = True
@@ -536,6 +538,7 @@ class RequestPipeline:
         alias: str | None,
         captured: bool,
         counted: Key | None = None,
+        variant: Variant | None = None,
     ) -> Any:
         model = self.store.load(name, version, alias)
         record = model.version
@@ -567,6 +570,7 @@ class RequestPipeline:
         if self.store.stale(name):
             answered = replace(answered, stale=True)
         if counted is not None and self.live is not None:
+            answered = replace(answered, variant=variant)
             model_name, policy_version, _ = counted
             self.live.answered(
                 (model_name, policy_version, record.version),
