@@ -392,10 +392,7 @@ class RequestPipeline:
     ) -> tuple[LoadedModel, Variant]:
         """The version a whole dropped file is predicted by, and why: the one it names, else the
         traffic policy's choice, drawn once for the file (never per row)."""
-        chosen: int | None = version
-        variant: Variant = "pinned"
-        if version is None and alias is None:
-            chosen, variant = self._routed(name)
+        chosen, variant, _ = self._choice(name, version, alias)
         return self.store.load(name, chosen, None if chosen else alias), variant
 
     def route(
@@ -412,13 +409,22 @@ class RequestPipeline:
             features = [f.name for f in self.store.resolve(name, stable).signature.features or []]
         return traffic.choose(policy, stable, traffic.key_of(policy, header, instances, features))
 
-    def _routed(
-        self, name: str, header: str | None = None, instances: list[Any] | None = None
-    ) -> tuple[int | None, Variant]:
-        """`route`'s choice as the model store takes it: the stable version as no version at all, so
-        that the store resolves it as a request naming none (and keeps its last good version)."""
-        version, variant = self.route(name, header, instances)
-        return (None if variant == "stable" else version), variant
+    def _choice(
+        self,
+        name: str,
+        version: int | None,
+        alias: str | None,
+        header: str | None = None,
+        instances: list[Any] | None = None,
+    ) -> tuple[int | None, Variant, int | None]:
+        """The version to ask the model store for, why, and the version the traffic policy routed the
+        request to (None: it named its version or alias). The stable version is asked for as no
+        version at all, so that the store resolves it as a request naming none (and keeps its last
+        good version)."""
+        if version is not None or alias is not None:
+            return version, "pinned", None
+        routed, variant = self.route(name, header, instances)
+        return (None if variant == "stable" else routed), variant, routed
 
     def check_quality(self, name: str, instances: list[Any]) -> dict[str, Any]:
         """The data-quality report of a batch against the serving version's baseline."""
@@ -489,14 +495,7 @@ class RequestPipeline:
     ) -> Any:
         """The view's answer from the version meant (a request naming none: the traffic policy's
         choice), or from the fallback when that version's backend could not answer."""
-        chosen: int | None = version
-        variant: Variant = "pinned"
-        routed: int | None = None
-        if version is None and alias is None:
-            routed, variant = self.route(name, routing_key, view.routing_instances())
-            # The stable version as no version at all: the store resolves it as a request naming
-            # none (and keeps its last good version)
-            chosen = None if variant == "stable" else routed
+        chosen, variant, routed = self._choice(name, version, alias, routing_key, view.routing_instances())
         counted = self._counted(name, routed)
         started, fell_back = time.perf_counter(), False
         try:
