@@ -759,16 +759,18 @@ class Registry:
     ) -> TrafficPolicy:
         """Store the model's next traffic policy version, on the condition that the one it replaces is
         still the one read (a concurrent change: Conflict)."""
-        return self._next_traffic(name, policy, actor, note, action)
+        return self._next_traffic(name, self.get_model(name).traffic, policy, actor, note, action)
 
     def promote_canary(self, name: str, actor: str, note: str | None = None) -> TrafficPolicy:
         """Make the canary the champion and send every request to it, in one write: `champion` moves
         and the traffic policy empties together, or neither (a concurrent change: Conflict)."""
-        canary = self.get_model(name).traffic.canary
+        previous = self.get_model(name).traffic
+        canary = previous.canary
         if canary is None:
             raise Conflict(f"model {name!r} has no canary to promote")
         return self._next_traffic(
             name,
+            previous,
             TrafficPolicy(),
             actor,
             note,
@@ -783,6 +785,7 @@ class Registry:
     def _next_traffic(
         self,
         name: str,
+        previous: TrafficPolicy,
         policy: TrafficPolicy,
         actor: str,
         note: str | None,
@@ -790,8 +793,7 @@ class Registry:
         extra: tuple[str, dict[str, Any], dict[str, str]] | None = None,
     ) -> TrafficPolicy:
         """The traffic policy's next version written with its audit record (and `extra`: one more SET
-        clause with its values and names), if the version it replaces is still the one read."""
-        previous = self.get_model(name).traffic
+        clause with its values and names), if `previous`, as read, is still the model's policy."""
         saved = policy.model_copy(update={"version": previous.version + 1})
         audit = AuditRecord(
             actor=actor,
