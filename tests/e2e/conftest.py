@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,46 +52,52 @@ class Stack:
         )
 
 
+@contextmanager
+def serving(
+    state_dir: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+    """`aimass serve` as a user starts it, on free ports, with its own state dir and these settings
+    on top of the environment (less any AIMASS_/AWS_ one of the test's own): the stack and its process
+    once /health answers; stopped with SIGTERM afterwards, unless the test stopped it."""
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
+    command = [str(AIMASS), "serve", "--port", str(port), "--aws-port", str(aws_port)]
+    with (state_dir / "serve.log").open("w") as log:
+        server = subprocess.Popen(
+            [*command, "--state-dir", str(state_dir)],
+            cwd=REPO,
+            env=env | (settings or {}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while not _healthy(url):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
+                time.sleep(0.2)
+            yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env), server
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("e2e-state")
-    port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
     # Files over 50 kB go through the batch state machine, in parts of 50 rows
-    server_env = env | {"AIMASS_BATCH_MAP_THRESHOLD_BYTES": "50000", "AIMASS_BATCH_PART_ROWS": "50"}
-    log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
-    server = subprocess.Popen(
-        [
-            str(AIMASS),
-            "serve",
-            "--port",
-            str(port),
-            "--aws-port",
-            str(aws_port),
-            "--state-dir",
-            str(state_dir),
-        ],
-        cwd=REPO,
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
-        time.sleep(0.2)
-    yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env)
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    in_parts = {"AIMASS_BATCH_MAP_THRESHOLD_BYTES": "50000", "AIMASS_BATCH_PART_ROWS": "50"}
+    with serving(state_dir, in_parts) as (started, _):
+        yield started
     # Stopping `aimass serve` (SIGTERM) stops the emulated SageMaker endpoint it started.
     assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
     # ...and saves what the session did, for the next start (aimass.local.persistence).

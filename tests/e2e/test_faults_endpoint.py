@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +22,7 @@ import httpx
 import pytest
 
 from aimass.local import demo
-from gpu_endpoints.process import free_port
-from tests.e2e.conftest import AIMASS, Stack, running_with
+from tests.e2e.conftest import Stack, running_with, serving
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e
@@ -47,38 +45,9 @@ FACTOR = 50
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`aimass serve` as tests/e2e/conftest.py starts it, with the endpoint settings above."""
     state_dir = tmp_path_factory.mktemp("faults-endpoint")
-    port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
-    log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
-    command = [
-        str(AIMASS),
-        "serve",
-        "--port",
-        str(port),
-        "--aws-port",
-        str(aws_port),
-        "--state-dir",
-        str(state_dir),
-    ]
-    server = subprocess.Popen(
-        command, cwd=REPO, env=env | ENDPOINT_SETTINGS, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    until(lambda: server.poll() is not None or answers(f"{url}/health"), "aimass serve starts")
-    if server.poll() is not None:
-        pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
-    yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env)
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    with serving(state_dir, ENDPOINT_SETTINGS) as (started, _):
+        yield started
     assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def until(condition: Callable[[], bool], what: str) -> None:

@@ -4,7 +4,6 @@ request: it stops within seconds, saves what the writes did and leaves no endpoi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,9 +17,7 @@ import httpx
 import pytest
 
 from aimass.registry import CATALOG
-from gpu_endpoints.process import free_port
-from tests.e2e.conftest import AIMASS, running_with
-from tests.support import REPO
+from tests.e2e.conftest import running_with, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -34,31 +31,8 @@ STOP_DEADLINE_S = 20
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     """A running `aimass serve` (demos registered), its URL and its state dir."""
     state_dir = tmp_path_factory.mktemp("faults-memory")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))}
-    arguments = ["serve", "--port", str(port), "--aws-port", str(free_port()), "--state-dir", str(state_dir)]
-    with (state_dir / "serve.log").open("w") as log:
-        server = subprocess.Popen([str(AIMASS), *arguments], cwd=REPO, env=env, stdout=log, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("aimass serve did not come up:\n" + (state_dir / "serve.log").read_text())
-            time.sleep(0.2)
-        try:
-            yield server, url, state_dir
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with serving(state_dir) as (stack, server):
+        yield server, stack.url, state_dir
 
 
 def _saved_summary(state_dir: Path, name: str) -> tuple[dict[str, Any], int]:

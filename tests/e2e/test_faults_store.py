@@ -4,7 +4,6 @@ through boto3, then restored."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,9 +16,8 @@ import httpx
 import pytest
 
 from aimass.local import demo
-from gpu_endpoints.process import free_port
-from tests.e2e.conftest import AIMASS, Stack
-from tests.support import REPO, retrained
+from tests.e2e.conftest import Stack, serving
+from tests.support import retrained
 
 pytestmark = pytest.mark.e2e
 
@@ -30,25 +28,8 @@ SERVER_ENV = {"AIMASS_REGISTRY_TTL_S": "1", "AIMASS_INTEGRITY_RECHECK_S": "2"}
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
     """`aimass serve` as tests/e2e/conftest.py starts it, with its process: the signals go to it."""
-    state_dir = tmp_path_factory.mktemp("e2e-faults-store")
-    port, aws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
-    log = open(state_dir / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
-    command = [str(AIMASS), "serve", "--port", str(port), "--aws-port", str(aws_port)]
-    server = subprocess.Popen(
-        [*command, "--state-dir", str(state_dir)],
-        cwd=REPO,
-        env=env | SERVER_ENV,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    until(lambda: server.poll() is not None or ok(f"{url}/health"), 120, "aimass serve did not come up")
-    assert server.poll() is None, (state_dir / "serve.log").read_text()
-    yield Stack(url, f"http://127.0.0.1:{aws_port}", state_dir, env), server
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    with serving(tmp_path_factory.mktemp("e2e-faults-store"), SERVER_ENV) as started:
+        yield started
 
 
 def ok(url: str) -> bool:
