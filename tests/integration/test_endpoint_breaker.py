@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from aimass import wiring
 from aimass.api.app import create_app
 from aimass.registration import set_alias
-from gpu_endpoints.process import Running, running
+from gpu_endpoints.process import Running
 from tests.integration.test_sagemaker_routing import (
-    ENDPOINT,
     MODEL,
     PREDICT,
     instances,
     on_endpoint,
+    serving_endpoint,
     use_runtime,
 )
 
@@ -33,15 +33,7 @@ DEADLINE_S = 60
 
 @pytest.fixture
 def endpoint(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Running]:
-    model_dir = tmp_path_factory.mktemp("endpoint")
-    (model_dir / "model.onnx").write_bytes(demos[MODEL].model)
-    env = {
-        "AIMASS_GPU_RUNTIME_ENDPOINT": ENDPOINT,
-        "AIMASS_GPU_PRODUCTION_VARIANT": "primary",
-        "AIMASS_GPU_INTRA_OP_THREADS": "1",
-        "AIMASS_GPU_BATCHING": "false",
-    }
-    with running(model_dir, env) as server:
+    with serving_endpoint(tmp_path_factory.mktemp("endpoint"), demos[MODEL].model) as server:
         try:
             yield server
         finally:

@@ -12,6 +12,8 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,11 +33,10 @@ MODEL = "breast-cancer"
 PREDICT = f"/v1/models/{MODEL}:predict"
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Running]:
-    """The inference server with the breast-cancer demo's ONNX file as its only model."""
-    model_dir = tmp_path_factory.mktemp("endpoint")
-    (model_dir / "model.onnx").write_bytes(demos[MODEL].model)
+@contextmanager
+def serving_endpoint(model_dir: Path, model: bytes) -> Iterator[Running]:
+    """The inference server as the endpoint ENDPOINT, with `model` as its only model."""
+    (model_dir / "model.onnx").write_bytes(model)
     env = {
         "AIMASS_GPU_RUNTIME_ENDPOINT": ENDPOINT,
         "AIMASS_GPU_PRODUCTION_VARIANT": "primary",
@@ -43,6 +44,13 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) ->
         "AIMASS_GPU_BATCHING": "false",
     }
     with running(model_dir, env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory, demos: dict[str, Any]) -> Iterator[Running]:
+    """The inference server with the breast-cancer demo's ONNX file as its only model."""
+    with serving_endpoint(tmp_path_factory.mktemp("endpoint"), demos[MODEL].model) as server:
         yield server
 
 
