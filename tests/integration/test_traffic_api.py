@@ -85,7 +85,7 @@ def test_a_canary_policy_splits_requests_and_every_answer_says_which_version_and
         ({"canary": {"version": 1, "percent": 10}}, 422, ["body", "canary", "version"]),
         ({"canary": {"version": 2, "percent": 10}, "sticky_by": "cookie"}, 422, ["body", "sticky_by"]),
         ({"canary": {"version": 2, "percent": 10}, "sticky_by": "feature:nope"}, 422, ["body", "sticky_by"]),
-        ({"shadow": {"version": 2, "percent": 10}}, 422, ["body", "shadow"]),
+        ({"shadow": {"version": 1, "percent": 10}}, 422, ["body", "shadow", "version"]),
     ],
 )
 def test_a_bad_policy_is_refused_where_it_is_wrong_and_nothing_changes(

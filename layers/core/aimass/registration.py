@@ -263,32 +263,33 @@ def set_traffic_policy(
 def check_traffic_policy(
     registry: Registry, name: str, policy: TrafficPolicy, loc: list[str | int] | None = None
 ) -> None:
-    """A policy's canary is a registered version, not archived, not the stable one, whose artifact
-    still has its bytes and whose signature the model's rules fit; a `feature:` routing key is a
-    feature of both versions."""
+    """A policy's canary and shadow are registered versions, not archived, not the stable one, whose
+    artifacts still have their bytes and whose signatures the model's rules fit; a `feature:` routing
+    key is a feature of both the stable version and the canary."""
     summary = registry.get_model(name)
-    canary = policy.canary
-    if canary is None:
-        return
-    loc = loc or ["body", "canary", "version"]
-    record = registry.get_version(name, canary.version)  # 404 when there is no such version
-    stable = version_meant(summary, None)
-    if canary.version == stable:
-        raise ValidationFailed(
-            f"version {canary.version} is the stable version of {name!r}; a canary is another version",
-            [field_error(loc, "the stable version", "same_as_stable")],
-        )
-    if canary.version in summary.archived_versions:
-        raise Conflict(
-            f"version {canary.version} of {name!r} is archived and takes no traffic; unarchive it first",
-            [field_error(loc, "archived", "archived")],
-        )
-    artifacts.verified(record.artifact_uri, record.sha256)
-    if summary.rules_version is not None:
-        compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
-    if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
+    stable = version_meant(summary, None) if policy.under_way else None
+    for role, split in (("canary", policy.canary), ("shadow", policy.shadow)):
+        if split is None:
+            continue
+        where = loc or ["body", role, "version"]
+        record = registry.get_version(name, split.version)  # 404 when there is no such version
+        if split.version == stable:
+            raise ValidationFailed(
+                f"version {split.version} is the stable version of {name!r}; a {role} is another version",
+                [field_error(where, "the stable version", "same_as_stable")],
+            )
+        if split.version in summary.archived_versions:
+            raise Conflict(
+                f"version {split.version} of {name!r} is archived and takes no traffic; unarchive it first",
+                [field_error(where, "archived", "archived")],
+            )
+        artifacts.verified(record.artifact_uri, record.sha256)
+        if summary.rules_version is not None:
+            compile_ruleset(registry.get_ruleset(name, summary.rules_version).ruleset, record.signature)
+    if policy.canary is not None and policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
         feature = policy.sticky_by.removeprefix("feature:")
-        for version in (stable, canary.version):
+        for version in (stable, policy.canary.version):
+            assert version is not None
             features = registry.get_version(name, version).signature.features or []
             if feature not in [f.name for f in features]:
                 raise ValidationFailed(

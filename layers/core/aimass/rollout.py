@@ -32,7 +32,7 @@ def status(registry: Registry, name: str) -> Rollout:
         stable = None
     live = None
     if policy.canary is not None:
-        counts = registry.live_counts(name, policy.version)
+        counts = registry.live_counts(name, policy.live_key)
         versions = {"stable": stable, "canary": policy.canary.version}
         live = {
             variant: LiveFigures.model_validate(
@@ -62,8 +62,11 @@ def start(
             "or abort it first",
             [field_error(["path", "name"], f"v{under_way.version} is the canary", "rollout_in_progress")],
         )
+    percent = request.canary
+    if percent is None:
+        percent = request.steps[0] if request.steps else 10
     policy = TrafficPolicy(
-        canary=CanarySplit(version=request.version, percent=request.canary), sticky_by=request.sticky_by
+        canary=CanarySplit(version=request.version, percent=percent), sticky_by=request.sticky_by
     )
     check_traffic_policy(registry, name, policy, loc=["body", "version"])
     registry.set_traffic_policy(name, policy, actor, note, "start_rollout")

@@ -169,10 +169,26 @@ class CanarySplit(BaseModel):
     percent: float = Field(ge=0, le=100, description="the share of requests that name no version it serves")
 
 
+class ShadowSplit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the shadow version: registered, not archived, not the stable one")
+    percent: float = Field(
+        ge=0,
+        le=100,
+        description="the share of the requests the stable version serves that also run on the shadow "
+        "version, whose answers are captured and compared, never returned",
+    )
+
+
+STICKY_BY = r"^(header|feature:[A-Za-z0-9_.-]{1,64})$"
+
+
 class TrafficPolicy(BaseModel):
     """How the requests that name no version (`:predict`, `/infer`, dropped files) are split between
-    the stable version (`champion`, else the latest not archived) and a canary. `/versions/{v}` and
-    `/labels/{alias}` always mean exactly that version."""
+    the stable version (`champion`, else the latest not archived) and a canary, and which share of
+    the stable version's requests a shadow version also runs. `/versions/{v}` and `/labels/{alias}`
+    always mean exactly that version."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -180,28 +196,117 @@ class TrafficPolicy(BaseModel):
     )
 
     canary: CanarySplit | None = None
+    shadow: ShadowSplit | None = None
     sticky_by: str | None = Field(
         default=None,
-        pattern=r"^(header|feature:[A-Za-z0-9_.-]{1,64})$",
+        pattern=STICKY_BY,
         description="`header`: the x-aimass-routing-key header, or `feature:<name>`: that feature of a V1 "
         "request's first instance, picks the version, the same key the same version while the percent "
         "holds; unset: a random draw per request",
     )
     version: int = Field(default=0, description="the policy's version in the registry (0: never set)")
+    rollout: int | None = Field(
+        default=None,
+        description="set by the registry: the rollout this policy belongs to (the policy version that "
+        "started it), under which every version's live figures are counted; null: a policy set by hand",
+    )
+
+    @property
+    def live_key(self) -> int:
+        """What live figures are counted under: the rollout, across its steps, else this policy."""
+        return self.rollout if self.rollout is not None else self.version
+
+    @property
+    def under_way(self) -> bool:
+        return self.canary is not None or self.shadow is not None
+
+
+class Guards(BaseModel):
+    """What a canary (or shadow) must keep to go on, judged against the stable version on the live
+    figures counted since the rollout started, each once its minimum sample is reached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate_increase: float = Field(
+        default=0.01, ge=0, le=1, description="the canary's error rate may exceed the stable's by this much"
+    )
+    max_p99_ratio: float = Field(
+        default=2.0, ge=1, description="the canary's p99 latency may be at most this multiple of the stable's"
+    )
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        description="requests each version must have served before errors and latency are judged",
+    )
+    min_agreement: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="the share of shadowed instances whose answer must agree with the stable",
+    )
+    min_compared: int = Field(
+        default=100, ge=1, description="shadowed instances compared before agreement is judged"
+    )
+    accuracy_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="the confidence of the one-sided test that finds the canary's live accuracy below the "
+        "stable's",
+    )
+    min_labelled: int = Field(
+        default=50, ge=1, description="labelled predictions each version needs before accuracy is judged"
+    )
 
 
 class RolloutStart(BaseModel):
-    """A rollout to start: the version to bring in as the canary, its share, how requests stick."""
+    """A rollout to start: the version to bring in, as a canary with its share (and steps on a
+    schedule), as a shadow first, or both, and the guards that roll it back."""
 
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1)
-    canary: float = Field(default=10, ge=0, le=100, description="percent of the requests naming no version")
-    sticky_by: str | None = Field(default=None, pattern=r"^(header|feature:[A-Za-z0-9_.-]{1,64})$")
+    canary: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="percent of the requests naming no version; default the first step, else 10 (0 with a "
+        "shadow: a shadow phase first)",
+    )
+    shadow: float = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="percent of the stable version's requests also run on this version",
+    )
+    sticky_by: str | None = Field(default=None, pattern=STICKY_BY)
+    steps: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="canary percents, rising, the last 100: the rollout moves to the next one every "
+        "interval while the guards hold, and is promoted after the last; unset: no automatic steps",
+    )
+    interval_s: float = Field(default=600, ge=1, le=7 * 86400, description="seconds between steps")
+    guards: Guards = Field(default_factory=Guards)
+
+
+class RolloutPlan(BaseModel):
+    """A rollout under way as the registry keeps it beside the traffic policy."""
+
+    id: int = Field(description="the traffic policy version that started it")
+    version: int = Field(description="the version rolled out")
+    steps: list[float] = Field(default_factory=list, description="canary percents; empty: no automatic steps")
+    step: int = Field(default=0, description="index into steps; -1: the shadow phase before them")
+    interval_s: float = 600
+    step_started_at: str = Field(default_factory=utcnow)
+    started_at: str = Field(default_factory=utcnow)
+    started_by: str = ""
+    guards: Guards = Field(default_factory=Guards)
 
 
 class LiveFigures(BaseModel):
-    """One version's live traffic under the current traffic policy, as every container counted it
+    """One version's live traffic under the current rollout, as every container counted it
     (aimass.serving.live): rates per request or per instance, null without any."""
 
     requests: int
@@ -215,22 +320,71 @@ class LiveFigures(BaseModel):
     latency_p50_ms: float | None = Field(description="the upper bound of the histogram bucket it falls in")
     latency_p99_ms: float | None
     classes: dict[str, float | None] = Field(description="a classifier's predicted classes, per instance")
+    compared: int = Field(
+        default=0, description="shadow: instances whose answer was compared with the stable's"
+    )
+    agreement: float | None = Field(
+        default=None,
+        description="shadow: the share of compared instances that agreed with the stable's answer",
+    )
+    labelled: int = Field(default=0, description="predictions given a label by feedback during the rollout")
+    accuracy: float | None = Field(
+        default=None, description="classifiers: correct labelled predictions' share"
+    )
+    mae: float | None = Field(
+        default=None, description="regressors: mean absolute error of labelled predictions"
+    )
+
+
+GuardName = Literal["error_rate", "latency_p99", "agreement", "accuracy"]
+
+
+class GuardResult(BaseModel):
+    guard: GuardName
+    status: Literal["passed", "tripped", "waiting"] = Field(
+        description="`waiting`: too few samples yet to judge"
+    )
+    detail: str = Field(description="the figures and the threshold, in words")
+    figures: dict[str, float | int | None] = Field(default_factory=dict)
+
+
+class RolloutOutcome(BaseModel):
+    """How the model's last rollout ended."""
+
+    id: int
+    version: int
+    state: Literal["promoted", "rolled_back", "aborted"]
+    at: str = Field(default_factory=utcnow)
+    actor: str
+    reason: str | None = None
+    guard: GuardResult | None = Field(default=None, description="rolled_back: the guard that tripped")
+    live: dict[str, LiveFigures] | None = Field(default=None, description="the figures when it ended")
 
 
 class Rollout(BaseModel):
-    """Where a model's rollout stands: `none`, or `canary` (a version taking a share of the traffic
-    beside the stable one, until it is promoted or aborted)."""
+    """Where a model's rollout stands: `shadow` or `canary` while one is under way, else how the last
+    one ended (`promoted`, `rolled_back`, `aborted`), or `none`."""
 
     name: str
-    state: Literal["none", "canary"]
+    state: Literal["none", "shadow", "canary", "promoted", "rolled_back", "aborted"]
     stable: int | None = Field(description="the version requests naming none get outside the canary's share")
     canary: CanarySplit | None = None
+    shadow: ShadowSplit | None = None
     sticky_by: str | None = None
     policy_version: int
+    plan: RolloutPlan | None = Field(
+        default=None, description="the rollout under way, as the registry keeps it"
+    )
+    next_step_at: str | None = Field(
+        default=None, description="when the next step is due, if the guards hold"
+    )
+    judgement: list[GuardResult] = Field(default_factory=list, description="each guard, as last judged")
     live: dict[str, LiveFigures] | None = Field(
         default=None,
-        description="while a rollout is under way: `stable` and `canary`, each version's live figures",
+        description="while a rollout is under way: `stable`, `canary` and `shadow`, each version's live "
+        "figures",
     )
+    outcome: RolloutOutcome | None = Field(default=None, description="how the last rollout ended")
 
 
 class ModelSummary(BaseModel):

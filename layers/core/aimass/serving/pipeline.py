@@ -523,7 +523,7 @@ class RequestPipeline:
         if self.live is None or routed is None:
             return None
         policy = self.store.summary(name).traffic
-        return None if policy.canary is None else (name, policy.version, routed)
+        return None if policy.canary is None else (name, policy.live_key, routed)
 
     def _count(self, counted: Key | None, started: float, outcome: Outcome, fell_back: bool) -> None:
         if counted is not None and self.live is not None:
