@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from aimass import aws, wiring
+from aimass import aws, rollout, wiring
 from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
 from aimass.pipeline import steps
@@ -124,11 +124,17 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     assert stump.lineage["dataset"]["sha256"] and stump.metrics["roc_auc"] < 0.95
     assert stump.baseline is not None  # computed from its training split
 
-    # A logistic regression beats the stump on the same holdout: promoted
+    # A logistic regression beats the stump on the same holdout: promoted, and released through the
+    # model's release policy (by default a canary rollout), the champion serving the rest meanwhile
     better = stack.run("bc-retrain")
     assert better["status"] == "SUCCEEDED"
-    assert wiring.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    summary = wiring.registry().get_model("bc-retrain")
+    assert summary.aliases == {"champion": 2}
+    assert summary.traffic.canary is not None and summary.traffic.canary.version == 3
     output = json.loads(better["output"])
+    assert output["released"]["release"]["rollout"]["state"] == "canary"
+    assert output["outcome"]["release"]["mode"] == "canary"  # the notice says how it was released
+    rollout.promote(wiring.registry(), "bc-retrain", "test")
     assert output["evaluation"]["champion_version"] == 2
     assert output["evaluation"]["candidate"]["roc_auc"] > output["evaluation"]["champion"]["roc_auc"]
     page = assert_report(stack, "bc-retrain", better)
