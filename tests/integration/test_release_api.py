@@ -255,3 +255,29 @@ def test_a_release_asked_for_a_later_time_without_approval_is_scheduled(client: 
     client.post(f"{MODEL}/versions/2/reject", json={"note": "not this week"})
     assert release.start_due(wiring.registry(), at + timedelta(hours=1)) == []
     assert traffic(client)["canary"] is None
+
+
+def test_a_scheduled_release_that_cannot_start_when_due_is_kept_as_failed_with_why(
+    client: TestClient,
+) -> None:
+    at = datetime.now(UTC) + timedelta(hours=1)
+    client.post(f"{MODEL}/versions/2/release", json={"at": at.isoformat()})
+    # The version is archived before its time
+    assert client.patch(f"{MODEL}/versions/2", json={"archived": True}).status_code == 200
+
+    [failed] = release.start_due(wiring.registry(), at)
+
+    assert (failed.version, failed.state) == (2, "failed") and failed.reason and "archived" in failed.reason
+    assert traffic(client)["canary"] is None and champion(client) == 1
+    assert audit(client)[-1]["action"] == "release_failed"
+
+
+def test_the_same_pipeline_run_releasing_again_gets_the_release_it_started(client: TestClient) -> None:
+    origin = {"pipeline": "run-1", "execution": "arn:run-1", "report": None}
+    first = release.release(wiring.registry(), "breast-cancer", 2, "pipeline/run-1", origin=origin)
+
+    # The Release step is retried after its first attempt wrote everything
+    again = release.release(wiring.registry(), "breast-cancer", 2, "pipeline/run-1", origin=origin)
+
+    assert again == first and first.rollout is not None
+    assert [a["action"] for a in audit(client)].count("start_rollout") == 1

@@ -187,9 +187,10 @@ def _start(
                 registry, name, _rollout_request(version, model.release_policy), actor, note
             )
             release.rollout = ReleaseRollout(state=started.state, policy_version=started.policy_version)
-    except AimassError as error:
-        failed = release.model_copy(update={"state": "failed", "reason": error.message})
-        registry.save_release(failed, _audit("release_failed", failed, actor, error.message), ("released",))
+    except Exception as error:  # a refusal, or an AWS error that outlived its retries
+        reason = error.message if isinstance(error, AimassError) else f"{type(error).__name__}: {error}"
+        failed = release.model_copy(update={"state": "failed", "reason": reason})
+        registry.save_release(failed, _audit("release_failed", failed, actor, reason), ("released",))
         raise
     return registry.save_release(release, None, ("released",))
 
@@ -210,6 +211,9 @@ def release(
     registry.get_version(name, version)  # 404 for an unknown model or version
     model = registry.get_model(name)
     waiting = registry.get_release(name, version)
+    retried = origin is not None and "pipeline" in origin and waiting is not None and waiting.origin == origin
+    if retried and waiting is not None and waiting.state != "failed":
+        return waiting  # the same run's Release step again (a retry): what it got the first time
     if waiting is not None and waiting.state in WAITING:
         raise ReleasePending(
             f"v{version} of {name!r} is {waiting.state} already: approve or reject it",
@@ -299,8 +303,8 @@ def start_due(registry: Registry, now: datetime, actor: str = "schedule") -> lis
                 started.append(_start(registry, due, actor, note, audit, ("scheduled",)))
             except NotPending:  # another ticker claimed it first
                 continue
-            except AimassError:
+            except Exception:  # kept as `failed`, with why; the other due releases still start
                 failed = registry.get_release(model.name, due.version)
-                if failed is not None:
+                if failed is not None and failed.state == "failed":
                     started.append(failed)
     return started
