@@ -423,13 +423,19 @@ def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -
     run_id = done.stdout.split("started run ", 1)[1].split()[0]
 
     # The candidate was measured against the champion on the same held-out rows, and released
-    # only if it beat it (earlier tests here may have moved the champion)
+    # through a canary rollout (the default release policy) only if it beat it (earlier tests here
+    # may have moved the champion); the champion keeps serving the rest meanwhile
     run = httpx.get(f"{stack.url}/v1/models/breast-cancer/pipeline/runs/{run_id}", timeout=10).json()
     assert run["status"] == "SUCCEEDED" and run["trigger"] == "api"
     assert f"{run['decision']}" in done.stdout and run["candidate"]["roc_auc"] > 0.95
     assert run["dataset"]["rows"] == 569
     champion = httpx.get(f"{stack.url}/v1/models/breast-cancer", timeout=10).json()["aliases"]["champion"]
-    assert champion == (run["version"] if run["decision"] == "promoted" else run["champion_version"])
+    assert champion == run["champion_version"]
+    if run["decision"] == "promoted":
+        assert run["release"]["follow"] == "aimass rollout status breast-cancer"
+        rollout = httpx.get(f"{stack.url}/v1/models/breast-cancer/rollout", timeout=10).json()
+        assert rollout["canary"]["version"] == run["version"]
+        assert f"canary rollout of v{run['version']}" in done.stdout
 
     listed = stack.cli("pipeline", "runs", "breast-cancer")
     assert listed.returncode == 0 and run_id in listed.stdout

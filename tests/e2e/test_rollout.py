@@ -6,13 +6,14 @@ stable version everything back."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from aimass.local import demo
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import AIMASS, Stack
 
 pytestmark = pytest.mark.e2e
 MODEL = "bc-rollout"
@@ -78,3 +79,51 @@ def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: St
     assert set(answers(stack, rows, keys[:5])) == {(2, "stable")}
     trail = [r["action"] for r in httpx.get(f"{stack.url}/v1/models/{MODEL}/audit").json()]
     assert trail[-4:] == ["start_rollout", "promote_rollout", "start_rollout", "abort_rollout"]
+
+
+def test_a_version_waits_for_approval_and_the_cli_approval_starts_its_canary(
+    stack: Stack, tmp_path: Path
+) -> None:
+    name = "bc-release"
+    bc = demo.load_or_train("breast-cancer", stack.state_dir)
+    model = tmp_path / "bc.onnx"
+    model.write_bytes(bc.model)
+    features = ",".join(f.name for f in bc.enrichment.features or [])
+    # Given v1 the champion of a model whose releases need approval, and a pushed v2
+    for alias in ("champion", None):
+        pushed = stack.cli(
+            "models", "push", name, str(model), "--features", features, *(["--alias", alias] if alias else [])
+        )
+        assert pushed.returncode == 0, pushed.stderr
+    policy = stack.cli("release", "policy", name, "--approval", "--steps", "10,50,100", "--interval", "10m")
+    assert policy.returncode == 0, policy.stderr
+    assert "after an admin's approval" in policy.stdout
+
+    # When v2 is released, Then it waits as pending_approval and takes no traffic
+    waiting = stack.cli("release", "start", name, "2")
+    assert waiting.returncode == 0 and "v2 waits for approval" in waiting.stdout, waiting.stderr
+    view = json.loads(stack.cli("release", "status", name, "--json").stdout)
+    assert view["releases"][0]["state"] == "pending_approval"
+    assert json.loads(stack.cli("rollout", "status", name, "--json").stdout)["canary"] is None
+
+    # When an admin approves it with the CLI, Then its rollout starts: v2 is the canary at the first step
+    approved = stack.cli("release", "approve", name, "2", "--note", "report reviewed")
+    assert approved.returncode == 0 and "rollout started" in approved.stdout, approved.stderr
+    status = json.loads(stack.cli("rollout", "status", name, "--json").stdout)
+    assert (status["state"], status["canary"], status["stable"]) == (
+        "canary",
+        {"version": 2, "percent": 10},
+        1,
+    )
+    again = stack.cli("release", "approve", name, "2")
+    assert again.returncode == 1 and "not_pending" in again.stderr + again.stdout
+    # The scheduled releases' tick reaches the same registry through the embedded AWS
+    ticked = subprocess.run(
+        [str(AIMASS), "release", "tick", "--aws-endpoint", stack.aws_url],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=120,
+        check=False,
+    )
+    assert ticked.returncode == 0 and "no scheduled release is due" in ticked.stdout, ticked.stderr

@@ -85,6 +85,10 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("PUT", "/v1/models/{name}/rollout"),
         ("POST", "/v1/models/{name}/rollout/promote"),
         ("POST", "/v1/models/{name}/rollout/abort"),
+        ("PUT", "/v1/models/{name}/release-policy"),
+        ("POST", "/v1/models/{name}/versions/{version}/release"),
+        ("POST", "/v1/models/{name}/versions/{version}/approve"),
+        ("POST", "/v1/models/{name}/versions/{version}/reject"),
         ("POST", "/v1/models/{name}/pipeline:run"),
     }
 

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from aimass import aws, wiring
+from aimass import aws, release, rollout, wiring
+from aimass.contracts.registry import ReleasePolicy
 from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
-from aimass.pipeline import steps
+from aimass.pipeline import runs, steps
 from aimass.registration import register_version
 from tests.conftest import drained, running_stack, stopped, subscribed_queue
 
@@ -124,11 +125,17 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
     assert stump.lineage["dataset"]["sha256"] and stump.metrics["roc_auc"] < 0.95
     assert stump.baseline is not None  # computed from its training split
 
-    # A logistic regression beats the stump on the same holdout: promoted
+    # A logistic regression beats the stump on the same holdout: promoted, and released through the
+    # model's release policy (by default a canary rollout), the champion serving the rest meanwhile
     better = stack.run("bc-retrain")
     assert better["status"] == "SUCCEEDED"
-    assert wiring.registry().get_model("bc-retrain").aliases == {"champion": 3}
+    summary = wiring.registry().get_model("bc-retrain")
+    assert summary.aliases == {"champion": 2}
+    assert summary.traffic.canary is not None and summary.traffic.canary.version == 3
     output = json.loads(better["output"])
+    assert output["released"]["release"]["rollout"]["state"] == "canary"
+    assert output["outcome"]["release"]["mode"] == "canary"  # the notice says how it was released
+    rollout.promote(wiring.registry(), "bc-retrain", "test")
     assert output["evaluation"]["champion_version"] == 2
     assert output["evaluation"]["candidate"]["roc_auc"] > output["evaluation"]["champion"]["roc_auc"]
     page = assert_report(stack, "bc-retrain", better)
@@ -154,6 +161,37 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
         m["report"] == f"s3://{stack.bucket}/reports/bc-retrain/pipeline/{m['run']}/index.html"
         for m in messages
     )
+
+
+def test_with_approval_required_the_promoted_candidate_waits_and_its_run_says_so(stack: Stack) -> None:
+    stack.add_model("bc-approval")
+    assert stack.run("bc-approval", STUMP)["status"] == "SUCCEEDED"  # v2: champion, nothing to compare
+    registry = wiring.registry()
+    release.set_policy(registry, "bc-approval", ReleasePolicy(approval=True), "test")
+
+    # A better candidate is promoted by the gate, then waits for an admin
+    done = stack.run("bc-approval")
+
+    assert done["status"] == "SUCCEEDED", done
+    summary = registry.get_model("bc-approval")
+    assert summary.aliases == {"champion": 2} and summary.traffic.canary is None
+    asked = [r for r in registry.audit_page("bc-approval", 100).records if r.action == "request_approval"]
+    report = json.loads(done["output"])["evaluation"]["report"]["uri"]
+    assert (asked[-1].details["version"], asked[-1].details["report"]) == (3, report)
+    run_id = done["executionArn"].rsplit(":", 1)[1]
+    waiting = runs.describe(registry, "bc-approval", run_id)["release"]
+    assert waiting is not None and waiting["pending_approval"] is True
+    assert waiting["follow"] == "aimass release status bc-approval"
+
+    # Approved, its canary rollout starts, and the run's status follows it
+    release.approve(registry, "bc-approval", 3, "admin", "report reviewed")
+
+    started = runs.describe(registry, "bc-approval", run_id)["release"]
+    assert started is not None and (started["state"], started["pending_approval"]) == ("released", False)
+    assert started["rollout"] is not None and started["rollout"]["state"] == "canary"
+    assert started["follow"] == "aimass rollout status bc-approval"
+    assert registry.get_model("bc-approval").traffic.canary is not None
+    stack.messages()
 
 
 def test_a_challenger_policy_and_thresholds_from_the_stored_settings(stack: Stack) -> None:

@@ -11,8 +11,14 @@ import pytest
 from pydantic import BaseModel
 
 from aimass.batch.results import FileReport
-from aimass.contracts.pipeline import PipelineRun, PipelineRunStarted, PipelineRunSummary, PipelineState
-from aimass.pipeline.runs import RunDetail, RunStarted, RunSummary, StatePassed
+from aimass.contracts.pipeline import (
+    PipelineRelease,
+    PipelineRun,
+    PipelineRunStarted,
+    PipelineRunSummary,
+    PipelineState,
+)
+from aimass.pipeline.runs import RunDetail, RunRelease, RunStarted, RunSummary, StatePassed
 from tests.support import REPO
 
 
@@ -31,6 +37,7 @@ def keys(typed: Any) -> set[str]:
         (StatePassed, PipelineState),
         (RunSummary, PipelineRunSummary),
         (RunDetail, PipelineRun),
+        (RunRelease, PipelineRelease),
     ],
 )
 def test_a_typed_run_result_has_exactly_its_contracts_fields(typed: Any, contract: type[BaseModel]) -> None:

@@ -9,6 +9,8 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
   MODEL#<name> / AUDIT#<at>#<id>  who changed what, when
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
+  MODEL#<name> / RELEASE#<00000001>  a version's release (aimass.release): its state (pending_approval,
+                                  scheduled with its time `at`, released, rejected, failed) and doc
   MODEL#<name> / RUNGATE          the run the API started last (run_id): one start wins at a time
   MODEL#<name> / LIVE#<policy>#V#<version>  a version's live counts under a traffic policy version
                                   (aimass.serving.live: atomic ADDs while a rollout is under way)
@@ -37,6 +39,8 @@ from aimass.contracts.registry import (
     AuditRecord,
     ModelSummary,
     ModelVersion,
+    Release,
+    ReleasePolicy,
     Task,
     TrafficPolicy,
     VersionStanding,
@@ -137,6 +141,10 @@ def fitting(document: str, what: str, loc: list[str | int]) -> str:
     return document
 
 
+def _release_sk(version: int) -> str:
+    return f"RELEASE#{version:08d}"
+
+
 def _live_sk(policy_version: int, version: int) -> str:
     return f"LIVE#{policy_version:08d}#V#{version:08d}"
 
@@ -154,6 +162,11 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
         ),
         traffic=(
             TrafficPolicy.model_validate_json(item["traffic"]["S"]) if "traffic" in item else TrafficPolicy()
+        ),
+        release_policy=(
+            ReleasePolicy.model_validate_json(item["release_policy"]["S"])
+            if "release_policy" in item
+            else ReleasePolicy()
         ),
         archived_versions=sorted(int(v) for v in item.get("archived", {}).get("NS", [])),
         latest_active_version=(int(item["latest_active"]["N"]) or None) if "latest_active" in item else None,
@@ -269,6 +282,21 @@ class Registry:
             )
         run: RunRecord = json.loads(item["doc"]["S"])
         return run
+
+    def get_release(self, name: str, version: int) -> Release | None:
+        item = self._ddb.get_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s(_release_sk(version))},
+            ConsistentRead=True,
+        ).get("Item")
+        return None if item is None else Release.model_validate_json(item["doc"]["S"])
+
+    def list_releases(self, name: str) -> list[Release]:
+        """The model's releases, newest version first."""
+        items = self._query(_model_pk(name), "RELEASE#")
+        return sorted(
+            (Release.model_validate_json(i["doc"]["S"]) for i in items), key=lambda r: r.version, reverse=True
+        )
 
     def audit_page(self, name: str, limit: int, after: str | None = None) -> AuditPage:
         """Up to `limit` audit records, oldest first, from just after the record whose page token is
@@ -817,6 +845,72 @@ class Registry:
             else "attribute_not_exists(traffic_version)",
         )
         return saved
+
+    def set_release_policy(
+        self, name: str, policy: ReleasePolicy, actor: str, note: str | None = None
+    ) -> ReleasePolicy:
+        """Store the model's next release policy version, on the condition that the one it replaces is
+        still the one read (a concurrent change: Conflict)."""
+        previous = self.get_model(name).release_policy
+        saved = policy.model_copy(update={"version": previous.version + 1})
+        audit = AuditRecord(
+            actor=actor,
+            note=note,
+            action="set_release_policy",
+            model=name,
+            details={"policy": saved.model_dump(), "previous_policy": previous.model_dump()},
+        )
+        values = {":p": _s(saved.model_dump_json()), ":t": _s(utcnow()), ":v": _n(saved.version)}
+        if previous.version:
+            values[":seen"] = _n(previous.version)
+        self._update_summary(
+            name,
+            "SET release_policy = :p, release_policy_version = :v, updated_at = :t",
+            values,
+            audit,
+            condition="release_policy_version = :seen"
+            if previous.version
+            else "attribute_not_exists(release_policy_version)",
+        )
+        return saved
+
+    def save_release(
+        self, release: Release, audit: AuditRecord | None, replacing: tuple[str, ...]
+    ) -> Release:
+        """Write a version's release with its audit record (if any), atomically, on the condition that the
+        release it replaces is in one of the `replacing` states (`"none"` among them: or there is
+        none); else Conflict, and nothing is written. Of two writers that read the same release (two
+        approvers, two tickers starting one scheduled release), one wins."""
+        allowed = [state for state in replacing if state != "none"]
+        conditions = ["attribute_not_exists(pk)"] if "none" in replacing else []
+        values: dict[str, Any] = {f":r{i}": _s(state) for i, state in enumerate(allowed)}
+        if allowed:
+            conditions.append(f"#state IN ({', '.join(values)})")
+        item = {
+            "pk": _s(_model_pk(release.name)),
+            "sk": _s(_release_sk(release.version)),
+            "state": _s(release.state),
+            "doc": _s(release.model_dump_json()),
+        }
+        if release.at is not None:
+            item["at"] = _s(release.at)
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": " OR ".join(conditions),
+        }
+        if allowed:
+            put["ExpressionAttributeNames"] = {"#state": "state"}
+            put["ExpressionAttributeValues"] = values
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[{"Put": put}, *([self._audit_put(audit)] if audit else [])]
+            )
+        except self._ddb.exceptions.TransactionCanceledException as error:
+            raise Conflict(
+                f"the release of v{release.version} of {release.name!r} changed meanwhile; read it again"
+            ) from error
+        return release
 
     def set_quality_policy(
         self, name: str, policy: QualityPolicy, actor: str, note: str | None = None

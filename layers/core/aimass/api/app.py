@@ -28,9 +28,10 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
         app.include_router(online.router)
         app.include_router(feedback.router)
     if "registry" in parts:
-        from aimass.api import pipeline, registry
+        from aimass.api import pipeline, registry, release
 
         app.include_router(registry.router)
+        app.include_router(release.router)
         app.include_router(pipeline.router)
     # First: a GET on `x:predict` would otherwise match `GET /v1/models/{name}` with name "x:predict".
     app.router.routes.insert(0, CustomMethodTakesPost())

@@ -1,6 +1,6 @@
 """Which routes need the admin scope: the registry's writes (push, archive, aliases, rules, quality
-policy, pipeline runs). Everything else (predictions, dry runs, feedback, reads) is the predict
-scope, which an admin caller has too.
+policy, pipeline runs, releases and their approvals). Everything else (predictions, dry runs,
+feedback, reads) is the predict scope, which an admin caller has too.
 
 One list for the three ways a caller is authorised: the local server's admin key (aimass.api.guard),
 the JWT scopes of template.yaml's routes and the IAM route ARNs of docs/deploy.md (tests/infra
@@ -33,6 +33,10 @@ ADMIN_ROUTES = (
     _route("PUT", "/v1/models/{name}/rollout"),
     _route("POST", "/v1/models/{name}/rollout/promote"),
     _route("POST", "/v1/models/{name}/rollout/abort"),
+    _route("PUT", "/v1/models/{name}/release-policy"),
+    _route("POST", "/v1/models/{name}/versions/{version}/release"),
+    _route("POST", "/v1/models/{name}/versions/{version}/approve"),
+    _route("POST", "/v1/models/{name}/versions/{version}/reject"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
 )
 

@@ -90,6 +90,23 @@ def _print_error(error: dict[str, Any]) -> None:
         print_error(f"    … and {error['more']} more problems")
 
 
+def _released(run: dict[str, Any]) -> str:
+    """How the run's version was released: an alias move, or the release its policy chose."""
+    release = run.get("release")
+    if release is None:
+        return f"{run['alias']} → v{run['version']}"
+    version = release["version"]
+    if release["state"] == "released" and release["rollout"] is not None:
+        what = f"{release['mode']} rollout of v{version} started"
+    else:
+        what = {
+            "released": f"champion → v{version}",
+            "pending_approval": f"v{version} waits for approval (aimass release approve|reject)",
+            "scheduled": f"v{version} is scheduled for release",
+        }.get(release["state"], f"release of v{version} {release['state']}")
+    return f"{what}; follow it with `{release['follow']}`"
+
+
 def _print_run(run: dict[str, Any]) -> None:
     colour = {"promoted": "green", "rejected": "yellow", "failed": "red"}.get(run.get("decision") or "", "")
     decision = f"[{colour}]{run['decision']}[/{colour}]" if colour else (run.get("decision") or "running")
@@ -107,7 +124,7 @@ def _print_run(run: dict[str, Any]) -> None:
             table.add_row(metric + mark, f"{value:.4f}", "" if other is None else f"{other:.4f}")
         console.print(table)
     if run.get("version"):
-        console.print(f"  registered v{run['version']}, {run['alias']} → v{run['version']}")
+        console.print(f"  registered v{run['version']}, {_released(run)}")
     if run.get("report"):
         console.print(f"  report: {run['report']['url']}")
     if run.get("error"):

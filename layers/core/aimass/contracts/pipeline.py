@@ -66,6 +66,17 @@ class PipelineRunSummary(BaseModel):
     decision: Literal["promoted", "rejected", "failed"] | None = Field(None, description="null while running")
 
 
+class PipelineRelease(BaseModel):
+    mode: Literal["direct", "canary", "shadow-then-canary"]
+    version: int
+    state: Literal["pending_approval", "scheduled", "released", "rejected", "failed"]
+    pending_approval: bool
+    rollout: dict[str, Any] | None = Field(
+        None, description="the rollout it started: its `state` then and its traffic `policy_version`"
+    )
+    follow: str = Field(description="the command that shows where it stands now")
+
+
 class PipelineRun(PipelineRunSummary):
     model_config = ConfigDict(
         json_schema_extra={
@@ -103,6 +114,11 @@ class PipelineRun(PipelineRunSummary):
     champion_version: int | None = None
     version: int | None = Field(None, description="the version registered by a promoting run")
     alias: str | None = Field(None, description="the alias that version was given")
+    release: PipelineRelease | None = Field(
+        None,
+        description="a `champion` release: how the model's release policy released the version (a "
+        "rollout, an approval first, or directly), where it stands, and the command to follow it",
+    )
     dataset: dict[str, Any] | None = Field(None, description="the snapshot: uri, sha256, rows")
     backend: Literal["lambda", "sagemaker"] | None = Field(None, description="where the candidate trains")
     training_job: str | None = Field(None, description="the SageMaker training job's name, on that branch")

@@ -3,9 +3,11 @@ aliases and the audit trail."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from aimass.contracts.common import utcnow
 from aimass.contracts.quality import QualityPolicy
@@ -387,6 +389,147 @@ class Rollout(BaseModel):
     outcome: RolloutOutcome | None = Field(default=None, description="how the last rollout ended")
 
 
+ReleaseMode = Literal["direct", "canary", "shadow-then-canary"]
+
+
+class ReleasePolicy(BaseModel):
+    """How a release of a model's version (the pipeline's promoted candidate, or one asked for through
+    the API) reaches its traffic (aimass.release): `direct` moves `champion` at once, `canary` starts
+    a rollout of it with these settings, `shadow-then-canary` starts one in a shadow phase first; with
+    `approval`, the version first waits as `pending_approval` until an admin approves or rejects it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"mode": "canary", "canary": 10, "steps": [10, 50, 100], "interval_s": 600}]
+        },
+    )
+
+    mode: ReleaseMode = "canary"
+    approval: bool = Field(default=False, description="a version waits for an admin's approval first")
+    canary: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="the rollout's first canary percent: default the first step, else 10",
+    )
+    shadow: float = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="`shadow-then-canary`: percent of the stable version's requests also run on the version "
+        "in the shadow phase (more than 0); the other modes start no shadow",
+    )
+    sticky_by: str | None = Field(default=None, pattern=STICKY_BY)
+    steps: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="the rollout's canary percents, rising, the last 100; unset: no automatic steps",
+    )
+    interval_s: float = Field(default=600, ge=1, le=7 * 86400, description="seconds between steps")
+    guards: Guards = Field(default_factory=Guards)
+    version: int = Field(default=0, description="the release policy's version in the registry (0: never set)")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_rise_to_100(cls, steps: list[float] | None) -> list[float] | None:
+        if steps is None:
+            return None
+        if any(not 0 < step <= 100 for step in steps):
+            raise ValueError("each step is a percent above 0 and at most 100")
+        if any(b <= a for a, b in pairwise(steps)):
+            raise ValueError("steps must rise")
+        if steps[-1] != 100:
+            raise ValueError("the last step must be 100")
+        return steps
+
+    @field_validator("shadow")
+    @classmethod
+    def _shadow_phase_needs_a_shadow(cls, shadow: float, info: ValidationInfo) -> float:
+        if info.data.get("mode") == "shadow-then-canary" and not shadow:
+            raise ValueError("shadow-then-canary needs a shadow percent above 0")
+        return shadow
+
+
+ReleaseState = Literal["pending_approval", "scheduled", "released", "rejected", "failed"]
+
+
+class ReleaseRollout(BaseModel):
+    """The rollout a release started, as it stood then."""
+
+    state: str = Field(
+        description="the rollout's state when the release started it (`aimass rollout status`)"
+    )
+    policy_version: int = Field(description="the traffic policy version it set")
+
+
+class Release(BaseModel):
+    """A release of one version, as the registry keeps it (`MODEL#<name> / RELEASE#<version>`): waiting
+    for approval, scheduled for a time, released, rejected, or failed to start."""
+
+    name: str
+    version: int
+    state: ReleaseState
+    mode: ReleaseMode = Field(description="the release policy's mode when it was asked for or started")
+    origin: dict[str, Any] = Field(
+        default_factory=dict,
+        description="where it came from: `pipeline` (with `run` and the evaluation `report`) or `api`",
+    )
+    requested_at: str = Field(default_factory=utcnow)
+    requested_by: str = ""
+    at: str | None = Field(default=None, description="scheduled: when it starts (UTC)")
+    decided_by: str | None = Field(default=None, description="who approved or rejected it")
+    decided_at: str | None = None
+    note: str | None = Field(default=None, description="what the approver or rejecter said")
+    started_at: str | None = None
+    rollout: ReleaseRollout | None = Field(default=None, description="released: the rollout it started")
+    alias: str | None = Field(default=None, description="released directly: the alias it moved")
+    reason: str | None = Field(default=None, description="failed: why it could not start; or why direct")
+
+    @property
+    def pending_approval(self) -> bool:
+        return self.state == "pending_approval"
+
+
+class ReleaseRequest(BaseModel):
+    """Release a version through the model's release policy, now or at a time."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"at": "2026-12-24T06:00:00Z"}]}
+    )
+
+    at: datetime | None = Field(
+        default=None, description="when to start it (ISO 8601; without a zone: UTC); unset or past: now"
+    )
+
+
+class ReleaseApproval(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"note": "report reviewed", "at": "2026-12-24T06:00:00Z"}]},
+    )
+
+    note: str | None = Field(default=None, max_length=2000)
+    at: datetime | None = Field(
+        default=None, description="start the release then (ISO 8601; without a zone: UTC); unset or past: now"
+    )
+
+
+class ReleaseRejection(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "recall dropped"}]})
+
+    note: str = Field(min_length=1, max_length=2000, description="why it is rejected (required)")
+
+
+class ReleaseView(BaseModel):
+    """A model's release policy and its releases, newest first."""
+
+    name: str
+    policy: ReleasePolicy
+    releases: list[Release]
+
+
 class ModelSummary(BaseModel):
     name: str
     latest_version: int
@@ -394,6 +537,7 @@ class ModelSummary(BaseModel):
     rules_version: int | None = None
     quality_policy: QualityPolicy = Field(default_factory=QualityPolicy)
     traffic: TrafficPolicy = Field(default_factory=TrafficPolicy)
+    release_policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
     archived_versions: list[int] = Field(
         default_factory=list,
         description="versions taken out of default serving: they take no alias, and `latest` skips them",
@@ -496,6 +640,13 @@ class AuditRecord(BaseModel):
         "start_rollout",
         "promote_rollout",
         "abort_rollout",
+        "set_release_policy",
+        "request_approval",
+        "approve_version",
+        "reject_version",
+        "schedule_release",
+        "release_version",
+        "release_failed",
     ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from aimass import artifacts
 from aimass.contracts.common import iso_utc
+from aimass.contracts.registry import Release
 from aimass.errors import AimassError, Conflict, ValidationFailed, field_error
 from aimass.gateways import stepfunctions
 from aimass.gateways.s3 import Bucket
@@ -68,6 +69,15 @@ class RunError(TypedDict):
     more: int
 
 
+class RunRelease(TypedDict):
+    mode: str
+    version: int
+    state: str
+    pending_approval: bool
+    rollout: dict[str, Any] | None
+    follow: str
+
+
 class RunDetail(RunSummary):
     execution_arn: str
     states: list[StatePassed]
@@ -79,6 +89,7 @@ class RunDetail(RunSummary):
     champion_version: int | None
     version: int | None
     alias: str | None
+    release: RunRelease | None
     dataset: dict[str, Any] | None
     backend: str | None
     training_job: str | None
@@ -310,6 +321,7 @@ def run_detail(
         "champion_version": evaluation.get("champion_version"),
         "version": (state.get("registered") or {}).get("version"),
         "alias": (state.get("released") or {}).get("alias"),
+        "release": (state.get("released") or {}).get("release"),
         "dataset": {k: snapshot[k] for k in ("uri", "sha256", "rows") if k in snapshot} or None,
         "backend": (state.get("validation") or {}).get("backend"),
         "training_job": (state.get("training_job") or {}).get("TrainingJobName"),
@@ -317,6 +329,23 @@ def run_detail(
         if report_uri
         else None,
         "error": _error(execution, state, states),
+    }
+
+
+def release_link(release: Release) -> RunRelease:
+    """What a run's status says of the release its Release step asked for, and how to follow it."""
+    follow = (
+        f"aimass release status {release.name}"
+        if release.state in ("pending_approval", "scheduled", "rejected", "failed")
+        else f"aimass rollout status {release.name}"
+    )
+    return {
+        "mode": release.mode,
+        "version": release.version,
+        "state": release.state,
+        "pending_approval": release.pending_approval,
+        "rollout": release.rollout.model_dump() if release.rollout else None,
+        "follow": follow,
     }
 
 
@@ -330,7 +359,12 @@ def describe(registry: Registry, model: str, run_id: str) -> RunDetail:
     execution = stepfunctions.describe(record["execution_arn"])
     states, latest = states_passed(stepfunctions.history(record["execution_arn"]))
     state = json.loads(execution["output"]) if execution.get("output") else latest
-    return run_detail(record, model, execution, states, state, _report_link)
+    detail = run_detail(record, model, execution, states, state, _report_link)
+    if detail["release"] is not None:  # where it stands now: approved, rejected, started since
+        now = registry.get_release(model, detail["release"]["version"])
+        if now is not None:
+            detail["release"] = release_link(now)
+    return detail
 
 
 def list_runs(registry: Registry, model: str, limit: int) -> list[RunSummary]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from aimass import artifacts
+from aimass import release as releases
 from aimass.contracts.common import utcnow
 from aimass.contracts.registry import ModelVersion, SignatureEnrichment
 from aimass.gateways.transient import transient
@@ -211,10 +212,18 @@ def register(run: Run) -> dict[str, Any]:
 
 
 def release(run: Run) -> dict[str, Any]:
+    """`champion`: the version is released through the model's release policy (aimass.release: a
+    rollout, an approval first, or an alias move); `challenger`: the alias moves at once."""
     alias = run.config.release
     version = run.state["registered"]["version"]
-    set_alias(run.registry, run.model, alias, version, f"pipeline/{run.name}")
-    return {"alias": alias, "version": version}
+    actor = f"pipeline/{run.name}"
+    if alias != "champion":
+        set_alias(run.registry, run.model, alias, version, actor)
+        return {"alias": alias, "version": version, "release": None}
+    report = (run.state["evaluation"].get("report") or {}).get("uri")
+    origin = {"pipeline": run.name, "execution": run.execution, "report": report}
+    released = releases.release(run.registry, run.model, version, actor, origin=origin)
+    return {"alias": alias, "version": version, "release": runs.release_link(released)}
 
 
 def describe_failure(run: Run) -> dict[str, Any]:
