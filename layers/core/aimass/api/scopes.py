@@ -33,6 +33,7 @@ ADMIN_ROUTES = (
     _route("PUT", "/v1/models/{name}/rollout"),
     _route("POST", "/v1/models/{name}/rollout/promote"),
     _route("POST", "/v1/models/{name}/rollout/abort"),
+    _route("POST", "/v1/models/{name}/rollout/tick"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
 )
 
