@@ -85,6 +85,7 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("PUT", "/v1/models/{name}/rollout"),
         ("POST", "/v1/models/{name}/rollout/promote"),
         ("POST", "/v1/models/{name}/rollout/abort"),
+        ("POST", "/v1/models/{name}/rollout/tick"),
         ("POST", "/v1/models/{name}/pipeline:run"),
     }
 
