@@ -49,6 +49,7 @@ def test_latency_trips_when_the_canary_p99_bucket_is_above_ratio_times_the_stabl
     # 1-2-5 bounds: with ratio 2, stable p99 in the 10 ms bucket allows the 20 ms bucket, not 50 ms
     assert latency_p99(served(200, p99=10), served(200, p99=20), GUARDS).status == "passed"
     assert latency_p99(served(200, p99=10), served(200, p99=50), GUARDS).status == "tripped"
+    assert latency_p99(served(200, p99=20), served(200, p99=50), GUARDS).status == "tripped"  # 2.5x apart
     assert latency_p99(served(200, p99=10), served(50, p99=5000), GUARDS).status == "waiting"
     assert 20 in LATENCY_BOUNDS_MS and 50 in LATENCY_BOUNDS_MS
 

@@ -5,8 +5,9 @@ minimum sample is reached, then `passed` or `tripped`. docs/rollout.md states ea
 - error_rate: the canary's error rate above the stable's plus `max_error_rate_increase`.
 - latency_p99: the canary's p99 above `max_p99_ratio` times the stable's. Both p99s are the upper
   bounds of the histogram buckets they fall in (1, 2, 5, 10, 20, 50 ms ...), so the ratio compares
-  buckets: with the default 2, a canary trips once its p99 is two buckets above the stable's
-  (10 ms against 2 ms, 50 against 10), never for a change within one bucket.
+  buckets: with the default 2, one bucket above passes where the bounds double (20 ms against 10)
+  and trips where they are 2.5x apart (50 against 20); two buckets above always trips, a change
+  within one bucket never does.
 - agreement: the shadow's share of compared answers that agreed with the stable's, below
   `min_agreement`.
 - accuracy: live accuracy from feedback labels, significantly below the stable's at
