@@ -18,11 +18,12 @@ from aimass import aws, rollout, wiring
 from aimass.api.app import create_app
 from aimass.config import settings
 from aimass.contracts.registry import Guards, ModelSummary, RolloutStart
+from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.registration import register_version
 from aimass.registry import Registry
 from aimass.serving.live import bucket_of
 from tests.conftest import drained, subscribed_queue
-from tests.support import retrained
+from tests.support import event, retrained
 
 MODEL = "breast-cancer"
 
@@ -240,3 +241,40 @@ def test_a_plan_that_cannot_run_is_a_422_where_it_is_wrong_and_nothing_changes(t
         assert bad_guard.json()["error"]["details"][0]["loc"] == ["body", "guards", "min_request"]
         assert client.get(f"/v1/models/{MODEL}/traffic").json() == before
         assert client.post(f"/v1/models/{MODEL}/rollout/tick").json()["state"] == "none"
+
+
+def test_the_rollout_function_ticks_every_rollout_on_its_schedules_event(topic: str) -> None:
+    # Given a rollout whose canary fails every request it took
+    started([10, 100], min_requests=20)
+    served(1, 100)
+    served(2, 100, errors=100)
+    # When the schedule invokes the rollout function with its event
+    handler = load_handler("rollout")
+    answer = handler(event("scheduler_rollout_tick"), LambdaContext(function_name="aimass-rollout"))
+    # Then it ticked the model: rolled back, and said so on the pipeline topic
+    assert answer == {"rollouts": [{"name": MODEL, "state": "rolled_back", "policy_version": 2}]}
+    assert [n["subject"] for n in notices(topic)] == [f"aimass rollout {MODEL}: v2 rolled back (error_rate)"]
+
+
+def test_a_canary_widened_by_hand_stays_in_its_rollout_and_another_policy_ends_it(topic: str) -> None:
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        t0 = started([10, 50, 100], min_requests=20)
+        plan = client.get(f"/v1/models/{MODEL}/rollout").json()["plan"]
+        # When the canary is widened by hand, Then the plan, its id and the live figures go on
+        widened = client.put(f"/v1/models/{MODEL}/traffic", json={"canary": {"version": 2, "percent": 30}})
+        assert widened.status_code == 200 and widened.json()["rollout"] == plan["id"]
+        served(2, 7)
+        status = client.get(f"/v1/models/{MODEL}/rollout").json()
+        assert status["plan"] == plan and status["live"]["canary"]["requests"] == 7
+        # And the schedule's next step replaces it
+        served(1, 100)
+        served(2, 100)
+        assert tick(t0 + timedelta(seconds=61)).canary.percent == 50
+        # When the policy is emptied by hand, Then the rollout is over: no plan, nothing to tick
+        assert client.put(f"/v1/models/{MODEL}/traffic", json={}).status_code == 200
+        after = client.get(f"/v1/models/{MODEL}/rollout").json()
+        assert (
+            after["plan"] is None
+            and after["state"] == "none"
+            and wiring.registry().get_model(MODEL).rollout_plan is None
+        )
