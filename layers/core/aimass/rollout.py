@@ -37,7 +37,7 @@ from aimass.contracts.registry import (
     ShadowSplit,
     TrafficPolicy,
 )
-from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
+from aimass.errors import Conflict, IntegrityError, NotFound, ValidationFailed, field_error
 from aimass.pipeline.notices import sns_subject
 from aimass.registration import check_traffic_policy
 from aimass.registry import Registry, version_meant
@@ -210,6 +210,8 @@ def tick(registry: Registry, name: str, now: datetime, notify: Notify) -> Rollou
             _roll_back(registry, model, plan, bad, live, notify)
         elif _steps_itself(plan) and now >= _due(plan):
             _step(registry, model, plan, judgement, live, now, notify)
+    except IntegrityError:  # the version's model file changed since it was registered: not a race
+        raise
     except Conflict:
         log.info("rollout of %s changed meanwhile (another tick or a person): left as it is", name)
     return status(registry, name)
