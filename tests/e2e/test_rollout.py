@@ -67,7 +67,7 @@ def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: St
     # When it is promoted, Then v2 is the champion and takes every request as the stable version
     promoted = stack.cli("rollout", "promote", MODEL, "--json")
     assert promoted.returncode == 0, promoted.stderr
-    assert json.loads(promoted.stdout)["state"] == "none" and json.loads(promoted.stdout)["stable"] == 2
+    assert json.loads(promoted.stdout)["state"] == "promoted" and json.loads(promoted.stdout)["stable"] == 2
     assert set(answers(stack, rows, keys)) == {(2, "stable")}
 
     # When v1 is brought back as a canary for everyone and the rollout aborted

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.infra
 TRAFFIC = ["OnlineFunction", "RegistryFunction", "BatchFunction"]
 # Tasks of a state machine run: a weighted alias would split one run's steps between two versions.
 STEPS = {"BatchStepsFunction", "PipelineFunction"}
+# Invoked by a schedule of its own, not by traffic: a tick is idempotent and the next one a minute
+# later runs whatever code is deployed; there is no traffic to shift gradually.
+SCHEDULED = {"RolloutFunction"}
 LATENCY_PARAMETERS = {
     "OnlineFunction": "OnlineLatencyAlarmMs",
     "RegistryFunction": "RegistryLatencyAlarmMs",
@@ -60,7 +63,7 @@ def test_traffic_functions_are_exactly_those_with_event_sources(template: dict[s
     with_rollout = {name for name, props in functions(template).items() if "DeploymentPreference" in props}
 
     assert with_events == with_rollout == set(TRAFFIC)
-    assert set(functions(template)) - with_rollout == STEPS
+    assert set(functions(template)) - with_rollout == STEPS | SCHEDULED
 
 
 @pytest.mark.parametrize("function", TRAFFIC)

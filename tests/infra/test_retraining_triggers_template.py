@@ -74,6 +74,9 @@ INTRINSICS: dict[str, Callable[[Any, dict[str, Any], dict[str, str]], Any]] = {
     "Fn::And": lambda argument, t, v: all(evaluate(item, t, v) for item in argument),
     "Fn::Or": lambda argument, t, v: any(evaluate(item, t, v) for item in argument),
     "Condition": lambda argument, t, v: evaluate(t["Conditions"][argument], t, v),
+    "Fn::If": lambda argument, t, v: evaluate(
+        argument[1] if evaluate({"Condition": argument[0]}, t, v) else argument[2], t, v
+    ),
 }
 
 
@@ -88,7 +91,12 @@ def deployed(template: dict[str, Any], **given: str) -> dict[str, dict[str, Any]
 
 
 def schedules(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {k: r for k, r in resources.items() if r["Type"] == "AWS::Scheduler::Schedule"}
+    """The retraining schedules (the rollout tick is another: tests/infra/test_rollout_template.py)."""
+    return {
+        k: r
+        for k, r in resources.items()
+        if r["Type"] == "AWS::Scheduler::Schedule" and k.startswith("RetrainingSchedule")
+    }
 
 
 def statements(role: dict[str, Any]) -> list[dict[str, Any]]:

@@ -89,6 +89,7 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("POST", "/v1/models/{name}/versions/{version}/release"),
         ("POST", "/v1/models/{name}/versions/{version}/approve"),
         ("POST", "/v1/models/{name}/versions/{version}/reject"),
+        ("POST", "/v1/models/{name}/rollout/tick"),
         ("POST", "/v1/models/{name}/pipeline:run"),
     }
 

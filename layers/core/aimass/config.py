@@ -100,6 +100,11 @@ class Settings(BaseSettings):
 
     # The retraining pipeline's state machine (statemachines/training_pipeline.asl.json).
     pipeline_state_machine_arn: str | None = None
+    # The pipeline's SNS topic (the template's PipelineTopic): rollouts rolled back or promoted by their
+    # schedule are told there too (docs/rollout.md). Unset: those notices are only logged.
+    pipeline_topic_arn: str | None = None
+    # `aimass serve` ticks every rollout under way this often (in AWS: the RolloutTickMinutes schedule).
+    rollout_tick_s: float = Field(default=5.0, gt=0)
     # POST .../pipeline:run: one run of a model at a time (a start while the last one the API started
     # is running is a 409 naming it), and at least this many seconds between two starts of one
     # model's runs (a 429 with Retry-After; 0: no limit).

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,11 +26,12 @@ import numpy as np
 from aimass import artifacts
 from aimass.capture import Captured, PredictionId, read
 from aimass.contracts.feedback import FeedbackRequest, LabelRecord
-from aimass.contracts.registry import ModelVersion, Signature
+from aimass.contracts.registry import ModelVersion, Signature, TrafficPolicy
 from aimass.errors import MAX_DETAILS, ValidationFailed, field_error
 from aimass.pipeline.data import class_index, datasets_prefix, stored_config
 from aimass.quality.columns import columns_of
 from aimass.registry import Registry
+from aimass.serving import live as live_counts
 
 DEFAULT_LABEL_COLUMN = "label"
 
@@ -241,7 +243,7 @@ def record(
 ) -> tuple[dict[str, Any], Recorded]:
     """Record the labels that check out: the FeedbackResponse, and what was recorded. When none
     does, ValidationFailed with every label's reason."""
-    registry.get_model(model)  # 404 for an unknown model
+    summary = registry.get_model(model)  # 404 for an unknown model
     details: list[tuple[int, dict[str, Any]]] = []
 
     def refuse(i: int, field: str, message: str, kind: str) -> None:
@@ -273,6 +275,7 @@ def record(
             log.exception("labels of %s recorded without their rows: %s", model, [a.record for a in kept])
         raise
     records = [item.record for item in kept]
+    _count_for_rollout(registry, summary.traffic, model, records)
     response = {
         "model": model,
         "accepted": len(records),
@@ -288,6 +291,26 @@ def record(
         abs_error=sum(r.abs_error or 0.0 for r in records),
         scored=sum(r.abs_error is not None for r in records),
     )
+
+
+def _count_for_rollout(
+    registry: Registry, policy: TrafficPolicy, model: str, records: list[LabelRecord]
+) -> None:
+    """Labels given while a rollout is under way also go to its live counts, for the version that made
+    each prediction: the accuracy guard compares the versions on them. A count that cannot be added
+    is logged and dropped, as live counts are (the labels themselves are recorded)."""
+    if not policy.under_way:
+        return
+    totals: dict[int, Counter[str]] = {}
+    for record in records:
+        totals.setdefault(record.version, Counter()).update(
+            live_counts.label_counters(record.correct, record.abs_error)
+        )
+    for version, counters in totals.items():
+        try:
+            registry.add_live_counts(model, policy.live_key, version, dict(counters))
+        except Exception:
+            log.exception("labels of %s v%s not counted for its rollout %s", model, version, policy.live_key)
 
 
 def live_accuracy(registry: Registry, model: str) -> dict[str, Any]:

@@ -255,9 +255,17 @@ def save_ruleset(
 def set_traffic_policy(
     registry: Registry, name: str, policy: TrafficPolicy, actor: str, note: str | None = None
 ) -> TrafficPolicy:
-    """Check a traffic policy against the model as it stands (check_traffic_policy), then store it."""
+    """Check a traffic policy against the model as it stands (check_traffic_policy), then store it.
+    A policy that still brings in the version of the rollout under way (its canary widened or
+    narrowed by hand) stays in that rollout: its plan, guards and live figures go on; any other
+    policy ends it."""
     check_traffic_policy(registry, name, policy)
-    return registry.set_traffic_policy(name, policy, actor, note)
+    model = registry.get_model(name)
+    plan = model.rollout_plan
+    brings = {split.version for split in (policy.canary, policy.shadow) if split is not None}
+    if plan is None or model.traffic.rollout != plan.id or plan.version not in brings:
+        plan = None
+    return registry.set_traffic_policy(name, policy, actor, note, plan=plan, previous=model.traffic)
 
 
 def check_traffic_policy(

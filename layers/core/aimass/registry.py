@@ -3,7 +3,9 @@
 One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODELS / <name>                 summary: latest_version, aliases, rules_version, quality_policy,
                                   archived (a number set), latest_active (the latest not archived;
-                                  0: none; absent on models never archived: latest_version)
+                                  0: none; absent on models never archived: latest_version),
+                                  traffic (+ traffic_version), rollout_plan (the rollout under way,
+                                  written with the policy), last_rollout (how the last one ended)
   MODEL#<name> / V#<00000001>     an immutable version (the ModelVersion as JSON)
   MODEL#<name> / COUNTER          version numbers handed out (a failed upload leaves a gap)
   MODEL#<name> / RULES#<00000001> an immutable ruleset version (the RulesetVersion as JSON)
@@ -41,6 +43,8 @@ from aimass.contracts.registry import (
     ModelVersion,
     Release,
     ReleasePolicy,
+    RolloutOutcome,
+    RolloutPlan,
     Task,
     TrafficPolicy,
     VersionStanding,
@@ -50,7 +54,14 @@ from aimass.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed,
 
 CATALOG = "MODELS"
 # The audit actions that write a model's traffic policy.
-TrafficAction = Literal["set_traffic_policy", "start_rollout", "promote_rollout", "abort_rollout"]
+TrafficAction = Literal[
+    "set_traffic_policy",
+    "start_rollout",
+    "promote_rollout",
+    "abort_rollout",
+    "rollout_step",
+    "rollback_rollout",
+]
 RUN_GATE = "RUNGATE"
 # DynamoDB refuses an item over 400 KB, its keys and attribute names included: a document stored in
 # one item (a version, a ruleset) is held to less, leaving room for those and for the fields a
@@ -170,6 +181,12 @@ def _summary(item: dict[str, Any]) -> ModelSummary:
         ),
         archived_versions=sorted(int(v) for v in item.get("archived", {}).get("NS", [])),
         latest_active_version=(int(item["latest_active"]["N"]) or None) if "latest_active" in item else None,
+        rollout_plan=(
+            RolloutPlan.model_validate_json(item["rollout_plan"]["S"]) if "rollout_plan" in item else None
+        ),
+        last_rollout=(
+            RolloutOutcome.model_validate_json(item["last_rollout"]["S"]) if "last_rollout" in item else None
+        ),
         updated_at=item["updated_at"]["S"],
     )
 
@@ -784,15 +801,33 @@ class Registry:
         actor: str,
         note: str | None = None,
         action: TrafficAction = "set_traffic_policy",
+        *,
+        plan: RolloutPlan | None = None,
+        outcome: RolloutOutcome | None = None,
+        previous: TrafficPolicy | None = None,
+        details: dict[str, Any] | None = None,
     ) -> TrafficPolicy:
-        """Store the model's next traffic policy version, on the condition that the one it replaces is
-        still the one read (a concurrent change: Conflict)."""
-        return self._next_traffic(name, self.get_model(name).traffic, policy, actor, note, action)
+        """Store the model's next traffic policy version with its rollout plan (None: the policy
+        belongs to no rollout, and a plan kept is removed) and how a rollout ended (`outcome`), on the
+        condition that the policy it replaces is still `previous` (default: the one read now; a
+        concurrent change: Conflict). `details` go into the audit record."""
+        seen = previous if previous is not None else self.get_model(name).traffic
+        return self._next_traffic(name, seen, policy, actor, note, action, plan, outcome, details=details)
 
-    def promote_canary(self, name: str, actor: str, note: str | None = None) -> TrafficPolicy:
+    def promote_canary(
+        self,
+        name: str,
+        actor: str,
+        note: str | None = None,
+        *,
+        outcome: RolloutOutcome | None = None,
+        previous: TrafficPolicy | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> TrafficPolicy:
         """Make the canary the champion and send every request to it, in one write: `champion` moves
-        and the traffic policy empties together, or neither (a concurrent change: Conflict)."""
-        previous = self.get_model(name).traffic
+        and the traffic policy empties together (its rollout plan removed, `outcome` recorded), or
+        neither (the policy is no longer `previous`, default the one read now: Conflict)."""
+        previous = previous if previous is not None else self.get_model(name).traffic
         canary = previous.canary
         if canary is None:
             raise Conflict(f"model {name!r} has no canary to promote")
@@ -803,6 +838,9 @@ class Registry:
             actor,
             note,
             "promote_rollout",
+            None,
+            outcome,
+            details=details,
             extra=(
                 "aliases.#champion = :champion",
                 {":champion": _n(canary.version)},
@@ -818,25 +856,44 @@ class Registry:
         actor: str,
         note: str | None,
         action: TrafficAction,
+        plan: RolloutPlan | None = None,
+        outcome: RolloutOutcome | None = None,
+        *,
+        details: dict[str, Any] | None = None,
         extra: tuple[str, dict[str, Any], dict[str, str]] | None = None,
     ) -> TrafficPolicy:
-        """The traffic policy's next version written with its audit record (and `extra`: one more SET
-        clause with its values and names), if `previous`, as read, is still the model's policy."""
-        saved = policy.model_copy(update={"version": previous.version + 1})
+        """The traffic policy's next version written with its audit record, its rollout plan (the
+        policy's `rollout` is the plan's id; None: the policy belongs to no rollout and a plan kept is
+        removed), how a rollout ended (`outcome`) and `extra` (one more SET clause with its values and
+        names), if `previous`, as read, is still the model's policy."""
+        saved = policy.model_copy(
+            update={"version": previous.version + 1, "rollout": plan.id if plan is not None else None}
+        )
         audit = AuditRecord(
             actor=actor,
             note=note,
             action=action,
             model=name,
-            details={"policy": saved.model_dump(), "previous_policy": previous.model_dump()},
+            details={
+                **(details or {}),
+                "policy": saved.model_dump(),
+                "previous_policy": previous.model_dump(),
+            },
         )
         clause, values, names = extra or ("", {}, {})
         values = {**values, ":p": _s(saved.model_dump_json()), ":t": _s(utcnow()), ":v": _n(saved.version)}
+        sets = ["traffic = :p", "traffic_version = :v", "updated_at = :t"] + ([clause] if clause else [])
+        if plan is not None:
+            sets.append("rollout_plan = :plan")
+            values[":plan"] = _s(plan.model_dump_json())
+        if outcome is not None:
+            sets.append("last_rollout = :outcome")
+            values[":outcome"] = _s(outcome.model_dump_json())
         if previous.version:
             values[":seen"] = _n(previous.version)
         self._update_summary(
             name,
-            "SET traffic = :p, traffic_version = :v, updated_at = :t" + (f", {clause}" if clause else ""),
+            "SET " + ", ".join(sets) + ("" if plan is not None else " REMOVE rollout_plan"),
             values,
             audit,
             names=names or None,

@@ -34,6 +34,7 @@ from aimass.contracts.registry import (
     ReleasePolicy,
     ReleaseRollout,
     ReleaseView,
+    Rollout,
     RolloutStart,
     TrafficPolicy,
 )
@@ -308,3 +309,11 @@ def start_due(registry: Registry, now: datetime, actor: str = "schedule") -> lis
                 if failed is not None and failed.state == "failed":
                     started.append(failed)
     return started
+
+
+def tick(registry: Registry, now: datetime, notify: rollout.Notify) -> tuple[list[Release], list[Rollout]]:
+    """What the schedule does each time (RolloutFunction in AWS, the ticker of `aimass serve`): start
+    the releases that are due, then judge and step every rollout under way, those just started
+    included (their first step waits out its interval). The releases started and the rollouts as
+    they then stand; a rollout that could not be ticked raises rollout.TickFailed after the rest."""
+    return start_due(registry, now), rollout.tick_all(registry, now, notify)

@@ -8,6 +8,7 @@ function builds their settings values itself."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from aimass.serving.store import Recheck
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
     from aimass.pipeline.triggers import DriftRetraining
+
+log = logging.getLogger(__name__)
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
@@ -62,6 +65,17 @@ def flush_live(due_only: bool = False) -> None:
     invocation ends, once their interval has passed)."""
     if live.cache_info().currsize:
         live().flush_if_due() if due_only else live().flush()
+
+
+def rollout_notices(subject: str, message: str) -> None:
+    """Publish a rollout's notice on the pipeline topic (aimass.rollout.Notify); only logged without one."""
+    from aimass.gateways import sns
+
+    topic = settings().pipeline_topic_arn
+    if not topic:
+        log.warning("no pipeline topic (AIMASS_PIPELINE_TOPIC_ARN): notice %r only logged", subject)
+        return
+    sns.publish(topic, subject, message)
 
 
 def _sagemaker_runtime() -> Any:

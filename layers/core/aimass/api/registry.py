@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from botocore.exceptions import ClientError
@@ -43,7 +44,7 @@ from aimass.registration import (
     set_alias,
     set_traffic_policy,
 )
-from aimass.wiring import breakers, flush_live, registry, registry_changed
+from aimass.wiring import breakers, flush_live, registry, registry_changed, rollout_notices
 
 router = APIRouter(tags=["registry"])
 
@@ -348,6 +349,21 @@ def abort_rollout(name: str, request: Request) -> Response:
     aborted = rollout.abort(registry(), name, actor(request), note(request))
     registry_changed(name)
     return JSON(aborted.model_dump())
+
+
+@router.post(
+    "/v1/models/{name}/rollout/tick",
+    response_model=Rollout,
+    responses=ERRORS,
+    tags=["traffic"],
+    summary="Tick the rollout now, as its schedule does: judge the guards, take the next step if it is due, "
+    "roll back if a guard tripped",
+)
+def tick_rollout(name: str) -> Response:
+    flush_live()  # this process's own counts first
+    ticked = rollout.tick(registry(), name, datetime.now(UTC), rollout_notices)
+    registry_changed(name)
+    return JSON(ticked.model_dump())
 
 
 @router.get("/v1/models/{name}/quality", response_model=QualityPolicy, responses=ERRORS, tags=["quality"])

@@ -37,6 +37,7 @@ ADMIN_ROUTES = (
     _route("POST", "/v1/models/{name}/versions/{version}/release"),
     _route("POST", "/v1/models/{name}/versions/{version}/approve"),
     _route("POST", "/v1/models/{name}/versions/{version}/reject"),
+    _route("POST", "/v1/models/{name}/rollout/tick"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
 )
 

@@ -96,6 +96,8 @@ def serve(
     # its port, SIGUSR2 puts it back; off the handler's thread, as stopping waits on moto's.
     signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=stack.stop_aws).start())
     signal.signal(signal.SIGUSR2, lambda *_: threading.Thread(target=stack.start_aws).start())
+    # The rollout schedule (RolloutTickSchedule in AWS): steps, guards and rollbacks every few seconds.
+    stack.tick_rollouts(settings().rollout_tick_s)
     try:
         uvicorn.run(
             create_app(),

@@ -336,6 +336,11 @@ class LiveFigures(BaseModel):
     mae: float | None = Field(
         default=None, description="regressors: mean absolute error of labelled predictions"
     )
+    abs_error_sd: float | None = Field(
+        default=None,
+        description="regressors: the standard deviation of labelled predictions' absolute errors (the "
+        "accuracy guard's Welch test reads it)",
+    )
 
 
 GuardName = Literal["error_rate", "latency_p99", "agreement", "accuracy"]
@@ -547,6 +552,12 @@ class ModelSummary(BaseModel):
         description="the latest version not archived, what serves when there is no champion; "
         "null when every version is archived",
     )
+    rollout_plan: RolloutPlan | None = Field(
+        default=None,
+        description="the rollout under way, kept beside the traffic policy (written with it); it belongs "
+        "to the policy while its id is the policy's `rollout`",
+    )
+    last_rollout: RolloutOutcome | None = Field(default=None, description="how the last rollout ended")
     updated_at: str
 
     @model_validator(mode="after")
@@ -647,6 +658,8 @@ class AuditRecord(BaseModel):
         "schedule_release",
         "release_version",
         "release_failed",
+        "rollout_step",
+        "rollback_rollout",
     ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)

@@ -1,5 +1,5 @@
 """The AWS services the domain uses, each behind a small gateway: S3 (`s3.Bucket`), Step Functions
-(`stepfunctions`), EventBridge (`events`) and the claims in the idempotency table (`claims`);
+(`stepfunctions`), EventBridge (`events`), SNS (`sns`) and the claims in the idempotency table (`claims`);
 `transient` tells which SDK errors may pass.
 
 A gateway turns boto3's requests and answers into the values the domain needs, and the errors the

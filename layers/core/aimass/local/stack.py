@@ -15,6 +15,7 @@ from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local import dynamodb, notifications, persistence, statemachines, triggers
 from aimass.local.resources import create_bucket, create_table, create_topic
+from aimass.local.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class LocalStack:
         self.gpu_endpoint_url = ""
         self.restored = False
         self._saver: persistence.Saver | None = None
+        self._ticker: Ticker | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -96,6 +98,9 @@ class LocalStack:
         create_bucket(self.bucket)
         self._restore()  # before the S3 notifications: putting the objects back runs no handler
         self.pipeline_topic_arn = create_topic(self.pipeline_topic)
+        # What the template gives RolloutFunction: rollouts rolled back or promoted are told there.
+        os.environ["AIMASS_PIPELINE_TOPIC_ARN"] = self.pipeline_topic_arn
+        settings.cache_clear()
         notifications.install(self.bucket)  # S3 events in the template run the real handlers
         names = {
             "ArtifactsBucket": self.bucket,
@@ -185,7 +190,14 @@ class LocalStack:
         """Where the emulated endpoint's pid is, while it runs (a new one after each restart)."""
         return self.state_dir / "endpoint" / f"{self.gpu_endpoint}.pid"
 
+    def tick_rollouts(self, every_s: float) -> None:
+        """Tick every rollout under way every `every_s` seconds until stop (aimass.local.ticker)."""
+        self._ticker = Ticker(every_s).start()
+
     def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
         self.start_aws()  # the last save needs it
         if self._saver is not None:
             self._saver.stop()  # the last save, while the embedded AWS still runs

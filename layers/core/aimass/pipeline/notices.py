@@ -110,13 +110,14 @@ def failure_notice(run: str, state: dict[str, Any]) -> dict[str, str]:
         "The outcome as JSON, for scripts, is the last line:",
         json.dumps(outcome),
     ]
-    return {"subject": _subject(subject), "message": "\n".join(lines)}
+    return {"subject": sns_subject(subject), "message": "\n".join(lines)}
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= SUMMARY_MESSAGE_CHARS else text[: SUMMARY_MESSAGE_CHARS - 3] + "..."
 
 
-def _subject(text: str) -> str:
+def sns_subject(text: str) -> str:
+    """A notice's subject as SNS takes it: printable ASCII, cut to SUBJECT_CHARS."""
     printable = "".join(c if " " <= c <= "~" else "?" for c in text)
     return printable if len(printable) <= SUBJECT_CHARS else printable[: SUBJECT_CHARS - 3] + "..."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,11 @@ Outcome = Literal["answered", "rejected", "error", "invalid"]
 Key = tuple[str, int, int]
 # Adds one version's counters to the registry: model, policy version, model version, counters.
 Add = Callable[[str, int, int, dict[str, int]], None]
+# Labels given (aimass.feedback) while a rollout is under way are counted for the version that made
+# the prediction: `labelled`, `classified` and `correct` (classifiers), `scored`, `abs_error_u` and
+# `sq_abs_error_u` (regressors: the sum of |error| and of |error|^2 in millionths, as the registry
+# ADDs integers; an error under 0.5e-6 counts as 0, a square under 0.5e-6 too).
+MICRO = 1_000_000
 
 
 @dataclass
@@ -54,6 +60,38 @@ class Tally:
             **{f"cls_{label}": n for label, n in self.classes.items()},
         }
         return {k: v for k, v in flat.items() if v}
+
+
+def label_counters(correct: bool | None, abs_error: float | None) -> dict[str, int]:
+    """One label's counters: a classifier's prediction right or wrong, a regressor's absolute error."""
+    counters = {"labelled": 1}
+    if correct is not None:
+        counters |= {"classified": 1, "correct": int(correct)}
+    if abs_error is not None:
+        counters |= {
+            "scored": 1,
+            "abs_error_u": round(abs_error * MICRO),
+            "sq_abs_error_u": round(abs_error * abs_error * MICRO),
+        }
+    return {k: v for k, v in counters.items() if v}
+
+
+def _labels(counters: dict[str, int]) -> dict[str, Any]:
+    """Live accuracy from label counters: a classifier's accuracy, a regressor's mean absolute error and
+    the standard deviation of its absolute errors (n - 1 in the denominator)."""
+    classified, scored = counters.get("classified", 0), counters.get("scored", 0)
+    mae = sd = None
+    if scored:
+        total, squares = counters.get("abs_error_u", 0) / MICRO, counters.get("sq_abs_error_u", 0) / MICRO
+        mae = total / scored
+        if scored > 1:
+            sd = math.sqrt(max(squares - scored * mae * mae, 0.0) / (scored - 1))
+    return {
+        "labelled": counters.get("labelled", 0),
+        "accuracy": counters.get("correct", 0) / classified if classified else None,
+        "mae": mae,
+        "abs_error_sd": sd,
+    }
 
 
 def bucket_of(seconds: float) -> int:
@@ -95,6 +133,7 @@ def summary(counters: dict[str, int]) -> dict[str, Any]:
         "latency_p50_ms": percentile_ms(latency, 50),
         "latency_p99_ms": percentile_ms(latency, 99),
         "classes": {k: rate(v, instances) for k, v in sorted(classes.items())},
+        **_labels(counters),
     }
 
 
