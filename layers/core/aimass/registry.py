@@ -762,12 +762,13 @@ class Registry:
         return self._next_traffic(name, self.get_model(name).traffic, policy, actor, note, action)
 
     def promote_canary(self, name: str, actor: str, note: str | None = None) -> TrafficPolicy:
-        """Make the canary the champion and send every request to it, in one write: `champion` moves
-        and the traffic policy empties together, or neither (a concurrent change: Conflict)."""
+        """Make the canary (else, a shadow-only rollout, the shadow) the champion and send every
+        request to it, in one write: `champion` moves and the traffic policy empties together, or
+        neither (a concurrent change: Conflict)."""
         previous = self.get_model(name).traffic
-        canary = previous.canary
+        canary = previous.canary or previous.shadow
         if canary is None:
-            raise Conflict(f"model {name!r} has no canary to promote")
+            raise Conflict(f"model {name!r} has no canary or shadow to promote")
         return self._next_traffic(
             name,
             previous,
