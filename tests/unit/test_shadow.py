@@ -111,7 +111,7 @@ def test_the_shadowed_keys_are_drawn_apart_from_the_canarys() -> None:
         ({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 3.0}, False),
         (float("nan"), float("nan"), True),
         (1.0, float("nan"), False),
-        (True, 1, False),
+        (True, False, False),
         ("x", "x", True),
     ],
 )
