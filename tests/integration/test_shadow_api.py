@@ -230,3 +230,27 @@ def test_the_lambda_emits_the_shadows_runs_and_agreement_by_version_and_variant(
     assert last["RolloutShadowCompared"] == last["RolloutShadowAgreed"] == [2.0]
     stable = [m for m in emf if "RolloutPredictions" in m]
     assert stable and stable[-1]["variant"] == "stable"
+
+
+def test_an_invocations_end_waits_for_the_served_lines_never_for_a_shadows(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    from aimass.capture import CaptureWriter
+    from aimass.serving import codecs
+    from aimass.serving.pipeline import Answered
+
+    model = wiring.serving().store.load("breast-cancer")
+    rows = demos["breast-cancer"].holdout[:1].tolist()
+    outputs = model.run(codecs.v1_feeds(model.version.signature, rows))
+    served = Answered(model.version, 1, feeds=codecs.v1_feeds(model.version.signature, rows), outputs=outputs)
+    # Given a served answer and its shadow's, in a writer whose batches never seal on their own
+    writer = CaptureWriter(BUCKET, max_age_s=3600)
+    ids = writer(served)
+    assert ids is not None
+    writer.shadow(served, ids)
+    # When an invocation ends, only the served lines are written; the shadow's at the next flush
+    writer.flush(shadows=False)
+    assert objects("capture/breast-cancer/") != [] and objects("capture/breast-cancer/shadow/") == []
+    writer.flush()
+    [line] = lines(objects("capture/breast-cancer/shadow/"))
+    assert line["eventMetadata"]["eventId"] == ids[0]

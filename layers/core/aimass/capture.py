@@ -264,7 +264,8 @@ class CaptureWriter:
         # the lock) at once, on the thread that sealed the batch with the lock held.
         self._lock = threading.RLock()
         self._open: dict[str, _Batch] = {}
-        self._pending: set[Future[None]] = set()
+        # Writes in flight, each with its batch's part ("" served lines, SHADOW_PART a shadow's)
+        self._pending: dict[Future[None], str] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def __call__(self, answered: Answered) -> list[str] | None:
@@ -335,12 +336,12 @@ class CaptureWriter:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
         future = self._pool.submit(self._write, batch)
-        self._pending.add(future)
+        self._pending[future] = batch.part
         future.add_done_callback(self._done)
 
     def _done(self, future: Future[None]) -> None:
         with self._lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
 
     def _write(self, batch: _Batch) -> None:
         try:
@@ -360,11 +361,14 @@ class CaptureWriter:
             with self._lock:
                 self.pending_lines -= batch.lines
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Write the captures taken so far and wait until they are written (or failed)."""
+    def flush(self, timeout: float = 10.0, shadows: bool = True) -> None:
+        """Write the captures taken so far and wait until they are written (or failed). Without
+        `shadows` (the Lambda, as an invocation ends) a shadow version's lines are left to their timer:
+        the caller's latency never waits on a shadow's write."""
         with self._lock:
             for batch in list(self._open.values()):
-                self._seal(batch)
-            pending = list(self._pending)
+                if shadows or not batch.part:
+                    self._seal(batch)
+            pending = [f for f, part in self._pending.items() if shadows or not part]
         if pending:
             wait(pending, timeout=timeout)

@@ -48,10 +48,11 @@ def capture() -> CaptureWriter | None:
     return CaptureWriter(s.bucket, s.capture_sample_fraction)
 
 
-def flush_capture() -> None:
-    """Wait for this process's captures in flight (before an invocation ends, before feedback reads)."""
+def flush_capture(shadows: bool = True) -> None:
+    """Wait for this process's captures in flight (before an invocation ends, before feedback reads);
+    without `shadows`, not for a shadow version's lines (aimass.capture.CaptureWriter.flush)."""
     if capture.cache_info().currsize and (writer := capture()) is not None:
-        writer.flush()
+        writer.flush(shadows=shadows)
 
 
 @cache

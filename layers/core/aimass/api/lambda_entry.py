@@ -111,7 +111,8 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
-            wiring.flush_capture()
+            # A shadow's lines are not waited for: the caller never waits on a shadow (docs/rollout.md).
+            wiring.flush_capture(shadows=False)
             wiring.flush_live(due_only=True)
 
     return handler
