@@ -194,7 +194,13 @@ def test_an_archived_version_shadows_nothing(client: TestClient) -> None:
 
 
 def test_a_shadow_rollout_blocks_another_and_is_aborted_like_a_canary(client: TestClient) -> None:
+    before = client.get(MODEL).json()["traffic"]
     assert client.put(f"{MODEL}/rollout", json={"version": 1, "shadow": 10}).status_code == 422
+    assert client.put(f"{MODEL}/rollout", json={"version": 9, "shadow": 10}).status_code == 404
+    out_of_range = client.put(f"{MODEL}/rollout", json={"version": 2, "shadow": 150})
+    assert out_of_range.status_code == 422
+    assert ["body", "shadow"] in [d["loc"] for d in error_of(out_of_range)["details"]]
+    assert client.get(MODEL).json()["traffic"] == before
     assert client.put(f"{MODEL}/rollout", json={"version": 2, "shadow": 10}).status_code == 200
     again = client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 10})
     assert again.status_code == 409 and error_of(again)["code"] == "rollout_in_progress"
