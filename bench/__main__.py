@@ -1,7 +1,7 @@
-"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic]
-[--quick]`: run the benchmarks, print tables, write JSON.
+"""`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
+shadow] [--quick]`: run the benchmarks, print tables, write JSON.
 
-All eleven run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All twelve run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -25,6 +25,7 @@ from bench import (
     load,
     online,
     rules,
+    shadow,
     traffic,
 )
 from bench.environment import REPO, describe
@@ -43,6 +44,7 @@ TITLES = {
     "rules": "9. Rules by size: compile, run, memory",
     "load": "10. The local server under load: 64 clients against one, capture on",
     "traffic": "11. What a traffic policy adds to a warm prediction",
+    "shadow": "12. What a 10 % shadow adds to a warm prediction, also slow or failing",
 }
 TABLES = {
     "online": online.tables,
@@ -56,6 +58,7 @@ TABLES = {
     "rules": rules.tables,
     "load": load.tables,
     "traffic": traffic.tables,
+    "shadow": shadow.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load"}
@@ -99,6 +102,7 @@ SCALED = {
     "rules": rules.run,
     "load": load.run,
     "traffic": traffic.run,
+    "shadow": shadow.run,
 }
 
 

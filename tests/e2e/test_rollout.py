@@ -1,7 +1,8 @@
 """A canary rollout driven with the CLI on `aimass serve`, traffic over HTTP: the canary takes its
 share of the requests that name no version (sticky by the routing header), every answer says which
 version served it and why, promotion moves `champion` and empties the policy, abort gives the
-stable version everything back."""
+stable version everything back; a shadow rollout runs a version beside the stable one, never answering,
+and its agreement shows in `aimass rollout status --json`."""
 
 from __future__ import annotations
 
@@ -79,6 +80,25 @@ def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: St
     assert set(answers(stack, rows, keys[:5])) == {(2, "stable")}
     trail = [r["action"] for r in httpx.get(f"{stack.url}/v1/models/{MODEL}/audit").json()]
     assert trail[-4:] == ["start_rollout", "promote_rollout", "start_rollout", "abort_rollout"]
+
+    # When v1 is rolled out as a shadow of every request v2 answers (no canary share)
+    shadowed = stack.cli("rollout", "start", MODEL, "1", "--shadow", "100")
+    assert shadowed.returncode == 0, shadowed.stderr
+    assert "v1 shadows 100 % of v2's requests" in shadowed.stdout
+    # Then v2 still answers everything, and the status compares v1's answers with v2's
+    assert set(answers(stack, rows, keys[:10])) == {(2, "stable")}
+    status = stack.cli("rollout", "status", MODEL, "--json")
+    assert status.returncode == 0, status.stderr
+    rollout = json.loads(status.stdout)
+    assert (rollout["state"], rollout["shadow"], rollout["canary"]) == (
+        "shadow",
+        {"version": 1, "percent": 100},
+        None,
+    )
+    shadow = rollout["live"]["shadow"]
+    assert (shadow["requests"], shadow["errors"], shadow["compared"], shadow["agreement"]) == (10, 0, 10, 1.0)
+    assert rollout["live"]["stable"]["requests"] == 10
+    assert stack.cli("rollout", "abort", MODEL).returncode == 0
 
 
 def test_a_version_waits_for_approval_and_the_cli_approval_starts_its_canary(

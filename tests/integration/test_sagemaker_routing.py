@@ -350,3 +350,40 @@ def test_a_version_on_an_endpoint_is_never_local_so_its_requests_leave_the_event
     # Then only the Lambda's is answered from the process alone: the endpoint's waits on the network
     store = wiring.serving().store
     assert store.local(MODEL, version=1) and not store.local(MODEL, version=version)
+
+
+def test_a_shadow_on_an_endpoint_is_invoked_by_the_worker_and_compared_never_answering(
+    client: TestClient, endpoint: Running, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_runtime(monkeypatch, endpoint.url)
+    demo = demos[MODEL]
+    # Given the same model on the endpoint, shadowing every request the Lambda's v1 answers
+    version = on_endpoint(demo)
+    assert (
+        client.put(f"/v1/models/{MODEL}/rollout", json={"version": version, "shadow": 100}).status_code == 200
+    )
+    answers = [client.post(PREDICT, json={"instances": instances(demo, 3)}).json() for _ in range(4)]
+    # Then v1 answered each, and the endpoint's answers agree with them
+    assert {a["model"]["backend"] for a in answers} == {"lambda"}
+    assert wiring.serving().shadows.drain()
+    shadow = client.get(f"/v1/models/{MODEL}/rollout").json()["live"]["shadow"]
+    assert (shadow["requests"], shadow["errors"], shadow["compared"], shadow["agreement"]) == (4, 0, 12, 1.0)
+
+
+def test_a_shadow_whose_endpoint_is_down_is_counted_and_the_answers_are_the_lambdas(
+    client: TestClient, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_runtime(monkeypatch, f"http://127.0.0.1:{free_port()}", sagemaker_max_attempts="1")
+    demo = demos[MODEL]
+    version = on_endpoint(demo)
+    body = {"instances": instances(demo, 3)}
+    before = client.post(f"/v1/models/{MODEL}/versions/1:predict", json=body).json()["predictions"]
+    assert (
+        client.put(f"/v1/models/{MODEL}/rollout", json={"version": version, "shadow": 100}).status_code == 200
+    )
+    responses = [client.post(PREDICT, json=body) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert all(r.json()["predictions"] == before for r in responses)
+    assert wiring.serving().shadows.drain()
+    shadow = client.get(f"/v1/models/{MODEL}/rollout").json()["live"]["shadow"]
+    assert (shadow["requests"], shadow["errors"], shadow["compared"]) == (3, 3, 0)

@@ -11,7 +11,15 @@ A JSON Lines object per batch of captured requests, `capture/<model>/<yyyy>/<mm>
      "eventVersion": "0"}
 
 Inputs are as the model saw them, keyed by feature name (else by input name); outputs are the V1
-prediction (for V2, the graph's outputs shaped as V1 would answer them).
+prediction (for V2, the graph's outputs shaped as V1 would answer them). While a rollout is under
+way, `eventMetadata` also says which `variant` of the traffic policy answered.
+
+A shadow version's answers (aimass.serving.shadow) are lines of the same shape, with `"variant":
+"shadow"` and the shadow's `modelVersion`, and the SAME `eventId` as the served line of the same
+instance. They are kept apart, under `capture/<model>/shadow/<yyyy>/<mm>/<dd>/<HH>/<object>.jsonl`,
+the hour being the served prediction id's: a reader joins them to the served lines by `eventId`,
+looking in the same hour under `shadow/`. Nothing that reads the served lines (feedback by id) sees
+them.
 
 A prediction id, `<model>:<yyyymmddHH>:<object>:<line>`, names its capture object and line, so
 feedback finds it with one GET. Requests arriving together share an object (CaptureWriter says when),
@@ -69,8 +77,13 @@ class PredictionId:
         return capture_key(self.model, self.hour, self.request)
 
 
-def capture_key(model: str, hour: str, request: str) -> str:
-    return f"{PREFIX}{model}/{hour[:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/{request}.jsonl"
+# Where a shadow version's lines go, under the model's capture prefix.
+SHADOW_PART = "shadow"
+
+
+def capture_key(model: str, hour: str, request: str, part: str = "") -> str:
+    folder = f"{model}/{part}/" if part else f"{model}/"
+    return f"{PREFIX}{folder}{hour[:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/{request}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,13 @@ def lines(answered: Answered, ids: list[str], at: datetime) -> bytes:
     else:
         outputs = codecs.v1_predictions(record.signature, answered.outputs or {}, answered.instances)
     inputs = input_rows(record.signature, answered.feeds, answered.instances, answered.given)
-    meta = {"inferenceTime": iso_utc(at), "model": record.name, "modelVersion": record.version}
+    meta: dict[str, Any] = {
+        "inferenceTime": iso_utc(at),
+        "model": record.name,
+        "modelVersion": record.version,
+    }
+    if answered.variant is not None:
+        meta["variant"] = answered.variant
     out = []
     for prediction_id, row, output in zip(ids, inputs, outputs, strict=True):
         out.append(
@@ -194,10 +213,16 @@ class _Batch:
     bucket: Bucket
     jobs: list[tuple[Answered, list[str], datetime]]
     lines: int = 0
+    part: str = ""  # SHADOW_PART: a shadow version's lines
 
     @property
     def key(self) -> str:
-        return capture_key(self.model, self.hour, self.name)
+        return capture_key(self.model, self.hour, self.name, self.part)
+
+    @property
+    def slot(self) -> str:
+        """The open batch it is, of its model's: the served lines' or the shadow's."""
+        return f"{self.model}/{self.part}"
 
 
 class CaptureWriter:
@@ -239,7 +264,8 @@ class CaptureWriter:
         # the lock) at once, on the thread that sealed the batch with the lock held.
         self._lock = threading.RLock()
         self._open: dict[str, _Batch] = {}
-        self._pending: set[Future[None]] = set()
+        # Writes in flight, each with its batch's part ("" served lines, SHADOW_PART a shadow's)
+        self._pending: dict[Future[None], str] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def __call__(self, answered: Answered) -> list[str] | None:
@@ -248,30 +274,52 @@ class CaptureWriter:
         at = self.now()
         hour, model, count = at.strftime("%Y%m%d%H"), answered.version.name, answered.instances
         with self._lock:
-            if self.pending_lines + count > self.max_pending_lines:
-                self.shed += 1
-                if self.shed % 100 == 1:
-                    log.warning(
-                        "capture is %d lines behind; %d requests answered uncaptured so far",
-                        self.pending_lines,
-                        self.shed,
-                    )
+            batch = self._batch_for(model, hour, count)
+            if batch is None:
                 return None
-            batch = self._open.get(model)
-            if batch is None or batch.hour != hour or batch.lines + count > self.max_lines:
-                if batch is not None:
-                    self._seal(batch)
-                batch = self._open[model] = self._new_batch(model, hour)
             ids = [str(PredictionId(model, hour, batch.name, batch.lines + i)) for i in range(count)]
             batch.jobs.append((answered, ids, at))
             batch.lines += count
             self.pending_lines += count
         return ids
 
-    def _new_batch(self, model: str, hour: str) -> _Batch:
+    def shadow(self, answered: Answered, ids: list[str]) -> None:
+        """Capture a shadow version's answer under the ids of the served answer it shadowed (one per
+        instance), in the served ids' hour under `shadow/` (aimass.serving.shadow calls it)."""
+        if len(ids) != answered.instances:
+            return
+        hour, model = PredictionId.parse(ids[0]).hour, answered.version.name
+        with self._lock:
+            batch = self._batch_for(model, hour, answered.instances, SHADOW_PART)
+            if batch is None:
+                return
+            batch.jobs.append((answered, ids, self.now()))
+            batch.lines += answered.instances
+            self.pending_lines += answered.instances
+
+    def _batch_for(self, model: str, hour: str, count: int, part: str = "") -> _Batch | None:
+        """The open batch `count` more lines go in (the lock is held); None: too far behind."""
+        if self.pending_lines + count > self.max_pending_lines:
+            self.shed += 1
+            if self.shed % 100 == 1:
+                log.warning(
+                    "capture is %d lines behind; %d requests answered uncaptured so far",
+                    self.pending_lines,
+                    self.shed,
+                )
+            return None
+        slot = f"{model}/{part}"
+        batch = self._open.get(slot)
+        if batch is None or batch.hour != hour or batch.lines + count > self.max_lines:
+            if batch is not None:
+                self._seal(batch)
+            batch = self._open[slot] = self._new_batch(model, hour, part)
+        return batch
+
+    def _new_batch(self, model: str, hour: str, part: str = "") -> _Batch:
         # The client is made (once) on the request's thread: a boto3 session makes clients one
         # thread at a time.
-        batch = _Batch(model, hour, uuid.uuid4().hex, Bucket(self.bucket).holding_client(), [])
+        batch = _Batch(model, hour, uuid.uuid4().hex, Bucket(self.bucket).holding_client(), [], part=part)
         timer = threading.Timer(self.max_age_s, self._seal_when_old, (batch,))
         timer.daemon = True
         timer.start()
@@ -279,21 +327,21 @@ class CaptureWriter:
 
     def _seal_when_old(self, batch: _Batch) -> None:
         with self._lock:
-            if self._open.get(batch.model) is batch:
+            if self._open.get(batch.slot) is batch:
                 self._seal(batch)
 
     def _seal(self, batch: _Batch) -> None:
         """Close the batch to new requests and hand its object to the writers (the lock is held)."""
-        del self._open[batch.model]
+        del self._open[batch.slot]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aimass-capture")
         future = self._pool.submit(self._write, batch)
-        self._pending.add(future)
+        self._pending[future] = batch.part
         future.add_done_callback(self._done)
 
     def _done(self, future: Future[None]) -> None:
         with self._lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
 
     def _write(self, batch: _Batch) -> None:
         try:
@@ -313,11 +361,14 @@ class CaptureWriter:
             with self._lock:
                 self.pending_lines -= batch.lines
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Write the captures taken so far and wait until they are written (or failed)."""
+    def flush(self, timeout: float = 10.0, shadows: bool = True) -> None:
+        """Write the captures taken so far and wait until they are written (or failed). Without
+        `shadows` (the Lambda, as an invocation ends) a shadow version's lines are left to their timer:
+        the caller's latency never waits on a shadow's write."""
         with self._lock:
             for batch in list(self._open.values()):
-                self._seal(batch)
-            pending = list(self._pending)
+                if shadows or not batch.part:
+                    self._seal(batch)
+            pending = [f for f, part in self._pending.items() if shadows or not part]
         if pending:
             wait(pending, timeout=timeout)

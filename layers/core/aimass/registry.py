@@ -824,13 +824,14 @@ class Registry:
         previous: TrafficPolicy | None = None,
         details: dict[str, Any] | None = None,
     ) -> TrafficPolicy:
-        """Make the canary the champion and send every request to it, in one write: `champion` moves
-        and the traffic policy empties together (its rollout plan removed, `outcome` recorded), or
-        neither (the policy is no longer `previous`, default the one read now: Conflict)."""
+        """Make the canary (else, in a shadow phase, the shadow) the champion and send every request to
+        it, in one write: `champion` moves and the traffic policy empties together (its rollout plan
+        removed, `outcome` recorded), or neither (the policy is no longer `previous`, default the one
+        read now: Conflict)."""
         previous = previous if previous is not None else self.get_model(name).traffic
-        canary = previous.canary
+        canary = previous.canary or previous.shadow
         if canary is None:
-            raise Conflict(f"model {name!r} has no canary to promote")
+            raise Conflict(f"model {name!r} has no canary or shadow to promote")
         return self._next_traffic(
             name,
             previous,

@@ -102,8 +102,9 @@ def check_start(request: RolloutStart) -> None:
 def start(
     registry: Registry, name: str, request: RolloutStart, actor: str, note: str | None = None
 ) -> Rollout:
-    """Bring a version in as the canary (or as a shadow first: canary 0 with a shadow), with its plan;
-    a rollout already under way is a Conflict naming it."""
+    """Bring a version in as the canary, with its plan; with `request.shadow` > 0 it also runs on that
+    share of the stable version's requests, and a shadow without a canary share (`canary` 0, or unset
+    with a shadow) is a shadow phase first. A rollout already under way is a Conflict naming it."""
     model = registry.get_model(name)
     under_way = model.traffic
     if under_way.under_way:
@@ -116,10 +117,10 @@ def start(
             [field_error(["path", "name"], f"v{split.version} is the {role}", "rollout_in_progress")],
         )
     check_start(request)
-    shadow_first = request.canary == 0
     percent = request.canary
     if percent is None:
-        percent = request.steps[0] if request.steps else CANARY_AFTER_SHADOW
+        percent = 0 if request.shadow > 0 else request.steps[0] if request.steps else CANARY_AFTER_SHADOW
+    shadow_first = percent == 0
     policy = TrafficPolicy(
         canary=None if shadow_first else CanarySplit(version=request.version, percent=percent),
         shadow=ShadowSplit(version=request.version, percent=request.shadow) if request.shadow else None,
@@ -171,12 +172,13 @@ def _status(model: ModelSummary, live: dict[str, LiveFigures] | None) -> Rollout
 
 
 def promote(registry: Registry, name: str, actor: str, note: str | None = None) -> Rollout:
-    """The canary becomes the champion and serves every request, checked as an alias move is."""
+    """The version rolled out (the canary, else in a shadow phase the shadow) becomes the champion and
+    serves every request, checked as an alias move is."""
     model = registry.get_model(name)
-    canary = _canary(model)
-    record = registry.get_version(name, canary.version)
+    rolled_out = _rolled_out(model)
+    record = registry.get_version(name, rolled_out)
     artifacts.verified(record.artifact_uri, record.sha256)
-    outcome = _outcome(model, canary.version, "promoted", actor, _live(registry, model), note)
+    outcome = _outcome(model, rolled_out, "promoted", actor, _live(registry, model), note)
     registry.promote_canary(name, actor, note, outcome=outcome, previous=model.traffic)
     return status(registry, name)
 
@@ -184,10 +186,7 @@ def promote(registry: Registry, name: str, actor: str, note: str | None = None) 
 def abort(registry: Registry, name: str, actor: str, note: str | None = None) -> Rollout:
     """The stable version takes every request back; the version rolled out stays registered, unaliased."""
     model = registry.get_model(name)
-    split = model.traffic.canary or model.traffic.shadow
-    if split is None:
-        raise _no_rollout(name)
-    outcome = _outcome(model, split.version, "aborted", actor, _live(registry, model), note)
+    outcome = _outcome(model, _rolled_out(model), "aborted", actor, _live(registry, model), note)
     registry.set_traffic_policy(
         name, TrafficPolicy(), actor, note, "abort_rollout", outcome=outcome, previous=model.traffic
     )
@@ -360,16 +359,19 @@ def _live(registry: Registry, model: ModelSummary) -> dict[str, LiveFigures] | N
     if not policy.under_way:
         return None
     counts = registry.live_counts(model.name, policy.live_key)
-    versions = {
-        "stable": _stable(model),
-        "canary": policy.canary.version if policy.canary is not None else None,
-        "shadow": policy.shadow.version if policy.shadow is not None else None,
+    stable = _stable(model)
+    live = {
+        "stable": LiveFigures.model_validate(live_counts.summary(counts.get(stable, {}) if stable else {}))
     }
-    return {
-        variant: LiveFigures.model_validate(live_counts.summary(counts.get(version, {}) if version else {}))
-        for variant, version in versions.items()
-        if variant == "stable" or version is not None
-    }
+    if policy.canary is not None:
+        live["canary"] = LiveFigures.model_validate(
+            live_counts.summary(counts.get(policy.canary.version, {}))
+        )
+    if policy.shadow is not None:
+        # The shadow's own runs (`sh_` counters), apart from what the same version served as the canary
+        shadowed = counts.get(policy.shadow.version, {})
+        live["shadow"] = LiveFigures.model_validate(live_counts.shadow_summary(shadowed))
+    return live
 
 
 def _outcome(
@@ -392,21 +394,16 @@ def _outcome(
     )
 
 
-def _canary(model: ModelSummary) -> CanarySplit:
-    canary = model.traffic.canary
-    if canary is None:
-        if model.traffic.shadow is not None:
-            raise NoRollout(
-                f"model {model.name!r} is in its shadow phase: there is no canary to promote yet; "
-                "abort it, or wait for the canary",
-                [field_error(["path", "name"], "no canary, a shadow", "no_rollout")],
-            )
+def _rolled_out(model: ModelSummary) -> int:
+    """The version of the rollout under way: the canary's, else (a shadow phase) the shadow's."""
+    split = model.traffic.canary or model.traffic.shadow
+    if split is None:
         raise _no_rollout(model.name)
-    return canary
+    return split.version
 
 
 def _no_rollout(name: str) -> NoRollout:
     return NoRollout(
         f"model {name!r} has no rollout under way",
-        [field_error(["path", "name"], "no canary", "no_rollout")],
+        [field_error(["path", "name"], "no canary or shadow", "no_rollout")],
     )

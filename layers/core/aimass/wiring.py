@@ -21,6 +21,7 @@ from aimass.serving.breaker import Breakers
 from aimass.serving.build import request_pipeline
 from aimass.serving.live import LiveCounts
 from aimass.serving.pipeline import Answered, RequestPipeline
+from aimass.serving.shadow import ShadowResult
 from aimass.serving.store import Recheck
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
+# Called on the shadow worker's thread after each shadow run; the Lambda entry adds its metrics here.
+shadow_observers: list[Callable[[ShadowResult], None]] = []
 # Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
 feedback_observers: list[Callable[[Recorded], None]] = []
 
@@ -48,10 +51,11 @@ def capture() -> CaptureWriter | None:
     return CaptureWriter(s.bucket, s.capture_sample_fraction)
 
 
-def flush_capture() -> None:
-    """Wait for this process's captures in flight (before an invocation ends, before feedback reads)."""
+def flush_capture(shadows: bool = True) -> None:
+    """Wait for this process's captures in flight (before an invocation ends, before feedback reads);
+    without `shadows`, not for a shadow version's lines (aimass.capture.CaptureWriter.flush)."""
     if capture.cache_info().currsize and (writer := capture()) is not None:
-        writer.flush()
+        writer.flush(shadows=shadows)
 
 
 @cache
@@ -62,7 +66,10 @@ def live() -> LiveCounts:
 
 def flush_live(due_only: bool = False) -> None:
     """Add this process's live counts to the registry (before they are read; `due_only`: as an
-    invocation ends, once their interval has passed)."""
+    invocation ends, once their interval has passed). Before they are read, the shadow runs
+    enqueued so far are waited for (a second at most), so that a rollout's status counts them."""
+    if not due_only and serving.cache_info().currsize:
+        serving().shadows.drain(timeout=1.0)
     if live.cache_info().currsize:
         live().flush_if_due() if due_only else live().flush()
 
@@ -96,6 +103,7 @@ def breakers() -> Breakers:
 def serving() -> RequestPipeline:
     """The request pipeline over the model store, with a backend for each kind of version."""
     s = settings()
+    writer = capture()
     return request_pipeline(
         registry(),
         s.model_cache_dir,
@@ -106,11 +114,13 @@ def serving() -> RequestPipeline:
         recheck=Recheck(s.integrity_recheck_s, s.integrity_recheck_most_s),
         max_instances=s.max_instances,
         observers=prediction_observers,
-        capture=capture(),
+        capture=writer,
         sagemaker_runtime=_sagemaker_runtime,
         sagemaker_retry_after_s=s.sagemaker_retry_after_s,
         sagemaker_breakers=breakers(),
         live=live(),
+        shadow_capture=None if writer is None else writer.shadow,
+        shadow_observers=shadow_observers,
     )
 
 

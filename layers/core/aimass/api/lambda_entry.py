@@ -17,6 +17,7 @@ from aimass.api.blocking import serve_one_at_a_time
 from aimass.feedback import Recorded
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered
+from aimass.serving.shadow import ShadowResult
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -55,6 +56,26 @@ def count_variant(answered: Answered) -> None:
     variant_metrics.flush_metrics()
 
 
+# A shadow version's runs, with variant `shadow`: on the shadow worker's thread, so a metrics object of
+# their own (never the request thread's). Agreement is RolloutShadowAgreed / RolloutShadowCompared.
+shadow_metrics = EphemeralMetrics()
+
+
+def count_shadow(result: ShadowResult) -> None:
+    shadow_metrics.add_dimension(name="model", value=result.model)
+    shadow_metrics.add_dimension(name="version", value=str(result.version))
+    shadow_metrics.add_dimension(name="variant", value="shadow")
+    shadow_metrics.add_metric(name="RolloutShadowRuns", unit=MetricUnit.Count, value=1)
+    failed = result.outcome in ("error", "invalid")
+    shadow_metrics.add_metric(name="RolloutShadowErrors", unit=MetricUnit.Count, value=int(failed))
+    shadow_metrics.add_metric(name="RolloutShadowCompared", unit=MetricUnit.Count, value=result.compared)
+    shadow_metrics.add_metric(name="RolloutShadowAgreed", unit=MetricUnit.Count, value=result.agreed)
+    shadow_metrics.add_metric(
+        name="RolloutShadowLatency", unit=MetricUnit.Milliseconds, value=result.seconds * 1000
+    )
+    shadow_metrics.flush_metrics()
+
+
 def count_feedback(recorded: Recorded) -> None:
     # Live accuracy by metric math: FeedbackCorrect / FeedbackClassified (classifiers), and
     # FeedbackAbsoluteError / FeedbackScored (regressors: MAE), per model.
@@ -76,6 +97,8 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
     asgi = Mangum(app, lifespan="off")
     if "online" in parts and count_predictions not in wiring.prediction_observers:
         wiring.prediction_observers.append(count_predictions)
+    if "online" in parts and count_shadow not in wiring.shadow_observers:
+        wiring.shadow_observers.append(count_shadow)
     if "online" in parts and count_feedback not in wiring.feedback_observers:
         wiring.feedback_observers.append(count_feedback)
 
@@ -88,7 +111,8 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").
-            wiring.flush_capture()
+            # A shadow's lines are not waited for: the caller never waits on a shadow (docs/rollout.md).
+            wiring.flush_capture(shadows=False)
             wiring.flush_live(due_only=True)
 
     return handler

@@ -1,5 +1,5 @@
-"""`aimass rollout`: bring a version in as a model's canary (steps on a schedule, guards), follow it,
-promote or abort it, or tick it now."""
+"""`aimass rollout`: bring a version in as a model's canary or shadow (steps on a schedule, guards),
+follow it, promote or abort it, or tick it now."""
 
 from __future__ import annotations
 
@@ -68,7 +68,13 @@ def _show(rollout: dict[str, Any], as_json: bool) -> None:
             f"v{stable} takes the rest (policy v{rollout['policy_version']})"
         )
     if shadow is not None:
-        console.print(f"{name}: v{shadow['version']} shadows {shadow['percent']:g} % of v{stable}'s requests")
+        figures = (rollout.get("live") or {}).get("shadow") or {}
+        agreement = figures.get("agreement")
+        agreed = "not compared yet" if agreement is None else f"{agreement:.1%} agree"
+        console.print(
+            f"{name}: v{shadow['version']} shadows {shadow['percent']:g} % of v{stable}'s requests: "
+            f"{figures.get('compared', 0)} instances compared, {agreed}"
+        )
     plan = rollout.get("plan")
     if plan:
         steps = ", ".join(f"{s:g} %" for s in plan["steps"]) or "none (promote or abort by hand)"
@@ -92,12 +98,16 @@ def start(
     canary: Annotated[
         float | None,
         typer.Option(
-            help="percent of the requests naming no version it serves; default the first step, else 10"
+            help="percent of the requests naming no version it serves; default the first step, else 10; "
+            "0 with --shadow"
         ),
     ] = None,
     shadow: Annotated[
         float,
-        typer.Option(help="percent of the stable version's requests it also runs (with --canary 0: first)"),
+        typer.Option(
+            help="percent of the stable version's requests also run on it, never answered (without "
+            "--canary: a shadow phase first)"
+        ),
     ] = 0,
     steps: Annotated[
         str | None, typer.Option(help="canary percents, rising, the last 100, e.g. 10,50,100")

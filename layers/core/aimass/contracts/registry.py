@@ -329,6 +329,10 @@ class LiveFigures(BaseModel):
         default=None,
         description="shadow: the share of compared instances that agreed with the stable's answer",
     )
+    skipped: int = Field(
+        default=0,
+        description="shadow: requests sampled for the shadow but not run, its queue being full",
+    )
     labelled: int = Field(default=0, description="predictions given a label by feedback during the rollout")
     accuracy: float | None = Field(
         default=None, description="classifiers: correct labelled predictions' share"

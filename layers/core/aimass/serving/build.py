@@ -15,6 +15,7 @@ from aimass.serving.backends.sagemaker import SageMakerBackend
 from aimass.serving.breaker import Breakers
 from aimass.serving.live import LiveCounts
 from aimass.serving.pipeline import Answered, Capture, RequestPipeline
+from aimass.serving.shadow import ShadowCapture, ShadowResult
 from aimass.serving.store import ModelStore, Recheck
 
 
@@ -35,14 +36,17 @@ def request_pipeline(
     sagemaker_breakers: Breakers | None = None,
     live: LiveCounts | None = None,
     clock: Callable[[], float] = time.monotonic,
+    shadow_capture: ShadowCapture | None = None,
+    shadow_observers: Sequence[Callable[[ShadowResult], None]] = (),
 ) -> RequestPipeline:
     """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
     endpoint cannot be reached from here (503); `sagemaker_breakers` are their endpoints' circuit
-    breakers (None: none)."""
+    breakers (None: none); `shadow_capture` writes a shadow version's answers beside the served
+    ones (aimass.capture.CaptureWriter.shadow)."""
     backends: dict[str, BackendKind] = {"lambda": OnnxBackend(cache_dir, intra_op_threads, inter_op_threads)}
     if sagemaker_runtime is not None:
         backends["sagemaker"] = SageMakerBackend(
             sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
         )
     store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck)
-    return RequestPipeline(store, max_instances, observers, capture, live)
+    return RequestPipeline(store, max_instances, observers, capture, live, shadow_capture, shadow_observers)

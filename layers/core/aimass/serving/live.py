@@ -3,7 +3,12 @@ fast, how often it failed or was refused, what it predicted. Each process adds i
 registry (one item per policy version and model version, atomic ADDs) every `flush_every_s` (a
 timer; in the Lambda also as an invocation ends once that long has passed), so
 `GET /v1/models/{name}/rollout` reads what every container saw. Nothing is counted without a
-rollout: the cost is a rollout's alone."""
+rollout: the cost is a rollout's alone.
+
+A shadow version's runs (aimass.serving.shadow) are counted in the same item as counters of their
+own, prefixed `sh_`, so that they never mix with the same version's requests served as the canary:
+`sh_requests`, `sh_errors`, `sh_skipped` (sampled, not run: the shadow queue was full), `sh_compared`
+and `sh_agreed` (instances), `sh_lat_..`, `sh_cls_..`."""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ Add = Callable[[str, int, int, dict[str, int]], None]
 # `sq_abs_error_u` (regressors: the sum of |error| and of |error|^2 in millionths, as the registry
 # ADDs integers; an error under 0.5e-6 counts as 0, a square under 0.5e-6 too).
 MICRO = 1_000_000
+# The prefix of a shadow version's counters, beside the ones of the requests it served.
+SHADOW = "sh_"
 
 
 @dataclass
@@ -43,6 +50,11 @@ class Tally:
     instances: int = 0
     anomalies: int = 0
     flagged: int = 0
+    # Shadow runs only: sampled but not run (the queue was full); instances compared with the
+    # stable version's answer, and those that agreed.
+    skipped: int = 0
+    compared: int = 0
+    agreed: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
     classes: Counter[str] = field(default_factory=Counter)
 
@@ -56,6 +68,9 @@ class Tally:
             "instances": self.instances,
             "anomalies": self.anomalies,
             "flagged": self.flagged,
+            "skipped": self.skipped,
+            "compared": self.compared,
+            "agreed": self.agreed,
             **{f"lat_{i:02d}": n for i, n in enumerate(self.latency)},
             **{f"cls_{label}": n for label, n in self.classes.items()},
         }
@@ -134,7 +149,15 @@ def summary(counters: dict[str, int]) -> dict[str, Any]:
         "latency_p99_ms": percentile_ms(latency, 99),
         "classes": {k: rate(v, instances) for k, v in sorted(classes.items())},
         **_labels(counters),
+        "compared": counters.get("compared", 0),
+        "agreement": rate(counters.get("agreed", 0), counters.get("compared", 0)),
+        "skipped": counters.get("skipped", 0),
     }
+
+
+def shadow_summary(counters: dict[str, int]) -> dict[str, Any]:
+    """A shadow version's figures from its `sh_` counters: its runs, not the requests it served."""
+    return summary({k.removeprefix(SHADOW): v for k, v in counters.items() if k.startswith(SHADOW)})
 
 
 class LiveCounts:
@@ -149,6 +172,7 @@ class LiveCounts:
         self._flushed_at = clock()
         self._lock = threading.Lock()
         self._tallies: dict[Key, Tally] = {}
+        self._shadows: dict[Key, Tally] = {}
         self._timer: threading.Timer | None = None
 
     def request(self, key: Key, seconds: float, outcome: Outcome, fell_back: bool) -> None:
@@ -168,14 +192,42 @@ class LiveCounts:
             tally.flagged += flagged
             tally.classes.update(labels)
 
-    def _tally(self, key: Key) -> Tally:
-        if key not in self._tallies:
-            self._tallies[key] = Tally()
+    def shadowed(
+        self,
+        key: Key,
+        seconds: float,
+        outcome: Outcome,
+        instances: int = 0,
+        compared: int = 0,
+        agreed: int = 0,
+        labels: list[str] | None = None,
+    ) -> None:
+        """One shadow run of a request the stable version answered (aimass.serving.shadow)."""
+        with self._lock:
+            tally = self._tally(key, self._shadows)
+            tally.requests += 1
+            tally.errors += outcome in ("error", "invalid")
+            tally.rejected += outcome == "rejected"
+            tally.latency[bucket_of(seconds)] += 1
+            tally.instances += instances
+            tally.compared += compared
+            tally.agreed += agreed
+            tally.classes.update(labels or [])
+
+    def shadow_skipped(self, key: Key) -> None:
+        """A request sampled for the shadow that was not run: the shadow queue was full."""
+        with self._lock:
+            self._tally(key, self._shadows).skipped += 1
+
+    def _tally(self, key: Key, tallies: dict[Key, Tally] | None = None) -> Tally:
+        tallies = self._tallies if tallies is None else tallies
+        if key not in tallies:
+            tallies[key] = Tally()
             if self.flush_every_s is not None and self._timer is None:
                 self._timer = threading.Timer(self.flush_every_s, self._flush_on_time)
                 self._timer.daemon = True
                 self._timer.start()
-        return self._tallies[key]
+        return tallies[key]
 
     def _flush_on_time(self) -> None:
         with self._lock:
@@ -194,9 +246,14 @@ class LiveCounts:
         figures are a sample of the traffic, never a reason to fail or hold a request."""
         with self._lock:
             tallies, self._tallies = self._tallies, {}
+            shadows, self._shadows = self._shadows, {}
             self._flushed_at = self.clock()
-        for (model, policy_version, version), tally in tallies.items():
+        for key in {**tallies, **shadows}:
+            model, policy_version, version = key
+            counters = tallies[key].counters() if key in tallies else {}
+            if key in shadows:
+                counters.update({SHADOW + k: v for k, v in shadows[key].counters().items()})
             try:
-                self.add(model, policy_version, version, tally.counters())
+                self.add(model, policy_version, version, counters)
             except Exception:
                 log.exception("live counts of %s v%s (policy v%s) dropped", model, version, policy_version)

@@ -22,6 +22,7 @@ from aimass.errors import (
     MAX_DETAILS,
     AimassError,
     BackendError,
+    Conflict,
     NotFound,
     RuleRejected,
     ValidationFailed,
@@ -35,6 +36,7 @@ from aimass.registry import version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving import codecs, traffic
 from aimass.serving.live import Key, LiveCounts, Outcome
+from aimass.serving.shadow import ShadowCapture, ShadowJob, ShadowResult, Shadows, sampled
 from aimass.serving.store import LoadedModel, ModelStore, VersionRef
 from aimass.serving.traffic import Variant
 
@@ -52,12 +54,14 @@ class Answered:
     anomalies: int = 0
     flagged: int = 0
     protocol: Literal["v1", "v2"] = "v1"
-    # Which variant of the model's traffic policy answered, while a rollout is under way (else None)
+    # Which variant of the model's traffic policy answered, while a rollout is under way (else None);
+    # `shadow`: a shadow version's answer, never returned (aimass.serving.shadow)
     variant: str | None = None
     # Served from the model's registry summary past its TTL: AWS could not be reached (aimass.serving.store).
     stale: bool = False
     # The inputs as the model saw them (the ONNX feeds, and V1's instances as sent, less unknown
-    # features); V1: the predictions as answered; V2: the graph's raw outputs.
+    # features); V1: the predictions as answered; both: the graph's raw outputs (V2 answers them;
+    # shadow agreement compares them).
     feeds: dict[str, Any] = field(default_factory=dict)
     given: list[Any] | None = None
     predictions: list[Any] | None = None
@@ -194,7 +198,13 @@ class V1:
         outputs: dict[str, Any],
     ) -> Answered:
         return Answered.of(
-            record, decoded.count, findings, feeds=decoded.feeds, given=decoded.instances, predictions=answer
+            record,
+            decoded.count,
+            findings,
+            feeds=decoded.feeds,
+            given=decoded.instances,
+            predictions=answer,
+            outputs=outputs,
         )
 
     def encode(
@@ -348,6 +358,9 @@ class RequestPipeline:
         observers: Sequence[Callable[[Answered], None]] = (),
         capture: Capture | None = None,
         live: LiveCounts | None = None,
+        shadow_capture: ShadowCapture | None = None,
+        shadow_observers: Sequence[Callable[[ShadowResult], None]] = (),
+        shadow_queue: int = 256,
     ) -> None:
         self.store = store
         self.max_instances = max_instances
@@ -357,6 +370,10 @@ class RequestPipeline:
         self.capture = capture
         # Counts each version's traffic while a rollout is under way; None: nothing is counted.
         self.live = live
+        # Runs the sampled share of the stable version's requests on a shadow version, off their path.
+        self.shadows = Shadows(
+            self._run_shadow, live, shadow_capture, shadow_observers, shadow_queue, labels=_labels
+        )
 
     # --- views ------------------------------------------------------------------------------------
 
@@ -404,10 +421,16 @@ class RequestPipeline:
         policy = summary.traffic
         if policy.canary is None:
             return stable, "stable"
+        return traffic.choose(policy, stable, self._routing_key(name, stable, header, instances))
+
+    def _routing_key(
+        self, name: str, stable: int, header: str | None, instances: list[Any] | None
+    ) -> str | None:
+        policy = self.store.summary(name).traffic
         features: list[str] = []
         if policy.sticky_by is not None and policy.sticky_by.startswith("feature:"):
             features = [f.name for f in self.store.resolve(name, stable).signature.features or []]
-        return traffic.choose(policy, stable, traffic.key_of(policy, header, instances, features))
+        return traffic.key_of(policy, header, instances, features)
 
     def _choice(
         self,
@@ -497,10 +520,11 @@ class RequestPipeline:
         choice), or from the fallback when that version's backend could not answer."""
         chosen, variant, routed = self._choice(name, version, alias, routing_key, view.routing_instances())
         counted = self._counted(name, routed)
+        shadow = self._shadow_of(name, variant, routed, routing_key, view)
         started, fell_back = time.perf_counter(), False
         try:
             try:
-                answer = self._through(view, name, chosen, alias, captured, counted, variant)
+                answer = self._through(view, name, chosen, alias, captured, counted, variant, shadow)
             except BackendError as error:
                 fallback, note = self._fallback(name, version, alias, error, chosen)
                 fell_back = True
@@ -523,7 +547,34 @@ class RequestPipeline:
         if self.live is None or routed is None:
             return None
         policy = self.store.summary(name).traffic
-        return None if policy.canary is None else (name, policy.live_key, routed)
+        return (name, policy.live_key, routed) if policy.under_way else None
+
+    def _shadow_of(
+        self, name: str, variant: Variant, routed: int | None, header: str | None, view: View
+    ) -> Key | None:
+        """The shadow run a request the stable version is to answer is sampled for: the shadow
+        version's live key (model, policy's live key, shadow version); None: not sampled. Only the
+        sampling is paid for on the request's path."""
+        if variant != "stable" or routed is None:
+            return None
+        policy = self.store.summary(name).traffic
+        if policy.shadow is None:
+            return None
+        key = None
+        if policy.sticky_by is not None:
+            key = self._routing_key(name, routed, header, view.routing_instances())
+        if not sampled(policy.shadow, key):
+            return None
+        return (name, policy.live_key, policy.shadow.version)
+
+    def _run_shadow(self, job: ShadowJob) -> Answered:
+        """A shadowed request's answer from the shadow version, through the same stages as the
+        request (on the shadow worker's thread): no observers, no fallback, nothing returned."""
+        if job.version in self.store.summary(job.name).archived_versions:
+            raise Conflict(f"{job.name} v{job.version} is archived: it runs no shadow")
+        model = self.store.load(job.name, job.version)
+        _, _, answered = self._stages(job.view, model)
+        return replace(answered, variant="shadow")
 
     def _count(self, counted: Key | None, started: float, outcome: Outcome, fell_back: bool) -> None:
         if counted is not None and self.live is not None:
@@ -538,9 +589,42 @@ class RequestPipeline:
         captured: bool,
         counted: Key | None = None,
         variant: Variant | None = None,
+        shadow: Key | None = None,
     ) -> Any:
         model = self.store.load(name, version, alias)
         record = model.version
+        answer, findings, answered = self._stages(view, model)
+        if self.store.stale(name):
+            answered = replace(answered, stale=True)
+        if counted is not None and self.live is not None:
+            answered = replace(answered, variant=variant)
+            model_name, policy_version, _ = counted
+            self.live.answered(
+                (model_name, policy_version, record.version),
+                answered.instances,
+                answered.anomalies,
+                answered.flagged,
+                _labels(answered),
+            )
+        ids = self._observe(answered, captured)
+        if shadow is not None and model.substituted is None:
+            self.shadows.submit(ShadowJob(name, shadow[2], shadow, view, answered, ids))
+        encoded = view.encode(model, answer, findings, ids)
+        if model.substituted is None:
+            return encoded
+        error = model.substituted["error"]
+        note: FallbackNote = {
+            "from": model.substituted["resolved"],
+            "reason": error.code,
+            "message": error.message,
+        }
+        return view.fell_back(encoded, note)
+
+    def _stages(self, view: View, model: LoadedModel) -> tuple[Any, Screening | None, Answered]:
+        """decode → screen → pre-rules → run → post-rules → annotate: the answer before encoding,
+        the findings, and what observers and capture hear of it."""
+        record = model.version
+        name = record.name
         signature = record.signature
         checks = self.store.checks_for(record)
         policy = self.store.policy_for(name)
@@ -565,30 +649,7 @@ class RequestPipeline:
             answer = view.ruled(answer, rules.apply(predictions, pre, post))
         if findings is not None:
             answer = view.annotate(answer, findings)
-        answered = view.answered(record, decoded, findings, answer, outputs)
-        if self.store.stale(name):
-            answered = replace(answered, stale=True)
-        if counted is not None and self.live is not None:
-            answered = replace(answered, variant=variant)
-            model_name, policy_version, _ = counted
-            self.live.answered(
-                (model_name, policy_version, record.version),
-                answered.instances,
-                answered.anomalies,
-                answered.flagged,
-                _labels(answered),
-            )
-        ids = self._observe(answered, captured)
-        encoded = view.encode(model, answer, findings, ids)
-        if model.substituted is None:
-            return encoded
-        error = model.substituted["error"]
-        note: FallbackNote = {
-            "from": model.substituted["resolved"],
-            "reason": error.code,
-            "message": error.message,
-        }
-        return view.fell_back(encoded, note)
+        return answer, findings, view.answered(record, decoded, findings, answer, outputs)
 
     def _fallback(
         self, name: str, version: int | None, alias: str | None, error: BackendError, chosen: int | None
