@@ -17,6 +17,9 @@ pytestmark = pytest.mark.infra
 TRAFFIC = ["OnlineFunction", "RegistryFunction", "BatchFunction"]
 # Tasks of a state machine run: a weighted alias would split one run's steps between two versions.
 STEPS = {"BatchStepsFunction", "PipelineFunction"}
+# Consumers of the registry's stream and events bus (docs/events.md): no caller waits on them, their
+# failures are retried and kept in a queue, and a weighted alias would split a stream's batches.
+EVENT_CONSUMERS = {"EventsPublisherFunction", "WebhooksFunction"}
 LATENCY_PARAMETERS = {
     "OnlineFunction": "OnlineLatencyAlarmMs",
     "RegistryFunction": "RegistryLatencyAlarmMs",
@@ -59,8 +62,8 @@ def test_traffic_functions_are_exactly_those_with_event_sources(template: dict[s
     with_events = {name for name, props in functions(template).items() if props.get("Events")}
     with_rollout = {name for name, props in functions(template).items() if "DeploymentPreference" in props}
 
-    assert with_events == with_rollout == set(TRAFFIC)
-    assert set(functions(template)) - with_rollout == STEPS
+    assert with_events - EVENT_CONSUMERS == with_rollout == set(TRAFFIC)
+    assert set(functions(template)) - with_rollout == STEPS | EVENT_CONSUMERS
 
 
 @pytest.mark.parametrize("function", TRAFFIC)

@@ -25,6 +25,7 @@ from aimass.serving.store import Recheck
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
     from aimass.pipeline.triggers import DriftRetraining
+    from aimass.subscriptions import Subscriptions
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
@@ -35,6 +36,25 @@ feedback_observers: list[Callable[[Recorded], None]] = []
 @cache
 def registry() -> Registry:
     return Registry(settings().registry_table)
+
+
+@cache
+def subscriptions() -> Subscriptions:
+    """The webhook subscriptions to registry events (stored in the registry table; imported here
+    only, as the online function never needs them)."""
+    from aimass.subscriptions import Subscriptions
+
+    return Subscriptions(settings().registry_table)
+
+
+def latest_version(name: str) -> int | None:
+    """A model's latest registered version, or None when it is not registered (any more)."""
+    from aimass.errors import NotFound
+
+    try:
+        return registry().get_model(name).latest_version
+    except NotFound:
+        return None
 
 
 @cache
@@ -143,5 +163,6 @@ def reset() -> None:
     capture.cache_clear()
     live.cache_clear()
     registry.cache_clear()
+    subscriptions.cache_clear()
     serving.cache_clear()
     breakers.cache_clear()
