@@ -149,7 +149,16 @@ def test_every_function_handler_imports_and_is_callable(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("logical_id", ["BatchFunction", "BatchStepsFunction", "PipelineFunction"])
+@pytest.mark.parametrize(
+    "logical_id",
+    [
+        "BatchFunction",
+        "BatchStepsFunction",
+        "PipelineFunction",
+        "EventsPublisherFunction",
+        "WebhooksFunction",
+    ],
+)
 def test_a_function_that_serves_no_http_imports_no_web_framework(
     imported: dict[str, subprocess.CompletedProcess[str] | str], logical_id: str
 ) -> None:

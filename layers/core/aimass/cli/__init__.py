@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aimass.cli import batch, gpu, models, pipeline, predict, quality, rollout, rules, serve
+from aimass.cli import batch, gpu, models, pipeline, predict, quality, rollout, rules, serve, subscriptions
 from aimass.cli.common import AimassGroup
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ app.add_typer(quality.app, name="quality")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(gpu.app, name="gpu")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(subscriptions.app, name="subscriptions")
 
 
 def main() -> None:
