@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def first(
+        self, wanted: Callable[[dict[str, str], bytes], bool], timeout: float = 60
+    ) -> tuple[dict[str, str], bytes]:
+        """The first request that is `wanted`, once it has arrived (a test fails when none has after
+        `timeout` s)."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: any(wanted(*r) for r in self.requests), timeout), (
+                f"none of the {len(self.requests)} webhook requests that arrived is the one awaited"
+            )
+            return next(r for r in self.requests if wanted(*r))
 
     def wait_for(self, count: int, timeout: float = 60) -> list[tuple[dict[str, str], bytes]]:
         """The requests once `count` have arrived (a test fails when they have not after `timeout` s)."""

@@ -86,6 +86,9 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("POST", "/v1/models/{name}/rollout/promote"),
         ("POST", "/v1/models/{name}/rollout/abort"),
         ("POST", "/v1/models/{name}/pipeline:run"),
+        ("GET", "/v1/subscriptions"),
+        ("POST", "/v1/subscriptions"),
+        ("DELETE", "/v1/subscriptions/{subscription_id}"),
     }
 
 
