@@ -11,6 +11,8 @@ import pytest
 from aimass import events
 from aimass.contracts.events import DETAIL_TYPES, GENERIC_DETAIL_TYPE, RegistryEvent
 from aimass.contracts.registry import AuditRecord, CanarySplit, TrafficPolicy
+from tests.support import REPO
+from tests.support import event as sample
 
 # The actions the rollout and release work adds (docs/events.md lists them with the others)
 COMING_ACTIONS = {
@@ -134,3 +136,25 @@ def test_only_inserted_audit_records_of_a_stream_batch_are_events() -> None:
     found = events.stream_events(batch)
 
     assert [(sequence, event.detail_type) for sequence, event in found] == [("2", "Model Alias Moved")]
+
+
+def test_the_documented_schema_is_the_events_own_and_its_example_is_an_event() -> None:
+    documented = json.loads((REPO / "docs" / "events.schema.json").read_text())
+
+    # Regenerate it with: python -c "import json; from aimass.events import schema_document;
+    # print(json.dumps(schema_document(), indent=2))" > docs/events.schema.json
+    assert documented == events.schema_document()
+    for example in documented["examples"]:
+        assert RegistryEvent.model_validate(example).model_dump() == example
+
+
+def test_the_sample_stream_event_becomes_the_sample_bus_event() -> None:
+    stream, bus = sample("dynamodb_registry_audit_stream"), sample("eventbridge_registry_event")
+
+    [(sequence, found)] = events.stream_events(stream["Records"])
+
+    assert sequence == stream["Records"][0]["dynamodb"]["SequenceNumber"]
+    assert (found.detail_type, found.detail) == (
+        bus["detail-type"],
+        RegistryEvent.model_validate(bus["detail"]),
+    )

@@ -141,3 +141,19 @@ def publish_stream(bus: str, records: list[dict[str, Any]]) -> list[str]:
     found = stream_events(records)
     failed = {id(event) for event in publish(bus, [event for _, event in found])}
     return [sequence for sequence, event in found if id(event) in failed]
+
+
+def schema_document() -> dict[str, Any]:
+    """The JSON Schema of an event's detail, as docs/events.schema.json holds it (a unit test keeps the
+    two equal)."""
+    from aimass.contracts.events import EVENT_TYPES, SCHEMA_VERSION
+
+    schema = RegistryEvent.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://aimass.dev/schemas/registry-event/v{SCHEMA_VERSION}.json",
+        **schema,
+        "title": "aimass registry event detail",
+        "description": f"The `detail` of an EventBridge event with source {EVENT_SOURCE!r}; its "
+        f"detail-type is one of: {', '.join(EVENT_TYPES)}.",
+    }
