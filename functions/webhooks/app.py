@@ -16,7 +16,7 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deliveries = webhooks.deliver_envelope(
-        event, wiring.subscriptions().with_secrets(), wiring.latest_version
+        event, wiring.registry().list_subscriptions(), wiring.latest_version
     )
     missed = [d.subscription for d in deliveries if not d.delivered]
     if missed:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aimass import aws, events, webhooks, wiring
+from aimass import aws, events, subscriptions, webhooks, wiring
 from aimass.api.app import create_app
 from aimass.config import settings
 from aimass.contracts.events import SubscriptionRequest
@@ -97,9 +97,13 @@ def test_the_webhooks_function_posts_a_signed_event_to_each_matching_subscriptio
     registered: Any, allow_loopback: None
 ) -> None:
     with Receiver() as receiver, Receiver(statuses=[500, 500, 500]) as broken:
-        subscriptions = wiring.subscriptions()
-        mine = subscriptions.add(SubscriptionRequest(url=receiver.url, model="breast-cancer"), "ana", True)
-        subscriptions.add(SubscriptionRequest(url=receiver.url, model_pattern="digits*"), "ana", True)
+        registry = wiring.registry()
+        mine = subscriptions.add(
+            registry, SubscriptionRequest(url=receiver.url, model="breast-cancer"), "ana", True
+        )
+        subscriptions.add(
+            registry, SubscriptionRequest(url=receiver.url, model_pattern="digits*"), "ana", True
+        )
         wiring.registry().set_alias("breast-cancer", "staging", 1, "ana")
         [item] = [i for i in audit_items("breast-cancer") if "staging" in i["doc"]["S"]]
         event = events.event_of(item)
@@ -118,7 +122,7 @@ def test_the_webhooks_function_posts_a_signed_event_to_each_matching_subscriptio
         assert json.loads(body)["detail"]["event_id"] == event.detail.event_id
 
         # A subscription whose receiver stays down fails the invocation: Lambda keeps the event
-        subscriptions.add(SubscriptionRequest(url=broken.url), "ana", True)
+        subscriptions.add(registry, SubscriptionRequest(url=broken.url), "ana", True)
         backoff = webhooks.BACKOFF_S
         webhooks.BACKOFF_S = (0.0, 0.0)
         try:
@@ -145,8 +149,8 @@ def test_the_local_feed_publishes_new_audit_records_once_and_delivers_them(
     feed = AuditFeed(TABLE, BUS)
     try:
         with Receiver() as receiver:
-            sub = wiring.subscriptions().add(
-                SubscriptionRequest(url=receiver.url, versions="latest"), "ana", True
+            sub = subscriptions.add(
+                wiring.registry(), SubscriptionRequest(url=receiver.url, versions="latest"), "ana", True
             )
             # Records written before the feed started (a kept state) are not sent again
             assert feed.poll() == []

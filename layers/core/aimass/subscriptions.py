@@ -1,6 +1,5 @@
-"""Webhook subscriptions to registry events: stored in the registry table, matched against events.
-
-  SUBSCRIPTIONS / <id>    a subscription (SubscriptionCreated as JSON, its signing secret included)
+"""Webhook subscriptions to registry events: which URLs may be subscribed, which events go to a
+subscription, and adding, listing and removing them (stored by the registry: aimass.registry).
 
 They belong to no model, so they have no audit trail of their own: adding and removing one is logged
 with the caller (docs/events.md).
@@ -13,10 +12,9 @@ import ipaddress
 import logging
 import secrets
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from aimass import aws
 from aimass.contracts.events import (
     MAX_SUBSCRIPTIONS,
     RegistryEvent,
@@ -24,11 +22,13 @@ from aimass.contracts.events import (
     SubscriptionCreated,
     SubscriptionRequest,
 )
-from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
+from aimass.errors import Conflict, ValidationFailed, field_error
+
+if TYPE_CHECKING:
+    from aimass.registry import Registry
 
 log = logging.getLogger(__name__)
 
-PARTITION = "SUBSCRIPTIONS"
 CHAMPION = "champion"
 
 
@@ -92,77 +92,42 @@ def about_latest(event: RegistryEvent, latest: int | None) -> bool:
     return event.version == latest
 
 
-class Subscriptions:
-    """The stored subscriptions (registry table)."""
-
-    def __init__(self, table: str) -> None:
-        self.table = table
-
-    @property
-    def _ddb(self) -> Any:
-        return aws.client("dynamodb")
-
-    def add(self, request: SubscriptionRequest, actor: str, allow_http_loopback: bool) -> SubscriptionCreated:
-        if request.model is not None and request.model_pattern is not None:
-            raise ValidationFailed(
-                "name a model or a model_pattern, not both",
-                [field_error(["body", "model_pattern"], "model is given too", "model_and_pattern")],
-            )
-        check_url(request.url, allow_http_loopback)
-        if len(self._items()) >= MAX_SUBSCRIPTIONS:
-            raise Conflict(
-                f"there are already {MAX_SUBSCRIPTIONS} subscriptions, the most kept: remove one first",
-                [field_error(["body"], "too many subscriptions", "too_many")],
-            )
-        created = SubscriptionCreated(
-            **request.model_dump(),
-            id=uuid.uuid4().hex[:16],
-            created_by=actor,
-            secret="whsec_" + secrets.token_hex(24),
+def add(
+    registry: Registry, request: SubscriptionRequest, actor: str, allow_http_loopback: bool
+) -> SubscriptionCreated:
+    """Store a subscription with a new id and signing secret (returned here, and never again)."""
+    if request.model is not None and request.model_pattern is not None:
+        raise ValidationFailed(
+            "name a model or a model_pattern, not both",
+            [field_error(["body", "model_pattern"], "model is given too", "model_and_pattern")],
         )
-        self._ddb.put_item(
-            TableName=self.table,
-            Item={"pk": {"S": PARTITION}, "sk": {"S": created.id}, "doc": {"S": created.model_dump_json()}},
-            ConditionExpression="attribute_not_exists(pk)",
+    check_url(request.url, allow_http_loopback)
+    if len(registry.list_subscriptions()) >= MAX_SUBSCRIPTIONS:
+        raise Conflict(
+            f"there are already {MAX_SUBSCRIPTIONS} subscriptions, the most kept: remove one first",
+            [field_error(["body"], "too many subscriptions", "too_many")],
         )
-        log.info(
-            "subscription added",
-            extra={"subscription": created.id, "url": created.url, "model": created.model, "actor": actor},
-        )
-        return created
+    created = SubscriptionCreated(
+        **request.model_dump(),
+        id=uuid.uuid4().hex[:16],
+        created_by=actor,
+        secret="whsec_" + secrets.token_hex(24),
+    )
+    registry.put_subscription(created)
+    log.info(
+        "subscription added",
+        extra={"subscription": created.id, "url": created.url, "model": created.model, "actor": actor},
+    )
+    return created
 
-    def _items(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": PARTITION}},
-        }
-        while True:
-            page = self._ddb.query(**kwargs)
-            items += page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def with_secrets(self) -> list[SubscriptionCreated]:
-        """Every subscription with its secret (for delivery only), oldest first."""
-        found = [SubscriptionCreated.model_validate_json(item["doc"]["S"]) for item in self._items()]
-        return sorted(found, key=lambda s: s.created_at)
+def listed(registry: Registry) -> list[Subscription]:
+    """The subscriptions as shown: without their secrets."""
+    return [
+        Subscription.model_validate(s.model_dump(exclude={"secret"})) for s in registry.list_subscriptions()
+    ]
 
-    def list(self) -> list[Subscription]:
-        return [Subscription.model_validate(s.model_dump(exclude={"secret"})) for s in self.with_secrets()]
 
-    def remove(self, subscription_id: str, actor: str) -> None:
-        try:
-            self._ddb.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": PARTITION}, "sk": {"S": subscription_id}},
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except self._ddb.exceptions.ConditionalCheckFailedException as error:
-            raise NotFound(
-                f"no subscription {subscription_id!r}",
-                [field_error(["path", "id"], "unknown subscription", "unknown_subscription")],
-            ) from error
-        log.info("subscription removed", extra={"subscription": subscription_id, "actor": actor})
+def remove(registry: Registry, subscription_id: str, actor: str) -> None:
+    registry.delete_subscription(subscription_id)
+    log.info("subscription removed", extra={"subscription": subscription_id, "actor": actor})

@@ -25,7 +25,6 @@ from aimass.serving.store import Recheck
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
     from aimass.pipeline.triggers import DriftRetraining
-    from aimass.subscriptions import Subscriptions
 
 # Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
 prediction_observers: list[Callable[[Answered], None]] = []
@@ -36,15 +35,6 @@ feedback_observers: list[Callable[[Recorded], None]] = []
 @cache
 def registry() -> Registry:
     return Registry(settings().registry_table)
-
-
-@cache
-def subscriptions() -> Subscriptions:
-    """The webhook subscriptions to registry events (stored in the registry table; imported here
-    only, as the online function never needs them)."""
-    from aimass.subscriptions import Subscriptions
-
-    return Subscriptions(settings().registry_table)
 
 
 def latest_version(name: str) -> int | None:
@@ -163,6 +153,5 @@ def reset() -> None:
     capture.cache_clear()
     live.cache_clear()
     registry.cache_clear()
-    subscriptions.cache_clear()
     serving.cache_clear()
     breakers.cache_clear()

@@ -10,7 +10,8 @@ from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
 from aimass.contracts.events import SubscriptionCreated, SubscriptionList, SubscriptionRequest
-from aimass.wiring import subscriptions
+from aimass.subscriptions import add, listed, remove
+from aimass.wiring import registry
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["subscriptions"])
 )
 async def add_subscription(request: Request) -> Response:
     body = await parse(request, SubscriptionRequest)
-    created = subscriptions().add(body, actor(request), settings().allow_http_webhooks)
+    created = add(registry(), body, actor(request), settings().allow_http_webhooks)
     return JSON(created.model_dump(), status_code=201)
 
 
@@ -36,7 +37,7 @@ async def add_subscription(request: Request) -> Response:
     summary="The webhook subscriptions (without their secrets)",
 )
 def list_subscriptions() -> Response:
-    return JSON(SubscriptionList(subscriptions=subscriptions().list()).model_dump())
+    return JSON(SubscriptionList(subscriptions=listed(registry())).model_dump())
 
 
 @router.delete(
@@ -46,5 +47,5 @@ def list_subscriptions() -> Response:
     summary="Remove a webhook subscription (404 when there is none by that id)",
 )
 def remove_subscription(subscription_id: str, request: Request) -> Response:
-    subscriptions().remove(subscription_id, actor(request))
+    remove(registry(), subscription_id, actor(request))
     return Response(status_code=204)

@@ -107,7 +107,7 @@ class AuditFeed:
 def _deliver(event: Event) -> None:
     try:
         webhooks.deliver(
-            event.detail_type, event.detail, wiring.subscriptions().with_secrets(), wiring.latest_version
+            event.detail_type, event.detail, wiring.registry().list_subscriptions(), wiring.latest_version
         )
     except Exception:
         log.exception("webhooks: event %s not delivered", event.detail.event_id)
