@@ -22,6 +22,7 @@ from typing import Any
 from aimass import aws, events, webhooks, wiring
 from aimass.contracts.common import iso_utc, utcnow
 from aimass.events import AUDIT_PREFIX, MODEL_PREFIX, Event
+from aimass.gateways import AwsCallFailed
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,10 @@ class AuditFeed:
         """One round: the new audit records' events, published and handed to delivery."""
         found = [events.event_of(item) for item in self._new_records()]
         if found and self.bus:
-            events.publish(self.bus, found)
+            try:
+                events.publish(self.bus, found)
+            except AwsCallFailed as error:  # the webhooks do not depend on the local bus
+                log.warning("registry events not put on %s: %s", self.bus, error)
         for event in found:
             self._pool.submit(_deliver, event)
         return found
