@@ -229,3 +229,18 @@ def test_a_bad_subscription_is_a_422_naming_the_field_and_nothing_is_stored(
     assert refused.status_code == 422, refused.text
     assert loc in [detail["loc"] for detail in error_of(refused)["details"]]
     assert client.get("/v1/subscriptions").json() == {"subscriptions": []}
+
+
+def test_records_the_bus_does_not_take_are_returned_for_lambda_to_retry(registered: Any) -> None:
+    # Given a stream batch of two audit records and a bus that does not exist (PutEvents refuses)
+    wiring.registry().set_alias("breast-cancer", "staging", 1, "ana")
+    wiring.registry().set_alias("breast-cancer", "canary", 1, "bo")
+    items = [i for i in audit_items("breast-cancer") if "set_alias" in i["doc"]["S"]][-2:]
+    records = [
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": str(n), "NewImage": item, "Keys": item}}
+        for n, item in enumerate(items, start=1)
+    ]
+
+    failed = events.publish_stream("no-such-bus", records)
+
+    assert failed == ["1", "2"]

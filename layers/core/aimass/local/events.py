@@ -22,7 +22,6 @@ from typing import Any
 from aimass import aws, events, webhooks, wiring
 from aimass.contracts.common import iso_utc, utcnow
 from aimass.events import AUDIT_PREFIX, MODEL_PREFIX, Event
-from aimass.gateways import AwsCallFailed
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +81,7 @@ class AuditFeed:
         """One round: the new audit records' events, published and handed to delivery."""
         found = [events.event_of(item) for item in self._new_records()]
         if found and self.bus:
-            try:
-                events.publish(self.bus, found)
-            except AwsCallFailed as error:  # the webhooks do not depend on the local bus
-                log.warning("registry events not put on %s: %s", self.bus, error)
+            events.publish(self.bus, found)  # what it does not take is logged: webhooks go on
         for event in found:
             self._pool.submit(_deliver, event)
         return found
