@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,63 @@ def retrained(model: bytes) -> bytes:
     proto = onnx.load_from_string(model)
     proto.doc_string = "retrained"
     return bytes(proto.SerializeToString())
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 (a real HTTP server on a thread): it records each request's
+    headers and body and answers the next of `statuses` (200 once they run out). A context manager;
+    `url` is where it listens."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses or [])
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.arrived:
+                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.arrived.notify_all()
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def first(
+        self, wanted: Callable[[dict[str, str], bytes], bool], timeout: float = 60
+    ) -> tuple[dict[str, str], bytes]:
+        """The first request that is `wanted`, once it has arrived (a test fails when none has after
+        `timeout` s)."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: any(wanted(*r) for r in self.requests), timeout), (
+                f"none of the {len(self.requests)} webhook requests that arrived is the one awaited"
+            )
+            return next(r for r in self.requests if wanted(*r))
+
+    def wait_for(self, count: int, timeout: float = 60) -> list[tuple[dict[str, str], bytes]]:
+        """The requests once `count` have arrived (a test fails when they have not after `timeout` s)."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.requests) >= count, timeout), (
+                f"{len(self.requests)} of {count} webhook requests arrived"
+            )
+            return list(self.requests)

@@ -150,7 +150,15 @@ def test_every_function_handler_imports_and_is_callable(
 
 
 @pytest.mark.parametrize(
-    "logical_id", ["BatchFunction", "BatchStepsFunction", "PipelineFunction", "RolloutFunction"]
+    "logical_id",
+    [
+        "BatchFunction",
+        "BatchStepsFunction",
+        "PipelineFunction",
+        "RolloutFunction",
+        "EventsPublisherFunction",
+        "WebhooksFunction",
+    ],
 )
 def test_a_function_that_serves_no_http_imports_no_web_framework(
     imported: dict[str, subprocess.CompletedProcess[str] | str], logical_id: str

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     training_volume_gb: int = Field(default=30, ge=1)
     training_max_runtime_s: int = Field(default=14_400, ge=1)
 
+    # Registry events (docs/events.md): the EventBridge bus they are published on (the template's
+    # AimassEventBus, set on the publisher function; the local stack's aimass-local-events; unset:
+    # not published), and whether a webhook may be http:// (or https://) to this machine's loopback,
+    # which only the local stack allows (everywhere else: https to a public address only).
+    event_bus: str | None = None
+    allow_http_webhooks: bool = False
+
     @model_validator(mode="after")
     def _endpoint_calls_fit_deadline(self) -> Settings:
         worst = sagemaker_worst_case_s(

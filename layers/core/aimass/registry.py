@@ -20,6 +20,8 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   FEEDBACK#<name> / ACCURACY#<00000001>    a version's live accuracy counters (atomic ADDs):
                                            labelled, correct, scored, abs_error; its task
 Feedback has a partition of its own, so that the online function may write it and nothing else.
+  SUBSCRIPTIONS / <id>                     a webhook subscription to registry events
+                                           (SubscriptionCreated, its signing secret included)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from aimass import aws
 from aimass.contracts.common import utcnow
+from aimass.contracts.events import SubscriptionCreated
 from aimass.contracts.feedback import LabelRecord, VersionAccuracy
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import (
@@ -53,6 +56,7 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
 
 CATALOG = "MODELS"
+SUBSCRIPTIONS = "SUBSCRIPTIONS"
 # The audit actions that write a model's traffic policy.
 TrafficAction = Literal[
     "set_traffic_policy",
@@ -358,6 +362,11 @@ class Registry:
         if version is None:
             version = version_meant(self.get_model(name), alias)
         return self.get_version(name, version)
+
+    def list_subscriptions(self) -> list[SubscriptionCreated]:
+        """The webhook subscriptions, with their secrets (for delivery), oldest first."""
+        found = [SubscriptionCreated.model_validate_json(i["doc"]["S"]) for i in self._query(SUBSCRIPTIONS)]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -989,3 +998,27 @@ class Registry:
             audit,
         )
         return policy
+
+    def put_subscription(self, subscription: SubscriptionCreated) -> None:
+        self._ddb.put_item(
+            TableName=self.table,
+            Item={
+                "pk": _s(SUBSCRIPTIONS),
+                "sk": _s(subscription.id),
+                "doc": _s(subscription.model_dump_json()),
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        try:
+            self._ddb.delete_item(
+                TableName=self.table,
+                Key={"pk": _s(SUBSCRIPTIONS), "sk": _s(subscription_id)},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException as error:
+            raise NotFound(
+                f"no subscription {subscription_id!r}",
+                [field_error(["path", "id"], "unknown subscription", "unknown_subscription")],
+            ) from error

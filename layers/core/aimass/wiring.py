@@ -43,6 +43,16 @@ def registry() -> Registry:
     return Registry(settings().registry_table)
 
 
+def latest_version(name: str) -> int | None:
+    """A model's latest registered version, or None when it is not registered (any more)."""
+    from aimass.errors import NotFound
+
+    try:
+        return registry().get_model(name).latest_version
+    except NotFound:
+        return None
+
+
 @cache
 def capture() -> CaptureWriter | None:
     s = settings()

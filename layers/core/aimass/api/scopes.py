@@ -1,6 +1,7 @@
 """Which routes need the admin scope: the registry's writes (push, archive, aliases, rules, quality
-policy, pipeline runs, releases and their approvals). Everything else (predictions, dry runs,
-feedback, reads) is the predict scope, which an admin caller has too.
+policy, pipeline runs, releases and their approvals) and the webhook subscriptions (all of their
+routes). Everything else (predictions, dry runs, feedback, reads) is the predict scope, which an
+admin caller has too.
 
 One list for the three ways a caller is authorised: the local server's admin key (aimass.api.guard),
 the JWT scopes of template.yaml's routes and the IAM route ARNs of docs/deploy.md (tests/infra
@@ -39,6 +40,10 @@ ADMIN_ROUTES = (
     _route("POST", "/v1/models/{name}/versions/{version}/reject"),
     _route("POST", "/v1/models/{name}/rollout/tick"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
+    # Subscriptions name where events go: reading them is an admin's business too
+    _route("POST", "/v1/subscriptions"),
+    _route("GET", "/v1/subscriptions"),
+    _route("DELETE", "/v1/subscriptions/{subscription_id}"),
 )
 
 # The writes a predict caller may make: they change no model, alias, rule or policy.

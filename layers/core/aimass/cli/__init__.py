@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from aimass.cli import batch, gpu, models, pipeline, predict, quality, release, rollout, rules, serve
+from aimass.cli import (
+    batch,
+    gpu,
+    models,
+    pipeline,
+    predict,
+    quality,
+    release,
+    rollout,
+    rules,
+    serve,
+    subscriptions,
+)
 from aimass.cli.common import AimassGroup
 
 app = typer.Typer(
@@ -49,6 +61,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(gpu.app, name="gpu")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(release.app, name="release")
+app.add_typer(subscriptions.app, name="subscriptions")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from aimass import aws, wiring
 from aimass.config import settings
 from aimass.local import demo as demos
 from aimass.local import dynamodb, notifications, persistence, statemachines, triggers
+from aimass.local.events import AuditFeed, create_bus
 from aimass.local.resources import create_bucket, create_table, create_topic
 from aimass.local.ticker import Ticker
 
@@ -43,6 +44,9 @@ class LocalStack:
     table: str = "aimass-registry"
     idempotency_table: str = "aimass-idempotency"
     pipeline_topic: str = "aimass-pipeline"
+    # The registry events' bus (the template's AimassEventBus): aimass.local.events publishes there
+    # and delivers the webhooks.
+    event_bus: str = "aimass-local-events"
     # The template's RetrainingModels here: the demo with training data gets a retraining schedule.
     retraining_models: str = "breast-cancer"
     # The emulated SageMaker endpoint's name (the template's is aimass-<stage>-gpu).
@@ -63,6 +67,7 @@ class LocalStack:
         self.restored = False
         self._saver: persistence.Saver | None = None
         self._ticker: Ticker | None = None
+        self._feed: AuditFeed | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -83,8 +88,11 @@ class LocalStack:
                 "AIMASS_REGISTRY_TABLE": self.table,
                 "AIMASS_IDEMPOTENCY_TABLE": self.idempotency_table,
                 "AIMASS_MODEL_CACHE_DIR": str((self.state_dir / "model-cache").resolve()),
+                "AIMASS_EVENT_BUS": self.event_bus,
             }
         )
+        # Webhooks to this machine (a receiver under development) may be plain http here
+        os.environ.setdefault("AIMASS_ALLOW_HTTP_WEBHOOKS", "true")
         # What the template's Globals give every function (handlers run in this process); no X-Ray
         # daemon runs here to take traces.
         for name, value in LAMBDA_ENVIRONMENT.items():
@@ -112,6 +120,11 @@ class LocalStack:
         statemachines.install(names)
         # Its retraining schedules (run on demand: aimass.cli.pipeline_schedules) and drift rule.
         triggers.install(names, {"Stage": "local", "RetrainingModels": self.retraining_models})
+        # Registry events on the local bus and to the webhooks (after the restore: a kept state's
+        # changes are not sent again)
+        create_bus(self.event_bus)
+        self._feed = AuditFeed(self.table, self.event_bus)
+        self._feed.start()
         if self.persist:
             self._saver = persistence.Saver(self.state_dir, self.bucket, self._tables, self.save_interval)
             self._saver.start()
@@ -199,6 +212,9 @@ class LocalStack:
             self._ticker.stop()
             self._ticker = None
         self.start_aws()  # the last save needs it
+        if self._feed is not None:
+            self._feed.stop()
+            self._feed = None
         if self._saver is not None:
             self._saver.stop()  # the last save, while the embedded AWS still runs
             self._saver = None
