@@ -234,7 +234,7 @@ def test_the_lambda_emits_the_shadows_runs_and_agreement_by_version_and_variant(
     last = {k: v for k, v in shadow[-1].items() if k.startswith("RolloutShadow")}
     assert (last["RolloutShadowRuns"], last["RolloutShadowErrors"]) == ([1.0], [0.0])
     assert last["RolloutShadowCompared"] == last["RolloutShadowAgreed"] == [2.0]
-    stable = [m for m in emf if "RolloutPredictions" in m]
+    stable = [m for m in emf if "Predictions" in m]
     assert stable and stable[-1]["variant"] == "stable"
 
 

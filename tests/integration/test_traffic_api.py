@@ -207,16 +207,15 @@ def test_the_lambda_emits_predictions_by_version_and_variant_while_a_rollout_is_
     capsys.readouterr()
     # When it answers a request naming no version
     assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
-    # Then an EMF line of its own counts it under the model, version and variant; the model's own
-    # metrics keep their dimensions
+    # Then its EMF line counts it under the model, and under the model, version and variant too
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    rollout = [m for m in emf if "RolloutPredictions" in m]
-    assert rollout and (rollout[-1]["model"], rollout[-1]["version"], rollout[-1]["variant"]) == (
+    [line] = [m for m in emf if "Predictions" in m]
+    instances = len(json.loads(event("v1_predict_breast_cancer")["body"])["instances"])
+    assert (line["model"], line["version"], line["variant"], line["Predictions"]) == (
         "breast-cancer",
         "2",
         "canary",
+        [float(instances)],
     )
-    [dimensions] = rollout[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
-    assert sorted(dimensions) == ["model", "service", "variant", "version"]
-    model = [m for m in emf if "Predictions" in m and "RolloutPredictions" not in m]
-    assert model and "variant" not in model[-1]
+    dimensions = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sorted(map(sorted, dimensions)) == [["model", "service"], ["model", "variant", "version"]]

@@ -36,24 +36,15 @@ def count_predictions(answered: Answered) -> None:
     metrics.add_metric(name="QualityFlagged", unit=MetricUnit.Count, value=answered.flagged)
     if answered.stale:  # answered from the registry as last read: AWS could not be reached
         metrics.add_metric(name="StalePredictions", unit=MetricUnit.Count, value=answered.instances)
-    metrics.add_metadata(key="version", value=answered.version.version)
-    if answered.variant is not None:
-        count_variant(answered)
-
-
-# Per version and variant while a rollout is under way: dimensions of their own, in an EMF line of
-# their own, so that the model's metrics above keep theirs (dashboards and alarms read them).
-variant_metrics = EphemeralMetrics()
-
-
-def count_variant(answered: Answered) -> None:
-    variant_metrics.add_dimension(name="model", value=answered.version.name)
-    variant_metrics.add_dimension(name="version", value=str(answered.version.version))
-    variant_metrics.add_dimension(name="variant", value=answered.variant or "")
-    variant_metrics.add_metric(name="RolloutPredictions", unit=MetricUnit.Count, value=answered.instances)
-    variant_metrics.add_metric(name="RolloutAnomalies", unit=MetricUnit.Count, value=answered.anomalies)
-    variant_metrics.add_metric(name="RolloutQualityFlagged", unit=MetricUnit.Count, value=answered.flagged)
-    variant_metrics.flush_metrics()
+    if answered.variant is None:
+        metrics.add_metadata(key="version", value=answered.version.version)
+    else:
+        # While a rollout is under way the same figures also go by model, version and variant: a
+        # second dimension set on the invocation's one EMF line (the model's set is kept, so dashboards
+        # and alarms on it still read them). A line of its own cost 27 µs a request; this costs 2.
+        metrics.add_dimensions(
+            model=answered.version.name, version=str(answered.version.version), variant=answered.variant
+        )
 
 
 # A shadow version's runs, with variant `shadow`: on the shadow worker's thread, so a metrics object of
