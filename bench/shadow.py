@@ -38,8 +38,8 @@ def _register() -> None:
 
     from aimass import aws, wiring
     from aimass.config import settings
-    from aimass.contracts.registry import RolloutStart
-    from aimass.registration import register_version, set_alias
+    from aimass.contracts.registry import CanarySplit, RolloutStart, TrafficPolicy
+    from aimass.registration import register_version, set_alias, set_traffic_policy
     from aimass.rollout import start
 
     made, registry = demo("breast-cancer"), wiring.registry()
@@ -54,8 +54,11 @@ def _register() -> None:
         second = register_version(
             registry, settings().bucket, name, proto.SerializeToString(), ACTOR, made.enrichment
         )
-        shadowed = RolloutStart(version=second.version, canary=0, shadow=PERCENT if name in SHADOWED else 0)
-        start(registry, name, shadowed, ACTOR)
+        if name in SHADOWED:
+            start(registry, name, RolloutStart(version=second.version, shadow=PERCENT), ACTOR)
+        else:  # counted as a rollout's models are, with no traffic of its own: a 0 % canary
+            zero = TrafficPolicy(canary=CanarySplit(version=second.version, percent=0))
+            set_traffic_policy(registry, name, zero, ACTOR)
         if name == "bs-failing":
             aws.client("s3").delete_object(Bucket=settings().bucket, Key=second.artifact_uri.split("/", 3)[3])
     for name in NAMES:
