@@ -203,6 +203,11 @@ def _rule(resolver: Resolver, logical_id: str, properties: dict[str, Any]) -> st
     return name
 
 
+# Functions a schedule invokes in AWS that the local stack runs on a timer of its own instead: the
+# rollout tick (aimass.local.ticker, every AIMASS_ROLLOUT_TICK_S).
+RUN_BY_THE_STACK = {"RolloutFunction"}
+
+
 def _starts_a_machine(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> bool:
     """Whether a schedule's or rule's targets are the template's state machines (all this stack
     delivers to). One that starts anything else is left out, with a warning."""
@@ -216,6 +221,9 @@ def _starts_a_machine(resolver: Resolver, logical_id: str, resource: dict[str, A
     named = [_logical_id(target["Arn"]) for target in targets]
     if all(name in resolver.machines for name in named):
         return True
+    if all(name in RUN_BY_THE_STACK for name in named):
+        logger.debug("%s: left out, the local stack runs %s itself", logical_id, named)
+        return False
     logger.warning(
         "%s: leaving it out, its targets %s are not all the template's state machines", logical_id, named
     )
