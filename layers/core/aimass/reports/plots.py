@@ -170,7 +170,9 @@ def _category_bars(axes: Axes, feature: FeatureDrift, baseline: str, observed: s
     categories first, then any the rows hold and the baseline never did."""
     expected = dict(feature.categories or [])
     seen = Counter(str(v) for v in feature.values)
-    names = sorted(expected, key=lambda k: -expected[k]) + sorted(seen.keys() - expected.keys(), key=seen.get)
+    names = sorted(expected, key=lambda k: -expected[k]) + sorted(
+        seen.keys() - expected.keys(), key=lambda k: -seen[k]
+    )
     shown, rest = names[:MAX_CATEGORIES], names[MAX_CATEGORIES:]
     labels = [plain(n) for n in shown] + (["other"] if rest else [])
     reference_total, observed_total = max(sum(expected.values()), 1.0), max(len(feature.values), 1)
