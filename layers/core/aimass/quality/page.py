@@ -24,7 +24,8 @@ DriftPage
 - violations: Model Monitor's constraint_violations.json entries (`feature_name`,
   `constraint_check_type`, `description`), as quality_report's `violations`.
 - completeness: the share of rows with a value, per feature.
-- anomalies: quality_report's `anomalies` ({count, rate, threshold}), or None (no anomaly model).
+- anomalies: quality_report's `anomalies` ({count, rate, threshold}; threshold may be left out), or
+  None (no anomaly model).
 - flag_rate: the share of rows the data-quality policy flagged, when known (captured traffic).
 - live_accuracy and labelled: the share of labelled rows predicted right, and how many were
   labelled (feedback), when known.
@@ -253,7 +254,8 @@ def _summary(page: DriftPage) -> str:
             "anomaly rate",
             MISSING
             if anomalies is None
-            else f"{_rate(anomalies['rate'])} ({anomalies['count']} above {anomalies['threshold']:.4g})",
+            else f"{_rate(anomalies['rate'])} ({anomalies['count']} rows"
+            + (f" above {anomalies['threshold']:.4g})" if anomalies.get("threshold") is not None else ")"),
         ),
         ("quality-flag rate", _rate(page.flag_rate)),
         ("live accuracy", accuracy),
