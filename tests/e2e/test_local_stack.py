@@ -397,6 +397,7 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     source.write_text(batch_rows(stack, 12))
     command = [str(AIMASS), "batch", str(source), "--model", "breast-cancer", "--id-column", "case"]
     command += ["--aws-endpoint", stack.aws_url, "--out", str(tmp_path / "out")]
+    command += ["--html", str(tmp_path / "cases.html")]
     done = subprocess.run(
         [*command, *(["--local"] if where == "local" else [])],
         capture_output=True,
@@ -411,6 +412,8 @@ def test_the_cli_batches_a_file_and_downloads_the_outputs(stack: Stack, tmp_path
     assert len((out / "cases.predictions.csv").read_text().splitlines()) == 12  # header + 11
     assert json.loads((out / "cases.rejected.jsonl").read_text())["row"] == 3
     assert json.loads((out / "cases.report.json").read_text())["rows"]["rejected"] == 1
+    page = (tmp_path / "cases.html").read_text()  # the report as a page, with the predictions drawn
+    assert "Data-quality report: breast-cancer" in page and "11 predicted classes of the batch" in page
 
 
 def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -> None:

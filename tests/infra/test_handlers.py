@@ -110,6 +110,9 @@ def import_handler(
 # it loaded. FastAPI and what comes with it were most of the batch and pipeline functions' import
 # time (bench/RESULTS.md).
 WEB_FRAMEWORKS = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"}))'
+# ... and on a second line whether it loaded matplotlib: the reports import it when they draw a plot,
+# never on a handler's cold start (about a second, docs/quality.md).
+PLOTTING = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"matplotlib"}))'
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +123,9 @@ def imported(template: dict[str, Any], core_layer: Path) -> dict[str, subprocess
     assert functions, "the template names no functions"
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         runs = {
-            logical_id: pool.submit(import_handler, template, logical_id, core_layer, WEB_FRAMEWORKS)
+            logical_id: pool.submit(
+                import_handler, template, logical_id, core_layer, f"{WEB_FRAMEWORKS}; {PLOTTING}"
+            )
             for logical_id in functions
             if handler_location(logical_id)[1].is_file()
         }
@@ -167,4 +172,16 @@ def test_a_function_that_serves_no_http_imports_no_web_framework(
 
     assert not isinstance(result, str), result
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.splitlines()[0] == "[]"
+
+
+def test_no_function_imports_matplotlib_on_its_cold_start(
+    imported: dict[str, subprocess.CompletedProcess[str] | str],
+) -> None:
+    loaded = {
+        logical_id: result.stdout.splitlines()[1]
+        for logical_id, result in imported.items()
+        if not isinstance(result, str) and result.returncode == 0
+    }
+
+    assert loaded and set(loaded.values()) == {"[]"}, loaded

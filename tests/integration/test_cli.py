@@ -94,6 +94,35 @@ def test_quality_check_that_finds_problems_exits_1_and_still_reports_them(
     assert re.sub(r"\s", "", description) in table_text
 
 
+def test_quality_check_html_writes_a_page_naming_the_drifted_feature(
+    api: TestClient, demos: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given breast-cancer's training rows with one feature, mean_texture, moved well up
+    bc = demos["breast-cancer"]
+    names = [f.name for f in bc.enrichment.features]
+    shift = names.index("mean_texture")
+    rows = tmp_path / "shifted.csv"
+    lines = [",".join(names)] + [
+        ",".join(str(float(v) * (1.5 if j == shift else 1.0)) for j, v in enumerate(row))
+        for row in bc.holdout
+    ]
+    rows.write_text("\n".join(lines) + "\n")
+    page = tmp_path / "quality.html"
+
+    # When the rows are checked with --html
+    checked = cli("quality", "check", "breast-cancer", str(rows), "--html", str(page), "--json")
+
+    # Then the check still exits 1 with its JSON, and the page names the drifted feature, with the
+    # figures inline and nothing fetched from elsewhere
+    assert checked.exit_code == FAILED, checked.output
+    drifted = [d["feature"] for d in json.loads(checked.stdout)["drift"] if d["drifted"]]
+    assert drifted == ["mean_texture"]
+    text = page.read_text()
+    assert "drifted features</dt><dd>1 of 30: <code>mean_texture</code>" in text
+    assert len(re.findall(r'<img src="data:image/png;base64,', text)) == 1
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+
+
 def test_predict_reads_the_body_from_stdin_with_file_dash(api: TestClient, demos: dict[str, Any]) -> None:
     # Given a request body piped in
     body = json.dumps({"instances": demos["breast-cancer"].holdout[:2].tolist()})

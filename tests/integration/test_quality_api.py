@@ -232,3 +232,37 @@ def test_a_reject_policy_refuses_a_v2_request_too(client: TestClient, demos: dic
     response = client.post("/v2/models/breast-cancer/infer", json=body)
     assert response.status_code == 422
     assert "mean_radius" in response.json()["error"] and "99" in response.json()["error"]
+
+
+def test_a_versions_baseline_route_gives_its_statistics_and_constraints_as_stored(client: TestClient) -> None:
+    # Given breast-cancer v1, registered with a reference dataset
+    stored = {
+        name: json.loads(
+            aws.client("s3")
+            .get_object(Bucket="aimass-test", Key=f"models/breast-cancer/1/baseline/{name}.json")["Body"]
+            .read()
+        )
+        for name in ("statistics", "constraints")
+    }
+
+    # When its baseline is asked for
+    response = client.get("/v1/models/breast-cancer/versions/1/baseline")
+
+    # Then it is the two files in S3, as they are
+    assert response.status_code == 200
+    assert response.json() == {"version": 1, **stored}
+
+
+def test_a_version_without_a_baseline_or_an_unknown_one_is_a_404(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given a version registered without a reference dataset
+    version = _upload(client, demos).json()["version"]
+
+    # When its baseline, and an unknown version's, are asked for
+    missing = client.get(f"/v1/models/breast-cancer/versions/{version}/baseline")
+    unknown = client.get("/v1/models/breast-cancer/versions/99/baseline")
+
+    # Then both are 404s that say why
+    assert missing.status_code == 404 and "has no baseline" in missing.json()["error"]["message"]
+    assert unknown.status_code == 404

@@ -132,6 +132,22 @@ def model_card(record: ModelVersion) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_files(record: ModelVersion) -> dict[str, Any]:
+    """The version's statistics.json and constraints.json, each checked against its registered
+    sha256; NotFound when the version was registered without a reference dataset."""
+    ref = record.baseline
+    if ref is None:
+        raise NotFound(
+            f"model {record.name!r} version {record.version} has no baseline: it was registered "
+            "without a reference dataset"
+        )
+    return {
+        "version": record.version,
+        "statistics": json.loads(artifacts.verified(ref.statistics_uri, ref.sha256["statistics.json"])),
+        "constraints": json.loads(artifacts.verified(ref.constraints_uri, ref.sha256["constraints.json"])),
+    }
+
+
 @dataclass(frozen=True)
 class Reference:
     """A reference dataset (CSV or Parquet bytes) to compute a version's baseline from."""

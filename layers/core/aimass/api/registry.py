@@ -16,7 +16,7 @@ from aimass.api.deps import actor, note
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
-from aimass.contracts.quality import QualityPolicy
+from aimass.contracts.quality import BaselineFiles, QualityPolicy
 from aimass.contracts.registry import (
     Alias,
     AliasRemoved,
@@ -37,6 +37,7 @@ from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.registration import (
     Reference,
+    baseline_files,
     choose_backend,
     ready,
     register_version,
@@ -79,6 +80,17 @@ def get_model(name: str) -> Response:
 @router.get("/v1/models/{name}/versions/{version}", response_model=ModelVersion, responses=ERRORS)
 def get_version(name: str, version: int) -> Response:
     return JSON(registry().get_version(name, version).model_dump())
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/baseline",
+    response_model=BaselineFiles,
+    responses=ERRORS,
+    tags=["quality"],
+    summary="The version's baseline: statistics.json and constraints.json (Model Monitor's formats)",
+)
+def get_baseline(name: str, version: int) -> Response:
+    return JSON(baseline_files(registry().get_version(name, version)))
 
 
 @router.patch(

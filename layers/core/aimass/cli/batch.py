@@ -44,6 +44,15 @@ def batch(
     registry_table: Annotated[str, typer.Option(envvar="AIMASS_REGISTRY_TABLE")] = "aimass-registry",
     region: Region = "us-east-1",
     timeout: Annotated[float, typer.Option(help="seconds to wait for the report")] = 900.0,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            dir_okay=False,
+            help="also write the report as one self-contained HTML page: drift plots against the baseline, "
+            "the predictions",
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Predict every row of FILE with MODEL: upload it under incoming/<model>/, wait for the report,
@@ -71,6 +80,9 @@ def batch(
             except TimeoutError as error:
                 raise fail(str(error)) from error
         written = download(s3, report, out_dir, file.name)
+    if html is not None and report["status"] == "succeeded":
+        _write_page(html, report, file, written, bucket, aws_endpoint, registry_table, region)
+        written["page"] = html
     if as_json:
         show_json({"report": report, "files": {kind: str(path) for kind, path in written.items()}})
     else:
@@ -117,6 +129,30 @@ def _batch_here(
         for kind in ("predictions", "rejected"):
             targets[kind].unlink(missing_ok=True)
     return {"file": {"path": str(file)}, **report}
+
+
+def _write_page(
+    html: Path,
+    report: dict[str, Any],
+    file: Path,
+    written: dict[str, Path],
+    bucket: str,
+    endpoint: str | None,
+    table: str,
+    region: str,
+) -> None:
+    """The report as the data-quality page (aimass.batch.page), drawn here from FILE, the downloaded
+    predictions and the version's baseline, read from the registry and the bucket."""
+    use_aws(endpoint, region, AIMASS_BUCKET=bucket, AIMASS_REGISTRY_TABLE=table)
+    from aimass import wiring
+    from aimass.batch.page import file_page
+    from aimass.quality.page import render
+    from aimass.registration import baseline_files
+
+    record = wiring.registry().get_version(report["model"]["name"], int(report["model"]["version"]))
+    baseline = baseline_files(record) if record.baseline is not None else None
+    page = file_page(report, file, record, baseline, written.get("predictions"))
+    html.write_text(render(page), encoding="utf-8")
 
 
 def _print_batch_report(report: dict[str, Any], written: dict[str, Path]) -> None:

@@ -73,21 +73,66 @@ def quality_check(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="rows: JSON or CSV with a header")
     ],
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", dir_okay=False, help="also write the report as one self-contained HTML page with plots"
+        ),
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
     """Report FILE's data quality against model NAME's baseline: violations, completeness, drift.
     Exits 1 when it found violations or drift, so a script can gate on it."""
+    instances = _instances(file)
     report = call(
-        "POST", endpoint, f"/v1/models/{name}/quality:check", api_key, json={"instances": _instances(file)}
+        "POST", endpoint, f"/v1/models/{name}/quality:check", api_key, json={"instances": instances}
     )
+    if html is not None:
+        html.write_text(_page(name, file, instances, report, endpoint, api_key), encoding="utf-8")
     if as_json:
         show_json(report)
     else:
         _print_quality_report(name, report)
+        if html is not None:
+            console.print(f"page: {escape(str(html))}")
     if report["violations"] or any(d["drifted"] for d in report["drift"]):
         raise typer.Exit(FAILED)
+
+
+def _page(
+    name: str, file: Path, instances: list[Any], report: dict[str, Any], endpoint: str, api_key: str | None
+) -> str:
+    """The report as the data-quality page, drawn here: the API's JSON has the scores, FILE the rows,
+    and the version's baseline route the distributions they are drawn against (the API's function
+    carries no matplotlib, so the page is not the API's to draw)."""
+    from aimass.contracts.registry import ModelVersion
+    from aimass.quality.checks import RequestChecks
+    from aimass.quality.page import page_from_quality_report, render, values_by_feature
+
+    version = int(report["model"]["version"])
+    record = ModelVersion.model_validate(
+        call("GET", endpoint, f"/v1/models/{name}/versions/{version}", api_key)
+    )
+    baseline = (
+        call("GET", endpoint, f"/v1/models/{name}/versions/{version}/baseline", api_key)
+        if record.baseline is not None
+        else {"statistics": None, "constraints": None}
+    )
+    checks = RequestChecks.build(record.signature, baseline["constraints"], None)
+    page = page_from_quality_report(
+        report,
+        model=name,
+        versions=[version],
+        subject=f"rows of {file.name}",
+        values=values_by_feature(checks, instances) if checks is not None else {},
+        statistics=baseline["statistics"],
+        note=None
+        if record.baseline is not None
+        else f"Version {version} has no baseline: nothing to compare.",
+    )
+    return render(page)
 
 
 def _print_quality_report(name: str, report: dict[str, Any]) -> None:

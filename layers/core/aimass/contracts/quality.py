@@ -82,3 +82,13 @@ class QualityReport(BaseModel):
     drift: list[FeatureDrift]
     anomalies: AnomalySummary | None
     thresholds: dict[str, float]
+
+
+class BaselineFiles(BaseModel):
+    """A version's baseline as Model Monitor writes it: statistics.json (per feature: numeric
+    statistics with a KLL sketch and histogram buckets, or string statistics with category counts) and
+    constraints.json. aimass.quality.page draws its distributions against a batch's rows."""
+
+    version: int
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]

@@ -22,9 +22,6 @@ no global figure state); importing this module does not import matplotlib.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,10 +31,27 @@ import numpy as np
 from aimass import artifacts
 from aimass.pipeline.config import LOWER_IS_BETTER
 from aimass.pipeline.evaluate import promotes
+from aimass.reports.page import MISSING, STYLE, figure_html, head
+from aimass.reports.page import escape as _e
+from aimass.reports.page import number as _number
+from aimass.reports.plots import (
+    BASELINE_COLOR,
+    CANDIDATE_COLOR,
+    CHAMPION_COLOR,
+    DRIFT_BINS,
+    FeatureDrift,
+    drift_histograms,
+    most_drifted_first,
+)
+from aimass.reports.plots import figure as _figure
+from aimass.reports.plots import plain as _plain
+from aimass.reports.plots import png as _png
+from aimass.reports.plots import span as _span
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+
+__all__ = ["DRIFT_BINS", "MISSING", "STYLE", "FeatureDrift", "most_drifted_first"]
 
 INDEX = "index.html"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".png": "image/png"}
@@ -45,10 +59,6 @@ MAX_DRIFT_PLOTS = 12
 MAX_ROC_CLASSES = 10
 MAX_SCATTER_POINTS = 5000
 MAX_ANNOTATED_CLASSES = 15  # above this a confusion matrix's cells are too small for their counts
-DRIFT_BINS = 20
-MISSING = "&ndash;"  # an empty cell, in HTML
-DPI = 100
-CANDIDATE_COLOR, CHAMPION_COLOR, BASELINE_COLOR = "#1f77b4", "#ff7f0e", "#7f7f7f"
 
 
 def report_prefix(model: str, run: str) -> str:
@@ -63,18 +73,6 @@ class Answers:
     name: str
     predicted: np.ndarray
     metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """One feature's values in the snapshot, the baseline's distribution of it, and its drift scores
-    (`psi`, `ks_statistic`, `ks_p_value`, `drifted`, as aimass.quality.report computes them)."""
-
-    name: str
-    values: np.ndarray
-    reference: np.ndarray | None = None  # the baseline sketch: its sorted values, or their quantiles
-    buckets: list[tuple[float, float, float]] | None = None  # (lower, upper, count) without a sketch
-    scores: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,21 +136,6 @@ def drift_from(
     return found
 
 
-def most_drifted_first(features: Sequence[FeatureDrift]) -> list[FeatureDrift]:
-    """Drifted features first, then by PSI, the KS distance, and (categorical) the chi-square p."""
-
-    def severity(feature: FeatureDrift) -> tuple[bool, float, float, float]:
-        s = feature.scores
-        return (
-            bool(s.get("drifted")),
-            float(s.get("psi") or 0.0),
-            float(s.get("ks_statistic") or 0.0),
-            -float(s.get("chi_square_p_value", 1.0)),
-        )
-
-    return sorted(features, key=severity, reverse=True)
-
-
 # --- the files --------------------------------------------------------------------------------------
 
 
@@ -184,25 +167,17 @@ def build(evaluation: Evaluation) -> dict[str, bytes]:
     plotted = [f for f in drifted if len(f.values)][:MAX_DRIFT_PLOTS]
     if plotted:
         images["feature_drift.png"] = (
-            _drift_histograms(plotted, evaluation.baseline_version),
+            drift_histograms(plotted, evaluation.baseline_version),
             "Histograms of the most drifted features: snapshot against baseline",
             f"The {len(plotted)} most drifted features: the snapshot's rows against the baseline "
             "(densities on the same bins).",
         )
     files = {name: png for name, (png, _, _) in images.items()}
-    figures = {name: _figure_html(name, *image) for name, image in images.items()}
+    # The images are in the page itself, so the one signed link the run status gives opens it whole;
+    # the PNG beside the page is what a figure links to, for a copy of the folder or a download.
+    figures = {name: figure_html(name, *image) for name, image in images.items()}
     files[INDEX] = _page(evaluation, figures, drifted).encode("utf-8")
     return files
-
-
-def _figure_html(name: str, png: bytes, alt: str, caption: str) -> str:
-    # The image is in the page itself, so the one signed link the run status gives opens it whole;
-    # the PNG beside the page is what the figure links to, for a copy of the folder or a download.
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><a href="{_e(name)}"><img src="data:image/png;base64,{data}" alt="{_e(alt)}"></a>'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
 
 
 def write(bucket: str, model: str, run: str, files: dict[str, bytes]) -> dict[str, str]:
@@ -225,39 +200,12 @@ def publish(bucket: str, evaluation: Evaluation) -> dict[str, str]:
 
 # --- the page ---------------------------------------------------------------------------------------
 
-STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:72rem;
-padding:0 1rem;color:#1a1a1a;line-height:1.45}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.meta{color:#555;margin-top:0}code{font-size:.9em;background:#f4f4f4;padding:0 .2em;word-break:break-all}
-.decision{padding:.6rem 1rem;border-left:6px solid;border-radius:3px;margin:1rem 0}
-.promoted{border-color:#2e7d32;background:#edf7ed}.rejected{border-color:#c62828;background:#fdecea}
-.decision h2{border:0;margin:.2rem 0}
-table{border-collapse:collapse;margin:.5rem 0}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}thead th{background:#f4f4f4}
-tr.gate td{background:#fff8e1;font-weight:600}.pass{color:#2e7d32}.fail{color:#c62828}
-figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#555}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{color:#555}dd{margin:0}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _number(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.4f}"
-
 
 def _page(evaluation: Evaluation, figures: dict[str, str], drifted: list[FeatureDrift]) -> str:
     ev = evaluation
     title = f"Evaluation report: {ev.model}, run {ev.run}"
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>",
+        *head(title),
         f"<h1>Evaluation report: {_e(ev.model)}</h1>",
         f'<p class="meta">Run <code>{_e(ev.run)}</code> · execution <code>{_e(ev.execution)}</code> · '
         f"{_e(ev.task)} · {len(ev.y_true)} held-out rows</p>",
@@ -398,26 +346,6 @@ def _drift_section(ev: Evaluation, drifted: list[FeatureDrift], figure: str | No
 
 
 # --- the plots --------------------------------------------------------------------------------------
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure: Figure) -> bytes:
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
-    return out.getvalue()
-
-
-def _plain(text: str) -> str:
-    """A user's string as matplotlib text: a `$` would otherwise start mathtext."""
-    return text.replace("$", r"\$")
 
 
 def _models(ev: Evaluation) -> list[tuple[Answers, str]]:
@@ -569,76 +497,4 @@ def _residual_histogram(ev: Evaluation) -> bytes:
     axes.set_ylabel("rows")
     axes.set_title("Residuals")
     axes.legend(fontsize="small")
-    return _png(figure)
-
-
-def _span(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """The range both cover, widened when it is a single value."""
-    pooled = np.concatenate([values, reference])
-    if not len(pooled):
-        return 0.0, 1.0
-    low, high = float(pooled.min()), float(pooled.max())
-    if high <= low:
-        pad = abs(low) * 0.05 or 0.5
-        low, high = low - pad, high + pad
-    return low, high
-
-
-def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Each bin's share of all the values per unit of width (values outside the bins count in the
-    total: a snapshot beyond the baseline's range shows as less area, not a rescaled one)."""
-    counts, _ = np.histogram(values, bins=edges)
-    widths = np.diff(edges)
-    density: np.ndarray = counts / (max(len(values), 1) * np.where(widths > 0, widths, 1.0))
-    return density
-
-
-def _bucket_edges(buckets: list[tuple[float, float, float]] | None) -> np.ndarray | None:
-    """The bins of a baseline's histogram buckets (lower, upper, count), if they are drawable ones."""
-    if not buckets:
-        return None
-    edges = np.array([buckets[0][0], *(b[1] for b in buckets)], dtype=np.float64)
-    return edges if np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0) else None
-
-
-def _drift_histograms(features: list[FeatureDrift], baseline_version: int | None) -> bytes:
-    columns = min(3, len(features))
-    rows = -(-len(features) // columns)
-    figure = _figure(3.8 * columns, 2.9 * rows)
-    baseline = f"baseline v{baseline_version}" if baseline_version is not None else "baseline"
-    for index, feature in enumerate(features):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        values = feature.values
-        if feature.reference is not None and len(feature.reference):
-            low, high = _span(values, feature.reference)
-            edges = np.linspace(low, high, DRIFT_BINS + 1)
-            expected = _density(feature.reference, edges)
-        elif (bucket_edges := _bucket_edges(feature.buckets)) is not None and feature.buckets:
-            # Only the baseline's histogram: its buckets are the shared bins.
-            edges = bucket_edges
-            counts = np.array([b[2] for b in feature.buckets], dtype=np.float64)
-            expected = counts / (max(counts.sum(), 1.0) * np.diff(edges))
-        else:
-            low, high = _span(values, values)
-            edges = np.linspace(low, high, DRIFT_BINS + 1)
-            expected = None
-        observed = _density(values, edges)
-        if expected is not None:
-            axes.stairs(expected, edges, fill=True, color=BASELINE_COLOR, alpha=0.35, label=baseline)
-        axes.stairs(observed, edges, color=CANDIDATE_COLOR, lw=1.8, label=f"snapshot ({len(values)} rows)")
-        axes.set_title(_plain(feature.name), fontsize="medium")
-        axes.set_yticks([])
-        s = feature.scores
-        figures = [
-            f"PSI {s['psi']:.3f}" if s.get("psi") is not None else "",
-            f"KS {s['ks_statistic']:.3f}" if s.get("ks_statistic") is not None else "",
-            "drifted" if s.get("drifted") else "",
-        ]
-        axes.set_xlabel(
-            " · ".join(f for f in figures if f),
-            fontsize="small",
-            color="#c62828" if s.get("drifted") else "black",
-        )
-        if index == 0:
-            axes.legend(fontsize="x-small")
     return _png(figure)
