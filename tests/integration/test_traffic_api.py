@@ -198,12 +198,14 @@ def test_while_a_rollout_is_under_way_its_status_has_each_versions_live_figures(
 def test_the_lambda_emits_predictions_by_version_and_variant_while_a_rollout_is_under_way(
     client: TestClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from aimass.api.lambda_entry import metrics
     from aimass.local.lambda_runtime import LambdaContext, load_handler
     from tests.support import event
 
     # Given v2 rolled out to every request of the online function
     assert client.put(f"{MODEL}/rollout", json={"version": 2, "canary": 100}).status_code == 200
     online = load_handler("online")
+    metrics.clear_metrics()  # what earlier tests' predictions added without an invocation to flush it
     capsys.readouterr()
     # When it answers a request naming no version
     assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
