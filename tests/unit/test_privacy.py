@@ -25,7 +25,11 @@ OTHER_KEY = bytes(range(1, 33))
 SIGNATURE = Signature(
     inputs=[TensorSpec(name="x", dtype="float32", shape=[None, 3])],
     outputs=[],
-    features=[Feature(name="age", pii=True), Feature(name="income"), Feature(name="zip", pii=True)],
+    features=[
+        Feature(name="age", pii=True),
+        Feature(name="income"),
+        Feature(name="zip", dtype="string", pii=True),
+    ],
     task="regression",
 )
 AT = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -54,6 +58,12 @@ def test_a_token_is_the_same_for_the_same_value_and_key_and_differs_across_keys_
     assert token(KEY, "a@b.c") != token(KEY, "a@b.d")
     assert token(KEY, 42) == token(KEY, 42.0)  # one number however it was written
     assert token(KEY, "42") != token(KEY, 42)
+
+
+def test_a_numeric_feature_read_as_text_from_a_file_gets_the_token_of_its_number() -> None:
+    mask = tokenising()
+    assert mask.field("age", "41") == mask.field("age", 41.0) == token(KEY, 41)
+    assert mask.field("zip", "75011") == token(KEY, "75011")  # a string feature stays text
     assert token(KEY, 1).startswith(TOKEN_PREFIX) and len(token(KEY, 1)) == len(TOKEN_PREFIX) + 24
 
 

@@ -17,6 +17,7 @@ a KMS call per value and gives a different ciphertext each time, so equal values
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -64,6 +65,9 @@ class Masker:
 
     personal: frozenset[str]
     mode: PiiProtection = "erase"
+    # Personal features of a numeric type: a CSV cell's text "41.5" is tokenised as the number the
+    # model sees, so a file's rows and the API's requests give one token for one value.
+    numeric: frozenset[str] = frozenset()
     key_source: Callable[[], bytes] | None = None
     _key: bytes | None = field(default=None, repr=False)
     _asked: bool = field(default=False, repr=False)
@@ -95,7 +99,12 @@ class Masker:
 
     def field(self, name: str, value: Any) -> Any:
         """A value of the named feature (or column) as stored."""
-        return self.value(value) if name in self.personal else value
+        if name not in self.personal:
+            return value
+        if name in self.numeric and isinstance(value, str):
+            with contextlib.suppress(ValueError):  # not a number: tokenised as the text it is
+                value = float(value)
+        return self.value(value)
 
     def record(self, record: Any, features: list[str]) -> Any:
         """A record as read from a file, as stored: an object's personal fields masked, a row of the
@@ -113,7 +122,7 @@ class Masker:
         """A row keyed by feature (or column) name, its personal values masked (a new dict)."""
         if not self.personal:
             return row
-        return {k: self.value(v) if k in self.personal else v for k, v in row.items()}
+        return {k: self.field(k, v) if k in self.personal else v for k, v in row.items()}
 
     def rows(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.row(r) for r in rows]
@@ -128,7 +137,8 @@ def masker(
     personal = personal_features(signature, policy)
     if not personal:
         return NO_MASK
-    return Masker(personal, policy.pii if policy is not None else "erase", key_source)
+    numeric = frozenset(f.name for f in signature.features or [] if f.dtype in ("float", "int")) & personal
+    return Masker(personal, policy.pii if policy is not None else "erase", numeric, key_source)
 
 
 def key_from_text(text: str) -> bytes:
