@@ -18,7 +18,6 @@ a KMS call per value and gives a different ciphertext each time, so equal values
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
@@ -47,14 +46,24 @@ def personal_features(signature: Signature, policy: QualityPolicy | None = None)
 
 def _canonical(value: Any) -> bytes:
     """A value as one text for every way it is written: 42, 42.0 and a float32 read back are one
-    number; strings, numbers and booleans never the same text."""
-    if isinstance(value, float) and value.is_integer():
+    number; strings, numbers and booleans never the same text. (Typed prefixes rather than JSON: a
+    third of the cost of a token.)"""
+    if isinstance(value, bool):
+        return b"b:true" if value else b"b:false"
+    if isinstance(value, float):
+        if not value.is_integer():
+            return b"n:" + repr(value).encode()
         value = int(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str).encode()
+    if isinstance(value, int):
+        return b"n:" + str(value).encode()
+    if isinstance(value, str):
+        return b"s:" + value.encode()
+    return b"j:" + json.dumps(value, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
 def token(key: bytes, value: Any) -> str:
-    digest = hmac.new(key, _canonical(value), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, several times faster than an hmac.new object per value
+    digest = hmac.digest(key, _canonical(value), "sha256").hex()
     return TOKEN_PREFIX + digest[:TOKEN_HEX_DIGITS]
 
 
