@@ -302,7 +302,8 @@ class ModelStore:
         policy = self.policy_for(record.name)
         key = (record.name, record.version)
         cached = self._maskers.get(key)
-        if cached is None or cached[0] is not policy:
+        # A summary read again (every TTL) brings an equal policy: its masker, and the key it read, stay
+        if cached is None or (cached[0] is not policy and cached[0] != policy):
             cached = self._maskers[key] = (policy, masker(record.signature, policy, self.pii_key))
         return cached[1]
 
