@@ -184,3 +184,12 @@ def test_pii_naming_a_feature_the_model_does_not_have_is_refused_at_push(
         (["metadata", "pii", 0], "unknown_feature")
     ]
     assert client.get(f"/v1/models/{MODEL}").json()["latest_version"] == 1
+
+
+def test_the_local_stack_keeps_one_key_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from aimass.local.stack import pii_key
+
+    first = pii_key(tmp_path / "state")
+    assert pii_key(tmp_path / "state") == first and len(bytes.fromhex(first)) == 32
+    assert (tmp_path / "state" / "pii.key").stat().st_mode & 0o077 == 0
+    assert pii_key(tmp_path / "other") != first
