@@ -1,5 +1,5 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy] [--quick]`: run the benchmarks, print tables, write JSON.
 
 All twelve run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
@@ -24,6 +24,7 @@ from bench import (
     imports,
     load,
     online,
+    privacy,
     rules,
     shadow,
     traffic,
@@ -45,6 +46,7 @@ TITLES = {
     "load": "10. The local server under load: 64 clients against one, capture on",
     "traffic": "11. What a traffic policy adds to a warm prediction",
     "shadow": "12. What a 10 % shadow adds to a warm prediction, also slow or failing",
+    "privacy": "13. Masking personal features in a captured line",
 }
 TABLES = {
     "online": online.tables,
@@ -59,9 +61,10 @@ TABLES = {
     "load": load.tables,
     "traffic": traffic.tables,
     "shadow": shadow.tables,
+    "privacy": privacy.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server", "imports", "rules", "load"}
+WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,6 +106,7 @@ SCALED = {
     "load": load.run,
     "traffic": traffic.run,
     "shadow": shadow.run,
+    "privacy": privacy.run,
 }
 
 

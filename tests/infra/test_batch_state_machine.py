@@ -72,6 +72,8 @@ def test_the_steps_run_the_same_code_as_the_batch_function(template: dict[str, A
         "AIMASS_DRIFT_RETRAINING_COOLDOWN_HOURS": {"Ref": "DriftRetrainingCooldownHours"},
         # A part of a file of a model on the GPU endpoint is predicted there (test_gpu_endpoint_template.py)
         "AIMASS_SAGEMAKER_ENDPOINT": batch["Environment"]["Variables"]["AIMASS_SAGEMAKER_ENDPOINT"],
+        # A part's rejected rows tokenise personal features with it (test_privacy_template.py)
+        "AIMASS_PII_KEY_SECRET": {"Ref": "PiiKeySecret"},
     }
     assert "Events" not in steps  # only the state machine invokes it
 

@@ -105,7 +105,9 @@ def test_batch_function_uses_the_registry_and_its_idempotency_table(template: di
     assert function["Environment"]["Variables"]["AIMASS_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
     assert {"DynamoDBReadPolicy": {"TableName": {"Ref": "RegistryTable"}}} in templates
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IdempotencyTable"}}} in templates
-    assert len(templates) == 3  # and the state machine's (test_batch_state_machine.py)
+    # and the state machine's (test_batch_state_machine.py), the personal-data key's
+    # (test_privacy_template.py)
+    assert len(templates) == 4
 
 
 def test_batch_function_has_the_time_memory_and_disk_for_a_whole_file(template: dict[str, Any]) -> None:

@@ -62,11 +62,12 @@ def test_the_rollout_function_reaches_the_registry_the_bucket_and_the_pipeline_t
     assert function["CodeUri"] == "functions/rollout/" and function["Handler"] == "app.handler"
     assert function["Environment"]["Variables"] == {"AIMASS_PIPELINE_TOPIC_ARN": {"Ref": "PipelineTopic"}}
     assert [next(iter(policy)) for policy in function["Policies"]] == [
+        "Fn::If",  # the bucket's customer key, when KmsKeyArn is given (test_privacy_template.py)
         "DynamoDBCrudPolicy",
         "S3ReadPolicy",
         "SNSPublishMessagePolicy",
     ]
-    assert function["Policies"][2]["SNSPublishMessagePolicy"] == {
+    assert function["Policies"][3]["SNSPublishMessagePolicy"] == {
         "TopicName": {"Fn::GetAtt": ["PipelineTopic", "TopicName"]}
     }
     assert "Events" not in function  # the schedule invokes it; no route, no S3 event

@@ -145,7 +145,11 @@ def test_artifacts_bucket_is_encrypted_versioned_private_and_tls_only(template: 
         if p["Properties"]["Bucket"] == {"Ref": "ArtifactsBucket"}
     ]
 
-    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    # SSE-S3, or SSE-KMS with the customer key KmsKeyArn (test_privacy_template.py)
+    condition, with_key, without = encryption["Fn::If"]
+    assert condition == "HasKmsKey"
+    assert with_key["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert without == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,

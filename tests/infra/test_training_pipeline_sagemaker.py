@@ -199,7 +199,10 @@ def test_only_sagemaker_may_assume_the_training_role(template: dict[str, Any]) -
     assert trust == [
         {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
-    assert "ManagedPolicyArns" not in role(template)
+    # the bucket's customer key only, when KmsKeyArn is given (test_privacy_template.py)
+    assert role(template)["ManagedPolicyArns"] == [
+        {"Fn::If": ["HasKmsKey", {"Ref": "ArtifactsKeyAccess"}, {"Ref": "AWS::NoValue"}]}
+    ]
 
 
 def test_a_training_job_reads_only_its_channels_and_writes_only_its_output(template: dict[str, Any]) -> None:

@@ -194,7 +194,10 @@ def test_the_quality_policy_is_set_through_the_registry_function_and_applies_onl
     admin: Any, online: Any, registered: Any
 ) -> None:
     status, policy = invoke(admin, "registry_put_quality_policy")
-    assert (status, policy) == (200, {"violations": "reject", "anomalies": "flag"})
+    assert (status, policy) == (
+        200,
+        {"violations": "reject", "anomalies": "flag", "pii": "erase", "pii_features": []},
+    )
     predict = event("v1_predict_breast_cancer")
     body = json.loads(predict["body"])
     body["instances"][0]["mean_radius"] = 500.0

@@ -69,7 +69,12 @@ def test_every_prediction_has_an_anomaly_score_and_an_outlier_is_flagged(
 def test_a_reject_policy_refuses_out_of_range_values_with_field_details(
     client: TestClient, demos: dict[str, Any]
 ) -> None:
-    assert client.get(POLICY).json() == {"violations": "flag", "anomalies": "flag"}
+    assert client.get(POLICY).json() == {
+        "violations": "flag",
+        "anomalies": "flag",
+        "pii": "erase",
+        "pii_features": [],
+    }
     saved = client.put(POLICY, json={"violations": "reject", "anomalies": "flag"})
     assert saved.status_code == 200
     instances = rows(demos, 2)

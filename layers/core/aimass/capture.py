@@ -10,8 +10,10 @@ A JSON Lines object per batch of captured requests, `capture/<model>/<yyyy>/<mm>
                        "model": "breast-cancer", "modelVersion": 1, "protocol": "v1"},
      "eventVersion": "0"}
 
-Inputs are as the model saw them, keyed by feature name (else by input name); outputs are the V1
-prediction (for V2, the graph's outputs shaped as V1 would answer them). While a rollout is under
+Inputs are as the model saw them, keyed by feature name (else by input name), and nothing else: a
+V1 object's keys that are not features are never written. A personal (`pii`) feature's values are
+erased or tokenised (aimass.privacy), here, on the writer's thread, off the request's path. Outputs
+are the V1 prediction (for V2, the graph's outputs shaped as V1 would answer them). While a rollout is under
 way, `eventMetadata` also says which `variant` of the traffic policy answered.
 
 A shadow version's answers (aimass.serving.shadow) are lines of the same shape, with `"variant":
@@ -146,7 +148,9 @@ def lines(answered: Answered, ids: list[str], at: datetime) -> bytes:
         outputs = answered.predictions
     else:
         outputs = codecs.v1_predictions(record.signature, answered.outputs or {}, answered.instances)
-    inputs = input_rows(record.signature, answered.feeds, answered.instances, answered.given)
+    inputs = answered.masker.rows(
+        input_rows(record.signature, answered.feeds, answered.instances, answered.given)
+    )
     meta: dict[str, Any] = {
         "inferenceTime": iso_utc(at),
         "model": record.name,

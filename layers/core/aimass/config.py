@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # truth can later be sent for. Off: no capture, no prediction ids.
     capture_enabled: bool = True
     capture_sample_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    # The key personal features' values are tokenised with (docs/privacy.md): given here (hex or text;
+    # the local stack makes one and keeps it in its state dir), else read from this Secrets Manager
+    # secret (the template's PiiKeySecret), once per container, when the first token is made.
+    pii_key: SecretStr | None = None
+    pii_key_secret: str | None = None
 
     # S3 drop-to-predict: the table that makes a duplicate S3 delivery a no-op, the rows predicted
     # per call (at most max_instances), where files are staged while processed, and how many rows of

@@ -11,6 +11,7 @@ from typing import Any
 
 from aimass import artifacts
 from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import (
     BACKEND_PATTERN,
     Alias,
@@ -266,6 +267,26 @@ def save_ruleset(
     for version in sorted({*summary.aliases.values(), summary.latest_version}):
         compile_ruleset(ruleset, registry.get_version(name, version).signature)
     return registry.put_ruleset(name, ruleset, actor, note)
+
+
+def set_quality_policy(
+    registry: Registry, name: str, policy: QualityPolicy, actor: str, note: str | None = None
+) -> QualityPolicy:
+    """Check that the features the policy marks personal are features of the model's versions (a
+    misspelt name would leave the real feature's values stored raw), then store it."""
+    if policy.pii_features:
+        registry.get_model(name)  # 404 for an unknown model, not a 422 for its features
+        known = {f.name for v in registry.list_versions(name) for f in v.signature.features or []}
+        unknown = [
+            field_error(
+                ["body", "pii_features", i], f"not a feature of any version of {name!r}", "unknown_feature"
+            )
+            for i, feature in enumerate(policy.pii_features)
+            if feature not in known
+        ]
+        if unknown:
+            raise ValidationFailed(f"pii_features names features {name!r} does not have", unknown)
+    return registry.set_quality_policy(name, policy, actor, note)
 
 
 def set_traffic_policy(

@@ -86,6 +86,8 @@ def enrich(
         return updated
     if enrichment.features is not None:
         updated.features = _features_for(signature, enrichment.features)
+    if enrichment.pii:
+        updated.features = _marked_personal(updated.features, enrichment.pii)
     if enrichment.class_labels is not None:
         if updated.task != "classification":
             raise ValidationFailed(
@@ -191,6 +193,24 @@ def _features_for(signature: Signature, given: list[Feature | str]) -> list[Feat
     if inverted:
         raise ValidationFailed("a feature's min is greater than its max", inverted)
     return features
+
+
+def _marked_personal(features: list[Feature] | None, names: list[str]) -> list[Feature]:
+    """The features, those named marked personal (`pii`); a name that is not a feature is refused:
+    a misspelt name would leave the real feature's values stored raw."""
+    known = {f.name for f in features or []}
+    unknown = [
+        field_error(["metadata", "pii", i], f"no feature {name!r}", "unknown_feature")
+        for i, name in enumerate(names)
+        if name not in known
+    ]
+    if unknown:
+        raise ValidationFailed(
+            "pii names features the model does not have"
+            + ("" if features else " (it has no named features: give them with `features`)"),
+            unknown,
+        )
+    return [f.model_copy(update={"pii": True}) if f.name in names else f for f in features or []]
 
 
 # --- The probe -------------------------------------------------------------------------------------

@@ -61,6 +61,23 @@ def capture() -> CaptureWriter | None:
     return CaptureWriter(s.bucket, s.capture_sample_fraction)
 
 
+@cache
+def pii_key() -> bytes:
+    """The key personal data is tokenised with (aimass.privacy): AIMASS_PII_KEY, else the secret
+    AIMASS_PII_KEY_SECRET names. Asked for only when a token is first made (never on a request's path:
+    capture masks its lines on its writer threads)."""
+    from aimass.privacy import key_from_text
+
+    s = settings()
+    if s.pii_key is not None:
+        return key_from_text(s.pii_key.get_secret_value())
+    if s.pii_key_secret:
+        from aimass.gateways.secrets import secret_text
+
+        return key_from_text(secret_text(s.pii_key_secret))
+    raise LookupError("no key to tokenise personal data with: set AIMASS_PII_KEY or AIMASS_PII_KEY_SECRET")
+
+
 def flush_capture(shadows: bool = True) -> None:
     """Wait for this process's captures in flight (before an invocation ends, before feedback reads);
     without `shadows`, not for a shadow version's lines (aimass.capture.CaptureWriter.flush)."""
@@ -131,6 +148,7 @@ def serving() -> RequestPipeline:
         live=live(),
         shadow_capture=None if writer is None else writer.shadow,
         shadow_observers=shadow_observers,
+        pii_key=pii_key,
     )
 
 
@@ -175,6 +193,7 @@ def reset() -> None:
     flush_capture()
     flush_live()
     capture.cache_clear()
+    pii_key.cache_clear()
     live.cache_clear()
     registry.cache_clear()
     serving.cache_clear()

@@ -43,6 +43,7 @@ from aimass.registration import (
     register_version,
     save_ruleset,
     set_alias,
+    set_quality_policy,
     set_traffic_policy,
 )
 from aimass.wiring import breakers, flush_live, registry, registry_changed, rollout_notices
@@ -393,6 +394,6 @@ def get_quality_policy(name: str) -> Response:
 )
 async def put_quality_policy(name: str, request: Request) -> Response:
     body = await parse(request, QualityPolicy)
-    saved = await blocking(request, registry().set_quality_policy, name, body, actor(request), note(request))
+    saved = await blocking(request, set_quality_policy, registry(), name, body, actor(request), note(request))
     registry_changed(name)
     return JSON(saved.model_dump())

@@ -32,6 +32,7 @@ from aimass.batch.formats import (
 from aimass.batch.results import Counts, DriftSummary, FileReport
 from aimass.batch.rows import Reason, RowParser, reason
 from aimass.errors import AimassError, ValidationFailed, field_error
+from aimass.privacy import NO_MASK, WITHHELD, Masker
 from aimass.quality.report import quality_report
 from aimass.rules import CompiledRuleset
 from aimass.serving.pipeline import RequestPipeline
@@ -206,11 +207,12 @@ def _run(
         fmt,
         options,
         tally,
-        _Shape(id_column or ROW, carried, fmt.kind == "jsonl"),
+        _Shape(id_column or ROW, carried, fmt.kind == "jsonl", serving.store.masker_for(model.version)),
         id_column,
         RowWriter(outputs.predictions, fmt),
         RowWriter(outputs.rejected, FileFormat("jsonl", False)),
     )
+    features = [f.name for f in model.version.signature.features or []]
     columnar = ColumnarModel.of(serving, model) if options.columnar and fmt.kind != "jsonl" else None
     try:
         size = min(options.chunk_rows, serving.max_instances)
@@ -224,7 +226,7 @@ def _run(
             ]
             bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
             bad.sort(key=lambda r: int(r[ROW]))
-            run.rejected.write(bad)
+            run.rejected.write([_protected(run.shape.masker, features, b) for b in bad])
             tally.rejected += len(bad)
             tally.rows_in += len(chunk.records)
             tally.rejections.update(b["type"] for b in bad)
@@ -328,7 +330,9 @@ class _FileRun:
         leading: dict[str, list[Any]] = {}
         for column in [self.shape.id_column, *self.shape.carried]:
             if column in where:
-                leading[column] = [chunk.records[offset][where[column]] for offset in kept]
+                leading[column] = [
+                    self.shape.masker.field(column, chunk.records[offset][where[column]]) for offset in kept
+                ]
             elif column == self.shape.id_column:  # no such column: the row number names the row
                 leading[column] = [chunk.first_row + offset for offset in kept]
         self.predictions.write_columns(leading | answer.columns, len(kept))
@@ -374,6 +378,19 @@ def _predict(
     return [], refused
 
 
+def _protected(masker: Masker, features: list[str], rejection: dict[str, Any]) -> dict[str, Any]:
+    """A rejected row as stored: its personal features' values masked, in the record, the id and
+    the reasons about them (whose messages may quote the value)."""
+    if not masker.active:
+        return rejection
+    protected = {k: masker.field(k, v) for k, v in rejection.items() if k not in ("reasons", "record")}
+    protected["reasons"] = [
+        {**r, "message": WITHHELD} if r.get("field") in masker.personal else r for r in rejection["reasons"]
+    ]
+    protected["record"] = masker.record(rejection["record"], features)
+    return protected
+
+
 def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason]) -> dict[str, Any]:
     """A rejected row as written to rejected/: its number and id, why, and what it held."""
     found: dict[str, Any] = {ROW: row}
@@ -409,6 +426,8 @@ class _Shape:
     id_column: str
     carried: list[str]
     nested: bool
+    # The id and carried columns that are personal features are written masked (aimass.privacy).
+    masker: Masker = NO_MASK
     columns: list[str] | None = None
 
     def fix(self, keys: list[str]) -> None:
@@ -423,6 +442,7 @@ class _Shape:
         out: dict[str, Any] = {self.id_column: raw.get(self.id_column, row) if self.id_column != ROW else row}
         for column in self.carried:
             out[column] = raw.get(column)
+        out = self.masker.row(out)
         if self.nested:
             out["prediction"] = item
             return out

@@ -30,6 +30,10 @@ def push(
     name: str,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the .onnx file")],
     features: Annotated[str | None, typer.Option(help="feature names, comma-separated")] = None,
+    pii: Annotated[
+        str | None,
+        typer.Option(help="personal features, comma-separated: never stored raw (docs/privacy.md)"),
+    ] = None,
     labels: Annotated[str | None, typer.Option(help="class labels, comma-separated")] = None,
     metadata: Annotated[Path | None, typer.Option(exists=True, help="JSON signature enrichment")] = None,
     description: Annotated[str | None, typer.Option()] = None,
@@ -53,6 +57,7 @@ def push(
     enrichment: dict[str, Any] = json.loads(metadata.read_text()) if metadata else {}
     for key, value in (
         ("features", comma_list(features)),
+        ("pii", comma_list(pii)),
         ("class_labels", comma_list(labels)),
         ("description", description),
     ):

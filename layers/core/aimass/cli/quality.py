@@ -16,6 +16,7 @@ from aimass.cli.common import (
     AsJson,
     Endpoint,
     call,
+    comma_list,
     console,
     json_file,
     show_json,
@@ -34,18 +35,35 @@ def quality_policy(
     anomalies: Annotated[
         str | None, typer.Option(help="reject | flag | ignore: what an anomaly does")
     ] = None,
+    pii: Annotated[
+        str | None,
+        typer.Option(help="erase | tokenise: what stored copies hold of personal features' values"),
+    ] = None,
+    pii_features: Annotated[
+        str | None,
+        typer.Option(help='features personal in every version, comma-separated ("": none)'),
+    ] = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show model NAME's data-quality policy, or change it with --violations / --anomalies."""
+    """Show model NAME's data-quality policy, or change it with --violations / --anomalies / --pii /
+    --pii-features."""
     policy = call("GET", endpoint, f"/v1/models/{name}/quality", api_key)
-    if violations or anomalies:
-        policy |= {k: v for k, v in (("violations", violations), ("anomalies", anomalies)) if v}
-        policy = call("PUT", endpoint, f"/v1/models/{name}/quality", api_key, json=policy)
+    changes: dict[str, Any] = {
+        k: v for k, v in (("violations", violations), ("anomalies", anomalies), ("pii", pii)) if v
+    }
+    if pii_features is not None:
+        changes["pii_features"] = comma_list(pii_features) or []
+    if changes:
+        policy = call("PUT", endpoint, f"/v1/models/{name}/quality", api_key, json=policy | changes)
     if as_json:
         return show_json(policy)
-    console.print(f"{name}: violations → {policy['violations']}, anomalies → {policy['anomalies']}")
+    personal = ", ".join(policy.get("pii_features", [])) or "none beyond the signatures'"
+    console.print(
+        f"{name}: violations → {policy['violations']}, anomalies → {policy['anomalies']}, "
+        f"personal features ({personal}) → {policy.get('pii', 'erase')}"
+    )
 
 
 def _instances(path: Path) -> list[Any]:

@@ -9,19 +9,42 @@ from pydantic import BaseModel, ConfigDict, Field
 from aimass.contracts.common import ModelRef
 
 QualityAction = Literal["reject", "flag", "ignore"]
+# What stored copies of a personal feature's values hold (aimass.privacy): `erase`, the text
+# "[erased]"; `tokenise`, "tok:" and a keyed hash of the value (HMAC-SHA256 under the stack's key).
+PiiProtection = Literal["erase", "tokenise"]
 
 
 class QualityPolicy(BaseModel):
     """What a violated constraint (range, category, unknown feature) or an anomalous instance does:
     reject the request (422), flag the prediction, or nothing. Wrong types and missing required
-    features are always rejected: the model cannot run on them."""
+    features are always rejected: the model cannot run on them. And how the values of personal
+    features are kept out of what aimass stores (docs/privacy.md)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"violations": "reject", "anomalies": "flag"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"violations": "reject", "anomalies": "flag"},
+                {"violations": "flag", "anomalies": "flag", "pii": "tokenise", "pii_features": ["email"]},
+            ]
+        },
     )
 
     violations: QualityAction = "flag"
     anomalies: QualityAction = "flag"
+    pii: PiiProtection = Field(
+        default="erase",
+        description="what captured requests, rejected batch rows and monitoring files hold of a personal "
+        'feature\'s values: `erase`, the text "[erased]"; `tokenise`, "tok:" and a keyed hash of the '
+        "value (the same value, the same token, under this stack's key)",
+    )
+    pii_features: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="features personal in every version of the model, beside those its versions' "
+        "signatures mark `pii` (a registered version's signature never changes); each must be a "
+        "feature of one of the model's versions",
+    )
 
 
 class Violation(BaseModel):

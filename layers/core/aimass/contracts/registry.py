@@ -59,6 +59,12 @@ class Feature(BaseModel):
     max: float | None = None
     categories: list[str | int | float] | None = None
     description: str | None = None
+    pii: bool = Field(
+        default=False,
+        description="personal data: what aimass stores of requests and rows (capture, rejected rows, "
+        "monitoring) never holds its raw values, only what the model's `pii` protection makes of them "
+        "(docs/privacy.md); the model itself still sees them",
+    )
 
 
 class Signature(BaseModel):
@@ -99,6 +105,11 @@ class SignatureEnrichment(BaseModel):
     )
 
     features: list[Feature | str] | None = None
+    pii: list[str] | None = Field(
+        default=None,
+        description="names of features that are personal data, as `pii: true` on each of them would say "
+        "(for features given by name only, e.g. `aimass models push --features a,b --pii a`)",
+    )
     class_labels: list[str] | None = None
     task: Task | None = None
     description: str | None = Field(default=None, max_length=2000)

@@ -53,7 +53,7 @@ def create_bucket(name: str, logical_id: str = "ArtifactsBucket") -> None:
         rules = [
             {
                 ("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
-                for k, v in rule.items()
+                for k, v in _without_kms_key(rule).items()
             }
             for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         ]
@@ -64,6 +64,19 @@ def create_bucket(name: str, logical_id: str = "ArtifactsBucket") -> None:
         )
     if "OwnershipControls" in properties:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])
+
+
+def _without_kms_key(rule: dict[str, Any]) -> dict[str, Any]:
+    """An encryption rule as it is without a customer key (KmsKeyArn empty, its default): the local
+    stack has no KMS key of the user's to encrypt with."""
+    if set(rule) == {"Fn::If"}:
+        condition, _, otherwise = rule["Fn::If"]
+        if condition != "HasKmsKey":
+            raise ValueError(
+                f"the bucket's encryption depends on {condition}, which the local stack cannot tell"
+            )
+        return dict(otherwise)
+    return rule
 
 
 def create_topic(name: str) -> str:

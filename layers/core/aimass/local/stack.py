@@ -35,6 +35,19 @@ LAMBDA_ENVIRONMENT = {
 }
 
 
+def pii_key(state_dir: Path) -> str:
+    """The local stack's key for tokenising personal data (hex), made once and kept in state_dir,
+    readable by its owner only."""
+    path = state_dir / "pii.key"
+    if not path.exists():
+        import secrets
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 @dataclass
 class LocalStack:
     aws_port: int = 5000
@@ -91,6 +104,9 @@ class LocalStack:
                 "AIMASS_EVENT_BUS": self.event_bus,
             }
         )
+        # Personal features are tokenised under this stack's own key, kept beside its state: the same
+        # value gives the same token across restarts (aimass.privacy).
+        os.environ.setdefault("AIMASS_PII_KEY", pii_key(self.state_dir))
         # Webhooks to this machine (a receiver under development) may be plain http here
         os.environ.setdefault("AIMASS_ALLOW_HTTP_WEBHOOKS", "true")
         # What the template's Globals give every function (handlers run in this process); no X-Ray

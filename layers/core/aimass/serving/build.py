@@ -38,15 +38,17 @@ def request_pipeline(
     clock: Callable[[], float] = time.monotonic,
     shadow_capture: ShadowCapture | None = None,
     shadow_observers: Sequence[Callable[[ShadowResult], None]] = (),
+    pii_key: Callable[[], bytes] | None = None,
 ) -> RequestPipeline:
     """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
     endpoint cannot be reached from here (503); `sagemaker_breakers` are their endpoints' circuit
     breakers (None: none); `shadow_capture` writes a shadow version's answers beside the served
-    ones (aimass.capture.CaptureWriter.shadow)."""
+    ones (aimass.capture.CaptureWriter.shadow); `pii_key` gives the key personal features are
+    tokenised with (aimass.privacy)."""
     backends: dict[str, BackendKind] = {"lambda": OnnxBackend(cache_dir, intra_op_threads, inter_op_threads)}
     if sagemaker_runtime is not None:
         backends["sagemaker"] = SageMakerBackend(
             sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
         )
-    store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck)
+    store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck, pii_key)
     return RequestPipeline(store, max_instances, observers, capture, live, shadow_capture, shadow_observers)

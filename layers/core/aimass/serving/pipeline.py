@@ -28,6 +28,7 @@ from aimass.errors import (
     ValidationFailed,
     field_error,
 )
+from aimass.privacy import NO_MASK, Masker
 from aimass.protocol import v2
 from aimass.quality.checks import RequestChecks
 from aimass.quality.report import quality_report
@@ -66,6 +67,8 @@ class Answered:
     given: list[Any] | None = None
     predictions: list[Any] | None = None
     outputs: dict[str, Any] | None = None
+    # What capture keeps of the personal features' values (aimass.privacy); the model saw them raw.
+    masker: Masker = NO_MASK
 
     @classmethod
     def of(cls, version: ModelVersion, instances: int, findings: Screening | None, **answer: Any) -> Answered:
@@ -649,7 +652,9 @@ class RequestPipeline:
             answer = view.ruled(answer, rules.apply(predictions, pre, post))
         if findings is not None:
             answer = view.annotate(answer, findings)
-        return answer, findings, view.answered(record, decoded, findings, answer, outputs)
+        answered = view.answered(record, decoded, findings, answer, outputs)
+        masker = self.store.masker_for(record)
+        return answer, findings, answered if not masker.active else replace(answered, masker=masker)
 
     def _fallback(
         self, name: str, version: int | None, alias: str | None, error: BackendError, chosen: int | None

@@ -30,6 +30,7 @@ from aimass.errors import (
     NotFound,
     ValidationFailed,
 )
+from aimass.privacy import Masker, masker
 from aimass.quality.checks import RequestChecks
 from aimass.registry import Registry, version_meant
 from aimass.rules import CompiledRuleset, compile_ruleset
@@ -113,8 +114,10 @@ class ModelStore:
         clock: Callable[[], float] = time.monotonic,
         max_stale_s: float = 300.0,
         recheck: Recheck = Recheck(),
+        pii_key: Callable[[], bytes] | None = None,
     ) -> None:
         self.registry = registry
+        self.pii_key = pii_key
         self.backends = backends
         self.registry_ttl_s = registry_ttl_s
         self.max_stale_s = max_stale_s
@@ -131,6 +134,8 @@ class ModelStore:
         self._last_good: dict[Selector, LoadedModel] = {}
         # Artifacts refused for their sha256, by that sha256.
         self._refused: dict[str, Refusal] = {}
+        # Each version's masker, with the policy it was made under.
+        self._maskers: dict[tuple[str, int], tuple[QualityPolicy, Masker]] = {}
 
     def summary(self, name: str) -> ModelSummary:
         # Aliases, "latest" and the rules move: the model's summary is re-read once its TTL has passed.
@@ -290,6 +295,17 @@ class ModelStore:
     def policy_for(self, name: str) -> QualityPolicy:
         """What the model's data-quality findings do (reject, flag, ignore), as of its registry TTL."""
         return self.summary(name).quality_policy
+
+    def masker_for(self, record: ModelVersion) -> Masker:
+        """What stored copies of this version's rows hold of its personal features, under the model's
+        policy as of its registry TTL (aimass.privacy)."""
+        policy = self.policy_for(record.name)
+        key = (record.name, record.version)
+        cached = self._maskers.get(key)
+        # A summary read again (every TTL) brings an equal policy: its masker, and the key it read, stay
+        if cached is None or (cached[0] is not policy and cached[0] != policy):
+            cached = self._maskers[key] = (policy, masker(record.signature, policy, self.pii_key))
+        return cached[1]
 
     def _baseline_file(self, record: ModelVersion, uri: str | None) -> dict[str, Any] | None:
         """One of the version's baseline files, read (and its sha256 checked) once per container."""
