@@ -22,12 +22,11 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_endpoints.demo_networks import DemoNetwork, digits_cnn
 from gpu_endpoints.models import discover, target_name
 from gpu_endpoints.process import Running, running
-from tests.support import REPO
+from tests.support import REPO, Samples, added, prometheus_samples
 
 START_TIMEOUT_S = 120
 # Long enough that only a full batch (or an unload) ends the wait: batches form deterministically.
@@ -633,15 +632,10 @@ def test_the_containers_refusal_reaches_boto3_as_sagemakers_model_error(endpoint
 # Prometheus metrics.
 
 
-def scrape(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics by (name, labels), read with prometheus_client's own parser."""
+def scrape(client: httpx.Client) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
+    return prometheus_samples(response.text)
 
 
 def test_metrics_count_requests_their_batches_and_the_queue_per_model(
@@ -657,21 +651,17 @@ def test_metrics_count_requests_their_batches_and_the_queue_per_model(
         assert unknown.status_code == 404
         after = scrape(client)
 
-    def added(name: str, **labels: str) -> float:
-        key = (name, frozenset(labels.items()))
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
     # Then the 32 answers are counted with their time, as one batch of 32 requests and 32 rows
-    assert added("aimass_inference_requests_total", model=model, status="200") == 32
-    assert added("aimass_inference_request_duration_seconds_count", model=model) == 32
-    assert added("aimass_inference_batch_size_count", model=model) == 1
-    assert added("aimass_inference_batch_size_sum", model=model) == 32
-    assert added("aimass_inference_batch_size_bucket", model=model, le="16.0") == 0
-    assert added("aimass_inference_batch_size_bucket", model=model, le="32.0") == 1
-    assert added("aimass_inference_rows_total", model=model) == 32
+    assert added(before, after, "aimass_inference_requests_total", model=model, status="200") == 32
+    assert added(before, after, "aimass_inference_request_duration_seconds_count", model=model) == 32
+    assert added(before, after, "aimass_inference_batch_size_count", model=model) == 1
+    assert added(before, after, "aimass_inference_batch_size_sum", model=model) == 32
+    assert added(before, after, "aimass_inference_batch_size_bucket", model=model, le="16.0") == 0
+    assert added(before, after, "aimass_inference_batch_size_bucket", model=model, le="32.0") == 1
+    assert added(before, after, "aimass_inference_rows_total", model=model) == 32
     # and nothing is left in its queue; the unknown model is counted without the name it was given
     assert after[("aimass_inference_queue_depth", frozenset({"model": model}.items()))] == 0
-    assert added("aimass_inference_requests_total", model="", status="404") == 1
+    assert added(before, after, "aimass_inference_requests_total", model="", status="404") == 1
     assert not any("no-such-7c1e" in str(labels) for _, labels in after)
     # with the process metrics beside them
     assert ("process_cpu_seconds_total", frozenset()) in after

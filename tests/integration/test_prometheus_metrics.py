@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aimass.api.app import create_app
+from tests.support import Samples, added, prometheus_samples
 
 PREDICT = "/v1/models/breast-cancer:predict"
 REJECT_HUGE_RADIUS = {
@@ -37,19 +38,10 @@ def instances(demos: dict[str, Any], count: int) -> list[dict[str, float]]:
     return [dict(zip(names, map(float, row), strict=True)) for row in demos["breast-cancer"].holdout[:count]]
 
 
-def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics by (name, labels)."""
+def scrape(client: TestClient) -> Samples:
     response = client.get("/metrics")
     assert response.status_code == 200
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return prometheus_samples(response.text)
 
 
 def test_metrics_answer_prometheus_text_with_the_process_metrics(client: TestClient) -> None:
@@ -82,7 +74,7 @@ def test_predictions_raise_the_counters_by_model_version_and_protocol(
     # Then each protocol's requests and instances are counted under the version that answered
     v1 = {"model": "breast-cancer", "version": version, "variant": "", "protocol": "v1"}
     v2 = {**v1, "protocol": "v2"}
-    for name, labels, added in [
+    for name, labels, rise in [
         ("aimass_predictions_total", v1, 1),
         ("aimass_prediction_instances_total", v1, 3),
         ("aimass_predictions_total", v2, 1),
@@ -91,7 +83,7 @@ def test_predictions_raise_the_counters_by_model_version_and_protocol(
         ("aimass_request_duration_seconds_count", {"model": "breast-cancer", "protocol": "v2"}, 1),
         ("aimass_anomalies_total", {"model": "breast-cancer", "version": version}, 0),
     ]:
-        assert value(after, name, **labels) - value(before, name, **labels) == added, (name, labels)
+        assert added(before, after, name, **labels) == rise, (name, labels)
     assert (
         "aimass_anomalies_total",
         frozenset({"model": "breast-cancer", "version": version}.items()),
@@ -112,15 +104,8 @@ def test_a_rule_rejection_is_counted_as_one_and_as_an_error_by_its_code(
     # Then it is a rule rejection, an error with the rule_rejected code, and no prediction
     model = {"model": "breast-cancer"}
     rejected = {**model, "code": "rule_rejected"}
-    assert (
-        value(after, "aimass_rule_rejections_total", **model)
-        - value(before, "aimass_rule_rejections_total", **model)
-        == 1
-    )
-    assert (
-        value(after, "aimass_errors_total", **rejected) - value(before, "aimass_errors_total", **rejected)
-        == 1
-    )
+    assert added(before, after, "aimass_rule_rejections_total", **model) == 1
+    assert added(before, after, "aimass_errors_total", **rejected) == 1
     predicted = sum(v for (name, _), v in after.items() if name == "aimass_predictions_total")
     assert predicted == sum(v for (name, _), v in before.items() if name == "aimass_predictions_total")
 
@@ -133,9 +118,7 @@ def test_a_request_for_an_unknown_model_is_counted_without_the_name_it_gave(clie
     # Then the error is counted under an empty model label: callers cannot grow the exposition
     after = scrape(client)
     unknown = {"model": "", "code": "not_found"}
-    assert (
-        value(after, "aimass_errors_total", **unknown) - value(before, "aimass_errors_total", **unknown) == 1
-    )
+    assert added(before, after, "aimass_errors_total", **unknown) == 1
     assert "no-such-model-8f3a" not in client.get("/metrics").text
 
 
