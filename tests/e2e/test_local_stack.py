@@ -156,9 +156,9 @@ def test_prometheus_scrapes_the_api_and_the_emulated_endpoint_as_a_users_grafana
     assert added(api_before, api_after, "aimass_predictions_total", **labels) == 1
     assert added(api_before, api_after, "aimass_prediction_instances_total", **labels) == 3
     invocations = sum(
-        value - endpoint_before.get((name, labels), 0.0)
-        for (name, labels), value in endpoint_after.items()
-        if name == "aimass_inference_requests_total" and ("status", "200") in labels
+        value - endpoint_before.get((name, label_set), 0.0)
+        for (name, label_set), value in endpoint_after.items()
+        if name == "aimass_inference_requests_total" and ("status", "200") in label_set
     )
     assert invocations == 1
 

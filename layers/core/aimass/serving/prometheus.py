@@ -32,6 +32,8 @@ class PrometheusMetrics:
     """The metrics in a registry of their own, with the process, platform and GC collectors."""
 
     def __init__(self) -> None:
+        self._answered: dict[tuple[str, str, str, str], tuple[Counter, Counter, Counter, Counter]] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -107,11 +109,22 @@ class PrometheusMetrics:
 
     def answered(self, answered: Answered) -> None:
         name, version = answered.version.name, str(answered.version.version)
-        labels = (name, version, answered.variant or "", answered.protocol)
-        self.predictions.labels(*labels).inc()
-        self.instances.labels(*labels).inc(answered.instances)
-        self.anomalies.labels(name, version).inc(answered.anomalies)
-        self.quality_flags.labels(name, version).inc(answered.flagged)
+        key = (name, version, answered.variant or "", answered.protocol)
+        # labels() takes a lock and checks the values at each call (about 2 µs): the children of a
+        # label set are looked up once, then only incremented.
+        children = self._answered.get(key)
+        if children is None:
+            children = self._answered[key] = (
+                self.predictions.labels(*key),
+                self.instances.labels(*key),
+                self.anomalies.labels(name, version),
+                self.quality_flags.labels(name, version),
+            )
+        predictions, instances, anomalies, quality_flags = children
+        predictions.inc()
+        instances.inc(answered.instances)
+        anomalies.inc(answered.anomalies)
+        quality_flags.inc(answered.flagged)
         if answered.stale:
             self.stale.labels(name).inc(answered.instances)
 
@@ -119,7 +132,10 @@ class PrometheusMetrics:
         # A request for a model that does not exist names whatever its caller wrote: a label per name
         # would let any caller grow the exposition without bound.
         model = "" if served.code == "not_found" else served.model
-        self.duration.labels(model, served.protocol).observe(served.seconds)
+        duration = self._durations.get((model, served.protocol))
+        if duration is None:
+            duration = self._durations[model, served.protocol] = self.duration.labels(model, served.protocol)
+        duration.observe(served.seconds)
         if served.fell_back:
             self.fallbacks.labels(model).inc()
         if served.outcome == "rejected":
