@@ -109,6 +109,11 @@ def test_every_model_shows_through_search_with_its_traffic_drift_and_accuracy(
         for m in metrics:
             if isinstance(m[0], dict) and set(searched([m])) & ONLINE_METRICS:
                 assert "{aimass,model,service}" in m[0]["expression"], m
+    # and the monitor's under its set by version (the DriftAlarm reads its set by model alone)
+    for metrics in widgets.values():
+        for m in metrics:
+            if isinstance(m[0], dict) and set(searched([m])) & MONITOR_METRICS:
+                assert "{aimass,model,version}" in m[0]["expression"], m
     # and the dynamic labels name the model (Fn::Sub left them for CloudWatch)
     assert any("${PROP('Dim.model')}" in json.dumps(m) for m in widgets["Predictions (instances) by model"])
 
@@ -221,6 +226,9 @@ def test_the_drift_alarm_watches_the_named_models_drifted_features(template: dic
         "DriftedFeatures",
         "Maximum",
     )
-    assert {"Name": "model", "Value": {"Ref": "DriftAlarmModel"}} in drift["Dimensions"]
+    assert drift["Dimensions"] == [
+        {"Name": "model", "Value": {"Ref": "DriftAlarmModel"}},
+        {"Name": "service", "Value": "aimass"},
+    ]
     assert (drift["Threshold"], drift["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     assert drift["TreatMissingData"] == "notBreaching"  # a day without a run judges nothing
