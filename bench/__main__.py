@@ -1,7 +1,7 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy observers] [--quick]`: run the benchmarks, print tables, write JSON.
 
-All twelve run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -23,6 +23,7 @@ from bench import (
     http_server,
     imports,
     load,
+    observers,
     online,
     privacy,
     rules,
@@ -47,6 +48,7 @@ TITLES = {
     "traffic": "11. What a traffic policy adds to a warm prediction",
     "shadow": "12. What a 10 % shadow adds to a warm prediction, also slow or failing",
     "privacy": "13. Masking personal features in a captured line",
+    "observers": "14. What the request observers (metrics) add to a warm prediction",
 }
 TABLES = {
     "online": online.tables,
@@ -62,6 +64,7 @@ TABLES = {
     "traffic": traffic.tables,
     "shadow": shadow.tables,
     "privacy": privacy.tables,
+    "observers": observers.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
@@ -107,6 +110,7 @@ SCALED = {
     "traffic": traffic.run,
     "shadow": shadow.run,
     "privacy": privacy.run,
+    "observers": observers.run,
 }
 
 

@@ -2,5 +2,5 @@
 
 `python -m gpu_endpoints.server` runs it (README.md). Of aimass it imports only the protocol package
 (`aimass.protocol`, numpy only), which the container holds beside it with ONNX Runtime, numpy,
-Starlette and uvicorn.
+Starlette, uvicorn and prometheus-client.
 """

@@ -8,6 +8,7 @@ Routes (README.md has the contract in full):
 - `POST /invocations`: predictions; the model is `X-Amzn-SageMaker-Target-Model`, or the only one.
 - SageMaker's multi-model API: `GET|POST /models`, `GET|DELETE /models/{name}`,
   `POST /models/{name}/invoke`.
+- `GET /metrics`: Prometheus metrics (metrics.py; not part of SageMaker's contract either).
 - `GET /stats`: what is loaded, where it runs, and how its requests were batched (not part of
   SageMaker's contract; the tests and benchmarks read it).
 - `POST /endpoints/{name}/invocations`, only with `AIMASS_GPU_RUNTIME_ENDPOINT`: SageMaker Runtime's
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from aimass.protocol.errors import (
 )
 from gpu_endpoints import payloads, runtime
 from gpu_endpoints.errors import ModelNotFound, Unavailable
+from gpu_endpoints.metrics import CONTENT_TYPE, ServerMetrics
 from gpu_endpoints.models import TARGET_MODEL, ModelStore, target_name
 from gpu_endpoints.settings import Settings, SettingsError
 
@@ -103,6 +106,7 @@ class Server:
     def __init__(self, settings: Settings, store: ModelStore | None = None) -> None:
         self.settings = settings
         self.store = store or ModelStore(settings)
+        self.metrics = ServerMetrics(self.store)
         self._start: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -129,6 +133,7 @@ class Server:
         return JSONResponse({"status": "healthy", "models": sorted(store.loaded)})
 
     async def invocations(self, request: Request) -> Response:
+        started, name = time.perf_counter(), None
         headers = _echo(request, self.settings)
         try:
             target = request.headers.get(TARGET_MODEL)
@@ -141,17 +146,28 @@ class Server:
                     f"this endpoint serves {len(known)} models: name one with {TARGET_MODEL}",
                     [field_error(["headers", TARGET_MODEL], f"one of {', '.join(known)}", "missing")],
                 )
-            return await self._invoke(request, name, headers)
+            response = await self._invoke(request, name, headers)
         except AimassError as error:
-            return self._failed(request, error, headers)
+            response = self._failed(request, error, headers)
+        self._answered(name, response, started)
+        return response
 
     async def invoke(self, request: Request) -> Response:
         """SageMaker's multi-model Invoke Model API: POST /models/{name}/invoke."""
+        started, name = time.perf_counter(), request.path_params["name"]
         headers = _echo(request, self.settings)
         try:
-            return await self._invoke(request, request.path_params["name"], headers)
+            response = await self._invoke(request, name, headers)
         except AimassError as error:
-            return self._failed(request, error, headers)
+            response = self._failed(request, error, headers)
+        self._answered(name, response, started)
+        return response
+
+    def _answered(self, name: str | None, response: Response, started: float) -> None:
+        # A name the endpoint does not serve is whatever its caller wrote: counted without it, so that
+        # callers cannot grow the metrics without bound.
+        model = name if name is not None and name in self.store.known() else ""
+        self.metrics.answered(model, response.status_code, time.perf_counter() - started)
 
     async def _invoke(self, request: Request, name: str, headers: dict[str, str]) -> Response:
         attributes = payloads.custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
@@ -260,6 +276,9 @@ class Server:
         await self.store.unload(name)
         return JSONResponse({"message": f"model {name!r} unloaded"})
 
+    async def prometheus_metrics(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+
     async def stats(self, request: Request) -> Response:
         return JSONResponse(
             {
@@ -305,6 +324,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
         Route("/models/{name}", server.unload_model, methods=["DELETE"]),
         Route("/models/{name}/invoke", server.invoke, methods=["POST"]),
         Route("/stats", server.stats, methods=["GET"]),
+        Route("/metrics", server.prometheus_metrics, methods=["GET"]),
     ]
     if settings.runtime_endpoint:
         routes.append(Route("/endpoints/{endpoint}/invocations", server.invoke_endpoint, methods=["POST"]))

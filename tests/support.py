@@ -98,3 +98,23 @@ class Receiver:
                 f"{len(self.requests)} of {count} webhook requests arrived"
             )
             return list(self.requests)
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def prometheus_samples(text: str) -> Samples:
+    """Every sample of a /metrics answer by (name, labels), read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def added(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    """How much a sample rose between two scrapes (a sample not there yet counts as 0)."""
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)

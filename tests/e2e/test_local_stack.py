@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from aimass.local import demo
 from tests.e2e.conftest import AIMASS, Stack
+from tests.support import added, prometheus_samples
 
 pytestmark = pytest.mark.e2e
 
@@ -128,6 +130,37 @@ def test_the_heavy_demo_is_served_through_the_emulated_sagemaker_endpoint(stack:
     assert v2.json()["model_version"] == "2"
     probabilities = next(o for o in v2.json()["outputs"] if o["name"] == "probabilities")
     np.testing.assert_allclose(np.array(probabilities["data"]).reshape(-1, 10), expected, atol=1e-5, rtol=0)
+
+
+def test_prometheus_scrapes_the_api_and_the_emulated_endpoint_as_a_users_grafana_would(stack: Stack) -> None:
+    # Given the two scrape targets of docs/metrics.md: the API, and the endpoint's URL as printed
+    printed = (stack.state_dir / "serve.log").read_text()
+    found = re.search(r"aimass-local-gpu at (http://\S+?);", printed)
+    assert found, printed
+    endpoint = found.group(1)
+    api_before = prometheus_samples(httpx.get(f"{stack.url}/metrics").text)
+    endpoint_before = prometheus_samples(httpx.get(f"{endpoint}/metrics").text)
+    # When the heavy demo answers a request over HTTP (its champion is on the endpoint)
+    images = holdout(stack, "digits").holdout[:3]
+    answered = httpx.post(
+        f"{stack.url}/v1/models/{demo.GPU_DEMO}:predict", json={"instances": images.tolist()}
+    )
+    assert answered.status_code == 200, answered.text
+    api = httpx.get(f"{stack.url}/metrics")
+    endpoint_after = prometheus_samples(httpx.get(f"{endpoint}/metrics").text)
+    # Then the API counts the request and its instances under the version that answered, and the
+    # endpoint counts the invocation it got for that request
+    assert api.status_code == 200 and api.headers["content-type"].startswith("text/plain")
+    api_after = prometheus_samples(api.text)
+    labels = {"model": demo.GPU_DEMO, "version": "2", "variant": "", "protocol": "v1"}
+    assert added(api_before, api_after, "aimass_predictions_total", **labels) == 1
+    assert added(api_before, api_after, "aimass_prediction_instances_total", **labels) == 3
+    invocations = sum(
+        value - endpoint_before.get((name, label_set), 0.0)
+        for (name, label_set), value in endpoint_after.items()
+        if name == "aimass_inference_requests_total" and ("status", "200") in label_set
+    )
+    assert invocations == 1
 
 
 def test_a_bad_request_over_http_gets_a_json_4xx(stack: Stack) -> None:

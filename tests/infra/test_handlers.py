@@ -107,9 +107,10 @@ def import_handler(
 
 
 # Printed by every handler's interpreter once it has imported the handler: the web framework modules
-# it loaded. FastAPI and what comes with it were most of the batch and pipeline functions' import
-# time (bench/RESULTS.md).
-WEB_FRAMEWORKS = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"}))'
+# it loaded, and prometheus-client (the local server's /metrics only). FastAPI and what comes with it
+# were most of the batch and pipeline functions' import time (bench/RESULTS.md).
+FRAMEWORKS = {"fastapi", "starlette", "mangum", "prometheus_client"}
+WEB_FRAMEWORKS = f'print(sorted({{m.split(".")[0] for m in sys.modules}} & {FRAMEWORKS!r}))'
 # ... and on a second line whether it loaded matplotlib: the reports import it when they draw a plot,
 # never on a handler's cold start (about a second, docs/quality.md).
 PLOTTING = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"matplotlib"}))'
@@ -185,3 +186,15 @@ def test_no_function_imports_matplotlib_on_its_cold_start(
     }
 
     assert loaded and set(loaded.values()) == {"[]"}, loaded
+
+
+@pytest.mark.parametrize("logical_id", ["OnlineFunction", "RegistryFunction"])
+def test_the_http_functions_do_not_import_prometheus_client(
+    imported: dict[str, subprocess.CompletedProcess[str] | str], logical_id: str
+) -> None:
+    # Their metrics are EMF lines for CloudWatch; /metrics is the local server's (docs/metrics.md).
+    result = imported[logical_id]
+
+    assert not isinstance(result, str), result
+    assert result.returncode == 0, result.stderr
+    assert "fastapi" in result.stdout and "prometheus_client" not in result.stdout

@@ -26,7 +26,7 @@ import pytest
 from gpu_endpoints.demo_networks import DemoNetwork, digits_cnn
 from gpu_endpoints.models import discover, target_name
 from gpu_endpoints.process import Running, running
-from tests.support import REPO
+from tests.support import REPO, Samples, added, prometheus_samples
 
 START_TIMEOUT_S = 120
 # Long enough that only a full batch (or an unload) ends the wait: batches form deterministically.
@@ -627,3 +627,41 @@ def test_the_containers_refusal_reaches_boto3_as_sagemakers_model_error(endpoint
     assert "Received client error (400) from AllTraffic" in error["Error"]["Message"]
     assert unknown.value.response["Error"]["Code"] == "ValidationError"
     assert "no-such-endpoint" in unknown.value.response["Error"]["Message"]
+
+
+# Prometheus metrics.
+
+
+def scrape(client: httpx.Client) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return prometheus_samples(response.text)
+
+
+def test_metrics_count_requests_their_batches_and_the_queue_per_model(
+    endpoint: Server, demos: dict[str, Any]
+) -> None:
+    model = "digits-batch32"
+    with endpoint.client() as client:
+        before = scrape(client)
+        # When 32 requests arrive together at a model that batches 32, and one names no model served
+        responses = asyncio.run(concurrently(endpoint.url, model, images(demos, 32)))
+        assert {r.status_code for r in responses} == {200}
+        unknown = client.post("/invocations", json={"instances": [[0.0]]}, headers={TARGET: "no-such-7c1e"})
+        assert unknown.status_code == 404
+        after = scrape(client)
+
+    # Then the 32 answers are counted with their time, as one batch of 32 requests and 32 rows
+    assert added(before, after, "aimass_inference_requests_total", model=model, status="200") == 32
+    assert added(before, after, "aimass_inference_request_duration_seconds_count", model=model) == 32
+    assert added(before, after, "aimass_inference_batch_size_count", model=model) == 1
+    assert added(before, after, "aimass_inference_batch_size_sum", model=model) == 32
+    assert added(before, after, "aimass_inference_batch_size_bucket", model=model, le="16.0") == 0
+    assert added(before, after, "aimass_inference_batch_size_bucket", model=model, le="32.0") == 1
+    assert added(before, after, "aimass_inference_rows_total", model=model) == 32
+    # and nothing is left in its queue; the unknown model is counted without the name it was given
+    assert after[("aimass_inference_queue_depth", frozenset({"model": model}.items()))] == 0
+    assert added(before, after, "aimass_inference_requests_total", model="", status="404") == 1
+    assert not any("no-such-7c1e" in str(labels) for _, labels in after)
+    # with the process metrics beside them
+    assert ("process_cpu_seconds_total", frozenset()) in after

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aimass import wiring
+from aimass.contracts.rules import Ruleset
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from tests.support import event
 
@@ -209,3 +211,27 @@ def test_a_quality_check_answers_through_the_online_function(online: Any, regist
     status, report = invoke(online, "v1_quality_check")
     assert status == 200 and report["item_count"] == 2 and report["model"]["name"] == "breast-cancer"
     assert set(report["completeness"].values()) == {1.0}
+
+
+def test_a_rule_rejection_is_counted_per_model_in_the_metrics_log(
+    online: Any, registered: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a rule that rejects an implausible radius
+    rule = {
+        "id": "huge",
+        "stage": "pre",
+        "when": "input.mean_radius > 1000.0",
+        "then": {"reject": "implausible"},
+    }
+    wiring.registry().put_ruleset("breast-cancer", Ruleset.model_validate({"rules": [rule]}), "test")
+    body = json.loads(event("v1_predict_breast_cancer")["body"])
+    body["instances"][0]["mean_radius"] = 5000.0
+    capsys.readouterr()
+    # When the online function is asked for a prediction the rule rejects
+    status, _ = invoke(online, "v1_predict_breast_cancer", body=json.dumps(body))
+    # Then the invocation's metrics line counts one rule rejection for the model, and no prediction
+    assert status == 422
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    rejected = [m for m in emf if "RuleRejections" in m]
+    assert rejected and rejected[-1]["RuleRejections"] == [1.0] and rejected[-1]["model"] == "breast-cancer"
+    assert "Predictions" not in rejected[-1]

@@ -26,7 +26,7 @@ from aimass.local.demo import Demo
 from aimass.registration import Reference, register_version, save_ruleset, set_alias
 from gpu_endpoints.process import Running, free_port, running
 from tests.conftest import reset_caches
-from tests.support import retrained
+from tests.support import added, prometheus_samples, retrained
 
 ENDPOINT = "bc-endpoint"
 MODEL = "breast-cancer"
@@ -219,6 +219,7 @@ def test_an_endpoint_that_is_down_is_a_503_and_the_fallback_version_answers_when
         "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": demo.holdout[0].tolist()}]
     }
 
+    before = prometheus_samples(client.get("/metrics").text)
     down = client.post(PREDICT, json=body)
     set_alias(wiring.registry(), MODEL, "fallback", 1, "t")
     wiring.registry_changed(MODEL)
@@ -246,6 +247,10 @@ def test_an_endpoint_that_is_down_is_a_503_and_the_fallback_version_answers_when
     assert fell_back_v2.json()["parameters"]["fallback"]["from"]["version"] == version
     # A request for one version by number gets that version or an error, never another version.
     assert pinned.status_code == 503
+    # The local server's metrics count both fallbacks, and the two 503s by their code
+    after = prometheus_samples(client.get("/metrics").text)
+    assert added(before, after, "aimass_fallbacks_total", model=MODEL) == 2
+    assert added(before, after, "aimass_errors_total", model=MODEL, code="backend_unavailable") == 2
 
 
 def test_an_endpoint_serving_another_model_is_a_502_not_a_500(

@@ -20,7 +20,7 @@ from aimass.registry import Registry
 from aimass.serving.breaker import Breakers
 from aimass.serving.build import request_pipeline
 from aimass.serving.live import LiveCounts
-from aimass.serving.pipeline import Answered, RequestPipeline
+from aimass.serving.pipeline import Answered, RequestPipeline, Served
 from aimass.serving.shadow import ShadowResult
 from aimass.serving.store import Recheck
 
@@ -30,8 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Called by the request pipeline after each answer; the Lambda entry adds its metrics here.
+# Called by the request pipeline after each answer; the Lambda entry adds its metrics here, the local
+# server its Prometheus metrics.
 prediction_observers: list[Callable[[Answered], None]] = []
+# Called by the request pipeline once per request, answered or not (its outcome and time); the Lambda
+# entry adds its metrics here, the local server its Prometheus metrics (aimass.prometheus).
+request_observers: list[Callable[[Served], None]] = []
 # Called on the shadow worker's thread after each shadow run; the Lambda entry adds its metrics here.
 shadow_observers: list[Callable[[ShadowResult], None]] = []
 # Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
@@ -149,6 +153,7 @@ def serving() -> RequestPipeline:
         shadow_capture=None if writer is None else writer.shadow,
         shadow_observers=shadow_observers,
         pii_key=pii_key,
+        request_observers=request_observers,
     )
 
 

@@ -1,4 +1,5 @@
-"""The FastAPI apps: `online` (predictions), `registry` (administration), or both (the local server)."""
+"""The FastAPI apps: `online` (predictions), `registry` (administration), `metrics` (Prometheus), or
+all three (the local server)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from aimass.config import settings
 from aimass.protocol.asgi import AnswerUnexpected
 
 
-def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
+def create_app(parts: Iterable[str] = ("online", "registry", "metrics")) -> FastAPI:
+    """`metrics`: the local server's Prometheus metrics (GET /metrics); the Lambda apps leave it out,
+    so that prometheus-client is never imported there."""
     parts = set(parts)
     app = FastAPI(
         title="aimass",
@@ -34,6 +37,12 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
         app.include_router(release.router)
         app.include_router(pipeline.router)
         app.include_router(subscriptions.router)
+    if "metrics" in parts:
+        from aimass.api import metrics
+        from aimass.serving.prometheus import observe
+
+        app.include_router(metrics.router)
+        observe()  # counted from the app's start, not from the first scrape
     # First: a GET on `x:predict` would otherwise match `GET /v1/models/{name}` with name "x:predict".
     app.router.routes.insert(0, CustomMethodTakesPost())
     document = app.openapi

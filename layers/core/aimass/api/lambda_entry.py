@@ -16,7 +16,7 @@ from aimass.api.app import create_app
 from aimass.api.blocking import serve_one_at_a_time
 from aimass.feedback import Recorded
 from aimass.logs import function_logger
-from aimass.serving.pipeline import Answered
+from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -45,6 +45,19 @@ def count_predictions(answered: Answered) -> None:
         metrics.add_dimensions(
             model=answered.version.name, version=str(answered.version.version), variant=answered.variant
         )
+
+
+def count_outcome(served: Served) -> None:
+    # What count_predictions cannot see: requests a rule rejected (no answer, so no observer heard
+    # them) and answers the fallback alias gave. Only these are added, to the invocation's one EMF
+    # line (the `model` dimension count_predictions set, or set here: a rejected request had none).
+    if served.outcome != "rejected" and not served.fell_back:
+        return
+    metrics.add_dimension(name="model", value=served.model)
+    if served.outcome == "rejected":
+        metrics.add_metric(name="RuleRejections", unit=MetricUnit.Count, value=1)
+    if served.fell_back:
+        metrics.add_metric(name="Fallbacks", unit=MetricUnit.Count, value=1)
 
 
 # A shadow version's runs, with variant `shadow`: on the shadow worker's thread, so a metrics object of
@@ -88,6 +101,8 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
     asgi = Mangum(app, lifespan="off")
     if "online" in parts and count_predictions not in wiring.prediction_observers:
         wiring.prediction_observers.append(count_predictions)
+    if "online" in parts and count_outcome not in wiring.request_observers:
+        wiring.request_observers.append(count_outcome)
     if "online" in parts and count_shadow not in wiring.shadow_observers:
         wiring.shadow_observers.append(count_shadow)
     if "online" in parts and count_feedback not in wiring.feedback_observers:

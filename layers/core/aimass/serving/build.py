@@ -14,7 +14,7 @@ from aimass.serving.backends.onnx import OnnxBackend
 from aimass.serving.backends.sagemaker import SageMakerBackend
 from aimass.serving.breaker import Breakers
 from aimass.serving.live import LiveCounts
-from aimass.serving.pipeline import Answered, Capture, RequestPipeline
+from aimass.serving.pipeline import Answered, Capture, RequestPipeline, Served
 from aimass.serving.shadow import ShadowCapture, ShadowResult
 from aimass.serving.store import ModelStore, Recheck
 
@@ -39,6 +39,7 @@ def request_pipeline(
     shadow_capture: ShadowCapture | None = None,
     shadow_observers: Sequence[Callable[[ShadowResult], None]] = (),
     pii_key: Callable[[], bytes] | None = None,
+    request_observers: Sequence[Callable[[Served], None]] = (),
 ) -> RequestPipeline:
     """`sagemaker_runtime` makes the SageMaker Runtime client; without it, versions served by an
     endpoint cannot be reached from here (503); `sagemaker_breakers` are their endpoints' circuit
@@ -51,4 +52,13 @@ def request_pipeline(
             sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
         )
     store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck, pii_key)
-    return RequestPipeline(store, max_instances, observers, capture, live, shadow_capture, shadow_observers)
+    return RequestPipeline(
+        store,
+        max_instances,
+        observers,
+        capture,
+        live,
+        shadow_capture,
+        shadow_observers,
+        request_observers=request_observers,
+    )

@@ -77,6 +77,21 @@ class Answered:
         return cls(version, instances, findings.anomalies, findings.flagged, **answer)
 
 
+@dataclass(frozen=True)
+class Served:
+    """What request observers (metrics) hear of each request the pipeline took, answered or not: one
+    per request, after its answer or its error, whatever version answered."""
+
+    model: str
+    protocol: Literal["v1", "v2"]
+    seconds: float
+    outcome: Outcome  # answered, rejected (by a rule), invalid (a 4xx), error (a 5xx or a fault)
+    # The error's code (aimass.errors) when it was not answered; `internal_error` for a fault
+    code: str | None = None
+    # The `fallback` alias answered: the version meant could not (its backend was down or throttled)
+    fell_back: bool = False
+
+
 # Capture: given an answered request, the prediction ids of its instances, or None when it was not
 # captured (sampled out, or too far behind). It never raises (aimass.capture.CaptureWriter).
 Capture = Callable[[Answered], list[str] | None]
@@ -119,6 +134,9 @@ class View(Protocol):
     def count_loc(self) -> str:
         """Where the request's instances are, for the error when there are too many."""
         ...
+
+    @property
+    def protocol(self) -> Literal["v1", "v2"]: ...
 
     def decode(
         self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy
@@ -170,6 +188,7 @@ class V1:
 
     instances: list[Any]
     count_loc: str = "instances"
+    protocol: Literal["v1", "v2"] = "v1"
 
     def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
         instances, unknown = self.instances, list[tuple[int, str]]()
@@ -238,6 +257,7 @@ class V2:
     request: v2.Request
     name: str
     count_loc: str = "inputs"
+    protocol: Literal["v1", "v2"] = "v2"
 
     def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
         v2.check_outputs(self.request.outputs, codecs.output_names(signature))
@@ -364,11 +384,14 @@ class RequestPipeline:
         shadow_capture: ShadowCapture | None = None,
         shadow_observers: Sequence[Callable[[ShadowResult], None]] = (),
         shadow_queue: int = 256,
+        request_observers: Sequence[Callable[[Served], None]] = (),
     ) -> None:
         self.store = store
         self.max_instances = max_instances
         # Called after each answered request: metrics.
         self.observers = observers
+        # Called once per request, answered or not, with its outcome and time: metrics.
+        self.request_observers = request_observers
         # Records each answered request (or a sample) and names its predictions; None: no capture.
         self.capture = capture
         # Counts each version's traffic while a rollout is under way; None: nothing is counted.
@@ -521,27 +544,31 @@ class RequestPipeline:
     ) -> Any:
         """The view's answer from the version meant (a request naming none: the traffic policy's
         choice), or from the fallback when that version's backend could not answer."""
-        chosen, variant, routed = self._choice(name, version, alias, routing_key, view.routing_instances())
-        counted = self._counted(name, routed)
-        shadow = self._shadow_of(name, variant, routed, routing_key, view)
-        started, fell_back = time.perf_counter(), False
+        started, fell_back, counted = time.perf_counter(), False, None
         try:
+            # In the try: a request for a model or version that is not there is heard by the observers too
+            chosen, variant, routed = self._choice(
+                name, version, alias, routing_key, view.routing_instances()
+            )
+            counted = self._counted(name, routed)
+            shadow = self._shadow_of(name, variant, routed, routing_key, view)
             try:
                 answer = self._through(view, name, chosen, alias, captured, counted, variant, shadow)
             except BackendError as error:
                 fallback, note = self._fallback(name, version, alias, error, chosen)
                 fell_back = True
                 answer = view.fell_back(self._through(view, name, fallback, None, captured), note)
-        except RuleRejected:
-            self._count(counted, started, "rejected", fell_back)
+        except RuleRejected as error:
+            self._finished(view, name, counted, started, "rejected", fell_back, error.code)
             raise
         except AimassError as error:
-            self._count(counted, started, "error" if error.status >= 500 else "invalid", fell_back)
+            outcome: Outcome = "error" if error.status >= 500 else "invalid"
+            self._finished(view, name, counted, started, outcome, fell_back, error.code)
             raise
         except Exception:
-            self._count(counted, started, "error", fell_back)
+            self._finished(view, name, counted, started, "error", fell_back, "internal_error")
             raise
-        self._count(counted, started, "answered", fell_back)
+        self._finished(view, name, counted, started, "answered", fell_back)
         return view.routed(answer, variant)
 
     def _counted(self, name: str, routed: int | None) -> Key | None:
@@ -579,9 +606,23 @@ class RequestPipeline:
         _, _, answered = self._stages(job.view, model)
         return replace(answered, variant="shadow")
 
-    def _count(self, counted: Key | None, started: float, outcome: Outcome, fell_back: bool) -> None:
+    def _finished(
+        self,
+        view: View,
+        name: str,
+        counted: Key | None,
+        started: float,
+        outcome: Outcome,
+        fell_back: bool,
+        code: str | None = None,
+    ) -> None:
+        seconds = time.perf_counter() - started
         if counted is not None and self.live is not None:
-            self.live.request(counted, time.perf_counter() - started, outcome, fell_back)
+            self.live.request(counted, seconds, outcome, fell_back)
+        if self.request_observers:
+            served = Served(name, view.protocol, seconds, outcome, code, fell_back)
+            for observer in self.request_observers:
+                observer(served)
 
     def _through(
         self,
