@@ -20,14 +20,11 @@ import numpy as np
 from aimass.errors import UnsupportedMediaType, ValidationFailed, field_error
 from aimass.quality import anomaly
 from aimass.quality.columns import Column, table_from_records
+from aimass.quality.drift import DRIFT_THRESHOLDS
 
 SKETCH_SIZE = 2048
 HISTOGRAM_BUCKETS = 10
 MAX_DOMAIN = 1000
-# Drift thresholds (docs/quality.md): a numeric feature drifts when KS is significant at the 1% level
-# and either PSI is above 0.2 (the usual "significant shift") or the KS distance is above 0.1 (Model
-# Monitor's default comparison_threshold); a categorical one when chi-square is significant at 1%.
-DRIFT_THRESHOLDS = {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01, "chi_square_p_value": 0.01}
 
 
 @dataclass(frozen=True)
