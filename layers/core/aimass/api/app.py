@@ -28,11 +28,12 @@ def create_app(parts: Iterable[str] = ("online", "registry")) -> FastAPI:
         app.include_router(online.router)
         app.include_router(feedback.router)
     if "registry" in parts:
-        from aimass.api import pipeline, registry, release, subscriptions
+        from aimass.api import monitoring, pipeline, registry, release, subscriptions
 
         app.include_router(registry.router)
         app.include_router(release.router)
         app.include_router(pipeline.router)
+        app.include_router(monitoring.router)
         app.include_router(subscriptions.router)
     # First: a GET on `x:predict` would otherwise match `GET /v1/models/{name}` with name "x:predict".
     app.router.routes.insert(0, CustomMethodTakesPost())

@@ -135,35 +135,51 @@ def _inferred_type(column: Column) -> str:
     return "String" if column.kind == "string" else "Integral" if column.integral else "Fractional"
 
 
+def feature_statistics(column: Column, values: np.ndarray) -> dict[str, Any]:
+    """One feature's entry of statistics.json, from its column of a matrix."""
+    entry: dict[str, Any] = {"name": column.name, "inferred_type": _inferred_type(column)}
+    if column.kind == "string":
+        entry["string_statistics"] = _string_statistics(values)
+    else:
+        entry["numerical_statistics"] = _numeric_statistics(values.astype(np.float64))
+    return entry
+
+
+def statistics(columns: list[Column], matrix: np.ndarray) -> dict[str, Any]:
+    """statistics.json of a matrix (rows by columns): a reference's, or a monitored window's."""
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": len(matrix)},
+        "features": [feature_statistics(column, matrix[:, j]) for j, column in enumerate(columns)],
+    }
+
+
 def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baseline:
     """Statistics, constraints and the anomaly model of a reference matrix (rows by columns)."""
     if len(matrix) == 0:
         raise ValidationFailed(
             "the reference dataset has no rows", [field_error(["reference"], "no rows", "empty")]
         )
-    features = []
+    described = statistics(columns, matrix)
     constraints = []
-    for j, column in enumerate(columns):
-        values = matrix[:, j]
-        entry: dict[str, Any] = {"name": column.name, "inferred_type": _inferred_type(column)}
-        constraint: dict[str, Any] = dict(entry)
+    for column, entry in zip(columns, described["features"], strict=True):
+        constraint: dict[str, Any] = {"name": entry["name"], "inferred_type": entry["inferred_type"]}
         if column.kind == "string":
-            entry["string_statistics"] = stats = _string_statistics(values)
+            stats = entry["string_statistics"]
             buckets = stats["distribution"]["categorical"]["buckets"]
             if len(buckets) <= MAX_DOMAIN:
                 constraint["string_constraints"] = {"domains": sorted(b["value"] for b in buckets)}
         else:
-            entry["numerical_statistics"] = stats = _numeric_statistics(values.astype(np.float64))
+            stats = entry["numerical_statistics"]
             if "min" in stats:
                 constraint["num_constraints"] = {"is_non_negative": stats["min"] >= 0}
                 constraint["aimass"] = {"min": stats["min"], "max": stats["max"]}
         common = stats["common"]
-        constraint["completeness"] = common["num_present"] / len(values)
-        features.append(entry)
+        constraint["completeness"] = common["num_present"] / len(matrix)
         constraints.append(constraint)
     numeric = [j for j, c in enumerate(columns) if c.kind == "numeric"]
     return Baseline(
-        statistics={"version": 0.0, "dataset": {"item_count": len(matrix)}, "features": features},
+        statistics=described,
         constraints={
             "version": 0.0,
             "features": constraints,

@@ -13,7 +13,7 @@ from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import Column, holds_strings
 from aimass.quality.drift import DRIFT_THRESHOLDS, MIN_DRIFT_ROWS
 
-__all__ = ["MIN_DRIFT_ROWS", "lenient_matrix", "quality_report"]
+__all__ = ["MIN_DRIFT_ROWS", "lenient_matrix", "matrix_report", "quality_report"]
 
 
 def lenient_matrix(
@@ -96,7 +96,21 @@ def quality_report(
 ) -> dict[str, Any]:
     """Everything but the model reference of a QualityReport."""
     matrix, mistyped, extra, given = lenient_matrix(checks, instances)
-    count = len(instances)
+    return matrix_report(checks, statistics, constraints, matrix, mistyped, extra, given)
+
+
+def matrix_report(
+    checks: RequestChecks,
+    statistics: dict[str, Any] | None,
+    constraints: dict[str, Any] | None,
+    matrix: np.ndarray,
+    mistyped: np.ndarray,
+    extra: dict[str, int],
+    given: set[str],
+) -> dict[str, Any]:
+    """quality_report of rows already read into a lenient matrix (lenient_matrix's four values): the
+    monitor reads a window's captured rows in chunks and judges them at once."""
+    count = len(matrix)
     learned = {f["name"]: f for f in (constraints or {}).get("features", [])}
     described = {f["name"]: f for f in (statistics or {}).get("features", [])}
     violations = [
