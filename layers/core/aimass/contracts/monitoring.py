@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
-MONITOR_RUN_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"
+MONITOR_RUN_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # The longest window a run reads: a run is about recent traffic.
@@ -34,7 +34,8 @@ class MonitorRunRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{}, {"since": "24h"}, {"since": 3600}]}
     )
 
-    since: str | float = Field(
+    # Strict: `true` is not a window of 1 s
+    since: StrictStr | StrictInt | StrictFloat = Field(
         default="24h", description="the window, ending now: seconds, or a number with s, m, h or d"
     )
 

@@ -15,7 +15,6 @@ from aimass.contracts.registry import ModelVersion
 from aimass.quality import baseline as baselines
 from aimass.quality import drift as drifts
 from aimass.quality.checks import RequestChecks
-from aimass.quality.columns import Column
 from aimass.quality.report import drift_violation, lenient_matrix, matrix_report
 
 # A captured window is read into matrices this many rows at a time: the rows' JSON objects are the
@@ -50,7 +49,7 @@ class Rows:
         if self.checks is None:  # nothing to judge them by: counted only
             return
         self.pending.append(inputs)
-        self.predictions.append(prediction_value(output))
+        self.predictions.append(baselines.prediction_value(output))
         if len(self.pending) >= CHUNK_ROWS:
             self.fold()
 
@@ -67,31 +66,6 @@ class Rows:
     def matrix(self) -> np.ndarray:
         self.fold()
         return np.concatenate(self.matrices) if len(self.matrices) > 1 else self.matrices[0]
-
-
-def prediction_value(output: Any) -> Any:
-    """What a captured V1 prediction predicted: a classifier's label, a regressor's value (a bare
-    number, or `value` when the answer was annotated); None for anything else."""
-    if isinstance(output, dict):
-        output = output.get("label", output.get("value"))
-    if isinstance(output, bool) or output is None:
-        return None
-    if isinstance(output, int | float | str):
-        return output
-    return None
-
-
-def prediction_statistics(values: list[Any]) -> dict[str, Any] | None:
-    """The predictions' entry of statistics.json (a feature named `prediction`): numeric for values,
-    categorical for labels (as text); None without any."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    if all(isinstance(v, int | float) for v in present):
-        column = Column("prediction", "numeric")
-        return baselines.feature_statistics(column, np.asarray(present, dtype=np.float64))
-    column = Column("prediction", "string")
-    return baselines.feature_statistics(column, np.asarray([str(v) for v in present], dtype=object))
 
 
 def prediction_drift(reference: dict[str, Any] | None, values: list[Any]) -> dict[str, Any]:
@@ -136,7 +110,7 @@ def judge(
     flagged = sum(1 for row in checks.violations(matrix) if any(v["feature"] not in personal for v in row))
     window_statistics = baselines.statistics(checks.columns, matrix)
     window_statistics["features"] = [f for f in window_statistics["features"] if f["name"] not in personal]
-    predicted = prediction_statistics(rows.predictions)
+    predicted = baselines.prediction_statistics(rows.predictions)
     if predicted is not None:
         window_statistics["aimass"] = {"prediction": predicted}
     reference = (statistics.get("aimass") or {}).get("prediction")

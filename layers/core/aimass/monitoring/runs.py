@@ -7,8 +7,8 @@ what it found (aimass.monitoring.actions, passed in), and writes `monitoring/<mo
 LAST: a summary is the mark of a finished run. A run that fails writes a `failed` summary with its
 error when it still can, and raises; earlier runs are other prefixes, never touched.
 
-The run id is the UTC start time and a short random part, `20261206T160000Z-1a2b3c`, so that runs
-list newest first by name.
+The run id is the UTC start time to the millisecond and a short random part,
+`20261206T160000123Z-1a2b3c`, so that runs list newest first by name.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class MonitorSettings:
 
 
 def run_id(at: datetime) -> str:
-    return f"{at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    # To the millisecond: two runs in one second still list in the order they started
+    at = at.astimezone(UTC)
+    return f"{at:%Y%m%dT%H%M%S}{at.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def run_prefix(model: str, run: str) -> str:

@@ -1,9 +1,12 @@
 """Baselines from a reference dataset: statistics.json and constraints.json in the SageMaker Model
 Monitor formats (docs/quality.md shows both), and the anomaly model.
 
-Two aimass extensions, each under an `aimass` key so Model Monitor's own fields keep their meaning: a
-numeric feature's constraints carry the reference's `min` and `max` (the request-time range check),
-and `monitoring_config.aimass` the drift thresholds of the quality report.
+Three aimass extensions, each under an `aimass` key so Model Monitor's own fields keep their meaning:
+a numeric feature's constraints carry the reference's `min` and `max` (the request-time range check),
+`monitoring_config.aimass` the drift thresholds of the quality report, and statistics.json's
+`aimass.prediction` the distribution of the model's predictions on the reference (a feature named
+`prediction`: categorical for labels, numeric for values), what a monitor run's prediction drift
+compares the captured answers with.
 """
 
 from __future__ import annotations
@@ -200,3 +203,31 @@ def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baselin
         },
         anomaly=anomaly.fit(matrix[:, numeric].astype(np.float64), [columns[j].name for j in numeric], seed),
     )
+
+
+def prediction_value(output: Any) -> Any:
+    """What a V1 prediction predicted: a classifier's label (as text: a class, even when it is a
+    number), a regressor's value (a bare number, or `value` when the answer was annotated); None for
+    anything else."""
+    if isinstance(output, dict):
+        if output.get("label") is not None:
+            return str(output["label"])
+        output = output.get("value")
+    if isinstance(output, bool) or output is None:
+        return None
+    if isinstance(output, int | float | str):
+        return output
+    return None
+
+
+def prediction_statistics(values: list[Any]) -> dict[str, Any] | None:
+    """The predictions' entry of statistics.json (a feature named `prediction`): numeric for values,
+    categorical for labels (as text); None without any."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if all(isinstance(v, int | float) for v in present):
+        column = Column("prediction", "numeric")
+        return feature_statistics(column, np.asarray(present, dtype=np.float64))
+    column = Column("prediction", "string")
+    return feature_statistics(column, np.asarray([str(v) for v in present], dtype=object))
