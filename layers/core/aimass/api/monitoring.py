@@ -18,7 +18,7 @@ from aimass.config import settings
 from aimass.contracts.api import ErrorResponse
 from aimass.contracts.monitoring import MONITOR_RUN_PATTERN, MonitorRunList, MonitorRunRequest, MonitorSummary
 from aimass.monitoring import actions, runs
-from aimass.wiring import monitor_actions, monitor_settings, registry
+from aimass.wiring import flush_capture, monitor_actions, monitor_settings, registry
 
 router = APIRouter(tags=["monitoring"], responses={**ERRORS, 503: {"model": ErrorResponse}})
 RunId = Annotated[str, Path(pattern=MONITOR_RUN_PATTERN)]
@@ -32,6 +32,9 @@ RunId = Annotated[str, Path(pattern=MONITOR_RUN_PATTERN)]
 )
 async def run_monitor(name: str, request: Request) -> Response:
     body = await parse(request, MonitorRunRequest) if (await request.body()).strip() else MonitorRunRequest()
+    # The captures this process has taken so far are the window's too (the local server captures
+    # and monitors; in AWS the registry function captures nothing and this returns at once)
+    await blocking(request, flush_capture)
     act = partial(actions.act, monitor_actions())
     summary = await blocking(
         request, runs.run, registry(), monitor_settings(api=True), name, body.seconds, act
