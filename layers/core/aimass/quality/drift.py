@@ -1,8 +1,9 @@
 """Drift of a feature's values against its baseline statistics, and the multiple-testing control over
 a model's features: what the batch report, `quality:check` and the monitor runs all judge drift by.
 
-Each feature is one test: two-sample KS for a numeric feature (with PSI over the baseline's deciles
-as a second distance), chi-square goodness of fit for a categorical one. A model with 30 features
+Each feature is one test of the window against the baseline's sample: two-sample KS for a numeric
+feature (with PSI over the baseline's deciles as a second distance), chi-square test of homogeneity
+for a categorical one. A model with 30 features
 is 30 tests per window: at 1 % each, a clean window would flag some feature about 26 % of the time.
 So the p-values of one model's features are adjusted together with Holm's step-down
 (Holm-Bonferroni), which keeps the chance that a clean window flags ANY feature at most the
@@ -76,16 +77,28 @@ def categorical_drift(
 def class_shift(
     categories: Sequence[Any], counts: Sequence[float], values: Sequence[Any]
 ) -> tuple[float, float]:
-    """Chi-square statistic and p-value of `values` against the reference's `counts` of `categories`,
-    with one more category for values the reference never held."""
+    """Chi-square statistic and p-value of `values` against the reference's `counts` of `categories`
+    (one more category for values the reference never held): the test of homogeneity of the two
+    samples' 2 x k table. Not goodness of fit against the reference's proportions as if they were
+    exact: the reference is a sample too, and a window as large as it would then be found drifted
+    about twice as often as the level says (a clean window of 1,000 rows against 5,000 reference
+    rows: its statistic 1.2 times too large)."""
     where = {c: k for k, c in enumerate(categories)}
     observed = np.zeros(len(categories) + 1)
     for value in values:
         observed[where.get(value, len(categories))] += 1
-    # Half a count of smoothing: a category the reference never held is unlikely, not impossible.
-    expected = np.array([*counts, 0.0], dtype=np.float64) + 0.5
-    statistic, p_value, _ = stats.chi_square(observed, expected)
-    return statistic, p_value
+    reference = np.array([*counts, 0.0], dtype=np.float64)
+    held = (observed + reference) > 0
+    observed, reference = observed[held], reference[held]
+    if observed.size < 2:
+        return 0.0, 1.0
+    pooled = (observed + reference) / (observed.sum() + reference.sum())
+    expected, expected_reference = pooled * observed.sum(), pooled * reference.sum()
+    statistic = float(
+        np.sum((observed - expected) ** 2 / expected)
+        + np.sum((reference - expected_reference) ** 2 / expected_reference)
+    )
+    return statistic, stats.chi2_sf(statistic, observed.size - 1)
 
 
 def p_value(found: dict[str, Any]) -> float:
