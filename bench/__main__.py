@@ -1,7 +1,7 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow monitor] [--quick]`: run the benchmarks, print tables, write JSON.
 
-All twelve run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -23,6 +23,7 @@ from bench import (
     http_server,
     imports,
     load,
+    monitor,
     online,
     rules,
     shadow,
@@ -45,6 +46,7 @@ TITLES = {
     "load": "10. The local server under load: 64 clients against one, capture on",
     "traffic": "11. What a traffic policy adds to a warm prediction",
     "shadow": "12. What a 10 % shadow adds to a warm prediction, also slow or failing",
+    "monitor": "13. Monitor runs: captured rows per second, memory, false drift and detection rates",
 }
 TABLES = {
     "online": online.tables,
@@ -59,6 +61,7 @@ TABLES = {
     "load": load.tables,
     "traffic": traffic.tables,
     "shadow": shadow.tables,
+    "monitor": monitor.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load"}
@@ -113,6 +116,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return anomaly.run()
     if name == "batch":
         return batch.run(stack, quick)
+    if name == "monitor":
+        return monitor.run(stack, quick)
     if name == "imports":
         return imports.run(trees, 2 if quick else imports.REPEATS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
