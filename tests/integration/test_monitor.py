@@ -16,11 +16,13 @@ from fastapi.testclient import TestClient
 from aimass import aws, wiring
 from aimass.api.app import create_app
 from aimass.config import settings
+from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.local.resources import create_table
 from aimass.monitoring import actions, runs
 from aimass.registration import register_version
 from tests.conftest import drained, subscribed_queue
 from tests.integration.test_drift_retraining import Bus
+from tests.support import event
 
 BUCKET = "aimass-test"
 MODEL = "breast-cancer"
@@ -235,3 +237,22 @@ def test_the_api_runs_the_monitor_and_refuses_bad_windows_and_unknown_runs(
     assert client.get(f"/v1/models/{MODEL}/monitor/runs/not-a-run").status_code == 422
     assert client.get("/v1/models/unknown/monitor/runs").status_code == 404
     assert client.get(f"/v1/models/{MODEL}/monitor:run").status_code == 405
+
+
+def test_the_scheduled_function_runs_every_model_and_emits_each_judged_versions_metrics(
+    client: TestClient, demos: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given traffic for one of the registered models
+    send(client, rows(demos))
+    handler = load_handler("monitor")
+
+    # When the schedule invokes the monitor function with its event
+    done = handler(event("scheduler_monitor"), LambdaContext())
+
+    # Then every model was run (the one without traffic has no data), and the judged version's
+    # figures are an EMF line with the model and version as dimensions
+    outcomes = {r["model"]: r["outcome"] for r in done["runs"]}
+    assert outcomes == {MODEL: "no_drift", "digits": "no_data"}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [emf] = [line for line in lines if "MonitorDriftScore" in line]
+    assert (emf["model"], emf["version"], emf["MonitorDriftedFeatures"]) == (MODEL, "1", [0.0])
