@@ -1,5 +1,5 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy observers monitor] [--quick]`: run the benchmarks, print tables, write JSON.
 
 All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
@@ -23,6 +23,7 @@ from bench import (
     http_server,
     imports,
     load,
+    monitor,
     observers,
     online,
     privacy,
@@ -49,6 +50,7 @@ TITLES = {
     "shadow": "12. What a 10 % shadow adds to a warm prediction, also slow or failing",
     "privacy": "13. Masking personal features in a captured line",
     "observers": "14. What the request observers (metrics) add to a warm prediction",
+    "monitor": "15. Monitor runs: captured rows per second, memory, false drift and detection rates",
 }
 TABLES = {
     "online": online.tables,
@@ -65,6 +67,7 @@ TABLES = {
     "shadow": shadow.tables,
     "privacy": privacy.tables,
     "observers": observers.tables,
+    "monitor": monitor.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
@@ -121,6 +124,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return anomaly.run()
     if name == "batch":
         return batch.run(stack, quick)
+    if name == "monitor":
+        return monitor.run(stack, quick)
     if name == "imports":
         return imports.run(trees, 2 if quick else imports.REPEATS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)

@@ -19,7 +19,7 @@ TRAFFIC = ["OnlineFunction", "RegistryFunction", "BatchFunction"]
 STEPS = {"BatchStepsFunction", "PipelineFunction"}
 # Invoked by a schedule of its own, not by traffic: a tick is idempotent and the next one a minute
 # later runs whatever code is deployed; there is no traffic to shift gradually.
-SCHEDULED = {"RolloutFunction"}
+SCHEDULED = {"RolloutFunction", "MonitorFunction"}
 # Consumers of the registry's stream and events bus (docs/events.md): no caller waits on them, their
 # failures are retried and kept in a queue, and a weighted alias would split a stream's batches.
 EVENT_CONSUMERS = {"EventsPublisherFunction", "WebhooksFunction"}

@@ -31,7 +31,12 @@ ONLINE_METRICS = {
     "Fallbacks",
     "StalePredictions",
 }
-MONITOR_METRICS = {"DriftedFeatures", "DriftScore", "ConstraintViolations", "MonitorAnomalyRate"}
+MONITOR_METRICS = {
+    "MonitorDriftedFeatures",
+    "MonitorDriftScore",
+    "MonitorConstraintViolations",
+    "MonitorAnomalyRate",
+}
 FEEDBACK_METRICS = {"FeedbackCorrect", "FeedbackClassified", "FeedbackAbsoluteError", "FeedbackScored"}
 
 
@@ -223,7 +228,7 @@ def test_the_drift_alarm_watches_the_named_models_drifted_features(template: dic
     drift = alarm(template, "DriftAlarm")
     assert (drift["Namespace"], drift["MetricName"], drift["Statistic"]) == (
         "aimass",
-        "DriftedFeatures",
+        "MonitorDriftedFeatures",
         "Maximum",
     )
     assert drift["Dimensions"] == [

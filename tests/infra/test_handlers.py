@@ -162,6 +162,7 @@ def test_every_function_handler_imports_and_is_callable(
         "BatchStepsFunction",
         "PipelineFunction",
         "RolloutFunction",
+        "MonitorFunction",
         "EventsPublisherFunction",
         "WebhooksFunction",
     ],

@@ -49,9 +49,10 @@ def test_it_may_start_the_pipeline_and_read_its_runs_only(template: dict[str, An
     assert resource.endswith(":execution:aimass-${Stage}-training-pipeline:*")
 
 
-def test_it_writes_only_under_models(template: dict[str, Any]) -> None:
-    # The registry writes a version's files (models/<name>/<version>/); a bug or a stolen role must
-    # not be able to overwrite predictions, captured traffic or training data.
+def test_it_writes_only_under_models_and_monitoring(template: dict[str, Any]) -> None:
+    # The registry writes a version's files (models/<name>/<version>/) and the runs of
+    # POST .../monitor:run (monitoring/); a bug or a stolen role must not be able to overwrite
+    # predictions, captured traffic or training data.
     policies = registry_function(template)["Policies"]
     assert not [p for p in policies if {"S3WritePolicy", "S3CrudPolicy", "S3FullAccessPolicy"} & set(p)]
     writes = [
@@ -61,8 +62,8 @@ def test_it_writes_only_under_models(template: dict[str, Any]) -> None:
         for s in p["Statement"]
         if any(a.startswith("s3:Put") or a.startswith("s3:Delete") for a in _actions(s))
     ]
-    assert [(s["Action"], s["Resource"]["Fn::Sub"].rsplit("}", 1)[1]) for s in writes] == [
-        ("s3:PutObject", "/models/*")
+    assert [(s["Action"], [r["Fn::Sub"].rsplit("}", 1)[1] for r in s["Resource"]]) for s in writes] == [
+        ("s3:PutObject", ["/models/*", "/monitoring/*"])
     ]
 
 

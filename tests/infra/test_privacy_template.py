@@ -25,6 +25,7 @@ BUCKET_USERS = {
     "BatchStepsFunction",
     "PipelineFunction",
     "RolloutFunction",
+    "MonitorFunction",
     "SageMakerTrainingRole",
     "GpuEndpointRole",
 }

@@ -91,6 +91,7 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("POST", "/v1/models/{name}/versions/{version}/reject"),
         ("POST", "/v1/models/{name}/rollout/tick"),
         ("POST", "/v1/models/{name}/pipeline:run"),
+        ("POST", "/v1/models/{name}/monitor:run"),
         ("GET", "/v1/subscriptions"),
         ("POST", "/v1/subscriptions"),
         ("DELETE", "/v1/subscriptions/{subscription_id}"),

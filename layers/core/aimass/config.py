@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     training_volume_gb: int = Field(default=30, ge=1)
     training_max_runtime_s: int = Field(default=14_400, ge=1)
 
+    # Monitor runs (docs/monitoring.md): the rows a version's window needs to be judged, the most rows
+    # a run reads (the newest hours first) on the schedule and through the API (which answers within
+    # API Gateway's 30 s), the window the schedule judges, and the models it runs for (comma list;
+    # empty: every registered model).
+    monitor_min_rows: int = Field(default=100, ge=1)
+    monitor_max_rows: int = Field(default=2_000_000, ge=1)
+    monitor_api_max_rows: int = Field(default=200_000, ge=1)
+    monitor_window_hours: float = Field(default=24.0, gt=0, le=744)
+    monitor_models: str = ""
+
     # Registry events (docs/events.md): the EventBridge bus they are published on (the template's
     # AimassEventBus, set on the publisher function; the local stack's aimass-local-events; unset:
     # not published), and whether a webhook may be http:// (or https://) to this machine's loopback,

@@ -4,10 +4,13 @@ whether a model's default version is there to serve."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from aimass import artifacts
 from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN
@@ -18,17 +21,22 @@ from aimass.contracts.registry import (
     BaselineRef,
     ModelSummary,
     ModelVersion,
+    Signature,
     SignatureEnrichment,
     TrafficPolicy,
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound, ValidationFailed, field_error
+from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
 from aimass.registry import Registry, fitting, version_meant
 from aimass.rules import compile_ruleset
+from aimass.serving import codecs
 from aimass.serving.backends.onnx import inspect
 from aimass.signature import read
+
+log = logging.getLogger(__name__)
 
 
 def check_name(name: str) -> None:
@@ -178,6 +186,36 @@ def _store_baseline(bucket: str, prefix: str, computed: baseline.Baseline, sourc
     )
 
 
+# The most reference rows the model is run on for the baseline's predictions (a seeded sample).
+PREDICTION_ROWS = 20_000
+
+
+def _reference_predictions(session: Any, signature: Signature, matrix: np.ndarray) -> list[Any]:
+    """What the model predicts on (a sample of) the reference: the baseline's predictions, which a
+    monitor run's prediction drift compares the captured answers with. Only a model with one 2-D
+    numeric input is run; nothing (logged) when it cannot be, or fails on the reference."""
+    if len(signature.inputs) != 1 or signature.inputs[0].dtype in ("string", "bool"):
+        return []
+    spec = signature.inputs[0]
+    if len(matrix) > PREDICTION_ROWS:
+        rows = np.random.default_rng(0).choice(len(matrix), PREDICTION_ROWS, replace=False)
+        matrix = matrix[np.sort(rows)]
+    cells = [d or 0 for d in spec.shape[1:]]
+    if len(cells) > 1 and int(np.prod(cells)) != matrix.shape[1]:  # no fixed cell shape to fill
+        return []
+    try:
+        # A model of one tensor (an image) takes the matrix's rows in its cell shape
+        tensor = matrix.reshape(len(matrix), *cells) if len(cells) > 1 else matrix
+        feeds = {spec.name: np.ascontiguousarray(tensor, dtype=NUMPY_DTYPES[spec.dtype])}
+        names = [o.name for o in signature.outputs]
+        outputs = dict(zip(names, session.run(names, feeds), strict=True))
+        answers = codecs.v1_predictions(signature, outputs, len(matrix))
+    except Exception as error:  # whatever the model raises on the reference's rows
+        log.warning("the baseline holds no predictions: the model failed on the reference: %s", error)
+        return []
+    return [baseline.prediction_value(answer) for answer in answers]
+
+
 def register_version(
     registry: Registry,
     bucket: str,
@@ -195,7 +233,8 @@ def register_version(
     outputs), compute the baseline of the reference data if given, store the artifacts, then record
     the immutable version."""
     check_name(name)
-    signature = read(inspect(model), enrichment)
+    session = inspect(model)
+    signature = read(session, enrichment)
     computed = None
     if reference is not None:
         columns = columns_of(signature)
@@ -205,9 +244,11 @@ def register_version(
                 "dynamic cell shape)",
                 [field_error(["reference"], "not supported for this signature", "no_columns")],
             )
-        computed = baseline.compute(
-            columns, baseline.read_reference(reference.data, reference.filename, columns)
-        )
+        matrix = baseline.read_reference(reference.data, reference.filename, columns)
+        computed = baseline.compute(columns, matrix)
+        predicted = baseline.prediction_statistics(_reference_predictions(session, signature, matrix))
+        if predicted is not None:
+            computed.statistics["aimass"] = {"prediction": predicted}
     described: dict[str, Any] = {
         "signature": signature,
         "backend": backend,

@@ -26,6 +26,8 @@ from aimass.serving.store import Recheck
 
 if TYPE_CHECKING:
     from aimass.batch.drop import BatchSettings
+    from aimass.monitoring.actions import MetricsSink, MonitorActions
+    from aimass.monitoring.runs import MonitorSettings
     from aimass.pipeline.triggers import DriftRetraining
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ request_observers: list[Callable[[Served], None]] = []
 shadow_observers: list[Callable[[ShadowResult], None]] = []
 # Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
 feedback_observers: list[Callable[[Recorded], None]] = []
+# Where a monitor run's metrics go (aimass.monitoring.actions.MetricsSink): the Lambda entry adds EMF
+# here; with none, they are logged.
+monitor_metrics: list[Callable[[str, int, dict[str, float]], None]] = []
 
 
 @cache
@@ -166,6 +171,35 @@ def drift_retraining() -> DriftRetraining:
         fraction=s.drift_retraining_fraction,
         cooldown_hours=s.drift_retraining_cooldown_hours,
         claims_table=s.idempotency_table,
+    )
+
+
+def monitor_settings(api: bool = False) -> MonitorSettings:
+    """A monitor run's settings; through the API (`api`), with the API's row cap."""
+    from aimass.monitoring.runs import MonitorSettings
+
+    s = settings()
+    return MonitorSettings(
+        bucket=s.bucket,
+        min_rows=s.monitor_min_rows,
+        max_rows=s.monitor_api_max_rows if api else s.monitor_max_rows,
+    )
+
+
+def monitor_actions(metrics: MetricsSink | None = None) -> MonitorActions:
+    """What a finished monitor run does: metrics to `metrics` (the Lambda's EMF; else logged), a
+    notice on the pipeline topic, retraining through the drift trigger's cooldown."""
+    from aimass.gateways import sns
+    from aimass.gateways.s3 import Bucket
+    from aimass.monitoring import actions, runs
+
+    s = settings()
+    return actions.MonitorActions(
+        metrics=metrics or (monitor_metrics[0] if monitor_metrics else actions.log_metrics),
+        topic_arn=s.pipeline_topic_arn,
+        publish=sns.publish,
+        retraining=drift_retraining(),
+        summary_uri=lambda model, run: Bucket(s.bucket).uri(runs.run_prefix(model, run) + runs.SUMMARY),
     )
 
 

@@ -31,11 +31,12 @@ def create_app(parts: Iterable[str] = ("online", "registry", "metrics")) -> Fast
         app.include_router(online.router)
         app.include_router(feedback.router)
     if "registry" in parts:
-        from aimass.api import pipeline, registry, release, subscriptions
+        from aimass.api import monitoring, pipeline, registry, release, subscriptions
 
         app.include_router(registry.router)
         app.include_router(release.router)
         app.include_router(pipeline.router)
+        app.include_router(monitoring.router)
         app.include_router(subscriptions.router)
     if "metrics" in parts:
         from aimass.api import metrics

@@ -1,5 +1,5 @@
 """Which routes need the admin scope: the registry's writes (push, archive, aliases, rules, quality
-policy, pipeline runs, releases and their approvals) and the webhook subscriptions (all of their
+policy, pipeline runs, monitor runs, releases and their approvals) and the webhook subscriptions (all of their
 routes). Everything else (predictions, dry runs, feedback, reads) is the predict scope, which an
 admin caller has too.
 
@@ -40,6 +40,8 @@ ADMIN_ROUTES = (
     _route("POST", "/v1/models/{name}/versions/{version}/reject"),
     _route("POST", "/v1/models/{name}/rollout/tick"),
     _route("POST", "/v1/models/{name}/pipeline:run"),
+    # A monitor run writes its files and may notify and ask for retraining
+    _route("POST", "/v1/models/{name}/monitor:run"),
     # Subscriptions name where events go: reading them is an admin's business too
     _route("POST", "/v1/subscriptions"),
     _route("GET", "/v1/subscriptions"),

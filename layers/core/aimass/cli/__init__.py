@@ -14,6 +14,7 @@ from aimass.cli import (
     batch,
     gpu,
     models,
+    monitor,
     pipeline,
     predict,
     quality,
@@ -62,6 +63,7 @@ app.add_typer(gpu.app, name="gpu")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(release.app, name="release")
 app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(monitor.app, name="monitor")
 
 
 def main() -> None:

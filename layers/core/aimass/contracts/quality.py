@@ -79,7 +79,8 @@ class ConstraintViolation(BaseModel):
 
 class FeatureDrift(BaseModel):
     """A feature's distribution in the batch against the baseline. Numeric: PSI over the baseline's
-    deciles and two-sample KS; categorical: chi-square goodness of fit."""
+    deciles and two-sample KS; categorical: chi-square goodness of fit. The test's p-value adjusted
+    by Holm's step-down over the model's features (aimass.quality.drift) is what is judged."""
 
     feature: str
     method: Literal["psi+ks", "chi_square"]
@@ -88,6 +89,7 @@ class FeatureDrift(BaseModel):
     ks_p_value: float | None = None
     chi_square: float | None = None
     chi_square_p_value: float | None = None
+    p_value_adjusted: float | None = None
     drifted: bool
 
 

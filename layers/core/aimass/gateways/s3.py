@@ -95,6 +95,15 @@ class Bucket:
             for found in page.get("Contents", []):
                 yield found["Key"]
 
+    def folders(self, prefix: str) -> Iterator[str]:
+        """The names of the "folders" right under the prefix (common prefixes up to the next `/`)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix, Delimiter="/"
+        )
+        for page in pages:
+            for found in page.get("CommonPrefixes", []):
+                yield found["Prefix"][len(prefix) :].rstrip("/")
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under the prefix, a page at a time."""
         s3 = self.client

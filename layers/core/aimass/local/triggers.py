@@ -206,6 +206,10 @@ def _rule(resolver: Resolver, logical_id: str, properties: dict[str, Any]) -> st
 # Functions a schedule invokes in AWS that the local stack runs on a timer of its own instead: the
 # rollout tick (aimass.local.ticker, every AIMASS_ROLLOUT_TICK_S).
 RUN_BY_THE_STACK = {"RolloutFunction"}
+# Functions a schedule invokes in AWS whose work the local stack does only when asked: the monitor
+# runs (`aimass monitor run NAME`, POST /v1/models/{name}/monitor:run; docs/monitoring.md). A local
+# stack's traffic is a developer's few requests: a daily run would mostly find too few rows.
+ON_DEMAND_LOCALLY = {"MonitorFunction"}
 
 
 def _starts_a_machine(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> bool:
@@ -223,6 +227,9 @@ def _starts_a_machine(resolver: Resolver, logical_id: str, resource: dict[str, A
         return True
     if all(name in RUN_BY_THE_STACK for name in named):
         logger.debug("%s: left out, the local stack runs %s itself", logical_id, named)
+        return False
+    if all(name in ON_DEMAND_LOCALLY for name in named):
+        logger.debug("%s: left out, the local stack runs %s when asked", logical_id, named)
         return False
     logger.warning(
         "%s: leaving it out, its targets %s are not all the template's state machines", logical_id, named

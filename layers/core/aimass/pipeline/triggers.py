@@ -1,5 +1,7 @@
 """Retraining asked for by drift: a predicted file whose drift report is over the threshold starts a
 run of the training pipeline (the schedules are the other trigger: aimass.cli.pipeline_schedules).
+A monitor run of captured traffic asks the same way, with the same cooldown claim
+(aimass.monitoring.actions: its most drifted version as the report, its summary.json as the URI).
 
 A batch report (aimass.batch.job) has a `drift` section: the features checked against the serving
 version's baseline and those that drifted. When more than `drift_retraining_fraction` of the

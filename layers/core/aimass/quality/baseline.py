@@ -1,9 +1,12 @@
 """Baselines from a reference dataset: statistics.json and constraints.json in the SageMaker Model
 Monitor formats (docs/quality.md shows both), and the anomaly model.
 
-Two aimass extensions, each under an `aimass` key so Model Monitor's own fields keep their meaning: a
-numeric feature's constraints carry the reference's `min` and `max` (the request-time range check),
-and `monitoring_config.aimass` the drift thresholds of the quality report.
+Three aimass extensions, each under an `aimass` key so Model Monitor's own fields keep their meaning:
+a numeric feature's constraints carry the reference's `min` and `max` (the request-time range check),
+`monitoring_config.aimass` the drift thresholds of the quality report, and statistics.json's
+`aimass.prediction` the distribution of the model's predictions on the reference (a feature named
+`prediction`: categorical for labels, numeric for values), what a monitor run's prediction drift
+compares the captured answers with.
 """
 
 from __future__ import annotations
@@ -20,14 +23,11 @@ import numpy as np
 from aimass.errors import UnsupportedMediaType, ValidationFailed, field_error
 from aimass.quality import anomaly
 from aimass.quality.columns import Column, table_from_records
+from aimass.quality.drift import DRIFT_THRESHOLDS
 
 SKETCH_SIZE = 2048
 HISTOGRAM_BUCKETS = 10
 MAX_DOMAIN = 1000
-# Drift thresholds (docs/quality.md): a numeric feature drifts when KS is significant at the 1% level
-# and either PSI is above 0.2 (the usual "significant shift") or the KS distance is above 0.1 (Model
-# Monitor's default comparison_threshold); a categorical one when chi-square is significant at 1%.
-DRIFT_THRESHOLDS = {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01, "chi_square_p_value": 0.01}
 
 
 @dataclass(frozen=True)
@@ -138,35 +138,51 @@ def _inferred_type(column: Column) -> str:
     return "String" if column.kind == "string" else "Integral" if column.integral else "Fractional"
 
 
+def feature_statistics(column: Column, values: np.ndarray) -> dict[str, Any]:
+    """One feature's entry of statistics.json, from its column of a matrix."""
+    entry: dict[str, Any] = {"name": column.name, "inferred_type": _inferred_type(column)}
+    if column.kind == "string":
+        entry["string_statistics"] = _string_statistics(values)
+    else:
+        entry["numerical_statistics"] = _numeric_statistics(values.astype(np.float64))
+    return entry
+
+
+def statistics(columns: list[Column], matrix: np.ndarray) -> dict[str, Any]:
+    """statistics.json of a matrix (rows by columns): a reference's, or a monitored window's."""
+    return {
+        "version": 0.0,
+        "dataset": {"item_count": len(matrix)},
+        "features": [feature_statistics(column, matrix[:, j]) for j, column in enumerate(columns)],
+    }
+
+
 def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baseline:
     """Statistics, constraints and the anomaly model of a reference matrix (rows by columns)."""
     if len(matrix) == 0:
         raise ValidationFailed(
             "the reference dataset has no rows", [field_error(["reference"], "no rows", "empty")]
         )
-    features = []
+    described = statistics(columns, matrix)
     constraints = []
-    for j, column in enumerate(columns):
-        values = matrix[:, j]
-        entry: dict[str, Any] = {"name": column.name, "inferred_type": _inferred_type(column)}
-        constraint: dict[str, Any] = dict(entry)
+    for column, entry in zip(columns, described["features"], strict=True):
+        constraint: dict[str, Any] = {"name": entry["name"], "inferred_type": entry["inferred_type"]}
         if column.kind == "string":
-            entry["string_statistics"] = stats = _string_statistics(values)
+            stats = entry["string_statistics"]
             buckets = stats["distribution"]["categorical"]["buckets"]
             if len(buckets) <= MAX_DOMAIN:
                 constraint["string_constraints"] = {"domains": sorted(b["value"] for b in buckets)}
         else:
-            entry["numerical_statistics"] = stats = _numeric_statistics(values.astype(np.float64))
+            stats = entry["numerical_statistics"]
             if "min" in stats:
                 constraint["num_constraints"] = {"is_non_negative": stats["min"] >= 0}
                 constraint["aimass"] = {"min": stats["min"], "max": stats["max"]}
         common = stats["common"]
-        constraint["completeness"] = common["num_present"] / len(values)
-        features.append(entry)
+        constraint["completeness"] = common["num_present"] / len(matrix)
         constraints.append(constraint)
     numeric = [j for j, c in enumerate(columns) if c.kind == "numeric"]
     return Baseline(
-        statistics={"version": 0.0, "dataset": {"item_count": len(matrix)}, "features": features},
+        statistics=described,
         constraints={
             "version": 0.0,
             "features": constraints,
@@ -187,3 +203,31 @@ def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baselin
         },
         anomaly=anomaly.fit(matrix[:, numeric].astype(np.float64), [columns[j].name for j in numeric], seed),
     )
+
+
+def prediction_value(output: Any) -> Any:
+    """What a V1 prediction predicted: a classifier's label (as text: a class, even when it is a
+    number), a regressor's value (a bare number, or `value` when the answer was annotated); None for
+    anything else."""
+    if isinstance(output, dict):
+        if output.get("label") is not None:
+            return str(output["label"])
+        output = output.get("value")
+    if isinstance(output, bool) or output is None:
+        return None
+    if isinstance(output, int | float | str):
+        return output
+    return None
+
+
+def prediction_statistics(values: list[Any]) -> dict[str, Any] | None:
+    """The predictions' entry of statistics.json (a feature named `prediction`): numeric for values,
+    categorical for labels (as text); None without any."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if all(isinstance(v, int | float) for v in present):
+        column = Column("prediction", "numeric")
+        return feature_statistics(column, np.asarray(present, dtype=np.float64))
+    column = Column("prediction", "string")
+    return feature_statistics(column, np.asarray([str(v) for v in present], dtype=object))

@@ -8,14 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from aimass.quality import stats
-from aimass.quality.baseline import DRIFT_THRESHOLDS
+from aimass.quality import drift as drifts
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import Column, holds_strings
+from aimass.quality.drift import DRIFT_THRESHOLDS, MIN_DRIFT_ROWS
 
-# Fewer present values than this give no drift figures: PSI over ten bins means little below it.
-MIN_DRIFT_ROWS = 30
-PSI_BINS = 10
+__all__ = ["MIN_DRIFT_ROWS", "lenient_matrix", "matrix_report", "quality_report"]
 
 
 def lenient_matrix(
@@ -85,51 +83,9 @@ def _place(
             mistyped[j] += 1
 
 
-def _violation(feature: str, check: str, description: str) -> dict[str, str]:
+def violation(feature: str, check: str, description: str) -> dict[str, str]:
+    """An item of Model Monitor's constraint_violations.json."""
     return {"feature_name": feature, "constraint_check_type": check, "description": description}
-
-
-def _numeric_drift(column: Column, values: np.ndarray, statistics: dict[str, Any]) -> dict[str, Any] | None:
-    sketch = statistics.get("distribution", {}).get("kll", {}).get("sketch", {}).get("data")
-    if not sketch or values.size < MIN_DRIFT_ROWS:
-        return None
-    reference = np.asarray(sketch[0], dtype=np.float64)
-    edges = stats.quantile_edges(reference, PSI_BINS)
-    psi = stats.psi(stats.bin_counts(values, edges), stats.bin_counts(reference, edges))
-    ks_statistic, ks_p_value = stats.ks_2samp(values, reference)
-    return {
-        "feature": column.name,
-        "method": "psi+ks",
-        "psi": psi,
-        "ks_statistic": ks_statistic,
-        "ks_p_value": ks_p_value,
-        # Significant and large: a small clean batch often has a large distance by chance, and a
-        # large batch a significant but negligible one.
-        "drifted": ks_p_value < DRIFT_THRESHOLDS["ks_p_value"]
-        and (psi > DRIFT_THRESHOLDS["psi"] or ks_statistic > DRIFT_THRESHOLDS["ks_statistic"]),
-    }
-
-
-def _categorical_drift(
-    column: Column, values: list[Any], statistics: dict[str, Any]
-) -> dict[str, Any] | None:
-    buckets = statistics.get("distribution", {}).get("categorical", {}).get("buckets")
-    if not buckets or len(values) < MIN_DRIFT_ROWS:
-        return None
-    categories = {b["value"]: k for k, b in enumerate(buckets)}
-    observed = np.zeros(len(buckets) + 1)
-    for value in values:
-        observed[categories.get(value, len(buckets))] += 1
-    # Half a count of smoothing: a category the reference never held is unlikely, not impossible.
-    expected = np.array([b["count"] for b in buckets] + [0.0]) + 0.5
-    statistic, p_value, _ = stats.chi_square(observed, expected)
-    return {
-        "feature": column.name,
-        "method": "chi_square",
-        "chi_square": statistic,
-        "chi_square_p_value": p_value,
-        "drifted": p_value < DRIFT_THRESHOLDS["chi_square_p_value"],
-    }
 
 
 def quality_report(
@@ -140,11 +96,25 @@ def quality_report(
 ) -> dict[str, Any]:
     """Everything but the model reference of a QualityReport."""
     matrix, mistyped, extra, given = lenient_matrix(checks, instances)
-    count = len(instances)
+    return matrix_report(checks, statistics, constraints, matrix, mistyped, extra, given)
+
+
+def matrix_report(
+    checks: RequestChecks,
+    statistics: dict[str, Any] | None,
+    constraints: dict[str, Any] | None,
+    matrix: np.ndarray,
+    mistyped: np.ndarray,
+    extra: dict[str, int],
+    given: set[str],
+) -> dict[str, Any]:
+    """quality_report of rows already read into a lenient matrix (lenient_matrix's four values): the
+    monitor reads a window's captured rows in chunks and judges them at once."""
+    count = len(matrix)
     learned = {f["name"]: f for f in (constraints or {}).get("features", [])}
     described = {f["name"]: f for f in (statistics or {}).get("features", [])}
     violations = [
-        _violation(key, "extra_column_check", f"{key!r} is not a feature of the model ({n} of {count} rows)")
+        violation(key, "extra_column_check", f"{key!r} is not a feature of the model ({n} of {count} rows)")
         for key, n in sorted(extra.items())
     ]
     completeness: dict[str, float] = {}
@@ -158,7 +128,7 @@ def quality_report(
         values = matrix[present_mask[:, j], j]
         completeness[column.name] = len(values) / count
         if column.name not in given:
-            violations.append(_violation(column.name, "missing_column_check", "no row has this feature"))
+            violations.append(violation(column.name, "missing_column_check", "no row has this feature"))
             continue
         violations += _value_violations(
             column,
@@ -170,11 +140,13 @@ def quality_report(
             bounds=(checks.low[j], checks.high[j]),
             domain=checks.domains.get(j),
         )
-        found = _drift(column, values, described.get(column.name), numeric)
+        found = drifts.feature_drift(column.name, values, described.get(column.name), numeric)
         if found is not None:
             drift.append(found)
-            if found["drifted"]:
-                violations.append(_drift_violation(column.name, found))
+    # Judged together: the model's features are one family of tests (aimass.quality.drift)
+    for found in drifts.judge(drift):
+        if found["drifted"]:
+            violations.append(drift_violation(found["feature"], found))
     return {
         "item_count": count,
         "completeness": completeness,
@@ -201,14 +173,14 @@ def _value_violations(
     found: list[dict[str, str]] = []
     if mistyped:
         found.append(
-            _violation(
+            violation(
                 column.name, "data_type_check", f"{mistyped} of {count} values are not of type {column.kind}"
             )
         )
     completeness = len(values) / count
     if completeness < expected:
         found.append(
-            _violation(
+            violation(
                 column.name,
                 "completeness_check",
                 f"completeness {completeness:.4g} is below the baseline's {expected:.4g}",
@@ -217,7 +189,7 @@ def _value_violations(
     if outside:
         low, high = bounds
         found.append(
-            _violation(
+            violation(
                 column.name,
                 "value_range_check",
                 f"{outside} of {count} values are outside [{low:g}, {high:g}]",
@@ -226,7 +198,7 @@ def _value_violations(
     strangers = sum(1 for v in values if v not in domain) if domain is not None else 0
     if strangers:
         found.append(
-            _violation(
+            violation(
                 column.name,
                 "categorical_values_check",
                 f"{strangers} of {len(values)} values are not in the baseline's domain",
@@ -235,21 +207,14 @@ def _value_violations(
     return found
 
 
-def _drift(
-    column: Column, values: np.ndarray, baseline: dict[str, Any] | None, numeric: bool
-) -> dict[str, Any] | None:
-    if baseline is None:
-        return None
-    if numeric:
-        return _numeric_drift(column, values, baseline.get("numerical_statistics", {}))
-    return _categorical_drift(column, list(values), baseline.get("string_statistics", {}))
-
-
-def _drift_violation(feature: str, drift: dict[str, Any]) -> dict[str, str]:
+def drift_violation(feature: str, drift: dict[str, Any]) -> dict[str, str]:
+    """A drifted feature as a constraint_violations.json item."""
     figures = ", ".join(
-        f"{k}={drift[k]:.4g}" for k in ("psi", "ks_statistic", "chi_square_p_value") if k in drift
+        f"{k}={drift[k]:.4g}"
+        for k in ("psi", "ks_statistic", "chi_square_p_value", "p_value_adjusted")
+        if k in drift
     )
-    return _violation(feature, "baseline_drift_check", f"drift from the baseline: {figures}")
+    return violation(feature, "baseline_drift_check", f"drift from the baseline: {figures}")
 
 
 def _anomalies(checks: RequestChecks, matrix: np.ndarray) -> dict[str, Any] | None:
