@@ -185,31 +185,37 @@ def sample(
 ) -> dict[str, Any]:
     """sample.json: the values of up to `size` of the window's rows, drawn with `seed`, per feature
     (present and finite ones; categories as text) and their predictions: what the run's page draws
-    against the baseline. Personal features are left out altogether: no value of theirs is kept."""
+    against the baseline. Each list is shuffled on its own: the page needs each feature's
+    distribution only, and the rows cannot be put back together from the file. Personal features are
+    left out altogether: no value of theirs is kept."""
+    draw = np.random.default_rng(seed)
     count = len(matrix)
     taken = np.arange(count)
     if count > size:
-        taken = np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+        taken = np.sort(draw.choice(count, size, replace=False))
     rows = matrix[taken]
     features: dict[str, list[Any]] = {}
     for j, column in enumerate(checks.columns):
         if column.name in personal:
             continue
         if rows.dtype == object:
-            features[column.name] = [
-                str(v) if isinstance(v, str) else float(v) for v in rows[:, j].tolist() if _kept(v)
-            ]
+            kept = [str(v) if isinstance(v, str) else float(v) for v in rows[:, j].tolist() if _kept(v)]
         else:
             values = rows[:, j]
-            features[column.name] = values[np.isfinite(values)].tolist()
+            kept = values[np.isfinite(values)].tolist()
+        features[column.name] = _shuffled(draw, kept)
     return {
         "rows": len(taken),
         "of": count,
         "seed": seed,
         "features": features,
-        "predictions": [p for p in (predictions[i] for i in taken.tolist()) if _kept(p)],
+        "predictions": _shuffled(draw, [p for p in (predictions[i] for i in taken.tolist()) if _kept(p)]),
         "left_out": sorted(personal),
     }
+
+
+def _shuffled(draw: np.random.Generator, values: list[Any]) -> list[Any]:
+    return [values[i] for i in draw.permutation(len(values)).tolist()]
 
 
 def _kept(value: Any) -> bool:
