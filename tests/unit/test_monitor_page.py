@@ -144,18 +144,22 @@ def test_a_run_over_a_rollout_is_one_page_with_a_section_per_version(
     assert "a seeded sample of 200 of its 400 rows" in sections[0]
     assert "75.00% on 40 labelled rows" in sections[0]
     # with the flag rate of each hour (4 of 250 rows in the second)
-    assert re.search(r"<td>2026-12-06T15:00:00Z</td>\s*<td>250</td>\s*<td>0.00%</td>\s*<td>1.60%</td>", page)
+    # (no anomaly model: no anomaly rate, rather than one of 0 %)
+    assert re.search(
+        r"<td>2026-12-06T15:00:00Z</td>\s*<td>250</td>\s*<td>&ndash;</td>\s*<td>1.60%</td>", page
+    )
     # and the version not judged says why, with nothing drawn
     assert "v3 was not judged: 12 captured rows" in sections[2] and "<img" not in sections[2]
     assert page.count("<h3>Rates over time</h3>") == 2
 
 
 def test_the_rates_per_hour_come_from_the_summarys_counts() -> None:
-    found = rates(
-        {"rows_by_hour": {"2026-12-06T16": 10, "2026-12-06T15": 5}, "anomalies_by_hour": {"2026-12-06T16": 2}}
-    )
+    hours = {"2026-12-06T16": 10, "2026-12-06T15": 5}
+    found = rates({"rows_by_hour": hours, "anomalies_by_hour": {"2026-12-06T16": 2}})
+    unknown = rates({"rows_by_hour": hours, "flagged_by_hour": {"2026-12-06T15": 1}})
 
     assert [(r.start, r.rows, r.anomalies, r.flagged) for r in found] == [
         ("2026-12-06T15:00:00Z", 5, 0, 0),
         ("2026-12-06T16:00:00Z", 10, 2, 0),
     ]
+    assert [(r.anomalies, r.flagged) for r in unknown] == [(None, 1), (None, 0)]

@@ -125,11 +125,17 @@ def predictions(
 
 def rates(version: Mapping[str, Any]) -> list[RateBucket]:
     """The version's rows, anomalies and flagged rows per hour of the window (its summary's
-    `rows_by_hour`, `anomalies_by_hour`, `flagged_by_hour`)."""
-    anomalies = version.get("anomalies_by_hour") or {}
+    `rows_by_hour`, `anomalies_by_hour`, `flagged_by_hour`). A version without an anomaly model has
+    no anomalies per hour: None, not 0."""
+    anomalies = version.get("anomalies_by_hour")
     flagged = version.get("flagged_by_hour") or {}
     return [
-        RateBucket(f"{hour}:00:00Z", int(rows), int(anomalies.get(hour, 0)), int(flagged.get(hour, 0)))
+        RateBucket(
+            f"{hour}:00:00Z",
+            int(rows),
+            None if anomalies is None else int(anomalies.get(hour, 0)),
+            int(flagged.get(hour, 0)),
+        )
         for hour, rows in sorted((version.get("rows_by_hour") or {}).items())
     ]
 

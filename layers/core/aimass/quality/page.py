@@ -92,11 +92,11 @@ class PredictionDistribution:
 
 @dataclass(frozen=True)
 class RateBucket:
-    """One hour of rows: how many, and how many were anomalous or flagged."""
+    """One hour of rows: how many, and how many were anomalous (None: no anomaly model) or flagged."""
 
     start: str
     rows: int
-    anomalies: int = 0
+    anomalies: int | None = 0
     flagged: int = 0
 
 
@@ -463,8 +463,18 @@ def _rates_section(rates: Sequence[RateBucket]) -> str:
     drawing = figure(8.0, 3.8)
     axes = drawing.add_subplot()
     hours = [_hour(b.start) for b in rates]
-    shares = [(b.anomalies / b.rows if b.rows else 0.0, b.flagged / b.rows if b.rows else 0.0) for b in rates]
-    axes.plot(hours, [a for a, _ in shares], marker="o", ms=3, color=CANDIDATE_COLOR, label="anomaly rate")
+    # Without an anomaly model there is no anomaly rate to draw, rather than one of 0 %
+    shares: list[tuple[float | None, float]] = [
+        (
+            None if b.anomalies is None else (b.anomalies / b.rows if b.rows else 0.0),
+            b.flagged / b.rows if b.rows else 0.0,
+        )
+        for b in rates
+    ]
+    if all(a is not None for a, _ in shares):
+        axes.plot(
+            hours, [a for a, _ in shares], marker="o", ms=3, color=CANDIDATE_COLOR, label="anomaly rate"
+        )
     axes.plot(
         hours, [f for _, f in shares], marker="o", ms=3, color=CHAMPION_COLOR, label="quality-flag rate"
     )
