@@ -1,6 +1,7 @@
 """A monitor run on `aimass serve`, as a user runs it: traffic sent over HTTP is captured, and
 `aimass monitor run NAME --since 1h --json` finds the one feature whose values were shifted, and
-nothing in clean traffic; `aimass monitor reports` lists the run."""
+nothing in clean traffic; `aimass monitor reports` lists the run, `aimass monitor report --html`
+draws its page, and /metrics shows its figures."""
 
 from __future__ import annotations
 
@@ -74,3 +75,13 @@ def test_the_monitor_finds_the_shifted_feature_and_only_it_and_nothing_in_clean_
     assert [
         v["feature_name"] for v in violations if v["constraint_check_type"] == "baseline_drift_check"
     ] == ["mean_texture"]
+    # and its page, drawn by the CLI from the API, names the feature and has the rates per hour
+    page = tmp_path / "run.html"
+    report = stack.cli("monitor", "report", "bc-shifted", found["run"], "--html", str(page))
+    assert report.returncode == 1, report.stderr
+    html = page.read_text()
+    assert "<code>mean_texture</code>" in html and "<h2>Rates over time</h2>" in html
+    # and the server's Prometheus metrics show the run's drifted feature
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        metrics = client.get("/metrics").text
+    assert 'aimass_monitor_drifted_features{model="bc-shifted",version="1"} 1.0' in metrics

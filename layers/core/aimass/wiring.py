@@ -42,8 +42,8 @@ request_observers: list[Callable[[Served], None]] = []
 shadow_observers: list[Callable[[ShadowResult], None]] = []
 # Called after each feedback request that recorded labels; the Lambda entry adds its metrics here.
 feedback_observers: list[Callable[[Recorded], None]] = []
-# Where a monitor run's metrics go (aimass.monitoring.actions.MetricsSink): the Lambda entry adds EMF
-# here; with none, they are logged.
+# Where a monitor run's metrics go (aimass.monitoring.actions.MetricsSink), each of them: the Lambda
+# entry adds EMF here, the local server its Prometheus gauges; with none, they are logged.
 monitor_metrics: list[Callable[[str, int, dict[str, float]], None]] = []
 
 
@@ -195,12 +195,17 @@ def monitor_actions(metrics: MetricsSink | None = None) -> MonitorActions:
 
     s = settings()
     return actions.MonitorActions(
-        metrics=metrics or (monitor_metrics[0] if monitor_metrics else actions.log_metrics),
+        metrics=metrics or (_every_monitor_sink if monitor_metrics else actions.log_metrics),
         topic_arn=s.pipeline_topic_arn,
         publish=sns.publish,
         retraining=drift_retraining(),
         summary_uri=lambda model, run: Bucket(s.bucket).uri(runs.run_prefix(model, run) + runs.SUMMARY),
     )
+
+
+def _every_monitor_sink(model: str, version: int, figures: dict[str, float]) -> None:
+    for sink in monitor_metrics:
+        sink(model, version, figures)
 
 
 def batch_settings() -> BatchSettings:

@@ -107,10 +107,11 @@ def api_handler(parts: Iterable[str]) -> LambdaHandler:
         wiring.shadow_observers.append(count_shadow)
     if "online" in parts and count_feedback not in wiring.feedback_observers:
         wiring.feedback_observers.append(count_feedback)
-    if "registry" in parts and not wiring.monitor_metrics:  # POST .../monitor:run's metrics, as EMF
+    if "registry" in parts:  # POST .../monitor:run's metrics, as EMF
         from aimass.monitoring import emf
 
-        wiring.monitor_metrics.append(emf.emit)
+        if emf.emit not in wiring.monitor_metrics:
+            wiring.monitor_metrics.append(emf.emit)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler(capture_response=False)

@@ -1,4 +1,4 @@
-"""Monitor runs: run one now over a window, list a model's runs, read one's summary
+"""Monitor runs: run one now over a window, list a model's runs, read one's summary and its files
 (aimass.monitoring.runs). A run through the API is synchronous, reading at most
 AIMASS_MONITOR_API_MAX_ROWS rows (the newest): it answers within API Gateway's 30 s; the schedule's
 runs read more (docs/monitoring.md)."""
@@ -6,7 +6,7 @@ runs read more (docs/monitoring.md)."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -22,6 +22,9 @@ from aimass.wiring import flush_capture, monitor_actions, monitor_settings, regi
 
 router = APIRouter(tags=["monitoring"], responses={**ERRORS, 503: {"model": ErrorResponse}})
 RunId = Annotated[str, Path(pattern=MONITOR_RUN_PATTERN)]
+RunFile = Literal[  # aimass.monitoring.runs.FILES: a name outside them is a 422, not a 404
+    "statistics.json", "constraint_violations.json", "drift.json", "sample.json"
+]
 
 
 @router.post(
@@ -58,3 +61,14 @@ def list_monitor_runs(name: str, limit: Annotated[int, Query(ge=1, le=100)] = 20
 )
 def get_monitor_run(name: str, run: RunId) -> Response:
     return JSON(runs.describe(registry(), settings().bucket, name, run))
+
+
+@router.get(
+    "/v1/models/{name}/monitor/runs/{run}/files/{version}/{file}",
+    summary="One of a judged version's files in a monitor run: statistics.json, constraint_violations.json, "
+    "drift.json or sample.json (the page's sample of the window)",
+)
+def get_monitor_run_file(
+    name: str, run: RunId, version: Annotated[int, Path(ge=1)], file: RunFile
+) -> Response:
+    return JSON(runs.read_file(registry(), settings().bucket, name, run, version, file))

@@ -1,8 +1,10 @@
-"""`aimass monitor`: run a model's monitor over a window of captured traffic now, and list its runs
-(docs/monitoring.md). Through the API, like the other commands: the run is the server's."""
+"""`aimass monitor`: run a model's monitor over a window of captured traffic now, list its runs, show
+one, and draw a run's HTML page (docs/monitoring.md). Through the API, like the other commands: the
+run is the server's; the page is drawn here (the API's functions carry no matplotlib)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +15,15 @@ from aimass.cli.common import DEFAULT_ENDPOINT, FAILED, ApiKey, AsJson, Endpoint
 
 app = typer.Typer(help="Monitor runs of captured traffic against the baseline.", no_args_is_help=True)
 
+Html = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        dir_okay=False,
+        help="also write the run as one self-contained HTML page with plots (a section per version)",
+    ),
+]
+
 
 @app.command("run")
 def monitor_run(
@@ -20,6 +31,7 @@ def monitor_run(
     since: Annotated[
         str, typer.Option(help="the window, ending now: seconds, or a number with s, m, h or d")
     ] = "24h",
+    html: Html = None,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -29,12 +41,56 @@ def monitor_run(
     so a script can gate on it."""
     window: str | float = float(since) if since.replace(".", "", 1).isdigit() else since
     summary = call("POST", endpoint, f"/v1/models/{name}/monitor:run", api_key, json={"since": window})
+    _show(summary, html, endpoint, api_key, as_json)
+
+
+@app.command("report")
+def monitor_report(
+    name: str,
+    run: Annotated[str, typer.Argument(help="the run's id (aimass monitor reports NAME lists them)")],
+    html: Html = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show model NAME's monitor run RUN, and with --html draw its page: the most drifted features
+    and the predictions against the baseline, anomaly and flag rates per hour, violations. Exits 1
+    when the run found drift."""
+    summary = call("GET", endpoint, f"/v1/models/{name}/monitor/runs/{run}", api_key)
+    _show(summary, html, endpoint, api_key, as_json)
+
+
+def _show(
+    summary: dict[str, Any], html: Path | None, endpoint: str, api_key: str | None, as_json: bool
+) -> None:
+    if html is not None:
+        html.write_text(_page(summary, endpoint, api_key), encoding="utf-8")
     if as_json:
         show_json(summary)
     else:
         _print_run(summary)
+        if html is not None:
+            console.print(f"page: {escape(str(html))}")
     if summary.get("outcome") == "drift":
         raise typer.Exit(FAILED)
+
+
+def _page(summary: dict[str, Any], endpoint: str, api_key: str | None) -> str:
+    """The run's page, drawn here from its summary, each judged version's files and baseline."""
+    from aimass.monitoring.page import JUDGED, PAGE_FILES, render_run
+
+    name, run = summary["model"], summary["run"]
+    files: dict[int, dict[str, Any]] = {}
+    baselines: dict[int, dict[str, Any] | None] = {}
+    for version in summary.get("versions", []):
+        number = version["version"]
+        if version["status"] not in JUDGED:
+            continue
+        route = f"/v1/models/{name}/monitor/runs/{run}/files/{number}"
+        files[number] = {file: call("GET", endpoint, f"{route}/{file}", api_key) for file in PAGE_FILES}
+        baseline = call("GET", endpoint, f"/v1/models/{name}/versions/{number}/baseline", api_key)
+        baselines[number] = baseline["statistics"]
+    return render_run(summary, files, baselines)
 
 
 @app.command("reports")
@@ -64,6 +120,10 @@ def monitor_reports(
 
 
 def _print_run(summary: dict[str, Any]) -> None:
+    if summary.get("status") != "succeeded":  # a failed or unfinished run (monitor report)
+        error = f": {escape(summary['error'])}" if summary.get("error") else ""
+        console.print(f"{summary['model']} run {summary['run']}: {summary['outcome']}{error}")
+        return
     window = summary["window"]
     console.print(
         f"{summary['model']} run {summary['run']}: {summary['rows']} rows from {window['start']} to "

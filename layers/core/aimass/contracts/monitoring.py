@@ -77,6 +77,12 @@ class MonitoredVersion(BaseModel):
         None, description="its labelled predictions so far (feedback)"
     )
     rows_by_hour: dict[str, int] | None = None
+    flagged_by_hour: dict[str, int] | None = Field(
+        None, description="per hour of the window, the rows with a constraint violation"
+    )
+    anomalies_by_hour: dict[str, int] | None = Field(
+        None, description="per hour of the window, the anomalous rows (with an anomaly model)"
+    )
     files: dict[str, str] | None = None
 
 

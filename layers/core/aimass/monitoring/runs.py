@@ -2,7 +2,7 @@
 
 A run (`run`) reads the window's captured lines (aimass.monitoring.window), folds each version's rows
 into matrices, judges every version that has a baseline and enough rows (aimass.monitoring.judge),
-writes `monitoring/<model>/<run>/v<version>/{statistics,constraint_violations,drift}.json`, acts on
+writes `monitoring/<model>/<run>/v<version>/{statistics,constraint_violations,drift,sample}.json`, acts on
 what it found (aimass.monitoring.actions, passed in), and writes `monitoring/<model>/<run>/summary.json`
 LAST: a summary is the mark of a finished run. A run that fails writes a `failed` summary with its
 error when it still can, and raises; earlier runs are other prefixes, never touched.
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "monitoring/"
 SUMMARY = "summary.json"
+# A judged version's files, under v<version>/ (docs/monitoring.md, "Outputs")
+FILES = ("statistics.json", "constraint_violations.json", "drift.json", "sample.json")
+# Written without indentation: thousands of numbers, read by programs (the page), not by people
+_COMPACT = frozenset({"sample.json"})
 
 # What the actions do with a finished run's summary; they return what they did (kept in the summary).
 Actions = Callable[[dict[str, Any]], dict[str, Any]]
@@ -137,7 +141,7 @@ def _judged(
         version = versions[number]
         result, files = _result(settings, version, policy)
         for name, document in files.items():
-            _put(bucket, f"{run_prefix(model, run)}v{number}/{name}", document)
+            _put(bucket, f"{run_prefix(model, run)}v{number}/{name}", document, compact=name in _COMPACT)
         if files:
             result["files"] = {
                 name: bucket.uri(f"{run_prefix(model, run)}v{number}/{name}") for name in files
@@ -225,8 +229,9 @@ def _outcome(results: list[dict[str, Any]]) -> str:
     return "no_baseline" if statuses else "no_data"
 
 
-def _put(bucket: Bucket, key: str, document: dict[str, Any]) -> None:
-    bucket.put(key, json.dumps(document, indent=1, allow_nan=False).encode(), "application/json")
+def _put(bucket: Bucket, key: str, document: dict[str, Any], compact: bool = False) -> None:
+    text = json.dumps(document, indent=None if compact else 1, allow_nan=False)
+    bucket.put(key, text.encode(), "application/json")
 
 
 def list_runs(registry: Registry, bucket: str, model: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -246,6 +251,18 @@ def describe(registry: Registry, bucket: str, model: str, run: str) -> dict[str,
     if found["status"] == "unfinished" and not any(where.keys(run_prefix(model, run))):
         raise NotFound(f"model {model!r} has no monitor run {run!r}")
     return found
+
+
+def read_file(registry: Registry, bucket: str, model: str, run: str, version: int, name: str) -> Any:
+    """One of a run's files of a judged version (FILES), as JSON; NotFound for a model, run, version
+    or file there is none of (a version not judged has no files)."""
+    registry.get_model(model)
+    if name not in FILES:
+        raise NotFound(f"a monitor run has no file {name!r}: only {', '.join(FILES)}")
+    try:
+        return json.loads(Bucket(bucket).get(f"{run_prefix(model, run)}v{version}/{name}"))
+    except KeyMissing:
+        raise NotFound(f"monitor run {run!r} of {model!r} has no {name} for version {version}") from None
 
 
 def _summary_or_unfinished(bucket: Bucket, model: str, run: str) -> dict[str, Any]:

@@ -36,6 +36,8 @@ DriftPage
 - rates: RateBuckets, one per hour (`start` ISO 8601, `rows`, `anomalies`, `flagged`), when the rows
   have times; drawn as the anomaly and flag rates per hour.
 - thresholds: the drift thresholds used (quality_report's `thresholds`).
+- skipped: features left out of the figures, each {feature, reason} (a monitor run's
+  `features_skipped`: personal features).
 - note: a sentence shown first when the page judges nothing (too few rows, no baseline).
 
 Domain code: data in, a str out. matplotlib is imported when a plot is drawn, never on import.
@@ -90,11 +92,11 @@ class PredictionDistribution:
 
 @dataclass(frozen=True)
 class RateBucket:
-    """One hour of rows: how many, and how many were anomalous or flagged."""
+    """One hour of rows: how many, and how many were anomalous (None: no anomaly model) or flagged."""
 
     start: str
     rows: int
-    anomalies: int = 0
+    anomalies: int | None = 0
     flagged: int = 0
 
 
@@ -118,6 +120,7 @@ class DriftPage:
     predictions: PredictionDistribution | None = None
     rates: Sequence[RateBucket] = ()
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    skipped: Sequence[Mapping[str, str]] = ()
     note: str | None = None
 
     @property
@@ -210,29 +213,66 @@ def render(page: DriftPage) -> str:
     """The page, whole."""
     versions = ", ".join(f"v{v}" for v in page.versions) or MISSING
     title = f"Data-quality report: {page.model}"
+    return _page(
+        f"{title}, {page.subject}",
+        [
+            f"<h1>{escape(title)}</h1>",
+            f'<p class="meta">{escape(versions)} · {escape(page.subject)} · {page.rows} rows · '
+            f"generated {escape(page.generated_at)}</p>",
+            *_sections(page, "h2"),
+        ],
+    )
+
+
+def render_versions(pages: Sequence[DriftPage], title: str, subject: str) -> str:
+    """One page of several versions' rows (a monitor run's window that spans a rollout): a section
+    per version, each with the sections `render` draws (one version: those sections alone)."""
+    generated = max((p.generated_at for p in pages), default="")
     parts = [
-        *head(f"{title}, {page.subject}", PAGE_STYLE),
         f"<h1>{escape(title)}</h1>",
-        f'<p class="meta">{escape(versions)} · {escape(page.subject)} · {page.rows} rows · '
-        f"generated {escape(page.generated_at)}</p>",
-        f'<p class="note">{escape(page.note)}</p>' if page.note else "",
-        "<h2>Summary</h2>",
-        _summary(page),
-        "<h2>Feature drift</h2>",
-        _drift_section(page),
+        f'<p class="meta">{escape(", ".join(f"v{v}" for p in pages for v in p.versions) or MISSING)} · '
+        f"{escape(subject)} · {sum(p.rows for p in pages)} rows · generated {escape(generated)}</p>",
     ]
-    if page.predictions is not None:
-        parts += ["<h2>Predictions</h2>", _predictions_section(page, page.predictions)]
-    if page.rates:
-        parts += ["<h2>Rates over time</h2>", _rates_section(page.rates)]
-    parts += [
-        "<h2>Violations</h2>",
-        _violations(page.violations),
+    if len(pages) == 1:  # its own subject says more than the run's (a sample's size)
+        page = pages[0]
+        more = f'<p class="meta">{escape(page.subject)}</p>' if page.subject != subject else ""
+        return _page(f"{title}, {subject}", [*parts, more, *_sections(page, "h2")])
+    for page in pages:
+        versions = ", ".join(f"v{v}" for v in page.versions)
+        parts += [
+            f'<h2 id="{escape(versions)}">{escape(versions)}: {page.rows} rows</h2>',
+            f'<p class="meta">{escape(page.subject)}</p>',
+            *_sections(page, "h3"),
+        ]
+    return _page(f"{title}, {subject}", parts)
+
+
+def _page(title: str, body: list[str]) -> str:
+    parts = [
+        *head(title, PAGE_STYLE),
+        *body,
         '<footer><p class="meta">Written by aimass: the baseline is the version\'s statistics.json, '
         "computed from its reference dataset.</p></footer>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def _sections(page: DriftPage, h: str) -> list[str]:
+    """The page's sections under headings `h` (h2 on a page of its own, h3 within a version's)."""
+    parts = [
+        f'<p class="note">{escape(page.note)}</p>' if page.note else "",
+        f"<{h}>Summary</{h}>",
+        _summary(page),
+        f"<{h}>Feature drift</{h}>",
+        _drift_section(page),
+    ]
+    if page.predictions is not None:
+        parts += [f"<{h}>Predictions</{h}>", _predictions_section(page, page.predictions)]
+    if page.rates:
+        parts += [f"<{h}>Rates over time</{h}>", _rates_section(page.rates)]
+    parts += [f"<{h}>Violations</{h}>", _violations(page.violations)]
+    return parts
 
 
 def _rate(value: float | None) -> str:
@@ -260,6 +300,17 @@ def _summary(page: DriftPage) -> str:
         ("quality-flag rate", _rate(page.flag_rate)),
         ("live accuracy", accuracy),
     ]
+    if page.skipped:
+        items.insert(
+            2,
+            (
+                "features skipped",
+                "; ".join(
+                    f"<code>{escape(s.get('feature', ''))}</code>: {escape(s.get('reason', ''))}"
+                    for s in page.skipped
+                ),
+            ),
+        )
     return definitions(items)
 
 
@@ -412,8 +463,18 @@ def _rates_section(rates: Sequence[RateBucket]) -> str:
     drawing = figure(8.0, 3.8)
     axes = drawing.add_subplot()
     hours = [_hour(b.start) for b in rates]
-    shares = [(b.anomalies / b.rows if b.rows else 0.0, b.flagged / b.rows if b.rows else 0.0) for b in rates]
-    axes.plot(hours, [a for a, _ in shares], marker="o", ms=3, color=CANDIDATE_COLOR, label="anomaly rate")
+    # Without an anomaly model there is no anomaly rate to draw, rather than one of 0 %
+    shares: list[tuple[float | None, float]] = [
+        (
+            None if b.anomalies is None else (b.anomalies / b.rows if b.rows else 0.0),
+            b.flagged / b.rows if b.rows else 0.0,
+        )
+        for b in rates
+    ]
+    if all(a is not None for a, _ in shares):
+        axes.plot(
+            hours, [a for a, _ in shares], marker="o", ms=3, color=CANDIDATE_COLOR, label="anomaly rate"
+        )
     axes.plot(
         hours, [f for _, f in shares], marker="o", ms=3, color=CHAMPION_COLOR, label="quality-flag rate"
     )

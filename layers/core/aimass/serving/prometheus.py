@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -26,6 +27,26 @@ from aimass.serving.pipeline import Answered, Served
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # From a cached ONNX answer (well under a millisecond) to a slow SageMaker endpoint (seconds).
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A monitor run's figures (aimass.monitoring.actions.metric_values) as gauges: each run's replace the
+# last run's, per model and version. Name: (Prometheus name, help).
+MONITOR_GAUGES = {
+    "MonitoredRows": ("aimass_monitor_rows", "Captured rows the last monitor run judged"),
+    "DriftedFeatures": ("aimass_monitor_drifted_features", "Features the last monitor run found drifted"),
+    "DriftScore": ("aimass_monitor_drift_score", "Share of the checked features that drifted, last run"),
+    "ConstraintViolations": (
+        "aimass_monitor_constraint_violations",
+        "Constraint violations (constraint_violations.json) of the last monitor run",
+    ),
+    "AnomalyRate": ("aimass_monitor_anomaly_rate", "Share of anomalous rows in the last monitor run"),
+    "QualityFlagRate": (
+        "aimass_monitor_quality_flag_rate",
+        "Share of rows with a constraint violation in the last monitor run",
+    ),
+    "PredictionDrift": (
+        "aimass_monitor_prediction_drift",
+        "1 when the last monitor run's predictions drifted",
+    ),
+}
 
 
 class PrometheusMetrics:
@@ -107,6 +128,11 @@ class PrometheusMetrics:
             registry=registry,
         )
 
+        self.monitor = {
+            figure: Gauge(name, description, ["model", "version"], registry=registry)
+            for figure, (name, description) in MONITOR_GAUGES.items()
+        }
+
     def answered(self, answered: Answered) -> None:
         name, version = answered.version.name, str(answered.version.version)
         key = (name, version, answered.variant or "", answered.protocol)
@@ -152,6 +178,13 @@ class PrometheusMetrics:
             self.feedback_scored.labels(recorded.model).inc(recorded.scored)
             self.feedback_absolute_error.labels(recorded.model).inc(recorded.abs_error)
 
+    def monitored(self, model: str, version: int, figures: dict[str, float]) -> None:
+        """aimass.monitoring.actions.MetricsSink: a judged version's figures after a monitor run."""
+        for figure, value in figures.items():
+            gauge = self.monitor.get(figure)
+            if gauge is not None:
+                gauge.labels(model, str(version)).set(value)
+
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format (CONTENT_TYPE)."""
         return generate_latest(self.registry)
@@ -164,7 +197,8 @@ def metrics() -> PrometheusMetrics:
 
 
 def observe() -> PrometheusMetrics:
-    """This process's metrics, fed from now on by the request pipeline's and feedback's observers."""
+    """This process's metrics, fed from now on by the request pipeline's and feedback's observers and
+    by the monitor runs' metrics."""
     from aimass import wiring
 
     m = metrics()
@@ -174,4 +208,6 @@ def observe() -> PrometheusMetrics:
         wiring.request_observers.append(m.served)
     if m.feedback not in wiring.feedback_observers:
         wiring.feedback_observers.append(m.feedback)
+    if m.monitored not in wiring.monitor_metrics:
+        wiring.monitor_metrics.append(m.monitored)
     return m
