@@ -1,7 +1,7 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy observers monitor compression] [--quick]`: run the benchmarks, print tables, write JSON.
 
-All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -18,6 +18,7 @@ from bench import (
     anomaly,
     batch,
     cold_start,
+    compression,
     gpu_server,
     guards,
     http_server,
@@ -51,6 +52,7 @@ TITLES = {
     "privacy": "13. Masking personal features in a captured line",
     "observers": "14. What the request observers (metrics) add to a warm prediction",
     "monitor": "15. Monitor runs: captured rows per second, memory, false drift and detection rates",
+    "compression": "16. Compression: int8 and float16 copies of the digits demos vs the originals",
 }
 TABLES = {
     "online": online.tables,
@@ -68,9 +70,10 @@ TABLES = {
     "privacy": privacy.tables,
     "observers": observers.tables,
     "monitor": monitor.tables,
+    "compression": compression.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
+WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -114,6 +117,7 @@ SCALED = {
     "shadow": shadow.run,
     "privacy": privacy.run,
     "observers": observers.run,
+    "compression": compression.run,
 }
 
 
