@@ -136,3 +136,40 @@ def test_rows_drawn_from_a_baseline_keep_each_feature_within_its_reference(regis
         assert numbers["min"] <= rows.matrix[:, j].min() <= rows.matrix[:, j].max() <= numbers["max"]
     assert rows.labels is None
     assert weight_ops(artifacts.get(record.artifact_uri)) == {}
+
+
+@pytest.fixture
+def api(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """The CLI's HTTP calls go to the API in this process."""
+    import httpx
+
+    monkeypatch.setattr(
+        httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
+    )
+    return client
+
+
+def quantize(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from aimass.cli import app
+
+    command = ["models", "quantize", *args, "--endpoint", "http://aimass.test"]
+    return CliRunner().invoke(app, command, catch_exceptions=False)
+
+
+def test_the_cli_prints_the_new_challenger_and_exits_1_on_a_refusal(api: TestClient) -> None:
+    made = quantize("digits", "1", "--method", "static", "--json")
+
+    assert made.exit_code == 0, made.output
+    answer = json.loads(made.stdout)
+    assert answer["alias"] == "challenger" and answer["figures"]["method"] == "static"
+    assert api.get("/v1/models/digits").json()["aliases"]["challenger"] == answer["version"]["version"]
+
+    shown = quantize("digits", "1", "--method", "float16")
+    assert shown.exit_code == 0, shown.output
+    assert "as challenger" in shown.stdout and "agreement" in shown.stdout
+
+    refused = quantize("breast-cancer", "1")
+    assert refused.exit_code == 1
+    assert "nothing to quantize" in refused.output

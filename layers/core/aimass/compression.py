@@ -12,8 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,25 @@ def statistics_source(statistics: dict[str, Any]) -> str:
     return f"{statistics['dataset']['item_count']} reference rows"
 
 
+class _PreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizers log, on the root logger at WARNING, advice to run its shape
+    pre-processing first: once per call, with a URL, in every function's logs. It is advice for
+    large transformer graphs; the figures judge the copy either way."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider")
+
+
+@contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    root, advice = logging.getLogger(), _PreprocessingAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
 def compress(model: bytes, method: Method, calibration: dict[str, np.ndarray]) -> bytes:
     """The compressed model's bytes: ONNX Runtime's quantize_dynamic / quantize_static (QDQ, per
     channel weights), or its float16 converter (inputs and outputs stay float32)."""
@@ -141,7 +163,7 @@ def compress(model: bytes, method: Method, calibration: dict[str, np.ndarray]) -
         quantize_static,
     )
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _without_preprocessing_advice():
         source, target = Path(folder, "model.onnx"), Path(folder, "compressed.onnx")
         source.write_bytes(model)
         if method == "dynamic":
