@@ -102,11 +102,16 @@ def test_a_threshold_the_copy_misses_is_refused_with_the_figures(client: TestCli
 
 def test_a_model_without_weight_operators_has_nothing_to_quantize(client: TestClient) -> None:
     refused = client.post("/v1/models/breast-cancer/versions/1/quantize", json={})
+    # said before any rows are read: the model is what is wrong
+    unread = client.post(
+        "/v1/models/breast-cancer/versions/1/quantize", json={"reference_uri": "s3://aimass-test/none.csv"}
+    )
 
-    assert refused.status_code == 422
-    error = refused.json()["error"]
-    assert error["message"].startswith("nothing to quantize")
-    assert error["details"][0]["type"] == "nothing_to_quantize"
+    for answer in (refused, unread):
+        assert answer.status_code == 422
+        error = answer.json()["error"]
+        assert error["message"].startswith("nothing to quantize")
+        assert error["details"][0]["type"] == "nothing_to_quantize"
 
 
 def test_bad_requests_are_refused_by_field(client: TestClient) -> None:

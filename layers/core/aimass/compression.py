@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 
 from aimass import artifacts
 from aimass.contracts.compression import CompressionFigures, Method, Quantized, QuantizeRequest, Speed
 from aimass.contracts.registry import ModelVersion, Signature, SignatureEnrichment
-from aimass.errors import ValidationFailed, field_error
+from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
@@ -265,9 +266,11 @@ def evaluation_rows(record: ModelVersion, request: QuantizeRequest) -> Rows:
         try:
             artifacts.parse_uri(request.reference_uri)
             data = artifacts.get(request.reference_uri)
-        except Exception as error:  # a bad URI, a missing object or bucket, no permission
+        except (ValueError, NotFound, ClientError) as error:  # the caller's URI: bad, missing, forbidden
+            # AWS being down (AwsUnavailable) is not the caller's fault: it stays a 503
+            reason = error.message if isinstance(error, NotFound) else str(error)
             raise ValidationFailed(
-                f"cannot read the reference dataset {request.reference_uri}: {error}",
+                f"cannot read the reference dataset {request.reference_uri}: {reason}",
                 [field_error(["body", "reference_uri"], "cannot be read", "unreadable")],
             ) from error
         uri = request.reference_uri
@@ -282,10 +285,8 @@ def evaluation_rows(record: ModelVersion, request: QuantizeRequest) -> Rows:
     return rows_from_baseline(statistics, record.signature, min(request.max_rows, 1000))
 
 
-def measure(
-    record: ModelVersion, model: bytes, request: QuantizeRequest, rows: Rows
-) -> tuple[bytes, CompressionFigures]:
-    """The compressed model and the figures judging it against `model` (the version's bytes)."""
+def quantizable(record: ModelVersion, model: bytes) -> dict[str, int]:
+    """The graph's weight-bearing operators; a 422 `nothing_to_quantize` when it has none."""
     ops = weight_ops(model)
     if not ops:
         raise ValidationFailed(
@@ -294,6 +295,14 @@ def measure(
             "weights in attributes that int8 and float16 leave as they are)",
             [field_error(["path", "version"], "no weight-bearing operator", "nothing_to_quantize")],
         )
+    return ops
+
+
+def measure(
+    record: ModelVersion, model: bytes, request: QuantizeRequest, rows: Rows
+) -> tuple[bytes, CompressionFigures]:
+    """The compressed model and the figures judging it against `model` (the version's bytes)."""
+    ops = quantizable(record, model)
     given = feeds(record.signature, rows.matrix)
     compressed = compress(model, request.method, given)
     sessions = (new_session(model), new_session(compressed))
@@ -348,6 +357,7 @@ def quantize_version(
     record = registry.get_version(name, version)
     model = artifacts.verified(record.artifact_uri, record.sha256)
     _input_spec(record.signature)
+    quantizable(record, model)  # before any rows are read: the model is the first thing wrong
     compressed, figures = measure(record, model, request, evaluation_rows(record, request))
     if figures.agreement < request.min_agreement:
         raise ValidationFailed(

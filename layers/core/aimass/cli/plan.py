@@ -55,6 +55,7 @@ def plan(
     monthly cost, from a short load test of the version on this machine (docs/capacity.md)."""
     from aimass import artifacts, capacity, compression
     from aimass.contracts.registry import ModelVersion
+    from aimass.errors import AimassError
     from aimass.serving.backends.onnx import new_session
 
     table = capacity.PRICES if prices is None else _prices(json_file(prices), prices)
@@ -65,12 +66,14 @@ def plan(
         raise fail(f"{name} has no version {chosen}", USAGE)
     record = ModelVersion.model_validate(found[0])
     use_aws(aws_endpoint, region)
-    with console.status(f"load-testing {name} v{chosen} on this machine"):
-        model = artifacts.verified(record.artifact_uri, record.sha256)
-        rows = _rows(record, compression, artifacts)
-        costs = capacity.measure(
-            new_session(model), compression.feeds(record.signature, rows), len(model), runs
-        )
+    try:
+        with console.status(f"load-testing {name} v{chosen} on this machine"):
+            model = artifacts.verified(record.artifact_uri, record.sha256)
+            rows = _rows(record, compression, artifacts)
+            given = compression.feeds(record.signature, rows)
+            costs = capacity.measure(new_session(model), given, len(model), runs)
+    except AimassError as error:  # a file that changed, a model that cannot be fed rows here
+        raise fail(f"{name} v{chosen}: {error.message}") from error
     result = capacity.plan(rps, p99_ms, costs, table)
     if as_json:
         return show_json({"name": name, "version": chosen, **result.as_dict()})
