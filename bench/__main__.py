@@ -1,7 +1,8 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy observers monitor compression capacity] [--quick]`: run the benchmarks, print tables,
+write JSON.
 
-All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -17,7 +18,9 @@ from typing import Any
 from bench import (
     anomaly,
     batch,
+    capacity,
     cold_start,
+    compression,
     gpu_server,
     guards,
     http_server,
@@ -51,6 +54,8 @@ TITLES = {
     "privacy": "13. Masking personal features in a captured line",
     "observers": "14. What the request observers (metrics) add to a warm prediction",
     "monitor": "15. Monitor runs: captured rows per second, memory, false drift and detection rates",
+    "compression": "16. Compression: int8 and float16 copies of the digits demos vs the originals",
+    "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
 }
 TABLES = {
     "online": online.tables,
@@ -68,9 +73,11 @@ TABLES = {
     "privacy": privacy.tables,
     "observers": observers.tables,
     "monitor": monitor.tables,
+    "compression": compression.tables,
+    "capacity": capacity.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
-WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
+WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression", "capacity"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -114,6 +121,8 @@ SCALED = {
     "shadow": shadow.run,
     "privacy": privacy.run,
     "observers": observers.run,
+    "compression": compression.run,
+    "capacity": capacity.run,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from aimass.capacity import GPU_TARGET_INVOCATIONS
 from aimass.contracts.common import MODEL_NAME_PATTERN
 
 from .conftest import resource_references, sam_translate
@@ -188,7 +189,10 @@ def test_the_parameters_take_ecr_images_model_archives_under_models_and_ml_insta
     assert defaults["GpuInitialInstanceCount"] == 1
     assert (defaults["GpuMinInstances"], defaults["GpuMaxInstances"]) == (1, 4)
     assert defaults["GpuCaptureSamplePercent"] == 10
-    assert defaults["GpuTargetInvocationsPerInstance"] > 0 and defaults["GpuLatencyAlarmMs"] > 0
+    assert defaults["GpuLatencyAlarmMs"] > 0
+    # The target comes from a measurement, which its description names (aimass.capacity)
+    assert defaults["GpuTargetInvocationsPerInstance"] == GPU_TARGET_INVOCATIONS
+    assert "bench/RESULTS.md" in params["GpuTargetInvocationsPerInstance"]["Description"]
     # The target is per minute, and its description says so (and why the default)
     assert "PER MINUTE" in params["GpuTargetInvocationsPerInstance"]["Description"]
 

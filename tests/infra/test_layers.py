@@ -60,10 +60,29 @@ def test_only_the_batch_functions_carry_the_arrow_layer(template: dict[str, Any]
     assert with_arrow == {"BatchFunction", "BatchStepsFunction"}
 
 
+def test_onnx_layer_ships_the_compress_extra_and_onnx_s_own_ml_dtypes() -> None:
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    layered = requirement_set(requirements_file(REPO / "layers" / "onnx" / "requirements.txt"))
+
+    # installed --no-deps: onnx's numpy, protobuf and typing_extensions are RuntimeLayer's
+    assert {r for r in layered if r[0] != "ml-dtypes"} == requirement_set(extras["compress"])
+    assert {r[0] for r in layered} == {"onnx", "ml-dtypes"}
+    # The training extra converts with the same onnx range
+    (train_onnx,) = [r for r in requirement_set(extras["train"]) if r[0] == "onnx"]
+    assert requirement_set(extras["compress"]) == {train_onnx}
+
+
+def test_only_the_registry_function_carries_the_onnx_layer(template: dict[str, Any]) -> None:
+    functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    with_onnx = {k for k, v in functions.items() if {"Ref": "OnnxLayer"} in v["Properties"].get("Layers", [])}
+
+    assert with_onnx == {"RegistryFunction"}
+
+
 def test_layers_are_built_by_their_own_makefile_targets(template: dict[str, Any]) -> None:
     layers = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::LayerVersion"}
 
-    assert set(layers) == {"CoreLayer", "RuntimeLayer", "ArrowLayer"}
+    assert set(layers) == {"CoreLayer", "RuntimeLayer", "ArrowLayer", "OnnxLayer"}
     for logical_id, layer in layers.items():
         assert layer["Metadata"]["BuildMethod"] == "makefile"
         makefile = (REPO / layer["Properties"]["ContentUri"] / "Makefile").read_text()

@@ -29,6 +29,7 @@ from moto.sagemaker.models import sagemaker_backends
 from typer.testing import CliRunner
 
 from aimass import artifacts, aws, wiring
+from aimass.capacity import GPU_TARGET_INVOCATIONS
 from aimass.contracts.registry import ModelVersion
 from aimass.deploy import endpoint
 from aimass.deploy.autoscaling import Autoscaling, registered_scaling, scaling_policy
@@ -381,7 +382,7 @@ def test_the_status_report_shows_what_the_endpoint_serves(moto_aws: None, demo: 
     [variant] = report.variants
     assert (variant.name, variant.instance_type, variant.desired_instances) == ("primary", INSTANCE, 1)
     assert variant.image == IMAGE
-    assert report.autoscaling == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
+    assert report.autoscaling == Autoscaling(1, 4, GPU_TARGET_INVOCATIONS, scaling_policy(ENDPOINT))
     assert report.model_data_url == result.package.uri
 
 
@@ -515,7 +516,7 @@ def test_changing_the_instance_type_takes_autoscaling_off_for_the_update_and_put
     assert not updates.refused
     assert updates.bodies[0]["RetainAllVariantProperties"] is False
     assert result.instance_type == BIGGER and result.status == "InService"
-    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, GPU_TARGET_INVOCATIONS, scaling_policy(ENDPOINT))
 
 
 def test_autoscaling_taken_off_is_put_back_when_sagemaker_refuses_the_update(
@@ -528,7 +529,7 @@ def test_autoscaling_taken_off_is_put_back_when_sagemaker_refuses_the_update(
     )
     with pytest.raises(ClientError, match="service limit"):
         deploy(register(demo), instance_type=BIGGER, traffic=Traffic(alarms=ALARMS))
-    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, 6000.0, scaling_policy(ENDPOINT))
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 4, GPU_TARGET_INVOCATIONS, scaling_policy(ENDPOINT))
     described = aws.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     assert (described["EndpointStatus"], described["EndpointConfigName"]) == (
         "InService",
@@ -733,7 +734,7 @@ def test_the_command_deploys_a_version_and_reports_what_it_did(api: str, demo: D
     # And `aimass gpu autoscale` changes the bounds
     scaled = cli("gpu", "autoscale", ENDPOINT, "--max-instances", "6", "--aws-endpoint", "")
     assert scaled.exit_code == 0, scaled.output
-    assert registered_scaling(ENDPOINT) == Autoscaling(1, 6, 6000.0, scaling_policy(ENDPOINT))
+    assert registered_scaling(ENDPOINT) == Autoscaling(1, 6, GPU_TARGET_INVOCATIONS, scaling_policy(ENDPOINT))
 
 
 def test_the_command_refuses_a_lambda_version_with_the_reason(api: str, demo: Demo) -> None:

@@ -228,10 +228,12 @@ def register_version(
     lineage: dict[str, Any] | None = None,
     backend: str = "lambda",
     note: str | None = None,
+    baseline_ref: BaselineRef | None = None,
 ) -> ModelVersion:
     """Read the signature from the graph (and, for a classifier, from one probe row: the classes it
     outputs), compute the baseline of the reference data if given, store the artifacts, then record
-    the immutable version."""
+    the immutable version. `baseline_ref`, without a reference: another version's baseline, shared
+    (a compressed copy of a version judges its traffic against the same reference)."""
     check_name(name)
     session = inspect(model)
     signature = read(session, enrichment)
@@ -276,7 +278,7 @@ def register_version(
         size_bytes=len(model),
         baseline=_store_baseline(bucket, prefix, computed, reference.source)
         if computed and reference
-        else None,
+        else baseline_ref,
         **described,
     )
     artifacts.put(

@@ -16,6 +16,7 @@ from aimass.api.deps import actor, note
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
 from aimass.config import settings
+from aimass.contracts.compression import Quantized, QuantizeRequest
 from aimass.contracts.quality import BaselineFiles, QualityPolicy
 from aimass.contracts.registry import (
     Alias,
@@ -229,6 +230,26 @@ def upload_version(
     )
     registry_changed(name)
     return JSON(record.model_dump(), status_code=201)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}/quantize",
+    status_code=201,
+    response_model=Quantized,
+    responses=ERRORS,
+    openapi_extra=openapi_body(QuantizeRequest),
+    summary="Register an int8 or float16 copy of a version as the `challenger`, judged against it on "
+    "held-out rows (agreement, metric, speed, size); 422 with the figures when it agrees too little",
+)
+async def quantize_version(name: str, version: int, request: Request) -> Response:
+    from aimass.compression import quantize_version as quantize
+
+    body = await parse(request, QuantizeRequest) if (await request.body()).strip() else QuantizeRequest()
+    made = await blocking(
+        request, quantize, registry(), settings().bucket, name, version, body, actor(request), note(request)
+    )
+    registry_changed(name)
+    return JSON(made.model_dump(), status_code=201)
 
 
 @router.put(

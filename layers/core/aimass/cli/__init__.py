@@ -16,6 +16,7 @@ from aimass.cli import (
     models,
     monitor,
     pipeline,
+    plan,
     predict,
     quality,
     release,
@@ -55,6 +56,7 @@ def _root(
 app.command()(serve.serve)
 app.command()(predict.predict)
 app.command()(batch.batch)
+app.command()(plan.plan)
 app.add_typer(models.app, name="models")
 app.add_typer(rules.app, name="rules")
 app.add_typer(quality.app, name="quality")

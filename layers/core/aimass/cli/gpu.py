@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aimass.capacity import GPU_TARGET_INVOCATIONS
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
     FAILED,
@@ -90,7 +91,7 @@ def gpu_deploy(
     ] = None,
     min_instances: MinInstances = 1,
     max_instances: MaxInstances = 4,
-    target_invocations: TargetInvocations = 6000.0,
+    target_invocations: TargetInvocations = GPU_TARGET_INVOCATIONS,
     scale_in_cooldown_s: ScaleInCooldown = 900,
     scale_out_cooldown_s: ScaleOutCooldown = 300,
     canary_percent: Annotated[
@@ -315,7 +316,7 @@ def gpu_autoscale(
     endpoint_name: Annotated[str, typer.Argument(metavar="ENDPOINT", help="the SageMaker endpoint")],
     min_instances: MinInstances = 1,
     max_instances: MaxInstances = 4,
-    target_invocations: TargetInvocations = 6000.0,
+    target_invocations: TargetInvocations = GPU_TARGET_INVOCATIONS,
     scale_in_cooldown_s: ScaleInCooldown = 900,
     scale_out_cooldown_s: ScaleOutCooldown = 300,
     aws_endpoint: AwsEndpoint = None,

@@ -178,3 +178,59 @@ def archive(
         f"{name} v{version} {'archived' if result['archived'] else 'unarchived'}; latest not archived: "
         + (f"v{latest}" if latest else "none")
     )
+
+
+@app.command("quantize")
+def quantize(
+    name: str,
+    version: int,
+    method: Annotated[
+        str,
+        typer.Option(help="dynamic (int8 weights), static (int8, calibrated on the rows) or float16 (GPU)"),
+    ] = "dynamic",
+    min_agreement: Annotated[
+        float, typer.Option(help="refuse a copy that answers as the original on fewer of the rows")
+    ] = 0.99,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="held-out rows in S3 (s3://... CSV or Parquet, optional `label` column); "
+            "default: rows drawn from the version's baseline"
+        ),
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Register an int8 or float16 copy of VERSION as the challenger, judged against it on held-out
+    rows; refused (exit 1, with the figures) when it agrees on too few (docs/compression.md)."""
+    body: dict[str, Any] = {"method": method, "min_agreement": min_agreement}
+    if reference:
+        body["reference_uri"] = reference
+    with console.status(f"quantizing {name} v{version} ({method}) and judging it"):
+        made = call("POST", endpoint, f"/v1/models/{name}/versions/{version}/quantize", api_key, json=body)
+    if as_json:
+        return show_json(made)
+    figures, record = made["figures"], made["version"]
+    console.print(
+        f"registered [bold]{name}[/bold] v{record['version']} ({method} of v{version}) as {made['alias']}"
+    )
+    table = Table("", f"v{version}", f"v{record['version']}")
+    table.add_row(
+        "size (bytes)", f"{figures['size_bytes_original']:,}", f"{figures['size_bytes_compressed']:,}"
+    )
+    before, after = figures["speed_original"], figures["speed_compressed"]
+    table.add_row("one row (ms, p50)", f"{before['single_row_ms']:.3f}", f"{after['single_row_ms']:.3f}")
+    table.add_row("batch (rows/s)", f"{before['batch_rows_per_s']:,.0f}", f"{after['batch_rows_per_s']:,.0f}")
+    if figures["metric"]:
+        table.add_row(
+            figures["metric"], f"{figures['metric_original']:.4f}", f"{figures['metric_compressed']:.4f}"
+        )
+    console.print(table)
+    difference = figures["max_probability_difference"]
+    if difference is None:
+        difference = figures["max_value_difference"]
+    console.print(
+        f"agreement {figures['agreement']:.4f} on {figures['rows']} rows ({figures['rows_from']}); "
+        f"largest difference {difference:.3g}"
+    )

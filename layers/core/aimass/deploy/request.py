@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from aimass.capacity import GPU_TARGET_INVOCATIONS
 from aimass.contracts.registry import ENDPOINT_NAME_PATTERN, ModelVersion
 from aimass.errors import BadRequest, Conflict, field_error
 
@@ -78,7 +79,8 @@ class Scaling:
 
     min_instances: int = 1
     max_instances: int = 4
-    target_invocations: float = 6000.0
+    # Measured: aimass.capacity.GPU_TARGET_INVOCATIONS says which measurement (docs/capacity.md).
+    target_invocations: float = GPU_TARGET_INVOCATIONS
     # The template's: a GPU instance takes minutes to serve, and is slow to get back once given up.
     scale_in_cooldown_s: int = 900
     scale_out_cooldown_s: int = 300
