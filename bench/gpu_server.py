@@ -56,7 +56,11 @@ from bench.report import Table, ms, rate, ratio
 from bench.stats import percentile
 from gpu_endpoints.process import running
 
-MODEL = "digits-cnn"
+# The heavy demo (the issue's targets are on it), and the light one: on a CPU the heavy one keeps the
+# cores busy with the model itself, while the light one costs what a GPU costs the heavy one (next to
+# nothing), so that the front ends are what is measured.
+MODEL, LIGHT = "digits-cnn", "digits-linear"
+MODELS = (MODEL, LIGHT)
 START_TIMEOUT_S = 180
 TARGET = "X-Amzn-SageMaker-Target-Model"
 ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -72,21 +76,28 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 @dataclass(frozen=True)
 class Case:
+    model: str
     payload: str  # json | v2-binary | npy
     concurrency: int
     batching: bool = True
 
     @property
     def label(self) -> str:
-        return f"{self.payload} x{self.concurrency}" + ("" if self.batching else " batching off")
+        return f"{self.model}, {self.payload} x{self.concurrency}" + (
+            "" if self.batching else ", batching off"
+        )
 
 
-CASES = (
-    Case("json", 32, False),
-    Case("json", 32),
-    Case("json", 256),
-    Case("v2-binary", 256),
-    Case("npy", 256),
+CASES = tuple(
+    case
+    for model in MODELS
+    for case in (
+        Case(model, "json", 32, False),
+        Case(model, "json", 32),
+        Case(model, "json", 256),
+        Case(model, "v2-binary", 256),
+        Case(model, "npy", 256),
+    )
 )
 
 
@@ -104,7 +115,7 @@ def label(frontends: int) -> str:
 
 def request_bytes(case: Case, row: np.ndarray) -> bytes:
     """One POST /invocations as it goes on the wire (built once: the client's cost is not the server's)."""
-    headers = ["POST /invocations HTTP/1.1", "Host: 127.0.0.1", f"{TARGET}: {MODEL}"]
+    headers = ["POST /invocations HTTP/1.1", "Host: 127.0.0.1", f"{TARGET}: {case.model}"]
     image = np.ascontiguousarray(row[None], dtype=np.float32)
     if case.payload == "json":
         body = json.dumps({"instances": image.tolist()}).encode()
@@ -383,7 +394,7 @@ def servers(model_dir: Path, frontends: list[int]) -> Iterator[list[Server]]:
 
 
 def run(scale: float = 1.0, frontends: list[int] | None = None, clients: int | None = None) -> dict[str, Any]:
-    from gpu_endpoints.demo_networks import digits_cnn
+    from gpu_endpoints.demo_networks import digits_cnn, digits_linear
     from gpu_endpoints.settings import Settings
 
     cores = len(os.sched_getaffinity(0))
@@ -394,9 +405,9 @@ def run(scale: float = 1.0, frontends: list[int] | None = None, clients: int | N
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="aimass-gpu-bench-") as folder:
         model_dir = Path(folder)
-        network = digits_cnn()
-        network.write(model_dir / MODEL)
-        rows = np.ascontiguousarray(network.holdout, dtype=np.float32)
+        for network in (digits_cnn(), digits_linear()):
+            network.write(model_dir / network.name)
+        rows = np.ascontiguousarray(network.holdout, dtype=np.float32)  # the same held-out digits
         requests = {case: [request_bytes(case, row) for row in rows[:64]] for case in CASES}
         spawn = get_context("spawn")
         with ProcessPoolExecutor(clients, mp_context=spawn) as pool, servers(model_dir, frontends) as started:
@@ -410,7 +421,7 @@ def run(scale: float = 1.0, frontends: list[int] | None = None, clients: int | N
                     for server in started:
                         got = measure(pool, clients, server, case, requests[case], duration)
                         runs.setdefault((server.frontends, case), []).append(got)
-        floor_result = floor(model_dir / MODEL / "model.onnx", rows, scale)
+        floors = {model: floor(model_dir / model / "model.onnx", rows, scale) for model in MODELS}
     load_after = os.getloadavg()
     providers = stats["models"][MODEL]["providers"]
     cases = [
@@ -426,7 +437,7 @@ def run(scale: float = 1.0, frontends: list[int] | None = None, clients: int | N
     ]
     return {
         "server": "python -m gpu_endpoints.server, AIMASS_GPU_FRONTENDS=0 (one process) or N",
-        "model": MODEL,
+        "models": list(MODELS),
         "providers": providers,
         "device": device(providers),
         "onnxruntime": stats["onnxruntime"],
@@ -437,53 +448,61 @@ def run(scale: float = 1.0, frontends: list[int] | None = None, clients: int | N
         "load_average": {"before": list(load_before), "after": list(load_after)},
         "max_batch_size": defaults.max_batch_size,
         "max_queue_delay_ms": defaults.max_queue_delay_ms,
-        "floor": floor_result,
+        "floor": floors,
         "cases": cases,
         "targets": targets(cases, providers),
     }
 
 
 def _case(
-    cases: list[dict[str, Any]], frontends: int, payload: str, concurrency: int, batching: bool = True
+    cases: list[dict[str, Any]],
+    model: str,
+    frontends: int,
+    payload: str,
+    concurrency: int,
+    batching: bool = True,
 ) -> dict[str, Any] | None:
-    return next(
-        (
-            c
-            for c in cases
-            if c["frontends"] == frontends
-            and c["payload"] == payload
-            and c["concurrency"] == concurrency
-            and c["batching"] == batching
-        ),
-        None,
-    )
+    wanted = {
+        "model": model,
+        "frontends": frontends,
+        "payload": payload,
+        "concurrency": concurrency,
+        "batching": batching,
+    }
+    return next((c for c in cases if all(c[k] == v for k, v in wanted.items())), None)
 
 
 def targets(cases: list[dict[str, Any]], providers: list[str]) -> dict[str, Any]:
-    """The issue's targets on the best server shape measured, and the scaling from 1 to 2 front ends."""
+    """The issue's targets on the heavy model's best server shape, and each model's scaling from 1 to 2
+    front ends."""
     judged = bool(providers) and providers[0] in GPU_PROVIDERS
     best = max(
-        (c for c in cases if c["concurrency"] == TARGET_RPS_CONCURRENCY and c["batching"]),
+        (
+            c
+            for c in cases
+            if c["model"] == MODEL and c["concurrency"] == TARGET_RPS_CONCURRENCY and c["batching"]
+        ),
         key=lambda c: c["requests_per_s"],
     )
     speedups = {}
     for count in sorted({c["frontends"] for c in cases}):
-        on = _case(cases, count, "json", TARGET_SPEEDUP_CONCURRENCY)
-        off = _case(cases, count, "json", TARGET_SPEEDUP_CONCURRENCY, batching=False)
+        on = _case(cases, MODEL, count, "json", TARGET_SPEEDUP_CONCURRENCY)
+        off = _case(cases, MODEL, count, "json", TARGET_SPEEDUP_CONCURRENCY, batching=False)
         if on and off:
             speedups[label(count)] = on["requests_per_s"] / off["requests_per_s"]
-    scaling = {}
-    for payload in ("json", "v2-binary", "npy"):
-        one = _case(cases, 1, payload, TARGET_RPS_CONCURRENCY)
-        two = _case(cases, 2, payload, TARGET_RPS_CONCURRENCY)
-        single = _case(cases, 0, payload, TARGET_RPS_CONCURRENCY)
-        if one and two:
-            scaling[payload] = {
-                "two_over_one": two["requests_per_s"] / one["requests_per_s"],
-                "two_over_single_process": two["requests_per_s"] / single["requests_per_s"]
-                if single
-                else None,
-            }
+    scaling: dict[str, dict[str, float | None]] = {}
+    for model in MODELS:
+        for payload in ("json", "v2-binary", "npy"):
+            one = _case(cases, model, 1, payload, TARGET_RPS_CONCURRENCY)
+            two = _case(cases, model, 2, payload, TARGET_RPS_CONCURRENCY)
+            single = _case(cases, model, 0, payload, TARGET_RPS_CONCURRENCY)
+            if one and two:
+                scaling[f"{model}, {payload}"] = {
+                    "two_over_one": two["requests_per_s"] / one["requests_per_s"],
+                    "two_over_single_process": two["requests_per_s"] / single["requests_per_s"]
+                    if single
+                    else None,
+                }
     best_speedup = max(speedups.values(), default=0.0)
     return {
         "judged": judged,
@@ -506,10 +525,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
     provider = result["providers"][0]
     load = result["load_average"]
     table = Table(
-        f"Inference server, {result['model']} on {provider} ({result['device']}): one image per request, "
+        f"Inference server on {provider} ({result['device']}): one image per request, "
         f"{result['client_processes']} client processes; latency in ms",
         [
-            "payload, concurrency",
+            "model, payload, concurrency",
             "server",
             "req/s",
             "p50",
@@ -535,14 +554,22 @@ def tables(result: dict[str, Any]) -> list[Table]:
             f"{case['server_cores_busy']:.2f}",
         )
     floor_table = Table(
-        f"Floor: the raw ONNX Runtime session on {result['floor']['providers'][0]}, in the benchmark process",
-        ["batch", "ms per call", "rows/s"],
+        "Floor: the raw ONNX Runtime session on the server's provider, in the benchmark process",
+        ["model", "provider", "batch", "ms per call", "rows/s"],
     )
-    for batch, figures in result["floor"]["batches"].items():
-        floor_table.add(batch, f"{figures['ms_per_call']:.3f}", rate(figures["rows_per_s"]))
+    for model, floor_of in result["floor"].items():
+        for batch, figures in floor_of["batches"].items():
+            floor_table.add(
+                model,
+                floor_of["providers"][0],
+                batch,
+                f"{figures['ms_per_call']:.3f}",
+                rate(figures["rows_per_s"]),
+            )
     target = result["targets"]
     verdict = Table(
-        "Targets (issue 19): >= 35,000 req/s at concurrency 256, batching >= 3x off at 32 (judged on a GPU)",
+        f"Targets (issue 19) on {MODEL}: >= 35,000 req/s at concurrency 256, batching >= 3x off at 32 "
+        "(judged on a GPU); front-end scaling",
         ["what", "measured", "met"],
         note="" if target["judged"] else f"Not judged: {target['why_not_judged']}.",
     )
@@ -555,10 +582,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
     for server, speedup in target["batching_speedup"].items():
         verdict.add(f"batching on / off at {TARGET_SPEEDUP_CONCURRENCY}, {server}", ratio(speedup), "")
     verdict.add("batching, best of the above", "", _met(target, target["speedup_met"]))
-    for payload, scaling in target["frontend_scaling"].items():
+    for what, scaling in target["frontend_scaling"].items():
         verdict.add(
-            f"2 front ends / 1 front end, {payload} x{TARGET_RPS_CONCURRENCY}",
-            ratio(scaling["two_over_one"]),
+            f"2 front ends / 1 front end, {what} x{TARGET_RPS_CONCURRENCY}",
+            ratio(scaling["two_over_one"] or 0.0),
             "",
         )
     return [table, floor_table, verdict]

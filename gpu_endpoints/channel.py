@@ -17,8 +17,11 @@ import os
 import pickle
 import struct
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from aimass.protocol.errors import AimassError
 
@@ -32,6 +35,48 @@ SOCKET_ENV = "AIMASS_GPU_ENGINE_SOCKET"
 def frame(message: tuple[Any, ...]) -> bytes:
     payload = pickle.dumps(message, protocol=5)
     return _LENGTH.pack(len(payload)) + payload
+
+
+class Outbox:
+    """The messages to one connection, written together once per turn of the event loop: under load
+    one system call carries many of them, where one each cost ~30 µs of the model process's CPU."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self._frames: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if not self._frames:
+            self._loop.call_soon(self._flush)
+        self._frames.append(frame(message))
+
+    def _flush(self) -> None:
+        frames, self._frames = self._frames, []
+        if not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
+
+
+# A dict of arrays as plain (name, dtype, shape, bytes) tuples: pickle takes 4 µs for one image's
+# answer this way against 19 µs for the arrays themselves (and 10 µs against 33 to read it back).
+Packed = tuple[tuple[str, str | None, tuple[int, ...] | None, Any], ...]
+
+
+def pack(values: Mapping[str, Any]) -> Packed:
+    return tuple(
+        (name, value.dtype.str, value.shape, value.tobytes())
+        if isinstance(value, np.ndarray) and value.dtype != np.object_
+        else (name, None, None, value)  # lists of maps, strings: pickled as they are
+        for name, value in values.items()
+    )
+
+
+def unpack(packed: Packed) -> dict[str, Any]:
+    """The arrays back (read-only views of the message's bytes: nothing downstream writes to them)."""
+    return {
+        name: value if dtype is None else np.frombuffer(value, dtype=dtype).reshape(shape)
+        for name, dtype, shape, value in packed
+    }
 
 
 async def receive(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:

@@ -17,9 +17,10 @@ What a front end asks, and what it is answered (`id` pairs them up):
 | `("unload", id, model)` | `("done", id)` |
 | `("describe", id)` | `("described", id, ModelStore.describe())` |
 
-Any of them may be answered `("error", id, fields)` (channel.error_fields). The process also sends
-every front end `("state", State)` when it connects and whenever the models loaded change, so a
-front end knows what the endpoint serves without asking on each request.
+Feeds and outputs travel packed (channel.pack). Any of them may be answered `("error", id, fields)`
+(channel.error_fields). The process also sends every front end `("state", State)` when it connects
+and whenever the models loaded change, so a front end knows what the endpoint serves without asking
+on each request.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -36,7 +38,9 @@ from typing import Any
 
 from aimass.protocol.errors import AimassError
 from aimass.protocol.tensors import Spec
-from gpu_endpoints.channel import error_fields, frame, receive
+from gpu_endpoints.batching import Answer
+from gpu_endpoints.channel import Outbox, error_fields, pack, receive, unpack
+from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelConfig, ModelStore
 from gpu_endpoints.settings import Settings, SettingsError
 
@@ -71,12 +75,15 @@ class State:
     loaded: dict[str, ModelView]
 
 
+UNEXPECTED = "an unexpected error occurred; see the server's log"
+
+
 class Engine:
     """The ModelStore behind a Unix socket, serving any number of front-end connections."""
 
     def __init__(self, settings: Settings) -> None:
         self.store = ModelStore(settings)
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._outboxes: set[Outbox] = set()
         self._state: State | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -109,28 +116,68 @@ class Engine:
         ):
             return
         self._state = self.state()
-        message = frame(("state", self._state))
-        for writer in list(self._writers):
-            writer.write(message)
+        for outbox in list(self._outboxes):
+            outbox.send(("state", self._state))
 
     async def start(self) -> None:
         await self.store.start()
         self._changed()
 
     async def connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        outbox = Outbox(writer)
+        self._outboxes.add(outbox)
         self._state = self.state()
-        writer.write(frame(("state", self._state)))
+        outbox.send(("state", self._state))
         try:
             while (message := await receive(reader)) is not None:
-                task = asyncio.create_task(self._answer(message, writer))
+                if message[0] == "infer" and self._infer(message, outbox):
+                    continue
+                task = asyncio.create_task(self._answer(message, outbox))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
-            self._writers.discard(writer)
+            self._outboxes.discard(outbox)
             writer.close()
 
-    async def _answer(self, message: tuple[Any, ...], writer: asyncio.StreamWriter) -> None:
+    def _infer(self, message: tuple[Any, ...], outbox: Outbox) -> bool:
+        """A request for a loaded model, queued at once with a callback for its answer (no task: this
+        is every request's path). False for a model not loaded: _answer loads it first."""
+        _, ident, name, feeds, alone = message
+        store = self.store
+        model = store.loaded.get(name)
+        if model is None:
+            return False
+        store.loaded.move_to_end(name)  # what ModelStore.get does: least recently used goes first
+        try:
+            future = model.batcher.enqueue(unpack(feeds), alone=alone)
+        except AimassError as error:
+            outbox.send(("error", ident, error_fields(error)))
+            return True
+        future.add_done_callback(functools.partial(self._answered, ident, model.sha256, outbox))
+        return True
+
+    def _answered(self, ident: int, sha256: str, outbox: Outbox, future: asyncio.Future[Answer]) -> None:
+        error = Unavailable("the request was cancelled") if future.cancelled() else future.exception()
+        if error is None:
+            answer = future.result()
+            outbox.send(
+                (
+                    "answer",
+                    ident,
+                    sha256,
+                    pack(answer.outputs),
+                    answer.batch_requests,
+                    answer.batch_rows,
+                    answer.queued_ms,
+                )
+            )
+        elif isinstance(error, AimassError):
+            outbox.send(("error", ident, error_fields(error)))
+        else:  # the single-process server's answer to the unexpected, the same
+            log.error("unexpected error on a request", exc_info=error)
+            outbox.send(("error", ident, error_fields(AimassError(UNEXPECTED))))
+
+    async def _answer(self, message: tuple[Any, ...], outbox: Outbox) -> None:
         kind, ident = message[0], message[1]
         try:
             reply = await self._handle(kind, ident, message[2:])
@@ -138,26 +185,22 @@ class Engine:
             reply = ("error", ident, error_fields(error))
         except Exception as error:  # the single-process server's answer to the unexpected, the same
             log.error("unexpected error on %s", kind, exc_info=error)
-            reply = (
-                "error",
-                ident,
-                error_fields(AimassError("an unexpected error occurred; see the server's log")),
-            )
+            reply = ("error", ident, error_fields(AimassError(UNEXPECTED)))
         self._changed()
-        if not writer.is_closing():
-            writer.write(frame(reply))
+        outbox.send(reply)
 
     async def _handle(self, kind: str, ident: int, rest: tuple[Any, ...]) -> tuple[Any, ...]:
         store = self.store
-        if kind == "infer":
+        if kind == "infer":  # a model not loaded yet: loaded on its first request, as ModelStore.get does
             name, feeds, alone = rest
             model = await store.get(name)
-            answer = await model.batcher.submit(feeds, alone=alone)
+            answer = await model.batcher.submit(unpack(feeds), alone=alone)
+            outputs = pack(answer.outputs)
             return (
                 "answer",
                 ident,
                 model.sha256,
-                answer.outputs,
+                outputs,
                 answer.batch_requests,
                 answer.batch_rows,
                 answer.queued_ms,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from gpu_endpoints.batching import Answer, Batcher
-from gpu_endpoints.channel import SOCKET_ENV, error_from, frame, private_socket, receive
+from gpu_endpoints.channel import SOCKET_ENV, Outbox, error_from, pack, private_socket, receive, unpack
 from gpu_endpoints.engine import ModelView, State
 from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelStore
@@ -66,6 +66,7 @@ class EngineClient:
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: Outbox | None = None
         self._reading: asyncio.Task[None] | None = None
 
     async def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
@@ -78,6 +79,7 @@ class EngineClient:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)
+        self._outbox = Outbox(self._writer)
         self._reading = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -100,12 +102,12 @@ class EngineClient:
             self._pending.clear()
 
     async def call(self, kind: str, *arguments: Any) -> tuple[Any, ...]:
-        if self.lost is not None or self._writer is None:
+        if self.lost is not None or self._outbox is None:
             raise EngineLost(self.lost or "the model process is not connected yet", retry_after_s=5)
         ident = next(self._ids)
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
-        self._writer.write(frame((kind, ident, *arguments)))
+        self._outbox.send((kind, ident, *arguments))
         reply = await future
         if reply[0] == "error":
             raise error_from(reply[2])
@@ -135,10 +137,10 @@ class RemoteBatcher(Batcher):
 
     async def submit(self, feeds: Mapping[str, np.ndarray], alone: bool = False) -> Answer:
         _, _, sha256, outputs, requests, rows, queued_ms = await self.client.call(
-            "infer", self.name, dict(feeds), alone
+            "infer", self.name, pack(feeds), alone
         )
         self.model.sha256 = sha256  # the file that answered, should it have been loaded again meanwhile
-        return Answer(outputs, requests, rows, queued_ms)
+        return Answer(unpack(outputs), requests, rows, queued_ms)
 
     def counted(self, stats: dict[str, Any]) -> None:
         self.requests, self.rows = stats["requests"], stats["rows"]
