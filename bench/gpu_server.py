@@ -164,6 +164,8 @@ def _npy(array: np.ndarray) -> bytes:
 class Samples:
     latencies_ns: list[int] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
+    # The client processes' own CPU over the counted window: whether they could have been the limit.
+    client_cpu_s: float = 0.0
 
 
 async def _exchange(
@@ -216,7 +218,13 @@ async def _clients(
         finally:
             writer.close()
 
+    async def mark() -> float:
+        await asyncio.sleep(max(0.0, counted - time.time()))
+        return time.process_time()
+
+    marking = asyncio.create_task(mark())
     await asyncio.gather(*[loop(i) for i in range(connections)])
+    samples.client_cpu_s = time.process_time() - await marking
     return samples
 
 
@@ -311,6 +319,7 @@ def measure(
         got = future.result()
         samples.latencies_ns += got.latencies_ns
         samples.batch_sizes += got.batch_sizes
+        samples.client_cpu_s += got.client_cpu_s
     return {"samples": samples, "duration_s": duration, "cpu_s": cpu_after - cpu_before}
 
 
@@ -319,6 +328,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     batches = [b for run in runs for b in run["samples"].batch_sizes]
     seconds = sum(run["duration_s"] for run in runs)
     cpu = sum(run["cpu_s"] for run in runs)
+    client_cpu = sum(run["samples"].client_cpu_s for run in runs)
     count = len(latencies)
     return {
         "requests": count,
@@ -329,6 +339,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_s": cpu,
         "server_cpu_us_per_request": cpu / count * 1e6 if count else float("nan"),
         "server_cores_busy": cpu / seconds,
+        "client_cpu_us_per_request": client_cpu / count * 1e6 if count else float("nan"),
+        "client_cores_busy": client_cpu / seconds,
     }
 
 
@@ -536,10 +548,12 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "mean batch",
             "server CPU µs/req",
             "server cores busy",
+            "client cores busy",
         ],
         note=f"Closed-loop connections spread over {result['client_processes']} client processes; "
         f"{result['rounds']} rounds of {result['duration_s']:g} s per row, servers and cases alternating. "
-        "Server CPU: user + system time of its process tree over the counted window, per request. "
+        "Server CPU: user + system time of its process tree over the counted window, per request; "
+        "cores busy: CPU seconds per second, the server's and the client processes'. "
         f"Load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after.",
     )
     for case in result["cases"]:
@@ -552,6 +566,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             f"{case['mean_batch']:.1f}",
             f"{case['server_cpu_us_per_request']:,.0f}",
             f"{case['server_cores_busy']:.2f}",
+            f"{case['client_cores_busy']:.2f}",
         )
     floor_table = Table(
         "Floor: the raw ONNX Runtime session on the server's provider, in the benchmark process",
