@@ -218,6 +218,8 @@ def test_ping_stats_metrics_and_the_multi_model_api_pass_through_the_model_proce
         metrics = client.get("/metrics").text
         unloaded = client.delete("/models/digits-copy")
         gone = client.get("/models/digits-copy")
+        # Known to the endpoint still: its next request loads it again, in the model process.
+        reloaded = client.post("/models/digits-copy/invoke", json={"instances": images(demos, 2).tolist()})
     with httpx.Client(base_url=single.url, timeout=60) as client:
         expected = client.post(
             "/invocations", json={"instances": images(demos, 2).tolist()}, headers={TARGET: "digits"}
@@ -232,6 +234,7 @@ def test_ping_stats_metrics_and_the_multi_model_api_pass_through_the_model_proce
     assert stats["models"]["digits-cnn"]["batcher"]["requests"] > 0
     assert 'aimass_inference_rows_total{model="digits-cnn"}' in metrics
     assert unloaded.status_code == 200 and gone.status_code == 404
+    assert reloaded.status_code == 200 and reloaded.content == expected.content
 
 
 def front_end_pids(server_pid: int) -> set[int]:
