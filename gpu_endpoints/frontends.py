@@ -17,6 +17,8 @@ one of them); uvicorn starts a front end again when one dies. The model process 
 recovered: the front ends answer 503 (`/ping` "failed", invocations `unavailable`) and the main
 process exits with status 1 and says why, so SageMaker (or the supervisor of the emulated endpoint)
 replaces the container, whose models would have to be loaded again anyway.
+A main process killed outright (SIGKILL) leaves orphans that stop by themselves: the model process
+within a second, then the front ends, which see its channel close with their parent gone.
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ class EngineLost(Unavailable):
 class EngineClient:
     """One front end's connection to the model process: many requests at once, answered by id."""
 
-    def __init__(self, socket_path: Path, on_state: Any) -> None:
+    def __init__(self, socket_path: Path, on_state: Any, on_lost: Any) -> None:
         self.socket_path = socket_path
-        self.on_state = on_state
+        self.on_state, self.on_lost = on_state, on_lost
         self.lost: str | None = None
+        self.closing = False
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -95,11 +98,14 @@ class EngineClient:
             log.exception("front end %d: the model channel failed", os.getpid())
         finally:
             self.lost = f"the model process closed its channel ({self.socket_path})"
-            log.error("front end %d: %s", os.getpid(), self.lost)
+            if not self.closing:
+                log.error("front end %d: %s", os.getpid(), self.lost)
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(EngineLost(self.lost, retry_after_s=5))
             self._pending.clear()
+            if not self.closing:
+                self.on_lost(self.lost)
 
     async def call(self, kind: str, *arguments: Any) -> tuple[Any, ...]:
         if self.lost is not None or self._outbox is None:
@@ -114,6 +120,7 @@ class EngineClient:
         return reply
 
     async def close(self) -> None:
+        self.closing = True
         if self._writer is not None:
             self._writer.close()
         if self._reading is not None:
@@ -176,8 +183,20 @@ class RemoteStore(ModelStore):
         self.startup_error: str | None = None
         self.evictions = 0
         self.budget_mb = None
-        self.client = EngineClient(socket_path, self._state)
+        self.client = EngineClient(socket_path, self._state, self._lost)
         self._described: dict[str, Any] = {}
+        self._server_pid = os.getppid()  # the main process, which started this front end
+
+    def _lost(self, reason: str) -> None:
+        """The model process is gone: /ping says so at once. The main process stops the front ends
+        when it sees it; a front end whose main process is gone too (killed outright) stops itself,
+        rather than keep the port answering 503."""
+        self.startup_error = reason
+        if os.getppid() != self._server_pid:
+            log.error(
+                "front end %d: the server (pid %d) is gone too; stopping", os.getpid(), self._server_pid
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _state(self, state: State) -> None:
         self.ready, self.startup_error = state.ready, state.startup_error

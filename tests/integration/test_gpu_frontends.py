@@ -313,3 +313,21 @@ def test_the_server_stops_with_a_clear_message_when_its_model_process_dies(model
     assert code == 1, output
     assert f"the model process {engine} exited with -9: stopping the server" in output
     assert "the model process exited with -9; the server stopped" in output
+
+
+def test_a_server_killed_outright_takes_its_model_process_and_front_ends_with_it(models: Path) -> None:
+    env = {**SETTINGS, "AIMASS_GPU_FRONTENDS": "2"}
+    with running(models, env, timeout_s=START_TIMEOUT_S) as server:
+        engine = httpx.get(f"{server.url}/stats", timeout=10).json()["frontends"]["engine_pid"]
+        front_ends = wait_until(
+            lambda: len(pids := front_end_pids(server.pid)) == 2 and pids, 30, "front ends"
+        )
+        os.kill(server.pid, signal.SIGKILL)
+        # Orphaned, the model process notices within a second and stops; the front ends, losing it
+        # with their server gone, stop too: nothing keeps the port answering.
+        wait_until(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in {engine, *front_ends}), 30, "all gone"
+        )
+        port = int(server.url.rsplit(":", 1)[1])
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/ping", timeout=5)
