@@ -285,6 +285,8 @@ class Server:
     frontends: int
     url: str
     pid: int
+    # The model process, when there are front ends: its share of the CPU is the next limit.
+    engine_pid: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -312,15 +314,22 @@ def measure(
     ]
     time.sleep(max(0.0, counted - time.time()))
     cpu_before = tree_cpu_s(server.pid)
+    engine_before = tree_cpu_s(server.engine_pid) if server.engine_pid else 0.0
     time.sleep(max(0.0, end - time.time()))
     cpu_after = tree_cpu_s(server.pid)
+    engine_after = tree_cpu_s(server.engine_pid) if server.engine_pid else 0.0
     samples = Samples()
     for future in futures:
         got = future.result()
         samples.latencies_ns += got.latencies_ns
         samples.batch_sizes += got.batch_sizes
         samples.client_cpu_s += got.client_cpu_s
-    return {"samples": samples, "duration_s": duration, "cpu_s": cpu_after - cpu_before}
+    return {
+        "samples": samples,
+        "duration_s": duration,
+        "cpu_s": cpu_after - cpu_before,
+        "engine_cpu_s": engine_after - engine_before,
+    }
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -328,6 +337,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     batches = [b for run in runs for b in run["samples"].batch_sizes]
     seconds = sum(run["duration_s"] for run in runs)
     cpu = sum(run["cpu_s"] for run in runs)
+    engine_cpu = sum(run["engine_cpu_s"] for run in runs)
     client_cpu = sum(run["samples"].client_cpu_s for run in runs)
     count = len(latencies)
     return {
@@ -339,6 +349,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_s": cpu,
         "server_cpu_us_per_request": cpu / count * 1e6 if count else float("nan"),
         "server_cores_busy": cpu / seconds,
+        "model_process_cores_busy": engine_cpu / seconds,
         "client_cpu_us_per_request": client_cpu / count * 1e6 if count else float("nan"),
         "client_cores_busy": client_cpu / seconds,
     }
@@ -401,7 +412,10 @@ def servers(model_dir: Path, frontends: list[int]) -> Iterator[list[Server]]:
             process = stack.enter_context(
                 running(model_dir, {"AIMASS_GPU_FRONTENDS": str(count)}, timeout_s=START_TIMEOUT_S)
             )
-            started.append(Server(count, process.url, process.pid))
+            engine = None
+            if count:
+                engine = httpx.get(f"{process.url}/stats", timeout=10).json()["frontends"]["engine_pid"]
+            started.append(Server(count, process.url, process.pid, engine))
         yield started
 
 
@@ -548,12 +562,14 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "mean batch",
             "server CPU µs/req",
             "server cores busy",
+            "of which model process",
             "client cores busy",
         ],
         note=f"Closed-loop connections spread over {result['client_processes']} client processes; "
         f"{result['rounds']} rounds of {result['duration_s']:g} s per row, servers and cases alternating. "
         "Server CPU: user + system time of its process tree over the counted window, per request; "
-        "cores busy: CPU seconds per second, the server's and the client processes'. "
+        "cores busy: CPU seconds per second, the server's (of which its model process) and "
+        "the client processes'. "
         f"Load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after.",
     )
     for case in result["cases"]:
@@ -566,6 +582,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             f"{case['mean_batch']:.1f}",
             f"{case['server_cpu_us_per_request']:,.0f}",
             f"{case['server_cores_busy']:.2f}",
+            f"{case['model_process_cores_busy']:.2f}" if case["frontends"] else "",
             f"{case['client_cores_busy']:.2f}",
         )
     floor_table = Table(
