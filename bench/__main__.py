@@ -45,7 +45,7 @@ TITLES = {
     "guards": "4. Data-quality checks, anomaly scores and rules per instance",
     "anomaly": "5. Anomaly score: clean rows vs injected outliers",
     "batch": "6. S3 drop-to-predict: rows per second and memory by file size",
-    "gpu-server": "7. SageMaker inference server: dynamic batching on vs off by concurrency",
+    "gpu-server": "7. SageMaker inference server: front-end processes, payloads, batching on vs off",
     "imports": "8. Import time of each function's handler",
     "rules": "9. Rules by size: compile, run, memory",
     "load": "10. The local server under load: 64 clients against one, capture on",

@@ -193,6 +193,11 @@ class Batcher:
         return self.config.instances - self._free
 
     async def submit(self, feeds: Mapping[str, np.ndarray], alone: bool = False) -> Answer:
+        return await self.enqueue(feeds, alone)
+
+    def enqueue(self, feeds: Mapping[str, np.ndarray], alone: bool = False) -> asyncio.Future[Answer]:
+        """`submit` without the await: the future of the request's answer (the model process answers
+        its front ends from a callback on it, with no task per request)."""
         if self._closed:
             raise Unavailable(f"model {self.name!r} is being unloaded; retry")
         if self._outstanding >= self.config.max_queue_size:
@@ -208,7 +213,7 @@ class Batcher:
         self._start()
         self.wake()
         assert request.future is not None
-        return await request.future
+        return request.future
 
     def wake(self) -> None:
         """Look at the queue again now (a request came, an instance is free, or the clock moved)."""

@@ -1,4 +1,4 @@
-"""A heavy demo network for the inference server's tests and benchmarks, built here: nothing is downloaded.
+"""Demo networks for the inference server's tests and benchmarks, built here: nothing is downloaded.
 
 `digits_cnn` is a convolutional network on scikit-learn's 8x8 digits: two 3x3 convolutions (32 and
 64 channels), two 2,048-wide dense layers and a 10-class readout, about 12 million weights (48 MB of
@@ -9,6 +9,8 @@ two on a CPU and still classifies the held-out digits well (about 99 % accuracy)
 Its shape is chosen so that batching visibly matters: one row costs a full read of the dense weights
 (memory-bound matrix-vector products), while a batch of 32 shares that read (matrix-matrix products).
 On a 2-core CPU one row takes several milliseconds, a row inside a batch of 32 well under one.
+
+`digits_linear` is the light one: the same inputs and outputs, a readout on the raw pixels alone.
 
 Needs the `train` extra (onnx, scikit-learn); the server itself never imports this module.
 """
@@ -161,3 +163,44 @@ def digits_cnn(seed: int = SEED) -> DemoNetwork:
     predicted = _session(model).run(["label"], {"image": x_test})[0]  # type: ignore[attr-defined]
     accuracy = float(np.mean(predicted == y_test))
     return DemoNetwork("digits-cnn", model, x_test, y_test.astype(np.int64), accuracy)
+
+
+def digits_linear(seed: int = SEED) -> DemoNetwork:
+    """A light network with the heavy one's inputs and outputs: a ridge readout on the raw pixels (64 x
+    10 weights, microseconds a batch). It stands for a device that costs next to nothing, as a GPU
+    does for digits-cnn: what is left to measure is the server around the model."""
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    images = (data.images / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, data.target, test_size=0.25, random_state=seed, stratify=data.target
+    )
+    design = np.hstack([x_train.reshape(len(x_train), -1), np.ones((len(x_train), 1))]).astype(np.float64)
+    penalty = RIDGE_ALPHA * np.eye(design.shape[1])
+    penalty[-1, -1] = 0.0
+    solution = np.linalg.solve(design.T @ design + penalty, design.T @ np.eye(CLASSES)[y_train])
+    readout_w, readout_b = solution[:-1] * SCORE_SCALE, solution[-1] * SCORE_SCALE
+    initializers: list[object] = [
+        numpy_helper.from_array(readout_w.astype(np.float32), "readout_w"),
+        numpy_helper.from_array(readout_b.astype(np.float32), "readout_b"),
+    ]
+    nodes: list[object] = [
+        helper.make_node("Flatten", ["image"], ["flat"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["flat", "readout_w", "readout_b"], ["scores"], name="readout"),
+        helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1, name="softmax"),
+        helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0, name="argmax"),
+    ]
+    model = _model(
+        nodes,
+        initializers,
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES]),
+        ],
+    )
+    predicted = _session(model).run(["label"], {"image": x_test})[0]  # type: ignore[attr-defined]
+    accuracy = float(np.mean(predicted == y_test))
+    return DemoNetwork("digits-linear", model, x_test, y_test.astype(np.int64), accuracy)

@@ -3,7 +3,8 @@ they are answered, and each loaded model's batching and queue, read from its bat
 (the request path pays for two counter updates, nothing more). Names and labels: docs/metrics.md.
 
 With several worker processes (SAGEMAKER_MODEL_SERVER_WORKERS) each answers for itself: a scrape
-reads the one process that took it."""
+reads the one process that took it. With front ends (AIMASS_GPU_FRONTENDS) the requests and their
+durations are the front end's that took the scrape, the batching figures the model process's."""
 
 from __future__ import annotations
 

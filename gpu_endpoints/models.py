@@ -467,6 +467,10 @@ class ModelStore:
         for name in list(self.loaded):
             await self._unload(name)
 
+    async def refresh(self) -> None:
+        """Bring what describe() says up to date: here it always is (a front end's store asks its
+        model process: frontends.RemoteStore)."""
+
     def describe(self) -> dict[str, Any]:
         return {
             "ready": self.ready,

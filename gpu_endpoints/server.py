@@ -277,9 +277,11 @@ class Server:
         return JSONResponse({"message": f"model {name!r} unloaded"})
 
     async def prometheus_metrics(self, request: Request) -> Response:
+        await self.store.refresh()
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def stats(self, request: Request) -> Response:
+        await self.store.refresh()
         return JSONResponse(
             {
                 "onnxruntime": ort.__version__,
@@ -354,7 +356,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="default: AIMASS_GPU_HOST or 0.0.0.0")
     parser.add_argument("--port", type=int, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
-    parser.add_argument("--workers", type=int, help="processes; default: SAGEMAKER_MODEL_SERVER_WORKERS or 1")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes, each with its own models; default: SAGEMAKER_MODEL_SERVER_WORKERS or 1",
+    )
+    parser.add_argument(
+        "--frontends",
+        type=int,
+        help="front-end processes sharing one model process; default: AIMASS_GPU_FRONTENDS or 0 (none)",
+    )
     parser.add_argument("--log-level", help="default: AIMASS_GPU_LOG_LEVEL or info")
     return parser.parse_args(argv)
 
@@ -370,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
             "host": args.host,
             "port": args.port,
             "workers": args.workers,
+            "frontends": args.frontends,
             "log_level": args.log_level.lower() if args.log_level else None,
         }.items()
         if value is not None
@@ -377,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = Settings.from_env(**overrides)
         configure_logging(settings.log_level)
-        app = create_app(settings) if settings.workers == 1 else None
+        app = create_app(settings) if settings.workers == 1 and not settings.frontends else None
     except SettingsError as error:
         raise SystemExit(f"gpu_endpoints: {error}") from None
     options: dict[str, Any] = {
@@ -390,6 +402,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if app is not None:
         uvicorn.run(app, **options)
+        return
+    if settings.frontends:
+        from gpu_endpoints import frontends
+
+        os.environ.update(settings.as_env())
+        frontends.serve(settings, options)
         return
     # Each worker process loads its own copy of every model and batches only its own requests:
     # one process (the default) is what a GPU wants.

@@ -43,6 +43,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 1
+    # Front-end processes feeding one model process (frontends.py); 0: one process does it all.
+    frontends: int = 0
     # SageMaker multi-model endpoint: /ping answers 200 with no model loaded (models come by POST /models).
     multi_model: bool = False
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -91,6 +93,7 @@ class Settings:
             workers=env.integer(
                 "SAGEMAKER_MODEL_SERVER_WORKERS", defaults.workers, minimum=1, prefixed=False
             ),
+            frontends=env.integer("FRONTENDS", defaults.frontends, minimum=0),
             multi_model=env.flag("SAGEMAKER_MULTI_MODEL", defaults.multi_model, prefixed=False),
             batching=batching,
             max_body_bytes=int(env.number("MAX_BODY_MB", defaults.max_body_bytes / 2**20) * 2**20),
@@ -108,7 +111,14 @@ class Settings:
             log_level=(env.text("LOG_LEVEL") or defaults.log_level).lower(),
             access_log=env.flag("ACCESS_LOG", defaults.access_log),
         )
-        return settings.replace(**overrides) if overrides else settings
+        settings = settings.replace(**overrides) if overrides else settings
+        if settings.frontends and settings.workers > 1:
+            raise SettingsError(
+                f"{PREFIX}FRONTENDS={settings.frontends} and "
+                f"SAGEMAKER_MODEL_SERVER_WORKERS={settings.workers}: front ends share one model process, "
+                "workers each load their own; choose one"
+            )
+        return settings
 
     def replace(self, **changes: object) -> Settings:
         from dataclasses import replace
@@ -123,6 +133,7 @@ class Settings:
             f"{PREFIX}HOST": self.host,
             "SAGEMAKER_BIND_TO_PORT": str(self.port),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
+            f"{PREFIX}FRONTENDS": str(self.frontends),
             "SAGEMAKER_MULTI_MODEL": str(self.multi_model).lower(),
             f"{PREFIX}BATCHING": str(self.batching.enabled).lower(),
             f"{PREFIX}MAX_BATCH_SIZE": str(self.batching.max_batch_size),

@@ -113,3 +113,19 @@ def test_a_value_out_of_range_is_refused_naming_the_file_and_key(
 def test_the_first_bad_key_in_reading_order_is_the_one_named(tmp_path: Path) -> None:
     found = refusal(tmp_path, {"memory_mb": -1, "features": 3, "max_queue_size": 0})
     assert "max_queue_size" in found and "memory_mb" not in found and "features" not in found
+
+
+def test_front_ends_come_from_the_environment_and_travel_to_other_processes() -> None:
+    from gpu_endpoints.settings import Settings
+
+    settings = Settings.from_env({"AIMASS_GPU_FRONTENDS": "4"})
+
+    assert settings.frontends == 4 and Settings().frontends == 0
+    assert Settings.from_env(settings.as_env()) == settings
+
+
+def test_front_ends_and_workers_together_are_refused_naming_both() -> None:
+    from gpu_endpoints.settings import Settings
+
+    with pytest.raises(SettingsError, match="AIMASS_GPU_FRONTENDS=2 and SAGEMAKER_MODEL_SERVER_WORKERS=3"):
+        Settings.from_env({"AIMASS_GPU_FRONTENDS": "2", "SAGEMAKER_MODEL_SERVER_WORKERS": "3"})
