@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,13 +18,14 @@ from aimass.feedback import Recorded
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
+from aimass.tracing import function_tracer
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
 logger = function_logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 def count_predictions(answered: Answered) -> None:
