@@ -1,7 +1,7 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor] [--quick]`: run the benchmarks, print tables, write JSON.
+shadow privacy observers monitor restore] [--quick]`: run the benchmarks, print tables, write JSON.
 
-All thirteen run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
+All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
 """
 
@@ -27,6 +27,7 @@ from bench import (
     observers,
     online,
     privacy,
+    restore,
     rules,
     shadow,
     traffic,
@@ -51,6 +52,7 @@ TITLES = {
     "privacy": "13. Masking personal features in a captured line",
     "observers": "14. What the request observers (metrics) add to a warm prediction",
     "monitor": "15. Monitor runs: captured rows per second, memory, false drift and detection rates",
+    "restore": "16. A SnapStart restore: the first request of a fork of an initialised process",
 }
 TABLES = {
     "online": online.tables,
@@ -68,6 +70,7 @@ TABLES = {
     "privacy": privacy.tables,
     "observers": observers.tables,
     "monitor": monitor.tables,
+    "restore": restore.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy"}
@@ -128,6 +131,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return monitor.run(stack, quick)
     if name == "imports":
         return imports.run(trees, 2 if quick else imports.REPEATS)
+    if name == "restore":
+        return restore.run(stack, trees[0], 2 if quick else restore.FORKS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

@@ -16,11 +16,17 @@ The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes incl
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from aimass.serving.store import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +60,45 @@ def run_after_restore() -> None:
 
 
 def prepare_models() -> list[str]:
-    """Every registered model's default version made ready to answer (ModelStore.prepare); a model that
-    cannot be is logged and left to its first request, so that one bad model never fails a snapshot."""
+    """Every registered model's default version made ready to answer (ModelStore.prepare) and run
+    once; a model that cannot be is logged and left to its first request, so that one bad model never
+    fails a snapshot."""
     from aimass import wiring
 
     store = wiring.serving().store
     prepared = []
     for summary in wiring.registry().list_models():
         try:
-            store.prepare(summary.name)
+            for loaded in store.prepare(summary.name):
+                run_once(loaded)
         except Exception as error:  # any: the snapshot must be taken whatever one model holds
             log.warning("%s is not in the snapshot, its first request loads it: %s", summary.name, error)
         else:
             prepared.append(summary.name)
     return prepared
+
+
+def run_once(loaded: LoadedModel) -> None:
+    """One run on zeros of the signature's shapes: a session's first run allocates what the next
+    ones reuse (ONNX Runtime's arena). Nothing is answered, captured or counted. A version whose
+    inputs zeros cannot stand for (strings) is left to its first request."""
+    from aimass.protocol.tensors import NUMPY_DTYPES
+
+    inputs = loaded.version.signature.inputs
+    if any(spec.dtype not in NUMPY_DTYPES or spec.dtype == "string" for spec in inputs):
+        return
+    shapes = {spec.name: [1 if d is None else d for d in spec.shape] for spec in inputs}
+    loaded.run({spec.name: np.zeros(shapes[spec.name], NUMPY_DTYPES[spec.dtype]) for spec in inputs})
+
+
+# What the function's HTTP path runs once so that its first request does not (aimass.api.app.route_once):
+# set by register().
+_primers: list[Callable[[], None]] = []
+
+
+def prime() -> None:
+    for primer in _primers:
+        primer()
 
 
 def before_snapshot() -> None:
@@ -76,6 +107,11 @@ def before_snapshot() -> None:
     started = time.perf_counter()
     wiring.prepare()
     models = prepare_models()
+    prime()
+    # What the hooks made lives as long as the environment: kept out of the collector's passes, as the
+    # function's init is (functions/online/app.py), so no first request pays for a pass over it.
+    gc.collect()
+    gc.freeze()
     log.info("snapshot ready: %d models in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)
 
 
@@ -84,8 +120,6 @@ def reseed() -> None:
     splits, capture's sampling): every environment restored from one snapshot would otherwise draw the
     same sequence. os.urandom is unique per restored environment (Lambda's SnapStart guarantee)."""
     random.seed()
-    import numpy as np
-
     np.random.seed()
 
 
@@ -98,16 +132,23 @@ def after_restore() -> None:
     aws.reset()
     wiring.prepare()
     models = wiring.serving().store.refresh()
+    # The restored memory is read in as it is touched: touched here, within the restore's 10 s, rather
+    # than by the first request (bench/RESULTS.md, "Cold start and SnapStart").
+    prime()
+    gc.freeze()
     log.info("restored: %d models read again in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)
 
 
 _registered: list[bool] = []
 
 
-def register() -> None:
+def register(primer: Callable[[], None] | None = None) -> None:
     """Register the online function's hooks, once per process (the local stack may import the function
-    more than once)."""
+    more than once); `primer` runs its HTTP path once before the snapshot and after a restore, with
+    nothing answered, captured or counted."""
     if not _registered:
+        if primer is not None:
+            _primers.append(primer)
         register_before_snapshot(before_snapshot)
         register_after_restore(after_restore)
         _registered.append(True)
