@@ -133,7 +133,7 @@ def after_restore() -> None:
     wiring.prepare()
     models = wiring.serving().store.refresh()
     # The restored memory is read in as it is touched: touched here, within the restore's 10 s, rather
-    # than by the first request (bench/RESULTS.md, "Cold start and SnapStart").
+    # than by the first request (bench/RESULTS.md, issue 19).
     prime()
     gc.freeze()
     log.info("restored: %d models read again in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)

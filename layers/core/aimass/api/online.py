@@ -47,7 +47,7 @@ async def alive() -> Response:
 
 # The prediction routes read their path parameters from the request themselves and declare them for
 # the OpenAPI document: FastAPI's validation of `name: str` (and `version: int`) cost 35 µs a request,
-# a tenth of the warm handler (bench/RESULTS.md, "The warm path").
+# a tenth of the warm handler (bench/RESULTS.md, issue 19).
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "title": "Name"}}
 VERSION = {
     "name": "version",

@@ -31,7 +31,7 @@ class JSON(Response):
 
 def json_bytes(content: Any) -> bytes:
     """Compact UTF-8 JSON, NaN and infinity as null: pydantic's serializer (Rust), 4x faster than the
-    standard library's on a one-instance answer and 3.6x on 100 (bench/RESULTS.md, "The warm path")."""
+    standard library's on a one-instance answer and 3.6x on 100 (bench/RESULTS.md, issue 19)."""
     return pydantic_core.to_json(content, inf_nan_mode="null")
 
 
