@@ -89,3 +89,17 @@ def test_a_restore_gives_the_random_generators_new_seeds() -> None:
     snapstart.reseed()
 
     assert (random.random(), np.random.random()) != snapshot_draws
+
+
+def test_a_snapshot_holds_at_most_the_configured_number_of_models(
+    registered: Any, registry_reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aimass.config import settings
+
+    monkeypatch.setenv("AIMASS_SNAPSHOT_MAX_MODELS", "1")
+    settings.cache_clear()
+
+    prepared = snapstart.prepare_models()
+
+    assert len(prepared) == 1 and len(registered.versions) > 1
+    assert [name for name in registered.versions if wiring.serving().store.local(name)] == prepared

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aimass.config import settings
+
 if TYPE_CHECKING:
     from aimass.serving.store import LoadedModel
 
@@ -60,14 +62,14 @@ def run_after_restore() -> None:
 
 
 def prepare_models() -> list[str]:
-    """Every registered model's default version made ready to answer (ModelStore.prepare) and run
-    once; a model that cannot be is logged and left to its first request, so that one bad model never
-    fails a snapshot."""
+    """Every registered model's default version (at most AIMASS_SNAPSHOT_MAX_MODELS of them) made ready
+    to answer (ModelStore.prepare) and run once; a model that cannot be is logged and left to its first
+    request, so that one bad model never fails a snapshot."""
     from aimass import wiring
 
     store = wiring.serving().store
     prepared = []
-    for summary in wiring.registry().list_models():
+    for summary in wiring.registry().list_models()[: settings().snapshot_max_models]:
         try:
             for loaded in store.prepare(summary.name):
                 run_once(loaded)
