@@ -7,6 +7,7 @@ PYTHON ?= $(shell for p in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ver
 VENV := .venv
 TOOLS := .venv-tools
 KSERVE := .venv-kserve
+BENTO := .venv-bento
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -30,6 +31,12 @@ $(KSERVE)/.installed: tests/e2e/requirements-kserve.txt
 	$(KSERVE)/bin/python -m pip install -q -r tests/e2e/requirements-kserve.txt
 	touch $@
 
+# BentoML, the HTTP benchmark's peer, apart from the app: it must never constrain the app's versions.
+$(BENTO)/.installed: bench/requirements-bento.txt
+	test -x $(BENTO)/bin/python || $(PYTHON) -m venv $(BENTO)
+	$(BENTO)/bin/python -m pip install -q -r bench/requirements-bento.txt
+	touch $@
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/aimass serve
 
@@ -46,7 +53,7 @@ test: lint types $(TOOLS)/.installed $(KSERVE)/.installed
 unit integration e2e infra: $(VENV)/.installed $(TOOLS)/.installed $(KSERVE)/.installed
 	$(VENV)/bin/pytest -q tests/$@
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(BENTO)/.installed
 	$(VENV)/bin/python -m bench
 
 # The local stack's memory under registry writes, moto's own DynamoDB vs the stack's seam (RESULTS.md).
@@ -68,4 +75,4 @@ build-images: $(TOOLS)/.installed
 	$(TOOLS)/bin/sam build
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(KSERVE) .aws-sam .aimass
+	rm -rf $(VENV) $(TOOLS) $(KSERVE) $(BENTO) .aws-sam .aimass

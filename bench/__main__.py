@@ -1,5 +1,5 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor compression capacity] [--quick]`: run the benchmarks, print tables,
+shadow privacy observers monitor compression capacity restore] [--quick]`: run the benchmarks, print tables,
 write JSON.
 
 All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
@@ -30,6 +30,7 @@ from bench import (
     observers,
     online,
     privacy,
+    restore,
     rules,
     shadow,
     traffic,
@@ -56,6 +57,7 @@ TITLES = {
     "monitor": "15. Monitor runs: captured rows per second, memory, false drift and detection rates",
     "compression": "16. Compression: int8 and float16 copies of the digits demos vs the originals",
     "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
+    "restore": "18. A SnapStart restore: the first request of a fork of an initialised process",
 }
 TABLES = {
     "online": online.tables,
@@ -75,6 +77,7 @@ TABLES = {
     "monitor": monitor.tables,
     "compression": compression.tables,
     "capacity": capacity.tables,
+    "restore": restore.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression", "capacity"}
@@ -137,6 +140,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return monitor.run(stack, quick)
     if name == "imports":
         return imports.run(trees, 2 if quick else imports.REPEATS)
+    if name == "restore":
+        return restore.run(stack, trees[0], 2 if quick else restore.FORKS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

@@ -1,11 +1,16 @@
-"""Benchmark 2: predictions over HTTP against the local server (`aimass serve`), one keep-alive client.
+"""Benchmark 2: predictions over HTTP against the local server (`aimass serve`), one keep-alive client,
+next to two peers serving the same models from the same request bodies: a minimal FastAPI + ONNX
+Runtime server (bench.peers.fastapi_onnx, the app's venv) and BentoML 1.4 (bench.peers.bento_service,
+in .venv-bento, left out with the reason when that venv is absent).
 
-The server is started the way a user starts it, in its own process with its own embedded AWS, and is
-driven sequentially: latency is a full round trip over loopback, throughput is one client's.
+Each server is started in its own process, the way a user starts it, and is driven sequentially:
+latency is a full round trip over loopback, throughput is one client's. The servers' requests are
+interleaved in blocks, so drift on the machine hits them alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,13 +26,14 @@ from typing import Any
 import httpx
 
 from aimass.local.stack import FAKE_CREDENTIALS
-from bench.harness import REPO, STATE_DIR, demo_rows
+from bench.harness import REPO, STATE_DIR, demo, demo_model, demo_rows
 from bench.online import floor_call
 from bench.report import Table, rate, ratio, us
 from bench.stats import Summary, measure_interleaved
 from gpu_endpoints.process import free_port
 
 CASES = (("breast-cancer", 1), ("digits", 1))
+BENTO = REPO / ".venv-bento" / "bin" / "bentoml"
 ITERATIONS, WARMUP = 2000, 200
 # Starting includes the moto server and registering the demos (training them on a first run).
 START_TIMEOUT_S = 180
@@ -60,19 +66,55 @@ def local_server(capture: bool = False, aws_port: int | None = None) -> Iterator
             stop(process)
 
 
-def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Any) -> None:
+def peer_models(folder: Path) -> Path:
+    """The demo models as files, with their feature names, for the peers (bench.peers)."""
+    models = {}
+    for name, _ in CASES:
+        path = folder / f"{name}.onnx"
+        path.write_bytes(demo_model(name))
+        features = demo(name).enrichment.features or []
+        models[name] = {
+            "file": str(path),
+            "features": [f if isinstance(f, str) else f.name for f in features],
+        }
+    models_file = folder / "models.json"
+    models_file.write_text(json.dumps(models))
+    return models_file
+
+
+@contextmanager
+def peer_server(command: list[str], health: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A peer server on a free port (`{port}` in the command); yields its base URL once `health` answers."""
+    port = free_port()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [part.replace("{port}", str(port)) for part in command],
+            cwd=REPO,
+            env={**server_env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_healthy(base, process, log, health)
+            yield base
+        finally:
+            stop(process)
+
+
+def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Any, health: str = "/health") -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
-            raise RuntimeError(f"aimass serve exited with {process.returncode}:\n{log.read()[-2000:]}")
+            raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log.read()[-2000:]}")
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{health}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"aimass serve did not answer {base}/health within {START_TIMEOUT_S} s")
+    raise TimeoutError(f"{process.args} did not answer {base}{health} within {START_TIMEOUT_S} s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -85,26 +127,37 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def run_case(client: httpx.Client, model: str, count: int, scale: float) -> dict[str, Any]:
+def run_case(clients: dict[str, httpx.Client], model: str, count: int, scale: float) -> dict[str, Any]:
+    """`clients`: aimass's first, then the peers', by server name."""
     rows = demo_rows(model, count)
     path = f"/v1/models/{model}:predict"
     body = json.dumps(rows.body).encode()  # encoded once: the client's own cost is not the service's
     headers = {"content-type": "application/json"}
 
-    def request() -> httpx.Response:
-        response = client.post(path, content=body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"{model}: {response.status_code} {response.text[:300]}")
-        return response
+    def request(server: str, client: httpx.Client) -> Any:
+        def call() -> httpx.Response:
+            response = client.post(path, content=body, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{server} {model}: {response.status_code} {response.text[:300]}")
+            return response
+
+        return call
+
+    aimass = clients["aimass"]
 
     def health() -> httpx.Response:
-        return client.get("/health")
+        return aimass.get("/health")
 
-    request()  # the server's first request for this model loads it; not part of the warm figures
+    calls = {name: request(name, client) for name, client in clients.items()}
+    for call in calls.values():
+        call()  # a server's first request for this model loads it; not part of the warm figures
     # GET /health does no work: its round trip is what HTTP, uvicorn and the client cost by themselves.
-    calls = {"floor": floor_call(model, rows.tensor), "health": health, "http": request}
-    summaries = measure_interleaved(calls, max(50, int(ITERATIONS * scale)), WARMUP)
-    floor, served = summaries["floor"], summaries["http"]
+    summaries = measure_interleaved(
+        {"floor": floor_call(model, rows.tensor), "health": health, **calls},
+        max(50, int(ITERATIONS * scale)),
+        WARMUP,
+    )
+    floor, served = summaries["floor"], summaries["aimass"]
     return {
         "case": f"{model} x{count}",
         "model": model,
@@ -112,16 +165,39 @@ def run_case(client: httpx.Client, model: str, count: int, scale: float) -> dict
         "floor": floor.as_dict(),
         "health": summaries["health"].as_dict(),
         "http": served.as_dict(),
+        "peers": {name: summaries[name].as_dict() for name in clients if name != "aimass"},
         "overhead_p50_us": served.p50_us - floor.p50_us,
         "ratio_p50": served.p50_us / floor.p50_us,
     }
 
 
+PEERS = {
+    "fastapi+onnxruntime": "minimal FastAPI + ONNX Runtime (bench.peers.fastapi_onnx, uvicorn, 1 process)",
+    "bentoml": "BentoML 1.4 (bench.peers.bento_service, 1 worker, .venv-bento)",
+}
+
+
 def run(scale: float = 1.0) -> dict[str, Any]:
-    with local_server() as base, httpx.Client(base_url=base, timeout=30) as client:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="aimass-bench-peers-") as folder:
+        models = peer_models(Path(folder))
+        bases = {"aimass": stack.enter_context(local_server())}
+        fastapi_peer = [sys.executable, "-m", "bench.peers.fastapi_onnx", str(models), "{port}"]
+        bases["fastapi+onnxruntime"] = stack.enter_context(peer_server(fastapi_peer, "/health"))
+        left_out = {}
+        if BENTO.exists():
+            bento = [str(BENTO), "serve", "bench.peers.bento_service:Models", "--port", "{port}"]
+            bento_env = {"AIMASS_PEER_MODELS": str(models), "BENTOML_DO_NOT_TRACK": "true"}
+            bases["bentoml"] = stack.enter_context(peer_server(bento, "/readyz", bento_env))
+        else:
+            left_out["bentoml"] = f"{BENTO.parent.parent.name} is absent: `make bench` makes it"
+        clients = {
+            name: stack.enter_context(httpx.Client(base_url=base, timeout=30)) for name, base in bases.items()
+        }
         return {
             "server": "aimass serve (uvicorn, 1 process)",
-            "cases": [run_case(client, m, n, scale) for m, n in CASES],
+            "peers": {name: PEERS[name] for name in clients if name != "aimass"},
+            "peers_left_out": left_out,
+            "cases": [run_case(clients, m, n, scale) for m, n in CASES],
         }
 
 
@@ -155,4 +231,20 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ratio(case["ratio_p50"]),
             rate(served.calls_per_s),
         )
-    return [table]
+    peers = Table(
+        "HTTP predict p50 against the peers, same run, same bodies (µs)",
+        [
+            "case",
+            "aimass p50",
+            *[f"{name} p50" for name in result.get("peers", {})],
+            *[f"aimass / {name}" for name in result.get("peers", {})],
+        ],
+        note="; ".join(f"{name}: {text}" for name, text in result.get("peers", {}).items())
+        + "".join(f". Left out: {name}, {why}" for name, why in result.get("peers_left_out", {}).items())
+        + ". A ratio under 1.00x: aimass answers faster.",
+    )
+    for case in result["cases"]:
+        aimass = Summary(**case["http"]).p50_us
+        others = [Summary(**case["peers"][name]).p50_us for name in result.get("peers", {})]
+        peers.add(case["case"], us(aimass), *[us(p) for p in others], *[ratio(aimass / p) for p in others])
+    return [table, peers]

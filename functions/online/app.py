@@ -6,8 +6,12 @@ import gc
 # during it cost ~0.2 s of cold start (bench/RESULTS.md). Collection resumes once the app is built.
 gc.disable()
 
+from aimass import wiring  # noqa: E402
 from aimass.api.lambda_entry import api_handler  # noqa: E402
 
-handler = api_handler(["online"])
+# SnapStart's hooks put the models in the snapshot and refresh what a restore must not share.
+handler = api_handler(["online"], snapstart=True)
+# The AWS clients and the request pipeline are made in init, not by the first request.
+wiring.prepare()
 gc.freeze()
 gc.enable()

@@ -114,6 +114,9 @@ WEB_FRAMEWORKS = f'print(sorted({{m.split(".")[0] for m in sys.modules}} & {FRAM
 # ... and on a second line whether it loaded matplotlib: the reports import it when they draw a plot,
 # never on a handler's cold start (about a second, docs/quality.md).
 PLOTTING = 'print(sorted({m.split(".")[0] for m in sys.modules} & {"matplotlib"}))'
+# ... and on a third whether it loaded the X-Ray SDK's recorder (about 0.2 s), which the environment's
+# POWERTOOLS_TRACE_DISABLED=true leaves out where the function's Tracer is aimass.tracing's.
+XRAY = 'print("aws_xray_sdk.core" in sys.modules)'
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +128,7 @@ def imported(template: dict[str, Any], core_layer: Path) -> dict[str, subprocess
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         runs = {
             logical_id: pool.submit(
-                import_handler, template, logical_id, core_layer, f"{WEB_FRAMEWORKS}; {PLOTTING}"
+                import_handler, template, logical_id, core_layer, f"{WEB_FRAMEWORKS}; {PLOTTING}; {XRAY}"
             )
             for logical_id in functions
             if handler_location(logical_id)[1].is_file()
@@ -199,3 +202,14 @@ def test_the_http_functions_do_not_import_prometheus_client(
     assert not isinstance(result, str), result
     assert result.returncode == 0, result.stderr
     assert "fastapi" in result.stdout and "prometheus_client" not in result.stdout
+
+
+@pytest.mark.parametrize("logical_id", ["OnlineFunction", "RegistryFunction"])
+def test_the_http_functions_do_not_import_the_xray_sdk_while_tracing_is_off(
+    imported: dict[str, subprocess.CompletedProcess[str] | str], logical_id: str
+) -> None:
+    result = imported[logical_id]
+
+    assert not isinstance(result, str), result
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[2] == "False"

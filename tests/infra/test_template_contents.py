@@ -261,7 +261,9 @@ def test_every_function_has_a_log_group_with_retention(template: dict[str, Any])
         assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
-def test_online_function_can_use_snapstart_or_provisioned_concurrency(template: dict[str, Any]) -> None:
+def test_online_function_uses_snapstart_by_default_or_provisioned_concurrency(
+    template: dict[str, Any],
+) -> None:
     online = template["Resources"]["OnlineFunction"]["Properties"]
 
     assert online["AutoPublishAlias"] == "live"
@@ -271,7 +273,7 @@ def test_online_function_can_use_snapstart_or_provisioned_concurrency(template: 
     }
     assert resolve_if(online["SnapStart"], {"UseSnapStart": False}) == {"Ref": "AWS::NoValue"}
     assert template["Parameters"]["ProvisionedConcurrency"]["Default"] == 0
-    assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
+    assert template["Parameters"]["EnableSnapStart"]["Default"] == "true"  # on unless turned off
 
 
 def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:

@@ -54,6 +54,30 @@ def test_unknown_model_version_and_alias_are_404(client: TestClient) -> None:
         assert error_of(response)["code"] == "not_found"
 
 
+@pytest.mark.parametrize(
+    "path", ["/v1/models/breast-cancer/versions/one:predict", "/v2/models/breast-cancer/versions/1.5/infer"]
+)
+def test_a_version_that_is_not_a_number_is_422_naming_the_path_parameter(
+    client: TestClient, path: str
+) -> None:
+    # The prediction routes read their path parameters themselves (aimass.api.online): same answer as
+    # FastAPI's validation gave.
+    response = client.post(path, json={"instances": [[1.0]], "inputs": []})
+
+    assert response.status_code == 422
+    body = response.json()
+    if path.startswith("/v1"):
+        assert body["error"]["details"] == [
+            {
+                "loc": ["path", "version"],
+                "message": "Input should be a valid integer, unable to parse string as an integer",
+                "type": "int_parsing",
+            }
+        ]
+    else:  # V2's error is the protocol's string, the details folded into it
+        assert "version" in body["error"]
+
+
 def test_an_unknown_route_is_a_json_404_and_a_wrong_method_a_405(client: TestClient) -> None:
     assert error_of(client.get("/v3/anything"))["code"] == "not_found"
     assert client.delete("/health").status_code == 405

@@ -235,3 +235,11 @@ def test_a_rule_rejection_is_counted_per_model_in_the_metrics_log(
     rejected = [m for m in emf if "RuleRejections" in m]
     assert rejected and rejected[-1]["RuleRejections"] == [1.0] and rejected[-1]["model"] == "breast-cancer"
     assert "Predictions" not in rejected[-1]
+
+
+def test_the_functions_log_lines_carry_the_api_gateway_request_id(online: Any) -> None:
+    from aimass.api.lambda_entry import logger
+
+    invoke(online, "health")
+
+    assert logger.get_correlation_id() == event("health")["requestContext"]["requestId"]

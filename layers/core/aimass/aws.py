@@ -72,12 +72,25 @@ def _after_call_error(exception: BaseException | None = None, **_: Any) -> None:
 
 
 @cache
+def _loader() -> Any:
+    """botocore's loader of the service models (JSON files, parsed once): kept by every session this
+    process makes, so that a new session (after a SnapStart restore, aimass.snapstart) makes its
+    clients without parsing them again."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
+
+
+@cache
 def _session() -> Any:
     # boto3 costs ~330 ms to import; paths that never touch AWS never pay it. One session for all
     # clients: each session loads the endpoint and credential machinery again (~150 ms a client).
     import boto3
+    import botocore.session
 
-    return boto3.session.Session()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader())
+    return boto3.session.Session(botocore_session=core)
 
 
 @cache

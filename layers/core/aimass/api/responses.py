@@ -4,11 +4,10 @@ folded into the message (its clients read `error` as a string)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from typing import Any
 
+import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -21,16 +20,6 @@ from aimass.protocol import v2
 log = logging.getLogger(__name__)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 class JSON(Response):
     """Compact JSON; a model's NaN or infinity becomes null rather than invalid JSON."""
 
@@ -41,12 +30,9 @@ class JSON(Response):
 
 
 def json_bytes(content: Any) -> bytes:
-    """Compact JSON, NaN and infinity as null."""
-    try:
-        text = json.dumps(content, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(content), separators=(",", ":"))
-    return text.encode()
+    """Compact UTF-8 JSON, NaN and infinity as null: pydantic's serializer (Rust), 4x faster than the
+    standard library's on a one-instance answer and 3.6x on 100 (bench/RESULTS.md, issue 19)."""
+    return pydantic_core.to_json(content, inf_nan_mode="null")
 
 
 def is_v2(path: str) -> bool:

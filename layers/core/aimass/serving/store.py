@@ -240,6 +240,33 @@ class ModelStore:
         self._last_good[selector] = loaded
         return loaded
 
+    def prepare(self, name: str) -> list[LoadedModel]:
+        """Everything a request naming no version needs, made now: the summary, the default version
+        (champion, else latest) and a canary's, their runners, rules and checks; so that such a request
+        is `local`. For a SnapStart snapshot (aimass.snapstart) and a warm-up."""
+        loaded = [self.load(name)]
+        canary = self.summary(name).traffic.canary
+        if canary is not None:
+            loaded.append(self.load(name, canary.version))
+        for model in loaded:
+            self.rules_for(model.version)
+            self.checks_for(model.version)
+        return loaded
+
+    def refresh(self) -> list[str]:
+        """Read every held model's summary again now and prepare what it names (the aliases may have
+        moved since they were read); the models it could not, with why, are logged and left to the
+        next request. After a SnapStart restore: the summaries' read times are the snapshot's, on the
+        clock of another machine, so their TTLs say nothing."""
+        names = list(self._summaries)
+        for name in names:
+            self.forget(name)
+            try:
+                self.prepare(name)
+            except Exception as error:  # a model it cannot prepare now is the next request's to read
+                log.warning("could not prepare %s again: %s", name, error)
+        return names
+
     def _runner(self, backend: BackendKind, record: ModelVersion) -> Runner:
         """The version's runner; IntegrityError while its artifact is refused, which it is again
         only once its back-off has passed (the bytes may have been put right since)."""

@@ -1,0 +1,1 @@
+"""Peer servers the HTTP benchmark measures aimass against: the same models, the same request bodies."""

@@ -1,0 +1,145 @@
+"""Benchmark 16: what a SnapStart restore leaves to do, measured locally by forking an initialised process.
+
+Lambda's SnapStart snapshots a published version's environment after init (and the before-snapshot
+hooks) and starts new environments from that memory. `os.fork` of such a process is the closest local
+stand-in: the child starts with the parent's memory and none of its work to do again. A fresh process
+(the cold-start benchmark's environment: the embedded AWS, an empty model cache) imports
+functions/online/app.py and makes no request. Then:
+- init only: a fork answers its first request, then 300 more (its warm p50), as SnapStart without
+  runtime hooks would leave it: the first request reads the registry and loads the model;
+- with the hooks: after `aimass.snapstart.run_before_snapshot()` in the parent (once, after the forks
+  above, which it would otherwise help), a fork runs `run_after_restore()` (timed apart: Lambda runs
+  it during the restore, within its 10 s), then answers its first request and 300 more.
+What a restore costs Lambda itself (restoring the memory) is not in these figures: this is what is left
+to the function.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.cold_start import MODEL, child_env
+from bench.harness import demo_rows, function_file, predict_event
+from bench.report import Table, ms, ratio, us
+from bench.stats import median
+
+FORKS = 7
+WARM_CALLS = 300
+
+CHILD = """
+import importlib.util, json, os, statistics, sys, time
+function, event_file, result_file, forks, warm_calls = sys.argv[1:6]
+spec = importlib.util.spec_from_file_location("function_online", function)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from aimass import snapstart
+with open(event_file) as file:
+    event = json.load(file)
+class Context:
+    function_name = "aimass-online"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+def restored(hooks):
+    started = time.perf_counter()
+    if hooks:
+        snapstart.run_after_restore()
+    hooked = time.perf_counter()
+    response = module.handler(event, Context())
+    answered = time.perf_counter()
+    assert response["statusCode"] == 200, response
+    warm = []
+    for _ in range(int(warm_calls)):
+        since = time.perf_counter_ns()
+        module.handler(event, Context())
+        warm.append(time.perf_counter_ns() - since)
+    return {
+        "hooks": hooks,
+        "after_restore_ms": (hooked - started) * 1e3,
+        "first_request_us": (answered - hooked) * 1e6,
+        "warm_p50_us": statistics.median(warm) / 1e3,
+    }
+
+results = []
+for hooks in (False, True):  # every fork without the hooks first: the hook changes the parent for good
+    if hooks:
+        started = time.perf_counter()
+        snapstart.run_before_snapshot()
+        before_snapshot_ms = (time.perf_counter() - started) * 1e3
+    for run in range(int(forks)):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the restored environment
+            os.close(read)
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(restored(hooks)))
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as found:
+            text = found.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not text:
+            sys.exit(f"fork {run} (hooks={hooks}) failed with status {status}")
+        results.append(json.loads(text))
+with open(result_file, "w") as file:
+    json.dump({"before_snapshot_ms": before_snapshot_ms, "forks": results}, file)
+"""
+
+
+def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-restore-") as folder:
+        event_file, result_file = Path(folder) / "event.json", Path(folder) / "result.json"
+        event_file.write_text(json.dumps(predict_event(demo_rows(MODEL, 1))))
+        env = child_env(stack, tree, Path(folder) / "cache")
+        args = [str(function_file(tree, "online")), str(event_file), str(result_file), str(forks)]
+        process = subprocess.run(
+            [sys.executable, "-c", CHILD, *args, str(WARM_CALLS)],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if process.returncode != 0 or not result_file.exists():
+            raise RuntimeError(f"restore benchmark failed ({process.returncode}):\n{process.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    cases = []
+    for hooks in (False, True):
+        runs = [r for r in result["forks"] if r["hooks"] is hooks]
+        first, warm = median([r["first_request_us"] for r in runs]), median([r["warm_p50_us"] for r in runs])
+        cases.append(
+            {
+                "hooks": hooks,
+                "forks": len(runs),
+                "after_restore_ms": median([r["after_restore_ms"] for r in runs]),
+                "first_request_us": first,
+                "warm_p50_us": warm,
+                "first_over_warm": first / warm,
+            }
+        )
+    return {**result, "model": MODEL, "warm_calls": WARM_CALLS, "cases": cases}
+
+
+def tables(result: dict[str, Any]) -> list[Table]:
+    table = Table(
+        f"A restored environment: a fork of an initialised process, {result['model']} x1 "
+        f"(medians of {result['cases'][0]['forks']} forks each)",
+        ["snapshot holds", "after-restore hook (ms)", "first request (µs)", "warm p50 (µs)", "first / warm"],
+        note=f"Warm p50: the {result['warm_calls']} requests after the first, in the same fork. The "
+        f"before-snapshot hook took {ms(result['before_snapshot_ms'])} ms, once, before the forks.",
+    )
+    for case in result["cases"]:
+        table.add(
+            "init + before-snapshot hook" if case["hooks"] else "init only (no hooks)",
+            ms(case["after_restore_ms"]) if case["hooks"] else "-",
+            us(case["first_request_us"]),
+            us(case["warm_p50_us"]),
+            ratio(case["first_over_warm"]),
+        )
+    return [table]
