@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.idempotency import (
@@ -23,10 +23,11 @@ from aimass.batch.drop import Drop, drops, process
 from aimass.batch.results import FileSummary
 from aimass.config import settings
 from aimass.logs import function_logger
+from aimass.tracing import function_tracer
 
 logger = function_logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 
 # S3 delivers an event at least once: each object version is predicted once, and a duplicate
 # delivery gets the first one's summary back and writes nothing. S3 redelivers within hours, so a

@@ -2,15 +2,15 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import events
 from aimass.config import settings
 from aimass.logs import function_logger
+from aimass.tracing import function_tracer
 
 logger = function_logger()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 @logger.inject_lambda_context

@@ -7,17 +7,18 @@ Errors metric (MonitorFunctionErrorsAlarm) sees it."""
 from functools import partial
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import wiring
 from aimass.config import settings
 from aimass.logs import function_logger
 from aimass.monitoring import actions, emf, runs
+from aimass.tracing import function_tracer
 
 logger = function_logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 @logger.inject_lambda_context

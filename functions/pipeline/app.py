@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import wiring
@@ -10,10 +10,11 @@ from aimass.config import settings
 from aimass.logs import function_logger
 from aimass.pipeline import steps
 from aimass.pipeline.sagemaker import SageMakerTraining
+from aimass.tracing import function_tracer
 
 logger = function_logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 @logger.inject_lambda_context

@@ -5,15 +5,16 @@ pipeline topic."""
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import release, wiring
 from aimass.logs import function_logger
+from aimass.tracing import function_tracer
 
 logger = function_logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 @logger.inject_lambda_context

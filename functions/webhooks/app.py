@@ -2,14 +2,14 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aimass import webhooks, wiring
 from aimass.logs import function_logger
+from aimass.tracing import function_tracer
 
 logger = function_logger()
-tracer = Tracer()
+tracer = function_tracer()
 
 
 @logger.inject_lambda_context
