@@ -62,7 +62,10 @@ class ColumnarModel:
 
     def answer(self, chunk: Chunk, text: bool) -> ColumnarAnswer:
         """The chunk's records parsed, checked and predicted; its BadRecords are the caller's."""
-        offsets = [i for i, record in enumerate(chunk.records) if not isinstance(record, BadRecord)]
+        if chunk.parsed is not None:  # read by pyarrow: no BadRecord among them
+            offsets = list(range(len(chunk.records)))
+        else:
+            offsets = [i for i, record in enumerate(chunk.records) if not isinstance(record, BadRecord)]
         assert chunk.columns is not None
         matrix, refused = _matrix(self.signature.features or [], chunk, offsets, text)
         good = [k for k, offset in enumerate(offsets) if offset not in refused]
@@ -151,22 +154,20 @@ def _matrix(
     be instances (offsets into the chunk) — the same reasons aimass.batch.rows gives one by one."""
     assert chunk.columns is not None
     where = {name: j for j, name in enumerate(chunk.columns)}
-    rows = [chunk.records[i] for i in offsets]
-    cells = np.array(rows, dtype=object).reshape(len(rows), len(chunk.columns))
-    matrix = np.full((len(rows), len(features)), np.nan)
+    cells = None
+    if chunk.parsed is None:
+        rows = [chunk.records[i] for i in offsets]
+        cells = np.array(rows, dtype=object).reshape(len(rows), len(chunk.columns))
+    matrix = np.full((len(offsets), len(features)), np.nan)
     reasons: dict[int, list[Reason]] = {}
 
     def refuse(k: int, found: Reason) -> None:
         reasons.setdefault(offsets[k], []).append(found)
 
     for j, feature in enumerate(features):
-        if feature.name in where:
-            values, problems = parse_column(cells[:, where[feature.name]], feature, text)
-            matrix[:, j] = values
-            for k, problem in problems.items():
-                refuse(k, reason(problem, "type_error", feature.name))
-        else:
-            problems = {}
+        matrix[:, j], problems = _feature_column(feature, chunk, cells, where, text)
+        for k, problem in problems.items():
+            refuse(k, reason(problem, "type_error", feature.name))
         if not feature.nullable:
             for at in np.flatnonzero(np.isnan(matrix[:, j])):
                 if int(at) not in problems:
@@ -176,6 +177,19 @@ def _matrix(
     for found in reasons.values():
         found.sort(key=lambda r: order.get(r.get("field", ""), -1))
     return matrix, reasons
+
+
+def _feature_column(
+    feature: Feature, chunk: Chunk, cells: np.ndarray | None, where: dict[str, int], text: bool
+) -> tuple[np.ndarray | float, dict[int, str]]:
+    """A feature's values in the records and the problem of each cell that is not one (NaN and no
+    problem for a column the file lacks)."""
+    if chunk.parsed is not None:  # pyarrow read every cell as the parser does
+        return chunk.parsed.get(feature.name, np.nan), {}
+    if feature.name not in where:
+        return np.nan, {}
+    assert cells is not None
+    return parse_column(cells[:, where[feature.name]], feature, text)
 
 
 def parse_column(cells: np.ndarray, feature: Feature, text: bool) -> tuple[np.ndarray, dict[int, str]]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from aimass.batch.arrowcsv import column_chunks
 from aimass.batch.columns import ColumnarAnswer, ColumnarModel
 from aimass.batch.formats import (
     BadRecord,
@@ -216,12 +217,17 @@ def _run(
     columnar = ColumnarModel.of(serving, model) if options.columnar and fmt.kind != "jsonl" else None
     try:
         size = min(options.chunk_rows, serving.max_instances)
-        for chunk in read_chunks(source, readable, size, options.first_row):
+        chunks = None
+        if columnar is not None and readable.kind == "csv":
+            numbers = {f.name: f.dtype for f in model.version.signature.features or []}
+            texts = [run.shape.id_column, *carried]
+            chunks = column_chunks(source, readable, size, numbers, texts, options.first_row)
+        for chunk in chunks or read_chunks(source, readable, size, options.first_row):
             bad = [
                 _rejection(
                     chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
                 )
-                for offset, raw in enumerate(chunk.records)
+                for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
                 if isinstance(raw, BadRecord)
             ]
             bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
@@ -317,19 +323,21 @@ class _FileRun:
         kept = answer.kept
         self.tally.count_columns(answer)
         features = [f.name for f in columnar.signature.features or []]
-        for k in range(len(kept)):
-            slot = self._slot()
-            if slot is not None:
-                values = answer.matrix[k].tolist()
-                self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
+        for k, slot in self._slots(len(kept)):
+            values = answer.matrix[k].tolist()
+            self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
         if kept and self.shape.columns is None:
             self.shape.fix(list(answer.columns))
             self.predictions.columns = self.shape.columns
         assert chunk.columns is not None
         where = {name: j for j, name in enumerate(chunk.columns)}
         leading: dict[str, list[Any]] = {}
+        parsed = chunk.parsed or {}
         for column in [self.shape.id_column, *self.shape.carried]:
-            if column in where:
+            if column in parsed:
+                cells = parsed[column]
+                leading[column] = [self.shape.masker.field(column, cells[offset]) for offset in kept]
+            elif column in where:
                 leading[column] = [
                     self.shape.masker.field(column, chunk.records[offset][where[column]]) for offset in kept
                 ]
@@ -337,6 +345,21 @@ class _FileRun:
                 leading[column] = [chunk.first_row + offset for offset in kept]
         self.predictions.write_columns(leading | answer.columns, len(kept))
         return bad
+
+    def _slots(self, count: int) -> list[tuple[int, int]]:
+        """_slot for `count` rows in a row, drawing the same random numbers: (the row's index among
+        them, its place in the sample) for each row that goes into the sample."""
+        seen, size = self.tally.predicted, self.options.drift_sample_rows
+        self.tally.predicted += count
+        filling = max(0, min(count, size - seen))
+        self.sample.extend({} for _ in range(filling))
+        found = [(k, seen + k) for k in range(filling)]
+        randrange = self.sampler.randrange
+        for k in range(filling, count):
+            slot = randrange(seen + k + 1)
+            if slot < size:
+                found.append((k, slot))
+        return found
 
     def _slot(self) -> int | None:
         """Where the next predicted row goes in the drift sample, if anywhere (reservoir sampling:
