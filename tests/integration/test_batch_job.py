@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from aimass import wiring
+from aimass.batch.arrowcsv import column_chunks
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.contracts.quality import QualityPolicy
@@ -348,3 +349,68 @@ def _same_parquet(a: Path, b: Path) -> bool:
     import pyarrow.parquet as pq
 
     return bool(pq.read_table(a).to_pylist() == pq.read_table(b).to_pylist())
+
+
+def messy_csv(demos: dict[str, Any], ending: str) -> bytes:
+    """Holdout rows with every kind of trouble a CSV brings, a few clean chunks between them."""
+    rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 60))]
+    rows[21]["mean_texture"] = rows[21]["mean_texture"] * 40  # out of range, anomalous
+    lines = csv_bytes(rows).decode().splitlines()
+    header = lines[0].split(",")
+    radius = header.index("mean_radius")
+
+    def edit(line: str, value: str, column: int = radius) -> str:
+        cells = line.split(",")
+        cells[column] = value
+        return ",".join(cells)
+
+    trouble = {
+        2: edit(lines[2], ""),
+        3: edit(lines[3], "NA"),
+        18: edit(lines[18], "abc"),
+        19: edit(lines[19], " 12.5 "),
+        20: edit(lines[20], "+nan"),
+        23: edit(lines[23], "1e400"),
+        24: ",".join(lines[24].split(",")[:4]),
+        25: lines[25] + ",extra",
+        26: edit(lines[26], '"r25,b"', 0),
+        27: edit(lines[27], '"12.5', radius),
+        28: edit(lines[28], "Null"),
+        41: edit(lines[41], "é40", 0),
+        42: edit(lines[42], "1_2"),
+    }
+    lines = [trouble.get(i, line) for i, line in enumerate(lines)]
+    lines.insert(30, "")  # a blank line is no row
+    return ("\ufeff" + ending.join(lines) + ending).encode()
+
+
+@pytest.mark.parametrize("policy", ["flag", "reject"])
+@pytest.mark.parametrize("name", ["messy.csv", "messy.csv.gz"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_pyarrow_python_and_row_by_row_give_the_same_outputs_for_a_messy_csv(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, policy: str, name: str, ending: str
+) -> None:
+    # Given a model whose policy flags (or rejects) findings, and a CSV with every kind of trouble
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
+    wiring.serving().store.forget(MODEL)
+    data = messy_csv(demos, ending)
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+
+    # When it goes through pyarrow, through Python's reader a column at a time, and row by row
+    arrow, arrow_out = run(tmp_path / "arrow", name, data, chunk_rows=8, carry=("id",))
+    python, python_out = run(tmp_path / "python", name, data, chunk_rows=8, carry=("id",), arrow_csv=False)
+    rows, rows_out = run(tmp_path / "rows", name, data, chunk_rows=8, carry=("id",), columnar=False)
+
+    # Then pyarrow read the clean chunks (Python's reader the others)
+    source = tmp_path / "arrow" / name
+    features = {f.name: f.dtype for f in demos[MODEL].enrichment.features}
+    chunks = list(column_chunks(source, FileFormat.of(name), 8, features, ["id"]) or [])
+    assert 0 < sum(c.parsed is not None for c in chunks) < len(chunks)
+    # and every way gives the same rows, rejections, findings, drift and bytes
+    assert arrow["rows"]["in"] == 60 and arrow["rows"]["rejected"] >= 8
+    for report, out in ((python, python_out), (rows, rows_out)):
+        assert arrow["rows"] == report["rows"]
+        assert arrow["quality"] == report["quality"] and arrow["drift"] == report["drift"]
+        assert read_jsonl(arrow_out.rejected) == read_jsonl(out.rejected)
+        assert arrow_out.predictions.read_bytes() == out.predictions.read_bytes()

@@ -66,6 +66,9 @@ class Options:
     chunk_rows: int = 2000
     # A column at a time where the model allows (aimass.batch.columns); False: row by row always.
     columnar: bool = True
+    # Where a CSV goes a column at a time, pyarrow reads it (aimass.batch.arrowcsv); False: Python's
+    # reader always. The outputs are the same either way.
+    arrow_csv: bool = True
     # The number of the file's first row: a part of a larger file keeps the larger file's numbers.
     first_row: int = 1
     # Put the drift sample itself in the report (`sample`), for merging the reports of parts.
@@ -218,7 +221,7 @@ def _run(
     try:
         size = min(options.chunk_rows, serving.max_instances)
         chunks = None
-        if columnar is not None and readable.kind == "csv":
+        if columnar is not None and readable.kind == "csv" and options.arrow_csv:
             numbers = {f.name: f.dtype for f in model.version.signature.features or []}
             texts = [run.shape.id_column, *carried]
             chunks = column_chunks(source, readable, size, numbers, texts, options.first_row)
