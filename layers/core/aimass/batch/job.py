@@ -217,7 +217,11 @@ def _run(
         RowWriter(outputs.rejected, FileFormat("jsonl", False)),
     )
     features = [f.name for f in model.version.signature.features or []]
-    columnar = ColumnarModel.of(serving, model) if options.columnar and fmt.kind != "jsonl" else None
+    columnar = (
+        ColumnarModel.of(serving, model, [run.shape.id_column, *carried])
+        if options.columnar and fmt.kind != "jsonl"
+        else None
+    )
     try:
         size = min(options.chunk_rows, serving.max_instances)
         chunks = None
@@ -346,7 +350,16 @@ class _FileRun:
                 ]
             elif column == self.shape.id_column:  # no such column: the row number names the row
                 leading[column] = [chunk.first_row + offset for offset in kept]
-        self.predictions.write_columns(leading | answer.columns, len(kept))
+        columns = leading | answer.columns
+        # A field the first chunk's answers did not have goes, as the row path puts it, into `other`.
+        extra = [key for key in answer.columns if key not in (self.shape.columns or ())]
+        if extra:
+            others = [
+                {key: answer.columns[key][k] for key in extra if answer.columns[key][k] is not None}
+                for k in range(len(kept))
+            ]
+            columns[OTHER] = [json.dumps(other, default=str) if other else None for other in others]
+        self.predictions.write_columns(columns, len(kept))
         return bad
 
     def _slots(self, count: int) -> list[tuple[int, int]]:
