@@ -4,8 +4,9 @@ columns. Row by row, the same file costs about 150 µs a row in Python (parsing 
 each instance and each output row); a column at a time it is numpy's.
 
 Taken for models whose features are all numbers, whose input is a float tensor, whose answer is
-tensors (no ZipMap) and which have no rules (CEL runs per instance). Anything else goes row by row
-(aimass.batch.job). Both give the same outputs, row for row and column for column: tests compare."""
+tensors (no ZipMap) and whose rules set no field the row path would put elsewhere; the rules run on
+the chunk's columns (aimass.rule_columns). Anything else goes row by row (aimass.batch.job). Both
+give the same outputs, row for row and column for column: tests compare."""
 
 from __future__ import annotations
 
