@@ -283,7 +283,7 @@ def fired_columns(
         if not isinstance(item, dict):  # a bare answer no rule fired on stays bare
             shapes.append((None, None, {}))
             continue
-        sets = {k: _scalar(v) for k, v in item.items() if k not in ("rules", "flags", "value")}
+        sets = {k: scalar(v) for k, v in item.items() if k not in ("rules", "flags", "value")}
         shapes.append(
             (";".join(r["id"] for r in item["rules"]), "; ".join(item.get("flags", [])) or None, sets)
         )
@@ -303,7 +303,8 @@ def fired_columns(
     return found
 
 
-def _scalar(value: Any) -> Any:
+def scalar(value: Any) -> Any:
+    """A value as one output cell: itself when it is a scalar, else its JSON."""
     return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aimass.batch.arrowcsv import column_chunks
-from aimass.batch.columns import ColumnarAnswer, ColumnarModel
+from aimass.batch.columns import ColumnarAnswer, ColumnarModel, scalar
 from aimass.batch.formats import (
     BadRecord,
     Chunk,
@@ -518,14 +518,10 @@ def _flat(item: Any) -> dict[str, Any]:
     for key, value in item.items():
         columns_of = _COLUMNS_OF_FIELD.get(key)
         if columns_of is None:
-            flat[key] = _scalar(value)
+            flat[key] = scalar(value)
         else:
             flat.update(columns_of(key, value))
     return flat
-
-
-def _scalar(value: Any) -> Any:
-    return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
 
 
 def _probability_columns(key: str, value: Any) -> dict[str, Any]:
@@ -533,13 +529,13 @@ def _probability_columns(key: str, value: Any) -> dict[str, Any]:
         return {f"probability_{k}": v for k, v in value.items()}
     if isinstance(value, list):
         return {f"probability_{i}": v for i, v in enumerate(value)}
-    return {key: _scalar(value)}
+    return {key: scalar(value)}
 
 
 def _anomaly_columns(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return {"anomaly_score": value.get("score"), "anomalous": value.get("anomalous")}
-    return {key: _scalar(value)}
+    return {key: scalar(value)}
 
 
 # The fields of a prediction item that become columns of their own making; any other is one column,
