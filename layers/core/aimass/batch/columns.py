@@ -22,7 +22,7 @@ from aimass.batch.rows import Reason, reason, type_problem, value_from_text
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import Feature, Signature
 from aimass.contracts.rules import FiredRule
-from aimass.protocol.errors import MAX_DETAILS
+from aimass.errors import MAX_DETAILS
 from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import MISSING
@@ -273,7 +273,12 @@ def fired_columns(
     """What fired (rows x `order`) as the row path's columns: each field a `set` gives (in the order
     the row path meets them: by row, then the ruleset's), `rules` (the ids, `;`-joined: empty where
     none fired, absent on a bare answer), `flags` (`; `-joined, or empty)."""
-    combos, first, inverse = np.unique(fired, axis=0, return_index=True, return_inverse=True)
+    if fired.shape[1] <= 62:  # each row's rules as the bits of one number: a 1-d unique is fast
+        codes = fired.astype(np.int64) @ (np.int64(1) << np.arange(fired.shape[1], dtype=np.int64))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        combos = fired[first]
+    else:
+        combos, first, inverse = np.unique(fired, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     fields: dict[str, None] = {}
     shapes: list[tuple[Any, Any, dict[str, Any]]] = []
@@ -291,15 +296,17 @@ def fired_columns(
         fields.update(dict.fromkeys(shapes[c][2]))
     for rule in rules.ruleset.rules:
         fields.update(dict.fromkeys(rule.then.set or {}))
-    found: dict[str, list[Any]] = {}
-    for key in fields:
-        values = [shape[2].get(key) for shape in shapes]
-        found[key] = [values[i] for i in inverse]
+
+    def per_row(values: list[Any]) -> list[Any]:
+        held = np.empty(len(values), dtype=object)
+        held[:] = values
+        return list(held[inverse])
+
+    found = {key: per_row([shape[2].get(key) for shape in shapes]) for key in fields}
     texts = [shape[0] for shape in shapes]
     if not bare or any(t is not None for t in texts):
-        found["rules"] = [texts[i] for i in inverse]
-    flags = [shape[1] for shape in shapes]
-    found["flags"] = [flags[i] for i in inverse]
+        found["rules"] = per_row(texts)
+    found["flags"] = per_row([shape[1] for shape in shapes])
     return found
 
 

@@ -256,7 +256,11 @@ def csv_cells(values: list[Any]) -> list[str]:
         cells = ["" if v is None else v if type(v) is str else str(v) for v in values]
     if _QUOTED.search("\x00".join(cells)) is None:
         return cells
-    return ['"' + cell.replace('"', '""') + '"' if _QUOTED.search(cell) else cell for cell in cells]
+    # Each distinct value quoted once: such columns (flags, rules' fields) repeat a few values.
+    quoted = {
+        cell: '"' + cell.replace('"', '""') + '"' if _QUOTED.search(cell) else cell for cell in set(cells)
+    }
+    return [quoted[cell] for cell in cells]
 
 
 class RowWriter:
