@@ -9,6 +9,7 @@ and the rest of its chunk is predicted. Rows in = rows predicted + rows rejected
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -288,7 +289,7 @@ class _FileRun:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.sampler = random.Random(self.options.seed)
+        self.reservoir = Reservoir(self.options.drift_sample_rows, random.Random(self.options.seed))
         self.parser = RowParser(self.model.version.signature, self.fmt.text)
 
     def by_rows(self, chunk: Chunk) -> list[dict[str, Any]]:
@@ -363,30 +364,59 @@ class _FileRun:
         return bad
 
     def _slots(self, count: int) -> list[tuple[int, int]]:
-        """_slot for `count` rows in a row, drawing the same random numbers: (the row's index among
-        them, its place in the sample) for each row that goes into the sample."""
-        seen, size = self.tally.predicted, self.options.drift_sample_rows
+        """Where the next `count` predicted rows go in the drift sample: (the row's index among
+        them, its place in the sample) for those that go into it; counts the rows."""
         self.tally.predicted += count
-        filling = max(0, min(count, size - seen))
-        self.sample.extend({} for _ in range(filling))
-        found = [(k, seen + k) for k in range(filling)]
-        randrange = self.sampler.randrange
-        for k in range(filling, count):
-            slot = randrange(seen + k + 1)
-            if slot < size:
-                found.append((k, slot))
+        found = self.reservoir.take(count)
+        self.sample.extend({} for _ in range(len(self.sample), self.reservoir.filled))
         return found
 
     def _slot(self) -> int | None:
-        """Where the next predicted row goes in the drift sample, if anywhere (reservoir sampling:
-        after n rows, each of them is in the sample with the same chance); counts the row."""
-        seen, size = self.tally.predicted, self.options.drift_sample_rows
-        self.tally.predicted += 1
-        if seen < size:
-            self.sample.append({})
-            return seen
-        slot = self.sampler.randrange(seen + 1)
-        return slot if slot < size else None
+        """_slots for one row."""
+        found = self._slots(1)
+        return found[0][1] if found else None
+
+
+@dataclass
+class Reservoir:
+    """A uniform sample of `size` rows out of a stream of unknown length (Li's algorithm L): after n
+    rows each is in the sample with the same chance. It draws random numbers only for the rows it
+    takes (about size * (1 + ln(n / size)) of them), not one per row: by the row or by the chunk,
+    the same rows are taken."""
+
+    size: int
+    rng: random.Random
+    seen: int = 0
+    # The index of the next row to take once the sample is full, and the algorithm's weight.
+    next: int = 0
+    weight: float = 1.0
+
+    @property
+    def filled(self) -> int:
+        return min(self.seen, self.size)
+
+    def take(self, count: int) -> list[tuple[int, int]]:
+        """The next `count` rows' places in the sample: (index among them, slot) for those taken."""
+        start, end = self.seen, self.seen + count
+        found = [(i - start, i) for i in range(start, min(end, self.size))]
+        if end > self.size and self.seen <= self.size and self.next == 0 and self.size > 0:
+            self.weight = self._shrink(1.0)
+            self.next = self.size - 1 + self._skip()
+        while self.size > 0 and self.next < end and self.next >= self.size:
+            found.append((self.next - start, self.rng.randrange(self.size)))
+            self.weight = self._shrink(self.weight)
+            self.next += self._skip()
+        self.seen = end
+        return found
+
+    def _shrink(self, weight: float) -> float:
+        return weight * math.exp(math.log(1.0 - self.rng.random()) / self.size)
+
+    def _skip(self) -> int:
+        """Rows to the next one taken: geometric, with the current weight."""
+        if self.weight >= 1.0:
+            return 1
+        return int(math.log(1.0 - self.rng.random()) / math.log1p(-self.weight)) + 1
 
 
 def _predict(
