@@ -13,7 +13,7 @@ where it cannot differ:
 - every row left to CEL, for any rule of a stage, has the whole stage evaluated by
   CompiledRuleset.evaluate, hit policy and failures included, exactly as the online path does.
 
-What CEL does and numpy does alike, checked here (common-expression-language 0.5): numbers compare
+What CEL does and numpy does alike, checked here (common-expression-language 0.10): numbers compare
 across int and double; double arithmetic is IEEE's (x / 0.0 is inf); NaN compares false."""
 
 from __future__ import annotations
