@@ -232,6 +232,7 @@ def test_every_function_gets_the_settings_the_package_reads(template: dict[str, 
         "AIMASS_STAGE": {"Ref": "Stage"},
         "AIMASS_MAX_PAYLOAD_BYTES": {"Ref": "MaxPayloadBytes"},
         "AIMASS_ORT_INTRA_OP_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
         "POWERTOOLS_SERVICE_NAME": "aimass",
         "POWERTOOLS_METRICS_NAMESPACE": "aimass",
     }

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from aimass import wiring
+from aimass.batch.arrowcsv import column_chunks
+from aimass.batch.columns import ColumnarModel
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.contracts.quality import QualityPolicy
@@ -348,3 +350,148 @@ def _same_parquet(a: Path, b: Path) -> bool:
     import pyarrow.parquet as pq
 
     return bool(pq.read_table(a).to_pylist() == pq.read_table(b).to_pylist())
+
+
+def messy_csv(demos: dict[str, Any], ending: str) -> bytes:
+    """Holdout rows with every kind of trouble a CSV brings, a few clean chunks between them."""
+    rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 60))]
+    rows[21]["mean_texture"] = rows[21]["mean_texture"] * 40  # out of range, anomalous
+    lines = csv_bytes(rows).decode().splitlines()
+    header = lines[0].split(",")
+    radius = header.index("mean_radius")
+
+    def edit(line: str, value: str, column: int = radius) -> str:
+        cells = line.split(",")
+        cells[column] = value
+        return ",".join(cells)
+
+    trouble = {
+        2: edit(lines[2], ""),
+        3: edit(lines[3], "NA"),
+        18: edit(lines[18], "abc"),
+        19: edit(lines[19], " 12.5 "),
+        20: edit(lines[20], "+nan"),
+        23: edit(lines[23], "1e400"),
+        24: ",".join(lines[24].split(",")[:4]),
+        25: lines[25] + ",extra",
+        26: edit(lines[26], '"r25,b"', 0),
+        27: edit(lines[27], '"12.5', radius),
+        28: edit(lines[28], "Null"),
+        41: edit(lines[41], "é40", 0),
+        42: edit(lines[42], "1_2"),
+    }
+    lines = [trouble.get(i, line) for i, line in enumerate(lines)]
+    lines.insert(30, "")  # a blank line is no row
+    return ("\ufeff" + ending.join(lines) + ending).encode()
+
+
+@pytest.mark.parametrize("policy", ["flag", "reject"])
+@pytest.mark.parametrize("name", ["messy.csv", "messy.csv.gz"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_pyarrow_python_and_row_by_row_give_the_same_outputs_for_a_messy_csv(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, policy: str, name: str, ending: str
+) -> None:
+    # Given a model whose policy flags (or rejects) findings, and a CSV with every kind of trouble
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
+    wiring.serving().store.forget(MODEL)
+    data = messy_csv(demos, ending)
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+
+    # When it goes through pyarrow, through Python's reader a column at a time, and row by row
+    arrow, arrow_out = run(tmp_path / "arrow", name, data, chunk_rows=8, carry=("id",))
+    python, python_out = run(tmp_path / "python", name, data, chunk_rows=8, carry=("id",), arrow_csv=False)
+    rows, rows_out = run(tmp_path / "rows", name, data, chunk_rows=8, carry=("id",), columnar=False)
+
+    # Then pyarrow read the clean chunks (Python's reader the others)
+    source = tmp_path / "arrow" / name
+    features = {f.name: f.dtype for f in demos[MODEL].enrichment.features}
+    chunks = list(column_chunks(source, FileFormat.of(name), 8, features, ["id"]) or [])
+    assert 0 < sum(c.parsed is not None for c in chunks) < len(chunks)
+    # and every way gives the same rows, rejections, findings, drift and bytes
+    assert arrow["rows"]["in"] == 60 and arrow["rows"]["rejected"] >= 8
+    for report, out in ((python, python_out), (rows, rows_out)):
+        assert arrow["rows"] == report["rows"]
+        assert arrow["quality"] == report["quality"] and arrow["drift"] == report["drift"]
+        assert read_jsonl(arrow_out.rejected) == read_jsonl(out.rejected)
+        assert written(arrow_out.predictions) == written(out.predictions)
+
+
+def written(path: Path) -> bytes:
+    """A file's bytes, gunzipped (a gzip header holds the time it was written)."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+RULESETS = {
+    "vectorised": [
+        {"id": "small", "stage": "pre", "when": "input.mean_area < 400.0", "then": {"reject": "too small"}},
+        {"id": "smaller", "stage": "pre", "when": "input.mean_area < 350.0", "then": {"reject": "smaller"}},
+        {
+            "id": "rough",
+            "stage": "pre",
+            "when": "input.mean_radius > 15.0 && !(input.mean_texture >= 20.0)"
+            " || input.mean_smoothness * 2.0 > 0.2",
+            "then": {"flag": "rough edges"},
+        },
+        {
+            "id": "refer",
+            "stage": "post",
+            "when": "output.probabilities['malignant'] > 0.3 && output.label == 'benign'",
+            "then": {"set": {"decision": "refer", "priority": 2}},
+        },
+        {
+            "id": "sure",
+            "stage": "post",
+            "when": "output.label == 'malignant'"
+            " ? output.probabilities.malignant - 0.5 > 0.45 : model.version > 5",
+            "then": {"set": {"decision": "confirm", "note": {"by": ["rules"]}}},
+        },
+        {"id": "big", "stage": "post", "when": "input.mean_radius / 2.0 >= 8 ", "then": {"flag": "big"}},
+    ],
+    # `in` and size() have no vector form: CEL evaluates every row of the stage
+    "partly": [
+        {
+            "id": "listed",
+            "stage": "pre",
+            "when": "input.mean_radius in [13.0, 14.0]",
+            "then": {"flag": "listed"},
+        },
+        {"id": "small", "stage": "pre", "when": "input.mean_area < 400.0", "then": {"reject": "too small"}},
+        {
+            "id": "named",
+            "stage": "post",
+            "when": "size(model.name) > 3 && output.label == 'malignant'",
+            "then": {"set": {"decision": "refer"}},
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("hit_policy", ["first", "all"])
+@pytest.mark.parametrize("ruleset", list(RULESETS))
+@pytest.mark.parametrize("chunk_rows", [16, 400])
+def test_rules_a_column_at_a_time_give_what_they_give_row_by_row(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, hit_policy: str, ruleset: str, chunk_rows: int
+) -> None:
+    # Given a model with rules that reject, flag and set (in chunks of 400, more rows rejected by
+    # rules than one rejection names: the row path's rounds)
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations="reject", anomalies="flag"), "test")
+    rules = Ruleset.model_validate({"hit_policy": hit_policy, "rules": RULESETS[ruleset]})
+    save_ruleset(wiring.registry(), MODEL, rules, "test")
+    wiring.serving().store.forget(MODEL)
+    rows = holdout(demos, 1000)
+    data = csv_bytes(rows * 3, {"id": [f"p{i}" for i in range(len(rows) * 3)]})
+    store = wiring.serving().store
+    assert ColumnarModel.of(wiring.serving(), store.load(MODEL, None, None)) is not None
+
+    # When the file goes a column at a time and row by row
+    fast, fast_out = run(tmp_path / "fast", "rows.csv", data, chunk_rows=chunk_rows)
+    slow, slow_out = run(tmp_path / "slow", "rows.csv", data, chunk_rows=chunk_rows, columnar=False)
+
+    # Then the rules fired alike: the same rejections, decisions, flags and bytes
+    assert fast["rows"] == slow["rows"] and fast["rows"]["rejected"] > (60 if ruleset == "vectorised" else 0)
+    assert fast["quality"] == slow["quality"] and fast["drift"] == slow["drift"]
+    assert read_jsonl(fast_out.rejected) == read_jsonl(slow_out.rejected)
+    assert fast_out.predictions.read_bytes() == slow_out.predictions.read_bytes()
+    assert b"refer" in fast_out.predictions.read_bytes()

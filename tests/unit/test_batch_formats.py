@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from aimass.batch.arrowcsv import column_chunks
 from aimass.batch.columns import parse_column
-from aimass.batch.formats import BadRecord, FileFormat, RowWriter, UnreadableFile, read_chunks
+from aimass.batch.formats import BadRecord, FileFormat, RowWriter, UnreadableFile, csv_cells, read_chunks
 from aimass.batch.rows import value_from_text
 from aimass.contracts.registry import Feature
 from aimass.errors import UnsupportedMediaType
@@ -184,3 +186,116 @@ def test_quoted_fields_with_commas_and_quotes_on_one_line_are_read_as_csv(tmp_pa
     path.write_text('a,b\r\n"1,5","say ""hi"""\r\n2,3\r\n', encoding="utf-8")
     [chunk] = list(read_chunks(path, FileFormat.of(path.name), 100))
     assert chunk.records == [["1,5", 'say "hi"'], ["2", "3"]]
+
+
+# Every kind of line a CSV brings, and the header the Python reader reads alike. Chunks of 3 rows:
+# some are all clean (pyarrow reads them), some hold one of these (Python's reader reads them).
+MESSY_LINES = [
+    "i1,1.5,2",
+    "i2,,3",  # an empty cell: missing
+    "i3,NA,null",  # missing values, spelt as people spell them
+    "i4,NaN,None",
+    "",  # a blank line: no record
+    "i5,1e3,-0.25",
+    "i6,abc,1",  # not a number
+    "i7,1_000,2",  # Python's float reads it, pyarrow does not
+    "i8, 1.5 ,2",  # spaces around a number
+    "i9,+nan,1",  # a NaN that is not a missing value
+    "i10,inf,1",  # not finite
+    "i11,1e400,1",  # not finite once read
+    "i12,1,2,3",  # too many fields
+    "i13,1",  # too few
+    'i14,"2",3',  # quoted
+    '"i,15",2,3',  # a quoted comma
+    'i16,"4,5',  # a stray quote
+    "i17,1.5,2.5",
+    "é18,1,2",  # not ASCII
+    "i19,1,2.5",  # a fraction in an int feature
+    "i20,-1,+2",
+    "i21,1,2",
+]
+FEATURES = {"x": "float", "n": "int"}
+
+
+def write_messy(path: Path, ending: str, bom: bool, quoted_header: bool) -> None:
+    header = '"id","x","n"' if quoted_header else "id,x,n"
+    text = ending.join([header, *MESSY_LINES]) + ending
+    data = ("\ufeff" if bom else "") + text
+    path.write_bytes(gzip.compress(data.encode()) if path.name.endswith(".gz") else data.encode())
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.csv.gz"])
+@pytest.mark.parametrize(("ending", "bom", "quoted_header"), [("\n", False, True), ("\r\n", True, False)])
+@pytest.mark.parametrize("size", [3, 5, 100])
+def test_pyarrow_reads_what_pythons_reader_reads_and_leaves_it_the_rest(
+    tmp_path: Path, name: str, ending: str, bom: bool, quoted_header: bool, size: int
+) -> None:
+    path = tmp_path / name
+    write_messy(path, ending, bom, quoted_header)
+    fmt = FileFormat.of(name)
+    fast = column_chunks(path, fmt, size, FEATURES, ["id"], first_row=11)
+    assert fast is not None
+    fast_chunks = list(fast)
+    slow_chunks = list(read_chunks(path, fmt, size, first_row=11))
+    # The same records, numbered alike, in chunks of the same rows
+    assert [(c.first_row, c.columns, list(c.records)) for c in fast_chunks] == [
+        (c.first_row, c.columns, c.records) for c in slow_chunks
+    ]
+    read = [c for c in fast_chunks if c.parsed is not None]
+    # pyarrow read the clean chunks, Python's reader the others (all of them in one chunk of 100)
+    assert len(read) < len(fast_chunks) and (size == 100 or read)
+    for chunk in read:
+        # and the values pyarrow read are those the column path parses from the text
+        for feature, dtype in FEATURES.items():
+            at = chunk.columns.index(feature)  # type: ignore[union-attr]
+            cells = np.array([record[at] for record in chunk.records], dtype=object)
+            values, problems = parse_column(cells, Feature(name=feature, dtype=dtype), text=True)
+            assert problems == {}
+            np.testing.assert_array_equal(chunk.parsed[feature], values)  # type: ignore[index]
+        assert chunk.parsed["id"] == [record[0] for record in chunk.records]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"id,x,n\n1,2,3\n4,\x005,6\n",  # a NUL: the csv module refuses the file
+        b"id,x,n\n1,2,3\n4,\xff,6\n",  # not UTF-8
+        b"id,x,n\r1,2,3\r4,5,6\r",  # old Mac line breaks
+        b"id,x,n\n1,2,3\n4,5" + b"5" * 140_000 + b",6\n",  # over the csv module's field limit
+        b'"id\n",x,n\n1,2,3\n',  # a header on two lines
+        b"id,x,x\n1,2,3\n",  # a name twice
+    ],
+)
+def test_what_pyarrow_could_read_otherwise_is_read_by_python_alike(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(data)
+    fmt = FileFormat.of(path.name)
+
+    def outcome(chunks: Any) -> Any:
+        try:
+            return [(c.first_row, c.columns, list(c.records)) for c in chunks]
+        except UnreadableFile as error:
+            return type(error)
+
+    fast = column_chunks(path, fmt, 2, FEATURES, ["id"])
+    assert outcome(fast if fast is not None else read_chunks(path, fmt, 2)) == outcome(
+        read_chunks(path, fmt, 2)
+    )
+
+
+def test_csv_cells_are_what_csv_writer_writes() -> None:
+    import csv
+    import io
+    import random
+
+    pool: list[Any] = ["a", "b,c", 'q"x', "", " sp ", "l\nm", "r\rs", "é", None, 1, 2.5, 1e-7, True, -0.0]
+    pool += [float("nan"), 10**20, '""', "1"]
+    draw = random.Random(1)
+    for _ in range(500):
+        columns = [[draw.choice(pool) for _ in range(draw.randint(1, 6))] for _ in range(3)]
+        rows = min(map(len, columns))
+        columns = [column[:rows] for column in columns]
+        expected = io.StringIO()
+        csv.writer(expected).writerows(zip(*columns, strict=True))
+        cells = [csv_cells(column) for column in columns]
+        assert "\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n" == expected.getvalue()

@@ -141,6 +141,10 @@ class CompiledRuleset:
         )
         self._input_map = flat_input is None and "input" in self._shared
 
+    def stage_rules(self, stage: Stage) -> list[tuple[Rule, FiredRule]]:
+        """The stage's rules in order, each with the FiredRule that `evaluate` reports when it fires."""
+        return [(compiled.rule, compiled.fired) for compiled in self._stages[stage].rules]
+
     @property
     def input_keys(self) -> frozenset[str] | None:
         """The features the rules read (None: any of them); nothing else is converted into CEL."""

@@ -9,6 +9,7 @@ and the rest of its chunk is predicted. Rows in = rows predicted + rows rejected
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -18,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from aimass.batch.columns import ColumnarAnswer, ColumnarModel
+from aimass.batch.arrowcsv import column_chunks
+from aimass.batch.columns import ColumnarAnswer, ColumnarModel, scalar
 from aimass.batch.formats import (
     BadRecord,
     Chunk,
@@ -65,6 +67,9 @@ class Options:
     chunk_rows: int = 2000
     # A column at a time where the model allows (aimass.batch.columns); False: row by row always.
     columnar: bool = True
+    # Where a CSV goes a column at a time, pyarrow reads it (aimass.batch.arrowcsv); False: Python's
+    # reader always. The outputs are the same either way.
+    arrow_csv: bool = True
     # The number of the file's first row: a part of a larger file keeps the larger file's numbers.
     first_row: int = 1
     # Put the drift sample itself in the report (`sample`), for merging the reports of parts.
@@ -213,15 +218,24 @@ def _run(
         RowWriter(outputs.rejected, FileFormat("jsonl", False)),
     )
     features = [f.name for f in model.version.signature.features or []]
-    columnar = ColumnarModel.of(serving, model) if options.columnar and fmt.kind != "jsonl" else None
+    columnar = (
+        ColumnarModel.of(serving, model, [run.shape.id_column, *carried])
+        if options.columnar and fmt.kind != "jsonl"
+        else None
+    )
     try:
         size = min(options.chunk_rows, serving.max_instances)
-        for chunk in read_chunks(source, readable, size, options.first_row):
+        chunks = None
+        if columnar is not None and readable.kind == "csv" and options.arrow_csv:
+            numbers = {f.name: f.dtype for f in model.version.signature.features or []}
+            texts = [run.shape.id_column, *carried]
+            chunks = column_chunks(source, readable, size, numbers, texts, options.first_row)
+        for chunk in chunks or read_chunks(source, readable, size, options.first_row):
             bad = [
                 _rejection(
                     chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
                 )
-                for offset, raw in enumerate(chunk.records)
+                for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
                 if isinstance(raw, BadRecord)
             ]
             bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
@@ -275,7 +289,7 @@ class _FileRun:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.sampler = random.Random(self.options.seed)
+        self.reservoir = Reservoir(self.options.drift_sample_rows, random.Random(self.options.seed))
         self.parser = RowParser(self.model.version.signature, self.fmt.text)
 
     def by_rows(self, chunk: Chunk) -> list[dict[str, Any]]:
@@ -317,37 +331,92 @@ class _FileRun:
         kept = answer.kept
         self.tally.count_columns(answer)
         features = [f.name for f in columnar.signature.features or []]
-        for k in range(len(kept)):
-            slot = self._slot()
-            if slot is not None:
-                values = answer.matrix[k].tolist()
-                self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
+        for k, slot in self._slots(len(kept)):
+            values = answer.matrix[k].tolist()
+            self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
         if kept and self.shape.columns is None:
             self.shape.fix(list(answer.columns))
             self.predictions.columns = self.shape.columns
         assert chunk.columns is not None
         where = {name: j for j, name in enumerate(chunk.columns)}
         leading: dict[str, list[Any]] = {}
+        parsed = chunk.parsed or {}
         for column in [self.shape.id_column, *self.shape.carried]:
-            if column in where:
+            if column in parsed:
+                cells = parsed[column]
+                leading[column] = [self.shape.masker.field(column, cells[offset]) for offset in kept]
+            elif column in where:
                 leading[column] = [
                     self.shape.masker.field(column, chunk.records[offset][where[column]]) for offset in kept
                 ]
             elif column == self.shape.id_column:  # no such column: the row number names the row
                 leading[column] = [chunk.first_row + offset for offset in kept]
-        self.predictions.write_columns(leading | answer.columns, len(kept))
+        columns = leading | answer.columns
+        # A field the first chunk's answers did not have goes, as the row path puts it, into `other`.
+        extra = [key for key in answer.columns if key not in (self.shape.columns or ())]
+        if extra:
+            others = [
+                {key: answer.columns[key][k] for key in extra if answer.columns[key][k] is not None}
+                for k in range(len(kept))
+            ]
+            columns[OTHER] = [json.dumps(other, default=str) if other else None for other in others]
+        self.predictions.write_columns(columns, len(kept))
         return bad
 
+    def _slots(self, count: int) -> list[tuple[int, int]]:
+        """Where the next `count` predicted rows go in the drift sample: (the row's index among
+        them, its place in the sample) for those that go into it; counts the rows."""
+        self.tally.predicted += count
+        found = self.reservoir.take(count)
+        self.sample.extend({} for _ in range(len(self.sample), self.reservoir.filled))
+        return found
+
     def _slot(self) -> int | None:
-        """Where the next predicted row goes in the drift sample, if anywhere (reservoir sampling:
-        after n rows, each of them is in the sample with the same chance); counts the row."""
-        seen, size = self.tally.predicted, self.options.drift_sample_rows
-        self.tally.predicted += 1
-        if seen < size:
-            self.sample.append({})
-            return seen
-        slot = self.sampler.randrange(seen + 1)
-        return slot if slot < size else None
+        """_slots for one row."""
+        found = self._slots(1)
+        return found[0][1] if found else None
+
+
+@dataclass
+class Reservoir:
+    """A uniform sample of `size` rows out of a stream of unknown length (Li's algorithm L): after n
+    rows each is in the sample with the same chance. It draws random numbers only for the rows it
+    takes (about size * (1 + ln(n / size)) of them), not one per row: by the row or by the chunk,
+    the same rows are taken."""
+
+    size: int
+    rng: random.Random
+    seen: int = 0
+    # The index of the next row to take once the sample is full, and the algorithm's weight.
+    next: int = 0
+    weight: float = 1.0
+
+    @property
+    def filled(self) -> int:
+        return min(self.seen, self.size)
+
+    def take(self, count: int) -> list[tuple[int, int]]:
+        """The next `count` rows' places in the sample: (index among them, slot) for those taken."""
+        start, end = self.seen, self.seen + count
+        found = [(i - start, i) for i in range(start, min(end, self.size))]
+        if end > self.size and self.seen <= self.size and self.next == 0 and self.size > 0:
+            self.weight = self._shrink(1.0)
+            self.next = self.size - 1 + self._skip()
+        while self.size > 0 and self.next < end and self.next >= self.size:
+            found.append((self.next - start, self.rng.randrange(self.size)))
+            self.weight = self._shrink(self.weight)
+            self.next += self._skip()
+        self.seen = end
+        return found
+
+    def _shrink(self, weight: float) -> float:
+        return weight * math.exp(math.log(1.0 - self.rng.random()) / self.size)
+
+    def _skip(self) -> int:
+        """Rows to the next one taken: geometric, with the current weight."""
+        if self.weight >= 1.0:
+            return 1
+        return int(math.log(1.0 - self.rng.random()) / math.log1p(-self.weight)) + 1
 
 
 def _predict(
@@ -479,14 +548,10 @@ def _flat(item: Any) -> dict[str, Any]:
     for key, value in item.items():
         columns_of = _COLUMNS_OF_FIELD.get(key)
         if columns_of is None:
-            flat[key] = _scalar(value)
+            flat[key] = scalar(value)
         else:
             flat.update(columns_of(key, value))
     return flat
-
-
-def _scalar(value: Any) -> Any:
-    return value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
 
 
 def _probability_columns(key: str, value: Any) -> dict[str, Any]:
@@ -494,13 +559,13 @@ def _probability_columns(key: str, value: Any) -> dict[str, Any]:
         return {f"probability_{k}": v for k, v in value.items()}
     if isinstance(value, list):
         return {f"probability_{i}": v for i, v in enumerate(value)}
-    return {key: _scalar(value)}
+    return {key: scalar(value)}
 
 
 def _anomaly_columns(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return {"anomaly_score": value.get("score"), "anomalous": value.get("anomalous")}
-    return {key: _scalar(value)}
+    return {key: scalar(value)}
 
 
 # The fields of a prediction item that become columns of their own making; any other is one column,
