@@ -7,7 +7,7 @@ stand-in: the child starts with the parent's memory and none of its work to do a
 functions/online/app.py and makes no request. Then:
 - init only: a fork answers its first request, then 300 more (its warm p50), as SnapStart without
   runtime hooks would leave it: the first request reads the registry and loads the model;
-- with the hooks: after `aimass.snapstart.run_before_snapshot()` in the parent (once, after the forks
+- with the hooks: after `aimass.api.snapstart.run_before_snapshot()` in the parent (once, after the forks
   above, which it would otherwise help), a fork runs `run_after_restore()` (timed apart: Lambda runs
   it during the restore, within its 10 s), then answers its first request and 300 more.
 What a restore costs Lambda itself (restoring the memory) is not in these figures: this is what is left
@@ -37,7 +37,7 @@ function, event_file, result_file, forks, warm_calls = sys.argv[1:6]
 spec = importlib.util.spec_from_file_location("function_online", function)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from aimass import snapstart
+from aimass.api import snapstart
 with open(event_file) as file:
     event = json.load(file)
 class Context:

@@ -113,9 +113,8 @@ def _session(model: bytes) -> object:
     return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
-def digits_cnn(seed: int = SEED) -> DemoNetwork:
-    """The heavy demo network, its readout fitted on the digits training split (seconds on a CPU)."""
-    from onnx import TensorProto, helper, numpy_helper
+def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits images scaled to [0, 1], split 3:1 into training and test, stratified."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -124,30 +123,39 @@ def digits_cnn(seed: int = SEED) -> DemoNetwork:
     x_train, x_test, y_train, y_test = train_test_split(
         images, data.target, test_size=0.25, random_state=seed, stratify=data.target
     )
-    rng = np.random.default_rng(seed)
-    nodes, initializers, features, width = _trunk(rng)
+    return x_train, x_test, y_train, y_test
 
-    # Random features of the training images, from the trunk itself (so training and serving agree).
-    trunk = _model(
-        nodes, initializers, [helper.make_tensor_value_info(features, TensorProto.FLOAT, ["batch", width])]
-    )
-    session = _session(trunk)
-    train_features = np.concatenate(
-        [session.run(None, {"image": x_train[i : i + 256]})[0] for i in range(0, len(x_train), 256)]  # type: ignore[attr-defined]
-    ).astype(np.float64)
-    # Ridge regression onto one-hot targets, in closed form (with an unpenalised bias column).
-    design = np.hstack([train_features, np.ones((len(train_features), 1))])
-    targets = np.eye(CLASSES)[y_train]
+
+def _readout(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression onto one-hot targets, in closed form (with an unpenalised bias column): the
+    readout's weights and bias, scaled into scores."""
+    design = np.hstack([features.astype(np.float64), np.ones((len(features), 1))])
     penalty = RIDGE_ALPHA * np.eye(design.shape[1])
     penalty[-1, -1] = 0.0
-    solution = np.linalg.solve(design.T @ design + penalty, design.T @ targets)
-    readout_w, readout_b = solution[:-1] * SCORE_SCALE, solution[-1] * SCORE_SCALE
+    solution = np.linalg.solve(design.T @ design + penalty, design.T @ np.eye(CLASSES)[labels])
+    return solution[:-1] * SCORE_SCALE, solution[-1] * SCORE_SCALE
 
-    initializers += [
-        numpy_helper.from_array(readout_w.astype(np.float32), "readout_w"),
-        numpy_helper.from_array(readout_b.astype(np.float32), "readout_b"),
+
+def _classifier(
+    name: str,
+    nodes: list[object],
+    initializers: list[object],
+    features: str,
+    readout: tuple[np.ndarray, np.ndarray],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> DemoNetwork:
+    """The network whose `features` output feeds the readout: scores, probabilities and the label,
+    with its accuracy on the test split."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = [
+        *initializers,
+        numpy_helper.from_array(readout[0].astype(np.float32), "readout_w"),
+        numpy_helper.from_array(readout[1].astype(np.float32), "readout_b"),
     ]
-    nodes += [
+    nodes = [
+        *nodes,
         helper.make_node("Gemm", [features, "readout_w", "readout_b"], ["scores"], name="readout"),
         helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1, name="softmax"),
         helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0, name="argmax"),
@@ -162,45 +170,37 @@ def digits_cnn(seed: int = SEED) -> DemoNetwork:
     )
     predicted = _session(model).run(["label"], {"image": x_test})[0]  # type: ignore[attr-defined]
     accuracy = float(np.mean(predicted == y_test))
-    return DemoNetwork("digits-cnn", model, x_test, y_test.astype(np.int64), accuracy)
+    return DemoNetwork(name, model, x_test, y_test.astype(np.int64), accuracy)
+
+
+def digits_cnn(seed: int = SEED) -> DemoNetwork:
+    """The heavy demo network, its readout fitted on the digits training split (seconds on a CPU)."""
+    from onnx import TensorProto, helper
+
+    x_train, x_test, y_train, y_test = _digits(seed)
+    rng = np.random.default_rng(seed)
+    nodes, initializers, features, width = _trunk(rng)
+
+    # Random features of the training images, from the trunk itself (so training and serving agree).
+    trunk = _model(
+        nodes, initializers, [helper.make_tensor_value_info(features, TensorProto.FLOAT, ["batch", width])]
+    )
+    session = _session(trunk)
+    train_features = np.concatenate(
+        [session.run(None, {"image": x_train[i : i + 256]})[0] for i in range(0, len(x_train), 256)]  # type: ignore[attr-defined]
+    )
+    return _classifier(
+        "digits-cnn", nodes, initializers, features, _readout(train_features, y_train), x_test, y_test
+    )
 
 
 def digits_linear(seed: int = SEED) -> DemoNetwork:
     """A light network with the heavy one's inputs and outputs: a ridge readout on the raw pixels (64 x
     10 weights, microseconds a batch). It stands for a device that costs next to nothing, as a GPU
     does for digits-cnn: what is left to measure is the server around the model."""
-    from onnx import TensorProto, helper, numpy_helper
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from onnx import helper
 
-    data = load_digits()
-    images = (data.images / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, data.target, test_size=0.25, random_state=seed, stratify=data.target
-    )
-    design = np.hstack([x_train.reshape(len(x_train), -1), np.ones((len(x_train), 1))]).astype(np.float64)
-    penalty = RIDGE_ALPHA * np.eye(design.shape[1])
-    penalty[-1, -1] = 0.0
-    solution = np.linalg.solve(design.T @ design + penalty, design.T @ np.eye(CLASSES)[y_train])
-    readout_w, readout_b = solution[:-1] * SCORE_SCALE, solution[-1] * SCORE_SCALE
-    initializers: list[object] = [
-        numpy_helper.from_array(readout_w.astype(np.float32), "readout_w"),
-        numpy_helper.from_array(readout_b.astype(np.float32), "readout_b"),
-    ]
-    nodes: list[object] = [
-        helper.make_node("Flatten", ["image"], ["flat"], axis=1, name="flatten"),
-        helper.make_node("Gemm", ["flat", "readout_w", "readout_b"], ["scores"], name="readout"),
-        helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1, name="softmax"),
-        helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0, name="argmax"),
-    ]
-    model = _model(
-        nodes,
-        initializers,
-        [
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES]),
-        ],
-    )
-    predicted = _session(model).run(["label"], {"image": x_test})[0]  # type: ignore[attr-defined]
-    accuracy = float(np.mean(predicted == y_test))
-    return DemoNetwork("digits-linear", model, x_test, y_test.astype(np.int64), accuracy)
+    x_train, x_test, y_train, y_test = _digits(seed)
+    flatten = helper.make_node("Flatten", ["image"], ["flat"], axis=1, name="flatten")
+    readout = _readout(x_train.reshape(len(x_train), -1), y_train)
+    return _classifier("digits-linear", [flatten], [], "flat", readout, x_test, y_test)

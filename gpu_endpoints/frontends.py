@@ -45,6 +45,7 @@ from gpu_endpoints.channel import SOCKET_ENV, Outbox, error_from, pack, private_
 from gpu_endpoints.engine import ModelView, State
 from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelStore
+from gpu_endpoints.process import stop
 from gpu_endpoints.settings import Settings
 
 log = logging.getLogger("gpu_endpoints.frontends")
@@ -286,16 +287,6 @@ def create_app() -> Any:
     return server_app(settings, RemoteStore(settings, Path(socket_path)))
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def serve(settings: Settings, options: dict[str, Any]) -> None:
     """The model process, then `settings.frontends` front ends on the server's port until stopped;
     SystemExit(1) when the model process dies under them."""
@@ -314,7 +305,7 @@ def serve(settings: Settings, options: dict[str, Any]) -> None:
         if engine.poll() is not None:
             raise SystemExit(f"gpu_endpoints: the model process exited with {engine.returncode} at start")
         if time.monotonic() > deadline:
-            _stop(engine)
+            stop(engine)
             raise SystemExit(f"gpu_endpoints: the model process did not listen in {CONNECT_TIMEOUT_S:g} s")
         time.sleep(0.02)
     log.info("model process %d; %d front-end processes", engine.pid, settings.frontends)
@@ -333,7 +324,7 @@ def serve(settings: Settings, options: dict[str, Any]) -> None:
         uvicorn.run("gpu_endpoints.frontends:create_app", factory=True, workers=settings.frontends, **options)
     finally:
         stopping.set()
-        _stop(engine)
+        stop(engine)
         socket_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             socket_path.parent.rmdir()

@@ -99,7 +99,7 @@ def _wait_ready(
         time.sleep(0.2)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop the server as its container is stopped (SIGINT), killing it if it does not exit; reaped."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -125,7 +125,7 @@ def running(
             _wait_ready(process, server, ready, timeout_s)
             yield server
         finally:
-            _stop(process)
+            stop(process)
 
 
 class Supervisor:
@@ -182,7 +182,7 @@ class Supervisor:
         if self._thread.is_alive():
             self._thread.join()
         if self._process is not None:
-            _stop(self._process)
+            stop(self._process)
         if self._log is not None:
             self._log.close()
         if self.pid_file is not None:
@@ -196,7 +196,7 @@ class Supervisor:
         try:
             _wait_ready(process, Running(self.url, self._log), True, self.start_timeout_s, self._stopping)
         except BaseException:
-            _stop(process)
+            stop(process)
             raise
         if self.pid_file is not None:
             self.pid_file.write_text(f"{process.pid}\n")

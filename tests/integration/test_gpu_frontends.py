@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gpu_endpoints.demo_networks import digits_cnn
-from gpu_endpoints.process import Running, _environment, _spawn, _stop, _wait_ready, free_port, running
+from gpu_endpoints.process import Running, _environment, _spawn, _wait_ready, free_port, running, stop
 
 START_TIMEOUT_S = 120
 TARGET = "X-Amzn-SageMaker-Target-Model"
@@ -307,7 +307,7 @@ def test_the_server_stops_with_a_clear_message_when_its_model_process_dies(model
             os.kill(engine, signal.SIGKILL)
             code = process.wait(timeout=60)
         finally:
-            _stop(process)
+            stop(process)
         output = server.log_tail()
 
     assert code == 1, output

@@ -1,4 +1,4 @@
-"""SnapStart's runtime hooks (aimass.snapstart): what a snapshot holds and what a restore makes again."""
+"""SnapStart's runtime hooks (aimass.api.snapstart): what a snapshot holds and what a restore makes again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aimass import aws, snapstart, wiring
+from aimass import aws, wiring
+from aimass.api import snapstart
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from tests.support import event
 

@@ -74,7 +74,7 @@ def _after_call_error(exception: BaseException | None = None, **_: Any) -> None:
 @cache
 def _loader() -> Any:
     """botocore's loader of the service models (JSON files, parsed once): kept by every session this
-    process makes, so that a new session (after a SnapStart restore, aimass.snapstart) makes its
+    process makes, so that a new session (after a SnapStart restore, aimass.api.snapstart) makes its
     clients without parsing them again."""
     import botocore.loaders
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import ClientError
 
 from aimass import artifacts
 from aimass.contracts.compression import CompressionFigures, Method, Quantized, QuantizeRequest, Speed
 from aimass.contracts.registry import ModelVersion, Signature, SignatureEnrichment
 from aimass.errors import NotFound, ValidationFailed, field_error
+from aimass.gateways.s3 import ObjectRefused
 from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality import baseline
 from aimass.quality.columns import columns_of
@@ -266,7 +266,7 @@ def evaluation_rows(record: ModelVersion, request: QuantizeRequest) -> Rows:
         try:
             artifacts.parse_uri(request.reference_uri)
             data = artifacts.get(request.reference_uri)
-        except (ValueError, NotFound, ClientError) as error:  # the caller's URI: bad, missing, forbidden
+        except (ValueError, NotFound, ObjectRefused) as error:  # the caller's URI: bad, missing, forbidden
             # AWS being down (AwsUnavailable) is not the caller's fault: it stays a 503
             reason = error.message if isinstance(error, NotFound) else str(error)
             raise ValidationFailed(

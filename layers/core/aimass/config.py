@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     # Seconds a resolved alias/latest version is reused before asking the registry again.
     registry_ttl_s: float = 5.0
     # At most this many models (in the registry's order) are loaded into a SnapStart snapshot
-    # (aimass.snapstart); the others load on their first request. Bounds init time and memory.
+    # (aimass.api.snapstart); the others load on their first request. Bounds init time and memory.
     snapshot_max_models: int = Field(default=20, ge=0)
     # While AWS cannot be reached, a model already read keeps serving from what was read, at most this
     # many seconds past its TTL (then 503 aws_unavailable).

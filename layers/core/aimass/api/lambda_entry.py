@@ -96,13 +96,13 @@ def count_feedback(recorded: Recorded) -> None:
 
 def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function.
-    `snapstart`: register the SnapStart hooks (aimass.snapstart), priming with a GET /health."""
+    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming with a GET /health."""
     parts = list(parts)
     app = create_app(parts)
     serve_one_at_a_time(app)  # an invocation is one request: its blocking work needs no thread
     build_routes(app)  # in init (and so in a SnapStart snapshot), not in the first request
     if snapstart:
-        from aimass import snapstart as hooks
+        from aimass.api import snapstart as hooks
 
         hooks.register(partial(route_once, app, "/health"))
     asgi = Mangum(app, lifespan="off")

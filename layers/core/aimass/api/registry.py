@@ -36,6 +36,7 @@ from aimass.contracts.registry import (
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
+from aimass.gateways.s3 import ObjectRefused
 from aimass.registration import (
     Reference,
     baseline_files,
@@ -172,11 +173,14 @@ def _reference(upload: UploadFile | None, uri: str | None) -> Reference | None:
             ) from error
         try:
             data = artifacts.get(uri)
-        except (NotFound, ClientError) as error:
+        except (NotFound, ObjectRefused, ClientError) as error:
             # The caller's URI, not the service, is at fault: a missing object, bucket or permission.
-            reason = (
-                error.message if isinstance(error, NotFound) else error.response["Error"].get("Code", "error")
-            )
+            if isinstance(error, NotFound):
+                reason = error.message
+            elif isinstance(error, ObjectRefused):
+                reason = error.code
+            else:
+                reason = error.response["Error"].get("Code", "error")
             raise ValidationFailed(
                 f"cannot read the reference dataset {uri}: {reason}",
                 [field_error(["body", "reference_uri"], f"cannot be read: {reason}", "unreadable")],

@@ -1,5 +1,5 @@
-"""A bucket's objects by key: the S3 operations the domain uses, and S3's NoSuchKey as aimass's
-NotFound."""
+"""A bucket's objects by key: the S3 operations the domain uses, S3's NoSuchKey as aimass's
+NotFound, and a refusal (no such bucket, access denied) as ObjectRefused."""
 
 from __future__ import annotations
 
@@ -14,6 +14,19 @@ from aimass.errors import NotFound
 
 class KeyMissing(NotFound):
     """No object at the key (S3's NoSuchKey)."""
+
+
+class ObjectRefused(Exception):
+    """S3 would not give the object: the bucket does not exist or this role may not read it. For a
+    URI a caller gave, their mistake; for the stack's own bucket, a deployment's."""
+
+    def __init__(self, uri: str, code: str) -> None:
+        super().__init__(f"{uri} cannot be read: {code}")
+        self.code = code
+
+
+# The error codes of a refusal, as opposed to S3 failing (throttled, unavailable: raised as they are)
+REFUSALS = ("AccessDenied", "NoSuchBucket", "AllAccessDisabled", "403")
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,11 @@ class Bucket:
             body: IO[bytes] = s3.get_object(Bucket=self.name, Key=key, **_version(version_id))["Body"]
         except s3.exceptions.NoSuchKey as error:
             raise KeyMissing(f"{self.uri(key)} does not exist") from error
+        except s3.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in REFUSALS:
+                raise ObjectRefused(self.uri(key), code) from error
+            raise
         return body
 
     def head(self, key: str, version_id: str | None = None) -> Head:

@@ -243,7 +243,7 @@ class ModelStore:
     def prepare(self, name: str) -> list[LoadedModel]:
         """Everything a request naming no version needs, made now: the summary, the default version
         (champion, else latest) and a canary's, their runners, rules and checks; so that such a request
-        is `local`. For a SnapStart snapshot (aimass.snapstart) and a warm-up."""
+        is `local`. For a SnapStart snapshot (aimass.api.snapstart) and a warm-up."""
         loaded = [self.load(name)]
         canary = self.summary(name).traffic.canary
         if canary is not None:
