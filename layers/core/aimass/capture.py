@@ -83,9 +83,15 @@ class PredictionId:
 SHADOW_PART = "shadow"
 
 
-def capture_key(model: str, hour: str, request: str, part: str = "") -> str:
+def hour_folder(model: str, hour: str, part: str = "") -> str:
+    """Where a model's captured objects of an hour (`YYYYMMDDHH`) are: capture/<model>/[<part>/]
+    <yyyy>/<mm>/<dd>/<HH>/."""
     folder = f"{model}/{part}/" if part else f"{model}/"
-    return f"{PREFIX}{folder}{hour[:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/{request}.jsonl"
+    return f"{PREFIX}{folder}{hour[:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/"
+
+
+def capture_key(model: str, hour: str, request: str, part: str = "") -> str:
+    return f"{hour_folder(model, hour, part)}{request}.jsonl"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pydantic_core
 
-from aimass.capture import PREFIX, SHADOW_PART
+from aimass.capture import PREFIX, SHADOW_PART, hour_folder
 from aimass.contracts.common import iso_utc
 from aimass.contracts.monitoring import since_seconds
 from aimass.gateways.s3 import Bucket, KeyMissing
@@ -61,7 +61,7 @@ class Window:
 
 
 def hour_prefix(model: str, hour: datetime) -> str:
-    return f"{PREFIX}{model}/{hour:%Y/%m/%d/%H}/"
+    return hour_folder(model, f"{hour:%Y%m%d%H}")
 
 
 @dataclass
