@@ -31,6 +31,7 @@ from aimass.monitoring.judge import Rows, judge
 from aimass.monitoring.window import Tally, Window, captured
 from aimass.privacy import personal_features
 from aimass.quality.checks import RequestChecks
+from aimass.registration import baseline_files
 from aimass.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -167,24 +168,15 @@ def _version(registry: Registry, model: str, number: int) -> _Version:
         record = registry.get_version(model, number)
     except NotFound:
         return _Version(None, Rows(None))
-    if record.baseline is None:
+    ref = record.baseline
+    if ref is None:
         return _Version(record, Rows(None))
-    statistics = json.loads(
-        artifacts.verified(record.baseline.statistics_uri, _sha(record, "statistics.json"))
-    )
-    constraints = json.loads(
-        artifacts.verified(record.baseline.constraints_uri, _sha(record, "constraints.json"))
-    )
+    files = baseline_files(record)
     anomaly = None
-    if record.baseline.anomaly_uri:
-        anomaly = json.loads(artifacts.verified(record.baseline.anomaly_uri, _sha(record, "anomaly.json")))
-    checks = RequestChecks.build(record.signature, constraints, anomaly)
-    return _Version(record, Rows(checks), statistics, constraints)
-
-
-def _sha(record: ModelVersion, filename: str) -> str:
-    assert record.baseline is not None
-    return record.baseline.sha256[filename]
+    if ref.anomaly_uri:
+        anomaly = json.loads(artifacts.verified(ref.anomaly_uri, ref.sha256["anomaly.json"]))
+    checks = RequestChecks.build(record.signature, files["constraints"], anomaly)
+    return _Version(record, Rows(checks), files["statistics"], files["constraints"])
 
 
 def _result(
