@@ -219,6 +219,20 @@ def test_the_variant_is_named_the_same_in_the_config_autoscaling_alarms_and_serv
     }
 
 
+def test_the_server_runs_the_front_ends_the_parameter_asks_for(template: dict[str, Any]) -> None:
+    from gpu_endpoints.settings import Settings
+
+    params = template["Parameters"]["GpuFrontends"]
+    environment = template["Resources"]["GpuModel"]["Properties"]["PrimaryContainer"]["Environment"]
+
+    assert environment["AIMASS_GPU_FRONTENDS"] == {"Ref": "GpuFrontends"}
+    # The default comes from a measurement, which its description names
+    assert params["Default"] == 2 and "bench/RESULTS.md" in params["Description"]
+    # Every value the parameter allows is one the server starts with (SageMaker passes it as text)
+    for count in (params["MinValue"], params["Default"], params["MaxValue"]):
+        assert Settings.from_env({"AIMASS_GPU_FRONTENDS": str(count)}).frontends == count
+
+
 def test_autoscaling_tracks_invocations_per_instance_between_the_parameters(
     template: dict[str, Any],
 ) -> None:
