@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass import artifacts
+from aimass import artifacts, cards
 from aimass import release as releases
 from aimass.contracts.common import utcnow
 from aimass.contracts.registry import ModelVersion, SignatureEnrichment
@@ -206,9 +206,19 @@ def register(run: Run) -> dict[str, Any]:
             "parameters": run.state["ingest"]["config"],
             "trained": {k: v for k, v in run.state["training"].items() if k != "candidate"},
             "compared_with": {"version": evaluation["champion_version"], "metrics": evaluation["champion"]},
+            # What the model card shows of the run (aimass.cards): the version retrained, the evaluation.
+            "parent_version": serving.version,
+            "evaluation": {
+                "report": (evaluation.get("report") or {}).get("uri"),
+                "holdout_rows": evaluation["holdout_rows"],
+                "gate": evaluation.get("reason"),
+            },
         },
     )
-    return {"version": record.version, "artifact_uri": record.artifact_uri}
+    inherited = cards.inherit_fields(
+        run.registry, run.model, serving.version, record.version, record.created_by
+    )
+    return {"version": record.version, "artifact_uri": record.artifact_uri, "card_fields": inherited}
 
 
 def release(run: Run) -> dict[str, Any]:
