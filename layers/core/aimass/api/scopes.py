@@ -1,7 +1,7 @@
 """Which routes need the admin scope: the registry's writes (push, archive, card fields, aliases,
 rules, quality policy, pipeline runs, monitor runs, releases and their approvals) and the webhook
-subscriptions (all of their routes). Everything else (predictions, dry runs, feedback, reads) is the predict scope, which an
-admin caller has too.
+subscriptions (all of their routes). Everything else (predictions, dry runs, feedback, reads) is the
+predict scope, which an admin caller has too.
 
 One list for the three ways a caller is authorised: the local server's admin key (aimass.api.guard),
 the JWT scopes of template.yaml's routes and the IAM route ARNs of docs/deploy.md (tests/infra
