@@ -4,7 +4,9 @@ page's sections, and the feature attributions' section only when attributions ar
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -211,7 +213,10 @@ def test_the_page_has_every_section_and_draws_metrics_baseline_and_attributions(
 
     for section in ("overview", "intended-use", "training", "evaluation", "baseline", "attributions"):
         assert f'<section id="{section}">' in page
-    assert page.count("<svg") == 3  # metrics, baseline histograms, attributions
+    plots = re.findall(r"<svg.*?</svg>", page, re.DOTALL)
+    assert len(plots) == 3  # metrics, baseline histograms, attributions
+    for plot in plots:  # each one well-formed SVG, with bars drawn
+        assert ElementTree.fromstring(plot).findall(".//{http://www.w3.org/2000/svg}rect")
     assert 'aria-label="Bar plot of the mean |SHAP| per feature"' in page
     assert "<title>worst_area: 0.31</title>" in page
     assert page.index("worst_area: 0.31") < page.index("mean_radius: 0.12")  # largest first

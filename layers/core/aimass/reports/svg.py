@@ -55,7 +55,7 @@ def bar_chart(labels: Sequence[str], series: Sequence[Series], label: str) -> st
     low, high = min([0.0, *values]), max([0.0, *values]) or 1.0
     group = max(28.0, 22.0 * len(series) + 12)
     left, top, bottom, plot_h = 48.0, 24.0 + 14 * (len(series) > 1), 58.0, 160.0
-    width = left + group * len(labels) + 12
+    width = max(left + group * len(labels) + 12, left + 150.0 * len(series) * (len(series) > 1))  # the legend
     scale = plot_h / ((high - low) or 1.0)
 
     def y(value: float) -> float:
