@@ -489,6 +489,49 @@ def test_the_cli_retrains_a_model_on_the_embedded_step_functions(stack: Stack) -
     assert run_id in [r["run_id"] for r in json.loads(as_json.stdout)["runs"]]
 
 
+def test_the_card_of_a_version_the_pipeline_made_is_a_page_over_http(stack: Stack, tmp_path: Path) -> None:
+    # Given a model pushed with the CLI, its training data in the bucket, and its card's owner and
+    # limits set by a person
+    bc = holdout(stack, "breast-cancer")
+    model = tmp_path / "bc-card.onnx"
+    model.write_bytes(bc.model)
+    features = ",".join(f.name for f in bc.enrichment.features or [])
+    pushed = stack.cli(
+        "models", "push", "bc-card", str(model), "--features", features, "--labels", "malignant,benign"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    stack.s3().put_object(
+        Bucket="aimass-local", Key="datasets/bc-card/breast_cancer.csv", Body=demo.training_csv()
+    )
+    card_set = stack.cli("models", "card-set", "bc-card", "1", "--owner", "ana", "--limits", "adults only")
+    assert card_set.returncode == 0, card_set.stderr
+
+    # When the pipeline retrains it (no champion to beat: it registers v2)
+    done = stack.cli("pipeline", "run", "bc-card", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["version"] == 2
+
+    # Then v2's card, asked for by a browser, is a page with the run's lineage, its evaluation and
+    # baseline drawn, and the fields of v1's card
+    response = httpx.get(
+        f"{stack.url}/v1/models/bc-card/versions/2/card", headers={"accept": "text/html"}, timeout=30
+    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "<h1>Model card: bc-card v2</h1>" in page and page.count("<svg") == 2
+    assert "adults only" in page and "ana" in page
+    assert "held-out evaluation" in page and "/reports/bc-card/pipeline/" in page
+    assert "datasets/bc-card/snapshots/" in page
+
+    # And the CLI writes the same page, and gives the card as JSON
+    written = stack.cli("models", "card", "bc-card", "2", "--html", str(tmp_path / "card.html"))
+    assert (
+        written.returncode == 0 and "<h1>Model card: bc-card v2</h1>" in (tmp_path / "card.html").read_text()
+    )
+    card = json.loads(stack.cli("models", "card", "bc-card", "2", "--json").stdout)
+    assert card["additional_information"]["custom_details"]["lineage.parent_version"] == "1"
+
+
 def test_the_cli_runs_the_local_retraining_schedule_on_demand(stack: Stack) -> None:
     schedules = subprocess.run(
         [str(AIMASS), "pipeline", "schedules", "--aws-endpoint", stack.aws_url],

@@ -179,3 +179,33 @@ def test_with_an_admin_key_the_cli_sends_it_on_registry_writes_and_the_api_key_e
         monkeypatch.setenv("AIMASS_ADMIN_KEY", "admin-key")
         assert cli("models", "unalias", "breast-cancer", "champion").exit_code == 0
         assert cli("models", "list", "--json").exit_code == 0
+
+
+def test_models_card_set_then_card_json_html_and_summary(api: TestClient, tmp_path: Path) -> None:
+    # Given card fields set from the CLI
+    set_ = cli(
+        "models", "card-set", "breast-cancer", "1", "--owner", "ana", "--limits", "adults only", "--json"
+    )
+    assert set_.exit_code == 0, set_.output
+    assert json.loads(set_.stdout)["revision"] == 1
+
+    # When the card is read without a version (the champion), as JSON, as a page and as a summary
+    as_json = cli("models", "card", "breast-cancer", "--json")
+    page = tmp_path / "card.html"
+    as_html = cli("models", "card", "breast-cancer", "--html", str(page))
+    summary = cli("models", "card", "breast-cancer", "1")
+
+    # Then each shows the card of v1 with those fields
+    card = json.loads(as_json.stdout)
+    assert card["model_overview"]["model_version"] == 1 and card["model_overview"]["model_owner"] == "ana"
+    assert as_html.exit_code == 0 and '<section id="limits">' in page.read_text()
+    assert "adults only" in page.read_text()
+    assert summary.exit_code == 0 and "adults only" in summary.stdout and "ana" in summary.stdout
+
+
+def test_models_card_set_refuses_a_bad_rating_with_its_field_and_nothing_to_set(api: TestClient) -> None:
+    bad = cli("models", "card-set", "breast-cancer", "1", "--risk-rating", "Severe")
+    empty = cli("models", "card-set", "breast-cancer", "1")
+
+    assert bad.exit_code == FAILED and "risk_rating" in bad.output
+    assert empty.exit_code == 2 and "at least one field" in empty.output

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from aimass import aws, release, rollout, wiring
+from aimass import aws, cards, release, rollout, wiring
+from aimass.contracts.cards import CardFieldsUpdate
 from aimass.contracts.registry import ReleasePolicy
 from aimass.local import statemachines
 from aimass.local.demo import Demo, training_csv
@@ -161,6 +162,40 @@ def test_candidates_are_promoted_only_when_they_beat_the_champion(stack: Stack) 
         m["report"] == f"s3://{stack.bucket}/reports/bc-retrain/pipeline/{m['run']}/index.html"
         for m in messages
     )
+
+
+def test_a_version_the_pipeline_registers_has_its_card_filled(stack: Stack) -> None:
+    # Given a model whose serving version has card fields a person set
+    stack.add_model("bc-card")
+    fields = CardFieldsUpdate(owner="ana", intended_use="triage", limits="adults only", risk_rating="Medium")
+    wiring.registry().set_card_fields("bc-card", 1, fields, "ana")
+
+    # When the pipeline retrains it and registers v2
+    run = stack.run("bc-card", STUMP)
+    assert run["status"] == "SUCCEEDED"
+    stack.messages()
+
+    # Then v2's card has what the run knew (dataset, training, evaluation, the version it retrained)
+    # and the fields of v1's card, copied by the pipeline and audited as its write
+    card = cards.card(wiring.registry(), "bc-card", 2).model_dump(exclude_none=True)
+    output = json.loads(run["output"])
+    custom = card["additional_information"]["custom_details"]
+    assert custom["lineage.parent_version"] == "1" and custom["lineage.pipeline_run"] == run["executionArn"]
+    assert custom["lineage.dataset_sha256"] == output["ingest"]["snapshot"]["sha256"]
+    assert custom["evaluation_report"] == output["evaluation"]["report"]["uri"]
+    assert card["model_overview"]["algorithm_type"] == "decision_tree"
+    [evaluation, baseline] = card["evaluation_details"]
+    assert evaluation["metadata"]["report"] == output["evaluation"]["report"]["uri"]
+    assert {d["name"] for d in evaluation["metric_groups"][0]["metric_data"]} >= {"roc_auc", "accuracy"}
+    assert baseline["name"] == "baseline" and len(baseline["metric_groups"]) == 30
+    assert (card["model_overview"]["model_owner"], card["intended_uses"]["risk_rating"]) == ("ana", "Medium")
+    assert card["additional_information"]["caveats_and_recommendations"] == "adults only"
+    assert output["registered"]["card_fields"] == ["intended_use", "limits", "owner", "risk_rating"]
+    audits = [r for r in wiring.registry().audit_page("bc-card", 100).records if r.action == "set_card"]
+    assert [(r.details["version"], r.actor) for r in audits] == [
+        (1, "ana"),
+        (2, f"pipeline/{run['executionArn'].rsplit(':', 1)[1]}"),
+    ]
 
 
 def test_with_approval_required_the_promoted_candidate_waits_and_its_run_says_so(stack: Stack) -> None:

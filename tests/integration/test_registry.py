@@ -18,7 +18,7 @@ def push(demos: dict[str, Any], name: str = "breast-cancer", as_name: str | None
     )
 
 
-def test_versions_count_up_from_one_and_store_artifact_signature_and_card(
+def test_versions_count_up_from_one_and_store_artifact_and_signature(
     moto_aws: None, demos: dict[str, Any]
 ) -> None:
     first, second = push(demos), push(demos)
@@ -29,7 +29,6 @@ def test_versions_count_up_from_one_and_store_artifact_signature_and_card(
     assert {
         "models/breast-cancer/2/model.onnx",
         "models/breast-cancer/2/signature.json",
-        "models/breast-cancer/2/model_card.md",
     } <= keys
     assert second.sha256 == artifacts.sha256(demos["breast-cancer"].model)
     assert wiring.registry().get_model("breast-cancer").latest_version == 2

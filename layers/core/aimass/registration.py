@@ -114,33 +114,6 @@ def serves(record: ModelVersion, endpoint_up: Callable[[str], bool]) -> bool:
     return endpoint is None or endpoint_up(endpoint)
 
 
-def model_card(record: ModelVersion) -> str:
-    signature = record.signature
-    lines = [
-        f"# {record.name} v{record.version}",
-        "",
-        record.description or "",
-        "",
-        f"- registered: {record.created_at} by {record.created_by}",
-        f"- artifact: {record.artifact_uri} (sha256 {record.sha256})",
-        f"- served by: {record.backend}",
-        f"- task: {signature.task}",
-        "- inputs: " + ", ".join(f"{i.name} {i.dtype}{i.shape}" for i in signature.inputs),
-        "- outputs: " + ", ".join(f"{o.name} {o.dtype}{o.shape}" for o in signature.outputs),
-    ]
-    if signature.features:
-        lines.append("- features: " + ", ".join(f.name for f in signature.features))
-    if signature.class_labels:
-        lines.append("- classes: " + ", ".join(signature.class_labels))
-    elif signature.output_classes:
-        lines.append("- classes (as the model outputs them): " + ", ".join(signature.output_classes))
-    if record.baseline:
-        lines.append(f"- baseline: {record.baseline.item_count} rows of {record.baseline.source}")
-    if record.metrics:
-        lines.append("- metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items())))
-    return "\n".join(lines) + "\n"
-
-
 def baseline_files(record: ModelVersion) -> dict[str, Any]:
     """The version's statistics.json and constraints.json, each checked against its registered
     sha256; NotFound when the version was registered without a reference dataset."""
@@ -284,7 +257,6 @@ def register_version(
     artifacts.put(
         bucket, prefix + "signature.json", signature.model_dump_json(indent=2).encode(), "application/json"
     )
-    artifacts.put(bucket, prefix + "model_card.md", model_card(record).encode(), "text/markdown")
     return registry.commit_version(record, note)
 
 

@@ -13,6 +13,8 @@ One table, keys `pk`/`sk` (see RegistryTable in template.yaml):
   MODEL#<name> / RUN#<run id>     a retraining pipeline run: its execution, start time, trigger
   MODEL#<name> / RELEASE#<00000001>  a version's release (aimass.release): its state (pending_approval,
                                   scheduled with its time `at`, released, rejected, failed) and doc
+  MODEL#<name> / CARD#<00000001>  the card fields a person supplied for a version (CardFields: owner,
+                                  intended use, limits, ...), beside the immutable version record
   MODEL#<name> / RUNGATE          the run the API started last (run_id): one start wins at a time
   MODEL#<name> / LIVE#<policy>#V#<version>  a version's live counts under a traffic policy version
                                   (aimass.serving.live: atomic ADDs while a rollout is under way)
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
 from aimass import aws
+from aimass.contracts.cards import CardFields, CardFieldsUpdate
 from aimass.contracts.common import utcnow
 from aimass.contracts.events import SubscriptionCreated
 from aimass.contracts.feedback import LabelRecord, VersionAccuracy
@@ -158,6 +161,10 @@ def fitting(document: str, what: str, loc: list[str | int]) -> str:
 
 def _release_sk(version: int) -> str:
     return f"RELEASE#{version:08d}"
+
+
+def _card_sk(version: int) -> str:
+    return f"CARD#{version:08d}"
 
 
 def _live_sk(policy_version: int, version: int) -> str:
@@ -318,6 +325,15 @@ class Registry:
         return sorted(
             (Release.model_validate_json(i["doc"]["S"]) for i in items), key=lambda r: r.version, reverse=True
         )
+
+    def get_card_fields(self, name: str, version: int) -> CardFields | None:
+        """The card fields supplied for a version, or None when none ever were."""
+        item = self._ddb.get_item(
+            TableName=self.table,
+            Key={"pk": _s(_model_pk(name)), "sk": _s(_card_sk(version))},
+            ConsistentRead=True,
+        ).get("Item")
+        return None if item is None else CardFields.model_validate_json(item["doc"]["S"])
 
     def audit_page(self, name: str, limit: int, after: str | None = None) -> AuditPage:
         """Up to `limit` audit records, oldest first, from just after the record whose page token is
@@ -978,6 +994,59 @@ class Registry:
                 f"the release of v{release.version} of {release.name!r} changed meanwhile; read it again"
             ) from error
         return release
+
+    def set_card_fields(
+        self, name: str, version: int, update: CardFieldsUpdate, actor: str, note: str | None = None
+    ) -> CardFields:
+        """Set the card fields `update` gives (a `null` clears one) for a registered version, keeping the
+        others, with an audit record, atomically; on the condition that the fields are still those read
+        (a concurrent change: Conflict) and the version is still there. The version record itself is
+        never changed."""
+        self.get_version(name, version)  # 404 for an unknown model or version
+        previous = self.get_card_fields(name, version)
+        given = update.model_dump(exclude_unset=True)
+        saved = CardFields(
+            **{**(previous.supplied() if previous else {}), **given},
+            name=name,
+            version=version,
+            revision=(previous.revision if previous else 0) + 1,
+            updated_by=actor,
+        )
+        audit = AuditRecord(
+            actor=actor,
+            note=note,
+            action="set_card",
+            model=name,
+            details={"version": version, "revision": saved.revision, "fields": given},
+        )
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                "pk": _s(_model_pk(name)),
+                "sk": _s(_card_sk(version)),
+                "revision": _n(saved.revision),
+                "doc": _s(fitting(saved.model_dump_json(), "the card's fields", ["body"])),
+            },
+            "ConditionExpression": "attribute_not_exists(pk)" if previous is None else "revision = :seen",
+        }
+        if previous is not None:
+            put["ExpressionAttributeValues"] = {":seen": _n(previous.revision)}
+        version_there = {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": {"pk": _s(_model_pk(name)), "sk": _s(_version_sk(version))},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[{"Put": put}, version_there, self._audit_put(audit)]
+            )
+        except self._ddb.exceptions.TransactionCanceledException as error:
+            raise Conflict(
+                f"the card of v{version} of {name!r} changed meanwhile; read it again and retry"
+            ) from error
+        return saved
 
     def set_quality_policy(
         self, name: str, policy: QualityPolicy, actor: str, note: str | None = None

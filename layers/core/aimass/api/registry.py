@@ -9,13 +9,15 @@ from botocore.exceptions import ClientError
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 
-from aimass import artifacts, rollout
+from aimass import artifacts, cards, rollout
 from aimass.api.blocking import blocking
 from aimass.api.bodies import openapi_body, parse
 from aimass.api.deps import actor, note
 from aimass.api.online import ERRORS
 from aimass.api.responses import JSON
+from aimass.cards import page as card_page
 from aimass.config import settings
+from aimass.contracts.cards import CardFields, CardFieldsUpdate, ModelCardContent
 from aimass.contracts.compression import Quantized, QuantizeRequest
 from aimass.contracts.quality import BaselineFiles, QualityPolicy
 from aimass.contracts.registry import (
@@ -111,6 +113,47 @@ async def patch_version(name: str, version: int, request: Request) -> Response:
     )
     registry_changed(name)
     return JSON(standing.model_dump())
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the caller asks for HTML before JSON (a browser does; curl and the CLI's JSON calls
+    do not): `text/html` named in Accept, and ahead of `application/json` when both are."""
+    accept = request.headers.get("accept", "").lower()
+    if "text/html" not in accept:
+        return False
+    return "application/json" not in accept or accept.index("text/html") < accept.index("application/json")
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/card",
+    response_model=ModelCardContent,
+    responses={**ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    tags=["cards"],
+    summary="The version's model card: JSON in SageMaker Model Card's content schema, or with "
+    "`Accept: text/html` the page with plots (docs/cards.md)",
+)
+def get_card(name: str, version: int, request: Request) -> Response:
+    inputs = cards.inputs_for(registry(), name, version)
+    if wants_html(request):
+        return Response(card_page.render(inputs), media_type="text/html; charset=utf-8")
+    return JSON(cards.build(inputs).model_dump(exclude_none=True))
+
+
+@router.patch(
+    "/v1/models/{name}/versions/{version}/card",
+    response_model=CardFields,
+    responses=ERRORS,
+    openapi_extra=openapi_body(CardFieldsUpdate),
+    tags=["cards"],
+    summary="Set the card fields a person supplies (owner, intended use, limits, risk rating, ...): "
+    "those given are set, `null` clears one, the others stay",
+)
+async def patch_card(name: str, version: int, request: Request) -> Response:
+    body = await parse(request, CardFieldsUpdate)
+    saved = await blocking(
+        request, registry().set_card_fields, name, version, body, actor(request), note(request)
+    )
+    return JSON(saved.model_dump())
 
 
 AUDIT_PAGE_DEFAULT = 100

@@ -1,7 +1,7 @@
-"""Which routes need the admin scope: the registry's writes (push, archive, aliases, rules, quality
-policy, pipeline runs, monitor runs, releases and their approvals) and the webhook subscriptions (all of their
-routes). Everything else (predictions, dry runs, feedback, reads) is the predict scope, which an
-admin caller has too.
+"""Which routes need the admin scope: the registry's writes (push, archive, card fields, aliases,
+rules, quality policy, pipeline runs, monitor runs, releases and their approvals) and the webhook
+subscriptions (all of their routes). Everything else (predictions, dry runs, feedback, reads) is the
+predict scope, which an admin caller has too.
 
 One list for the three ways a caller is authorised: the local server's admin key (aimass.api.guard),
 the JWT scopes of template.yaml's routes and the IAM route ARNs of docs/deploy.md (tests/infra
@@ -27,6 +27,7 @@ ADMIN_ROUTES = (
     _route("POST", "/v1/models/{name}/versions"),
     _route("PATCH", "/v1/models/{name}/versions/{version}"),
     _route("POST", "/v1/models/{name}/versions/{version}/quantize"),
+    _route("PATCH", "/v1/models/{name}/versions/{version}/card"),
     _route("PUT", "/v1/models/{name}/aliases/{alias}"),
     _route("DELETE", "/v1/models/{name}/aliases/{alias}"),
     _route("PUT", "/v1/models/{name}/rules"),

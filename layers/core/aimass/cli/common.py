@@ -84,9 +84,12 @@ ApiKey = Annotated[str | None, typer.Option(envvar="AIMASS_API_KEY", help="x-api
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 
-def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: Any) -> Any:
-    """The API's JSON answer. An error answer is printed with its details (exit 1); an API that
-    cannot be reached raises httpx's error, which AimassGroup turns into exit 3.
+def call(
+    method: str, endpoint: str, path: str, api_key: str | None, accept: str | None = None, **kwargs: Any
+) -> Any:
+    """The API's JSON answer (with `accept`, a media type other than JSON: the answer's text). An
+    error answer is printed with its details (exit 1); an API that cannot be reached raises httpx's
+    error, which AimassGroup turns into exit 3.
 
     The registry's writes (aimass.api.scopes) send AIMASS_ADMIN_KEY instead of the API key when it
     is set: the local server's admin key."""
@@ -96,6 +99,8 @@ def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: A
 
     key = (os.environ.get("AIMASS_ADMIN_KEY") or api_key) if needs_admin(method, path) else api_key
     headers = {"x-api-key": key} if key else {}
+    if accept:
+        headers["accept"] = accept
     response = httpx.request(method, endpoint.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:
@@ -105,7 +110,7 @@ def call(method: str, endpoint: str, path: str, api_key: str | None, **kwargs: A
         )
         print_details(problem.get("details", []))
         raise exit_
-    return body
+    return response.text if accept else body
 
 
 def print_details(details: list[dict[str, Any]]) -> None:

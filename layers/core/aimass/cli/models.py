@@ -22,7 +22,10 @@ from aimass.cli.common import (
     show_json,
 )
 
-app = typer.Typer(help="Register, list, alias and archive model versions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Register, list, alias and archive model versions; read and fill in their cards.",
+    no_args_is_help=True,
+)
 
 
 @app.command("push")
@@ -234,3 +237,134 @@ def quantize(
         f"agreement {figures['agreement']:.4f} on {figures['rows']} rows ({figures['rows_from']}); "
         f"largest difference {difference:.3g}"
     )
+
+
+def _version_meant(name: str, endpoint: str, api_key: str | None) -> int:
+    """The version a request naming none gets: `champion`, else the latest not archived."""
+    model = call("GET", endpoint, f"/v1/models/{name}", api_key)
+    version = model["aliases"].get("champion") or model.get("latest_active_version")
+    if not version:
+        raise fail(f"{name} has no champion and every version is archived: name a VERSION", USAGE)
+    return int(version)
+
+
+@app.command("card")
+def card(
+    name: str,
+    version: Annotated[
+        int | None, typer.Argument(help="default: champion, else the latest not archived")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="write the card's page (with plots) to this file")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show the model card of VERSION of model NAME (docs/cards.md): as SageMaker Model Card content
+    with --json, as an HTML page with --html FILE."""
+    version = version or _version_meant(name, endpoint, api_key)
+    path = f"/v1/models/{name}/versions/{version}/card"
+    if html is not None:
+        html.write_text(call("GET", endpoint, path, api_key, accept="text/html"), encoding="utf-8")
+        if not as_json:
+            console.print(f"wrote the card of {name} v{version} to {html}")
+    content = call("GET", endpoint, path, api_key)
+    if as_json:
+        return show_json(content)
+    if html is not None:
+        return None
+    overview, uses = content["model_overview"], content["intended_uses"]
+    info = content["additional_information"]
+    custom = info.get("custom_details", {})
+    table = Table(show_header=False, box=None)
+    for label, value in (
+        ("model", f"{overview['model_name']} v{version}"),
+        ("description", overview.get("model_description")),
+        ("problem type", overview.get("problem_type")),
+        ("owner", overview.get("model_owner")),
+        ("intended use", uses.get("intended_uses")),
+        ("risk rating", uses.get("risk_rating")),
+        ("known limits", info.get("caveats_and_recommendations")),
+        ("dataset", custom.get("lineage.dataset_uri")),
+        ("parent version", custom.get("lineage.parent_version")),
+        ("baseline", custom.get("baseline")),
+        ("rules", custom.get("rules")),
+    ):
+        table.add_row(label, "-" if value is None else str(value))
+    console.print(table)
+    for evaluation in content.get("evaluation_details", []):
+        numbers = [
+            f"{d['name']}={d['value']:.4g}"
+            for g in evaluation.get("metric_groups", [])[:1]
+            for d in g["metric_data"]
+            if d["type"] == "number"
+        ]
+        if evaluation["name"] != "baseline" and numbers:
+            console.print(f"{evaluation['name']}: " + ", ".join(numbers))
+
+
+CARD_FIELDS = (
+    "owner",
+    "creator",
+    "purpose",
+    "intended_use",
+    "factors",
+    "risk_rating",
+    "risk_explanation",
+    "limits",
+    "ethical_considerations",
+    "business_problem",
+    "business_stakeholders",
+    "line_of_business",
+)
+
+
+@app.command("card-set")
+def card_set(
+    name: str,
+    version: int,
+    owner: Annotated[str | None, typer.Option(help="who maintains the model")] = None,
+    creator: Annotated[str | None, typer.Option(help="who made it")] = None,
+    purpose: Annotated[str | None, typer.Option(help="what the model is for")] = None,
+    intended_use: Annotated[str | None, typer.Option(help="how it is meant to be used")] = None,
+    factors: Annotated[str | None, typer.Option(help="what affects how well it works")] = None,
+    risk_rating: Annotated[str | None, typer.Option(help="High, Medium, Low or Unknown")] = None,
+    risk_explanation: Annotated[str | None, typer.Option(help="why that rating")] = None,
+    limits: Annotated[str | None, typer.Option(help="known limits: caveats and recommendations")] = None,
+    ethical_considerations: Annotated[str | None, typer.Option()] = None,
+    business_problem: Annotated[str | None, typer.Option()] = None,
+    business_stakeholders: Annotated[str | None, typer.Option()] = None,
+    line_of_business: Annotated[str | None, typer.Option()] = None,
+    clear: Annotated[
+        list[str] | None, typer.Option(help="a field to clear (owner, limits, ...); may be repeated")
+    ] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Set the card fields a person supplies for VERSION of model NAME (audited); fields not given
+    stay as they are."""
+    given = {
+        "owner": owner,
+        "creator": creator,
+        "purpose": purpose,
+        "intended_use": intended_use,
+        "factors": factors,
+        "risk_rating": risk_rating,
+        "risk_explanation": risk_explanation,
+        "limits": limits,
+        "ethical_considerations": ethical_considerations,
+        "business_problem": business_problem,
+        "business_stakeholders": business_stakeholders,
+        "line_of_business": line_of_business,
+    }
+    body: dict[str, Any] = {f: v for f, v in given.items() if v is not None}
+    for field in clear or []:
+        if field.replace("-", "_") not in CARD_FIELDS:
+            raise fail(f"--clear {field}: not a card field ({', '.join(CARD_FIELDS)})", USAGE)
+        body[field.replace("-", "_")] = None
+    if not body:
+        raise fail("give at least one field to set or --clear", USAGE)
+    saved = call("PATCH", endpoint, f"/v1/models/{name}/versions/{version}/card", api_key, json=body)
+    if as_json:
+        return show_json(saved)
+    console.print(f"{name} v{version}: card revision {saved['revision']} ({', '.join(sorted(body))})")

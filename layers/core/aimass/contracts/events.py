@@ -37,6 +37,7 @@ DETAIL_TYPES: dict[str, str] = {
     "set_release_policy": "Release Policy Changed",
     "release_version": "Version Released",
     "release_failed": "Release Failed",
+    "set_card": "Model Card Changed",
 }
 GENERIC_DETAIL_TYPE = "Registry Change"
 DetailType = str  # one of DETAIL_TYPES' values or GENERIC_DETAIL_TYPE (checked where it is taken in)

@@ -675,6 +675,7 @@ class AuditRecord(BaseModel):
         "release_failed",
         "rollout_step",
         "rollback_rollout",
+        "set_card",
     ]
     model: str
     details: dict[str, Any] = Field(default_factory=dict)

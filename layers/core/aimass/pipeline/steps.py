@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass import artifacts
+from aimass import artifacts, cards
 from aimass import release as releases
 from aimass.contracts.common import utcnow
 from aimass.contracts.registry import ModelVersion, SignatureEnrichment
@@ -34,6 +35,8 @@ from aimass.registration import Reference, register_version, set_alias
 from aimass.registry import Registry
 from aimass.serving.backends.onnx import new_session
 from aimass.serving.store import ModelStore
+
+log = logging.getLogger(__name__)
 
 
 class TransientFailure(Exception):
@@ -206,9 +209,26 @@ def register(run: Run) -> dict[str, Any]:
             "parameters": run.state["ingest"]["config"],
             "trained": {k: v for k, v in run.state["training"].items() if k != "candidate"},
             "compared_with": {"version": evaluation["champion_version"], "metrics": evaluation["champion"]},
+            # What the model card shows of the run (aimass.cards): the version retrained, the evaluation.
+            "parent_version": serving.version,
+            "evaluation": {
+                "report": (evaluation.get("report") or {}).get("uri"),
+                "holdout_rows": evaluation["holdout_rows"],
+                "gate": evaluation.get("reason"),
+            },
         },
     )
-    return {"version": record.version, "artifact_uri": record.artifact_uri}
+    registered = {"version": record.version, "artifact_uri": record.artifact_uri}
+    try:
+        inherited = cards.inherit_fields(
+            run.registry, run.model, serving.version, record.version, record.created_by
+        )
+    except Exception as error:  # whatever the registry raises: the version is in, and must stay one
+        # A retry of this step would register the candidate a second time; the card's fields can be
+        # set by hand (`aimass models card-set`), so the run goes on and its result says why.
+        log.warning("v%s of %s: its card fields were not copied: %s", record.version, run.model, error)
+        return {**registered, "card_fields": None, "card_fields_error": str(error)}
+    return {**registered, "card_fields": inherited}
 
 
 def release(run: Run) -> dict[str, Any]:
