@@ -92,7 +92,9 @@ def test_a_v2_request_asks_for_the_steps_in_its_parameters(client: TestClient, d
     assert compose(client, ENSEMBLE).status_code == 201
     table = rows(demos, 2)
     request = {
-        "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": sum(table, [])}],
+        "inputs": [
+            {"name": "input", "shape": [2, 30], "datatype": "FP32", "data": [v for row in table for v in row]}
+        ],
         "parameters": {"detail": "steps"},
     }
     answer = client.post("/v2/models/breast-cancer/versions/3/infer", json=request)
@@ -137,7 +139,7 @@ def test_a_graph_that_cannot_run_is_refused_naming_the_field(
 ) -> None:
     # An unknown alias, an unknown model, a member of other classes, a condition over no feature
     digits = {"kind": "ensemble", "members": ["breast-cancer@1", "digits@champion"]}
-    cases = [
+    cases: list[tuple[dict[str, Any], list[str | int]]] = [
         ({"kind": "ensemble", "members": ["breast-cancer@nope", "breast-cancer@2"]}, ["members", 0]),
         ({"kind": "ensemble", "members": ["breast-cancer@1", "no-such@1"]}, ["members", 1]),
         (digits, ["members", 1]),
