@@ -86,6 +86,8 @@ def test_an_ensemble_answers_the_weighted_mean_of_its_members_and_its_steps_on_r
     assert detailed["steps"][0]["model"]["version"] == 1
     assert detailed["steps"][1]["predictions"][0]["label"] == plain["predictions"][0]["label"]
     assert detailed["predictions"] == answer["predictions"]
+    # and, every member's session loaded, it is answered from the process alone
+    assert wiring.serving().store.local("breast-cancer", version=3)
 
 
 def test_a_v2_request_asks_for_the_steps_in_its_parameters(client: TestClient, demos: dict[str, Any]) -> None:
