@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bench.harness import demo, demo_rows, predict_event
@@ -70,12 +72,12 @@ def run(scale: float = 1.0) -> dict[str, Any]:
             events["ensemble, detail=steps"] = _event(rows, 3, detail=True)
             for event in events.values():
                 checked(handler(event, context), rows)
-            calls = {
-                "v1 predict": lambda e=events["v1"]: handler(e, context),
-                "v2 predict": lambda e=events["v2"]: handler(e, context),
-                "ensemble v3 predict": lambda e=events["ensemble"]: handler(e, context),
-                "ensemble v3 predict ?detail=steps": lambda e=events["ensemble, detail=steps"]: handler(
-                    e, context
+            calls: dict[str, Callable[[], object]] = {
+                "v1 predict": partial(handler, events["v1"], context),
+                "v2 predict": partial(handler, events["v2"], context),
+                "ensemble v3 predict": partial(handler, events["ensemble"], context),
+                "ensemble v3 predict ?detail=steps": partial(
+                    handler, events["ensemble, detail=steps"], context
                 ),
                 "v1 ONNX Runtime floor": floor_call("breast-cancer", rows.tensor),
                 "v2 ONNX Runtime floor": floor_call("breast-cancer", rows.tensor),

@@ -277,3 +277,39 @@ def test_a_batch_file_is_predicted_by_a_graph_version(
     assert report["status"] == "succeeded", json.dumps(report)
     assert report["model"] == {"name": "breast-cancer", "version": 3, "backend": "graph"}
     assert report["rows"] == {"in": 5, "predicted": 5, "rejected": 0}
+
+
+def test_an_ensemble_of_regressors_answers_the_weighted_mean_of_their_values(client: TestClient) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    from aimass.contracts.registry import SignatureEnrichment
+    from aimass.export import sklearn_to_onnx
+
+    # Given two regressors of scikit-learn's diabetes data, registered as versions of one model
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype("float32")
+    enrichment = SignatureEnrichment(features=[f"f{i}" for i in range(x.shape[1])], task="regression")
+    for estimator in (LinearRegression(), Ridge(alpha=1.0)):
+        model = sklearn_to_onnx(estimator.fit(x, y), x.shape[1])
+        register_version(wiring.registry(), "aimass-test", "diabetes", model, "t", enrichment)
+    # When an ensemble weighted 1:3 predicts
+    made = compose(
+        client, {"kind": "ensemble", "members": ["diabetes@1", "diabetes@2"], "weights": [1, 3]}, "diabetes"
+    )
+    assert made.status_code == 201, made.text
+    body = {"instances": x[:4].tolist()}
+    answer = client.post("/v1/models/diabetes/versions/3:predict", json=body).json()["predictions"]
+    first = client.post("/v1/models/diabetes/versions/1:predict", json=body).json()["predictions"]
+    second = client.post("/v1/models/diabetes/versions/2:predict", json=body).json()["predictions"]
+    # Then each value is the weighted mean of the members' values
+    assert answer == pytest.approx([(a + 3 * b) / 4 for a, b in zip(first, second, strict=True)], rel=1e-5)
+    # and a vote of regressors is refused at `combine`
+    refused = compose(
+        client, {"kind": "ensemble", "members": ["diabetes@1", "diabetes@2"], "combine": "vote"}, "diabetes"
+    )
+    assert refused.status_code == 422 and error_of(refused)["details"][0]["loc"] == [
+        "body",
+        "graph",
+        "combine",
+    ]
