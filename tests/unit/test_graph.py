@@ -101,6 +101,15 @@ def test_the_weighted_mean_of_probabilities_picks_the_label_of_the_most_probable
     assert even[0] == pytest.approx([0.35, 0.65])
 
 
+def test_the_label_of_each_probability_column_is_read_from_the_members_own_answers() -> None:
+    # Labels that are not column indexes (classes 1 and 2), and a member whose row ties: the tied row
+    # says nothing of which column its label stands for
+    a = {"label": np.array([2, 1]), "probabilities": np.array([[0.5, 0.5], [0.9, 0.1]])}
+    b = {"label": np.array([2, 2]), "probabilities": np.array([[0.2, 0.8], [0.3, 0.7]])}
+    labels, _ = combine_classifiers([a, b], [CLASSIFIER, CLASSIFIER], [1, 1], "mean")
+    assert labels.tolist() == [2, 1]
+
+
 def test_zipmap_probabilities_are_combined_by_class_key() -> None:
     # ZipMap rows: {class: probability}; the keys may come in any order
     a = {"label": ["no"], "probabilities": [{"no": 0.8, "yes": 0.2}]}

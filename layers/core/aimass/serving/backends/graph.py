@@ -118,14 +118,14 @@ def combine_classifiers(
     ]
     labels = [_label_list(a[r.label]) for a, r in zip(answers, readers, strict=True)]
     # The label each class column stands for: a ZipMap's key; else as the members' own answers pair
-    # them (their most probable column with their label), a column none of them chose by its index.
-    if zipkeys is not None:
-        label_of: dict[int, Any] = dict(enumerate(zipkeys))
-    else:
-        label_of = {}
+    # them (their most probable column with their label: a tensor of probabilities does not name its
+    # classes), a column none of them chose by its index.
+    label_of: dict[int, Any] = dict(enumerate(zipkeys)) if zipkeys is not None else {}
+    if zipkeys is None:
         for m, member_labels in zip(matrices, labels, strict=True):
-            for column, label in zip(np.argmax(m, axis=1).tolist(), member_labels, strict=True):
-                label_of.setdefault(column, label)
+            for column, label in zip(_clear_winners(m), member_labels, strict=True):
+                if column is not None:
+                    label_of.setdefault(column, label)
     if how == "vote":
         chosen = vote(labels, weights)
         column_of = {str(label): column for column, label in label_of.items()}
@@ -143,6 +143,17 @@ def combine_classifiers(
     return _like(first[reader.label], chosen), _probabilities_like(
         first[reader.probabilities], combined, zipkeys
     )
+
+
+def _clear_winners(matrix: np.ndarray) -> list[int | None]:
+    """Per row, the most probable column; None where two columns tie for it (its label says nothing
+    of which column it stands for)."""
+    best: list[int] = np.argmax(matrix, axis=1).tolist()
+    if matrix.shape[1] < 2:
+        return list(best)
+    top = np.partition(matrix, -2, axis=1)
+    tied: list[bool] = (top[:, -1] == top[:, -2]).tolist()
+    return [None if tie else column for column, tie in zip(best, tied, strict=True)]
 
 
 def _label_list(value: Any) -> list[Any]:
