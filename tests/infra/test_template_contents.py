@@ -79,6 +79,7 @@ def test_with_jwt_each_route_needs_its_scope_and_registry_writes_only_admin(
         ("PATCH", "/v1/models/{name}/versions/{version}"),
         ("POST", "/v1/models/{name}/versions/{version}/quantize"),
         ("PATCH", "/v1/models/{name}/versions/{version}/card"),
+        ("POST", "/v1/models/{name}/versions:compose"),
         ("PUT", "/v1/models/{name}/aliases/{alias}"),
         ("DELETE", "/v1/models/{name}/aliases/{alias}"),
         ("PUT", "/v1/models/{name}/rules"),

@@ -176,6 +176,25 @@ def test_uploading_a_version_reads_the_signature_and_records_the_caller(admin: A
     assert record["created_by"] == "arn:aws:iam::123456789012:user/data-scientist"
 
 
+def test_a_graph_version_is_composed_through_the_registry_function_and_serves_online(
+    admin: Any, online: Any, registered: Any
+) -> None:
+    # Given v2 uploaded, when an ensemble of the champion and v2 is composed (events/)
+    assert invoke(admin, "registry_upload_version")[0] == 201
+    status, record = invoke(admin, "registry_compose_version")
+    assert status == 201, record
+    assert record["version"] == 3 and record["backend"] == "graph"
+    assert record["created_by"] == "arn:aws:iam::123456789012:user/data-scientist"
+    # Then the online function serves it, with its steps on request
+    predict = event("v1_predict_version")
+    path = "/v1/models/breast-cancer/versions/3:predict"
+    predict["rawPath"], predict["rawQueryString"] = path, "detail=steps"
+    predict["requestContext"]["http"]["path"] = path
+    status, answer = invoke(online, "v1_predict_version", **predict)
+    assert status == 200, answer
+    assert answer["model"]["backend"] == "graph" and len(answer["steps"]) == 2
+
+
 def test_each_prediction_is_counted_per_model_in_the_metrics_log(
     online: Any, registered: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

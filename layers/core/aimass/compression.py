@@ -355,6 +355,11 @@ def quantize_version(
     rollout takes it live), sharing the source's baseline; a 422 with the figures when its agreement
     is under `request.min_agreement`, and nothing registered."""
     record = registry.get_version(name, version)
+    if record.graph is not None:
+        raise ValidationFailed(
+            f"{name} v{version} is a graph of other versions: quantize its members, then compose them again",
+            [field_error(["path", "version"], "a graph has no model file of its own", "graph_version")],
+        )
     model = artifacts.verified(record.artifact_uri, record.sha256)
     _input_spec(record.signature)
     quantizable(record, model)  # before any rows are read: the model is the first thing wrong

@@ -61,9 +61,10 @@ def choose_backend(
     """Where a new version runs: the backend asked for, else the Lambda, else (a model too large for
     the Lambda) the stack's SageMaker endpoint. A model too large for the Lambda is refused there."""
     loc: list[str | int] = ["body", "backend"]
-    if requested is not None and not re.fullmatch(BACKEND_PATTERN, requested):
+    if requested == "graph" or (requested is not None and not re.fullmatch(BACKEND_PATTERN, requested)):
+        # A graph is not uploaded: it is composed of other versions (POST .../versions:compose).
         raise ValidationFailed(
-            f"invalid backend {requested!r}",
+            f"invalid backend {requested!r} for an ONNX file",
             [field_error(loc, "`lambda` or `sagemaker:<endpoint>[/<target model>]`", "pattern")],
         )
     too_large = size_bytes > lambda_max_bytes

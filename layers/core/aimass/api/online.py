@@ -23,6 +23,7 @@ from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 from aimass.registration import serves
 from aimass.serving import traffic
+from aimass.serving.pipeline import DETAIL_STEPS
 from aimass.wiring import breakers, registry, serving
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -56,6 +57,14 @@ VERSION = {
     "schema": {"type": "integer", "title": "Version"},
 }
 ALIAS = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string", "title": "Alias"}}
+DETAIL = {
+    "name": "detail",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": [DETAIL_STEPS]},
+    "description": "`steps`: a graph version's answer shows each step's predictions under `steps` "
+    "(docs/composition.md)",
+}
 _VERSION_NUMBER = TypeAdapter(int)
 
 
@@ -79,14 +88,34 @@ def _route(model: type[Any], response: type[Any], *parameters: dict[str, Any]) -
     }
 
 
-V1_ROUTE: dict[str, Any] = {**_route(PredictRequest, PredictResponse, NAME), "tags": ["v1"]}
-V1_VERSION_ROUTE: dict[str, Any] = {**_route(PredictRequest, PredictResponse, NAME, VERSION), "tags": ["v1"]}
-V1_ALIAS_ROUTE: dict[str, Any] = {**_route(PredictRequest, PredictResponse, NAME, ALIAS), "tags": ["v1"]}
+V1_ROUTE: dict[str, Any] = {**_route(PredictRequest, PredictResponse, NAME, DETAIL), "tags": ["v1"]}
+V1_VERSION_ROUTE: dict[str, Any] = {
+    **_route(PredictRequest, PredictResponse, NAME, VERSION, DETAIL),
+    "tags": ["v1"],
+}
+V1_ALIAS_ROUTE: dict[str, Any] = {
+    **_route(PredictRequest, PredictResponse, NAME, ALIAS, DETAIL),
+    "tags": ["v1"],
+}
+
+
+def _detail(request: Request) -> bool:
+    """Whether `?detail=steps` asks for a graph version's steps; any other detail is a 422."""
+    detail = request.query_params.get("detail")
+    if detail is None:
+        return False
+    if detail != DETAIL_STEPS:
+        raise ValidationFailed(
+            f"detail is {detail!r}; the one detail there is is {DETAIL_STEPS!r}",
+            [field_error(["query", "detail"], f"only {DETAIL_STEPS!r}", "enum")],
+        )
+    return True
 
 
 async def _predict(
     request: Request, name: str, version: int | None = None, alias: str | None = None
 ) -> Response:
+    detail = _detail(request)
     instances = v1.instances_of(await payload(request))
     local = serving().store.local(name, version, alias)
     answer = await serving_work(
@@ -99,6 +128,7 @@ async def _predict(
         alias=alias,
         captured=True,
         routing_key=request.headers.get(traffic.HEADER),
+        detail=detail,
     )
     return JSON(answer)
 

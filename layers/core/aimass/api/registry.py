@@ -19,6 +19,7 @@ from aimass.cards import page as card_page
 from aimass.config import settings
 from aimass.contracts.cards import CardFields, CardFieldsUpdate, ModelCardContent
 from aimass.contracts.compression import Quantized, QuantizeRequest
+from aimass.contracts.graph import ComposeRequest
 from aimass.contracts.quality import BaselineFiles, QualityPolicy
 from aimass.contracts.registry import (
     Alias,
@@ -39,6 +40,7 @@ from aimass.contracts.registry import (
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import NotFound, ValidationFailed, field_error
 from aimass.gateways.s3 import ObjectRefused
+from aimass.graph import compose_version as compose
 from aimass.registration import (
     Reference,
     baseline_files,
@@ -274,6 +276,24 @@ def upload_version(
         reference=_reference(reference, reference_uri),
         backend=placed,
         note=note(request),
+    )
+    registry_changed(name)
+    return JSON(record.model_dump(), status_code=201)
+
+
+@router.post(
+    "/v1/models/{name}/versions:compose",
+    status_code=201,
+    response_model=ModelVersion,
+    responses=ERRORS,
+    openapi_extra=openapi_body(ComposeRequest),
+    summary="Register a graph version: an ensemble, a sequence or a switch over other versions, checked "
+    "to be able to run (422 naming the field and the reason)",
+)
+async def compose_version(name: str, request: Request) -> Response:
+    body = await parse(request, ComposeRequest)
+    record = await blocking(
+        request, compose, registry(), settings().bucket, name, body, actor(request), note(request)
     )
     registry_changed(name)
     return JSON(record.model_dump(), status_code=201)

@@ -25,6 +25,7 @@ def _route(method: str, path: str) -> tuple[str, re.Pattern[str]]:
 
 ADMIN_ROUTES = (
     _route("POST", "/v1/models/{name}/versions"),
+    _route("POST", "/v1/models/{name}/versions:compose"),
     _route("PATCH", "/v1/models/{name}/versions/{version}"),
     _route("POST", "/v1/models/{name}/versions/{version}/quantize"),
     _route("PATCH", "/v1/models/{name}/versions/{version}/card"),

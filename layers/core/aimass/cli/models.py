@@ -368,3 +368,90 @@ def card_set(
     if as_json:
         return show_json(saved)
     console.print(f"{name} v{version}: card revision {saved['revision']} ({', '.join(sorted(body))})")
+
+
+@app.command("compose")
+def compose(
+    name: str,
+    ensemble: Annotated[
+        str | None,
+        typer.Option(help="members, comma-separated: NAME@VERSION or NAME@ALIAS (e.g. a@champion,b@3)"),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="an ensemble's weights, comma-separated (e.g. 2,1)")
+    ] = None,
+    combine: Annotated[
+        str | None, typer.Option(help="an ensemble's combination: mean (default) or vote")
+    ] = None,
+    sequence: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="a sequence's spec, YAML or JSON")
+    ] = None,
+    switch: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="a switch's spec, YAML or JSON")
+    ] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    alias: Annotated[str | None, typer.Option(help="point this alias at the new version")] = None,
+    endpoint: Endpoint = DEFAULT_ENDPOINT,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Register a graph version of NAME: an ensemble, a sequence or a switch of other versions
+    (docs/composition.md). Aliases are resolved now; the graph is refused when it cannot run."""
+    graph = _graph_spec(ensemble, weights, combine, sequence, switch)
+    body: dict[str, Any] = {"graph": graph}
+    if description:
+        body["description"] = description
+    record = call("POST", endpoint, f"/v1/models/{name}/versions:compose", api_key, json=body)
+    if alias:
+        call(
+            "PUT",
+            endpoint,
+            f"/v1/models/{name}/aliases/{alias}",
+            api_key,
+            json={"version": record["version"]},
+        )
+    if as_json:
+        return show_json(record)
+    members = ", ".join(f"{m['given']} → v{m['version']}" for m in record["graph"]["members"])
+    console.print(f"registered [bold]{name}[/bold] v{record['version']}, a {graph['kind']} of {members}")
+    if alias:
+        console.print(f"{alias} → v{record['version']}")
+
+
+def _graph_spec(
+    ensemble: str | None,
+    weights: str | None,
+    combine: str | None,
+    sequence: Path | None,
+    switch: Path | None,
+) -> dict[str, Any]:
+    """The graph the options give: exactly one of --ensemble, --sequence, --switch."""
+    given = [o for o, v in (("--ensemble", ensemble), ("--sequence", sequence), ("--switch", switch)) if v]
+    if len(given) != 1:
+        raise fail("give exactly one of --ensemble, --sequence, --switch", USAGE)
+    if (weights or combine) and not ensemble:
+        raise fail("--weights and --combine are an ensemble's", USAGE)
+    if ensemble:
+        graph: dict[str, Any] = {"kind": "ensemble", "members": comma_list(ensemble)}
+        if weights:
+            try:
+                graph["weights"] = [float(w) for w in comma_list(weights) or []]
+            except ValueError:
+                raise fail(f"--weights {weights!r}: numbers, comma-separated", USAGE) from None
+        if combine:
+            graph["combine"] = combine
+        return graph
+    path = sequence or switch
+    assert path is not None
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text())  # YAML reads JSON too
+    except yaml.YAMLError as error:
+        raise fail(f"{path} is neither YAML nor JSON: {error}", USAGE) from None
+    if not isinstance(spec, dict):
+        raise fail(f"{path} holds no mapping (steps: or branches:/default:)", USAGE)
+    kind = "sequence" if sequence else "switch"
+    if spec.setdefault("kind", kind) != kind:
+        raise fail(f"{path} is a {spec['kind']} spec, given as --{kind}", USAGE)
+    return spec

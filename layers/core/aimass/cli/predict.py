@@ -32,6 +32,9 @@ def predict(
     ] = None,
     version: Annotated[int | None, typer.Option()] = None,
     alias: Annotated[str | None, typer.Option()] = None,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="a graph version's answer with each step's (docs/composition.md)")
+    ] = False,
     endpoint: Endpoint = DEFAULT_ENDPOINT,
     api_key: ApiKey = None,
     as_json: AsJson = False,
@@ -45,7 +48,9 @@ def predict(
     if isinstance(body, list):
         body = {"instances": body}
     path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
-    answer = call("POST", endpoint, path + ":predict", api_key, json=body)
+    answer = call(
+        "POST", endpoint, path + ":predict" + ("?detail=steps" if steps else ""), api_key, json=body
+    )
     if as_json:
         return show_json(answer)
     console.print_json(data=answer)

@@ -10,12 +10,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from aimass.contracts.common import utcnow
+from aimass.contracts.graph import Graph
 from aimass.contracts.quality import QualityPolicy
 
 # Where a version runs: `lambda` (ONNX Runtime inside the function), or a SageMaker real-time
-# endpoint, `sagemaker:<endpoint>`, plus `/<target model>` on a multi-model endpoint.
+# endpoint, `sagemaker:<endpoint>`, plus `/<target model>` on a multi-model endpoint, or `graph`: its
+# members, each where it runs (aimass.graph).
 ENDPOINT_NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
-BACKEND_PATTERN = rf"^(lambda|sagemaker:{ENDPOINT_NAME_PATTERN}(/[A-Za-z0-9][A-Za-z0-9._-]{{0,127}})?)$"
+BACKEND_PATTERN = rf"^(lambda|graph|sagemaker:{ENDPOINT_NAME_PATTERN}(/[A-Za-z0-9][A-Za-z0-9._-]{{0,127}})?)$"
 # The alias whose version answers when a version's endpoint is throttled or down (docs/gpu.md).
 FALLBACK_ALIAS = "fallback"
 TensorType = Literal[
@@ -128,12 +130,12 @@ class BaselineRef(BaseModel):
 
 
 class Backend(BaseModel):
-    """A version's backend, read: `lambda`, or a SageMaker endpoint and, on a multi-model
+    """A version's backend, read: `lambda`, `graph`, or a SageMaker endpoint and, on a multi-model
     endpoint, the target model."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["lambda", "sagemaker"]
+    kind: Literal["lambda", "sagemaker", "graph"]
     endpoint: str | None = None
     target_model: str | None = None
 
@@ -141,6 +143,8 @@ class Backend(BaseModel):
     def parse(cls, backend: str) -> Backend:
         if backend == "lambda":
             return cls(kind="lambda")
+        if backend == "graph":
+            return cls(kind="graph")
         endpoint, _, target = backend.removeprefix("sagemaker:").partition("/")
         return cls(kind="sagemaker", endpoint=endpoint, target_model=target or None)
 
@@ -159,8 +163,19 @@ class ModelVersion(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
     baseline: BaselineRef | None = None
+    graph: Graph | None = Field(
+        default=None,
+        description="a graph version's graph (backend `graph`): its spec and each member's resolved "
+        "version; its artifact is the graph as JSON (docs/composition.md)",
+    )
     created_at: str = Field(default_factory=utcnow)
     created_by: str = "anonymous"
+
+    @model_validator(mode="after")
+    def _a_graph_runs_on_graph(self) -> ModelVersion:
+        if (self.backend == "graph") != (self.graph is not None):
+            raise ValueError("a version has a `graph` exactly when its backend is `graph`")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -52,10 +52,24 @@ class PredictResponse(BaseModel):
         "(`model`): its endpoint was throttled or down and the `fallback` alias's version answered, or "
         "its artifact failed its sha256 check and the version that last served the request answered",
     )
+    steps: list[StepDetail] | None = Field(
+        default=None,
+        description="with `?detail=steps`: each step of a graph version, in the graph's order "
+        "(docs/composition.md); empty for a version of one model",
+    )
     variant: Literal["stable", "canary", "pinned"] | None = Field(
         default=None,
         description="why `model` served it: `stable` or `canary` under the model's traffic policy "
         "(GET /v1/models/{name}/traffic) for a request that named no version, `pinned` when it named one",
+    )
+
+
+class StepDetail(BaseModel):
+    step: str = Field(description="the step's name: a sequence step's `name`, else the member `name@version`")
+    model: ModelRef = Field(description="the member version that ran it")
+    predictions: list[Any] = Field(description="its predictions as V1 answers them, one per instance it took")
+    instances: list[int] | None = Field(
+        default=None, description="a switch's branch: the indexes of the request's instances it took"
     )
 
 

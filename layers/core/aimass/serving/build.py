@@ -10,6 +10,7 @@ from typing import Any
 
 from aimass.registry import Registry
 from aimass.serving.backends import BackendKind
+from aimass.serving.backends.graph import GraphBackend
 from aimass.serving.backends.onnx import OnnxBackend
 from aimass.serving.backends.sagemaker import SageMakerBackend
 from aimass.serving.breaker import Breakers
@@ -52,6 +53,8 @@ def request_pipeline(
             sagemaker_runtime, sagemaker_retry_after_s, sagemaker_breakers
         )
     store = ModelStore(registry, backends, registry_ttl_s, clock, registry_max_stale_s, recheck, pii_key)
+    # A graph's members run through the store itself: their sessions and endpoints are the store's.
+    backends["graph"] = GraphBackend(lambda: store)
     return RequestPipeline(
         store,
         max_instances,

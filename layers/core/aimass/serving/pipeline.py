@@ -36,6 +36,7 @@ from aimass.quality.screening import Screening, screen, without_unknown
 from aimass.registry import version_meant
 from aimass.rules import compile_ruleset
 from aimass.serving import codecs, traffic
+from aimass.serving.backends import StepRun, run_with_steps
 from aimass.serving.live import Key, LiveCounts, Outcome
 from aimass.serving.shadow import ShadowCapture, ShadowJob, ShadowResult, Shadows, sampled
 from aimass.serving.store import LoadedModel, ModelStore, VersionRef
@@ -112,6 +113,38 @@ class V1Answer(TypedDict):
     prediction_ids: NotRequired[list[str]]
     fallback: NotRequired[FallbackNote]
     variant: NotRequired[Variant]
+    steps: NotRequired[list[StepDetail]]
+
+
+class StepDetail(TypedDict):
+    """One step of a graph version as the answer shows it with `detail=steps` (docs/composition.md):
+    its name, the member version, its predictions as V1 answers them (one per instance it took), and,
+    for a switch, the indexes of the instances it took."""
+
+    step: str
+    model: VersionRef
+    predictions: list[Any]
+    instances: NotRequired[list[int]]
+
+
+# What `detail` may ask for: each step's outputs (a graph version's; a version of one model has none).
+DETAIL_STEPS = "steps"
+
+
+def step_details(steps: list[StepRun], count: int) -> list[StepDetail]:
+    details = []
+    for run in steps:
+        member = run.member
+        rows = count if run.rows is None else len(run.rows)
+        detail: StepDetail = {
+            "step": run.name,
+            "model": {"name": member.name, "version": member.version, "backend": member.backend},
+            "predictions": codecs.v1_predictions(member.signature, run.outputs, rows),
+        }
+        if run.rows is not None:
+            detail["instances"] = run.rows
+        details.append(detail)
+    return details
 
 
 @dataclass(frozen=True)
@@ -137,6 +170,15 @@ class View(Protocol):
 
     @property
     def protocol(self) -> Literal["v1", "v2"]: ...
+
+    @property
+    def detail(self) -> bool:
+        """Whether the answer shows each step of a graph version (`detail=steps`)."""
+        ...
+
+    def stepped(self, answer: Any, steps: list[StepDetail]) -> Any:
+        """The answer with each step's predictions."""
+        ...
 
     def decode(
         self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy
@@ -189,6 +231,7 @@ class V1:
     instances: list[Any]
     count_loc: str = "instances"
     protocol: Literal["v1", "v2"] = "v1"
+    detail: bool = False
 
     def decode(self, signature: Signature, checks: RequestChecks | None, policy: QualityPolicy) -> Decoded:
         instances, unknown = self.instances, list[tuple[int, str]]()
@@ -239,6 +282,10 @@ class V1:
 
     def fell_back(self, answer: V1Answer, note: FallbackNote) -> V1Answer:
         answer["fallback"] = note
+        return answer
+
+    def stepped(self, answer: V1Answer, steps: list[StepDetail]) -> V1Answer:
+        answer["steps"] = steps
         return answer
 
     def routed(self, answer: V1Answer, variant: Variant) -> V1Answer:
@@ -317,6 +364,14 @@ class V2:
 
     def fell_back(self, answer: v2.Response, note: FallbackNote) -> v2.Response:
         answer["parameters"] = {**answer.get("parameters", {}), "fallback": note}
+        return answer
+
+    @property
+    def detail(self) -> bool:
+        return self.request.parameters.get("detail") == DETAIL_STEPS
+
+    def stepped(self, answer: v2.Response, steps: list[StepDetail]) -> v2.Response:
+        answer["parameters"] = {**answer.get("parameters", {}), "steps": steps}
         return answer
 
     def routed(self, answer: v2.Response, variant: Variant) -> v2.Response:
@@ -411,11 +466,15 @@ class RequestPipeline:
         alias: str | None = None,
         captured: bool = False,
         routing_key: str | None = None,
+        detail: bool = False,
     ) -> V1Answer:
         """V1 predictions; `captured` (online traffic, not batch files) records the request with
-        capture and gives the predictions ids; `routing_key`: the x-aimass-routing-key header."""
+        capture and gives the predictions ids; `routing_key`: the x-aimass-routing-key header;
+        `detail`: a graph version's answer shows each step's predictions."""
         self._check_count(len(instances), "instances")
-        answer: V1Answer = self.serve(V1(instances), name, version, alias, captured, routing_key)
+        answer: V1Answer = self.serve(
+            V1(instances, detail=detail), name, version, alias, captured, routing_key
+        )
         return answer
 
     def infer(
@@ -426,7 +485,14 @@ class RequestPipeline:
         captured: bool = False,
         routing_key: str | None = None,
     ) -> v2.Response:
-        """An Open Inference Protocol V2 response."""
+        """An Open Inference Protocol V2 response; `parameters.detail: "steps"` shows a graph version's
+        steps in the response's parameters."""
+        detail = request.parameters.get("detail")
+        if detail is not None and detail != DETAIL_STEPS:
+            raise ValidationFailed(
+                f"parameters.detail is {detail!r}; the one detail there is is {DETAIL_STEPS!r}",
+                [field_error(["body", "parameters", "detail"], f"only {DETAIL_STEPS!r}", "enum")],
+            )
         answer: v2.Response = self.serve(V2(request, name), name, version, None, captured, routing_key)
         return answer
 
@@ -603,7 +669,7 @@ class RequestPipeline:
         if job.version in self.store.summary(job.name).archived_versions:
             raise Conflict(f"{job.name} v{job.version} is archived: it runs no shadow")
         model = self.store.load(job.name, job.version)
-        _, _, answered = self._stages(job.view, model)
+        _, _, answered, _ = self._stages(job.view, model)
         return replace(answered, variant="shadow")
 
     def _finished(
@@ -637,7 +703,7 @@ class RequestPipeline:
     ) -> Any:
         model = self.store.load(name, version, alias)
         record = model.version
-        answer, findings, answered = self._stages(view, model)
+        answer, findings, answered, steps = self._stages(view, model)
         if self.store.stale(name):
             answered = replace(answered, stale=True)
         if counted is not None and self.live is not None:
@@ -654,6 +720,8 @@ class RequestPipeline:
         if shadow is not None and model.substituted is None:
             self.shadows.submit(ShadowJob(name, shadow[2], shadow, view, answered, ids))
         encoded = view.encode(model, answer, findings, ids)
+        if view.detail:
+            encoded = view.stepped(encoded, step_details(steps, answered.instances))
         if model.substituted is None:
             return encoded
         error = model.substituted["error"]
@@ -664,9 +732,11 @@ class RequestPipeline:
         }
         return view.fell_back(encoded, note)
 
-    def _stages(self, view: View, model: LoadedModel) -> tuple[Any, Screening | None, Answered]:
+    def _stages(
+        self, view: View, model: LoadedModel
+    ) -> tuple[Any, Screening | None, Answered, list[StepRun]]:
         """decode → screen → pre-rules → run → post-rules → annotate: the answer before encoding,
-        the findings, and what observers and capture hear of it."""
+        the findings, what observers and capture hear of it, and (`view.detail`) the steps that ran."""
         record = model.version
         name = record.name
         signature = record.signature
@@ -685,7 +755,11 @@ class RequestPipeline:
             contexts = rules.contexts(instances, model.ref())
             pre = rules.evaluate("pre", contexts)
             reject_if_any(pre)
-        outputs = model.run(decoded.feeds)
+        steps: list[StepRun] = []
+        if view.detail:
+            outputs, steps = run_with_steps(model.run, decoded.feeds)
+        else:
+            outputs = model.run(decoded.feeds)
         answer = view.shape(signature, outputs, decoded.count)
         if rules is not None and instances is not None:
             predictions = view.rule_outputs(signature, answer, decoded.count)
@@ -695,7 +769,7 @@ class RequestPipeline:
             answer = view.annotate(answer, findings)
         answered = view.answered(record, decoded, findings, answer, outputs)
         masker = self.store.masker_for(record)
-        return answer, findings, answered if not masker.active else replace(answered, masker=masker)
+        return answer, findings, answered if not masker.active else replace(answered, masker=masker), steps
 
     def _fallback(
         self, name: str, version: int | None, alias: str | None, error: BackendError, chosen: int | None

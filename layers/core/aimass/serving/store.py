@@ -215,18 +215,34 @@ class ModelStore:
         self._summaries.pop(name, None)
         self._stale_since.pop(name, None)
 
+    def _backend(self, record: ModelVersion) -> BackendKind:
+        backend = self.backends.get(kind_of(record.backend))
+        if backend is None:
+            raise BackendUnavailable(
+                f"{record.name} v{record.version} runs on {record.backend}, which cannot be reached "
+                "from here",
+                headers={"Retry-After": "60"},
+            )
+        return backend
+
+    def run_of(self, record: ModelVersion) -> Runner:
+        """A version's runner through its backend kind, as `load` makes it (a graph's members run so)."""
+        return self._runner(self._backend(record), record)
+
+    def runs_locally(self, name: str, version: int) -> bool:
+        """Whether the version's record is held and its backend needs nothing outside this process now
+        (its artifact not refused). Reads nothing."""
+        record = self._versions.get((name, version))
+        if record is None or record.sha256 in self._refused:
+            return False
+        backend = self.backends.get(kind_of(record.backend))
+        return backend is not None and backend.local(record)
+
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> LoadedModel:
         selector = (name, version, alias)
         record = self.resolve(name, version, alias)
-        kind = kind_of(record.backend)
-        backend = self.backends.get(kind)
-        if backend is None:
-            raise BackendUnavailable(
-                f"{name} v{record.version} runs on {record.backend}, which cannot be reached from here",
-                headers={"Retry-After": "60"},
-            )
         try:
-            run = self._runner(backend, record)
+            run = self.run_of(record)
         except IntegrityError as error:
             previous = self._last_good.get(selector)
             if version is not None or previous is None:
