@@ -1,6 +1,6 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor compression capacity restore] [--quick]`: run the benchmarks, print tables,
-write JSON.
+shadow privacy observers monitor compression capacity restore explain] [--quick]`: run the benchmarks,
+print tables, write JSON.
 
 All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
@@ -21,6 +21,7 @@ from bench import (
     capacity,
     cold_start,
     compression,
+    explain,
     gpu_server,
     guards,
     http_server,
@@ -58,6 +59,7 @@ TITLES = {
     "compression": "16. Compression: int8 and float16 copies of the digits demos vs the originals",
     "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
     "restore": "18. A SnapStart restore: the first request of a fork of an initialised process",
+    "explain": "19. :explain per instance at the default sample count, with the predict floor",
 }
 TABLES = {
     "online": online.tables,
@@ -78,6 +80,7 @@ TABLES = {
     "compression": compression.tables,
     "capacity": capacity.tables,
     "restore": restore.tables,
+    "explain": explain.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression", "capacity"}
@@ -126,6 +129,7 @@ SCALED = {
     "observers": observers.run,
     "compression": compression.run,
     "capacity": capacity.run,
+    "explain": explain.run,
 }
 
 

@@ -127,3 +127,12 @@ def test_the_global_importance_is_the_mean_absolute_shap_of_each_row_explained()
     expected = np.abs(weights * (background[:10] - background.mean(axis=0))).mean(axis=0)
     np.testing.assert_allclose(importance, expected, atol=1e-9)
     assert importance[2] < 1e-12 and importance.argmax() == 0
+
+
+def test_too_few_coalitions_to_fit_still_give_finite_attributions_that_add_up() -> None:
+    # Given 12 features and 2 coalitions (a singular fit), When explained
+    background, instances = RNG.normal(size=(5, 12)), RNG.normal(size=(2, 12))
+    result = kernel_shap(lambda r: np.tanh(r).sum(axis=1), background, instances, samples=2)
+    # Then the pseudo-inverse's least-norm answer is given, and it adds up
+    assert result.samples == 2 and np.isfinite(result.attributions).all()
+    assert np.abs(result.base + result.attributions.sum(axis=1) - result.outputs).max() < TOLERANCE

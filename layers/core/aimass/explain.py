@@ -177,15 +177,22 @@ def _coalition_values(
 def _fit(chosen: Coalitions, values: np.ndarray, base: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """The constrained weighted least squares of every instance and output at once. The last
     feature's attribution is the difference left by the others, so the sum is exact; the design
-    matrix is the same for every instance, so its pseudo-inverse is taken once."""
+    matrix is the same for every instance, so it is solved for once: by the normal equations (an
+    (M - 1)-square system: an SVD of the whole design took 100 times longer on a busy machine), by the
+    pseudo-inverse when the drawn coalitions leave them singular."""
     z = chosen.masks.astype(np.float64)
     last = z[:, -1:]
     design = z[:, :-1] - last
-    root = np.sqrt(chosen.weights)[:, None]
-    solve = np.linalg.pinv(root * design)  # (M - 1) by coalitions
+    weighted = design.T * chosen.weights  # (M - 1) by coalitions
+    gram = weighted @ design
+    if np.linalg.matrix_rank(gram) == len(gram):
+        solve = np.linalg.solve(gram, weighted)
+    else:  # fewer distinct coalitions than features: the least-norm fit
+        root = np.sqrt(chosen.weights)[:, None]
+        solve = np.linalg.pinv(root * design) * root.T
     # y: each coalition's value less the base and less the last feature's share when it is in it
     y = values - base[None, None, :] - last[None, :, :] * delta[:, None, :]
-    rest = np.einsum("mc,ick->imk", solve, root[None] * y)
+    rest = np.einsum("mc,ick->imk", solve, y)
     final = delta - rest.sum(axis=1)
     return np.concatenate([rest, final[:, None, :]], axis=1)
 
