@@ -185,3 +185,24 @@ def test_an_explanation_is_not_captured_where_a_prediction_is(
     assert captured() == 0
     assert "prediction_ids" in client.post(CANCER + ":predict", json={"instances": body["instances"]}).json()
     assert captured() > 0
+
+
+def test_the_global_summary_is_each_features_mean_absolute_shap_over_the_background(
+    client: TestClient,
+) -> None:
+    # Given breast-cancer's champion and its background rows
+    from aimass.serving.explanations import global_importance
+
+    store = wiring.serving().store
+    model = store.load("breast-cancer")
+    background = store.background_for(model.version)
+    assert background is not None
+    # When its global summary is taken over the first 5 background rows
+    summary = global_importance(store, model, samples=64, rows=5)
+    # Then it is, per feature name, the mean |SHAP| that `:explain` gives those rows
+    body = {"instances": background["rows"][:5], "parameters": {"samples": 64}}
+    explained = client.post(CANCER + ":explain", json=body).json()["shap"]
+    names = [f.name for f in model.version.signature.features or []]
+    expected = np.abs([[item["attributions"][n] for n in names] for item in explained]).mean(axis=0)
+    assert list(summary) == names
+    np.testing.assert_allclose(list(summary.values()), expected, rtol=1e-9, atol=1e-12)
