@@ -124,9 +124,9 @@ def kernel_shap(
 ) -> Explanation:
     """The attributions of every instance (rows by features) against the background (rows by
     features), for each of f's outputs. The model is run in chunks of at most `chunk_rows` rows (at
-    least one coalition's background rows), one call per chunk."""
-    background = np.asarray(background, dtype=np.float64)
-    instances = np.asarray(instances, dtype=np.float64)
+    least one coalition's background rows), one call per chunk. The rows are built in the inputs'
+    float type (float32 for a float32 model: no conversion per chunk); the fit is in float64."""
+    background, instances = _floats(background), _floats(instances)
     count, features = instances.shape
     if background.ndim != 2 or background.shape[1] != features or len(background) == 0:
         raise ValueError(f"the background must be a non-empty matrix of {features} features")
@@ -143,6 +143,11 @@ def kernel_shap(
         attributions = _fit(chosen, values, base, delta)
     rows = count * chosen.count * len(background) + count + len(background)
     return Explanation(attributions, base, outputs, chosen.count, chosen.exact, rows)
+
+
+def _floats(matrix: np.ndarray) -> np.ndarray:
+    array = np.asarray(matrix)
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
 def _outputs(f: Model, rows: np.ndarray) -> np.ndarray:
@@ -208,7 +213,7 @@ def global_importance(
     None), each row explained against the whole background, for the output each row gives most
     (a classifier's predicted class; a regressor's one value). One number per feature, in the
     background's column order: the global summary a model card shows."""
-    background = np.asarray(background, dtype=np.float64)
+    background = _floats(background)
     explained = background if rows is None else background[:rows]
     result = kernel_shap(f, background, explained, samples, seed)
     chosen = result.outputs.argmax(axis=1)

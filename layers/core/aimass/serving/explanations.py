@@ -77,6 +77,8 @@ class VersionFunction:
         cells = [d or 0 for d in spec.shape[1:]]
         self.cells = cells if len(cells) > 1 else None
         self.names: list[str] = []
+        # What the rows are built in: the input's own float type, so no chunk is converted
+        self.rows_dtype = self.dtype if np.dtype(self.dtype).kind == "f" else np.dtype(np.float64)
 
     def feeds(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         tensor = rows if self.cells is None else rows.reshape(len(rows), *self.cells)
@@ -199,20 +201,20 @@ def explain_instances(
     feeds = codecs.v1_feeds(signature, instances)
     tensor = feeds[signature.inputs[0].name]
     count = len(tensor)
-    matrix = tensor.reshape(count, -1).astype(np.float64)
     background = background_of(store, record, names)
     rows = background.rows if parameters.background is None else background.rows[: parameters.background]
+    f = VersionFunction(signature, model.run)
+    matrix = tensor.reshape(count, -1).astype(f.rows_dtype)
     samples = explain.default_samples(len(names)) if parameters.samples is None else parameters.samples
     needed = explain.evaluated_rows(count, len(names), samples, len(rows))
     if needed > budget.max_rows:
         drawn = explain.coalitions_count(len(names), samples)
         raise _over_budget(count, drawn, len(rows), needed, budget.max_rows)
-    f = VersionFunction(signature, model.run)
     backend = store.backends.get(kind_of(record.backend))
     local = backend is not None and backend.local(record)
     result = explain.kernel_shap(
         f,
-        rows,
+        rows.astype(f.rows_dtype),
         matrix,
         samples,
         parameters.seed,
@@ -261,5 +263,5 @@ def global_importance(
     names = feature_names(record.signature)
     background = background_of(store, record, names)
     f = VersionFunction(record.signature, model.run)
-    importance = explain.global_importance(f, background.rows, samples, seed, rows)
+    importance = explain.global_importance(f, background.rows.astype(f.rows_dtype), samples, seed, rows)
     return dict(zip(names, importance.tolist(), strict=True))
