@@ -206,3 +206,31 @@ def test_the_global_summary_is_each_features_mean_absolute_shap_over_the_backgro
     expected = np.abs([[item["attributions"][n] for n in names] for item in explained]).mean(axis=0)
     assert list(summary) == names
     np.testing.assert_allclose(list(summary.values()), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_background_rows_missing_a_required_value_are_left_out(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given a version whose reference has 5 rows, 2 of them missing a (not nullable) feature's value
+    from aimass.registration import Reference
+
+    demo = demos["breast-cancer"]
+    header, *lines = demo.reference_csv.decode().splitlines()[:6]
+    lines = [("," + line.split(",", 1)[1]) if i < 2 else line for i, line in enumerate(lines)]
+    reference = Reference("\n".join([header, *lines]).encode(), "ref.csv", "five rows, two incomplete")
+    record = register_version(
+        wiring.registry(),
+        "aimass-test",
+        "breast-cancer",
+        demo.model,
+        "t",
+        demo.enrichment,
+        reference=reference,
+    )
+    # When an instance is explained against it
+    body = {"instances": demo.holdout[:1].tolist()}
+    response = client.post(f"{CANCER}/versions/{record.version}:explain", json=body)
+    # Then only the 3 complete rows are its background, and the attributions add up
+    assert response.status_code == 200, response.text
+    assert response.json()["background"] == {"rows": 3, "source": "reference sample"}
+    assert additive(response.json()["shap"][0]) < explain.TOLERANCE

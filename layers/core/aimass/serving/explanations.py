@@ -136,6 +136,15 @@ def background_of(store: ModelStore, record: ModelVersion, features: Sequence[st
         rows = np.array(
             [[np.nan if v is None else v for v in row] for row in document["rows"]], dtype=np.float64
         )
+        # A row missing a value the model is never given missing (`:predict` refuses it) is left out
+        columns = columns_of(record.signature) or []
+        required = [j for j, column in enumerate(columns) if not column.nullable]
+        rows = rows[~np.isnan(rows[:, required]).any(axis=1)]
+        if len(rows) == 0:
+            raise Conflict(
+                f"{where}'s background rows all miss a value of a feature that is not nullable: register "
+                "a version with a reference dataset of complete rows to explain it"
+            )
         return Background(rows, "reference sample")
     statistics = store.statistics_for(record) or {}
     means = {f["name"]: f.get("numerical_statistics", {}).get("mean") for f in statistics.get("features", [])}
