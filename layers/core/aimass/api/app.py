@@ -28,10 +28,9 @@ def create_app(parts: Iterable[str] = ("online", "registry", "metrics")) -> Fast
         description="Versioned ONNX models behind V1 (:predict) and Open Inference Protocol V2 APIs.",
     )
     if "online" in parts:
-        from aimass.api import explain, feedback, online
+        from aimass.api import feedback, online
 
         app.include_router(online.router)
-        app.include_router(explain.router)
         app.include_router(feedback.router)
     if "registry" in parts:
         from aimass.api import monitoring, pipeline, registry, release, subscriptions
