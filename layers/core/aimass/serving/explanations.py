@@ -267,8 +267,8 @@ def global_importance(
 ) -> dict[str, float]:
     """Mean |SHAP| per feature name over the version's background rows (the first `rows`; all when
     None), each row's predicted class (a regressor's value) explained against the whole background:
-    the global summary of a model card (aimass.explain.global_importance). Its cost is rows x
-    (samples + 2) x background model rows: 6.5 s for breast-cancer's 100 rows at the default samples
+    the global summary of a model card (aimass.explain.global_importance). Its cost is about rows x
+    samples x background model rows: 6.5 s for breast-cancer's 100 rows at the default samples
     on a busy 2-CPU machine, 0.5 s with rows=20 and samples=512; compute it once per version."""
     record = model.version
     names = feature_names(record.signature)
