@@ -1,6 +1,6 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor compression capacity restore graph] [--quick]`: run the benchmarks, print
-tables, write JSON.
+shadow privacy observers monitor compression capacity restore graph explain] [--quick]`: run the benchmarks,
+print tables, write JSON.
 
 All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
 its figures are not for RESULTS.md.
@@ -21,6 +21,7 @@ from bench import (
     capacity,
     cold_start,
     compression,
+    explain,
     gpu_server,
     graph,
     guards,
@@ -60,6 +61,7 @@ TITLES = {
     "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
     "restore": "18. A SnapStart restore: the first request of a fork of an initialised process",
     "graph": "19. A graph version: a 2-member ensemble vs its members' own predicts and floors",
+    "explain": "20. :explain per instance at the default sample count, with the predict floor",
 }
 TABLES = {
     "online": online.tables,
@@ -81,6 +83,7 @@ TABLES = {
     "capacity": capacity.tables,
     "restore": restore.tables,
     "graph": graph.tables,
+    "explain": explain.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression", "capacity"}
@@ -130,6 +133,7 @@ SCALED = {
     "compression": compression.run,
     "capacity": capacity.run,
     "graph": graph.run,
+    "explain": explain.run,
 }
 
 

@@ -580,3 +580,35 @@ def test_labels_sent_for_predictions_become_training_rows_and_live_accuracy(stac
     assert live["versions"] == [
         {"version": 1, "task": "classification", "labelled": 2, "correct": 1, "accuracy": 0.5, "mae": None}
     ]
+
+
+def test_explain_over_http_adds_up_to_each_predicted_probability_on_any_backend(stack: Stack) -> None:
+    # Given breast-cancer's demo version (ONNX in process) and digits-cnn's v2 (a SageMaker endpoint),
+    # by number: other tests of this module push versions and move aliases
+    rows = holdout(stack, "breast-cancer").holdout[:3].tolist()
+    images = holdout(stack, "digits").holdout[:1].tolist()
+    # When they are explained over HTTP, breast-cancer at the default sample count
+    tabular = httpx.post(
+        f"{stack.url}/v1/models/breast-cancer/versions/1:explain", json={"instances": rows}, timeout=60
+    )
+    imaged = httpx.post(
+        f"{stack.url}/v1/models/{demo.GPU_DEMO}/versions/2:explain",
+        json={"instances": images, "parameters": {"samples": 128, "background": 8}},
+        timeout=60,
+    )
+    # Then base value + attributions == the predicted class's probability, to 1e-6, for each instance
+    for response in (tabular, imaged):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        for prediction, item in zip(body["predictions"], body["shap"], strict=True):
+            assert item["class"] == prediction["label"]
+            probability = prediction["probabilities"][item["class"]]
+            assert abs(item["base_value"] + sum(item["attributions"].values()) - probability) < 1e-6
+    assert tabular.json()["samples"] == 2 * 30 + 2048
+    assert imaged.json()["model"]["backend"] == "sagemaker:aimass-local-gpu"
+    # And the CLI prints the same explanation's largest attributions
+    body = stack.state_dir / "explain.json"
+    body.write_text(json.dumps({"instances": rows[:1]}))
+    printed = stack.cli("explain", "breast-cancer", "--version", "1", "--file", str(body), "--json")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["shap"][0] == tabular.json()["shap"][0]

@@ -41,6 +41,13 @@ def test_a_version_registered_with_reference_data_has_a_model_monitor_baseline(c
         "statistics.json",
         "constraints.json",
         "anomaly.json",
+        "background.json",
+    }
+    assert set(baseline["sha256"]) == {
+        "statistics.json",
+        "constraints.json",
+        "anomaly.json",
+        "background.json",
     }
     constraints = json.loads(
         aws.client("s3")

@@ -11,7 +11,7 @@ import pytest
 
 from aimass.contracts.registry import Feature, Signature, TensorSpec
 from aimass.errors import ValidationFailed
-from aimass.quality.baseline import SKETCH_SIZE, compute, read_reference
+from aimass.quality.baseline import BACKGROUND_ROWS, SKETCH_SIZE, compute, read_reference
 from aimass.quality.columns import Column, columns_of
 
 OUTPUTS = [TensorSpec(name="variable", dtype="float32", shape=[None, 1])]
@@ -323,3 +323,28 @@ def test_a_file_that_is_not_what_its_name_says_is_a_422_naming_it_and_why(
         read_reference(data, name, COLUMNS)
     assert name in error.value.message and why in error.value.message
     assert error.value.details[0]["loc"] == ["reference"] and error.value.details[0]["type"] == "unreadable"
+
+
+def test_the_background_is_a_seeded_sample_of_at_most_100_reference_rows_missing_as_null() -> None:
+    # Given 250 numeric reference rows, one with a missing value
+    columns = [Column("a", "numeric"), Column("b", "numeric")]
+    matrix = np.column_stack([np.arange(250.0), np.arange(250.0) * 2])
+    matrix[7, 1] = np.nan
+    # When the baseline is computed
+    kept = compute(columns, matrix).background
+    # Then 100 distinct reference rows are kept, in a random order, the same each time
+    assert kept is not None and kept["features"] == ["a", "b"] and kept["item_count"] == 250
+    rows = kept["rows"]
+    assert len(rows) == BACKGROUND_ROWS == 100 and len({r[0] for r in rows}) == 100
+    assert all(r[1] is None if r[0] == 7 else r[1] == 2 * r[0] for r in rows)
+    assert [r[0] for r in rows] != sorted(r[0] for r in rows)
+    assert compute(columns, matrix).background == kept
+    # And a reference of fewer rows is kept whole
+    small = compute(columns, matrix[:30]).background
+    assert small is not None and sorted(r[0] for r in small["rows"]) == list(range(30))
+
+
+def test_a_reference_with_a_string_column_keeps_no_background() -> None:
+    columns = [Column("a", "numeric"), Column("colour", "string")]
+    matrix = np.array([[1.0, "red"], [2.0, "blue"]], dtype=object)
+    assert compute(columns, matrix).background is None

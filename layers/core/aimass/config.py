@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     monitor_window_hours: float = Field(default=24.0, gt=0, le=744)
     monitor_models: str = ""
 
+    # `:explain` (docs/explain.md): the most model rows one request may run (instances x coalitions x
+    # background rows); the default fits API Gateway's 30 s with room (bench/RESULTS.md, explain).
+    explain_max_rows: int = Field(default=2_000_000, ge=1)
+
     # Registry events (docs/events.md): the EventBridge bus they are published on (the template's
     # AimassEventBus, set on the publisher function; the local stack's aimass-local-events; unset:
     # not published), and whether a webhook may be http:// (or https://) to this machine's loopback,

@@ -144,6 +144,8 @@ def _store_baseline(bucket: str, prefix: str, computed: baseline.Baseline, sourc
     documents = {"statistics.json": computed.statistics, "constraints.json": computed.constraints}
     if computed.anomaly is not None:
         documents["anomaly.json"] = computed.anomaly
+    if computed.background is not None:
+        documents["background.json"] = computed.background
     uris: dict[str, str] = {}
     hashes: dict[str, str] = {}
     for filename, document in documents.items():
@@ -154,6 +156,7 @@ def _store_baseline(bucket: str, prefix: str, computed: baseline.Baseline, sourc
         statistics_uri=uris["statistics.json"],
         constraints_uri=uris["constraints.json"],
         anomaly_uri=uris.get("anomaly.json"),
+        background_uri=uris.get("background.json"),
         sha256=hashes,
         item_count=computed.statistics["dataset"]["item_count"],
         source=source,

@@ -1,4 +1,4 @@
-"""Online predictions: V1 (`:predict`) and the Open Inference Protocol V2, plus health."""
+"""Online predictions: V1 (`:predict`, `:explain`) and the Open Inference Protocol V2, plus health."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from aimass import __version__, aws
 from aimass.api.blocking import blocking, serving_work
 from aimass.api.bodies import openapi_body, parse, payload
 from aimass.api.responses import JSON, json_bytes
+from aimass.config import settings
 from aimass.contracts.api import Alive, ErrorResponse, Health
+from aimass.contracts.explain import ExplainRequest, ExplainResponse
 from aimass.contracts.quality import QualityCheckRequest, QualityReport
 from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
 from aimass.contracts.v1 import PredictRequest, PredictResponse
@@ -23,6 +25,7 @@ from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
 from aimass.registration import serves
 from aimass.serving import traffic
+from aimass.serving.explanations import Budget, explain_instances
 from aimass.serving.pipeline import DETAIL_STEPS
 from aimass.wiring import breakers, registry, serving
 
@@ -180,6 +183,53 @@ async def evaluate_rules(name: str, request: Request) -> Response:
 async def check_quality(name: str, request: Request) -> Response:
     body = await parse(request, QualityCheckRequest)
     return JSON(await blocking(request, serving().check_quality, name, body.instances))
+
+
+EXPLAIN_ROUTE: dict[str, Any] = {**_route(ExplainRequest, ExplainResponse, NAME), "tags": ["v1"]}
+EXPLAIN_VERSION_ROUTE: dict[str, Any] = {
+    **_route(ExplainRequest, ExplainResponse, NAME, VERSION),
+    "tags": ["v1"],
+}
+EXPLAIN_ALIAS_ROUTE: dict[str, Any] = {**_route(ExplainRequest, ExplainResponse, NAME, ALIAS), "tags": ["v1"]}
+
+
+def _explanation(body: ExplainRequest, name: str, version: int | None, alias: str | None) -> dict[str, Any]:
+    model = serving().store.load(name, version, alias)
+    budget = Budget(settings().explain_max_rows, serving().max_instances)
+    return explain_instances(serving().store, model, body.instances, body.parameters, budget)
+
+
+async def _explain(request: Request, version: int | None = None, alias: str | None = None) -> Response:
+    body = await parse(request, ExplainRequest)
+    # Thousands of model rows: off the event loop, whatever runs the version (docs/explain.md).
+    return JSON(await blocking(request, _explanation, body, request.path_params["name"], version, alias))
+
+
+@router.post(
+    "/v1/models/{name}:explain",
+    summary="Kernel SHAP attributions of the champion (else the latest) version's predictions",
+    **EXPLAIN_ROUTE,
+)
+async def explain(request: Request) -> Response:
+    return await _explain(request)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}:explain",
+    summary="Kernel SHAP attributions of one version's predictions",
+    **EXPLAIN_VERSION_ROUTE,
+)
+async def explain_version(request: Request) -> Response:
+    return await _explain(request, version=_path_version(request))
+
+
+@router.post(
+    "/v1/models/{name}/labels/{alias}:explain",
+    summary="Kernel SHAP attributions of the predictions of the version an alias points at",
+    **EXPLAIN_ALIAS_ROUTE,
+)
+async def explain_alias(request: Request) -> Response:
+    return await _explain(request, alias=request.path_params["alias"])
 
 
 # --- Open Inference Protocol V2 --------------------------------------------------------------------

@@ -12,6 +12,7 @@ import typer
 
 from aimass.cli import (
     batch,
+    explain,
     gpu,
     models,
     monitor,
@@ -55,6 +56,7 @@ def _root(
 
 app.command()(serve.serve)
 app.command()(predict.predict)
+app.command()(explain.explain)
 app.command()(batch.batch)
 app.command()(plan.plan)
 app.add_typer(models.app, name="models")

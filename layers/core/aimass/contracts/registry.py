@@ -119,11 +119,14 @@ class SignatureEnrichment(BaseModel):
 
 class BaselineRef(BaseModel):
     """A version's baseline (`models/<name>/<version>/baseline/`), computed from a reference dataset:
-    statistics.json and constraints.json in the SageMaker Model Monitor formats, anomaly.json."""
+    statistics.json and constraints.json in the SageMaker Model Monitor formats, anomaly.json, and
+    background.json: a seeded sample of the reference's rows that `:explain` explains against (none
+    for a version registered before it, or with a non-numeric feature)."""
 
     statistics_uri: str
     constraints_uri: str
     anomaly_uri: str | None = None
+    background_uri: str | None = None
     sha256: dict[str, str] = Field(description="file name → sha256, checked before use")
     item_count: int
     source: str = Field(description="where the reference dataset came from")

@@ -30,11 +30,34 @@ HISTOGRAM_BUCKETS = 10
 MAX_DOMAIN = 1000
 
 
+# The most reference rows kept as the background `:explain` runs against (docs/explain.md).
+BACKGROUND_ROWS = 100
+
+
 @dataclass(frozen=True)
 class Baseline:
     statistics: dict[str, Any]
     constraints: dict[str, Any]
     anomaly: dict[str, Any] | None
+    background: dict[str, Any] | None = None
+
+
+def background(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> dict[str, Any] | None:
+    """background.json: up to BACKGROUND_ROWS rows of the reference, drawn with `seed` in a random
+    order (so the first k of them are a sample too), over the model's columns; a missing value is
+    null. Real rows rather than a k-means summary: every value is one the model was given (integral
+    and one-hot features stay whole), and no clustering runs at registration. None when a column is
+    not numeric (Kernel SHAP here mixes numeric rows only)."""
+    if any(column.kind != "numeric" for column in columns) or len(matrix) == 0:
+        return None
+    chosen = np.random.default_rng(seed).permutation(len(matrix))[:BACKGROUND_ROWS]
+    rows = matrix[chosen].astype(np.float64)
+    return {
+        "features": [column.name for column in columns],
+        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
+        "seed": seed,
+        "item_count": len(matrix),
+    }
 
 
 def read_reference(data: bytes, filename: str, columns: list[Column]) -> np.ndarray:
@@ -202,6 +225,7 @@ def compute(columns: list[Column], matrix: np.ndarray, seed: int = 0) -> Baselin
             },
         },
         anomaly=anomaly.fit(matrix[:, numeric].astype(np.float64), [columns[j].name for j in numeric], seed),
+        background=background(columns, matrix, seed),
     )
 
 

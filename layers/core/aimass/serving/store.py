@@ -129,7 +129,8 @@ class ModelStore:
         self._versions: dict[tuple[str, int], ModelVersion] = {}
         self._rulesets: dict[tuple[str, int, int], CompiledRuleset | None] = {}
         self._checks: dict[tuple[str, int], RequestChecks | None] = {}
-        # A version's baseline files (statistics.json, constraints.json, anomaly.json) by URI.
+        # A version's baseline files (statistics.json, constraints.json, anomaly.json, background.json)
+        # by URI.
         self._baseline_files: dict[str, dict[str, Any]] = {}
         self._last_good: dict[Selector, LoadedModel] = {}
         # Artifacts refused for their sha256, by that sha256.
@@ -365,6 +366,11 @@ class ModelStore:
 
     def statistics_for(self, record: ModelVersion) -> dict[str, Any] | None:
         return self._baseline_file(record, record.baseline.statistics_uri if record.baseline else None)
+
+    def background_for(self, record: ModelVersion) -> dict[str, Any] | None:
+        """The version's background.json (quality.baseline.background), checked against its sha256;
+        None when its baseline has none."""
+        return self._baseline_file(record, record.baseline.background_uri if record.baseline else None)
 
     def checks_for(self, record: ModelVersion) -> RequestChecks | None:
         """The version's request-time checks: its signature's constraints, and its baseline's."""
