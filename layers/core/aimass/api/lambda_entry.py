@@ -15,15 +15,16 @@ from aimass import wiring
 from aimass.api.access import Access
 from aimass.api.direct import DirectPath
 from aimass.config import settings
-from aimass.feedback import Recorded
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
 from aimass.tracing import function_tracer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a request needs them (feedback, the app), not in init
     from fastapi import FastAPI
     from mangum import Mangum
+
+    from aimass.feedback import Recorded
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
