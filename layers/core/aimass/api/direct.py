@@ -98,9 +98,11 @@ def call_of(event: dict[str, Any]) -> Call | None:
     if not isinstance(path, str):
         return None
     route = _route(path)
+    if route is None:
+        return None
     headers = _headers(event)
-    body = _body(event)
-    if route is None or headers is None or body is None:
+    body = None if headers is None else _body(event)
+    if headers is None or body is None:
         return None
     kind, params = route
     return Call(kind, path, params, headers, body)
