@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aimass.api.access import ADMIN_CALLER, API_CALLER, CHALLENGE, OPEN_PATHS, Access
+from aimass.api.access import CHALLENGE, Access
+from aimass.api.answers import is_v2
 from aimass.api.deps import LOCAL_CALLER
-from aimass.api.responses import error_response, is_v2
-
-__all__ = ["ADMIN_CALLER", "API_CALLER", "OPEN_PATHS", "RequestGuard"]
+from aimass.api.responses import error_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,8 +15,6 @@ from starlette.types import Scope
 from aimass.api.answers import error_body, is_v2, json_bytes, sdk_error, unexpected
 from aimass.errors import MAX_DETAILS, AimassError
 
-__all__ = ["JSON", "answer_unexpected", "error_response", "install_error_handlers", "is_v2", "json_bytes"]
-
 
 class JSON(Response):
     """Compact JSON; a model's NaN or infinity becomes null rather than invalid JSON."""
