@@ -85,6 +85,7 @@ print("@PHASE_MARK@ first-request", file=sys.stderr)
 before, gc_before, cpu_before = time.perf_counter(), gc_seconds[0], time.process_time()
 response = module.handler(event, Context())
 answered, gc_answered, cpu_answered = time.perf_counter(), gc_seconds[0], time.process_time()
+frameworks = sorted({m.split(".")[0] for m in sys.modules} & {"fastapi", "starlette", "mangum"})
 module.handler(event, Context())
 second = time.perf_counter()
 with open(result_file, "w") as file:
@@ -99,6 +100,7 @@ with open(result_file, "w") as file:
         "in_child_gc_ms": (gc_at_import + gc_answered - gc_before) * 1e3,
         "in_child_cpu_ms": (cpu_imported - cpu_started + cpu_answered - cpu_before) * 1e3,
         "second_request_ms": (second - answered) * 1e3,
+        "frameworks_by_first_request": frameworks,
     }, file)
 """.replace("@PHASE_MARK@", PHASE_MARK)
 )
@@ -390,6 +392,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
     detail.add("  of which making the boto3 clients", ms(handler["first_request_clients_ms"]))
     detail.add("  of which garbage collection pauses", ms(handler["first_request_gc_ms"]))
     detail.add("second request, for comparison", ms(handler["second_request_ms"]))
+    frameworks = result["runs"]["handler"][0].get("frameworks_by_first_request", [])
+    detail.add("web frameworks imported by then (not timed)", ", ".join(frameworks) or "none")
     batch = result["median"]["batch"]
     batch_table = Table(
         f"Cold start of the batch function, fresh process: medians of {result['repeats']} runs (ms)",

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from aimass.capture import CaptureWriter
 from aimass.config import settings
-from aimass.feedback import Recorded
 from aimass.registry import Registry
 from aimass.serving.breaker import Breakers
 from aimass.serving.build import request_pipeline
@@ -24,8 +23,9 @@ from aimass.serving.pipeline import Answered, RequestPipeline, Served
 from aimass.serving.shadow import ShadowResult
 from aimass.serving.store import Recheck
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # aimass.feedback: imported by the first feedback request, not by a prediction's init
     from aimass.batch.drop import BatchSettings
+    from aimass.feedback import Recorded
     from aimass.monitoring.actions import MetricsSink, MonitorActions
     from aimass.monitoring.runs import MonitorSettings
     from aimass.pipeline.triggers import DriftRetraining

@@ -2,15 +2,15 @@
 
 FastAPI's own body handling runs `json.loads` and then validates the Python objects: several times
 slower for rows of floats (bench/RESULTS.md). Routes that parse here declare their body for the
-OpenAPI document with `openapi_body`.
+OpenAPI document with `openapi_body`. No web framework is imported here: the online function's direct
+path (aimass.api.direct) reads its prediction bodies with the same functions as the app's routes.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic_core
-from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from aimass import protocol
@@ -20,12 +20,18 @@ Model = TypeVar("Model", bound=BaseModel)
 FORM = "application/x-www-form-urlencoded"
 _DOCUMENTED: list[type[BaseModel]] = []
 
+if TYPE_CHECKING:
+    from fastapi import Request
+
 
 def _labelled_json(request: Request) -> bool:
-    """True: the body is labelled JSON, or not labelled. False: labelled form-urlencoded, which is what
-    plain `curl -d` sends; such a body is read as JSON when it parses, as TF-Serving and KServe do.
-    Any other content type is refused (415)."""
-    content_type = request.headers.get("content-type", "")
+    return labelled_json(request.headers.get("content-type", ""))
+
+
+def labelled_json(content_type: str) -> bool:
+    """From the request's content type (empty: none). True: the body is labelled JSON, or not labelled.
+    False: labelled form-urlencoded, which is what plain `curl -d` sends; such a body is read as JSON
+    when it parses, as TF-Serving and KServe do. Any other content type is refused (415)."""
     if not content_type or "json" in content_type:
         return True
     if content_type.partition(";")[0].strip().lower() == FORM:
@@ -45,9 +51,14 @@ def _form_not_json(reason: str) -> UnsupportedMediaType:
 async def payload(request: Request) -> Any:
     """A prediction body as parsed JSON, for the protocol codecs (aimass.protocol) to read. Parsed by
     pydantic's JSON parser: 2.7x faster than the standard library's on 100 rows of 30 floats."""
-    labelled_json = _labelled_json(request)
+    labelled = _labelled_json(request)
+    return decoded(await request.body(), labelled)
+
+
+def decoded(body: bytes, labelled_json: bool) -> Any:
+    """`payload`'s parsing, once the content type is checked (labelled_json) and the body read."""
     try:
-        return protocol.loads(await request.body(), pydantic_core.from_json)
+        return protocol.loads(body, pydantic_core.from_json)
     except BadJson as error:
         if labelled_json:
             raise

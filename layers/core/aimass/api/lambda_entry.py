@@ -1,24 +1,30 @@
-"""The Lambda side of an app: Mangum in front, Powertools logging, metrics and tracing around it."""
+"""The Lambda side of an app: Mangum in front, Powertools logging, metrics and tracing around it; for the
+online function, its prediction routes answered without Mangum and FastAPI (aimass.api.direct)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mangum import Mangum
 
 from aimass import wiring
-from aimass.api.app import build_routes, create_app, route_once
-from aimass.api.blocking import serve_one_at_a_time
-from aimass.feedback import Recorded
+from aimass.api.access import Access
+from aimass.api.direct import DirectPath
+from aimass.config import settings
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
 from aimass.tracing import function_tracer
+
+if TYPE_CHECKING:  # imported when a request needs them (feedback, the app), not in init
+    from fastapi import FastAPI
+    from mangum import Mangum
+
+    from aimass.feedback import Recorded
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -94,18 +100,8 @@ def count_feedback(recorded: Recorded) -> None:
         metrics.add_metric(name="FeedbackAbsoluteError", unit=MetricUnit.NoUnit, value=recorded.abs_error)
 
 
-def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
-    """A handler for one of the apps; built once per container, at import time of the function.
-    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming with a GET /health."""
-    parts = list(parts)
-    app = create_app(parts)
-    serve_one_at_a_time(app)  # an invocation is one request: its blocking work needs no thread
-    build_routes(app)  # in init (and so in a SnapStart snapshot), not in the first request
-    if snapstart:
-        from aimass.api import snapstart as hooks
-
-        hooks.register(partial(route_once, app, "/health"))
-    asgi = Mangum(app, lifespan="off")
+def add_observers(parts: list[str]) -> None:
+    """The function's metrics, as observers of the request pipeline (once per process)."""
     if "online" in parts and count_predictions not in wiring.prediction_observers:
         wiring.prediction_observers.append(count_predictions)
     if "online" in parts and count_outcome not in wiring.request_observers:
@@ -120,6 +116,46 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
         if emf.emit not in wiring.monitor_metrics:
             wiring.monitor_metrics.append(emf.emit)
 
+
+def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
+    """A handler for one of the apps; built once per container, at import time of the function.
+    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming with a GET /health.
+
+    With the `online` part, the prediction routes are answered by aimass.api.direct and the FastAPI app
+    is built at the first request they do not take (or before a SnapStart snapshot); otherwise it is
+    built here, in init."""
+    parts = list(parts)
+    s = settings()
+    direct = DirectPath(Access.of(s.max_payload_bytes, s.api_key, s.admin_key)) if "online" in parts else None
+
+    @cache
+    def app() -> tuple[FastAPI, Mangum]:
+        # Imported here: FastAPI, starlette, Mangum and the API's contracts were about 0.3 s of the online
+        # function's cold start (bench/RESULTS.md, issue 19), and its predictions do not use them.
+        from mangum import Mangum
+
+        from aimass.api.app import build_routes, create_app
+        from aimass.api.blocking import serve_one_at_a_time
+
+        built = create_app(parts)
+        serve_one_at_a_time(built)  # an invocation is one request: its blocking work needs no thread
+        build_routes(built)  # when it is built (in init, or in a SnapStart snapshot), not in a request
+        return built, Mangum(built, lifespan="off")
+
+    def prime() -> None:
+        """The app built, and its HTTP path run once (GET /health)."""
+        from aimass.api.app import route_once
+
+        route_once(app()[0], "/health")
+
+    if snapstart:
+        from aimass.api import snapstart as hooks
+
+        hooks.register(prime)
+    if direct is None:
+        app()
+    add_observers(parts)
+
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
@@ -128,7 +164,11 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
         # set it: that evaluates a JMESPath expression per invocation (~20 µs), this is a lookup.
         logger.set_correlation_id(event.get("requestContext", {}).get("requestId"))
         try:
-            return dict(asgi(event, context))  # type: ignore[arg-type]  # both name the same Lambda context
+            answered = None if direct is None else direct.answer(event)
+            if answered is not None:
+                return answered
+            # Mangum and Powertools each declare a LambdaContext type; the runtime's object is both.
+            return dict(app()[1](event, context))  # type: ignore[arg-type]
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydantic_core
 from fastapi import APIRouter, Request, Response
-from pydantic import TypeAdapter, ValidationError
 
 from aimass import __version__, aws
+from aimass.api import predictions
 from aimass.api.blocking import blocking, serving_work
 from aimass.api.bodies import openapi_body, parse, payload
-from aimass.api.responses import JSON, json_bytes
+from aimass.api.predictions import detail_of, path_version
+from aimass.api.responses import JSON
 from aimass.config import settings
 from aimass.contracts.api import Alive, ErrorResponse, Health
 from aimass.contracts.explain import ExplainRequest, ExplainResponse
@@ -19,7 +19,6 @@ from aimass.contracts.quality import QualityCheckRequest, QualityReport
 from aimass.contracts.rules import RulesEvaluationRequest, RulesEvaluationResponse
 from aimass.contracts.v1 import PredictRequest, PredictResponse
 from aimass.contracts.v2 import InferRequest, InferResponse, V2ModelMetadata, V2Ready, V2ServerReady
-from aimass.errors import ValidationFailed, field_error
 from aimass.gateways.transient import RETRY_AFTER_S
 from aimass.protocol import binary, v1, v2
 from aimass.protocol.tensors import V2_DATATYPES
@@ -68,19 +67,10 @@ DETAIL = {
     "description": "`steps`: a graph version's answer shows each step's predictions under `steps` "
     "(docs/composition.md)",
 }
-_VERSION_NUMBER = TypeAdapter(int)
 
 
 def _path_version(request: Request) -> int:
-    """The {version} path parameter as FastAPI reads it (pydantic's lax int), its 422 included."""
-    try:
-        return _VERSION_NUMBER.validate_python(request.path_params["version"])
-    except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        raise ValidationFailed(
-            "the request does not match the schema",
-            [field_error(["path", "version"], first["msg"], first["type"])],
-        ) from None
+    return path_version(request.path_params["version"])
 
 
 def _route(model: type[Any], response: type[Any], *parameters: dict[str, Any]) -> dict[str, Any]:
@@ -103,16 +93,7 @@ V1_ALIAS_ROUTE: dict[str, Any] = {
 
 
 def _detail(request: Request) -> bool:
-    """Whether `?detail=steps` asks for a graph version's steps; any other detail is a 422."""
-    detail = request.query_params.get("detail")
-    if detail is None:
-        return False
-    if detail != DETAIL_STEPS:
-        raise ValidationFailed(
-            f"detail is {detail!r}; the one detail there is is {DETAIL_STEPS!r}",
-            [field_error(["query", "detail"], f"only {DETAIL_STEPS!r}", "enum")],
-        )
-    return True
+    return detail_of(request.query_params.get("detail"))
 
 
 async def _predict(
@@ -121,17 +102,9 @@ async def _predict(
     detail = _detail(request)
     instances = v1.instances_of(await payload(request))
     local = serving().store.local(name, version, alias)
+    routing_key = request.headers.get(traffic.HEADER)
     answer = await serving_work(
-        request,
-        local,
-        serving().predict,
-        name,
-        instances,
-        version=version,
-        alias=alias,
-        captured=True,
-        routing_key=request.headers.get(traffic.HEADER),
-        detail=detail,
+        request, local, predictions.predict, name, instances, version, alias, routing_key, detail
     )
     return JSON(answer)
 
@@ -326,23 +299,15 @@ async def _infer(request: Request, name: str, version: int | None = None) -> Res
     if length is None:
         body = v2.parse(await payload(request))
     else:  # the binary tensor data extension: a JSON header, then raw tensor data
-        body = binary.decode(await request.body(), length, pydantic_core.from_json)
+        body = predictions.binary_request(await request.body(), length)
     local = serving().store.local(name, version)
-    answer = await serving_work(
-        request,
-        local,
-        serving().infer,
-        name,
-        body,
-        version=version,
-        captured=True,
-        routing_key=request.headers.get(traffic.HEADER),
-    )
-    wanted = binary.wanted(body)
-    if not wanted:
+    routing_key = request.headers.get(traffic.HEADER)
+    answer = await serving_work(request, local, predictions.infer, name, body, version, routing_key)
+    encoded = predictions.binary_answer(answer, body)
+    if encoded is None:
         return JSON(answer)
-    content, size = binary.encode(answer, wanted, json_bytes)
-    return Response(content, media_type=binary.OCTET, headers={binary.HEADER: str(size)})
+    content, headers = encoded
+    return Response(content, media_type=binary.OCTET, headers=headers)
 
 
 @router.post("/v2/models/{name}/infer", **V2_INFER_ROUTE)

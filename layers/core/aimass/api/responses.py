@@ -1,23 +1,19 @@
-"""JSON responses and errors in the one shape the API promises: {"error": {code, message, details}};
-on the V2 routes (/v2...), the Open Inference Protocol's own `{"error": "<message>"}`, the details
-folded into the message (its clients read `error` as a string)."""
+"""JSON responses and errors as starlette responses, for the FastAPI app: the shapes and the error
+each exception is answered with are aimass.api.answers', which the online function's direct path
+(aimass.api.direct) sends without a framework."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
+from aimass.api.answers import error_body, is_v2, json_bytes, sdk_error, unexpected
 from aimass.errors import MAX_DETAILS, AimassError
-from aimass.protocol import v2
-
-log = logging.getLogger(__name__)
 
 
 class JSON(Response):
@@ -29,17 +25,6 @@ class JSON(Response):
         return json_bytes(content)
 
 
-def json_bytes(content: Any) -> bytes:
-    """Compact UTF-8 JSON, NaN and infinity as null: pydantic's serializer (Rust), 4x faster than the
-    standard library's on a one-instance answer and 3.6x on 100 (bench/RESULTS.md, issue 19)."""
-    return pydantic_core.to_json(content, inf_nan_mode="null")
-
-
-def is_v2(path: str) -> bool:
-    """A route of the Open Inference Protocol, whose errors are in its own shape."""
-    return path == "/v2" or path.startswith("/v2/")
-
-
 def error_response(
     status: int,
     code: str,
@@ -48,12 +33,7 @@ def error_response(
     headers: dict[str, str] | None = None,
     v2_route: bool = False,
 ) -> JSON:
-    body: dict[str, Any] = (
-        v2.error_body(message, details)
-        if v2_route
-        else {"error": {"code": code, "message": message, "details": details or []}}
-    )
-    return JSON(body, status_code=status, headers=headers)
+    return JSON(error_body(code, message, details, v2_route), status_code=status, headers=headers)
 
 
 def _aimass_error(request: Request, error: Exception) -> Response:
@@ -92,25 +72,11 @@ def _http_error(request: Request, error: Exception) -> Response:
 
 
 def _unexpected(request: Request, error: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(
-        500,
-        "internal_error",
-        "an internal error occurred; it has been logged",
-        v2_route=is_v2(request.url.path),
-    )
+    return _aimass_error(request, unexpected(error, request.method, request.url.path))
 
 
 def _aws_error(request: Request, error: Exception) -> Response:
-    """An SDK error no domain code turned into one of the API's: 503 when AWS cannot be used now
-    (aimass.gateways.transient), else an internal error."""
-    from aimass.gateways.transient import unavailable
-
-    down = unavailable(error)
-    if down is None:
-        return _unexpected(request, error)
-    log.warning("%s %s: %s", request.method, request.url.path, error)
-    return _aimass_error(request, down)
+    return _aimass_error(request, sdk_error(error, request.method, request.url.path))
 
 
 def answer_unexpected(scope: Scope, error: Exception) -> Response:
