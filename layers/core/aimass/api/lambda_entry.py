@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -12,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from aimass import wiring
-from aimass.api.app import build_routes, create_app, route_once
+from aimass.api.app import build_routes, create_app
 from aimass.api.blocking import serve_one_at_a_time
 from aimass.feedback import Recorded
 from aimass.logs import function_logger
@@ -96,16 +95,16 @@ def count_feedback(recorded: Recorded) -> None:
 
 def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function.
-    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming with a GET /health."""
+    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming through Mangum's path."""
     parts = list(parts)
     app = create_app(parts)
     serve_one_at_a_time(app)  # an invocation is one request: its blocking work needs no thread
     build_routes(app)  # in init (and so in a SnapStart snapshot), not in the first request
+    asgi = Mangum(app, lifespan="off")
     if snapstart:
         from aimass.api import snapstart as hooks
 
-        hooks.register(partial(route_once, app, "/health"))
-    asgi = Mangum(app, lifespan="off")
+        hooks.register(asgi)
     if "online" in parts and count_predictions not in wiring.prediction_observers:
         wiring.prediction_observers.append(count_predictions)
     if "online" in parts and count_outcome not in wiring.request_observers:
