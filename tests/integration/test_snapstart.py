@@ -160,6 +160,23 @@ def test_the_priming_requests_are_answered_and_leave_no_capture_metric_live_coun
         wiring.request_observers.remove(heard.append)
 
 
+def test_a_model_served_by_an_endpoint_is_not_primed(registered: Any, demos: dict[str, Any]) -> None:
+    from aimass.registration import register_version, set_alias
+
+    # Given digits' champion on a SageMaker endpoint: a priming request would be real traffic there
+    demo = demos["digits"]
+    remote = register_version(
+        wiring.registry(), "aimass-test", "digits", demo.model, "t", demo.enrichment, backend="sagemaker:gone"
+    )
+    set_alias(wiring.registry(), "digits", "champion", remote.version, "t")
+    load_handler("online")
+    snapstart.run_before_snapshot()
+
+    statuses = snapstart.prime(["breast-cancer", "digits"])
+
+    assert statuses == {"/health": 200, "/v1/models/breast-cancer:predict": 200}
+
+
 def objects(prefix: str) -> list[str]:
     listed = aws.client("s3").list_objects_v2(Bucket="aimass-test", Prefix=prefix)
     return [o["Key"] for o in listed.get("Contents", [])]

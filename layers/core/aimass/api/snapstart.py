@@ -172,12 +172,12 @@ def priming_instance(version: ModelVersion) -> dict[str, Any] | list[Any] | None
 
 
 def prime(models: Sequence[str]) -> dict[str, int]:
-    """A GET /health and each model's V1 :predict (its default version's signature), once, through the
-    function's own path (register's `dispatch`), under aimass.serving.pipeline.priming: answered and
-    discarded, nothing captured, counted or observed. What a request makes once (FastAPI's endpoint
-    details, the event loop, pydantic's and numpy's first calls, the session's buffers) is then made,
-    and the memory it touches is touched. A request that fails is logged: priming never fails a hook.
-    Returns each path's status (0: it raised)."""
+    """A GET /health and each local model's V1 :predict (ModelStore.local: never an endpoint), once,
+    through the function's own path (register's `dispatch`), under aimass.serving.pipeline.priming:
+    answered and discarded, nothing captured, counted or observed. What a request makes once (FastAPI's
+    endpoint details, the event loop, pydantic's and numpy's first calls, the session's buffers) is then
+    made, and the memory it touches is touched. A request that fails is logged: priming never fails a
+    hook. Returns each path's status (0: it raised)."""
     statuses: dict[str, int] = {}
     if not _dispatch:
         return statuses
@@ -187,6 +187,10 @@ def prime(models: Sequence[str]) -> dict[str, int]:
     store = wiring.serving().store
     requests = [priming_event("GET", "/health")]
     for name in models:
+        # Only what this process answers itself: a request to a SageMaker endpoint would be real traffic
+        # there (and a network round trip in the hook), and nothing of it is in this process to prime.
+        if not store.local(name):
+            continue
         try:
             instance = priming_instance(store.resolve(name))
         except Exception as error:  # any: the model's first request will say what is wrong
