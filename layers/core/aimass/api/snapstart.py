@@ -9,6 +9,12 @@ restore, is made again after it: the AWS session and its clients (credentials, o
 random generators' seeds (canary and shadow draws, capture sampling), and the models' summaries, whose
 read times are the snapshot's on another machine's clock.
 
+Both hooks then prime the function's request path (`prime`): a synthetic request per local model sent
+through the function's own dispatch, under aimass.serving.pipeline.priming so that nothing records it.
+Before the snapshot that makes what a first request makes once; after a restore it touches the
+memory the first request would otherwise fault in (bench/RESULTS.md, "The first request after a
+SnapStart restore").
+
 The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes include. Where it is absent
 (the local stack, tests, this package's CLI) they are kept here and run only when asked
 (`run_before_snapshot`, `run_after_restore`), as the benchmark of a restore does.
