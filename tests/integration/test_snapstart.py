@@ -104,3 +104,79 @@ def test_a_snapshot_holds_at_most_the_configured_number_of_models(
 
     assert len(prepared) == 1 and len(registered.versions) > 1
     assert [name for name in registered.versions if wiring.serving().store.local(name)] == prepared
+
+
+def test_the_priming_requests_are_answered_and_leave_no_capture_metric_live_count_or_shadow(
+    registered: Any, demos: dict[str, Any]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from aimass.api import lambda_entry
+    from aimass.api.app import create_app
+    from aimass.registration import register_version
+    from tests.support import retrained
+
+    demo = demos["breast-cancer"]
+    # Given breast-cancer under a rollout that counts every request live and shadows each on v2
+    register_version(
+        wiring.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
+    )
+    with TestClient(create_app()) as admin:
+        assert (
+            admin.put("/v1/models/breast-cancer/rollout", json={"version": 2, "shadow": 100}).status_code
+            == 200
+        )
+    online = load_handler("online")
+    heard: list[Any] = []
+    wiring.request_observers.append(heard.append)
+    try:
+        # When the hooks prime the function's path, before the snapshot and after a restore
+        snapstart.run_before_snapshot()
+        snapstart.run_after_restore()
+        statuses = snapstart.prime(sorted(registered.versions))
+        wiring.flush_live()
+        wiring.flush_capture()
+
+        # Then each priming request was answered, through the function's own path
+        assert statuses == {"/health": 200} | {
+            f"/v1/models/{name}:predict": 200 for name in registered.versions
+        }
+        # And nothing heard of them: no observer, no metric, no capture line, no live count, no shadow run
+        assert heard == [] and lambda_entry.metrics.metric_set == {}
+        assert objects("capture/") == []
+        with TestClient(create_app()) as admin:
+            assert admin.get("/v1/models/breast-cancer/rollout").json()["live"]["stable"]["requests"] == 0
+
+        # While a request of a caller's, after them, is heard, captured, counted and shadowed as ever
+        assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
+        wiring.flush_live()
+        wiring.flush_capture()
+        assert len(heard) == 1
+        assert objects("capture/breast-cancer/") != []
+        with TestClient(create_app()) as admin:
+            live = admin.get("/v1/models/breast-cancer/rollout").json()["live"]
+        assert (live["stable"]["requests"], live["shadow"]["requests"]) == (1, 1)
+    finally:
+        wiring.request_observers.remove(heard.append)
+
+
+def test_a_model_served_by_an_endpoint_is_not_primed(registered: Any, demos: dict[str, Any]) -> None:
+    from aimass.registration import register_version, set_alias
+
+    # Given digits' champion on a SageMaker endpoint: a priming request would be real traffic there
+    demo = demos["digits"]
+    remote = register_version(
+        wiring.registry(), "aimass-test", "digits", demo.model, "t", demo.enrichment, backend="sagemaker:gone"
+    )
+    set_alias(wiring.registry(), "digits", "champion", remote.version, "t")
+    load_handler("online")
+    snapstart.run_before_snapshot()
+
+    statuses = snapstart.prime(["breast-cancer", "digits"])
+
+    assert statuses == {"/health": 200, "/v1/models/breast-cancer:predict": 200}
+
+
+def objects(prefix: str) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket="aimass-test", Prefix=prefix)
+    return [o["Key"] for o in listed.get("Contents", [])]

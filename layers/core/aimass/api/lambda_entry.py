@@ -119,7 +119,8 @@ def add_observers(parts: list[str]) -> None:
 
 def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function.
-    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), priming with a GET /health.
+    `snapstart`: register the SnapStart hooks (aimass.api.snapstart), which prime through the function's
+    dispatch (GET /health, one prediction per model).
 
     With the `online` part, the prediction routes are answered by aimass.api.direct and the FastAPI app
     is built at the first request they do not take (or before a SnapStart snapshot); otherwise it is
@@ -142,16 +143,18 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
         build_routes(built)  # when it is built (in init, or in a SnapStart snapshot), not in a request
         return built, Mangum(built, lifespan="off")
 
-    def prime() -> None:
-        """The app built, and its HTTP path run once (GET /health)."""
-        from aimass.api.app import route_once
+    def dispatch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The function's answer to an event, below Powertools: the direct path's, else the app's."""
+        answered = None if direct is None else direct.answer(event)
+        if answered is not None:
+            return answered
+        # Mangum and Powertools each declare a LambdaContext type; the runtime's object is both.
+        return dict(app()[1](event, context))
 
-        route_once(app()[0], "/health")
-
-    if snapstart:
+    if snapstart:  # priming goes through `dispatch`, so the snapshot holds the app and the direct path
         from aimass.api import snapstart as hooks
 
-        hooks.register(prime)
+        hooks.register(dispatch)
     if direct is None:
         app()
     add_observers(parts)
@@ -164,11 +167,7 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
         # set it: that evaluates a JMESPath expression per invocation (~20 µs), this is a lookup.
         logger.set_correlation_id(event.get("requestContext", {}).get("requestId"))
         try:
-            answered = None if direct is None else direct.answer(event)
-            if answered is not None:
-                return answered
-            # Mangum and Powertools each declare a LambdaContext type; the runtime's object is both.
-            return dict(app()[1](event, context))  # type: ignore[arg-type]
+            return dispatch(event, context)
         finally:
             # A frozen execution environment would hold a capture until its next invocation, or lose
             # it: the invocation ends once its captures are written (docs/deploy.md, "Data capture").

@@ -9,6 +9,12 @@ restore, is made again after it: the AWS session and its clients (credentials, o
 random generators' seeds (canary and shadow draws, capture sampling), and the models' summaries, whose
 read times are the snapshot's on another machine's clock.
 
+Both hooks then prime the function's request path (`prime`): a synthetic request per local model sent
+through the function's own dispatch, under aimass.serving.pipeline.priming so that nothing records it.
+Before the snapshot that makes what a first request makes once; after a restore it touches the
+memory the first request would otherwise fault in (bench/RESULTS.md, "The first request after a
+SnapStart restore").
+
 The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes include. Where it is absent
 (the local stack, tests, this package's CLI) they are kept here and run only when asked
 (`run_before_snapshot`, `run_after_restore`), as the benchmark of a restore does.
@@ -17,17 +23,23 @@ The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes incl
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# numpy imports its random module at first use (8 ms here): imported with this module, so that it is in
+# the snapshot, not in the after-restore hook's reseed.
+import numpy.random
+
 from aimass.config import settings
 
 if TYPE_CHECKING:
+    from aimass.contracts.registry import ModelVersion
     from aimass.serving.store import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -93,14 +105,117 @@ def run_once(loaded: LoadedModel) -> None:
     loaded.run({spec.name: np.zeros(shapes[spec.name], NUMPY_DTYPES[spec.dtype]) for spec in inputs})
 
 
-# What the function's HTTP path runs once so that its first request does not (aimass.api.app.route_once):
-# set by register().
-_primers: list[Callable[[], None]] = []
+# The function's own request path below Powertools' decorators (an event and a context in, the API
+# Gateway response out): set by register().
+Dispatch = Callable[[dict[str, Any], Any], Any]
+_dispatch: list[Dispatch] = []
 
 
-def prime() -> None:
-    for primer in _primers:
-        primer()
+class PrimingContext:
+    """The Lambda context a priming request is dispatched with: no invocation stands behind it."""
+
+    function_name = "aimass-snapstart-priming"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 0
+    invoked_function_arn = ""
+    aws_request_id = "snapstart-priming"
+
+
+def priming_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """An API Gateway HTTP API (v2) event, as the online function receives one, for a priming request."""
+    text = "" if body is None else json.dumps(body)
+    route = f"{method} {path}"
+    return {
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "content-length": str(len(text.encode()))},
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": PrimingContext.aws_request_id,
+            "routeKey": route,
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+        "body": text,
+    }
+
+
+def priming_instance(version: ModelVersion) -> dict[str, Any] | list[Any] | None:
+    """One V1 instance its checks take as valid: each feature's first category, else the middle of its
+    range (else its bound, else zero); zeros of the instance's shape for one numeric input without
+    features (a row, an image). None where neither stands for the inputs (several inputs, dynamic
+    dimensions, text without categories)."""
+    signature = version.signature
+    if signature.features:
+        instance: dict[str, Any] = {}
+        for feature in signature.features:
+            if feature.categories:
+                instance[feature.name] = feature.categories[0]
+                continue
+            if feature.dtype == "string":
+                return None
+            low, high = feature.min, feature.max
+            value = (low + high) / 2 if low is not None and high is not None else low or high or 0.0
+            instance[feature.name] = {"int": int, "bool": bool}.get(feature.dtype, float)(value)
+        return instance
+    from aimass.protocol.tensors import NUMPY_DTYPES
+
+    if len(signature.inputs) != 1:
+        return None
+    (spec,) = signature.inputs
+    dims = [d for d in spec.shape[1:] if d is not None]
+    if (
+        not dims
+        or len(dims) < len(spec.shape) - 1
+        or spec.dtype not in NUMPY_DTYPES
+        or spec.dtype in ("string", "bool")
+    ):
+        return None
+    zeros: list[Any] = np.zeros(dims, NUMPY_DTYPES[spec.dtype]).tolist()
+    return zeros
+
+
+def prime(models: Sequence[str]) -> dict[str, int]:
+    """A GET /health and each local model's V1 :predict (ModelStore.local: never an endpoint), once,
+    through the function's own path (register's `dispatch`), under aimass.serving.pipeline.priming:
+    answered and discarded, nothing captured, counted or observed. What a request makes once (FastAPI's
+    endpoint details, the event loop, pydantic's and numpy's first calls, the session's buffers) is then
+    made, and the memory it touches is touched. A request that fails is logged: priming never fails a
+    hook. Returns each path's status (0: it raised)."""
+    statuses: dict[str, int] = {}
+    if not _dispatch:
+        return statuses
+    from aimass import wiring
+    from aimass.serving.pipeline import priming
+
+    store = wiring.serving().store
+    requests = [priming_event("GET", "/health")]
+    for name in models:
+        # Only what this process answers itself: a request to a SageMaker endpoint would be real traffic
+        # there (and a network round trip in the hook), and nothing of it is in this process to prime.
+        if not store.local(name):
+            continue
+        try:
+            instance = priming_instance(store.resolve(name))
+        except Exception as error:  # any: the model's first request will say what is wrong
+            log.warning("%s is not primed: %s", name, error)
+            continue
+        if instance is not None:
+            requests.append(priming_event("POST", f"/v1/models/{name}:predict", {"instances": [instance]}))
+    with priming():
+        for event in requests:
+            path = event["rawPath"]
+            try:
+                statuses[path] = int(_dispatch[0](event, PrimingContext()).get("statusCode", 0))
+            except Exception as error:  # any: an unprimed path costs its first request, nothing more
+                log.warning("priming %s failed: %s", path, error)
+                statuses[path] = 0
+            else:
+                if statuses[path] != 200:
+                    log.info("priming %s answered %s", path, statuses[path])
+    return statuses
 
 
 def before_snapshot() -> None:
@@ -109,7 +224,7 @@ def before_snapshot() -> None:
     started = time.perf_counter()
     wiring.prepare()
     models = prepare_models()
-    prime()
+    prime(models)
     # What the hooks made lives as long as the environment: kept out of the collector's passes, as the
     # function's init is (functions/online/app.py), so no first request pays for a pass over it.
     gc.collect()
@@ -122,7 +237,7 @@ def reseed() -> None:
     splits, capture's sampling): every environment restored from one snapshot would otherwise draw the
     same sequence. os.urandom is unique per restored environment (Lambda's SnapStart guarantee)."""
     random.seed()
-    np.random.seed()
+    numpy.random.seed()
 
 
 def after_restore() -> None:
@@ -136,7 +251,7 @@ def after_restore() -> None:
     models = wiring.serving().store.refresh()
     # The restored memory is read in as it is touched: touched here, within the restore's 10 s, rather
     # than by the first request (bench/RESULTS.md, issue 19).
-    prime()
+    prime(models)
     gc.freeze()
     log.info("restored: %d models read again in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)
 
@@ -144,13 +259,13 @@ def after_restore() -> None:
 _registered: list[bool] = []
 
 
-def register(primer: Callable[[], None] | None = None) -> None:
+def register(dispatch: Dispatch | None = None) -> None:
     """Register the online function's hooks, once per process (the local stack may import the function
-    more than once); `primer` runs its HTTP path once before the snapshot and after a restore, with
-    nothing answered, captured or counted."""
+    more than once); `dispatch`, the function's request path below Powertools' decorators, answers the
+    priming requests (`prime`) before the snapshot and after a restore."""
     if not _registered:
-        if primer is not None:
-            _primers.append(primer)
+        if dispatch is not None:
+            _dispatch.append(dispatch)
         register_before_snapshot(before_snapshot)
         register_after_restore(after_restore)
         _registered.append(True)

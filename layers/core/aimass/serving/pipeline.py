@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
@@ -43,6 +45,23 @@ from aimass.serving.store import LoadedModel, ModelStore, VersionRef
 from aimass.serving.traffic import Variant
 
 log = logging.getLogger(__name__)
+
+# Set while requests only prime the path (aimass.api.snapstart): see `priming`.
+_priming: ContextVar[bool] = ContextVar("aimass_priming", default=False)
+
+
+@contextmanager
+def priming() -> Iterator[None]:
+    """Requests made inside are answered as any other and heard by no one: no observers (metrics), no
+    capture, no live counts, no shadow run. A SnapStart hook's synthetic request touches what a real
+    one touches (the code, the store's caches, the ONNX session's buffers) and leaves nothing behind.
+    A context variable, not an argument: it crosses the HTTP app (its task copies the context) and
+    no header or body can set it."""
+    token = _priming.set(True)
+    try:
+        yield
+    finally:
+        _priming.reset(token)
 
 
 @dataclass(frozen=True)
@@ -616,8 +635,9 @@ class RequestPipeline:
             chosen, variant, routed = self._choice(
                 name, version, alias, routing_key, view.routing_instances()
             )
-            counted = self._counted(name, routed)
-            shadow = self._shadow_of(name, variant, routed, routing_key, view)
+            primed = _priming.get()
+            counted = None if primed else self._counted(name, routed)
+            shadow = None if primed else self._shadow_of(name, variant, routed, routing_key, view)
             try:
                 answer = self._through(view, name, chosen, alias, captured, counted, variant, shadow)
             except BackendError as error:
@@ -682,6 +702,8 @@ class RequestPipeline:
         fell_back: bool,
         code: str | None = None,
     ) -> None:
+        if _priming.get():
+            return
         seconds = time.perf_counter() - started
         if counted is not None and self.live is not None:
             self.live.request(counted, seconds, outcome, fell_back)
@@ -791,6 +813,8 @@ class RequestPipeline:
 
     def _observe(self, answered: Answered, captured: bool) -> list[str] | None:
         """Tell the observers; with `captured`, the prediction ids capture gave the instances, if any."""
+        if _priming.get():
+            return None
         for observer in self.observers:
             observer(answered)
         if self.capture is None or not captured:
