@@ -511,14 +511,15 @@ def test_the_card_of_a_version_the_pipeline_made_is_a_page_over_http(stack: Stac
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["version"] == 2
 
-    # Then v2's card, asked for by a browser, is a page with the run's lineage, its evaluation and
-    # baseline drawn, and the fields of v1's card
+    # Then v2's card, asked for by a browser, is a page with the run's lineage, its evaluation,
+    # baseline and feature attributions drawn, and the fields of v1's card
     response = httpx.get(
         f"{stack.url}/v1/models/bc-card/versions/2/card", headers={"accept": "text/html"}, timeout=30
     )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     page = response.text
-    assert "<h1>Model card: bc-card v2</h1>" in page and page.count("<svg") == 2
+    assert "<h1>Model card: bc-card v2</h1>" in page and page.count("<svg") == 3
+    assert "Bar plot of the mean |SHAP| per feature" in page and "bc-card/2/card/attributions.json" in page
     assert "adults only" in page and "ana" in page
     assert "held-out evaluation" in page and "/reports/bc-card/pipeline/" in page
     assert "datasets/bc-card/snapshots/" in page

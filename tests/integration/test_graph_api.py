@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aimass import aws, wiring
+from aimass import aws, explain, wiring
 from aimass.api.app import create_app
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
@@ -313,3 +313,25 @@ def test_an_ensemble_of_regressors_answers_the_weighted_mean_of_their_values(cli
         "graph",
         "combine",
     ]
+
+
+def test_an_ensemble_explains_through_its_runner_and_adds_up_to_its_probability(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given an ensemble v3 of v1 and v2, weighted 2:1
+    assert compose(client, {**ENSEMBLE, "weights": [2, 1]}).status_code == 201
+    body = {"instances": rows(demos, 2), "parameters": {"samples": 128}}
+    # When two instances are explained
+    response = client.post(f"{MODEL}/versions/3:explain", json=body)
+    # Then the graph is explained against its first member's background, each instance's predicted class
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == {"name": "breast-cancer", "version": 3, "backend": "graph"}
+    assert answer["background"] == {"rows": 100, "source": "reference sample"}
+    predicted = client.post(f"{MODEL}/versions/3:predict", json={"instances": body["instances"]}).json()
+    for prediction, item in zip(predicted["predictions"], answer["shap"], strict=True):
+        # and base value + attributions add up to the ensemble's predicted probability
+        assert item["class"] == prediction["label"]
+        assert item["value"] == pytest.approx(prediction["probabilities"][prediction["label"]], abs=1e-6)
+        total = item["base_value"] + sum(item["attributions"].values())
+        assert abs(total - item["value"]) < explain.TOLERANCE

@@ -14,6 +14,7 @@ import pytest
 from aimass.cards import CardInputs, build
 from aimass.cards.page import render
 from aimass.contracts.cards import MAX_DETAIL_KEY, MAX_DETAIL_VALUE, CardFields
+from aimass.contracts.graph import Ensemble, Graph, ResolvedMember
 from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import BaselineRef, Feature, ModelVersion, Signature, TensorSpec
 from aimass.quality.baseline import statistics
@@ -229,3 +230,61 @@ def test_user_text_is_escaped_on_the_page() -> None:
     page = render(inputs(fields=fields))
 
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def graph_version() -> ModelVersion:
+    """An ensemble of the champion (resolved to v1 when it was made) and v2, as the registry keeps it."""
+    graph = Graph(
+        spec=Ensemble(kind="ensemble", members=["breast-cancer@champion", "breast-cancer@2"], weights=[2, 1]),
+        members=[
+            ResolvedMember(given="breast-cancer@champion", name="breast-cancer", version=1),
+            ResolvedMember(given="breast-cancer@2", name="breast-cancer", version=2),
+        ],
+    )
+    return pipeline_version().model_copy(
+        update={
+            "backend": "graph",
+            "graph": graph,
+            "artifact_uri": "s3://b/models/breast-cancer/3/graph.json",
+            "lineage": {},
+            "metrics": {},
+        }
+    )
+
+
+def test_a_graph_versions_card_names_its_kind_and_members_as_given_and_resolved() -> None:
+    made = inputs(record=graph_version())
+
+    card = build(made).model_dump(exclude_none=True)
+    page = render(made)
+
+    check_schema(card)
+    custom = card["additional_information"]["custom_details"]
+    assert custom["backend"] == "graph" and custom["graph.kind"] == "ensemble"
+    assert custom["graph.members"] == "breast-cancer@champion = breast-cancer@1, breast-cancer@2"
+    assert json.loads(custom["graph.spec"])["weights"] == [2, 1]
+    lineage = page.split('<section id="training">')[1].split("</section>")[0]
+    assert "<code>ensemble</code> of its members" in lineage
+    assert "<td><code>breast-cancer@champion</code></td><td><code>breast-cancer@1</code></td>" in lineage
+
+
+def test_a_plain_versions_card_has_no_graph_details() -> None:
+    made = inputs()
+
+    custom = build(made).additional_information.custom_details
+
+    assert not any(key.startswith("graph.") for key in custom)
+    assert 'class="members"' not in render(made) and "composed as" not in render(made)
+
+
+def test_a_version_that_cannot_be_explained_has_the_note_instead_of_the_summary() -> None:
+    made = inputs(attributions_note="model 'breast-cancer' version 3 has no baseline to explain against")
+
+    card = build(made)
+    page = render(made)
+
+    assert card.additional_information.custom_details["feature_attributions_note"].endswith("against")
+    assert all(d.name != "feature attributions" for d in card.evaluation_details)
+    section = page.split('<section id="attributions">')[1].split("</section>")[0]
+    assert "No summary for this version: model &#x27;breast-cancer&#x27; version 3 has no baseline" in section
+    assert "<svg" not in section

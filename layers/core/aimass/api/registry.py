@@ -52,7 +52,7 @@ from aimass.registration import (
     set_quality_policy,
     set_traffic_policy,
 )
-from aimass.wiring import breakers, flush_live, registry, registry_changed, rollout_notices
+from aimass.wiring import breakers, flush_live, registry, registry_changed, rollout_notices, serving
 
 router = APIRouter(tags=["registry"])
 
@@ -135,7 +135,9 @@ def wants_html(request: Request) -> bool:
     "`Accept: text/html` the page with plots (docs/cards.md)",
 )
 def get_card(name: str, version: int, request: Request) -> Response:
-    inputs = cards.inputs_for(registry(), name, version)
+    # The attributions' summary is computed on the first request that lacks it (about a second), then
+    # read: a sync view, so that runs on FastAPI's thread pool, off the event loop.
+    inputs = cards.explained_inputs(registry(), serving().store, settings().bucket, name, version)
     if wants_html(request):
         return Response(card_page.render(inputs), media_type="text/html; charset=utf-8")
     return JSON(cards.build(inputs).model_dump(exclude_none=True))

@@ -38,7 +38,8 @@ ATTRIBUTIONS_MEANING = "mean |SHAP| per feature over the version's baseline rows
 class CardInputs:
     """What a card is made of, read from the registry (aimass.cards.inputs_for) or given by a test.
     `attributions`: mean |SHAP| per feature over the baseline, when known (aimass.explain's summary);
-    the card has that section only then."""
+    the card has that section only then, with `attributions_metadata` (how it was computed, where it
+    is kept). `attributions_note`: why the version has no summary (it cannot be explained)."""
 
     record: ModelVersion
     fields: CardFields | None = None
@@ -48,6 +49,8 @@ class CardInputs:
     aliases: tuple[str, ...] = ()
     archived: bool = False
     attributions: Mapping[str, float] | None = None
+    attributions_metadata: Mapping[str, str] = field(default_factory=dict)
+    attributions_note: str | None = None
 
     @property
     def supplied(self) -> dict[str, Any]:
@@ -79,6 +82,14 @@ def parent_version(lineage: Mapping[str, Any]) -> int | None:
     """The version this one was made from: the one the pipeline retrained, or the one compressed."""
     parent = lineage.get("parent_version", lineage.get("compressed_from"))
     return parent if isinstance(parent, int) else None
+
+
+def graph_members(record: ModelVersion) -> list[tuple[str, str]]:
+    """A graph version's members: each as its spec gives it (`name@alias` or `name@3`) and the version
+    it was resolved to when the graph was created (`name@1`); none for another version."""
+    if record.graph is None:
+        return []
+    return [(m.given, f"{m.name}@{m.version}") for m in record.graph.members]
 
 
 def evaluation_report(lineage: Mapping[str, Any]) -> str | None:
@@ -230,6 +241,7 @@ def _evaluations(inputs: CardInputs) -> list[EvaluationDetail]:
             EvaluationDetail(
                 name=ATTRIBUTIONS,
                 evaluation_observation=ATTRIBUTIONS_MEANING,
+                metadata=dict(inputs.attributions_metadata),
                 metric_groups=[
                     MetricGroup(
                         name="mean |SHAP|",
@@ -282,6 +294,13 @@ def _custom(inputs: CardInputs) -> dict[str, str]:
         "lineage.pipeline_run": lineage.get("execution"),
         "lineage.trigger": lineage.get("trigger"),
         "lineage.parent_version": parent,
+        "graph.kind": record.graph.spec.kind if record.graph else None,
+        "graph.members": ", ".join(
+            given if given == resolved else f"{given} = {resolved}"
+            for given, resolved in graph_members(record)
+        )
+        or None,
+        "graph.spec": record.graph.spec.model_dump_json(exclude_none=True) if record.graph else None,
         "evaluation_report": evaluation_report(lineage),
         "baseline": f"{record.baseline.item_count} rows of {record.baseline.source}"
         if record.baseline
@@ -289,6 +308,7 @@ def _custom(inputs: CardInputs) -> dict[str, str]:
         "rules": rules_summary(inputs.ruleset),
         "quality_policy": inputs.quality_policy.model_dump_json(),
         "feature_attributions": _attributions_detail(inputs.attributions) if inputs.attributions else None,
+        "feature_attributions_note": None if inputs.attributions else inputs.attributions_note,
         "card_revision": inputs.fields.revision if inputs.fields else None,
         "card_updated_by": inputs.fields.updated_by if inputs.fields else None,
         "card_updated_at": inputs.fields.updated_at if inputs.fields else None,

@@ -17,6 +17,7 @@ from aimass.cards.content import (
     CardInputs,
     build,
     feature_summaries,
+    graph_members,
     rules_summary,
 )
 from aimass.contracts.cards import MetricGroup, ModelCardContent
@@ -41,7 +42,7 @@ def render(inputs: CardInputs, content: ModelCardContent | None = None) -> str:
         _training(inputs, content),
         _evaluation(content),
         _baseline(inputs),
-        _attributions(inputs.attributions) if inputs.attributions else "",
+        _attributions(inputs),
         _in_force(inputs),
         _limits(content),
     ]
@@ -113,7 +114,23 @@ def _training(inputs: CardInputs, content: ModelCardContent) -> str:
         ("parent version", _text(custom.get("lineage.parent_version"))),
         ("training job", _text(job.training_arn if job else None)),
     ]
+    graph = inputs.record.graph
+    if graph is not None:
+        items.insert(
+            0, ("composed as", f"a graph version: <code>{escape(graph.spec.kind)}</code> of its members")
+        )
     parts = ['<section id="training"><h2>Training data and lineage</h2>', definitions(items)]
+    if graph is not None:
+        parts.append(
+            table(
+                "members",
+                ["member, as the graph gives it", "resolved to, when the graph was made"],
+                [
+                    [f"<code>{escape(g)}</code>", f"<code>{escape(r)}</code>"]
+                    for g, r in graph_members(inputs.record)
+                ],
+            )
+        )
     if job and job.hyper_parameters:
         parts.append(
             table(
@@ -232,7 +249,16 @@ def _panel(entry: Mapping[str, Any]) -> svg.Panel:
     )
 
 
-def _attributions(attributions: Mapping[str, float]) -> str:
+def _attributions(inputs: CardInputs) -> str:
+    attributions = inputs.attributions
+    if not attributions:
+        if inputs.attributions_note is None:
+            return ""
+        return (
+            '<section id="attributions"><h2>Feature attributions</h2>'
+            f"<p>No summary for this version: {escape(inputs.attributions_note)}</p></section>"
+        )
+    how = "; ".join(f"{k}: {v}" for k, v in inputs.attributions_metadata.items())
     ranked = sorted(attributions.items(), key=lambda kv: -abs(kv[1]))
     shown = ranked[:MAX_ATTRIBUTION_BARS]
     more = f" (the {len(shown)} largest of {len(ranked)})" if len(ranked) > len(shown) else ""
@@ -245,6 +271,7 @@ def _attributions(attributions: Mapping[str, float]) -> str:
     return (
         '<section id="attributions"><h2>Feature attributions</h2>'
         f"<p>{escape(ATTRIBUTIONS_MEANING)}{escape(more)}.</p>"
+        + (f'<p class="meta">{escape(how)}</p>' if how else "")
         + svg.figure(bars, "mean |SHAP| per feature, largest first")
         + table("attributions", ["feature", "mean |SHAP|"], [[escape(k), number(v)] for k, v in ranked])
         + "</section>"

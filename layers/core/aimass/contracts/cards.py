@@ -77,6 +77,44 @@ class CardFields(CardFieldsUpdate):
         }
 
 
+class AttributionsSummary(BaseModel):
+    """A version's feature attributions' global summary, as kept beside its files
+    (`models/<name>/<version>/card/attributions.json`): computed once, on the first card request that
+    lacks it (aimass.cards.attributions), read afterwards. The version's model and background never
+    change, so neither does the summary."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "breast-cancer",
+                    "version": 1,
+                    "attributions": {"worst_radius": 0.071, "mean_radius": 0.012},
+                    "method": "kernel_shap",
+                    "samples": 512,
+                    "seed": 0,
+                    "rows": 50,
+                    "background_rows": 100,
+                    "background_source": "reference sample",
+                    "computed_at": "2026-12-06T18:00:00Z",
+                }
+            ]
+        },
+    )
+
+    name: str
+    version: int
+    attributions: dict[str, float] = Field(description="mean |SHAP| per feature, in the version's order")
+    method: Literal["kernel_shap"] = "kernel_shap"
+    samples: int = Field(description="the coalitions asked for per row explained")
+    seed: int
+    rows: int = Field(description="the background rows explained (the first ones), each against them all")
+    background_rows: int
+    background_source: str = Field(description="`reference sample`, or `statistics means`")
+    computed_at: str = Field(default_factory=utcnow)
+
+
 # --- SageMaker Model Card content (the parts filled) ------------------------------------------------
 
 
