@@ -77,13 +77,7 @@ def push(
     with console.status(f"uploading {file.name} ({file.stat().st_size:,} bytes)"):
         record = call("POST", endpoint, f"/v1/models/{name}/versions", api_key, files=files, data=form)
     if alias:
-        call(
-            "PUT",
-            endpoint,
-            f"/v1/models/{name}/aliases/{alias}",
-            api_key,
-            json={"version": record["version"]},
-        )
+        point_alias(endpoint, api_key, name, alias, record["version"])
     if as_json:
         return show_json(record)
     console.print(
@@ -128,6 +122,11 @@ def list_models(
     console.print(table)
 
 
+def point_alias(endpoint: str, api_key: str | None, name: str, alias: str, version: int) -> Any:
+    """PUT the alias; the registry's answer (version, previous_version)."""
+    return call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
+
+
 @app.command("alias")
 def alias(
     name: str,
@@ -138,7 +137,7 @@ def alias(
     as_json: AsJson = False,
 ) -> None:
     """Point ALIAS (champion, challenger, any name) of model NAME at VERSION."""
-    result = call("PUT", endpoint, f"/v1/models/{name}/aliases/{alias}", api_key, json={"version": version})
+    result = point_alias(endpoint, api_key, name, alias, version)
     if as_json:
         return show_json(result)
     before = f" (was v{result['previous_version']})" if result.get("previous_version") else ""
@@ -403,13 +402,7 @@ def compose(
         body["description"] = description
     record = call("POST", endpoint, f"/v1/models/{name}/versions:compose", api_key, json=body)
     if alias:
-        call(
-            "PUT",
-            endpoint,
-            f"/v1/models/{name}/aliases/{alias}",
-            api_key,
-            json={"version": record["version"]},
-        )
+        point_alias(endpoint, api_key, name, alias, record["version"])
     if as_json:
         return show_json(record)
     members = ", ".join(f"{m['given']} → v{m['version']}" for m in record["graph"]["members"])
