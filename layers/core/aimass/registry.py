@@ -33,10 +33,9 @@ import contextlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from aimass import aws
-from aimass.contracts.cards import CardFields, CardFieldsUpdate
 from aimass.contracts.common import utcnow
 from aimass.contracts.events import SubscriptionCreated
 from aimass.contracts.feedback import LabelRecord, VersionAccuracy
@@ -57,6 +56,9 @@ from aimass.contracts.registry import (
 )
 from aimass.contracts.rules import Ruleset, RulesetVersion
 from aimass.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed, field_error
+
+if TYPE_CHECKING:  # the online function reads no card: their models load with the card methods
+    from aimass.contracts.cards import CardFields, CardFieldsUpdate
 
 CATALOG = "MODELS"
 SUBSCRIPTIONS = "SUBSCRIPTIONS"
@@ -333,6 +335,8 @@ class Registry:
             Key={"pk": _s(_model_pk(name)), "sk": _s(_card_sk(version))},
             ConsistentRead=True,
         ).get("Item")
+        from aimass.contracts.cards import CardFields
+
         return None if item is None else CardFields.model_validate_json(item["doc"]["S"])
 
     def audit_page(self, name: str, limit: int, after: str | None = None) -> AuditPage:
@@ -1002,6 +1006,8 @@ class Registry:
         others, with an audit record, atomically; on the condition that the fields are still those read
         (a concurrent change: Conflict) and the version is still there. The version record itself is
         never changed."""
+        from aimass.contracts.cards import CardFields
+
         self.get_version(name, version)  # 404 for an unknown model or version
         previous = self.get_card_fields(name, version)
         given = update.model_dump(exclude_unset=True)
