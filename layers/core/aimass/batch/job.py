@@ -407,7 +407,10 @@ class _FileRun:
         leading: dict[str, list[Any]] = {}
         parsed = chunk.parsed or {}
         for column in [self.shape.id_column, *self.shape.carried]:
-            if column in parsed:
+            if column in parsed and column not in self.shape.masker.personal:
+                cells = parsed[column]  # pyarrow's column: taken as it is where every row was kept
+                leading[column] = cells if len(kept) == len(cells) else [cells[offset] for offset in kept]
+            elif column in parsed:
                 cells = parsed[column]
                 leading[column] = [self.shape.masker.field(column, cells[offset]) for offset in kept]
             elif column in where:
