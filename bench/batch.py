@@ -330,8 +330,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "seconds",
             "rows/s",
         ],
-        note="A fresh process per size (aimass.batch.job.predict_file on a staged CSV); peak RSS is the "
-        "process's VmHWM. Before: imports done and the model loaded.",
+        note="A fresh process per size (aimass.batch.job.predict_file on a CSV read as a stream, its outputs "
+        "written to streams); peak RSS is the process's VmHWM. Before: imports done and the model loaded.",
     )
     for m in result["memory"]:
         mem.add(
