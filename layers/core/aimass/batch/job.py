@@ -15,7 +15,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,7 +159,7 @@ class Tally:
 CHUNKS_AHEAD = 2
 
 
-def read_ahead(chunks: Iterator[Chunk], depth: int = CHUNKS_AHEAD) -> Iterator[Chunk]:
+def read_ahead(chunks: Iterator[Chunk], depth: int = CHUNKS_AHEAD) -> Generator[Chunk]:
     """The chunks as they come, read by a thread of their own up to `depth` ahead; the reader's
     error raised here, in turn. Stopping early (an error while predicting) stops the reader."""
     found: queue.Queue[tuple[Chunk | None, BaseException | None]] = queue.Queue(depth)
@@ -295,21 +296,23 @@ def _run(
             chunks = column_chunks(source, readable, size, numbers, texts, options.first_row)
         if isinstance(source, Replay):
             source.release()  # what reads the rows now reads the stream once, from its start
-        for chunk in read_ahead(chunks or read_chunks(source, readable, size, options.first_row)):
-            bad = [
-                _rejection(
-                    chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
-                )
-                for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
-                if isinstance(raw, BadRecord)
-            ]
-            bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
-            bad.sort(key=lambda r: int(r[ROW]))
-            run.rejected.write([_protected(run.shape.masker, features, b) for b in bad])
-            tally.rejected += len(bad)
-            tally.rows_in += len(chunk.records)
-            tally.rejections.update(b["type"] for b in bad)
-            progress(tally.rows_in)
+        ahead = read_ahead(chunks or read_chunks(source, readable, size, options.first_row))
+        with closing(ahead):  # an error while predicting stops the reader now, not when its traceback goes
+            for chunk in ahead:
+                bad = [
+                    _rejection(
+                        chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
+                    )
+                    for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
+                    if isinstance(raw, BadRecord)
+                ]
+                bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
+                bad.sort(key=lambda r: int(r[ROW]))
+                run.rejected.write([_protected(run.shape.masker, features, b) for b in bad])
+                tally.rejected += len(bad)
+                tally.rows_in += len(chunk.records)
+                tally.rejections.update(b["type"] for b in bad)
+                progress(tally.rows_in)
         if run.shape.columns is None and not run.shape.nested:
             run.predictions.columns = [run.shape.id_column, *carried]
     finally:
