@@ -1,17 +1,18 @@
 """Benchmark 6: S3 drop-to-predict, end to end and in memory.
 
 - Throughput: a 1M-row breast-cancer CSV put under incoming/ in the embedded S3; the put runs the
-  real batch handler (the local stack's S3 notification, in this process), which downloads it,
-  predicts every row and uploads the outputs and the report. Rows per second from the put to the
-  report, next to pyarrow's own read of the same file (the target: at least a third of it) and the
-  ONNX Runtime floor on the same rows in the same run (session.run on the ready float32 matrix, in
-  chunks of the batch chunk size and in one call).
+  real batch handler (the local stack's S3 notification, in this process), which reads it as it
+  arrives, predicts every row, uploads the outputs in parts as they are written, then the report.
+  Rows per second from the put to the report, next to pyarrow's own read of the same file (the
+  target: at least a third of it) and the ONNX Runtime floor on the same rows in the same run
+  (session.run on the ready float32 matrix, in chunks of the batch chunk size and in one call).
 - Rules: the job alone on a 200k-row file, the model and its twin with RULES in turn (the target:
   50,000 rows/s with rules).
-- Memory: the batch job (aimass.batch.job.predict_file: the staged file read, checked, predicted
-  and written a chunk at a time) in a fresh process per size, 10k, 1M and 5M rows: its peak RSS,
-  and what it held before the file (the model loaded), so that growth with the file size would
-  show. The S3 transfers around it are boto3's managed transfers, file to file in fixed-size parts;
+- Memory: the batch job (aimass.batch.job.predict_file: the file read as a stream, checked,
+  predicted and written to streams a chunk at a time, as the function does from and to S3) in a
+  fresh process per size, 10k, 1M and 5M rows: its peak RSS, and what it held before the file (the
+  model loaded), so that growth with the file size would show. The S3 reader and writers around it
+  hold at most 8 blocks of 1 MiB read ahead and 3 parts of 8 MiB per output (aimass.gateways.s3);
   the embedded S3 itself keeps objects in memory and fails to complete a multipart upload of
   several GB, so the largest files are not put through it.
 
@@ -96,8 +97,12 @@ serving = wiring.serving()
 serving.store.load("breast-cancer", None, "champion")
 before = high_water_mb()
 started = time.perf_counter()
-outputs = Outputs(folder / "predictions.csv", folder / "rejected.jsonl")
-report = predict_file(serving, "breast-cancer", source, FileFormat.of(source.name), outputs, Options())
+# Streams in and out, as the function reads and writes S3 objects (aimass.batch.drop).
+with open(source, "rb") as body, open(folder / "predictions.csv", "wb") as predictions, open(
+    folder / "rejected.jsonl", "wb"
+) as rejected:
+    outputs = Outputs(predictions, rejected)
+    report = predict_file(serving, "breast-cancer", body, FileFormat.of(source.name), outputs, Options())
 print(json.dumps({
     "rows_predicted": report["rows"]["predicted"],
     "seconds": time.perf_counter() - started,
@@ -155,17 +160,22 @@ def floor(matrix: np.ndarray, rows: int, chunk: int) -> dict[str, float]:
     return found
 
 
-def parse_ceiling(path: Path) -> float:
+def parse_reads(path: Path, runs: int = 3) -> list[float]:
     """Rows per second of reading the CSV into the model's float32 matrix with pyarrow's
     multithreaded C++ reader and nothing else: no checks, no model, no output. A ceiling for any
-    CSV job in this process, against which the target can be judged."""
+    CSV job in this process, against which the target can be judged: `runs` reads in a row. The
+    first one (the earlier results' figure) pays for starting pyarrow's thread pool and its memory;
+    the best is the ceiling the target is judged against."""
     import pyarrow.csv as pa_csv
 
-    started = time.perf_counter()
-    table = pa_csv.read_csv(path)
-    matrix = np.column_stack([table.column(i).to_numpy() for i in range(1, table.num_columns)])
-    matrix.astype(np.float32)
-    return table.num_rows / (time.perf_counter() - started)
+    found = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        table = pa_csv.read_csv(path)
+        matrix = np.column_stack([table.column(i).to_numpy() for i in range(1, table.num_columns)])
+        matrix.astype(np.float32)
+        found.append(table.num_rows / (time.perf_counter() - started))
+    return found
 
 
 def throughput(stack: Any, rows: int) -> dict[str, Any]:
@@ -184,7 +194,8 @@ def throughput(stack: Any, rows: int) -> dict[str, Any]:
         uploaded = time.perf_counter() - started
         notifications.drain(timeout=3600)
         seconds = time.perf_counter() - started
-        parsing = parse_ceiling(path)
+        reads = parse_reads(path)
+        parsing = max(reads)
     report = json.loads(
         s3.get_object(Bucket=stack.bucket, Key=f"reports/{MODEL}/bench-{rows}.csv.json")["Body"].read()
     )
@@ -201,6 +212,7 @@ def throughput(stack: Any, rows: int) -> dict[str, Any]:
         "job_rows_per_s": report["timing"]["rows_per_second"],
         "floor_rows_per_s": floors,
         "parse_ceiling_rows_per_s": parsing,
+        "parse_first_read_rows_per_s": reads[0],
         "share_of_chunked_floor": rows / seconds / floors["chunked"],
         "share_of_parse_ceiling": rows / seconds / parsing,
         "with_rules": ruled,
@@ -278,11 +290,13 @@ def tables(result: dict[str, Any]) -> list[Table]:
     speed = Table(
         f"Rows per second: a {t['rows']:,}-row CSV dropped in the embedded S3, vs pyarrow's own read",
         ["what", "rows/s", "share of pyarrow's read", f"target >= {TARGET_SHARE:.2f}"],
-        note="End to end: from the start of the upload to the report written (download, parse, checks, "
-        "anomaly score, session.run, write, upload). Job: the report's own rows/s (staged file to staged "
-        "outputs). pyarrow's read: its multithreaded CSV reader turning the same file into the float32 "
-        "matrix, nothing else, in the same run. Floor: session.run alone on the same rows as a ready "
-        "float32 matrix.",
+        note="End to end: from the start of the upload to the report written (the object read as it "
+        "arrives, parse, checks, anomaly score, session.run, write, the outputs uploaded in parts as they "
+        "are written). Job: the report's own rows/s (its first chunk read to its outputs written). "
+        "pyarrow's read: its multithreaded CSV reader turning the same file into the float32 matrix, "
+        "nothing else, in the same run (the best of three reads in a row; the first alone was the earlier "
+        "results' peer). Floor: session.run alone on the same "
+        "rows as a ready float32 matrix.",
     )
     chunked = t["floor_rows_per_s"]["chunked"]
     ceiling = t["parse_ceiling_rows_per_s"]
@@ -291,9 +305,17 @@ def tables(result: dict[str, Any]) -> list[Table]:
     speed.add("end to end (put -> report)", f"{t['end_to_end_rows_per_s']:,.0f}", f"{share:.3f}", verdict)
     if "upload_s" in t:  # the function's part: from the object written to the report
         after = t["rows"] / (t["end_to_end_s"] - t["upload_s"])
-        speed.add("the function (download, job, uploads)", f"{after:,.0f}", f"{after / ceiling:.3f}", "")
+        speed.add("the function (read, job, uploads, report)", f"{after:,.0f}", f"{after / ceiling:.3f}", "")
     speed.add("the job alone", f"{t['job_rows_per_s']:,.0f}", f"{t['job_rows_per_s'] / ceiling:.3f}", "")
-    speed.add("pyarrow's read (multithreaded, to the float32 matrix)", f"{ceiling:,.0f}", "1", "")
+    speed.add("pyarrow's read (multithreaded, to the float32 matrix, best of 3)", f"{ceiling:,.0f}", "1", "")
+    if "parse_first_read_rows_per_s" in t:  # the earlier results' peer: the first read alone
+        first = t["parse_first_read_rows_per_s"]
+        speed.add(
+            "  its first read alone; end to end's share of it",
+            f"{first:,.0f}",
+            f"{t['end_to_end_rows_per_s'] / first:.3f}",
+            "",
+        )
     speed.add("ORT floor, chunks of the batch size", f"{chunked:,.0f}", f"{chunked / ceiling:.1f}", "")
     speed.add("ORT floor, one call per 100k rows", f"{t['floor_rows_per_s']['whole']:,.0f}", "", "")
     tables = [speed]
@@ -320,8 +342,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "seconds",
             "rows/s",
         ],
-        note="A fresh process per size (aimass.batch.job.predict_file on a staged CSV); peak RSS is the "
-        "process's VmHWM. Before: imports done and the model loaded.",
+        note="A fresh process per size (aimass.batch.job.predict_file on a CSV read as a stream, its outputs "
+        "written to streams); peak RSS is the process's VmHWM. Before: imports done and the model loaded.",
     )
     for m in result["memory"]:
         mem.add(

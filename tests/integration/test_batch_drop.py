@@ -208,3 +208,38 @@ def test_a_truncated_gzip_writes_no_predictions_and_its_report_says_so(
     assert report["outputs"] is None
     for prefix in ("predictions/breast-cancer/cut", "rejected/breast-cancer/cut"):
         assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 0
+
+
+def test_a_file_failing_after_parts_were_uploaded_leaves_no_output_nor_parts(
+    batch: Any, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given outputs uploaded in small parts, so that parts are in S3 before the file is found broken
+    from aimass.gateways import s3 as s3_gateway
+
+    monkeypatch.setattr(s3_gateway, "PART_BYTES", 4096)
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 100))
+    answer = batch(drop("incoming/breast-cancer/parts.csv.gz", data[:-40]), LambdaContext())
+    assert answer["files"][0]["status"] == "failed"
+    s3 = aws.client("s3")
+    for prefix in ("predictions/breast-cancer/parts", "rejected/breast-cancer/parts"):
+        assert s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["KeyCount"] == 0
+        assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []
+    report = json.loads(read("reports/breast-cancer/parts.csv.gz.json"))
+    assert report["outputs"] is None and report["error"]["rows_read"] >= 2000
+
+
+def test_a_large_csv_is_predicted_through_a_multipart_upload_alike(
+    batch: Any, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given predictions larger than a part (S3's least part, 5 MiB, for all but the last)
+    from aimass.gateways import s3 as s3_gateway
+
+    monkeypatch.setattr(s3_gateway, "PART_BYTES", 5 << 20)
+    rows = holdout(demos, 50) * 1400
+    data = csv_bytes(rows, {"id": [f"patient-{i:06d}-{'x' * 40}" for i in range(len(rows))]})
+    answer = batch(drop("incoming/breast-cancer/large.csv", data), LambdaContext())
+    assert answer["files"][0]["rows"] == {"in": 70_000, "predicted": 70_000, "rejected": 0}
+    predicted = read("predictions/breast-cancer/large.csv")
+    assert len(predicted) > 5 << 20
+    found = list(csv.DictReader(io.StringIO(predicted.decode())))
+    assert [p["id"] for p in found] == [f"patient-{i:06d}-{'x' * 40}" for i in range(len(rows))]

@@ -495,3 +495,72 @@ def test_rules_a_column_at_a_time_give_what_they_give_row_by_row(
     assert read_jsonl(fast_out.rejected) == read_jsonl(slow_out.rejected)
     assert fast_out.predictions.read_bytes() == slow_out.predictions.read_bytes()
     assert b"refer" in fast_out.predictions.read_bytes()
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out a few bytes per read, as a network body may: every boundary a reader
+    could get wrong (a line, a UTF-8 character, a gzip block cut in two) is met."""
+
+    def __init__(self, data: bytes, step: int = 97) -> None:
+        super().__init__()
+        self.data, self.at, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), self.step, len(self.data) - self.at)
+        buffer[:size] = self.data[self.at : self.at + size]
+        self.at += size
+        return size
+
+
+def run_streamed(name: str, data: bytes, **options: Any) -> tuple[dict[str, Any], bytes, bytes]:
+    """The file read once as a stream and its outputs written to streams: the report and their bytes."""
+    predictions, rejected = io.BytesIO(), io.BytesIO()
+    fmt = FileFormat.of(name)
+    outputs = Outputs(predictions, rejected)
+    report = predict_file(wiring.serving(), MODEL, Trickle(data), fmt, outputs, Options(**options))
+    found = predictions.getvalue()
+    return report, gzip.decompress(found) if name.endswith(".gz") and found else found, rejected.getvalue()
+
+
+@pytest.mark.parametrize("name", ["messy.csv", "messy.csv.gz", "dup.csv", "rows.jsonl.gz"])
+@pytest.mark.parametrize("way", [{}, {"arrow_csv": False}, {"columnar": False}])
+def test_a_stream_gives_what_the_staged_file_gives(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, name: str, way: dict[str, Any]
+) -> None:
+    # Given a CSV with every kind of trouble (plain, gzipped, or with a header pyarrow leaves to
+    # Python's reader: a duplicate name), or JSON Lines
+    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations="reject", anomalies="flag"), "test")
+    wiring.serving().store.forget(MODEL)
+    data = messy_csv(demos, "\n")
+    if name.startswith("dup"):
+        header, rest = data.split(b"\n", 1)
+        data = header + b",id\n" + b"\n".join(line + b",7" for line in rest.split(b"\n") if line) + b"\n"
+    if name.startswith("rows"):
+        data = b"".join(json.dumps(row).encode() + b"\n" for row in holdout(demos, 30))
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    options = {"chunk_rows": 8, **way}
+
+    # When it is read as a stream (a few bytes at a time) and written to streams, and staged
+    streamed, predictions, rejected = run_streamed(name, data, **options)
+    staged, out = run(tmp_path, name, data, **options)
+
+    # Then the rows, findings, drift and bytes are the same
+    assert streamed["status"] == staged["status"] == "succeeded"
+    assert streamed["rows"] == staged["rows"] and streamed["rows"]["predicted"] > 0
+    assert streamed["quality"] == staged["quality"] and streamed["drift"] == staged["drift"]
+    assert predictions == written(out.predictions)
+    assert rejected == out.rejected.read_bytes()
+
+
+def test_a_truncated_gzip_stream_fails_as_the_staged_file_does(
+    registered: Any, demos: dict[str, Any]
+) -> None:
+    data = gzip.compress(csv_bytes(holdout(demos, 50) * 100))
+    report, _, _ = run_streamed("cut.csv.gz", data[: len(data) - 40], chunk_rows=1000)
+    assert report["status"] == "failed" and report["error"]["code"] == "unreadable_file"
+    assert 1000 <= report["error"]["rows_read"] < 5000
+    assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}

@@ -299,3 +299,25 @@ def test_csv_cells_are_what_csv_writer_writes() -> None:
         csv.writer(expected).writerows(zip(*columns, strict=True))
         cells = [csv_cells(column) for column in columns]
         assert "\r\n".join(map(",".join, zip(*cells, strict=True))) + "\r\n" == expected.getvalue()
+
+
+EDGE_FLOATS = [0.0, -0.0, 1.0, -3.0, float("nan"), float("inf"), -float("inf"), 1e-7, 1e-5, 1.5e-5, 1e-4]
+EDGE_FLOATS += [0.00015, 1e15, 1e16, 1e22, 123456789012345.67, 9999999999999998.0, 5e-324]
+EDGE_FLOATS += [2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1 / 3, 12345.678, -2.5e-10]
+
+
+def test_float_cells_are_what_str_writes_on_edge_and_drawn_values() -> None:
+    import random
+
+    draw = random.Random(7)
+    rng = np.random.default_rng(7)
+    drawn = [
+        *rng.random(5000).tolist(),
+        *rng.random(5000).astype(np.float32).tolist(),  # a float32 output as .tolist() gives it
+        *(10 ** rng.uniform(-8, 18, 5000) * rng.choice([-1, 1], 5000)).tolist(),
+        *np.round(rng.normal(0, 1e4, 2000), 2).tolist(),
+    ]
+    column = [*EDGE_FLOATS, *drawn]
+    draw.shuffle(column)
+    assert csv_cells(column) == [str(v) for v in column]
+    assert csv_cells(EDGE_FLOATS * 4) == [str(v) for v in EDGE_FLOATS * 4]

@@ -18,16 +18,14 @@ installed (it is in the batch function's Arrow layer; the `parquet` extra locall
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import itertools
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any, cast, overload
+from typing import IO, Any, overload
 
 import numpy as np
 
-from aimass.batch.formats import Chunk, FileFormat, UnreadableFile, csv_records
+from aimass.batch.formats import Chunk, FileFormat, Source, UnreadableFile, csv_records, open_binary
 from aimass.quality.columns import MISSING
 
 # Bytes read from the file at a time; chunks are cut out of them at line boundaries. Small enough
@@ -71,30 +69,31 @@ class Lines(Sequence[list[str]]):
 
 
 def column_chunks(
-    path: Path,
+    source: Source,
     fmt: FileFormat,
     rows: int,
     numbers: Mapping[str, str],
     texts: Collection[str],
     first_row: int = 1,
 ) -> Iterator[Chunk] | None:
-    """The CSV file's records `rows` at a time, numbered from `first_row`, as read_chunks gives them;
-    a chunk pyarrow read also has `parsed`: each column of `numbers` (name -> the feature's dtype,
-    float or int) as float64, NaN where missing, and each column of `texts` as its cells' text.
-    None when the file is Python's to read whole (see the module's docstring)."""
+    """The CSV file's (or stream's: aimass.batch.formats.Replay) records `rows` at a time, numbered
+    from `first_row`, as read_chunks gives them; a chunk pyarrow read also has `parsed`: each column
+    of `numbers` (name -> the feature's dtype, float or int) as float64, NaN where missing, and each
+    column of `texts` as its cells' text. None when the file is Python's to read whole (see the
+    module's docstring)."""
     try:
         import pyarrow  # noqa: F401  (the Arrow layer; without it the Python reader does it all)
     except ImportError:
         return None
     try:
-        with _open(path, fmt.gzipped) as handle:
+        with open_binary(source, fmt.gzipped) as handle:
             first = handle.readline()
     except (OSError, EOFError) as error:
         raise UnreadableFile(f"{type(error).__name__}: {error}") from error
     header = _header(first.removeprefix(BOM))
     if header is None or len(set(header)) != len(header) or set(numbers) & set(texts):
         return None
-    return _chunks(path, fmt, rows, header, numbers, [c for c in texts if c in header], first_row)
+    return _chunks(source, fmt, rows, header, numbers, [c for c in texts if c in header], first_row)
 
 
 def _header(line: bytes) -> list[str] | None:
@@ -111,7 +110,7 @@ def _header(line: bytes) -> list[str] | None:
 
 
 def _chunks(
-    path: Path,
+    source: Source,
     fmt: FileFormat,
     rows: int,
     header: list[str],
@@ -122,7 +121,7 @@ def _chunks(
     reader = _ArrowReader(header, numbers, texts)
     row = first_row
     try:
-        with _open(path, fmt.gzipped) as handle:
+        with open_binary(source, fmt.gzipped) as handle:
             handle.readline()
             for data, starts, ends in _pieces(handle, rows):
                 long = len(starts) and int((ends - starts).max()) >= FIELD_LIMIT
@@ -193,12 +192,6 @@ class _ArrowReader:
         for name in self.texts:
             parsed[name] = table.column(name).to_pylist()
         return parsed
-
-
-def _open(path: Path, gzipped: bool) -> IO[bytes]:
-    if gzipped:
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return open(path, "rb")
 
 
 def _pieces(handle: IO[bytes], rows: int) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:

@@ -1,8 +1,10 @@
 """S3 drop-to-predict: a file put under `incoming/<model>/` is predicted into `predictions/<model>/`,
 its bad rows go to `rejected/<model>/` and its report to `reports/<model>/`.
 
-The S3 side of aimass.batch.job: the object is staged on local disk (Lambda's ephemeral storage,
-bounded memory whatever its size), processed, and the outputs uploaded. S3 delivers an event at
+The S3 side of aimass.batch.job: a CSV or JSON Lines object is read as it arrives (a thread reads
+ahead) and its outputs are uploaded in parts as they are written, memory bounded whatever its size;
+a Parquet object is staged on local disk (Lambda's ephemeral storage) first, as it is read by
+seeking, and its predictions uploaded once written. S3 delivers an event at
 least once: the batch function (functions/batch/app.py) processes each object version once, so a
 duplicate delivery writes nothing twice.
 
@@ -170,13 +172,37 @@ def _predict(
     serving: RequestPipeline,
     settings: BatchSettings,
 ) -> FileReport:
-    """The staged object predicted; its outputs uploaded when it succeeded."""
-    source = work / Path(drop.relative).name
-    Bucket(drop.bucket).download(drop.key, source, drop.version_id)
-    outputs = Outputs(work / f"predictions-{source.name}", work / "rejected.jsonl")
-    report = predict_file(serving, drop.model, source, fmt, outputs, options)
+    """The object predicted as it arrives and its outputs written as they come (docs/batch.md
+    "Streaming"); they are at their keys only when it succeeded."""
+    bucket = Bucket(drop.bucket)
+    keys = drop.output_keys()
+    writers = {
+        name: bucket.writing(keys[name], CONTENT_TYPES[kind])
+        for name, kind in (("predictions", fmt.kind), ("rejected", "jsonl"))
+        if kind != "parquet"  # Parquet is written whole, then uploaded
+    }
+    staged = work / f"predictions-{Path(drop.relative).name}"
+    outputs = Outputs(writers.get("predictions", staged), writers["rejected"])
+    try:
+        if fmt.kind == "parquet":  # read by seeking: staged first
+            source = work / Path(drop.relative).name
+            bucket.download(drop.key, source, drop.version_id)
+            report = predict_file(serving, drop.model, source, fmt, outputs, options)
+        else:
+            with bucket.reading(drop.key, drop.version_id) as body:
+                report = predict_file(serving, drop.model, body, fmt, outputs, options)
+        if report["status"] == "succeeded":
+            report["outputs"] = {
+                "predictions": writers["predictions"].commit()
+                if "predictions" in writers
+                else bucket.upload(staged, keys["predictions"], CONTENT_TYPES[fmt.kind]),
+                "rejected": writers["rejected"].commit(),
+            }
+    finally:  # a failed file, or an error on the way: its parts removed, nothing at its keys
+        for writer in writers.values():
+            if not writer.committed:
+                writer.abort()
     if report["status"] == "succeeded":
-        report["outputs"] = upload_outputs(drop, fmt, outputs)
         # Drift over the threshold asks for retraining (docs/pipeline.md)
         report["retraining"] = triggers.request_retraining(
             settings.retraining, drop.model, report, report_uri(drop)
@@ -227,9 +253,10 @@ def workdir(root: Path) -> Iterator[Path]:
 
 
 def upload_outputs(drop: Drop, fmt: FileFormat, outputs: Outputs) -> dict[str, str]:
-    """The staged predictions and rejected rows to their keys; their URIs."""
+    """The staged predictions and rejected rows (local files) to their keys; their URIs."""
     bucket = Bucket(drop.bucket)
     keys = drop.output_keys()
+    assert isinstance(outputs.predictions, Path) and isinstance(outputs.rejected, Path)
     return {
         "predictions": bucket.upload(outputs.predictions, keys["predictions"], CONTENT_TYPES[fmt.kind]),
         "rejected": bucket.upload(outputs.rejected, keys["rejected"], CONTENT_TYPES["jsonl"]),

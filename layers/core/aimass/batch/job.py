@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,10 @@ from aimass.batch.formats import (
     BadRecord,
     Chunk,
     FileFormat,
+    Replay,
     RowWriter,
+    Source,
+    Stream,
     UnreadableFile,
     columns_of,
     gunzipped,
@@ -80,8 +86,11 @@ class Options:
 
 @dataclass(frozen=True)
 class Outputs:
-    predictions: Path
-    rejected: Path
+    """Where the outputs go: local files, or binary streams (CSV and JSON Lines: an S3 object written
+    in parts as the rows come, aimass.gateways.s3.ObjectWriter), which the caller ends."""
+
+    predictions: Path | Stream
+    rejected: Path | Stream
 
 
 @dataclass
@@ -145,6 +154,56 @@ class Tally:
         }
 
 
+# Chunks read and parsed ahead of the one being predicted: pyarrow's parse and the reading of the
+# stream (gzip, S3) run on another core while this one checks, predicts and writes.
+CHUNKS_AHEAD = 2
+
+
+def read_ahead(chunks: Iterator[Chunk], depth: int = CHUNKS_AHEAD) -> Generator[Chunk]:
+    """The chunks as they come, read by a thread of their own up to `depth` ahead; the reader's
+    error raised here, in turn. Stopping early (an error while predicting) stops the reader."""
+    found: queue.Queue[tuple[Chunk | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[Chunk | None, BaseException | None]) -> bool:
+        return _offer(found, stop, item)
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+        except BaseException as error:  # raised to the consumer, in the order the rows came
+            put((None, error))
+            return
+        put((None, None))
+
+    reader = threading.Thread(target=read, name="batch-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, error = found.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _offer(into: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
+    """Put the item, waiting for room, unless told to stop first; whether it was put."""
+    while not stop.is_set():
+        try:
+            into.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -152,13 +211,14 @@ def now() -> str:
 def predict_file(
     serving: RequestPipeline,
     name: str,
-    source: Path,
+    source: Source,
     fmt: FileFormat,
     outputs: Outputs,
     options: Options,
     progress: Callable[[int], None] | None = None,
 ) -> FileReport:
-    """Predict every row of `source` with model `name`; write the predictions (in the input's
+    """Predict every row of `source` (a file, or a CSV or JSON Lines stream read once as it arrives)
+    with model `name`; write the predictions (in the input's
     format) and the rejected rows (JSON Lines), and return the report. A file that cannot be
     processed at all (unreadable, no such model or version) gives a report with `status` "failed"
     and the error, never an exception. `progress` hears the rows done after each chunk."""
@@ -187,7 +247,7 @@ def predict_file(
 def _run(
     serving: RequestPipeline,
     name: str,
-    source: Path,
+    source: Source,
     fmt: FileFormat,
     outputs: Outputs,
     options: Options,
@@ -200,7 +260,11 @@ def _run(
     report["model"] = model.ref()
     report["variant"] = variant
     readable = fmt
-    if fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
+    if not isinstance(source, Path):
+        if fmt.kind == "parquet":
+            raise TypeError("Parquet is read from a file (it seeks), not a stream")
+        source = Replay(source)  # its header is read before the file is, and perhaps twice
+    elif fmt.kind == "parquet" and fmt.gzipped:  # Parquet is read by seeking: not through gzip
         source, readable = gunzipped(source, source.with_suffix("")), FileFormat("parquet", False)
     header = columns_of(source, readable)
     _check_columns(options, header)
@@ -230,21 +294,25 @@ def _run(
             numbers = {f.name: f.dtype for f in model.version.signature.features or []}
             texts = [run.shape.id_column, *carried]
             chunks = column_chunks(source, readable, size, numbers, texts, options.first_row)
-        for chunk in chunks or read_chunks(source, readable, size, options.first_row):
-            bad = [
-                _rejection(
-                    chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
-                )
-                for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
-                if isinstance(raw, BadRecord)
-            ]
-            bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
-            bad.sort(key=lambda r: int(r[ROW]))
-            run.rejected.write([_protected(run.shape.masker, features, b) for b in bad])
-            tally.rejected += len(bad)
-            tally.rows_in += len(chunk.records)
-            tally.rejections.update(b["type"] for b in bad)
-            progress(tally.rows_in)
+        if isinstance(source, Replay):
+            source.release()  # what reads the rows now reads the stream once, from its start
+        ahead = read_ahead(chunks or read_chunks(source, readable, size, options.first_row))
+        with closing(ahead):  # an error while predicting stops the reader now, not when its traceback goes
+            for chunk in ahead:
+                bad = [
+                    _rejection(
+                        chunk.first_row + offset, raw.raw, id_column, [reason(raw.reason, "unreadable_row")]
+                    )
+                    for offset, raw in enumerate(chunk.records if chunk.parsed is None else ())
+                    if isinstance(raw, BadRecord)
+                ]
+                bad += run.by_columns(columnar, chunk) if columnar is not None else run.by_rows(chunk)
+                bad.sort(key=lambda r: int(r[ROW]))
+                run.rejected.write([_protected(run.shape.masker, features, b) for b in bad])
+                tally.rejected += len(bad)
+                tally.rows_in += len(chunk.records)
+                tally.rejections.update(b["type"] for b in bad)
+                progress(tally.rows_in)
         if run.shape.columns is None and not run.shape.nested:
             run.predictions.columns = [run.shape.id_column, *carried]
     finally:
@@ -342,7 +410,10 @@ class _FileRun:
         leading: dict[str, list[Any]] = {}
         parsed = chunk.parsed or {}
         for column in [self.shape.id_column, *self.shape.carried]:
-            if column in parsed:
+            if column in parsed and column not in self.shape.masker.personal:
+                cells = parsed[column]  # pyarrow's column: taken as it is where every row was kept
+                leading[column] = cells if len(kept) == len(cells) else [cells[offset] for offset in kept]
+            elif column in parsed:
                 cells = parsed[column]
                 leading[column] = [self.shape.masker.field(column, cells[offset]) for offset in kept]
             elif column in where:

@@ -157,11 +157,11 @@ def part(planned: Planned, item: PartItem, serving: RequestPipeline, settings: B
     with workdir(settings.work_dir) as work:
         source = work / f"part.{fmt.kind}"
         bucket.download(item["key"], source)
-        outputs = Outputs(work / f"predictions.{fmt.kind}", work / "rejected.jsonl")
-        report = predict_file(serving, drop.model, source, part_fmt, outputs, options)
+        predictions, rejected = work / f"predictions.{fmt.kind}", work / "rejected.jsonl"
+        report = predict_file(serving, drop.model, source, part_fmt, Outputs(predictions, rejected), options)
         if report["status"] == "succeeded":
-            bucket.upload(outputs.predictions, f"{prefix}out/part-{index:05d}.{fmt.kind}")
-            bucket.upload(outputs.rejected, f"{prefix}rejected/part-{index:05d}.jsonl")
+            bucket.upload(predictions, f"{prefix}out/part-{index:05d}.{fmt.kind}")
+            bucket.upload(rejected, f"{prefix}rejected/part-{index:05d}.jsonl")
     bucket.put(f"{prefix}reports/part-{index:05d}.json", json.dumps(report).encode())
     if report["status"] != "succeeded":
         raise PartFailed(f"part {index}: {report['error']}")
