@@ -287,6 +287,8 @@ def card(
         ("parent version", custom.get("lineage.parent_version")),
         ("baseline", custom.get("baseline")),
         ("rules", custom.get("rules")),
+        ("composed as", custom.get("graph.members")),
+        ("top attributions", _top_attributions(custom.get("feature_attributions"))),
     ):
         table.add_row(label, "-" if value is None else str(value))
     console.print(table)
@@ -299,6 +301,14 @@ def card(
         ]
         if evaluation["name"] != "baseline" and numbers:
             console.print(f"{evaluation['name']}: " + ", ".join(numbers))
+
+
+def _top_attributions(summary: str | None, shown: int = 3) -> str | None:
+    """The card's largest mean |SHAP| features (its custom detail is a JSON object, largest first)."""
+    if summary is None:
+        return None
+    largest = list(json.loads(summary).items())[:shown]
+    return ", ".join(f"{feature} {value:.3g}" for feature, value in largest)
 
 
 CARD_FIELDS = (
@@ -406,7 +416,10 @@ def compose(
     if as_json:
         return show_json(record)
     members = ", ".join(f"{m['given']} → v{m['version']}" for m in record["graph"]["members"])
-    console.print(f"registered [bold]{name}[/bold] v{record['version']}, a {graph['kind']} of {members}")
+    article = "an" if graph["kind"][0] in "aeiou" else "a"
+    console.print(
+        f"registered [bold]{name}[/bold] v{record['version']}, {article} {graph['kind']} of {members}"
+    )
     if alias:
         console.print(f"{alias} → v{record['version']}")
 
