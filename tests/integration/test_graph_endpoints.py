@@ -72,3 +72,24 @@ def test_a_throttled_endpoint_member_is_the_graphs_429_with_retry_after_naming_t
     assert error["message"].startswith(
         f"step {MODEL}@{member} ({MODEL}@{member}) failed: endpoint bc-endpoint"
     )
+
+
+def test_a_graph_is_not_ready_while_an_endpoint_members_circuit_is_open(
+    client: TestClient, demos: dict[str, Any]
+) -> None:
+    # Given an ensemble of the Lambda's v1 and a version on the endpoint, made the champion
+    graph = ensemble_with(on_endpoint(demos[MODEL]))
+    assert client.put(f"/v1/models/{MODEL}/aliases/champion", json={"version": graph}).status_code == 200
+    # It is ready, and Triton's V2 metadata calls it an ensemble
+    assert client.get(f"/v1/models/{MODEL}").json()["ready"] is True
+    assert client.get(f"/v2/models/{MODEL}/versions/{graph}/ready").json()["ready"] is True
+    assert client.get(f"/v2/models/{MODEL}/versions/{graph}").json()["platform"] == "ensemble"
+    assert client.get(f"/v2/models/{MODEL}/versions/1").json()["platform"] == "onnxruntime_onnx"
+
+    # When the endpoint's circuit opens
+    wiring.breakers().of("bc-endpoint").trip("test: the endpoint is down")
+
+    # Then the graph is not ready, by KServe V1's model record or by V2; its Lambda member still is
+    assert client.get(f"/v1/models/{MODEL}").json()["ready"] is False
+    assert client.get(f"/v2/models/{MODEL}/versions/{graph}/ready").json()["ready"] is False
+    assert client.get(f"/v2/models/{MODEL}/versions/1/ready").json()["ready"] is True

@@ -95,10 +95,12 @@ def ready(
     summary: ModelSummary,
     versions: list[ModelVersion],
     endpoint_up: Callable[[str], bool] = lambda _: True,
+    member: Callable[[str, int], ModelVersion] | None = None,
 ) -> bool:
     """Whether `:predict` without a version can be served (KServe's `ready`): the version it means
     (champion, else the latest not archived) is registered, its model file is in S3, and, served by
-    an endpoint, that endpoint is up as `endpoint_up` knows it (its circuit breaker is not open).
+    an endpoint, that endpoint is up as `endpoint_up` knows it (its circuit breaker is not open), as
+    are a graph's members' endpoints when `member` reads their records.
     Decided from the records already read and one HeadObject: nothing is downloaded or loaded, the
     registry function serves no predictions."""
     try:
@@ -106,11 +108,20 @@ def ready(
     except NotFound:  # every version archived, and no champion
         return False
     record = next((v for v in versions if v.version == meant), None)
-    return record is not None and serves(record, endpoint_up) and artifacts.exists(record.artifact_uri)
+    return (
+        record is not None and serves(record, endpoint_up, member) and artifacts.exists(record.artifact_uri)
+    )
 
 
-def serves(record: ModelVersion, endpoint_up: Callable[[str], bool]) -> bool:
-    """False for a version served by an endpoint that `endpoint_up` says is down; else True."""
+def serves(
+    record: ModelVersion,
+    endpoint_up: Callable[[str], bool],
+    member: Callable[[str, int], ModelVersion] | None = None,
+) -> bool:
+    """False for a version served by an endpoint that `endpoint_up` says is down, or, given how to
+    read a `member`, for a graph one of whose members is; else True."""
+    if record.graph is not None and member is not None:
+        return all(serves(member(m.name, m.version), endpoint_up) for m in record.graph.members)
     endpoint = record.runs_on.endpoint
     return endpoint is None or endpoint_up(endpoint)
 

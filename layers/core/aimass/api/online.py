@@ -252,7 +252,8 @@ def _v2_metadata(name: str, version: int | None) -> dict[str, Any]:
     return {
         "name": name,
         "versions": versions,
-        "platform": "onnxruntime_onnx",
+        # Triton's name for a model that runs other models
+        "platform": "ensemble" if model.version.graph is not None else "onnxruntime_onnx",
         "inputs": tensors(signature.inputs),
         "outputs": tensors(signature.outputs),
     }
@@ -284,7 +285,7 @@ def model_version_ready(name: str, version: int) -> Response:
 
 def _ready(name: str, version: int | None) -> bool:
     """The version can be run here, and the endpoint that serves it, if one does, is up."""
-    return serves(serving().store.load(name, version).version, breakers().available)
+    return serves(serving().store.load(name, version).version, breakers().available, serving().store.resolve)
 
 
 V2_INFER_ROUTE: dict[str, Any] = {**_route(InferRequest, InferResponse, NAME), "tags": ["v2"]}

@@ -79,7 +79,7 @@ def get_model(name: str) -> Response:
         {
             **summary.model_dump(),
             "versions": [v.model_dump() for v in versions],
-            "ready": ready(summary, versions, breakers().available),
+            "ready": ready(summary, versions, breakers().available, registry().get_version),
         }
     )
 
