@@ -135,6 +135,11 @@ class Engine:
                 task = asyncio.create_task(self._answer(message, outbox))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        except asyncio.CancelledError:
+            # The process is stopping (its loop cancels what is left). asyncio's stream server asks a
+            # handler's task for its exception when it ends, and logs a cancelled one's as an error
+            # with a traceback per front end: this connection simply ends here.
+            pass
         finally:
             self._outboxes.discard(outbox)
             writer.close()
@@ -218,6 +223,20 @@ class Engine:
         raise AimassError(f"the model process does not know {kind!r}")
 
 
+def server_gone(server_pid: int) -> bool:
+    """Whether the server that started this process (its parent) has exited or is exiting. A killed
+    process's threads exit one by one, and its children are handed to init only when the last has:
+    until then getppid() still names it, but its main thread is gone, which leaves the process a
+    zombie (state Z in /proc). Without /proc (not Linux) the parent's id is all there is."""
+    if os.getppid() != server_pid:
+        return True
+    try:
+        stat = Path(f"/proc/{server_pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 async def serve(settings: Settings, socket_path: Path) -> None:
     engine = Engine(settings)
     stopping = asyncio.Event()
@@ -231,7 +250,7 @@ async def serve(settings: Settings, socket_path: Path) -> None:
     parent = os.getppid()
     try:
         # A server killed outright cannot stop its model process: it notices that it was orphaned.
-        while os.getppid() == parent:
+        while not server_gone(parent):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), PARENT_POLL_S)
             if stopping.is_set():

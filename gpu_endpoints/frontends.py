@@ -42,7 +42,7 @@ import numpy as np
 
 from gpu_endpoints.batching import Answer, Batcher
 from gpu_endpoints.channel import SOCKET_ENV, Outbox, error_from, pack, private_socket, receive, unpack
-from gpu_endpoints.engine import ModelView, State
+from gpu_endpoints.engine import ModelView, State, server_gone
 from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelStore
 from gpu_endpoints.process import stop
@@ -53,6 +53,10 @@ log = logging.getLogger("gpu_endpoints.frontends")
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # How long a front end waits for the model process's socket, and the main process for it to appear.
 CONNECT_TIMEOUT_S = 60.0
+# The main process's pid, for the front ends it starts.
+SERVER_PID_ENV = "AIMASS_GPU_SERVER_PID"
+# How often a front end that lost the model process looks again for its server being gone.
+ORPHAN_POLL_S = 0.2
 
 
 class EngineLost(Unavailable):
@@ -186,18 +190,27 @@ class RemoteStore(ModelStore):
         self.budget_mb = None
         self.client = EngineClient(socket_path, self._state, self._lost)
         self._described: dict[str, Any] = {}
-        self._server_pid = os.getppid()  # the main process, which started this front end
+        # The main process, which started this front end: named by it, since a front end that starts
+        # after it was killed outright has init as its parent by then, and would wait for no one.
+        self._server_pid = int(os.environ.get(SERVER_PID_ENV) or os.getppid())
 
     def _lost(self, reason: str) -> None:
         """The model process is gone: /ping says so at once. The main process stops the front ends
         when it sees it; a front end whose main process is gone too (killed outright) stops itself,
         rather than keep the port answering 503."""
         self.startup_error = reason
-        if os.getppid() != self._server_pid:
+        self._stop_if_orphaned()
+
+    def _stop_if_orphaned(self) -> None:
+        if server_gone(self._server_pid):
             log.error(
                 "front end %d: the server (pid %d) is gone too; stopping", os.getpid(), self._server_pid
             )
             os.kill(os.getpid(), signal.SIGTERM)
+            return
+        # The model process may have stopped for another reason: the server, alive, stops the front
+        # ends then. Look again until it does, or is found gone.
+        asyncio.get_running_loop().call_later(ORPHAN_POLL_S, self._stop_if_orphaned)
 
     def _state(self, state: State) -> None:
         self.ready, self.startup_error = state.ready, state.startup_error
@@ -220,6 +233,8 @@ class RemoteStore(ModelStore):
         except OSError as error:
             self.startup_error = f"no model process at {self.client.socket_path}: {error}"
             log.error("front end %d: %s", os.getpid(), self.startup_error)
+        if server_gone(self._server_pid):  # started as the server was killed: no one will stop it
+            self._stop_if_orphaned()
 
     def _check(self) -> None:
         if self.client.lost is not None:
@@ -295,6 +310,7 @@ def serve(settings: Settings, options: dict[str, Any]) -> None:
     socket_path = private_socket()
     environment = {**os.environ, **settings.as_env(), SOCKET_ENV: str(socket_path)}
     os.environ[SOCKET_ENV] = str(socket_path)
+    os.environ[SERVER_PID_ENV] = str(os.getpid())  # the front ends' server
     engine = subprocess.Popen(
         [sys.executable, "-m", "gpu_endpoints.engine", "--socket", str(socket_path)],
         cwd=PACKAGE_ROOT,

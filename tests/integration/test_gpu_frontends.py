@@ -237,6 +237,16 @@ def test_ping_stats_metrics_and_the_multi_model_api_pass_through_the_model_proce
     assert reloaded.status_code == 200 and reloaded.content == expected.content
 
 
+def running_still(pid: int) -> bool:
+    """Whether the process has not exited. One that has but is not reaped yet (a zombie, state Z) has:
+    its reaping is init's once its parent is gone, and when init does it is not the server's."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def front_end_pids(server_pid: int) -> set[int]:
     """The server's uvicorn worker processes (multiprocessing's spawned children)."""
     children: set[int] = set()
@@ -325,9 +335,14 @@ def test_a_server_killed_outright_takes_its_model_process_and_front_ends_with_it
         os.kill(server.pid, signal.SIGKILL)
         # Orphaned, the model process notices within a second and stops; the front ends, losing it
         # with their server gone, stop too: nothing keeps the port answering.
-        wait_until(
-            lambda: not any(Path(f"/proc/{pid}").exists() for pid in {engine, *front_ends}), 30, "all gone"
-        )
+        processes = {engine, *front_ends}
+        try:
+            wait_until(lambda: not any(running_still(pid) for pid in processes), 30, "all gone")
+        except TimeoutError:
+            left = {
+                pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in processes if running_still(pid)
+            }
+            raise AssertionError(f"still running: {left}\n{server.log_tail()}") from None
         port = int(server.url.rsplit(":", 1)[1])
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/ping", timeout=5)
