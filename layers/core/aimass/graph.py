@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aimass import artifacts
 from aimass.contracts.graph import (
     ComposeRequest,
     Ensemble,
@@ -23,8 +22,8 @@ from aimass.contracts.graph import (
 from aimass.contracts.registry import ModelVersion, Signature, TensorSpec
 from aimass.contracts.rules import Rule, RuleAction, Ruleset
 from aimass.errors import NotFound, ValidationFailed, field_error
-from aimass.registration import check_name
-from aimass.registry import Registry, fitting
+from aimass.registration import StoredFile, check_name, record_version
+from aimass.registry import Registry
 from aimass.rules import CompiledRuleset, compile_ruleset
 
 Loc = list[str | int]
@@ -366,24 +365,7 @@ def compose_version(
         "lineage": {"graph": [f"{m.name}@{m.version}" for m in graph.members]},
         "created_by": actor,
     }
-    fitting(
-        ModelVersion(
-            name=name, version=0, artifact_uri="", sha256="", size_bytes=0, **described
-        ).model_dump_json(),
-        "the graph version",
-        ["body", "graph"],
+    artifact = StoredFile("graph.json", document, "application/json")
+    return record_version(
+        registry, bucket, name, described, artifact, ("the graph version", ["body", "graph"]), note
     )
-    version = registry.reserve_version(name)
-    prefix = artifacts.version_prefix(name, version)
-    record = ModelVersion(
-        name=name,
-        version=version,
-        artifact_uri=artifacts.put(bucket, prefix + "graph.json", document, "application/json"),
-        sha256=artifacts.sha256(document),
-        size_bytes=len(document),
-        **described,
-    )
-    artifacts.put(
-        bucket, prefix + "signature.json", signature.model_dump_json(indent=2).encode(), "application/json"
-    )
-    return registry.commit_version(record, note)

@@ -247,28 +247,66 @@ def register_version(
         "lineage": lineage or {},
         "created_by": actor,
     }
+    return record_version(
+        registry,
+        bucket,
+        name,
+        described,
+        StoredFile("model.onnx", model),
+        ("the version's signature and metadata", ["body", "metadata"]),
+        note,
+        lambda prefix: (
+            _store_baseline(bucket, prefix, computed, reference.source)
+            if computed and reference
+            else baseline_ref
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A version's artifact as it is stored under the version's folder."""
+
+    name: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+def record_version(
+    registry: Registry,
+    bucket: str,
+    name: str,
+    described: dict[str, Any],
+    artifact: StoredFile,
+    fits: tuple[str, list[Any]],
+    note: str | None,
+    baseline: Callable[[str], BaselineRef | None] | None = None,
+) -> ModelVersion:
+    """Register the next version of `name` from its `described` fields (signature, backend, ...):
+    checked to fit a registry record (`fits`: what it is, and where in the request), then given a
+    version number, its artifact and signature.json stored, its `baseline` stored under the version's
+    folder (a function of that folder) when there is one, and committed with an audit record."""
     # A bad model or reference, or a version too large to record, fails before a version number is
     # taken; what is added after this check (URIs, hashes) is far below the limit's headroom.
     fitting(
         ModelVersion(
             name=name, version=0, artifact_uri="", sha256="", size_bytes=0, **described
         ).model_dump_json(),
-        "the version's signature and metadata",
-        ["body", "metadata"],
+        *fits,
     )
     version = registry.reserve_version(name)
     prefix = artifacts.version_prefix(name, version)
+    stored: dict[str, Any] = {} if baseline is None else {"baseline": baseline(prefix)}
     record = ModelVersion(
         name=name,
         version=version,
-        artifact_uri=artifacts.put(bucket, prefix + "model.onnx", model),
-        sha256=artifacts.sha256(model),
-        size_bytes=len(model),
-        baseline=_store_baseline(bucket, prefix, computed, reference.source)
-        if computed and reference
-        else baseline_ref,
+        artifact_uri=artifacts.put(bucket, prefix + artifact.name, artifact.data, artifact.content_type),
+        sha256=artifacts.sha256(artifact.data),
+        size_bytes=len(artifact.data),
         **described,
+        **stored,
     )
+    signature = described["signature"]
     artifacts.put(
         bucket, prefix + "signature.json", signature.model_dump_json(indent=2).encode(), "application/json"
     )
