@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from aimass.api.answers import json_bytes
 from aimass.errors import ValidationFailed, field_error
 from aimass.protocol import binary, v2
-from aimass.serving.pipeline import DETAIL_STEPS, V1Answer
+from aimass.serving.pipeline import V1Answer, wants_steps
 from aimass.wiring import serving
 
 _VERSION_NUMBER = TypeAdapter(int)
@@ -32,14 +32,7 @@ def path_version(text: str) -> int:
 
 def detail_of(query_value: str | None) -> bool:
     """Whether V1's `?detail=steps` asks for a graph version's steps; any other detail is a 422."""
-    if query_value is None:
-        return False
-    if query_value != DETAIL_STEPS:
-        raise ValidationFailed(
-            f"detail is {query_value!r}; the one detail there is is {DETAIL_STEPS!r}",
-            [field_error(["query", "detail"], f"only {DETAIL_STEPS!r}", "enum")],
-        )
-    return True
+    return wants_steps(query_value, ["query", "detail"])
 
 
 def predict(

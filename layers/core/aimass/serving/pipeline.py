@@ -150,6 +150,19 @@ class StepDetail(TypedDict):
 DETAIL_STEPS = "steps"
 
 
+def wants_steps(detail: Any, field: list[str]) -> bool:
+    """Whether a request's `detail` (at `field`: V1's query, V2's parameters) asks for a graph
+    version's steps; any other detail is a 422."""
+    if detail is None:
+        return False
+    if detail != DETAIL_STEPS:
+        raise ValidationFailed(
+            f"{'.'.join(field[1:])} is {detail!r}; the one detail there is is {DETAIL_STEPS!r}",
+            [field_error(list(field), f"only {DETAIL_STEPS!r}", "enum")],
+        )
+    return True
+
+
 def step_details(steps: list[StepRun], count: int) -> list[StepDetail]:
     details = []
     for run in steps:
@@ -506,12 +519,7 @@ class RequestPipeline:
     ) -> v2.Response:
         """An Open Inference Protocol V2 response; `parameters.detail: "steps"` shows a graph version's
         steps in the response's parameters."""
-        detail = request.parameters.get("detail")
-        if detail is not None and detail != DETAIL_STEPS:
-            raise ValidationFailed(
-                f"parameters.detail is {detail!r}; the one detail there is is {DETAIL_STEPS!r}",
-                [field_error(["body", "parameters", "detail"], f"only {DETAIL_STEPS!r}", "enum")],
-            )
+        wants_steps(request.parameters.get("detail"), ["body", "parameters", "detail"])
         answer: v2.Response = self.serve(V2(request, name), name, version, None, captured, routing_key)
         return answer
 
