@@ -53,6 +53,17 @@ def _time_gc(phase, info, _since=[0.0]):
 gc.callbacks.append(_time_gc)
 """
 
+# A child's API Gateway event (from `event_file`) and the Lambda context the handler is given.
+EVENT_AND_CONTEXT = """
+with open(event_file) as file:
+    event = json.load(file)
+class Context:
+    function_name = "aimass-online"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+"""
+
 # The Lambda runtime's part (reading the event) is outside the measured window; the handler's is in.
 # aimass.aws.client is wrapped only to time it: the clients are still made when the service makes them.
 HANDLER_CHILD = (
@@ -74,14 +85,9 @@ def timed_client(service):
     finally:
         clients_seconds[0] += time.perf_counter() - since
 aimass.aws.client = timed_client
-with open(event_file) as file:
-    event = json.load(file)
-class Context:
-    function_name = "aimass-online"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-print("@PHASE_MARK@ first-request", file=sys.stderr)
+"""
+    + EVENT_AND_CONTEXT
+    + """print("@PHASE_MARK@ first-request", file=sys.stderr)
 before, gc_before, cpu_before = time.perf_counter(), gc_seconds[0], time.process_time()
 response = module.handler(event, Context())
 answered, gc_answered, cpu_answered = time.perf_counter(), gc_seconds[0], time.process_time()
@@ -102,8 +108,8 @@ with open(result_file, "w") as file:
         "second_request_ms": (second - answered) * 1e3,
         "frameworks_by_first_request": frameworks,
     }, file)
-""".replace("@PHASE_MARK@", PHASE_MARK)
-)
+"""
+).replace("@PHASE_MARK@", PHASE_MARK)
 
 # The same session options as the service (aimass.serving.backends.onnx imports nothing beyond ORT and numpy).
 FLOOR_CHILD = (

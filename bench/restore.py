@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.cold_start import MODEL, child_env
+from bench.cold_start import EVENT_AND_CONTEXT, MODEL, child_env
 from bench.harness import demo_rows, function_file, predict_event
 from bench.report import Table, ms, ratio, us
 from bench.stats import median
@@ -33,21 +33,17 @@ from bench.stats import median
 FORKS = 7
 WARM_CALLS = 300
 
-CHILD = """
+CHILD = (
+    """
 import importlib.util, json, os, resource, statistics, sys, time
 function, event_file, result_file, forks, warm_calls = sys.argv[1:6]
 spec = importlib.util.spec_from_file_location("function_online", function)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 from aimass.api import snapstart
-with open(event_file) as file:
-    event = json.load(file)
-class Context:
-    function_name = "aimass-online"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aimass-online"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
+"""
+    + EVENT_AND_CONTEXT
+    + """
 def faults():  # minor page faults so far: a fork's first write to a page it shares copies the page
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -104,6 +100,7 @@ for hooks in (False, True):  # every fork without the hooks first: the hook chan
 with open(result_file, "w") as file:
     json.dump({"before_snapshot_ms": before_snapshot_ms, "forks": results}, file)
 """
+)
 
 
 def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
