@@ -109,10 +109,14 @@ class Prices:
         return cls(**{**data, "instances": tuple(Instance(**i) for i in data.get("instances", []))})
 
 
+# Checked on 2026-12-06 against stored copies of AWS's price data (no live network): the Lambda and
+# HTTP API rows agree with AWS's Price List as published 2025-03 to 2026-09; the SageMaker rows could
+# not be confirmed (docs/capacity.md, "The price table", gives each row's sources and dates).
 PRICES = Prices(
-    date="2025-10",
-    source="aws.amazon.com/lambda/pricing, /api-gateway/pricing, /sagemaker/pricing (real-time "
-    "inference, on-demand), us-east-1; not re-read since (docs/capacity.md)",
+    date="2026-12-06",
+    source="us-east-1 on-demand; Lambda and HTTP API rows checked against AWS's Price List "
+    "(published 2025-03 to 2026-09); SageMaker real-time rows unconfirmed, from memory of "
+    "aws.amazon.com/sagemaker/pricing, 2025-10 (docs/capacity.md)",
     lambda_request=0.20 / 1e6,
     lambda_gb_s=0.0000166667,
     provisioned_gb_s=0.0000041667,
