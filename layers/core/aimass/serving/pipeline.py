@@ -645,9 +645,10 @@ class RequestPipeline:
             chosen, variant, routed = self._choice(
                 name, version, alias, routing_key, view.routing_instances()
             )
-            primed = _priming.get() is not None
-            counted = None if primed else self._counted(name, routed)
-            shadow = None if primed else self._shadow_of(name, variant, routed, routing_key, view)
+            counted = self._counted(name, routed)
+            shadow = self._shadow_of(name, variant, routed, routing_key, view)
+            if _priming.get() is not None:  # chosen as for any request (their path primed), then dropped
+                counted = shadow = None
             try:
                 answer = self._through(view, name, chosen, alias, captured, counted, variant, shadow)
             except BackendError as error:
