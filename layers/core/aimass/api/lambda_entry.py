@@ -18,7 +18,7 @@ from aimass.config import settings
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
-from aimass.tracing import function_tracer
+from aimass.tracing import function_tracer, tracing_on
 
 if TYPE_CHECKING:  # imported when a request needs them (feedback, the app), not in init
     from fastapi import FastAPI
@@ -169,13 +169,15 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
             wiring.flush_capture(shadows=False)
             wiring.flush_live(due_only=True)
 
+    traced: LambdaHandler = tracer.capture_lambda_handler(handler, capture_response=False)
+    function_handler: LambdaHandler = logger.inject_lambda_context(traced)
     if snapstart:
         from aimass.api import snapstart as hooks
 
-        # Priming invokes the handler, with the logger's decorator as below, so that the snapshot holds the
-        # app and the direct path and a restore touches Powertools' path too; not the tracer's: X-Ray has
-        # no segment outside an invocation (it would log that it drops one), and off it records nothing.
-        # The metrics observers hear the priming requests: the hook sends their line nowhere.
-        hooks.register(logger.inject_lambda_context(handler), logger, (count_predictions, count_outcome))
-    traced: LambdaHandler = tracer.capture_lambda_handler(handler, capture_response=False)
-    return logger.inject_lambda_context(traced)
+        # Priming invokes the function's handler, so that the snapshot holds the app and the direct path
+        # and a restore touches Powertools' path too; less the tracer's decorator while tracing is on:
+        # X-Ray has no segment outside an invocation (it would log that it drops one). The metrics
+        # observers hear the priming requests: the hook sends their line nowhere.
+        primed = logger.inject_lambda_context(handler) if tracing_on() else function_handler
+        hooks.register(primed, logger, (count_predictions, count_outcome))
+    return function_handler

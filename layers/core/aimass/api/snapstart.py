@@ -252,8 +252,9 @@ def unrecorded(logger: Logger) -> Iterator[None]:
     """Powertools as the priming invocations found it, and their EMF lines sent nowhere.
 
     Powertools keeps, per environment, whether its next invocation is the first (module flags of its
-    metrics and its logger): the priming invocations would take that first invocation, and the first
-    real one after a restore would report no ColdStart metric and `cold_start: false` in its log lines.
+    metrics, its logger and its tracer): the priming invocations would take that first invocation, and
+    the first real one after a restore would report no ColdStart metric, `cold_start: false` in its log
+    lines and no ColdStart annotation.
     The flags are set back to what they were, here and only here, so that it still does. The logger's
     decorator appends the priming context's keys (function name, request id, correlation id): taken off
     again. The metrics print their EMF lines to stdout (Metrics.flush_metrics, the ColdStart line):
@@ -261,14 +262,15 @@ def unrecorded(logger: Logger) -> Iterator[None]:
     no shadow, whose worker prints its own lines, is under way), so nothing else is lost with them."""
     from aws_lambda_powertools.logging import logger as powertools_logging
     from aws_lambda_powertools.metrics.provider import cold_start
+    from aws_lambda_powertools.tracing import tracer as powertools_tracing
 
-    flags = cold_start.is_cold_start, powertools_logging.is_cold_start
+    flags = cold_start.is_cold_start, powertools_logging.is_cold_start, powertools_tracing.is_cold_start
     keys = dict(logger.get_current_keys())
     try:
         with redirect_stdout(io.StringIO()):
             yield
     finally:
-        cold_start.is_cold_start, powertools_logging.is_cold_start = flags
+        cold_start.is_cold_start, powertools_logging.is_cold_start, powertools_tracing.is_cold_start = flags
         logger.remove_keys([key for key in logger.get_current_keys() if key not in keys])
         logger.append_keys(**keys)
 
