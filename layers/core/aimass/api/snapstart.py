@@ -112,13 +112,17 @@ def run_once(loaded: LoadedModel) -> None:
     loaded.run({spec.name: np.zeros(shapes[spec.name], NUMPY_DTYPES[spec.dtype]) for spec in inputs})
 
 
+# The online function's handler: an API Gateway event and a Lambda context in, the response out.
+FunctionHandler = Callable[[dict[str, Any], Any], Any]
+
+
 @dataclass(frozen=True)
 class Primed:
-    """What the hooks prime through (set by register): the function's handler (an event and a context in,
-    the API Gateway response out, through Powertools' logger and metrics decorators), its Logger, and
-    the observers that are its metrics."""
+    """What the hooks prime through (set by register): the function's handler, through Powertools'
+    decorators (less the tracer's while tracing is on), its Logger, and the observers that are its
+    metrics."""
 
-    handler: Callable[[dict[str, Any], Any], Any]
+    handler: FunctionHandler
     logger: Logger
     observers: tuple[object, ...]
 
@@ -252,14 +256,14 @@ def unrecorded(logger: Logger) -> Iterator[None]:
     """Powertools as the priming invocations found it, and their EMF lines sent nowhere.
 
     Powertools keeps, per environment, whether its next invocation is the first (module flags of its
-    metrics, its logger and its tracer): the priming invocations would take that first invocation, and
-    the first real one after a restore would report no ColdStart metric, `cold_start: false` in its log
-    lines and no ColdStart annotation.
-    The flags are set back to what they were, here and only here, so that it still does. The logger's
-    decorator appends the priming context's keys (function name, request id, correlation id): taken off
-    again. The metrics print their EMF lines to stdout (Metrics.flush_metrics, the ColdStart line):
-    stdout is a discarding buffer while the priming requests run; the hook runs alone (no request, and
-    no shadow, whose worker prints its own lines, is under way), so nothing else is lost with them."""
+    metrics, its logger and its tracer). The priming invocations would take that first invocation, and
+    the first real one after a restore would then report no ColdStart metric, no ColdStart annotation
+    and `cold_start: false` in its log lines. The flags are set back to what they were, here and only
+    here, so that it still reports them. The logger's decorator appends the priming context's keys
+    (function name, request id; the handler, the correlation id): taken off again. The metrics print
+    their EMF lines to stdout (Metrics.flush_metrics, the ColdStart line): stdout is a discarding buffer
+    while the priming requests run. The hook runs alone (no request, and no shadow, whose worker prints
+    its own lines, is under way), so nothing else is lost with them."""
     from aws_lambda_powertools.logging import logger as powertools_logging
     from aws_lambda_powertools.metrics.provider import cold_start
     from aws_lambda_powertools.tracing import tracer as powertools_tracing
@@ -317,15 +321,15 @@ _registered: list[bool] = []
 
 
 def register(
-    handler: Callable[[dict[str, Any], Any], Any] | None = None,
+    handler: FunctionHandler | None = None,
     logger: Logger | None = None,
     observers: Sequence[object] = (),
 ) -> None:
     """Register the online function's hooks, once per process (the local stack may import the function
-    more than once). With `handler` (the function's, under Powertools' logger and metrics decorators)
-    and its `logger`, the hooks prime the function's path (`prime`) before the snapshot and after a
-    restore; `observers`, the pipeline's observers that are the function's metrics, hear the priming
-    requests (their lines go nowhere)."""
+    more than once). With `handler` (the function's, under Powertools' decorators) and its `logger`,
+    the hooks prime the function's path (`prime`) before the snapshot and after a restore;
+    `observers`, the pipeline's observers that are the function's metrics, hear the priming requests
+    (their lines go nowhere)."""
     if not _registered:
         if handler is not None and logger is not None:
             _primed.append(Primed(handler, logger, tuple(observers)))
