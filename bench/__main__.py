@@ -1,5 +1,6 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor compression capacity restore graph explain] [--quick]`: run the benchmarks,
+shadow privacy observers monitor compression capacity restore restore-layers graph
+  explain] [--quick]`: run the benchmarks,
 print tables, write JSON.
 
 All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
@@ -60,6 +61,7 @@ TITLES = {
     "compression": "16. Compression: int8 and float16 copies of the digits demos vs the originals",
     "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
     "restore": "18. A SnapStart restore: the first request of a fork of an initialised process",
+    "restore-layers": "18b. A SnapStart restore, diagnostic: the first request's cost layer by layer",
     "graph": "19. A graph version: a 2-member ensemble vs its members' own predicts and floors",
     "explain": "20. :explain per instance at the default sample count, with the predict floor",
 }
@@ -82,6 +84,7 @@ TABLES = {
     "compression": compression.tables,
     "capacity": capacity.tables,
     "restore": restore.tables,
+    "restore-layers": restore.layers_tables,
     "graph": graph.tables,
     "explain": explain.tables,
 }
@@ -150,6 +153,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return imports.run(trees, 2 if quick else imports.REPEATS)
     if name == "restore":
         return restore.run(stack, trees[0], 2 if quick else restore.FORKS)
+    if name == "restore-layers":
+        return restore.layers(stack, trees[0], 2 if quick else restore.FORKS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

@@ -9,7 +9,9 @@ functions/online/app.py and makes no request. Then:
   runtime hooks would leave it: the first request reads the registry and loads the model;
 - with the hooks: after `aimass.api.snapstart.run_before_snapshot()` in the parent (once, after the forks
   above, which it would otherwise help), a fork runs `run_after_restore()` (timed apart: Lambda runs
-  it during the restore, within its 10 s), then answers its first request, a second, and 300 more.
+  it during the restore, within its 10 s, and a restored environment's first caller waits for it; its
+  priming requests, `snapstart.prime`, timed apart again), then answers its first request, a second,
+  and 300 more.
 Each fork counts its minor page faults (the first write to a page shared with the parent copies it) in
 the hook and in the first request.
 What a restore costs Lambda itself (restoring the memory) is not in these figures: this is what is left
@@ -47,8 +49,20 @@ from aimass.api import snapstart
 def faults():  # minor page faults so far: a fork's first write to a page it shares copies the page
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
+# The hook's priming (snapstart.prime, which the hooks call by its module name) timed apart: it is the
+# part of the hook that the first request's figures depend on.
+prime, priming_ms = snapstart.prime, [0.0]
+def timed_prime(models):
+    started = time.perf_counter()
+    try:
+        return prime(models)
+    finally:
+        priming_ms[0] = (time.perf_counter() - started) * 1e3
+snapstart.prime = timed_prime
+
 def restored(hooks):
     started, faulted = time.perf_counter(), faults()
+    priming_ms[0] = 0.0
     if hooks:
         snapstart.run_after_restore()
     hooked, hook_faults = time.perf_counter(), faults()
@@ -66,6 +80,7 @@ def restored(hooks):
         "hooks": hooks,
         "after_restore_ms": (hooked - started) * 1e3,
         "after_restore_faults": hook_faults - faulted,
+        "priming_ms": priming_ms[0],
         "first_request_us": (answered - hooked) * 1e6,
         "first_request_faults": first_faults - hook_faults,
         "second_request_us": second * 1e6,
@@ -130,6 +145,7 @@ def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
                 "forks": len(runs),
                 "after_restore_ms": median([r["after_restore_ms"] for r in runs]),
                 "after_restore_faults": median([r["after_restore_faults"] for r in runs]),
+                "priming_ms": median([r["priming_ms"] for r in runs]),
                 "first_request_us": first,
                 "first_request_faults": median([r["first_request_faults"] for r in runs]),
                 "second_request_us": median([r["second_request_us"] for r in runs]),
@@ -148,6 +164,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "snapshot holds",
             "after-restore hook (ms)",
             "hook's page faults",
+            "of which priming (ms)",
             "first request (µs)",
             "first's page faults",
             "second (µs)",
@@ -163,10 +180,130 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "init + before-snapshot hook" if case["hooks"] else "init only (no hooks)",
             ms(case["after_restore_ms"]) if case["hooks"] else "-",
             f"{case['after_restore_faults']:,.0f}" if case["hooks"] else "-",
+            ms(case["priming_ms"]) if case["hooks"] else "-",
             us(case["first_request_us"]),
             f"{case['first_request_faults']:,.0f}",
             us(case["second_request_us"]),
             us(case["warm_p50_us"]),
             ratio(case["first_over_warm"]),
         )
+    return [table]
+
+
+# The diagnostic (`python -m bench restore-layers`): after the hooks, the caller's event is sent down the
+# function's path one layer at a time, so that each layer's first touch is counted apart: its dispatch
+# under aimass.serving.pipeline.priming (what the synthetic requests run), its dispatch with the
+# observers (the function's metrics calls), then the decorated handler (Powertools' logger context,
+# tracer, metrics flush and the first invocation's ColdStart line), then the handler again (warm).
+# What a layer's first call costs is what priming that layer would save the first real request.
+LAYERS = ("dispatch, primed", "dispatch, observed", "handler", "handler again")
+
+LAYERS_CHILD = (
+    """
+import contextlib, importlib.util, inspect, io, json, os, resource, sys, time
+function, event_file, result_file, forks = sys.argv[1:5]
+spec = importlib.util.spec_from_file_location("function_online", function)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from aimass.api import snapstart
+from aimass.serving.pipeline import priming
+"""
+    + EVENT_AND_CONTEXT
+    + """
+# The function's dispatch, below Powertools' decorators: the innermost handler's `dispatch`.
+dispatch = inspect.getclosurevars(inspect.unwrap(module.handler)).nonlocals["dispatch"]
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+def layered():
+    started, faulted = time.perf_counter(), faults()
+    snapstart.run_after_restore()
+    found = {"after_restore": [(time.perf_counter() - started) * 1e6, faults() - faulted]}
+    calls = {
+        "dispatch, primed": lambda: priming_call(),
+        "dispatch, observed": lambda: dispatch(event, Context()),
+        "handler": lambda: module.handler(event, Context()),
+        "handler again": lambda: module.handler(event, Context()),
+    }
+    lines = io.StringIO()
+    with contextlib.redirect_stdout(lines):  # the EMF lines: counted, not printed into the result pipe
+        for name, call in calls.items():
+            since, faulted = time.perf_counter(), faults()
+            response = call()
+            found[name] = [(time.perf_counter() - since) * 1e6, faults() - faulted]
+            assert response["statusCode"] == 200, response
+    found["emf_lines"] = lines.getvalue().count('"_aws"')
+    return found
+
+def priming_call():
+    with priming():
+        return dispatch(event, Context())
+
+snapstart.run_before_snapshot()
+results = []
+for run in range(int(forks)):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(layered()))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as found:
+        text = found.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not text:
+        sys.exit(f"fork {run} failed with status {status}")
+    results.append(json.loads(text))
+with open(result_file, "w") as file:
+    json.dump(results, file)
+"""
+)
+
+
+def layers(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-restore-layers-") as folder:
+        event_file, result_file = Path(folder) / "event.json", Path(folder) / "result.json"
+        event_file.write_text(json.dumps(predict_event(demo_rows(MODEL, 1))))
+        env = child_env(stack, tree, Path(folder) / "cache")
+        args = [str(function_file(tree, "online")), str(event_file), str(result_file), str(forks)]
+        process = subprocess.run(
+            [sys.executable, "-c", LAYERS_CHILD, *args],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if process.returncode != 0 or not result_file.exists():
+            raise RuntimeError(f"restore layers failed ({process.returncode}):\n{process.stderr[-3000:]}")
+        runs: list[dict[str, Any]] = json.loads(result_file.read_text())
+    steps = {
+        name: {
+            "us": median([r[name][0] for r in runs]),
+            "faults": median([r[name][1] for r in runs]),
+        }
+        for name in ("after_restore", *LAYERS)
+    }
+    return {"model": MODEL, "forks": len(runs), "steps": steps, "emf_lines": [r["emf_lines"] for r in runs]}
+
+
+def layers_tables(result: dict[str, Any]) -> list[Table]:
+    table = Table(
+        f"After a restore, the caller's first event one layer at a time, {result['model']} x1 "
+        f"(medians of {result['forks']} forks)",
+        ["step", "time (µs)", "page faults"],
+        note="Each step is the first call of its layer after the hooks (the layers below it already "
+        "called once): what priming that layer would save. EMF lines the steps printed, per fork: "
+        f"{result['emf_lines']}.",
+    )
+    for name, step in result["steps"].items():
+        label = "after-restore hook" if name == "after_restore" else name
+        table.add(label, us(step["us"]), f"{step['faults']:,.0f}")
     return [table]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +16,27 @@ from aimass import aws, wiring
 from aimass.api import snapstart
 from aimass.local.lambda_runtime import LambdaContext, load_handler
 from tests.support import event
+
+
+@pytest.fixture
+def function_records() -> Iterator[list[logging.LogRecord]]:
+    """The records the function's loggers write (its Powertools Logger's and aimass's: one logger, named
+    after the service, and the package's, which has the Logger's handler)."""
+    records: list[logging.LogRecord] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    from aimass.api import lambda_entry
+
+    kept = Kept(level=logging.DEBUG)
+    loggers = {logging.getLogger(name) for name in ("aimass", lambda_entry.logger.name)}
+    for logger in loggers:
+        logger.addHandler(kept)
+    yield records
+    for logger in loggers:
+        logger.removeHandler(kept)
 
 
 @pytest.fixture
@@ -160,6 +183,54 @@ def test_the_priming_requests_are_answered_and_leave_no_capture_metric_live_coun
         wiring.request_observers.remove(heard.append)
 
 
+def test_priming_prints_no_metric_line_and_logs_nothing(
+    registered: Any, capfd: pytest.CaptureFixture[str], function_records: list[logging.LogRecord]
+) -> None:
+    load_handler("online")
+    snapstart.run_before_snapshot()
+    snapstart.run_after_restore()
+    capfd.readouterr()
+    function_records.clear()
+
+    # When the hooks' priming requests run through the function's handler
+    statuses = snapstart.prime(sorted(registered.versions))
+
+    # Then they were answered, and nothing reached the function's output: no EMF line, no log line
+    assert set(statuses.values()) == {200}
+    assert capfd.readouterr() == ("", "")
+    assert function_records == []
+
+
+def test_the_first_invocation_after_a_restore_reports_a_cold_start_and_the_second_does_not(
+    registered: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.logging import logger as powertools_logging
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from aimass.api import lambda_entry
+
+    # Given a new environment's Powertools (its next invocation is its first), snapshotted and restored
+    monkeypatch.setattr(cold_start, "is_cold_start", True)
+    monkeypatch.setattr(powertools_logging, "is_cold_start", True)
+    online = load_handler("online")
+    snapstart.run_before_snapshot()
+    snapstart.run_after_restore()
+    capsys.readouterr()
+
+    # When a caller's requests come in after the hooks' priming ones
+    assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
+    first, first_keys = capsys.readouterr().out, dict(lambda_entry.logger.get_current_keys())
+    assert online(event("v1_predict_breast_cancer"), LambdaContext())["statusCode"] == 200
+    second, second_keys = capsys.readouterr().out, dict(lambda_entry.logger.get_current_keys())
+
+    # Then the first reports the cold start, once, and its log context says so; the second does not
+    assert metric_names(first).count("ColdStart") == 1 and "Predictions" in metric_names(first)
+    assert first_keys["cold_start"] is True
+    assert first_keys["function_request_id"] == LambdaContext.aws_request_id
+    assert "ColdStart" not in metric_names(second) and "Predictions" in metric_names(second)
+    assert second_keys["cold_start"] is False
+
+
 def test_a_model_served_by_an_endpoint_is_not_primed(registered: Any, demos: dict[str, Any]) -> None:
     from aimass.registration import register_version, set_alias
 
@@ -175,6 +246,12 @@ def test_a_model_served_by_an_endpoint_is_not_primed(registered: Any, demos: dic
     statuses = snapstart.prime(["breast-cancer", "digits"])
 
     assert statuses == {"/health": 200, "/v1/models/breast-cancer:predict": 200}
+
+
+def metric_names(out: str) -> list[str]:
+    """The metrics on the EMF lines printed to stdout."""
+    lines = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    return [m["Name"] for line in lines for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
 
 
 def objects(prefix: str) -> list[str]:

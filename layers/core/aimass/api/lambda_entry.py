@@ -18,7 +18,7 @@ from aimass.config import settings
 from aimass.logs import function_logger
 from aimass.serving.pipeline import Answered, Served
 from aimass.serving.shadow import ShadowResult
-from aimass.tracing import function_tracer
+from aimass.tracing import function_tracer, tracing_on
 
 if TYPE_CHECKING:  # imported when a request needs them (feedback, the app), not in init
     from fastapi import FastAPI
@@ -120,7 +120,7 @@ def add_observers(parts: list[str]) -> None:
 def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
     """A handler for one of the apps; built once per container, at import time of the function.
     `snapstart`: register the SnapStart hooks (aimass.api.snapstart), which prime through the function's
-    dispatch (GET /health, one prediction per model).
+    handler (GET /health, one prediction per model).
 
     With the `online` part, the prediction routes are answered by aimass.api.direct and the FastAPI app
     is built at the first request they do not take (or before a SnapStart snapshot); otherwise it is
@@ -151,16 +151,10 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
         # Mangum and Powertools each declare a LambdaContext type; the runtime's object is both.
         return dict(app()[1](event, context))
 
-    if snapstart:  # priming goes through `dispatch`, so the snapshot holds the app and the direct path
-        from aimass.api import snapstart as hooks
-
-        hooks.register(dispatch)
     if direct is None:
         app()
     add_observers(parts)
 
-    @logger.inject_lambda_context
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # The API Gateway request id, as `correlation_id_path=correlation_paths.API_GATEWAY_HTTP` would
@@ -175,4 +169,15 @@ def api_handler(parts: Iterable[str], snapstart: bool = False) -> LambdaHandler:
             wiring.flush_capture(shadows=False)
             wiring.flush_live(due_only=True)
 
-    return handler
+    traced: LambdaHandler = tracer.capture_lambda_handler(handler, capture_response=False)
+    function_handler: LambdaHandler = logger.inject_lambda_context(traced)
+    if snapstart:
+        from aimass.api import snapstart as hooks
+
+        # Priming invokes the function's handler, so that the snapshot holds the app and the direct path
+        # and a restore touches Powertools' path too; less the tracer's decorator while tracing is on:
+        # X-Ray has no segment outside an invocation (it would log that it drops one). The metrics
+        # observers hear the priming requests: the hook sends their line nowhere.
+        primed = logger.inject_lambda_context(handler) if tracing_on() else function_handler
+        hooks.register(primed, logger, (count_predictions, count_outcome))
+    return function_handler

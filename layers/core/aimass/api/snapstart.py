@@ -10,7 +10,9 @@ random generators' seeds (canary and shadow draws, capture sampling), and the mo
 read times are the snapshot's on another machine's clock.
 
 Both hooks then prime the function's request path (`prime`): a synthetic request per local model sent
-through the function's own dispatch, under aimass.serving.pipeline.priming so that nothing records it.
+through the function's own handler, Powertools' decorators and all (less the tracer's), under
+aimass.serving.pipeline.priming so that nothing records it, with its EMF lines sent nowhere and
+Powertools' cold-start flags set back (`unrecorded`): the first real invocation still reports itself cold.
 Before the snapshot that makes what a first request makes once; after a restore it touches the
 memory the first request would otherwise fault in (bench/RESULTS.md, "The first request after a
 SnapStart restore").
@@ -23,11 +25,14 @@ The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes incl
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +44,8 @@ import numpy.random
 from aimass.config import settings
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
+
     from aimass.contracts.registry import ModelVersion
     from aimass.serving.store import LoadedModel
 
@@ -105,10 +112,22 @@ def run_once(loaded: LoadedModel) -> None:
     loaded.run({spec.name: np.zeros(shapes[spec.name], NUMPY_DTYPES[spec.dtype]) for spec in inputs})
 
 
-# The function's own request path below Powertools' decorators (an event and a context in, the API
-# Gateway response out): set by register().
-Dispatch = Callable[[dict[str, Any], Any], Any]
-_dispatch: list[Dispatch] = []
+# The online function's handler: an API Gateway event and a Lambda context in, the response out.
+FunctionHandler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Primed:
+    """What the hooks prime through (set by register): the function's handler, through Powertools'
+    decorators (less the tracer's while tracing is on), its Logger, and the observers that are its
+    metrics."""
+
+    handler: FunctionHandler
+    logger: Logger
+    observers: tuple[object, ...]
+
+
+_primed: list[Primed] = []
 
 
 class PrimingContext:
@@ -179,16 +198,41 @@ def priming_instance(version: ModelVersion) -> dict[str, Any] | list[Any] | None
 
 def prime(models: Sequence[str]) -> dict[str, int]:
     """A GET /health and each local model's V1 :predict (ModelStore.local: never an endpoint), once,
-    through the function's own path (register's `dispatch`), under aimass.serving.pipeline.priming:
-    answered and discarded, nothing captured, counted or observed. What a request makes once (FastAPI's
-    endpoint details, the event loop, pydantic's and numpy's first calls, the session's buffers) is then
-    made, and the memory it touches is touched. A request that fails is logged: priming never fails a
-    hook. Returns each path's status (0: it raised)."""
+    through the function's own handler (register's), under aimass.serving.pipeline.priming: answered
+    and discarded, nothing captured, counted live or shadowed; the metrics observers hear them and the
+    invocation's EMF lines (its metrics, the first one's ColdStart) go nowhere (`unrecorded`). What a
+    request makes once (FastAPI's endpoint details, the event loop, pydantic's and numpy's first calls,
+    the session's buffers, Powertools' first invocation) is then made, and the memory it touches is
+    touched. A request that fails is logged: priming never fails a hook. Returns each path's status
+    (0: it raised)."""
     statuses: dict[str, int] = {}
-    if not _dispatch:
+    if not _primed:
         return statuses
-    from aimass import wiring
     from aimass.serving.pipeline import priming
+
+    primed = _primed[0]
+    failures: dict[str, Exception] = {}
+    with unrecorded(primed.logger), priming(primed.observers):
+        for event in priming_requests(models):
+            path = event["rawPath"]
+            try:
+                statuses[path] = int(primed.handler(event, PrimingContext()).get("statusCode", 0))
+            except Exception as error:  # any: an unprimed path costs its first request, nothing more
+                failures[path] = error
+                statuses[path] = 0
+    # Logged once the logger has its keys back (they were the priming context's).
+    for path, status in statuses.items():
+        if path in failures:
+            log.warning("priming %s failed: %s", path, failures[path])
+        elif status != 200:
+            log.info("priming %s answered %s", path, status)
+    return statuses
+
+
+def priming_requests(models: Sequence[str]) -> list[dict[str, Any]]:
+    """The priming events: a GET /health, and a V1 :predict of `priming_instance` for each model this
+    process answers itself. A model that cannot be resolved is logged and left out."""
+    from aimass import wiring
 
     store = wiring.serving().store
     requests = [priming_event("GET", "/health")]
@@ -204,18 +248,35 @@ def prime(models: Sequence[str]) -> dict[str, int]:
             continue
         if instance is not None:
             requests.append(priming_event("POST", f"/v1/models/{name}:predict", {"instances": [instance]}))
-    with priming():
-        for event in requests:
-            path = event["rawPath"]
-            try:
-                statuses[path] = int(_dispatch[0](event, PrimingContext()).get("statusCode", 0))
-            except Exception as error:  # any: an unprimed path costs its first request, nothing more
-                log.warning("priming %s failed: %s", path, error)
-                statuses[path] = 0
-            else:
-                if statuses[path] != 200:
-                    log.info("priming %s answered %s", path, statuses[path])
-    return statuses
+    return requests
+
+
+@contextmanager
+def unrecorded(logger: Logger) -> Iterator[None]:
+    """Powertools as the priming invocations found it, and their EMF lines sent nowhere.
+
+    Powertools keeps, per environment, whether its next invocation is the first (module flags of its
+    metrics, its logger and its tracer). The priming invocations would take that first invocation, and
+    the first real one after a restore would then report no ColdStart metric, no ColdStart annotation
+    and `cold_start: false` in its log lines. The flags are set back to what they were, here and only
+    here, so that it still reports them. The logger's decorator appends the priming context's keys
+    (function name, request id; the handler, the correlation id): taken off again. The metrics print
+    their EMF lines to stdout (Metrics.flush_metrics, the ColdStart line): stdout is a discarding buffer
+    while the priming requests run. The hook runs alone (no request, and no shadow, whose worker prints
+    its own lines, is under way), so nothing else is lost with them."""
+    from aws_lambda_powertools.logging import logger as powertools_logging
+    from aws_lambda_powertools.metrics.provider import cold_start
+    from aws_lambda_powertools.tracing import tracer as powertools_tracing
+
+    flags = cold_start.is_cold_start, powertools_logging.is_cold_start, powertools_tracing.is_cold_start
+    keys = dict(logger.get_current_keys())
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        cold_start.is_cold_start, powertools_logging.is_cold_start, powertools_tracing.is_cold_start = flags
+        logger.remove_keys([key for key in logger.get_current_keys() if key not in keys])
+        logger.append_keys(**keys)
 
 
 def before_snapshot() -> None:
@@ -259,13 +320,19 @@ def after_restore() -> None:
 _registered: list[bool] = []
 
 
-def register(dispatch: Dispatch | None = None) -> None:
+def register(
+    handler: FunctionHandler | None = None,
+    logger: Logger | None = None,
+    observers: Sequence[object] = (),
+) -> None:
     """Register the online function's hooks, once per process (the local stack may import the function
-    more than once); `dispatch`, the function's request path below Powertools' decorators, answers the
-    priming requests (`prime`) before the snapshot and after a restore."""
+    more than once). With `handler` (the function's, under Powertools' decorators) and its `logger`,
+    the hooks prime the function's path (`prime`) before the snapshot and after a restore;
+    `observers`, the pipeline's observers that are the function's metrics, hear the priming requests
+    (their lines go nowhere)."""
     if not _registered:
-        if dispatch is not None:
-            _dispatch.append(dispatch)
+        if handler is not None and logger is not None:
+            _primed.append(Primed(handler, logger, tuple(observers)))
         register_before_snapshot(before_snapshot)
         register_after_restore(after_restore)
         _registered.append(True)

@@ -46,18 +46,20 @@ from aimass.serving.traffic import Variant
 
 log = logging.getLogger(__name__)
 
-# Set while requests only prime the path (aimass.api.snapstart): see `priming`.
-_priming: ContextVar[bool] = ContextVar("aimass_priming", default=False)
+# Set while requests only prime the path (aimass.api.snapstart): the observers that hear them; see `priming`.
+_priming: ContextVar[tuple[object, ...] | None] = ContextVar("aimass_priming", default=None)
 
 
 @contextmanager
-def priming() -> Iterator[None]:
-    """Requests made inside are answered as any other and heard by no one: no observers (metrics), no
-    capture, no live counts, no shadow run. A SnapStart hook's synthetic request touches what a real
-    one touches (the code, the store's caches, the ONNX session's buffers) and leaves nothing behind.
-    A context variable, not an argument: it crosses the HTTP app (its task copies the context) and
-    no header or body can set it."""
-    token = _priming.set(True)
+def priming(observers: Sequence[object] = ()) -> Iterator[None]:
+    """Requests made inside are answered as any other and heard by no one but `observers`: no capture,
+    no live counts, no shadow run. A SnapStart hook's synthetic request touches what a real one touches
+    (the code, the store's caches, the ONNX session's buffers) and leaves nothing behind. `observers`:
+    those of the pipeline's observers (of answers or of requests) that hear them all the same, for a
+    caller that discards what they record (the function's metrics, whose line the hook sends nowhere).
+    A context variable, not an argument: it crosses the HTTP app (its task copies the context) and no
+    header or body can set it."""
+    token = _priming.set(tuple(observers))
     try:
         yield
     finally:
@@ -643,9 +645,10 @@ class RequestPipeline:
             chosen, variant, routed = self._choice(
                 name, version, alias, routing_key, view.routing_instances()
             )
-            primed = _priming.get()
-            counted = None if primed else self._counted(name, routed)
-            shadow = None if primed else self._shadow_of(name, variant, routed, routing_key, view)
+            counted = self._counted(name, routed)
+            shadow = self._shadow_of(name, variant, routed, routing_key, view)
+            if _priming.get() is not None:  # chosen as for any request (their path primed), then dropped
+                counted = shadow = None
             try:
                 answer = self._through(view, name, chosen, alias, captured, counted, variant, shadow)
             except BackendError as error:
@@ -710,15 +713,15 @@ class RequestPipeline:
         fell_back: bool,
         code: str | None = None,
     ) -> None:
-        if _priming.get():
-            return
+        heard_by = _priming.get()  # a priming request was given no live count (`counted`)
         seconds = time.perf_counter() - started
         if counted is not None and self.live is not None:
             self.live.request(counted, seconds, outcome, fell_back)
         if self.request_observers:
             served = Served(name, view.protocol, seconds, outcome, code, fell_back)
             for observer in self.request_observers:
-                observer(served)
+                if heard_by is None or observer in heard_by:
+                    observer(served)
 
     def _through(
         self,
@@ -821,11 +824,11 @@ class RequestPipeline:
 
     def _observe(self, answered: Answered, captured: bool) -> list[str] | None:
         """Tell the observers; with `captured`, the prediction ids capture gave the instances, if any."""
-        if _priming.get():
-            return None
+        heard_by = _priming.get()
         for observer in self.observers:
-            observer(answered)
-        if self.capture is None or not captured:
+            if heard_by is None or observer in heard_by:
+                observer(answered)
+        if self.capture is None or not captured or heard_by is not None:
             return None
         try:
             return self.capture(answered)
