@@ -43,6 +43,7 @@ class ColumnarAnswer:
     matrix: np.ndarray
     columns: dict[str, list[Any]]
     refused: dict[int, list[Reason]]
+    # Per kept record, its data-quality findings; empty when no record has any.
     flagged: list[list[dict[str, Any]]]
     anomalous: int
 
@@ -88,24 +89,27 @@ class ColumnarModel:
         """The chunk's records parsed, checked and predicted; its BadRecords are the caller's."""
         offsets = _readable(chunk)
         matrix, refused = _matrix(self.signature.features or [], chunk, offsets, text)
-        good = [k for k, offset in enumerate(offsets) if offset not in refused]
-        tensor = matrix[good].astype(NUMPY_DTYPES[self.signature.inputs[0].dtype])
+        # Indexes kept as arrays, and no copy where every row is kept (a chunk mostly is whole).
+        good = np.array([k for k, offset in enumerate(offsets) if offset not in refused], dtype=int)
+        tensor = (matrix if not refused else matrix[good]).astype(
+            NUMPY_DTYPES[self.signature.inputs[0].dtype]
+        )
         # The checks see what the model sees (the float32 values), as the online path's do.
         seen = tensor.astype(np.float64)
         kept = np.arange(len(good))
-        violations: list[list[dict[str, Any]]] = [[] for _ in good]
+        violations: dict[int, list[dict[str, Any]]] = {}
         if self.checks is not None and self.policy.violations != "ignore":
-            violations = self.checks.violations(seen)
-            if self.policy.violations == "reject":
-                for k in [k for k in kept if violations[k]]:
+            violations = self.checks.violating(seen)
+            if self.policy.violations == "reject" and violations:
+                for k, of_row in violations.items():
                     refused[offsets[good[k]]] = [
-                        reason(v["message"], f"quality_{v['check']}", v["feature"]) for v in violations[k]
+                        reason(v["message"], f"quality_{v['check']}", v["feature"]) for v in of_row
                     ]
-                kept = np.array([k for k in kept if not violations[k]], dtype=int)
+                kept = kept[~np.isin(kept, list(violations))]
         scores = None
         if self.checks is not None and self.checks.anomaly is not None and self.policy.anomalies != "ignore":
             threshold = self.checks.anomaly.threshold
-            all_scores = self.checks.anomaly_scores(seen[kept])
+            all_scores = self.checks.anomaly_scores(seen if len(kept) == len(seen) else seen[kept])
             assert all_scores is not None
             if self.policy.anomalies == "reject":
                 above = all_scores > threshold
@@ -122,16 +126,18 @@ class ColumnarModel:
             kept, scores = ruled.pre(
                 kept, scores, lambda k, reasons: refused.update({offsets[good[k]]: reasons})
             )
-        columns = self._outputs(tensor[kept], ruled, kept) if len(kept) else {}
-        found = [violations[k] for k in kept]
+        whole = len(kept) == len(good)  # kept is then every good row, in order
+        columns = self._outputs(tensor if whole else tensor[kept], ruled, kept) if len(kept) else {}
+        # The kept rows' findings; those without any are left out when none has any.
+        found = [violations.get(k, []) for k in kept.tolist()] if violations else []
         if scores is not None:
             columns["anomaly_score"] = scores.tolist()
             columns["anomalous"] = (scores > threshold).tolist()
         if any(found):
             columns["quality"] = [json.dumps(v) if v else None for v in found]
         return ColumnarAnswer(
-            [offsets[good[k]] for k in kept],
-            seen[kept],
+            offsets if whole and not refused else np.asarray(offsets)[good[kept]].tolist(),
+            seen if whole else seen[kept],
             columns,
             refused,
             found,
@@ -335,6 +341,8 @@ def _matrix(
     """The records' features as float64 (NaN where missing), and the reasons of records that cannot
     be instances (offsets into the chunk) — the same reasons aimass.batch.rows gives one by one."""
     assert chunk.columns is not None
+    if chunk.matrix is not None and chunk.matrix.shape == (len(offsets), len(features)):
+        return chunk.matrix, _missing(features, chunk.matrix, offsets)
     where = {name: j for j, name in enumerate(chunk.columns)}
     cells = None
     if chunk.parsed is None:
@@ -359,6 +367,20 @@ def _matrix(
     for found in reasons.values():
         found.sort(key=lambda r: order.get(r.get("field", ""), -1))
     return matrix, reasons
+
+
+def _missing(features: list[Feature], matrix: np.ndarray, offsets: list[int]) -> dict[int, list[Reason]]:
+    """The reasons of rows of a matrix pyarrow read (every value a number or missing) that lack a
+    required feature: in feature order, as _matrix lists them."""
+    required = [j for j, feature in enumerate(features) if not feature.nullable]
+    reasons: dict[int, list[Reason]] = {}
+    if not required:
+        return reasons
+    rows, columns = np.nonzero(np.isnan(matrix[:, required]))  # row by row, then column by column
+    for k, j in zip(rows.tolist(), columns.tolist(), strict=True):
+        name = features[required[j]].name
+        reasons.setdefault(offsets[k], []).append(reason("required feature is missing", "missing", name))
+    return reasons
 
 
 def _feature_column(

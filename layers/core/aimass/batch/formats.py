@@ -73,6 +73,8 @@ class Chunk:
     # Read by pyarrow (aimass.batch.arrowcsv): the columns asked for, parsed (features as float64,
     # NaN where missing; id and carried columns as text). Its records are then never BadRecords.
     parsed: dict[str, Any] | None = None
+    # ... and the features it was asked for as one float64 matrix (rows x features, in their order).
+    matrix: Any = None
 
     def as_dict(self, record: Any) -> dict[str, Any]:
         return record if self.columns is None else dict(zip(self.columns, record, strict=True))
