@@ -203,6 +203,28 @@ def test_the_report_measures_drift_on_the_predicted_rows(
     assert "mean_texture" not in report["drift"]["drifted"]
 
 
+@pytest.mark.parametrize("chunk_rows", [7, 200])
+def test_a_full_drift_sample_holds_the_same_rows_a_column_at_a_time_as_row_by_row(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, chunk_rows: int
+) -> None:
+    # Given more rows than the drift sample holds, a missing value among them (a slot of the sample
+    # is taken by several rows of one chunk once it is full)
+    rows: list[dict[str, Any]] = holdout(demos, 150)
+    rows[140]["mean_smoothness"] = None
+    data = csv_bytes(rows)
+    options = {"chunk_rows": chunk_rows, "drift_sample_rows": 20, "keep_sample": True, "seed": 3}
+
+    # When the file goes a column at a time (pyarrow's matrix, and Python's reader) and row by row
+    arrow, _ = run(tmp_path / "arrow", "rows.csv", data, **options)
+    python, _ = run(tmp_path / "python", "rows.csv", data, arrow_csv=False, **options)
+    by_rows, _ = run(tmp_path / "rows", "rows.csv", data, columnar=False, **options)
+
+    # Then each kept the same sample, and judged the same drift on it
+    assert arrow["drift"]["sample_rows"] == 20
+    assert arrow["sample"] == python["sample"] == by_rows["sample"]  # type: ignore[typeddict-item]
+    assert arrow["drift"] == python["drift"] == by_rows["drift"]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "rows_in"),
     [("empty.csv", b"", 0), ("header.csv", None, 0), ("empty.jsonl", b"\n\n", 0)],
