@@ -43,7 +43,7 @@ class ColumnarAnswer:
     matrix: np.ndarray
     columns: dict[str, list[Any]]
     refused: dict[int, list[Reason]]
-    # Per kept record, its data-quality findings; empty when no record has any.
+    # The data-quality findings of each kept record that has any, in order.
     flagged: list[list[dict[str, Any]]]
     anomalous: int
 
@@ -90,7 +90,11 @@ class ColumnarModel:
         offsets = _readable(chunk)
         matrix, refused = _matrix(self.signature.features or [], chunk, offsets, text)
         # Indexes kept as arrays, and no copy where every row is kept (a chunk mostly is whole).
-        good = np.array([k for k, offset in enumerate(offsets) if offset not in refused], dtype=int)
+        good = (
+            np.array([k for k, offset in enumerate(offsets) if offset not in refused], dtype=int)
+            if refused
+            else np.arange(len(offsets))
+        )
         tensor = (matrix if not refused else matrix[good]).astype(
             NUMPY_DTYPES[self.signature.inputs[0].dtype]
         )
@@ -128,13 +132,12 @@ class ColumnarModel:
             )
         whole = len(kept) == len(good)  # kept is then every good row, in order
         columns = self._outputs(tensor if whole else tensor[kept], ruled, kept) if len(kept) else {}
-        # The kept rows' findings; those without any are left out when none has any.
-        found = [violations.get(k, []) for k in kept.tolist()] if violations else []
+        found, quality = _findings(violations, kept, whole)
         if scores is not None:
             columns["anomaly_score"] = scores.tolist()
             columns["anomalous"] = (scores > threshold).tolist()
-        if any(found):
-            columns["quality"] = [json.dumps(v) if v else None for v in found]
+        if quality is not None:
+            columns["quality"] = quality
         return ColumnarAnswer(
             offsets if whole and not refused else np.asarray(offsets)[good[kept]].tolist(),
             seen if whole else seen[kept],
@@ -151,9 +154,16 @@ class ColumnarModel:
         outputs = self.model.run({signature.inputs[0].name: tensor})
         found: dict[str, list[Any]]
         if signature.task == "classification" and signature.label_output and signature.probabilities_output:
-            labels = outputs[signature.label_output].tolist()
+            found_labels = outputs[signature.label_output]
+            labels = found_labels.tolist()
             names = signature.class_labels
-            if names:
+            if (
+                names
+                and found_labels.dtype.kind in "iu"
+                and ((found_labels >= 0) & (found_labels < len(names))).all()
+            ):
+                labels = np.asarray(names, dtype=object)[found_labels].tolist()  # each class's name at once
+            elif names:
                 labels = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in labels]
             probabilities = outputs[signature.probabilities_output]
             classes = names or [str(j) for j in range(probabilities.shape[1])]
@@ -169,6 +179,24 @@ class ColumnarModel:
         if ruled is not None:
             found.update(ruled.post(kept, outputs, found))
         return found
+
+
+def _findings(
+    violations: dict[int, list[dict[str, Any]]], kept: np.ndarray, whole: bool
+) -> tuple[list[list[dict[str, Any]]], list[str | None] | None]:
+    """The findings of the kept rows that have any, in order, and the `quality` column (None when
+    no kept row has any); `whole`: every row is kept, so a row's index is its place."""
+    if not violations:
+        return [], None
+    among = violations if whole else set(kept.tolist())
+    flagged = [k for k in violations if k in among]
+    if not flagged:
+        return [], None
+    quality: list[str | None] = [None] * len(kept)
+    places = flagged if whole else np.searchsorted(kept, flagged).tolist()  # kept is in order
+    for place, k in zip(places, flagged, strict=True):
+        quality[place] = json.dumps(violations[k])
+    return [violations[k] for k in flagged], quality
 
 
 def _readable(chunk: Chunk) -> list[int]:
