@@ -203,6 +203,28 @@ def test_the_report_measures_drift_on_the_predicted_rows(
     assert "mean_texture" not in report["drift"]["drifted"]
 
 
+@pytest.mark.parametrize("chunk_rows", [7, 200])
+def test_a_full_drift_sample_holds_the_same_rows_a_column_at_a_time_as_row_by_row(
+    registered: Any, demos: dict[str, Any], tmp_path: Path, chunk_rows: int
+) -> None:
+    # Given more rows than the drift sample holds, a missing value among them (a slot of the sample
+    # is taken by several rows of one chunk once it is full)
+    rows: list[dict[str, Any]] = holdout(demos, 150)
+    rows[140]["mean_smoothness"] = None
+    data = csv_bytes(rows)
+    options = {"chunk_rows": chunk_rows, "drift_sample_rows": 20, "keep_sample": True, "seed": 3}
+
+    # When the file goes a column at a time (pyarrow's matrix, and Python's reader) and row by row
+    arrow, _ = run(tmp_path / "arrow", "rows.csv", data, **options)
+    python, _ = run(tmp_path / "python", "rows.csv", data, arrow_csv=False, **options)
+    by_rows, _ = run(tmp_path / "rows", "rows.csv", data, columnar=False, **options)
+
+    # Then each kept the same sample, and judged the same drift on it
+    assert arrow["drift"]["sample_rows"] == 20
+    assert arrow["sample"] == python["sample"] == by_rows["sample"]  # type: ignore[typeddict-item]
+    assert arrow["drift"] == python["drift"] == by_rows["drift"]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "rows_in"),
     [("empty.csv", b"", 0), ("header.csv", None, 0), ("empty.jsonl", b"\n\n", 0)],
@@ -306,18 +328,28 @@ def test_a_file_naming_an_alias_the_model_lacks_gives_a_failed_report(
     assert report["rows"] == {"in": 0, "predicted": 0, "rejected": 0}
 
 
-@pytest.mark.parametrize("policy", ["flag", "reject"])
+@pytest.mark.parametrize("policy", ["flag", "reject", "flag-violations-reject-anomalies"])
 @pytest.mark.parametrize("name", ["messy.csv", "messy.parquet"])
 def test_a_column_at_a_time_gives_what_row_by_row_gives(
     registered: Any, demos: dict[str, Any], tmp_path: Path, policy: str, name: str
 ) -> None:
-    # Given a model whose policy flags (or rejects) findings, and a file with every kind of row
-    wiring.registry().set_quality_policy(MODEL, QualityPolicy(violations=policy, anomalies=policy), "test")
+    # Given a model whose policy flags (or rejects) findings, or flags the values out of range and
+    # rejects the anomalies (rows flagged among rows refused), and a file with every kind of row
+    violations, anomalies = ("flag", "reject") if policy.startswith("flag-") else (policy, policy)
+    wiring.registry().set_quality_policy(
+        MODEL, QualityPolicy(violations=violations, anomalies=anomalies), "test"
+    )
     wiring.serving().store.forget(MODEL)
     rows: list[dict[str, Any]] = [{"id": f"r{i}", **r} for i, r in enumerate(holdout(demos, 40))]
     rows[1]["mean_radius"] = None  # a required value missing
     rows[5]["mean_texture"] = rows[5]["mean_texture"] * 40  # out of range, anomalous
     rows[9] = {**{k: v * 3 for k, v in rows[9].items() if k != "id"}, "id": "r9"}  # anomalous
+    store = wiring.serving().store
+    checks = store.checks_for(store.load(MODEL, None, None).version)
+    assert checks is not None
+    smoothness = [c.name for c in checks.columns].index("mean_smoothness")
+    for row in (14, 30):  # just out of range, not anomalous: flagged after rows refused
+        rows[row]["mean_smoothness"] = float(checks.high[smoothness]) * 1.01
     if name.endswith(".csv"):
         text = csv_bytes(rows).decode().splitlines()
         text[4] = text[4].replace(text[4].split(",")[3], "abc", 1)  # not a number
@@ -339,6 +371,7 @@ def test_a_column_at_a_time_gives_what_row_by_row_gives(
 
     # Then the outputs and the reports are the same
     assert fast["rows"] == slow["rows"] and fast["rows"]["rejected"] >= 2
+    assert fast["quality"]["rows_flagged"] >= (2 if violations == "flag" else 0)
     assert fast["quality"] == slow["quality"] and fast["drift"] == slow["drift"]
     assert read_jsonl(fast_out.rejected) == read_jsonl(slow_out.rejected)
     assert fast_out.predictions.read_bytes() == slow_out.predictions.read_bytes() or _same_parquet(

@@ -14,7 +14,7 @@ from aimass.contracts.registry import Feature, Signature, TensorSpec
 from aimass.quality.baseline import Baseline, compute
 from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import columns_of
-from aimass.quality.report import MIN_DRIFT_ROWS, lenient_matrix, quality_report
+from aimass.quality.report import MIN_DRIFT_ROWS, features_matrix, lenient_matrix, quality_report
 
 OUTPUTS = [TensorSpec(name="variable", dtype="float32", shape=[None, 1])]
 NUMERIC = Signature(
@@ -250,6 +250,27 @@ def test_a_value_of_the_wrong_type_is_missing_and_counted_against_its_column() -
     assert mistyped.tolist() == [1, 0, 2]
     assert extra == {"other": 2}
     assert given == {"n", "flag", "v"}
+
+
+@pytest.mark.parametrize("signature", [MIXED, NUMERIC])
+def test_rows_given_as_a_matrix_read_as_their_instances_would(signature: Signature) -> None:
+    # Given a batch's rows as a float matrix over named features (NaN missing, one not finite, one
+    # name no column has), in an order of its own
+    names = ["other", *reversed([f.name for f in signature.features or []])]
+    rows = np.array([[1.0, 2.0, np.nan, 3.0], [4.0, np.inf, 0.5, -1.0], [np.nan] * 4])[:, : len(names)]
+    instances = [{n: None if v != v else v for n, v in zip(names, row, strict=True)} for row in rows.tolist()]
+    checks = plain_checks(signature)
+
+    # When they are read as a matrix and as the instances they stand for
+    found = features_matrix(checks, names, rows)
+    expected = lenient_matrix(checks, instances)
+
+    # Then the lenient matrix, the mistyped counts, the extra keys and the given columns are the same
+    np.testing.assert_array_equal(found[0], expected[0])
+    assert [found[1].tolist(), *found[2:]] == [expected[1].tolist(), *expected[2:]]
+    # and no rows read as no instances
+    empty = features_matrix(checks, names, rows[:0])
+    assert (empty[0].shape, empty[2:]) == (expected[0][:0].shape, ({}, set()))
 
 
 def test_a_row_given_as_a_list_fills_the_columns_in_order_and_one_of_another_length_is_mistyped() -> None:

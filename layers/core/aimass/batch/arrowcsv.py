@@ -79,7 +79,8 @@ def column_chunks(
     """The CSV file's (or stream's: aimass.batch.formats.Replay) records `rows` at a time, numbered
     from `first_row`, as read_chunks gives them; a chunk pyarrow read also has `parsed`: each column
     of `numbers` (name -> the feature's dtype, float or int) as float64, NaN where missing, and each
-    column of `texts` as its cells' text. None when the file is Python's to read whole (see the
+    column of `texts` as its cells' text; and `matrix`: all of `numbers` as one (NaN throughout
+    for a column the file lacks). None when the file is Python's to read whole (see the
     module's docstring)."""
     try:
         import pyarrow  # noqa: F401  (the Arrow layer; without it the Python reader does it all)
@@ -125,14 +126,15 @@ def _chunks(
             handle.readline()
             for data, starts, ends in _pieces(handle, rows):
                 long = len(starts) and int((ends - starts).max()) >= FIELD_LIMIT
-                parsed = None if long else reader.parsed(data, len(starts))
+                read = None if long else reader.parsed(data, len(starts))
+                parsed, matrix = read if read is not None else (None, None)
                 if parsed is None:
                     text = io.StringIO(data.decode("utf-8"), newline="")
                     records: Sequence[Any] = list(csv_records(iter(text), len(header)))
                 else:
                     records = Lines(data, starts, ends)
                 if records:
-                    yield Chunk(row, records, header, parsed)
+                    yield Chunk(row, records, header, parsed, matrix)
                     row += len(records)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
         raise UnreadableFile(f"{type(error).__name__}: {error}") from error
@@ -148,6 +150,11 @@ class _ArrowReader:
         self.pa, self.pa_csv = pa, pa_csv
         self.header = header
         self.numbers = {name: dtype for name, dtype in numbers.items() if name in header}
+        self.asked = list(numbers)
+        self.present = np.array([name in header for name in self.asked], dtype=bool)
+        self.integral = np.array(
+            [numbers[name] == "int" and name in header for name in self.asked], dtype=bool
+        )
         self.texts = texts
         types = {**{name: pa.float64() for name in self.numbers}, **{name: pa.string() for name in texts}}
         self.parse = pa_csv.ParseOptions(quote_char=False, newlines_in_values=False, ignore_empty_lines=True)
@@ -159,8 +166,9 @@ class _ArrowReader:
             check_utf8=False,  # checked before: a chunk that is not ASCII is decoded first
         )
 
-    def parsed(self, data: bytes, lines: int) -> dict[str, Any] | None:
-        """The chunk's asked columns, or None when the chunk is Python's to read."""
+    def parsed(self, data: bytes, lines: int) -> tuple[dict[str, Any], np.ndarray] | None:
+        """The chunk's asked columns, and its features as one matrix; None when the chunk is Python's
+        to read."""
         if b'"' in data or b"\x00" in data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
             return None
         if not data.isascii():
@@ -178,20 +186,35 @@ class _ArrowReader:
             return None
         if table.num_rows != lines:
             return None
-        parsed: dict[str, Any] = {}
-        for name, dtype in self.numbers.items():
-            column = table.column(name)
-            values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            nan = np.isnan(values)
-            # The Python path quotes the cell to say why it refuses these: its text is needed.
-            if int(nan.sum()) != column.null_count or np.isinf(values).any():
-                return None
-            if dtype == "int" and (values[~nan] != np.round(values[~nan])).any():
-                return None
-            parsed[name] = values
+        matrix = self._features(table, lines)
+        if matrix is None:
+            return None
+        parsed: dict[str, Any] = {
+            name: matrix[:, j] for j, name in enumerate(self.asked) if name in self.numbers
+        }
         for name in self.texts:
             parsed[name] = table.column(name).to_pylist()
-        return parsed
+        return parsed, matrix
+
+    def _features(self, table: Any, lines: int) -> np.ndarray | None:
+        """The features as one matrix, in the order asked (NaN for one the file lacks), its checks a
+        few numpy calls for the whole chunk rather than a few per column; None when a value needs
+        its cell's text."""
+        matrix = np.full((lines, len(self.asked)), np.nan)
+        nulls = np.zeros(len(self.asked), dtype=np.int64)
+        for j, name in enumerate(self.asked):
+            if name in self.numbers:
+                column = table.column(name)
+                matrix[:, j] = column.to_numpy(zero_copy_only=False)
+                nulls[j] = column.null_count
+        nan = np.isnan(matrix)
+        # The Python path quotes the cell to say why it refuses these: its text is needed.
+        if (nan.sum(axis=0)[self.present] != nulls[self.present]).any() or np.isinf(matrix).any():
+            return None
+        whole = matrix[:, self.integral]
+        if ((whole != np.round(whole)) & ~nan[:, self.integral]).any():
+            return None
+        return matrix
 
 
 def _pieces(handle: IO[bytes], rows: int) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:

@@ -43,6 +43,7 @@ class ColumnarAnswer:
     matrix: np.ndarray
     columns: dict[str, list[Any]]
     refused: dict[int, list[Reason]]
+    # The data-quality findings of each kept record that has any, in order.
     flagged: list[list[dict[str, Any]]]
     anomalous: int
 
@@ -88,24 +89,31 @@ class ColumnarModel:
         """The chunk's records parsed, checked and predicted; its BadRecords are the caller's."""
         offsets = _readable(chunk)
         matrix, refused = _matrix(self.signature.features or [], chunk, offsets, text)
-        good = [k for k, offset in enumerate(offsets) if offset not in refused]
-        tensor = matrix[good].astype(NUMPY_DTYPES[self.signature.inputs[0].dtype])
+        # Indexes kept as arrays, and no copy where every row is kept (a chunk mostly is whole).
+        good = (
+            np.array([k for k, offset in enumerate(offsets) if offset not in refused], dtype=int)
+            if refused
+            else np.arange(len(offsets))
+        )
+        tensor = (matrix if not refused else matrix[good]).astype(
+            NUMPY_DTYPES[self.signature.inputs[0].dtype]
+        )
         # The checks see what the model sees (the float32 values), as the online path's do.
         seen = tensor.astype(np.float64)
         kept = np.arange(len(good))
-        violations: list[list[dict[str, Any]]] = [[] for _ in good]
+        violations: dict[int, list[dict[str, Any]]] = {}
         if self.checks is not None and self.policy.violations != "ignore":
-            violations = self.checks.violations(seen)
-            if self.policy.violations == "reject":
-                for k in [k for k in kept if violations[k]]:
+            violations = self.checks.violating(seen)
+            if self.policy.violations == "reject" and violations:
+                for k, of_row in violations.items():
                     refused[offsets[good[k]]] = [
-                        reason(v["message"], f"quality_{v['check']}", v["feature"]) for v in violations[k]
+                        reason(v["message"], f"quality_{v['check']}", v["feature"]) for v in of_row
                     ]
-                kept = np.array([k for k in kept if not violations[k]], dtype=int)
+                kept = kept[~np.isin(kept, list(violations))]
         scores = None
         if self.checks is not None and self.checks.anomaly is not None and self.policy.anomalies != "ignore":
             threshold = self.checks.anomaly.threshold
-            all_scores = self.checks.anomaly_scores(seen[kept])
+            all_scores = self.checks.anomaly_scores(seen if len(kept) == len(seen) else seen[kept])
             assert all_scores is not None
             if self.policy.anomalies == "reject":
                 above = all_scores > threshold
@@ -122,16 +130,17 @@ class ColumnarModel:
             kept, scores = ruled.pre(
                 kept, scores, lambda k, reasons: refused.update({offsets[good[k]]: reasons})
             )
-        columns = self._outputs(tensor[kept], ruled, kept) if len(kept) else {}
-        found = [violations[k] for k in kept]
+        whole = len(kept) == len(good)  # kept is then every good row, in order
+        columns = self._outputs(tensor if whole else tensor[kept], ruled, kept) if len(kept) else {}
+        found, quality = _findings(violations, kept, whole)
         if scores is not None:
             columns["anomaly_score"] = scores.tolist()
             columns["anomalous"] = (scores > threshold).tolist()
-        if any(found):
-            columns["quality"] = [json.dumps(v) if v else None for v in found]
+        if quality is not None:
+            columns["quality"] = quality
         return ColumnarAnswer(
-            [offsets[good[k]] for k in kept],
-            seen[kept],
+            offsets if whole and not refused else np.asarray(offsets)[good[kept]].tolist(),
+            seen if whole else seen[kept],
             columns,
             refused,
             found,
@@ -145,9 +154,16 @@ class ColumnarModel:
         outputs = self.model.run({signature.inputs[0].name: tensor})
         found: dict[str, list[Any]]
         if signature.task == "classification" and signature.label_output and signature.probabilities_output:
-            labels = outputs[signature.label_output].tolist()
+            found_labels = outputs[signature.label_output]
+            labels = found_labels.tolist()
             names = signature.class_labels
-            if names:
+            if (
+                names
+                and found_labels.dtype.kind in "iu"
+                and ((found_labels >= 0) & (found_labels < len(names))).all()
+            ):
+                labels = np.asarray(names, dtype=object)[found_labels].tolist()  # each class's name at once
+            elif names:
                 labels = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in labels]
             probabilities = outputs[signature.probabilities_output]
             classes = names or [str(j) for j in range(probabilities.shape[1])]
@@ -163,6 +179,24 @@ class ColumnarModel:
         if ruled is not None:
             found.update(ruled.post(kept, outputs, found))
         return found
+
+
+def _findings(
+    violations: dict[int, list[dict[str, Any]]], kept: np.ndarray, whole: bool
+) -> tuple[list[list[dict[str, Any]]], list[str | None] | None]:
+    """The findings of the kept rows that have any, in order, and the `quality` column (None when
+    no kept row has any); `whole`: every row is kept, so a row's index is its place."""
+    if not violations:
+        return [], None
+    among = violations if whole else set(kept.tolist())
+    flagged = [k for k in violations if k in among]
+    if not flagged:
+        return [], None
+    quality: list[str | None] = [None] * len(kept)
+    places = flagged if whole else np.searchsorted(kept, flagged).tolist()  # kept is in order
+    for place, k in zip(places, flagged, strict=True):
+        quality[place] = json.dumps(violations[k])
+    return [violations[k] for k in flagged], quality
 
 
 def _readable(chunk: Chunk) -> list[int]:
@@ -335,6 +369,8 @@ def _matrix(
     """The records' features as float64 (NaN where missing), and the reasons of records that cannot
     be instances (offsets into the chunk) — the same reasons aimass.batch.rows gives one by one."""
     assert chunk.columns is not None
+    if chunk.matrix is not None and chunk.matrix.shape == (len(offsets), len(features)):
+        return chunk.matrix, _missing(features, chunk.matrix, offsets)
     where = {name: j for j, name in enumerate(chunk.columns)}
     cells = None
     if chunk.parsed is None:
@@ -359,6 +395,20 @@ def _matrix(
     for found in reasons.values():
         found.sort(key=lambda r: order.get(r.get("field", ""), -1))
     return matrix, reasons
+
+
+def _missing(features: list[Feature], matrix: np.ndarray, offsets: list[int]) -> dict[int, list[Reason]]:
+    """The reasons of rows of a matrix pyarrow read (every value a number or missing) that lack a
+    required feature: in feature order, as _matrix lists them."""
+    required = [j for j, feature in enumerate(features) if not feature.nullable]
+    reasons: dict[int, list[Reason]] = {}
+    if not required:
+        return reasons
+    rows, columns = np.nonzero(np.isnan(matrix[:, required]))  # row by row, then column by column
+    for k, j in zip(rows.tolist(), columns.tolist(), strict=True):
+        name = features[required[j]].name
+        reasons.setdefault(offsets[k], []).append(reason("required feature is missing", "missing", name))
+    return reasons
 
 
 def _feature_column(

@@ -16,9 +16,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from aimass.errors import UnsupportedMediaType
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Kind = Literal["csv", "jsonl", "parquet"]
 SUFFIXES: dict[str, Kind] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -73,6 +76,8 @@ class Chunk:
     # Read by pyarrow (aimass.batch.arrowcsv): the columns asked for, parsed (features as float64,
     # NaN where missing; id and carried columns as text). Its records are then never BadRecords.
     parsed: dict[str, Any] | None = None
+    # ... and the features it was asked for as one float64 matrix (rows x features, in their order).
+    matrix: np.ndarray | None = None
 
     def as_dict(self, record: Any) -> dict[str, Any]:
         return record if self.columns is None else dict(zip(self.columns, record, strict=True))

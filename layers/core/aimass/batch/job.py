@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from aimass.batch.arrowcsv import column_chunks
 from aimass.batch.columns import ColumnarAnswer, ColumnarModel, scalar
 from aimass.batch.formats import (
@@ -41,7 +43,7 @@ from aimass.batch.results import Counts, DriftSummary, FileReport
 from aimass.batch.rows import Reason, RowParser, reason
 from aimass.errors import AimassError, ValidationFailed, field_error
 from aimass.privacy import NO_MASK, WITHHELD, Masker
-from aimass.quality.report import quality_report
+from aimass.quality.report import features_matrix, matrix_report, quality_report
 from aimass.rules import CompiledRuleset
 from aimass.serving.pipeline import RequestPipeline
 from aimass.serving.store import LoadedModel
@@ -318,9 +320,9 @@ def _run(
     finally:
         run.predictions.close()
         run.rejected.close()
-    report["drift"] = drift(serving, model.version, run.sample)
+    report["drift"] = drift(serving, model.version, run.sample, run.sampled())
     if options.keep_sample:
-        report["sample"] = run.sample
+        report["sample"] = run.sample_records()
 
 
 def _check_columns(options: Options, header: list[str] | None) -> None:
@@ -354,11 +356,28 @@ class _FileRun:
     id_column: str | None
     predictions: RowWriter
     rejected: RowWriter
+    # The drift sample: instances row by row; a column at a time, the features' rows of a matrix.
     sample: list[dict[str, Any]] = field(default_factory=list)
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.reservoir = Reservoir(self.options.drift_sample_rows, random.Random(self.options.seed))
         self.parser = RowParser(self.model.version.signature, self.fmt.text)
+        self.features = [f.name for f in self.model.version.signature.features or []]
+
+    def sampled(self) -> np.ndarray | None:
+        """The column path's drift sample (rows x features), or None."""
+        return None if self.rows is None else self.rows[: self.reservoir.filled]
+
+    def sample_records(self) -> list[dict[str, Any]]:
+        """The drift sample as instances (None where missing), whichever path took it."""
+        rows = self.sampled()
+        if rows is None:
+            return self.sample
+        return [
+            dict(zip(self.features, [None if v != v else v for v in row], strict=True))
+            for row in rows.tolist()
+        ]
 
     def by_rows(self, chunk: Chunk) -> list[dict[str, Any]]:
         """The chunk's records one by one through RequestPipeline.predict; the rejections."""
@@ -398,10 +417,15 @@ class _FileRun:
         ]
         kept = answer.kept
         self.tally.count_columns(answer)
-        features = [f.name for f in columnar.signature.features or []]
-        for k, slot in self._slots(len(kept)):
-            values = answer.matrix[k].tolist()
-            self.sample[slot] = dict(zip(features, [None if v != v else v for v in values], strict=True))
+        taken = self._slots(len(kept))
+        if taken:
+            if self.rows is None:
+                self.rows = np.full((self.reservoir.size, answer.matrix.shape[1]), np.nan)
+            at, slots = np.array(taken).T
+            # A slot taken twice in the chunk holds its last row, as one by one (numpy's assignment
+            # leaves which of repeated indexes wins unsaid): the last of each slot only.
+            slots, last = np.unique(slots[::-1], return_index=True)
+            self.rows[slots] = answer.matrix[at[::-1][last]]
         if kept and self.shape.columns is None:
             self.shape.fix(list(answer.columns))
             self.predictions.columns = self.shape.columns
@@ -438,13 +462,12 @@ class _FileRun:
         """Where the next `count` predicted rows go in the drift sample: (the row's index among
         them, its place in the sample) for those that go into it; counts the rows."""
         self.tally.predicted += count
-        found = self.reservoir.take(count)
-        self.sample.extend({} for _ in range(len(self.sample), self.reservoir.filled))
-        return found
+        return self.reservoir.take(count)
 
     def _slot(self) -> int | None:
-        """_slots for one row."""
+        """_slots for one row, its place in `sample` made."""
         found = self._slots(1)
+        self.sample.extend({} for _ in range(len(self.sample), self.reservoir.filled))
         return found[0][1] if found else None
 
 
@@ -542,15 +565,25 @@ def _rejection(row: int, raw: Any, id_column: str | None, reasons: list[Reason])
     return found
 
 
-def drift(serving: RequestPipeline, record: Any, sample: list[dict[str, Any]]) -> DriftSummary | None:
-    """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline."""
+def drift(
+    serving: RequestPipeline, record: Any, sample: list[dict[str, Any]], rows: np.ndarray | None = None
+) -> DriftSummary | None:
+    """Drift and completeness of the predicted rows (a uniform sample of them) against the baseline:
+    the sample as instances, or as `rows` of the model's features (the column path's, which the
+    report reads as they are rather than from an instance each)."""
     checks = serving.store.checks_for(record)
     statistics = serving.store.statistics_for(record)
-    if checks is None or statistics is None or not sample:
+    count = len(sample) if rows is None else len(rows)
+    if checks is None or statistics is None or not count:
         return None
-    found = quality_report(checks, statistics, serving.store.constraints_for(record), sample)
+    constraints = serving.store.constraints_for(record)
+    if rows is None:
+        found = quality_report(checks, statistics, constraints, sample)
+    else:
+        names = [f.name for f in record.signature.features or []]
+        found = matrix_report(checks, statistics, constraints, *features_matrix(checks, names, rows))
     return {
-        "sample_rows": len(sample),
+        "sample_rows": count,
         "features": found["drift"],
         "drifted": sorted(d["feature"] for d in found["drift"] if d["drifted"]),
         "completeness": found["completeness"],

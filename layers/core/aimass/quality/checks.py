@@ -94,15 +94,23 @@ class RequestChecks:
     def violations(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
         """Per row, the values outside their column's range or domain (empty lists when all fit)."""
         found: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
+        for i, row in self.violating(matrix).items():
+            found[i] = row
+        return found
+
+    def violating(self, matrix: np.ndarray) -> dict[int, list[dict[str, Any]]]:
+        """violations of the rows that have any, by row (in the order of the rows): a batch's chunk
+        mostly has none, and makes no list for each of its rows."""
+        found: dict[int, list[dict[str, Any]]] = {}
         if matrix.dtype != object:
             # NaN (a null in a nullable column) compares False: missing is not out of range.
             outside = (matrix < self.low) | (matrix > self.high)
             if outside.any():
                 for i, j in zip(*np.nonzero(outside), strict=True):
-                    found[i].append(self._range_violation(int(j), float(matrix[i, j])))
+                    found.setdefault(int(i), []).append(self._range_violation(int(j), float(matrix[i, j])))
             if self.always_present is not None:
                 for i, j in zip(*np.nonzero(np.isnan(matrix) & self.always_present), strict=True):
-                    found[i].append(
+                    found.setdefault(int(i), []).append(
                         {
                             "feature": self.columns[j].name,
                             "check": "completeness",
@@ -113,14 +121,14 @@ class RequestChecks:
             for i in range(len(matrix)):
                 value = matrix[i, j]
                 if value is not None and value == value and value not in domain:
-                    found[i].append(
+                    found.setdefault(i, []).append(
                         {
                             "feature": self.columns[j].name,
                             "check": "category",
                             "message": f"{value!r} is not one of the {len(domain)} known categories",
                         }
                     )
-        return found
+        return dict(sorted(found.items()))
 
     def _range_violation(self, j: int, value: float) -> dict[str, Any]:
         low, high = self.low[j], self.high[j]

@@ -13,7 +13,7 @@ from aimass.quality.checks import RequestChecks
 from aimass.quality.columns import Column, holds_strings
 from aimass.quality.drift import DRIFT_THRESHOLDS, MIN_DRIFT_ROWS
 
-__all__ = ["MIN_DRIFT_ROWS", "lenient_matrix", "matrix_report", "quality_report"]
+__all__ = ["MIN_DRIFT_ROWS", "features_matrix", "lenient_matrix", "matrix_report", "quality_report"]
 
 
 def lenient_matrix(
@@ -41,6 +41,31 @@ def lenient_matrix(
                 continue
             given.update(names)
         _place(matrix[i], values, columns, string, mistyped)
+    return matrix, mistyped, extra, given
+
+
+def features_matrix(
+    checks: RequestChecks, names: list[str], rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], set[str]]:
+    """lenient_matrix of rows given as a float64 matrix over the features `names` (NaN where
+    missing) rather than as instances: what lenient_matrix gives for the dicts of those rows (every
+    feature a key, None where missing), without making them. Checks over strings take the dicts."""
+    if holds_strings(checks.columns) or not checks.tabular:
+        instances = [
+            {name: None if v != v else v for name, v in zip(names, row, strict=True)} for row in rows.tolist()
+        ]
+        return lenient_matrix(checks, instances)
+    where = {name: j for j, name in enumerate(names)}
+    matrix = np.full((len(rows), len(checks.columns)), np.nan)
+    mistyped = np.zeros(len(checks.columns), dtype=np.int64)
+    for j, column in enumerate(checks.columns):
+        if column.name in where:
+            values = rows[:, where[column.name]]
+            infinite = np.isinf(values)  # not finite: counted as mistyped and left missing
+            mistyped[j] = int(infinite.sum())
+            matrix[:, j] = np.where(infinite, np.nan, values)
+    extra = {name: len(rows) for name in names if name not in checks.names} if len(rows) else {}
+    given = {name for name in names if name in checks.names} if len(rows) else set()
     return matrix, mistyped, extra, given
 
 
