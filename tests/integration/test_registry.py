@@ -9,6 +9,7 @@ import pytest
 from aimass import artifacts, aws, wiring
 from aimass.errors import Conflict, IntegrityError, NotFound, ValidationFailed
 from aimass.registration import register_version, set_alias
+from aimass.registry import Registry
 
 
 def push(demos: dict[str, Any], name: str = "breast-cancer", as_name: str | None = None) -> Any:
@@ -166,3 +167,52 @@ def test_with_every_version_archived_only_a_version_by_number_is_served(
         ("archive_version", "dave", 1),
         ("unarchive_version", "erin", 1),
     ]
+
+
+def test_summaries_read_together_are_those_read_one_by_one(moto_aws: None, demos: dict[str, Any]) -> None:
+    push(demos)
+    push(demos, "digits")
+    set_alias(wiring.registry(), "breast-cancer", "champion", 1, "alice")
+    registry = wiring.registry()
+    # More names than one BatchGetItem takes, some unknown, one twice: the known ones, once each.
+    names = ["breast-cancer", "digits", "breast-cancer"] + [f"unknown-{n}" for n in range(120)]
+
+    summaries = registry.get_models(names)
+
+    assert summaries == {name: registry.get_model(name) for name in ("breast-cancer", "digits")}
+    assert registry.get_models([]) == {}
+
+
+class Throttled(Registry):
+    """The registry as DynamoDB answers it under throttling: a BatchGetItem of several keys leaves its
+    first key unprocessed, to be asked again."""
+
+    calls = 0
+
+    @property
+    def _ddb(self) -> Any:
+        client, registry = aws.client("dynamodb"), self
+
+        class Client:
+            def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+                registry.calls += 1
+                ((table, request),) = RequestItems.items()
+                keys = request["Keys"]
+                if len(keys) == 1:
+                    return dict(client.batch_get_item(RequestItems=RequestItems))
+                page = client.batch_get_item(RequestItems={table: {**request, "Keys": keys[1:]}})
+                return {**page, "UnprocessedKeys": {table: {**request, "Keys": keys[:1]}}}
+
+        return Client()
+
+
+def test_summaries_left_unprocessed_are_asked_again(moto_aws: None, demos: dict[str, Any]) -> None:
+    push(demos)
+    push(demos, "digits")
+
+    throttled = Throttled(wiring.registry().table)
+
+    summaries = throttled.get_models(["breast-cancer", "digits"])
+
+    assert sorted(summaries) == ["breast-cancer", "digits"]
+    assert throttled.calls == 2

@@ -43,15 +43,20 @@ def function_records() -> Iterator[list[logging.LogRecord]]:
 def registry_reads() -> Iterator[list[str]]:
     """The models whose summary the service reads from the registry while the test runs."""
     registry = wiring.registry()
-    get_model, reads = registry.get_model, []
+    get_model, get_models, reads = registry.get_model, registry.get_models, []
 
     def counting(name: str) -> Any:
         reads.append(name)
         return get_model(name)
 
+    def counting_together(names: Any) -> Any:
+        reads.extend(names)
+        return get_models(names)
+
     registry.get_model = counting  # type: ignore[method-assign]
+    registry.get_models = counting_together  # type: ignore[method-assign]
     yield reads
-    del registry.get_model
+    del registry.get_model, registry.get_models
 
 
 def test_the_hooks_import_and_run_without_the_lambda_runtime_library() -> None:

@@ -214,3 +214,36 @@ def test_the_back_off_doubles_while_the_artifact_stays_wrong(
     assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1
     clock.now += 2
     assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 2
+
+
+def test_a_refresh_reads_every_held_summary_again_and_prepares_what_they_name_now(
+    serving: RequestPipeline, demos: dict[str, Any]
+) -> None:
+    # Given both demos held (as a snapshot holds them), then breast-cancer's champion moved to v2
+    serving.predict("breast-cancer", row(demos))
+    serving.predict("digits", [demos["digits"].holdout[0].tolist()])
+    promote_retrained(demos)
+
+    # When the store refreshes, within the TTL of what it read before
+    refreshed = serving.store.refresh()
+
+    # Then it read the summaries again: v2 is ready to answer and answers, with nothing left to read
+    assert sorted(refreshed) == ["breast-cancer", "digits"]
+    assert serving.store.local("breast-cancer") and serving.store.local("digits")
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 2
+
+
+def test_a_refresh_while_aws_is_down_leaves_the_models_to_their_next_requests(
+    serving: RequestPipeline, demos: dict[str, Any], aws_down: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    serving.predict("breast-cancer", row(demos))
+    aws_down.stop()
+    caplog.set_level(logging.WARNING, "aimass.serving.store")
+
+    assert serving.store.refresh() == ["breast-cancer"]
+
+    # Nothing read is trusted (its read time is another machine's): the next request reads again
+    assert not serving.store.local("breast-cancer")
+    assert any("could not read the models' summaries again" in r.getMessage() for r in caplog.records)
+    aws_down.start()
+    assert serving.predict("breast-cancer", row(demos))["model"]["version"] == 1

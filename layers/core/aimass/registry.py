@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
@@ -102,6 +105,8 @@ def _feedback_pk(name: str) -> str:
 
 # Items in one TransactWriteItems: DynamoDB takes 100, moto (the local stack) 25.
 TRANSACTION_ITEMS = 25
+# Keys in one BatchGetItem: DynamoDB's limit.
+BATCH_GET_KEYS = 100
 
 Labelled = tuple[LabelRecord, Task]  # a label, and the task of the version it scores
 
@@ -265,6 +270,28 @@ class Registry:
                 [{"loc": ["path", "name"], "message": "unknown model", "type": "unknown_model"}],
             )
         return _summary(item)
+
+    def get_models(self, names: Sequence[str]) -> dict[str, ModelSummary]:
+        """The summaries of the named models that are registered, by name, read together: one
+        strongly consistent BatchGetItem per 100 names rather than a GetItem each (a SnapStart restore
+        reads every held model's summary again while its first caller waits). Keys DynamoDB leaves
+        unprocessed (throttled) are asked again after a back-off, as its documentation asks."""
+        found: dict[str, ModelSummary] = {}
+        unique = list(dict.fromkeys(names))
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            keys = [{"pk": _s(CATALOG), "sk": _s(name)} for name in unique[start : start + BATCH_GET_KEYS]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in itertools.count():
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+                page = self._ddb.batch_get_item(RequestItems=request)
+                for item in page["Responses"].get(self.table, []):
+                    summary = _summary(item)
+                    found[summary.name] = summary
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         item = self._ddb.get_item(

@@ -150,8 +150,11 @@ class ModelStore:
             return self._stale(name, cached, now, error)
         if self._stale_since.pop(name, None) is not None:
             log.warning("AWS answers again: %s is served from a fresh registry read", name)
-        self._summaries[name] = Summary(summary, now, now + self.registry_ttl_s)
+        self._remember(summary, now)
         return summary
+
+    def _remember(self, summary: ModelSummary, now: float) -> None:
+        self._summaries[summary.name] = Summary(summary, now, now + self.registry_ttl_s)
 
     def _stale(self, name: str, cached: Summary | None, now: float, error: AwsUnavailable) -> ModelSummary:
         """The summary read last, while AWS cannot be reached and it is at most max_stale_s past its
@@ -274,10 +277,20 @@ class ModelStore:
         """Read every held model's summary again now and prepare what it names (the aliases may have
         moved since they were read); the models it could not, with why, are logged and left to the
         next request. After a SnapStart restore: the summaries' read times are the snapshot's, on the
-        clock of another machine, so their TTLs say nothing."""
+        clock of another machine, so their TTLs say nothing. The summaries are read together
+        (Registry.get_models): the restore's first caller waits for this."""
         names = list(self._summaries)
         for name in names:
             self.forget(name)
+        try:
+            summaries = _reading(lambda: self.registry.get_models(names))
+        except AwsUnavailable as error:
+            log.warning("could not read the models' summaries again, left to their next requests: %s", error)
+            return names
+        now = self.clock()
+        for summary in summaries.values():
+            self._remember(summary, now)
+        for name in names:
             try:
                 self.prepare(name)
             except Exception as error:  # a model it cannot prepare now is the next request's to read
