@@ -1,6 +1,6 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
 shadow privacy observers monitor compression capacity restore restore-layers graph
-  explain] [--quick]`: run the benchmarks,
+  explain restore-refresh] [--quick]`: run the benchmarks,
 print tables, write JSON.
 
 All of them run by default (a few minutes on 2 cores). --quick cuts the iterations for a smoke run;
@@ -33,6 +33,7 @@ from bench import (
     observers,
     online,
     privacy,
+    refresh,
     restore,
     rules,
     shadow,
@@ -64,6 +65,8 @@ TITLES = {
     "restore-layers": "18b. A SnapStart restore, diagnostic: the first request's cost layer by layer",
     "graph": "19. A graph version: a 2-member ensemble vs its members' own predicts and floors",
     "explain": "20. :explain per instance at the default sample count, with the predict floor",
+    # Last: the models it registers would be in the snapshots of the restore benchmarks.
+    "restore-refresh": "21. A SnapStart restore's registry reads: the held summaries together vs one each",
 }
 TABLES = {
     "online": online.tables,
@@ -87,6 +90,7 @@ TABLES = {
     "restore-layers": restore.layers_tables,
     "graph": graph.tables,
     "explain": explain.tables,
+    "restore-refresh": refresh.tables,
 }
 # The benchmarks that run without the embedded AWS (which then is not started).
 WITHOUT_STACK = {"gpu-server", "imports", "rules", "load", "privacy", "compression", "capacity"}
@@ -137,6 +141,7 @@ SCALED = {
     "capacity": capacity.run,
     "graph": graph.run,
     "explain": explain.run,
+    "restore-refresh": refresh.run,
 }
 
 
