@@ -35,10 +35,12 @@ from bench.stats import median
 FORKS = 7
 WARM_CALLS = 300
 
-CHILD = (
+# What each child script starts with: the online function imported by path, as the Lambda runtime
+# imports it; the event and the Lambda context; its page faults; and `in_fork`, a restored environment.
+CHILD_PRELUDE = (
     """
-import importlib.util, json, os, resource, statistics, sys, time
-function, event_file, result_file, forks, warm_calls = sys.argv[1:6]
+import contextlib, importlib.util, inspect, io, json, os, resource, statistics, sys, time
+function, event_file, result_file, forks = sys.argv[1:5]
 spec = importlib.util.spec_from_file_location("function_online", function)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -48,6 +50,35 @@ from aimass.api import snapstart
     + """
 def faults():  # minor page faults so far: a fork's first write to a page it shares copies the page
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+def in_fork(measure):
+    # measure() in a fork of this process, the restored environment: what it returns, as JSON. The fork
+    # never returns into the parent's code.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "w") as out:
+                out.write(json.dumps(measure()))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as found:
+        text = found.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not text:
+        sys.exit(f"a fork failed with status {status}")
+    return json.loads(text)
+"""
+)
+
+CHILD = (
+    CHILD_PRELUDE
+    + """
+warm_calls = sys.argv[5]
 
 # The hook's priming (snapstart.prime, which the hooks call by its module name) timed apart: it is the
 # part of the hook that the first request's figures depend on.
@@ -93,39 +124,23 @@ for hooks in (False, True):  # every fork without the hooks first: the hook chan
         started = time.perf_counter()
         snapstart.run_before_snapshot()
         before_snapshot_ms = (time.perf_counter() - started) * 1e3
-    for run in range(int(forks)):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the restored environment; it never returns into the parent's loop
-            status = 1
-            try:
-                os.close(read)
-                with os.fdopen(write, "w") as out:
-                    out.write(json.dumps(restored(hooks)))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write)
-        with os.fdopen(read) as found:
-            text = found.read()
-        _, status = os.waitpid(pid, 0)
-        if status != 0 or not text:
-            sys.exit(f"fork {run} (hooks={hooks}) failed with status {status}")
-        results.append(json.loads(text))
+    results += [in_fork(lambda: restored(hooks)) for _ in range(int(forks))]
 with open(result_file, "w") as file:
     json.dump({"before_snapshot_ms": before_snapshot_ms, "forks": results}, file)
 """
 )
 
 
-def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
+def _child(script: str, stack: Any, tree: Path, forks: int, *extra: str) -> Any:
+    """What a child script (CHILD_PRELUDE and its own part) wrote, run in a fresh process on the
+    function and package of `tree`, against the embedded AWS, with one breast-cancer row's event."""
     with tempfile.TemporaryDirectory(prefix="aimass-bench-restore-") as folder:
         event_file, result_file = Path(folder) / "event.json", Path(folder) / "result.json"
         event_file.write_text(json.dumps(predict_event(demo_rows(MODEL, 1))))
         env = child_env(stack, tree, Path(folder) / "cache")
-        args = [str(function_file(tree, "online")), str(event_file), str(result_file), str(forks)]
+        args = [str(function_file(tree, "online")), str(event_file), str(result_file), str(forks), *extra]
         process = subprocess.run(
-            [sys.executable, "-c", CHILD, *args, str(WARM_CALLS)],
+            [sys.executable, "-c", script, *args],
             cwd=tree,
             env=env,
             capture_output=True,
@@ -134,7 +149,11 @@ def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
         )
         if process.returncode != 0 or not result_file.exists():
             raise RuntimeError(f"restore benchmark failed ({process.returncode}):\n{process.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(result_file.read_text())
+        return json.loads(result_file.read_text())
+
+
+def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
+    result: dict[str, Any] = _child(CHILD, stack, tree, forks, str(WARM_CALLS))
     cases = []
     for hooks in (False, True):
         runs = [r for r in result["forks"] if r["hooks"] is hooks]
@@ -199,22 +218,12 @@ def tables(result: dict[str, Any]) -> list[Table]:
 LAYERS = ("dispatch, primed", "dispatch, observed", "handler", "handler again")
 
 LAYERS_CHILD = (
-    """
-import contextlib, importlib.util, inspect, io, json, os, resource, sys, time
-function, event_file, result_file, forks = sys.argv[1:5]
-spec = importlib.util.spec_from_file_location("function_online", function)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-from aimass.api import snapstart
-from aimass.serving.pipeline import priming
-"""
-    + EVENT_AND_CONTEXT
+    CHILD_PRELUDE
     + """
+from aimass.serving.pipeline import priming
+
 # The function's dispatch, below Powertools' decorators: the innermost handler's `dispatch`.
 dispatch = inspect.getclosurevars(inspect.unwrap(module.handler)).nonlocals["dispatch"]
-
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 def layered():
     started, faulted = time.perf_counter(), faults()
@@ -241,26 +250,7 @@ def priming_call():
         return dispatch(event, Context())
 
 snapstart.run_before_snapshot()
-results = []
-for run in range(int(forks)):
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read)
-            with os.fdopen(write, "w") as out:
-                out.write(json.dumps(layered()))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write)
-    with os.fdopen(read) as found:
-        text = found.read()
-    _, status = os.waitpid(pid, 0)
-    if status != 0 or not text:
-        sys.exit(f"fork {run} failed with status {status}")
-    results.append(json.loads(text))
+results = [in_fork(layered) for _ in range(int(forks))]
 with open(result_file, "w") as file:
     json.dump(results, file)
 """
@@ -268,22 +258,7 @@ with open(result_file, "w") as file:
 
 
 def layers(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="aimass-bench-restore-layers-") as folder:
-        event_file, result_file = Path(folder) / "event.json", Path(folder) / "result.json"
-        event_file.write_text(json.dumps(predict_event(demo_rows(MODEL, 1))))
-        env = child_env(stack, tree, Path(folder) / "cache")
-        args = [str(function_file(tree, "online")), str(event_file), str(result_file), str(forks)]
-        process = subprocess.run(
-            [sys.executable, "-c", LAYERS_CHILD, *args],
-            cwd=tree,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if process.returncode != 0 or not result_file.exists():
-            raise RuntimeError(f"restore layers failed ({process.returncode}):\n{process.stderr[-3000:]}")
-        runs: list[dict[str, Any]] = json.loads(result_file.read_text())
+    runs: list[dict[str, Any]] = _child(LAYERS_CHILD, stack, tree, forks)
     steps = {
         name: {
             "us": median([r[name][0] for r in runs]),
