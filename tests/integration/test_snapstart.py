@@ -15,7 +15,17 @@ import pytest
 from aimass import aws, wiring
 from aimass.api import snapstart
 from aimass.local.lambda_runtime import LambdaContext, load_handler
+from aimass.registration import set_alias
+from tests.integration.test_sagemaker_routing import (
+    MODEL,
+    RecordedRuntime,
+    on_endpoint,
+    throttling,
+    use_runtime,
+)
 from tests.support import event
+
+__all__ = ["throttling"]  # the fixture, shared with test_sagemaker_routing
 
 
 @pytest.fixture
@@ -75,6 +85,22 @@ def test_a_snapshot_holds_every_champion_ready_to_answer(registered: Any, regist
 
     assert sorted(registry_reads) == sorted(registered.versions)
     assert all(store.local(name) for name in registered.versions)
+
+
+def test_a_snapshot_sends_nothing_to_a_sagemaker_endpoint(
+    registered: Any, demos: dict[str, Any], throttling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a model whose champion a SageMaker endpoint serves (a recorded SageMaker Runtime)
+    use_runtime(monkeypatch, throttling)
+    version = on_endpoint(demos[MODEL])
+    set_alias(wiring.registry(), MODEL, "champion", version, "t")
+
+    # When the snapshot's models are prepared (the before-snapshot hook's first step)
+    prepared = snapstart.prepare_models()
+
+    # Then the model is in the snapshot, and the endpoint was not called: a run there is real traffic
+    assert MODEL in prepared
+    assert RecordedRuntime.calls == []
 
 
 def test_the_first_request_after_a_restore_reads_nothing_from_the_registry(

@@ -82,8 +82,10 @@ def run_after_restore() -> None:
 
 def prepare_models() -> list[str]:
     """Every registered model's default version (at most AIMASS_SNAPSHOT_MAX_MODELS of them) made ready
-    to answer (ModelStore.prepare) and run once; a model that cannot be is logged and left to its first
-    request, so that one bad model never fails a snapshot."""
+    to answer (ModelStore.prepare) and, where this process runs it, run once; a model that cannot be is
+    logged and left to its first request, so that one bad model never fails a snapshot. A version on a
+    SageMaker endpoint is not run: that would be a request to the endpoint (its capture and metrics
+    would count it), and nothing of it is in this process to warm."""
     from aimass import wiring
 
     store = wiring.serving().store
@@ -91,7 +93,8 @@ def prepare_models() -> list[str]:
     for summary in wiring.registry().list_models()[: settings().snapshot_max_models]:
         try:
             for loaded in store.prepare(summary.name):
-                run_once(loaded)
+                if store.runs_locally(loaded.version.name, loaded.version.version):
+                    run_once(loaded)
         except Exception as error:  # any: the snapshot must be taken whatever one model holds
             log.warning("%s is not in the snapshot, its first request loads it: %s", summary.name, error)
         else:
