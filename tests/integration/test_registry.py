@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from aimass import artifacts, aws, wiring
-from aimass.errors import Conflict, IntegrityError, NotFound, ValidationFailed
+from aimass.errors import AwsUnavailable, Conflict, IntegrityError, NotFound, ValidationFailed
 from aimass.registration import register_version, set_alias
-from aimass.registry import Registry
+from aimass.registry import BATCH_GET_ATTEMPTS, Registry
 
 
 def push(demos: dict[str, Any], name: str = "breast-cancer", as_name: str | None = None) -> Any:
@@ -216,3 +216,32 @@ def test_summaries_left_unprocessed_are_asked_again(moto_aws: None, demos: dict[
 
     assert sorted(summaries) == ["breast-cancer", "digits"]
     assert throttled.calls == 2
+
+
+class AlwaysThrottled(Throttled):
+    """DynamoDB throttling every BatchGetItem: each leaves one key unprocessed, whatever is asked."""
+
+    @property
+    def _ddb(self) -> Any:
+        registry = self
+
+        class Client:
+            def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+                registry.calls += 1
+                ((table, request),) = RequestItems.items()
+                return {"Responses": {}, "UnprocessedKeys": {table: {**request, "Keys": request["Keys"][:1]}}}
+
+        return Client()
+
+
+def test_summaries_throttled_to_the_end_are_aws_unavailable_after_bounded_tries(
+    moto_aws: None, demos: dict[str, Any]
+) -> None:
+    push(demos)
+    throttled = AlwaysThrottled(wiring.registry().table)
+
+    with pytest.raises(AwsUnavailable) as raised:
+        throttled.get_models(["breast-cancer"])
+
+    assert throttled.calls == BATCH_GET_ATTEMPTS
+    assert raised.value.status == 503 and "Retry-After" in raised.value.headers
