@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import copy
-import http.server
 import json
 import re
 import shutil
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,8 +32,10 @@ from aimass.local.lambda_runtime import LambdaContext, load_handler
 from aimass.registration import register_version
 from gpu_endpoints.process import free_port
 from tests.conftest import reset_caches
-from tests.integration.test_sagemaker_routing import on_endpoint, use_runtime
+from tests.integration.test_sagemaker_routing import on_endpoint, throttling, use_runtime
 from tests.support import event, retrained
+
+__all__ = ["throttling"]  # the fixture, shared with test_sagemaker_routing
 
 Event = dict[str, Any]
 BREAST_CANCER = "/v1/models/breast-cancer:predict"
@@ -315,39 +315,15 @@ def test_aws_out_of_reach_is_a_503_with_retry_after_on_both_paths(
     reset_caches()
 
 
-class Throttled(http.server.BaseHTTPRequestHandler):
-    """SageMaker Runtime as it answers a throttled InvokeEndpoint."""
-
-    calls: ClassVar[int] = 0
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"message": "Rate exceeded"}).encode()
-        self.send_response(400)
-        self.send_header("x-amzn-ErrorType", "ThrottlingException")
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_a_throttled_endpoint_is_a_429_with_retry_after_on_both_paths(
-    registered: Any, demos: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    registered: Any, demos: dict[str, Any], throttling: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Throttled)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        use_runtime(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}", sagemaker_max_attempts="1")
-        version = on_endpoint(demos["breast-cancer"])
+    use_runtime(monkeypatch, throttling, sagemaker_max_attempts="1")
+    version = on_endpoint(demos["breast-cancer"])
 
-        answer = assert_same(post(f"/v1/models/breast-cancer/versions/{version}:predict", bc_body()))
+    answer = assert_same(post(f"/v1/models/breast-cancer/versions/{version}:predict", bc_body()))
 
-        assert answer["statusCode"] == 429 and answer["headers"]["retry-after"]
-    finally:
-        server.shutdown()
+    assert answer["statusCode"] == 429 and answer["headers"]["retry-after"]
 
 
 def test_a_tampered_artifact_is_a_409_on_both_paths(registered: Any) -> None:
