@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from aimass.api.app import create_app
-from aimass.cli import app
 from aimass.cli.common import FAILED, USAGE
+from tests.integration.test_cli import api, cli
 
-
-@pytest.fixture
-def api(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The aimass API in this process, with the demos registered: the CLI's HTTP calls go to it."""
-    import httpx
-
-    with TestClient(create_app(), raise_server_exceptions=False) as client:
-        monkeypatch.setattr(
-            httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
-        )
-        yield client
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, [*args, "--endpoint", "http://aimass.test"], catch_exceptions=False)
+__all__ = ["api"]  # the fixture, shared with test_cli
 
 
 @pytest.fixture

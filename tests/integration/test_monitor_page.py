@@ -7,37 +7,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from aimass.api.app import create_app
-from aimass.cli import app
 from aimass.cli.common import FAILED
 from aimass.monitoring.judge import PII_SKIP
+from tests.integration.test_cli import api, cli
 from tests.integration.test_monitor import MODEL, rows, send
 
+__all__ = ["api"]  # the fixture, shared with test_cli
+
 PERSONAL = "worst_area"
-
-
-@pytest.fixture
-def api(registered: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The aimass API in this process, with the demos registered: the CLI's HTTP calls go to it."""
-    import httpx
-
-    with TestClient(create_app(), raise_server_exceptions=False) as client:
-        monkeypatch.setattr(
-            httpx, "request", lambda method, url, timeout=None, **kw: client.request(method, url, **kw)
-        )
-        yield client
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, [*args, "--endpoint", "http://aimass.test"], catch_exceptions=False)
 
 
 def answer_of(stdout: str) -> Any:
