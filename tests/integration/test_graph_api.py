@@ -5,7 +5,6 @@ a graph as a rollout's canary, capture and feedback as for any version."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimass import aws, explain, wiring
-from aimass.api.app import create_app
 from aimass.batch.formats import FileFormat
 from aimass.batch.job import Options, Outputs, predict_file
 from aimass.registration import register_version
 from tests.integration.test_batch_job import csv_bytes, holdout
-from tests.support import error_of, retrained
+from tests.integration.test_traffic_api import client
+from tests.support import error_of
+
+__all__ = ["client"]  # the fixture, shared with test_traffic_api
 
 MODEL = "/v1/models/breast-cancer"
 ENSEMBLE = {"kind": "ensemble", "members": ["breast-cancer@champion", "breast-cancer@2"]}
-
-
-@pytest.fixture
-def client(registered: Any, demos: dict[str, Any]) -> Iterator[TestClient]:
-    demo = demos["breast-cancer"]
-    # Given breast-cancer v1 as champion and a retrained v2
-    register_version(
-        wiring.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
-    )
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def rows(demos: dict[str, Any], count: int = 3) -> list[list[float]]:

@@ -4,7 +4,6 @@ reject, twice, unknown, bad time) and scheduled releases started when due, once,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,24 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimass import release, wiring
-from aimass.api.app import create_app
 from aimass.errors import Conflict
 from aimass.registration import register_version
+from tests.integration.test_traffic_api import client
 from tests.support import error_of, retrained
+
+__all__ = ["client"]  # the fixture, shared with test_traffic_api
 
 MODEL = "/v1/models/breast-cancer"
 NOW = datetime(2026, 12, 24, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(registered: Any, demos: dict[str, Any]) -> Iterator[TestClient]:
-    demo = demos["breast-cancer"]
-    # Given breast-cancer v1 as champion and a retrained v2
-    register_version(
-        wiring.registry(), "aimass-test", "breast-cancer", retrained(demo.model), "t", demo.enrichment
-    )
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def audit(client: TestClient) -> list[dict[str, Any]]:
