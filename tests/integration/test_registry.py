@@ -184,10 +184,15 @@ def test_summaries_read_together_are_those_read_one_by_one(moto_aws: None, demos
 
 
 class Throttled(Registry):
-    """The registry as DynamoDB answers it under throttling: a BatchGetItem of several keys leaves its
-    first key unprocessed, to be asked again."""
+    """The registry as DynamoDB answers it under throttling: each BatchGetItem leaves its first key
+    unprocessed, to be asked again; while the throttling lasts (`to_the_end`), even when it is the
+    only key."""
 
     calls = 0
+
+    def __init__(self, table: str, to_the_end: bool = False) -> None:
+        super().__init__(table)
+        self.to_the_end = to_the_end
 
     @property
     def _ddb(self) -> Any:
@@ -197,11 +202,14 @@ class Throttled(Registry):
             def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
                 registry.calls += 1
                 ((table, request),) = RequestItems.items()
-                keys = request["Keys"]
-                if len(keys) == 1:
+                first, rest = request["Keys"][:1], request["Keys"][1:]
+                if not rest and not registry.to_the_end:
                     return dict(client.batch_get_item(RequestItems=RequestItems))
-                page = client.batch_get_item(RequestItems={table: {**request, "Keys": keys[1:]}})
-                return {**page, "UnprocessedKeys": {table: {**request, "Keys": keys[:1]}}}
+                page = client.batch_get_item(RequestItems={table: {**request, "Keys": rest}}) if rest else {}
+                return {
+                    "Responses": page.get("Responses", {}),
+                    "UnprocessedKeys": {table: {**request, "Keys": first}},
+                }
 
         return Client()
 
@@ -218,27 +226,11 @@ def test_summaries_left_unprocessed_are_asked_again(moto_aws: None, demos: dict[
     assert throttled.calls == 2
 
 
-class AlwaysThrottled(Throttled):
-    """DynamoDB throttling every BatchGetItem: each leaves one key unprocessed, whatever is asked."""
-
-    @property
-    def _ddb(self) -> Any:
-        registry = self
-
-        class Client:
-            def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-                registry.calls += 1
-                ((table, request),) = RequestItems.items()
-                return {"Responses": {}, "UnprocessedKeys": {table: {**request, "Keys": request["Keys"][:1]}}}
-
-        return Client()
-
-
 def test_summaries_throttled_to_the_end_are_aws_unavailable_after_bounded_tries(
     moto_aws: None, demos: dict[str, Any]
 ) -> None:
     push(demos)
-    throttled = AlwaysThrottled(wiring.registry().table)
+    throttled = Throttled(wiring.registry().table, to_the_end=True)
 
     with pytest.raises(AwsUnavailable) as raised:
         throttled.get_models(["breast-cancer"])
