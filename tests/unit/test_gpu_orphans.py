@@ -16,21 +16,27 @@ from gpu_endpoints.engine import server_gone
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and pthread_exit")
 
 # A server whose main thread exits (pthread_exit) while another of its threads lives on for a while:
-# the process is a zombie leader, its child still its own. The child says what it sees.
+# the process is a zombie leader, its child still its own. The child says what it sees. The main
+# thread exits only once the child has looked at it alive (a file the child makes): the child's
+# start and imports take longer than any fixed wait on a loaded machine.
 SERVER = textwrap.dedent(
     """
-    import ctypes, subprocess, sys, threading, time
+    import ctypes, os, subprocess, sys, tempfile, threading, time
     CHILD = '''
-    import os, time
+    import os, sys, time
     from gpu_endpoints.engine import server_gone
     parent = os.getppid()
     before = server_gone(parent)
+    open(sys.argv[1], "w").close()
     time.sleep(1.0)
     print(before, os.getppid() == parent, server_gone(parent), flush=True)
     '''
-    subprocess.Popen([sys.executable, "-c", CHILD])
+    looked = os.path.join(tempfile.mkdtemp(), "looked")
+    subprocess.Popen([sys.executable, "-c", CHILD, looked])
+    deadline = time.monotonic() + 20
+    while not os.path.exists(looked) and time.monotonic() < deadline:
+        time.sleep(0.01)
     threading.Thread(target=time.sleep, args=(3,)).start()
-    time.sleep(0.2)
     ctypes.CDLL(None).pthread_exit(None)
     """
 )
