@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +32,22 @@ def answers(stack: Stack, rows: list[list[float]], keys: list[str]) -> list[tupl
             ).json()
             out.append((answer["model"]["version"], answer["variant"]))
     return out
+
+
+def shadow_status(stack: Stack, runs: int) -> dict[str, Any]:
+    """`aimass rollout status` once the shadow's runs are counted. They run after the answers, on the
+    shadow worker (docs/rollout.md), and a status waits a second at most for them
+    (aimass.wiring.flush_live): on a loaded machine the first read may come before they have run, so
+    it is read again, for 15 s at most."""
+    deadline = time.monotonic() + 15
+    while True:
+        status = stack.cli("rollout", "status", MODEL, "--json")
+        assert status.returncode == 0, status.stderr
+        rollout: dict[str, Any] = json.loads(status.stdout)
+        counted = ((rollout.get("live") or {}).get("shadow") or {}).get("requests", 0)
+        if counted >= runs or time.monotonic() > deadline:
+            return rollout
+        time.sleep(0.5)
 
 
 def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: Stack, tmp_path: Path) -> None:
@@ -87,9 +105,7 @@ def test_a_canary_is_started_promoted_and_another_aborted_with_the_cli(stack: St
     assert "v1 shadows 100 % of v2's requests" in shadowed.stdout
     # Then v2 still answers everything, and the status compares v1's answers with v2's
     assert set(answers(stack, rows, keys[:10])) == {(2, "stable")}
-    status = stack.cli("rollout", "status", MODEL, "--json")
-    assert status.returncode == 0, status.stderr
-    rollout = json.loads(status.stdout)
+    rollout = shadow_status(stack, runs=10)
     assert (rollout["state"], rollout["shadow"], rollout["canary"]) == (
         "shadow",
         {"version": 1, "percent": 100},
