@@ -1,5 +1,5 @@
 """`python -m bench [online http cold-start guards anomaly batch gpu-server imports rules load traffic
-shadow privacy observers monitor compression capacity restore restore-layers graph
+shadow privacy observers monitor compression capacity restore restore-layers restore-hooks graph
   explain restore-refresh] [--quick]`: run the benchmarks,
 print tables, write JSON.
 
@@ -63,6 +63,7 @@ TITLES = {
     "capacity": "17. Capacity plans for the demos: measured costs, the cheapest option",
     "restore": "18. A SnapStart restore: the first request of a fork of an initialised process",
     "restore-layers": "18b. A SnapStart restore, diagnostic: the first request's cost layer by layer",
+    "restore-hooks": "18c. A SnapStart restore, diagnostic: the after-restore hook's ways, in turn",
     "graph": "19. A graph version: a 2-member ensemble vs its members' own predicts and floors",
     "explain": "20. :explain per instance at the default sample count, with the predict floor",
     # Last: the models it registers would be in the snapshots of the restore benchmarks.
@@ -88,6 +89,7 @@ TABLES = {
     "capacity": capacity.tables,
     "restore": restore.tables,
     "restore-layers": restore.layers_tables,
+    "restore-hooks": restore.hooks_tables,
     "graph": graph.tables,
     "explain": explain.tables,
     "restore-refresh": refresh.tables,
@@ -160,6 +162,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return restore.run(stack, trees[0], 2 if quick else restore.FORKS)
     if name == "restore-layers":
         return restore.layers(stack, trees[0], 2 if quick else restore.FORKS)
+    if name == "restore-hooks":
+        return restore.hooks(stack, trees[0], 2 if quick else restore.FORKS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

@@ -32,7 +32,7 @@ from bench.harness import demo_rows, function_file, predict_event
 from bench.report import Table, ms, ratio, us
 from bench.stats import median
 
-FORKS = 7
+FORKS = 21
 WARM_CALLS = 300
 
 # What each child script starts with: the online function imported by path, as the Lambda runtime
@@ -281,4 +281,100 @@ def layers_tables(result: dict[str, Any]) -> list[Table]:
     for name, step in result["steps"].items():
         label = "after-restore hook" if name == "after_restore" else name
         table.add(label, us(step["us"]), f"{step['faults']:,.0f}")
+    return [table]
+
+
+# The diagnostic (`python -m bench restore-hooks`): the after-restore hook's ways of making the AWS clients
+# usable again and its priming passes, compared in forks of one parent, the ways in turn fork by fork:
+# a new session and new clients (`aws.reset`, `wiring.prepare`: the hook before `aws.reconnect`) or the
+# clients kept with their connections closed (`aws.reconnect`: the hook now), with one priming pass or two.
+HOOK_WAYS = (("new session", 1), ("new session", 2), ("reconnect", 1), ("reconnect", 2))
+
+HOOKS_CHILD = (
+    CHILD_PRELUDE
+    + """
+import gc
+from aimass import aws, wiring
+
+def restored(clients, passes):
+    started, faulted = time.perf_counter(), faults()
+    snapstart.reseed()
+    if clients == "new session":
+        aws.reset()
+        wiring.prepare()
+    else:
+        aws.reconnect()
+    snapstart.prime(wiring.serving().store.refresh(), passes=passes)
+    gc.freeze()
+    hooked, hook_faults = time.perf_counter(), faults()
+    assert module.handler(event, Context())["statusCode"] == 200
+    first = time.perf_counter() - hooked
+    warm = []
+    for _ in range(200):
+        since = time.perf_counter_ns()
+        module.handler(event, Context())
+        warm.append(time.perf_counter_ns() - since)
+    return {
+        "hook_ms": (hooked - started) * 1e3,
+        "hook_faults": hook_faults - faulted,
+        "first_request_us": first * 1e6,
+        "warm_p50_us": statistics.median(warm) / 1e3,
+    }
+
+ways = json.loads(sys.argv[5])
+snapstart.run_before_snapshot()
+results = [[way, in_fork(lambda: restored(*way))] for _ in range(int(forks)) for way in ways]
+with open(result_file, "w") as file:
+    json.dump(results, file)
+"""
+)
+
+
+def hooks(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
+    runs: list[Any] = _child(HOOKS_CHILD, stack, tree, forks, json.dumps(HOOK_WAYS))
+    cases = []
+    for clients, passes in HOOK_WAYS:
+        found = [r for way, r in runs if tuple(way) == (clients, passes)]
+        cases.append(
+            {
+                "clients": clients,
+                "passes": passes,
+                "forks": len(found),
+                "hook_ms": median([r["hook_ms"] for r in found]),
+                "hook_faults": median([r["hook_faults"] for r in found]),
+                "first_request_us": median([r["first_request_us"] for r in found]),
+                "warm_p50_us": median([r["warm_p50_us"] for r in found]),
+                "first_over_warm": median([r["first_request_us"] / r["warm_p50_us"] for r in found]),
+            }
+        )
+    return {"model": MODEL, "cases": cases}
+
+
+def hooks_tables(result: dict[str, Any]) -> list[Table]:
+    table = Table(
+        f"The after-restore hook's ways, {result['model']} x1 (medians of {result['cases'][0]['forks']} "
+        "forks each, the ways in turn)",
+        [
+            "AWS clients after the restore",
+            "priming passes",
+            "hook (ms)",
+            "hook's page faults",
+            "first request (µs)",
+            "warm p50 (µs)",
+            "first / warm (median of the forks')",
+        ],
+        note="new session: aws.reset and wiring.prepare (a new boto3 session and clients); reconnect: "
+        "aws.reconnect (the clients kept, their connections closed, the credentials read). Each way then "
+        "reads the held summaries again and primes the request path. Warm p50: 200 requests after the first.",
+    )
+    for case in result["cases"]:
+        table.add(
+            case["clients"],
+            str(case["passes"]),
+            ms(case["hook_ms"]),
+            f"{case['hook_faults']:,.0f}",
+            us(case["first_request_us"]),
+            us(case["warm_p50_us"]),
+            ratio(case["first_over_warm"]),
+        )
     return [table]
