@@ -314,8 +314,8 @@ def after_restore() -> None:
     models = wiring.serving().store.refresh()
     # The restored memory is read in as it is touched: touched here, within the restore's 10 s, rather
     # than by the first request. A second pass finds the path's pages read in and warms the CPU's caches
-    # on it: the first request ~2.0x the warm p50 after one pass, ~1.6-1.8x after two, for ~1 ms more of
-    # the hook (bench/RESULTS.md, issue 19).
+    # on it: 0.1-0.2x of the warm p50 off the first request for ~1 ms of the hook (bench/RESULTS.md,
+    # issue 19: `bench restore-hooks`).
     prime(models, passes=2)
     gc.freeze()
     log.info("restored: %d models read again in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)
