@@ -40,6 +40,23 @@ def retrained(model: bytes) -> bytes:
     return bytes(proto.SerializeToString())
 
 
+def binary_input(name: str, shape: list[int], datatype: str, size: int | str) -> dict[str, Any]:
+    """A V2 input whose data comes as `size` raw bytes after the JSON header (the binary tensor data
+    extension; a str `size` is one a refusal test sends)."""
+    return {"name": name, "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": size}}
+
+
+def binary_request(header: dict[str, Any], *data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A V2 request with the binary tensor data extension, laid out as the specification says: the
+    JSON header, then each binary input's raw bytes in input order; and the HTTP headers that say it
+    is one and where its JSON ends."""
+    text = json.dumps(header).encode()
+    return text + b"".join(data), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(text)),
+    }
+
+
 class Receiver:
     """A webhook receiver on 127.0.0.1 (a real HTTP server on a thread): it records each request's
     headers and body and answers the next of `statuses` (200 once they run out). A context manager;

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from aimass.api.app import create_app
 from tests.conftest import reset_caches
-from tests.support import error_of
+from tests.support import binary_input, binary_request, error_of
 
 PREDICT = "/v1/models/breast-cancer:predict"
 
@@ -202,26 +202,10 @@ def test_an_alias_moved_through_this_server_is_used_by_its_next_prediction(
 
 def test_v2_binary_data_of_the_wrong_size_is_a_422_that_names_the_input(client: TestClient) -> None:
     # Given a binary request whose image has 63 floats where its shape takes 64
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 8, 8],
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": 252},
-                }
-            ]
-        }
-    ).encode()
-    response = client.post(
-        "/v2/models/digits/infer",
-        content=header + b"\0" * 252,
-        headers={
-            "content-type": "application/octet-stream",
-            "inference-header-content-length": str(len(header)),
-        },
+    content, headers = binary_request(
+        {"inputs": [binary_input("image", [1, 8, 8], "FP32", 252)]}, b"\0" * 252
     )
+    response = client.post("/v2/models/digits/infer", content=content, headers=headers)
 
     # Then it is refused with the place and the sizes in the protocol's one string
     assert response.status_code == 422

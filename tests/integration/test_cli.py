@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from aimass.api.app import create_app
 from aimass.cli import app
-from aimass.cli.common import FAILED
+from aimass.cli.common import FAILED, USAGE
 
 
 @pytest.fixture
@@ -137,6 +137,16 @@ def test_predict_reads_the_body_from_stdin_with_file_dash(api: TestClient, demos
     # Then the API's predictions come back, one per row
     assert answered.exit_code == 0, answered.output
     assert len(json.loads(answered.stdout)["predictions"]) == 2
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_a_body_file_that_is_not_there_is_a_usage_error_naming_it(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "body.json"
+
+    answered = cli(command, "breast-cancer", "--file", str(missing))
+
+    assert answered.exit_code == USAGE
+    assert f"--file {missing}: no such file" in answered.stderr
 
 
 def test_models_unalias_and_archive_print_the_api_answer_as_json(api: TestClient) -> None:

@@ -33,7 +33,7 @@ from aimass.registration import register_version
 from gpu_endpoints.process import free_port
 from tests.conftest import reset_caches
 from tests.integration.test_sagemaker_routing import on_endpoint, throttling, use_runtime
-from tests.support import event, retrained
+from tests.support import binary_input, binary_request, event, retrained
 
 __all__ = ["throttling"]  # the fixture, shared with test_sagemaker_routing
 
@@ -112,25 +112,12 @@ def binary_body(output_binary: bool) -> tuple[bytes, dict[str, str]]:
     """The digits V2 request with its tensor as binary data, and its headers."""
     image = json.loads(v2_body())["inputs"][0]["data"]
     parameters = {"binary_data_output": True} if output_binary else {}
-    header = json.dumps(
-        {
-            "id": "req-b",
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 8, 8],
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": 256},
-                }
-            ],
-            "parameters": parameters,
-        }
-    ).encode()
-    raw = header + np.asarray(image, dtype="<f4").tobytes()
-    return raw, {
-        "content-type": "application/octet-stream",
-        "inference-header-content-length": str(len(header)),
+    header = {
+        "id": "req-b",
+        "inputs": [binary_input("image", [1, 8, 8], "FP32", 256)],
+        "parameters": parameters,
     }
+    return binary_request(header, np.asarray(image, dtype="<f4").tobytes())
 
 
 def with_instance(change: dict[str, Any]) -> str:

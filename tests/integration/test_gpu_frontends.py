@@ -20,11 +20,11 @@ import pytest
 
 from gpu_endpoints.demo_networks import digits_cnn
 from gpu_endpoints.process import Running, _environment, _spawn, _wait_ready, free_port, running, stop
+from tests.support import binary_input, binary_request
 
 START_TIMEOUT_S = 120
 TARGET = "X-Amzn-SageMaker-Target-Model"
 ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-BINARY = "Inference-Header-Content-Length"
 # What an answer says of how it was served (batch sizes and queue times vary run to run).
 SERVED = {"x-aimass-batch-size", "x-aimass-batch-rows", "x-aimass-queue-ms", "date"}
 # A shared 2-core machine.
@@ -63,18 +63,10 @@ def npy(array: np.ndarray) -> bytes:
 def v2_binary(rows: np.ndarray, binary_out: bool) -> tuple[bytes, dict[str, str]]:
     header = {
         "id": "binary-1",
-        "inputs": [
-            {
-                "name": "image",
-                "shape": list(rows.shape),
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": rows.nbytes},
-            }
-        ],
+        "inputs": [binary_input("image", list(rows.shape), "FP32", rows.nbytes)],
         **({"parameters": {"binary_data_output": True}} if binary_out else {}),
     }
-    head = json.dumps(header).encode()
-    return head + rows.tobytes(), {"content-type": "application/octet-stream", BINARY: str(len(head))}
+    return binary_request(header, rows.tobytes())
 
 
 def requests(demos: dict[str, Any]) -> dict[str, tuple[bytes, dict[str, str]]]:

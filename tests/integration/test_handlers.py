@@ -12,7 +12,7 @@ import pytest
 from aimass import wiring
 from aimass.contracts.rules import Ruleset
 from aimass.local.lambda_runtime import LambdaContext, load_handler
-from tests.support import event
+from tests.support import binary_input, binary_request, event
 
 
 @pytest.fixture(scope="module")
@@ -72,27 +72,16 @@ def test_v2_infer_metadata_and_ready(online: Any, registered: Any, demos: dict[s
 def binary_event(data: list[float]) -> dict[str, Any]:
     """The V2 infer event with its tensor sent as binary data, as API Gateway hands a binary body to
     Lambda: base64, with isBase64Encoded."""
-    header = json.dumps(
+    raw, binary_headers = binary_request(
         {
             "id": "req-b",
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 8, 8],
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": 256},
-                }
-            ],
+            "inputs": [binary_input("image", [1, 8, 8], "FP32", 256)],
             "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    raw = header + np.asarray(data, dtype="<f4").tobytes()
+        },
+        np.asarray(data, dtype="<f4").tobytes(),
+    )
     base = event("v2_infer_digits")
-    headers = base["headers"] | {
-        "content-type": "application/octet-stream",
-        "content-length": str(len(raw)),
-        "inference-header-content-length": str(len(header)),
-    }
+    headers = base["headers"] | binary_headers | {"content-length": str(len(raw))}
     return {"headers": headers, "body": base64.b64encode(raw).decode(), "isBase64Encoded": True}
 
 

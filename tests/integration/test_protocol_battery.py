@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from aimass.api.app import create_app
 from aimass.protocol import v2
 from tests.conftest import mocked_aws, register_demos
+from tests.support import binary_input, binary_request
 
 TARGET = "X-Amzn-SageMaker-Target-Model"
 JSON = {"content-type": "application/json"}
@@ -84,13 +85,8 @@ IMAGE = struct.pack("<64f", *[0.5] * 64)
 
 
 def binary_tensor(size: int = 256, **changes: Any) -> dict[str, Any]:
-    return {
-        "name": "image",
-        "shape": [1, 8, 8],
-        "datatype": "FP32",
-        "parameters": {"binary_data_size": size},
-        **changes,
-    }
+    """The digits image as a binary input of `size` bytes, with `changes` to its fields."""
+    return {**binary_input("image", [1, 8, 8], "FP32", size), **changes}
 
 
 # (name, JSON header, raw data after it): V2 with the binary tensor data extension.
@@ -203,11 +199,8 @@ def test_a_v2_payload_gets_the_same_answer_from_both_servers(
 def send_binary(
     client: TestClient, path: str, header: dict[str, Any], data: bytes, headers: dict[str, str]
 ) -> Any:
-    text = json.dumps(header).encode()
-    binary_headers = {"inference-header-content-length": str(len(text)), **headers}
-    return client.post(
-        path, content=text + data, headers={"content-type": "application/octet-stream", **binary_headers}
-    )
+    content, binary_headers = binary_request(header, data)
+    return client.post(path, content=content, headers={**binary_headers, **headers})
 
 
 def binary_outcome(response: Any) -> Any:

@@ -13,19 +13,17 @@ import pytest
 from aimass.protocol import binary, v2
 from aimass.protocol.errors import BadRequest, ValidationFailed
 from aimass.protocol.tensors import Spec
+from tests.support import binary_input, binary_request
 
 
 def body(header: dict[str, Any], *chunks: bytes) -> tuple[bytes, str]:
-    text = json.dumps(header).encode()
-    return text + b"".join(chunks), str(len(text))
+    """The request's bytes and its header length, as binary.decode takes them."""
+    raw, headers = binary_request(header, *chunks)
+    return raw, headers["inference-header-content-length"]
 
 
 def length_prefixed(*values: bytes) -> bytes:
     return b"".join(struct.pack("<I", len(v)) + v for v in values)
-
-
-def binary_input(name: str, shape: list[int], datatype: str, size: int) -> dict[str, Any]:
-    return {"name": name, "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": size}}
 
 
 def test_binary_inputs_are_read_in_order_little_endian_row_major_beside_a_json_one() -> None:

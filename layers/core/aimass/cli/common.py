@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -164,6 +165,15 @@ def use_aws(option: str | None, region: str, **settings: str) -> None:
 
 def comma_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def request_body_text(file: Path | None) -> str:
+    """A request body's text from --file FILE, or from stdin for '-' or no --file (predict, explain)."""
+    if file is None or str(file) == "-":
+        return sys.stdin.read()
+    if not file.is_file():
+        raise fail(f"--file {file}: no such file", USAGE)
+    return file.read_text()
 
 
 def json_file(path: Path) -> Any:

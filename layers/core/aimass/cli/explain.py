@@ -18,9 +18,9 @@ from aimass.cli.common import (
     call,
     console,
     fail,
+    request_body_text,
     show_json,
 )
-from aimass.cli.predict import _body_text
 
 # The attributions a table shows per instance, largest |SHAP| first (--json has them all).
 SHOWN = 10
@@ -52,7 +52,7 @@ def explain(
     with the base value adds up to the explained output (docs/explain.md)."""
     if version is not None and label is not None:
         raise fail("--version and --label name the version two ways: give one", USAGE)
-    text = _body_text(file)
+    text = request_body_text(file)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from aimass.cli.common import (
     call,
     console,
     fail,
+    request_body_text,
     show_json,
 )
 
@@ -40,7 +40,7 @@ def predict(
     as_json: AsJson = False,
 ) -> None:
     """Send a V1 predict request for model NAME and print the response."""
-    text = data if data is not None else _body_text(file)
+    text = data if data is not None else request_body_text(file)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
@@ -54,12 +54,3 @@ def predict(
     if as_json:
         return show_json(answer)
     console.print_json(data=answer)
-
-
-def _body_text(file: Path | None) -> str:
-    """The request body from FILE, or from stdin for '-' or no --file."""
-    if file is None or str(file) == "-":
-        return sys.stdin.read()
-    if not file.is_file():
-        raise fail(f"--file {file}: no such file", USAGE)
-    return file.read_text()
