@@ -719,7 +719,7 @@ def test_the_command_deploys_a_version_and_reports_what_it_did(api: str, demo: D
     assert described["EndpointStatus"] == "InService"
     assert f"bc-gpu v{version.version} → {ENDPOINT}: created" in ran.output
     assert described["EndpointConfigName"] in ran.output
-    assert f"15 % → s3://{BUCKET}/capture/_endpoints/" in ran.output
+    assert f"15 % (requests and answers) → s3://{BUCKET}/capture/_endpoints/" in ran.output
     assert "autoscaling 1 to 3 instances" in ran.output
     assert "aimass models alias bc-gpu champion 1" in ran.output
     packaged = f"s3://{BUCKET}/models/bc-gpu/1/sagemaker/model.tar.gz"
@@ -735,6 +735,54 @@ def test_the_command_deploys_a_version_and_reports_what_it_did(api: str, demo: D
     scaled = cli("gpu", "autoscale", ENDPOINT, "--max-instances", "6", "--aws-endpoint", "")
     assert scaled.exit_code == 0, scaled.output
     assert registered_scaling(ENDPOINT) == Autoscaling(1, 6, GPU_TARGET_INVOCATIONS, scaling_policy(ENDPOINT))
+
+
+def test_a_version_with_personal_features_is_captured_by_sagemaker_answers_only(
+    moto_aws: None, demo: Demo
+) -> None:
+    # Given a version whose signature marks a feature personal
+    features = [f.model_copy(update={"pii": f.name == "mean_area"}) for f in demo.enrichment.features or []]
+    enrichment = demo.enrichment.model_copy(update={"features": features})
+    version = register_version(wiring.registry(), BUCKET, "bc-gpu", demo.model, "test", enrichment,
+                               backend=f"sagemaker:{ENDPOINT}")  # fmt: skip
+
+    # When it is deployed with capture on
+    result = deploy(version, capture_percent=20)
+
+    # Then SageMaker captures its answers, never the requests that carry the value unmasked, and says so
+    config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=result.endpoint_config)
+    capture = config["DataCaptureConfig"]
+    assert [o["CaptureMode"] for o in capture["CaptureOptions"]] == ["Output"]
+    assert capture["InitialSamplingPercentage"] == 20 and result.capture_inputs is False
+    assert any("answers only" in note and "mean_area" in note for note in result.notes)
+
+
+def test_the_command_reads_the_models_personal_features_from_its_policy(api: str, demo: Demo) -> None:
+    from fastapi.testclient import TestClient
+
+    from aimass.api.app import create_app
+
+    # Given a version whose model's policy marks a feature personal (its signature marks none)
+    version = register(demo)
+    with TestClient(create_app()) as admin:
+        saved = admin.put("/v1/models/bc-gpu/quality", json={"pii_features": ["mean_area"]})
+        assert saved.status_code == 200, saved.text
+
+    # When `aimass gpu deploy` runs with capture on
+    ran = cli("gpu", "deploy", "bc-gpu", str(version.version), "--image", IMAGE, "--role-arn", ROLE,
+              "--instance-type", INSTANCE, "--endpoint", api, "--aws-endpoint", "")  # fmt: skip
+
+    # Then the endpoint captures the answers only, and the command says why
+    assert ran.exit_code == 0, ran.output
+    described = aws.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    config = aws.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=described["EndpointConfigName"]
+    )
+    assert [o["CaptureMode"] for o in config["DataCaptureConfig"]["CaptureOptions"]] == ["Output"]
+    assert f"10 % (answers only) → s3://{BUCKET}/capture/_endpoints/" in ran.output
+    assert "personal features (mean_area)" in " ".join(ran.output.split())
+    status = cli("gpu", "status", ENDPOINT, "--aws-endpoint", "")
+    assert "capture 10 % (answers only)" in status.output
 
 
 def test_the_command_refuses_a_lambda_version_with_the_reason(api: str, demo: Demo) -> None:

@@ -136,11 +136,15 @@ def gpu_deploy(
 ) -> None:
     """Deploy version VERSION of model NAME to its SageMaker endpoint: package it, then create the
     endpoint or update it blue/green (canary or linear, rolled back by the alarms), wait, autoscale."""
+    from aimass.contracts.quality import QualityPolicy
     from aimass.contracts.registry import ModelVersion
+    from aimass.privacy import personal_features
 
     record = ModelVersion.model_validate(
         call("GET", endpoint, f"/v1/models/{name}/versions/{version}", api_key)
     )
+    # The features the model's policy marks personal: SageMaker's capture then keeps no request.
+    policy = QualityPolicy.model_validate(call("GET", endpoint, f"/v1/models/{name}/quality", api_key))
     use_aws(aws_endpoint, region)
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -156,6 +160,7 @@ def gpu_deploy(
         endpoint=endpoint_name,
         force=force,
         capture_percent=capture_percent,
+        personal_features=personal_features(record.signature, policy),
         batching=Batching(batching, max_batch_size, max_queue_delay_ms, memory_mb),
         traffic=Traffic(
             # 0 is a step the user asked for (and is refused as out of range), not "no step"
@@ -217,8 +222,11 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
     console.print(f"  package     {done.package.uri} (sha256 {done.package.sha256[:12]}…)")
     console.print(f"  image       {done.image}")
     bucket = done.package.uri.split("/")[2]
+    what = "requests and answers" if done.capture_inputs else "answers only"
     capture = (
-        f"{done.capture_percent} % → s3://{bucket}/capture/_endpoints/" if done.capture_percent else "off"
+        f"{done.capture_percent} % ({what}) → s3://{bucket}/capture/_endpoints/"
+        if done.capture_percent
+        else "off"
     )
     console.print(f"  capture     {capture}")
     if done.deployment_config:
@@ -294,7 +302,9 @@ def gpu_status(
     capture = report.capture or {}
     if capture.get("EnableCapture"):
         percent = capture.get("CurrentSamplingPercentage", capture.get("InitialSamplingPercentage"))
-        console.print(f"  capture {percent} % → {capture.get('DestinationS3Uri')}")
+        modes = {option.get("CaptureMode") for option in capture.get("CaptureOptions", [])}
+        what = "requests and answers" if "Input" in modes else "answers only"
+        console.print(f"  capture {percent} % ({what}) → {capture.get('DestinationS3Uri')}")
     else:
         console.print("  capture off")
     if report.autoscaling:

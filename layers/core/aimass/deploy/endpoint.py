@@ -25,6 +25,7 @@ from aimass.deploy.request import (
     target_endpoint,
 )
 from aimass.errors import AimassError, BadRequest, Conflict, field_error
+from aimass.privacy import personal_features
 
 CAPTURE_PREFIX = "capture/_endpoints/"
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
@@ -58,6 +59,8 @@ class Deployment:
     # Kept from the running fleet (autoscaling's count) rather than instance_count.
     instance_count_retained: bool
     capture_percent: int
+    # False: SageMaker captures the answers only (the requests carry personal features).
+    capture_inputs: bool
     # What a rollback goes back to: the config the endpoint ran before this deployment.
     previous_config: str | None
     deployment_config: dict[str, Any] | None
@@ -113,12 +116,14 @@ def deployment_config(traffic: Traffic, fleet: int) -> dict[str, Any]:
     return config
 
 
-def capture_config(bucket: str, percent: int) -> dict[str, Any]:
+def capture_config(bucket: str, percent: int, inputs: bool = True) -> dict[str, Any]:
+    """SageMaker's own capture of the endpoint's traffic: the requests (`inputs`) and the answers."""
+    modes = ["Input", "Output"] if inputs else ["Output"]
     return {
         "EnableCapture": True,
         "InitialSamplingPercentage": percent,
         "DestinationS3Uri": f"s3://{bucket}/{CAPTURE_PREFIX}",
-        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
         # JSON bodies are captured as text; .npy/.npz ones (what aimass's API sends) base64-encoded.
         "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
     }
@@ -270,7 +275,20 @@ class Plan:
     retain_count: bool
     # An update to another instance type of an autoscaled variant: autoscaling comes off first.
     deregister: bool
+    # False where the requests carry personal features: SageMaker would keep their values as sent.
+    capture_inputs: bool
     notes: tuple[str, ...]
+
+
+def capture_notes(personal: list[str], capture_percent: int) -> list[str]:
+    """What a deployment says of SageMaker's capture of a version whose requests carry `personal`
+    features: its answers only."""
+    if not personal or not capture_percent:
+        return []
+    return [
+        f"SageMaker captures the answers only: the requests carry personal features ({', '.join(personal)}), "
+        "whose values its capture would keep as sent; aimass's own capture keeps each request, masked"
+    ]
 
 
 def plan(version: ModelVersion, request: DeployRequest) -> Plan:
@@ -316,7 +334,8 @@ def plan(version: ModelVersion, request: DeployRequest) -> Plan:
             "update (SageMaker refuses the update otherwise): deploy with waiting, so that it is put back",
             [field_error(["wait"], "needed to change the instance type", "needs_wait")],
         )
-    notes: list[str] = []
+    personal = sorted(personal_features(version.signature) | request.personal_features)
+    notes = capture_notes(personal, request.capture_percent)
     if current is not None:
         absent = missing_alarms(request.traffic.alarms)
         if absent:
@@ -347,6 +366,7 @@ def plan(version: ModelVersion, request: DeployRequest) -> Plan:
         instance_count=instance_count,
         retain_count=current is not None and not type_changed and request.instance_count is None,
         deregister=deregister,
+        capture_inputs=not personal,
         notes=tuple(notes),
     )
 
@@ -395,7 +415,7 @@ def create_resources(planned: Plan, packaged: Package, suffix: str) -> str:
         "Tags": tags,
     }
     if request.capture_percent:
-        config["DataCaptureConfig"] = capture_config(bucket, request.capture_percent)
+        config["DataCaptureConfig"] = capture_config(bucket, request.capture_percent, planned.capture_inputs)
     sagemaker.create_endpoint_config(**config)
     return name
 
@@ -448,6 +468,7 @@ def deploy(
         instance_count=planned.instance_count,
         instance_count_retained=planned.retain_count,
         capture_percent=request.capture_percent,
+        capture_inputs=planned.capture_inputs,
         previous_config=current.config if current else None,
         deployment_config=deployment_config(request.traffic, planned.instance_count) if current else None,
         status="Updating" if current else "Creating",

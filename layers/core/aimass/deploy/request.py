@@ -97,6 +97,9 @@ class DeployRequest:
     endpoint: str | None = None
     force: bool = False
     capture_percent: int = 10
+    # Features the model's policy marks personal (the version's signature marks its own): SageMaker's
+    # capture of such a version keeps the answers only (aimass.deploy.endpoint.plan).
+    personal_features: frozenset[str] = frozenset()
     batching: Batching = field(default_factory=Batching)
     traffic: Traffic = field(default_factory=Traffic)
     scaling: Scaling = field(default_factory=Scaling)
