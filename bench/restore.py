@@ -315,7 +315,9 @@ def restored(clients, passes):
         wiring.prepare()
     else:
         aws.reconnect()
-    snapstart.prime(wiring.serving().store.refresh(), passes=passes)
+    models = wiring.serving().store.refresh()
+    for _ in range(passes):
+        snapstart.prime(models)
     gc.freeze()
     hooked, hook_faults = time.perf_counter(), faults()
     arrived = json.loads(event_text)  # as in `restored` above: read after the restore, outside the time

@@ -199,9 +199,9 @@ def priming_instance(version: ModelVersion) -> dict[str, Any] | list[Any] | None
     return zeros
 
 
-def prime(models: Sequence[str], passes: int = 1) -> dict[str, int]:
-    """A GET /health and each local model's V1 :predict (ModelStore.local: never an endpoint), `passes`
-    times, through the function's own handler (register's), under aimass.serving.pipeline.priming: answered
+def prime(models: Sequence[str]) -> dict[str, int]:
+    """A GET /health and each local model's V1 :predict (ModelStore.local: never an endpoint), once,
+    through the function's own handler (register's), under aimass.serving.pipeline.priming: answered
     and discarded, nothing captured, counted live or shadowed; the metrics observers hear them and the
     invocation's EMF lines (its metrics, the first one's ColdStart) go nowhere (`unrecorded`). What a
     request makes once (FastAPI's endpoint details, the event loop, pydantic's and numpy's first calls,
@@ -215,9 +215,8 @@ def prime(models: Sequence[str], passes: int = 1) -> dict[str, int]:
 
     primed = _primed[0]
     failures: dict[str, Exception] = {}
-    events = priming_requests(models)
     with unrecorded(primed.logger), priming(primed.observers):
-        for event in events * passes:
+        for event in priming_requests(models):
             path = event["rawPath"]
             try:
                 statuses[path] = int(primed.handler(event, PrimingContext()).get("statusCode", 0))
@@ -313,10 +312,8 @@ def after_restore() -> None:
     aws.reconnect()
     models = wiring.serving().store.refresh()
     # The restored memory is read in as it is touched: touched here, within the restore's 10 s, rather
-    # than by the first request. A second pass finds the path's pages read in and warms the CPU's caches
-    # on it: 0.1-0.2x of the warm p50 off the first request for ~1 ms of the hook (bench/RESULTS.md,
-    # issue 19: `bench restore-hooks`).
-    prime(models, passes=2)
+    # than by the first request (bench/RESULTS.md, issue 19).
+    prime(models)
     gc.freeze()
     log.info("restored: %d models read again in %.0f ms", len(models), (time.perf_counter() - started) * 1e3)
 
