@@ -201,8 +201,13 @@ class RemoteStore(ModelStore):
         self.startup_error = reason
         self._stop_if_orphaned()
 
+    def _orphaned(self) -> bool:
+        # One front end runs in the server's own process (uvicorn serves a single worker in place):
+        # it is the server, and no one else's orphan.
+        return self._server_pid != os.getpid() and server_gone(self._server_pid)
+
     def _stop_if_orphaned(self) -> None:
-        if server_gone(self._server_pid):
+        if self._orphaned():
             log.error(
                 "front end %d: the server (pid %d) is gone too; stopping", os.getpid(), self._server_pid
             )
@@ -233,7 +238,7 @@ class RemoteStore(ModelStore):
         except OSError as error:
             self.startup_error = f"no model process at {self.client.socket_path}: {error}"
             log.error("front end %d: %s", os.getpid(), self.startup_error)
-        if server_gone(self._server_pid):  # started as the server was killed: no one will stop it
+        if self._orphaned():  # started as the server was killed: no one will stop it
             self._stop_if_orphaned()
 
     def _check(self) -> None:

@@ -229,6 +229,31 @@ def test_ping_stats_metrics_and_the_multi_model_api_pass_through_the_model_proce
     assert reloaded.status_code == 200 and reloaded.content == expected.content
 
 
+def test_one_front_end_is_the_server_process_itself_and_serves_through_the_model_process(
+    models: Path, demos: dict[str, Any], pair: tuple[Running, Running]
+) -> None:
+    single, _ = pair
+    # Given the server with one front end, which uvicorn runs in the server's own process
+    with (
+        running(models, {**SETTINGS, "AIMASS_GPU_FRONTENDS": "1"}, timeout_s=START_TIMEOUT_S) as one,
+        httpx.Client(base_url=one.url, timeout=60) as client,
+    ):
+        # When it is asked to predict
+        answered = client.post(
+            "/invocations", json={"instances": images(demos, 2).tolist()}, headers={TARGET: "digits"}
+        )
+        stats = client.get("/stats").json()
+    with httpx.Client(base_url=single.url, timeout=60) as client:
+        expected = client.post(
+            "/invocations", json={"instances": images(demos, 2).tolist()}, headers={TARGET: "digits"}
+        )
+
+    # Then it stayed up and answered as the single process does, the model in the model process
+    assert answered.status_code == 200 and answered.content == expected.content
+    assert stats["frontends"]["count"] == 1 and stats["frontends"]["pid"] == one.pid
+    assert stats["frontends"]["engine_pid"] != one.pid
+
+
 def running_still(pid: int) -> bool:
     """Whether the process has not exited. One that has but is not reaped yet (a zombie, state Z) has:
     its reaping is init's once its parent is gone, and when init does it is not the server's."""
