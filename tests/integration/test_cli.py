@@ -149,6 +149,17 @@ def test_a_body_file_that_is_not_there_is_a_usage_error_naming_it(command: str, 
     assert f"--file {missing}: no such file" in answered.stderr
 
 
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_a_body_that_is_not_json_is_a_usage_error_saying_where(command: str, tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_text("[1, 2")
+
+    answered = cli(command, "breast-cancer", "--file", str(body))
+
+    assert answered.exit_code == USAGE
+    assert "the request body is not valid JSON: Expecting ',' delimiter: line 1" in answered.stderr
+
+
 def test_models_unalias_and_archive_print_the_api_answer_as_json(api: TestClient) -> None:
     # Given the demo model's v1 is champion
     # When archiving it is asked first, it is refused (exit 1) naming the alias

@@ -176,6 +176,20 @@ def request_body_text(file: Path | None) -> str:
     return file.read_text()
 
 
+def instances_body(text: str) -> Any:
+    """A V1 request body from its JSON text: a list is the instances (predict, explain)."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise fail(f"the request body is not valid JSON: {error}", USAGE) from error
+    return {"instances": body} if isinstance(body, list) else body
+
+
+def version_path(name: str, version: int | None, label: str | None) -> str:
+    """Model NAME's V1 path: a version by its number, else by its label (alias), else the default one."""
+    return f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{label}" if label else "")
+
+
 def json_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +17,10 @@ from aimass.cli.common import (
     call,
     console,
     fail,
+    instances_body,
     request_body_text,
     show_json,
+    version_path,
 )
 
 # The attributions a table shows per instance, largest |SHAP| first (--json has them all).
@@ -52,20 +53,14 @@ def explain(
     with the base value adds up to the explained output (docs/explain.md)."""
     if version is not None and label is not None:
         raise fail("--version and --label name the version two ways: give one", USAGE)
-    text = request_body_text(file)
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise fail(f"the request body is not valid JSON: {error}", USAGE) from error
-    if isinstance(body, list):
-        body = {"instances": body}
+    body = instances_body(request_body_text(file))
     if not isinstance(body, dict):
         raise fail('the request body is neither {"instances": [...]} nor a list of instances', USAGE)
     given = {"class": class_, "samples": samples, "seed": seed, "background": background}
     parameters = {**body.get("parameters", {}), **{k: v for k, v in given.items() if v is not None}}
     if parameters:
         body = {**body, "parameters": parameters}
-    path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{label}" if label else "")
+    path = version_path(name, version, label)
     answer = call("POST", endpoint, path + ":explain", api_key, json=body)
     if as_json:
         return show_json(answer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,15 +9,15 @@ import typer
 
 from aimass.cli.common import (
     DEFAULT_ENDPOINT,
-    USAGE,
     ApiKey,
     AsJson,
     Endpoint,
     call,
     console,
-    fail,
+    instances_body,
     request_body_text,
     show_json,
+    version_path,
 )
 
 
@@ -40,14 +39,8 @@ def predict(
     as_json: AsJson = False,
 ) -> None:
     """Send a V1 predict request for model NAME and print the response."""
-    text = data if data is not None else request_body_text(file)
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise fail(f"the request body is not valid JSON: {error}", USAGE) from error
-    if isinstance(body, list):
-        body = {"instances": body}
-    path = f"/v1/models/{name}" + (f"/versions/{version}" if version else f"/labels/{alias}" if alias else "")
+    body = instances_body(data if data is not None else request_body_text(file))
+    path = version_path(name, version, alias)
     answer = call(
         "POST", endpoint, path + ":predict" + ("?detail=steps" if steps else ""), api_key, json=body
     )
