@@ -22,7 +22,6 @@ from aimass.contracts.graph import (
 from aimass.contracts.registry import ModelVersion, Signature, TensorSpec
 from aimass.contracts.rules import Rule, RuleAction, Ruleset
 from aimass.errors import NotFound, ValidationFailed, field_error
-from aimass.registration import StoredFile, check_name, record_version
 from aimass.registry import Registry
 from aimass.rules import CompiledRuleset, compile_ruleset
 
@@ -350,6 +349,9 @@ def compose_version(
     """Register a graph version: its members resolved (aliases to numbers, now), the graph checked,
     its signature derived, the baseline of its input member (the first) shared, the graph stored as
     its artifact (graph.json, sha256 checked before use like a model file); audited as any version."""
+    # Registering is the registry function's: the online function, which serves graphs, never imports it.
+    from aimass.registration import StoredFile, check_name, record_version
+
     check_name(name)
     graph, records = resolve_members(registry, request.graph)
     signature = SIGNATURES[request.graph.kind](request.graph, records)

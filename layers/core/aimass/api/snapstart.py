@@ -37,10 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-# numpy imports its random module at first use (8 ms here): imported with this module, so that it is in
-# the snapshot, not in the after-restore hook's reseed.
-import numpy.random
-
 from aimass.config import settings
 
 if TYPE_CHECKING:
@@ -283,6 +279,10 @@ def unrecorded(logger: Logger) -> Iterator[None]:
 
 
 def before_snapshot() -> None:
+    # numpy imports its random module at first use (8 ms here): imported here, so that it is in the
+    # snapshot rather than in the after-restore hook's reseed, and never in a start without SnapStart.
+    import numpy.random  # noqa: F401
+
     from aimass import wiring
 
     started = time.perf_counter()
@@ -300,6 +300,8 @@ def reseed() -> None:
     """New seeds from the OS for the random generators the service draws from (traffic and shadow
     splits, capture's sampling): every environment restored from one snapshot would otherwise draw the
     same sequence. os.urandom is unique per restored environment (Lambda's SnapStart guarantee)."""
+    import numpy.random
+
     random.seed()
     numpy.random.seed()
 
