@@ -138,7 +138,6 @@ def gpu_deploy(
     endpoint or update it blue/green (canary or linear, rolled back by the alarms), wait, autoscale."""
     from aimass.contracts.quality import QualityPolicy
     from aimass.contracts.registry import ModelVersion
-    from aimass.privacy import personal_features
 
     record = ModelVersion.model_validate(
         call("GET", endpoint, f"/v1/models/{name}/versions/{version}", api_key)
@@ -160,7 +159,7 @@ def gpu_deploy(
         endpoint=endpoint_name,
         force=force,
         capture_percent=capture_percent,
-        personal_features=personal_features(record.signature, policy),
+        quality_policy=policy,
         batching=Batching(batching, max_batch_size, max_queue_delay_ms, memory_mb),
         traffic=Traffic(
             # 0 is a step the user asked for (and is refused as out of range), not "no step"
@@ -210,6 +209,11 @@ def _shifting(deployment: dict[str, Any]) -> str:
     )
 
 
+def _captured(inputs: bool) -> str:
+    """What SageMaker's capture keeps: the answers only where the requests carry personal features."""
+    return "requests and answers" if inputs else "answers only"
+
+
 def _print_deployment(record: Any, done: Any, api: str) -> None:
     colour = "red" if done.rolled_back else "green"
     outcome = f"rolled back to {done.previous_config}" if done.rolled_back else done.status
@@ -222,9 +226,8 @@ def _print_deployment(record: Any, done: Any, api: str) -> None:
     console.print(f"  package     {done.package.uri} (sha256 {done.package.sha256[:12]}…)")
     console.print(f"  image       {done.image}")
     bucket = done.package.uri.split("/")[2]
-    what = "requests and answers" if done.capture_inputs else "answers only"
     capture = (
-        f"{done.capture_percent} % ({what}) → s3://{bucket}/capture/_endpoints/"
+        f"{done.capture_percent} % ({_captured(done.capture_inputs)}) → s3://{bucket}/capture/_endpoints/"
         if done.capture_percent
         else "off"
     )
@@ -302,9 +305,8 @@ def gpu_status(
     capture = report.capture or {}
     if capture.get("EnableCapture"):
         percent = capture.get("CurrentSamplingPercentage", capture.get("InitialSamplingPercentage"))
-        modes = {option.get("CaptureMode") for option in capture.get("CaptureOptions", [])}
-        what = "requests and answers" if "Input" in modes else "answers only"
-        console.print(f"  capture {percent} % ({what}) → {capture.get('DestinationS3Uri')}")
+        inputs = any(option.get("CaptureMode") == "Input" for option in capture.get("CaptureOptions", []))
+        console.print(f"  capture {percent} % ({_captured(inputs)}) → {capture.get('DestinationS3Uri')}")
     else:
         console.print("  capture off")
     if report.autoscaling:

@@ -334,7 +334,7 @@ def plan(version: ModelVersion, request: DeployRequest) -> Plan:
             "update (SageMaker refuses the update otherwise): deploy with waiting, so that it is put back",
             [field_error(["wait"], "needed to change the instance type", "needs_wait")],
         )
-    personal = sorted(personal_features(version.signature) | request.personal_features)
+    personal = sorted(personal_features(version.signature, request.quality_policy))
     notes = capture_notes(personal, request.capture_percent)
     if current is not None:
         absent = missing_alarms(request.traffic.alarms)

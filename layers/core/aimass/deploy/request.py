@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aimass.capacity import GPU_TARGET_INVOCATIONS
+from aimass.contracts.quality import QualityPolicy
 from aimass.contracts.registry import ENDPOINT_NAME_PATTERN, ModelVersion
 from aimass.errors import BadRequest, Conflict, field_error
 
@@ -97,9 +98,10 @@ class DeployRequest:
     endpoint: str | None = None
     force: bool = False
     capture_percent: int = 10
-    # Features the model's policy marks personal (the version's signature marks its own): SageMaker's
-    # capture of such a version keeps the answers only (aimass.deploy.endpoint.plan).
-    personal_features: frozenset[str] = frozenset()
+    # The model's quality policy, whose pii_features mark features personal in every version (the
+    # version's signature marks its own): SageMaker's capture of a version with any keeps the answers
+    # only (aimass.deploy.endpoint.plan).
+    quality_policy: QualityPolicy | None = None
     batching: Batching = field(default_factory=Batching)
     traffic: Traffic = field(default_factory=Traffic)
     scaling: Scaling = field(default_factory=Scaling)
