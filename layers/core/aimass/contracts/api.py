@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from aimass.contracts.common import Contract
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Contract):
     code: str
     message: str
     details: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Contract):
     error: ErrorDetail
 
 
-class Alive(BaseModel):
+class Alive(Contract):
     """KServe V1's `GET /`."""
 
     status: Literal["alive"] = "alive"
 
 
-class Health(BaseModel):
+class Health(Contract):
     status: Literal["ok"] = "ok"
     version: str

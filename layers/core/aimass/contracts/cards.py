@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aimass.contracts.common import utcnow
+from aimass.contracts.common import Contract, utcnow
 
 RiskRating = Literal["High", "Medium", "Low", "Unknown"]  # SageMaker's enum, as it spells it
 # SageMaker's limits: a model description of 1024 characters, a custom detail's key of 100 and its
@@ -20,7 +20,7 @@ MAX_DETAIL_KEY = 100
 MAX_DETAIL_VALUE = 1024
 
 
-class CardFieldsUpdate(BaseModel):
+class CardFieldsUpdate(Contract):
     """The fields of a version's card that a person supplies: each one given is set (`null` clears
     it), the others are left as they are. Where each goes in the card: docs/cards.md."""
 
@@ -77,7 +77,7 @@ class CardFields(CardFieldsUpdate):
         }
 
 
-class AttributionsSummary(BaseModel):
+class AttributionsSummary(Contract):
     """A version's feature attributions' global summary, as kept beside its files
     (`models/<name>/<version>/card/attributions.json`): computed once, on the first card request that
     lacks it (aimass.cards.attributions), read afterwards. The version's model and background never
@@ -118,7 +118,7 @@ class AttributionsSummary(BaseModel):
 # --- SageMaker Model Card content (the parts filled) ------------------------------------------------
 
 
-class _Schema(BaseModel):
+class _Schema(Contract):
     # The content schema refuses properties it does not name; so does the card.
     model_config = ConfigDict(extra="forbid")
 

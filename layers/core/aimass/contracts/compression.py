@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from aimass.contracts.common import Contract
 from aimass.contracts.registry import ModelVersion
 
 # dynamic: int8 weights, activations quantized at run time (no calibration); static: int8 weights and
@@ -15,7 +16,7 @@ from aimass.contracts.registry import ModelVersion
 Method = Literal["dynamic", "static", "float16"]
 
 
-class QuantizeRequest(BaseModel):
+class QuantizeRequest(Contract):
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "dynamic"
@@ -35,14 +36,14 @@ class QuantizeRequest(BaseModel):
     max_rows: int = Field(default=5000, ge=10, le=50_000, description="the most evaluation rows used")
 
 
-class Speed(BaseModel):
+class Speed(Contract):
     """ONNX Runtime in the same process, the two models timed in turns (interleaved)."""
 
     single_row_ms: float = Field(description="median of one-row runs")
     batch_rows_per_s: float = Field(description="median rate of runs over all the evaluation rows")
 
 
-class CompressionFigures(BaseModel):
+class CompressionFigures(Contract):
     method: Method
     source_version: int
     rows: int = Field(description="evaluation rows the two models ran on")
@@ -65,7 +66,7 @@ class CompressionFigures(BaseModel):
     min_agreement: float
 
 
-class Quantized(BaseModel):
+class Quantized(Contract):
     """The registered compressed version (alias `challenger`) and the figures that judged it."""
 
     version: ModelVersion

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from aimass.contracts.common import MODEL_NAME_PATTERN, utcnow
+from aimass.contracts.common import MODEL_NAME_PATTERN, Contract, utcnow
 
 # Raised when the detail's shape changes in a way a receiver must know about; additions of fields
 # do not change it (docs/events.schema.json).
@@ -48,7 +48,7 @@ MODEL_PATTERN = r"^[a-z0-9.*?_-][a-z0-9._*?-]{0,62}$"
 MAX_SUBSCRIPTIONS = 100
 
 
-class RegistryEvent(BaseModel):
+class RegistryEvent(Contract):
     """An event's `detail`: one change of the registry, as its audit record says."""
 
     model_config = ConfigDict(
@@ -85,7 +85,7 @@ class RegistryEvent(BaseModel):
 VersionsFilter = Literal["all", "latest"]
 
 
-class SubscriptionRequest(BaseModel):
+class SubscriptionRequest(Contract):
     """What `POST /v1/subscriptions` takes: where to POST, and which events."""
 
     model_config = ConfigDict(
@@ -123,7 +123,7 @@ class SubscriptionRequest(BaseModel):
         return sorted(set(events))
 
 
-class Subscription(BaseModel):
+class Subscription(Contract):
     """A stored subscription, as listed (its secret is never shown again)."""
 
     id: str
@@ -142,5 +142,5 @@ class SubscriptionCreated(Subscription):
     )
 
 
-class SubscriptionList(BaseModel):
+class SubscriptionList(Contract):
     subscriptions: list[Subscription]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aimass.contracts.common import ModelRef
+from aimass.contracts.common import Contract, ModelRef
 
 
-class ExplainParameters(BaseModel):
+class ExplainParameters(Contract):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     class_: str | int | None = Field(
@@ -35,7 +35,7 @@ class ExplainParameters(BaseModel):
     )
 
 
-class ExplainRequest(BaseModel):
+class ExplainRequest(Contract):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -51,7 +51,7 @@ class ExplainRequest(BaseModel):
     parameters: ExplainParameters = Field(default_factory=ExplainParameters)
 
 
-class InstanceShap(BaseModel):
+class InstanceShap(Contract):
     """One instance's explanation: base_value + sum(attributions) == value (docs/explain.md)."""
 
     class_: str = Field(alias="class", description="the output explained: a class name, or `value`")
@@ -60,27 +60,27 @@ class InstanceShap(BaseModel):
     attributions: dict[str, float] = Field(description="feature name → its SHAP value")
 
 
-class ClarifyAttribution(BaseModel):
+class ClarifyAttribution(Contract):
     attribution: list[float]
 
 
-class ClarifyFeature(BaseModel):
+class ClarifyFeature(Contract):
     feature_header: str
     attributions: list[ClarifyAttribution]
 
 
-class ClarifyExplanations(BaseModel):
+class ClarifyExplanations(Contract):
     """SageMaker Clarify online explainability's `explanations`: per record, per feature."""
 
     kernel_shap: list[list[ClarifyFeature]]
 
 
-class Background(BaseModel):
+class Background(Contract):
     rows: int
     source: str = Field(description="`reference sample` or `statistics means` (docs/explain.md)")
 
 
-class ExplainResponse(BaseModel):
+class ExplainResponse(Contract):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, Strict, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, FiniteFloat, Strict, StrictInt, StrictStr
 
-from aimass.contracts.common import utcnow
+from aimass.contracts.common import Contract, utcnow
 from aimass.contracts.registry import Task
 
 # <model>:<UTC yyyymmddHH>:<request uuid4 hex>:<instance index>; the capture object's key is derived
@@ -16,7 +16,7 @@ PREDICTION_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}:[0-9]{10}:[0-9a-f]{32}:[0-9
 MAX_FEEDBACK_LABELS = 100
 
 
-class FeedbackLabel(BaseModel):
+class FeedbackLabel(Contract):
     model_config = ConfigDict(extra="forbid")
 
     prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN, description="from a prediction's response")
@@ -25,7 +25,7 @@ class FeedbackLabel(BaseModel):
     )
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(Contract):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -45,7 +45,7 @@ class FeedbackRequest(BaseModel):
     labels: list[FeedbackLabel] = Field(min_length=1, max_length=MAX_FEEDBACK_LABELS)
 
 
-class VersionAccuracy(BaseModel):
+class VersionAccuracy(Contract):
     """A version's labelled predictions so far: accuracy for a classifier, MAE for a regressor."""
 
     version: int
@@ -56,7 +56,7 @@ class VersionAccuracy(BaseModel):
     mae: float | None = None
 
 
-class LiveAccuracy(BaseModel):
+class LiveAccuracy(Contract):
     model: str
     versions: list[VersionAccuracy]
 
@@ -69,7 +69,7 @@ class FeedbackResponse(LiveAccuracy):
     files: list[str] = Field(default_factory=list, description="the training data files written")
 
 
-class LabelRecord(BaseModel):
+class LabelRecord(Contract):
     """A recorded label (registry: FEEDBACK#<model> / LABEL#<prediction id>); a prediction has one."""
 
     prediction_id: str

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from aimass.contracts.common import ALIAS_PATTERN, MODEL_NAME_PATTERN, Contract
 
 # `name@3` or `name@champion`: a model's version, by number or by alias.
 MEMBER_PATTERN = rf"^{MODEL_NAME_PATTERN[1:-1]}@([1-9][0-9]{{0,8}}|{ALIAS_PATTERN[1:-1]})$"
@@ -25,7 +25,7 @@ def split_member(member: str) -> tuple[str, int | None, str | None]:
     return (name, int(pin), None) if re.fullmatch(r"[0-9]+", pin) else (name, None, pin)
 
 
-class Ensemble(BaseModel):
+class Ensemble(Contract):
     """Every member runs on the same inputs; their answers are combined into one."""
 
     model_config = ConfigDict(
@@ -66,7 +66,7 @@ class Ensemble(BaseModel):
         return weights
 
 
-class Step(BaseModel):
+class Step(Contract):
     """One step of a sequence: a member and where each of its inputs comes from."""
 
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +85,7 @@ class Step(BaseModel):
     )
 
 
-class Sequence(BaseModel):
+class Sequence(Contract):
     """Each step runs on the graph's inputs and earlier steps' outputs; the graph answers with the last
     step's outputs. The graph's inputs are the first step's."""
 
@@ -108,7 +108,7 @@ class Sequence(BaseModel):
     steps: list[Step] = Field(min_length=1, max_length=MAX_MEMBERS)
 
 
-class Branch(BaseModel):
+class Branch(Contract):
     model_config = ConfigDict(extra="forbid")
 
     when: str = Field(
@@ -119,7 +119,7 @@ class Branch(BaseModel):
     model: Member
 
 
-class Switch(BaseModel):
+class Switch(Contract):
     """Each instance goes to the first branch whose condition holds for it, else to the default."""
 
     model_config = ConfigDict(
@@ -143,7 +143,7 @@ class Switch(BaseModel):
 GraphSpec = Annotated[Ensemble | Sequence | Switch, Field(discriminator="kind")]
 
 
-class ResolvedMember(BaseModel):
+class ResolvedMember(Contract):
     """A member as the spec gives it, and the version it was resolved to when the graph was created."""
 
     given: str = Field(description="as the spec wrote it: `name@version` or `name@alias`")
@@ -151,7 +151,7 @@ class ResolvedMember(BaseModel):
     version: int
 
 
-class Graph(BaseModel):
+class Graph(Contract):
     """A graph version's graph: the spec as given, and every member resolved to its version."""
 
     spec: GraphSpec
@@ -180,7 +180,7 @@ def given_members(spec: GraphSpec) -> list[str]:
     return [branch.model for branch in spec.branches] + [spec.default]
 
 
-class ComposeRequest(BaseModel):
+class ComposeRequest(Contract):
     """A graph version to register (POST /v1/models/{name}/versions:compose)."""
 
     model_config = ConfigDict(

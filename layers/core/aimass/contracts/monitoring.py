@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+
+from aimass.contracts.common import Contract
 
 MONITOR_RUN_PATTERN = r"^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$"
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -29,7 +31,7 @@ def since_seconds(since: str | float) -> float:
     return seconds
 
 
-class MonitorRunRequest(BaseModel):
+class MonitorRunRequest(Contract):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{}, {"since": "24h"}, {"since": 3600}]}
     )
@@ -53,7 +55,7 @@ class MonitorRunRequest(BaseModel):
 VersionStatus = Literal["ok", "drift", "insufficient_data", "no_baseline"]
 
 
-class MonitoredVersion(BaseModel):
+class MonitoredVersion(Contract):
     """A version's result in a run: judged (`ok`, `drift`) with its figures, or why not."""
 
     model_config = ConfigDict(extra="allow")
@@ -86,7 +88,7 @@ class MonitoredVersion(BaseModel):
     files: dict[str, str] | None = None
 
 
-class MonitorSummary(BaseModel):
+class MonitorSummary(Contract):
     """A run's summary.json: its window, what it read and skipped, each version's result, the outcome
     and what was done about it."""
 
@@ -112,5 +114,5 @@ class MonitorSummary(BaseModel):
     error: str | None = None
 
 
-class MonitorRunList(BaseModel):
+class MonitorRunList(Contract):
     runs: list[MonitorSummary]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aimass.contracts.common import Contract
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 
 
-class PipelineRunRequest(BaseModel):
+class PipelineRunRequest(Contract):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{}, {"parameters": {"estimator": "random_forest", "margin": 0.01}}]},
@@ -21,21 +23,21 @@ class PipelineRunRequest(BaseModel):
     )
 
 
-class PipelineRunStarted(BaseModel):
+class PipelineRunStarted(Contract):
     run_id: str
     model: str
     execution_arn: str
     started_at: str
 
 
-class PipelineState(BaseModel):
+class PipelineState(Contract):
     name: str
     entered_at: str
     exited_at: str | None = Field(None, description="null while the run is in this state")
     failed: bool = Field(False, description="the run failed in this state (its error is the run's `error`)")
 
 
-class DatasetProblem(BaseModel):
+class DatasetProblem(Contract):
     file: str | None = Field(None, description="the data file's S3 key, where the problem is in one file")
     column: str | None = None
     row: int | None = Field(None, description="the first row it is seen in (1: the first after the header)")
@@ -45,7 +47,7 @@ class DatasetProblem(BaseModel):
     )
 
 
-class PipelineRunError(BaseModel):
+class PipelineRunError(Contract):
     code: str = Field(description="the error's type (DatasetRejected, States.Timeout, ...) or status")
     message: str
     step: str | None = Field(None, description="the state the run failed in")
@@ -55,7 +57,7 @@ class PipelineRunError(BaseModel):
     more: int = Field(0, description="how many more problems there were than are listed")
 
 
-class PipelineRunSummary(BaseModel):
+class PipelineRunSummary(Contract):
     run_id: str
     model: str
     status: RunStatus
@@ -66,7 +68,7 @@ class PipelineRunSummary(BaseModel):
     decision: Literal["promoted", "rejected", "failed"] | None = Field(None, description="null while running")
 
 
-class PipelineRelease(BaseModel):
+class PipelineRelease(Contract):
     mode: Literal["direct", "canary", "shadow-then-canary"]
     version: int
     state: Literal["pending_approval", "scheduled", "released", "rejected", "failed"]
@@ -126,5 +128,5 @@ class PipelineRun(PipelineRunSummary):
     error: PipelineRunError | None = Field(None, description="why a failed run failed")
 
 
-class PipelineRunList(BaseModel):
+class PipelineRunList(Contract):
     runs: list[PipelineRunSummary]

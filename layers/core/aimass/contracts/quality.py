@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aimass.contracts.common import ModelRef
+from aimass.contracts.common import Contract, ModelRef
 
 QualityAction = Literal["reject", "flag", "ignore"]
 # What stored copies of a personal feature's values hold (aimass.privacy): `erase`, the text
@@ -14,7 +14,7 @@ QualityAction = Literal["reject", "flag", "ignore"]
 PiiProtection = Literal["erase", "tokenise"]
 
 
-class QualityPolicy(BaseModel):
+class QualityPolicy(Contract):
     """What a violated constraint (range, category, unknown feature) or an anomalous instance does:
     reject the request (422), flag the prediction, or nothing. Wrong types and missing required
     features are always rejected: the model cannot run on them. And how the values of personal
@@ -47,7 +47,7 @@ class QualityPolicy(BaseModel):
     )
 
 
-class Violation(BaseModel):
+class Violation(Contract):
     """One instance's value that breaks a constraint of the signature or the baseline."""
 
     feature: str
@@ -55,13 +55,13 @@ class Violation(BaseModel):
     message: str
 
 
-class AnomalyScore(BaseModel):
+class AnomalyScore(Contract):
     score: float
     threshold: float
     anomalous: bool
 
 
-class QualityCheckRequest(BaseModel):
+class QualityCheckRequest(Contract):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"instances": [{"mean_radius": 17.99}]}]}
     )
@@ -69,7 +69,7 @@ class QualityCheckRequest(BaseModel):
     instances: list[Any] = Field(min_length=1)
 
 
-class ConstraintViolation(BaseModel):
+class ConstraintViolation(Contract):
     """An item of SageMaker Model Monitor's constraint_violations.json."""
 
     feature_name: str
@@ -77,7 +77,7 @@ class ConstraintViolation(BaseModel):
     description: str
 
 
-class FeatureDrift(BaseModel):
+class FeatureDrift(Contract):
     """A feature's distribution in the batch against the baseline. Numeric: PSI over the baseline's
     deciles and two-sample KS; categorical: chi-square goodness of fit. The test's p-value adjusted
     by Holm's step-down over the model's features (aimass.quality.drift) is what is judged."""
@@ -93,13 +93,13 @@ class FeatureDrift(BaseModel):
     drifted: bool
 
 
-class AnomalySummary(BaseModel):
+class AnomalySummary(Contract):
     count: int
     rate: float
     threshold: float
 
 
-class QualityReport(BaseModel):
+class QualityReport(Contract):
     model: ModelRef
     item_count: int
     completeness: dict[str, float]
@@ -109,7 +109,7 @@ class QualityReport(BaseModel):
     thresholds: dict[str, float]
 
 
-class BaselineFiles(BaseModel):
+class BaselineFiles(Contract):
     """A version's baseline as Model Monitor writes it: statistics.json (per feature: numeric
     statistics with a KLL sketch and histogram buckets, or string statistics with category counts) and
     constraints.json. aimass.quality.page draws its distributions against a batch's rows."""

@@ -7,9 +7,9 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from aimass.contracts.common import utcnow
+from aimass.contracts.common import Contract, utcnow
 from aimass.contracts.graph import Graph
 from aimass.contracts.quality import QualityPolicy
 
@@ -39,7 +39,7 @@ FeatureType = Literal["float", "int", "bool", "string"]
 Task = Literal["classification", "regression", "other"]
 
 
-class TensorSpec(BaseModel):
+class TensorSpec(Contract):
     """One graph input or output as ONNX describes it; None marks a dynamic dimension."""
 
     name: str
@@ -47,7 +47,7 @@ class TensorSpec(BaseModel):
     shape: list[int | None]
 
 
-class Feature(BaseModel):
+class Feature(Contract):
     """A named column of a tabular model's input, with what valid values look like."""
 
     model_config = ConfigDict(
@@ -69,7 +69,7 @@ class Feature(BaseModel):
     )
 
 
-class Signature(BaseModel):
+class Signature(Contract):
     """What a model version takes and gives: read from the ONNX graph, optionally enriched."""
 
     inputs: list[TensorSpec]
@@ -94,7 +94,7 @@ class Signature(BaseModel):
     )
 
 
-class SignatureEnrichment(BaseModel):
+class SignatureEnrichment(Contract):
     """What an uploader may add to the graph's own signature."""
 
     model_config = ConfigDict(
@@ -117,7 +117,7 @@ class SignatureEnrichment(BaseModel):
     description: str | None = Field(default=None, max_length=2000)
 
 
-class BaselineRef(BaseModel):
+class BaselineRef(Contract):
     """A version's baseline (`models/<name>/<version>/baseline/`), computed from a reference dataset:
     statistics.json and constraints.json in the SageMaker Model Monitor formats, anomaly.json, and
     background.json: a seeded sample of the reference's rows that `:explain` explains against (none
@@ -132,7 +132,7 @@ class BaselineRef(BaseModel):
     source: str = Field(description="where the reference dataset came from")
 
 
-class Backend(BaseModel):
+class Backend(Contract):
     """A version's backend, read: `lambda`, `graph`, or a SageMaker endpoint and, on a multi-model
     endpoint, the target model."""
 
@@ -152,7 +152,7 @@ class Backend(BaseModel):
         return cls(kind="sagemaker", endpoint=endpoint, target_model=target or None)
 
 
-class ModelVersion(BaseModel):
+class ModelVersion(Contract):
     """An immutable registered version of a model."""
 
     name: str
@@ -193,14 +193,14 @@ class ModelVersion(BaseModel):
         return Backend.parse(self.backend)
 
 
-class CanarySplit(BaseModel):
+class CanarySplit(Contract):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, description="the canary version: registered, not archived, not the stable one")
     percent: float = Field(ge=0, le=100, description="the share of requests that name no version it serves")
 
 
-class ShadowSplit(BaseModel):
+class ShadowSplit(Contract):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, description="the shadow version: registered, not archived, not the stable one")
@@ -215,7 +215,7 @@ class ShadowSplit(BaseModel):
 STICKY_BY = r"^(header|feature:[A-Za-z0-9_.-]{1,64})$"
 
 
-class TrafficPolicy(BaseModel):
+class TrafficPolicy(Contract):
     """How the requests that name no version (`:predict`, `/infer`, dropped files) are split between
     the stable version (`champion`, else the latest not archived) and a canary, and which share of
     the stable version's requests a shadow version also runs. `/versions/{v}` and `/labels/{alias}`
@@ -252,7 +252,7 @@ class TrafficPolicy(BaseModel):
         return self.canary is not None or self.shadow is not None
 
 
-class Guards(BaseModel):
+class Guards(Contract):
     """What a canary (or shadow) must keep to go on, judged against the stable version on the live
     figures counted since the rollout started, each once its minimum sample is reached."""
 
@@ -290,7 +290,7 @@ class Guards(BaseModel):
     )
 
 
-class RolloutStart(BaseModel):
+class RolloutStart(Contract):
     """A rollout to start: the version to bring in, as a canary with its share (and steps on a
     schedule), as a shadow first, or both, and the guards that roll it back."""
 
@@ -322,7 +322,7 @@ class RolloutStart(BaseModel):
     guards: Guards = Field(default_factory=Guards)
 
 
-class RolloutPlan(BaseModel):
+class RolloutPlan(Contract):
     """A rollout under way as the registry keeps it beside the traffic policy."""
 
     id: int = Field(description="the traffic policy version that started it")
@@ -336,7 +336,7 @@ class RolloutPlan(BaseModel):
     guards: Guards = Field(default_factory=Guards)
 
 
-class LiveFigures(BaseModel):
+class LiveFigures(Contract):
     """One version's live traffic under the current rollout, as every container counted it
     (aimass.serving.live): rates per request or per instance, null without any."""
 
@@ -379,7 +379,7 @@ class LiveFigures(BaseModel):
 GuardName = Literal["error_rate", "latency_p99", "agreement", "accuracy"]
 
 
-class GuardResult(BaseModel):
+class GuardResult(Contract):
     guard: GuardName
     status: Literal["passed", "tripped", "waiting"] = Field(
         description="`waiting`: too few samples yet to judge"
@@ -388,7 +388,7 @@ class GuardResult(BaseModel):
     figures: dict[str, float | int | None] = Field(default_factory=dict)
 
 
-class RolloutOutcome(BaseModel):
+class RolloutOutcome(Contract):
     """How the model's last rollout ended."""
 
     id: int
@@ -401,7 +401,7 @@ class RolloutOutcome(BaseModel):
     live: dict[str, LiveFigures] | None = Field(default=None, description="the figures when it ended")
 
 
-class Rollout(BaseModel):
+class Rollout(Contract):
     """Where a model's rollout stands: `shadow` or `canary` while one is under way, else how the last
     one ended (`promoted`, `rolled_back`, `aborted`), or `none`."""
 
@@ -430,7 +430,7 @@ class Rollout(BaseModel):
 ReleaseMode = Literal["direct", "canary", "shadow-then-canary"]
 
 
-class ReleasePolicy(BaseModel):
+class ReleasePolicy(Contract):
     """How a release of a model's version (the pipeline's promoted candidate, or one asked for through
     the API) reaches its traffic (aimass.release): `direct` moves `champion` at once, `canary` starts
     a rollout of it with these settings, `shadow-then-canary` starts one in a shadow phase first; with
@@ -493,7 +493,7 @@ class ReleasePolicy(BaseModel):
 ReleaseState = Literal["pending_approval", "scheduled", "released", "rejected", "failed"]
 
 
-class ReleaseRollout(BaseModel):
+class ReleaseRollout(Contract):
     """The rollout a release started, as it stood then."""
 
     state: str = Field(
@@ -502,7 +502,7 @@ class ReleaseRollout(BaseModel):
     policy_version: int = Field(description="the traffic policy version it set")
 
 
-class Release(BaseModel):
+class Release(Contract):
     """A release of one version, as the registry keeps it (`MODEL#<name> / RELEASE#<version>`): waiting
     for approval, scheduled for a time, released, rejected, or failed to start."""
 
@@ -530,7 +530,7 @@ class Release(BaseModel):
         return self.state == "pending_approval"
 
 
-class ReleaseRequest(BaseModel):
+class ReleaseRequest(Contract):
     """Release a version through the model's release policy, now or at a time."""
 
     model_config = ConfigDict(
@@ -542,7 +542,7 @@ class ReleaseRequest(BaseModel):
     )
 
 
-class ReleaseApproval(BaseModel):
+class ReleaseApproval(Contract):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"note": "report reviewed", "at": "2026-12-24T06:00:00Z"}]},
@@ -554,13 +554,13 @@ class ReleaseApproval(BaseModel):
     )
 
 
-class ReleaseRejection(BaseModel):
+class ReleaseRejection(Contract):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "recall dropped"}]})
 
     note: str = Field(min_length=1, max_length=2000, description="why it is rejected (required)")
 
 
-class ReleaseView(BaseModel):
+class ReleaseView(Contract):
     """A model's release policy and its releases, newest first."""
 
     name: str
@@ -568,7 +568,7 @@ class ReleaseView(BaseModel):
     releases: list[Release]
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(Contract):
     name: str
     latest_version: int
     aliases: dict[str, int] = Field(default_factory=dict)
@@ -608,7 +608,7 @@ class ModelDetail(ModelSummary):
     )
 
 
-class ModelNames(BaseModel):
+class ModelNames(Contract):
     """KServe V1's listing: the names of the models."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"models": ["breast-cancer", "digits"]}]})
@@ -616,19 +616,19 @@ class ModelNames(BaseModel):
     models: list[str]
 
 
-class ModelList(BaseModel):
+class ModelList(Contract):
     """The listing with each model's latest version, aliases and last change (`?detail=true`)."""
 
     models: list[ModelSummary]
 
 
-class AliasUpdate(BaseModel):
+class AliasUpdate(Contract):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
 
     version: int = Field(ge=1)
 
 
-class Alias(BaseModel):
+class Alias(Contract):
     name: str
     alias: str
     version: int
@@ -636,7 +636,7 @@ class Alias(BaseModel):
     updated_at: str
 
 
-class AliasRemoved(BaseModel):
+class AliasRemoved(Contract):
     """What removing an alias did: the version it pointed at."""
 
     name: str
@@ -645,7 +645,7 @@ class AliasRemoved(BaseModel):
     updated_at: str
 
 
-class VersionUpdate(BaseModel):
+class VersionUpdate(Contract):
     """A change to a version's standing; the version itself (its file, signature) never changes."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"archived": True}]})
@@ -656,7 +656,7 @@ class VersionUpdate(BaseModel):
     )
 
 
-class VersionStanding(BaseModel):
+class VersionStanding(Contract):
     """A version's standing after a change, and the model's latest version not archived."""
 
     name: str
@@ -666,7 +666,7 @@ class VersionStanding(BaseModel):
     updated_at: str
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(Contract):
     at: str = Field(default_factory=utcnow)
     actor: str = Field(
         description="who made the change, as authenticated (IAM principal, JWT subject, local key)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from aimass.contracts.common import ModelRef, utcnow
+from aimass.contracts.common import Contract, ModelRef, utcnow
 
 # What a ruleset's conditions may add up to. Compiling and running rules costs about linearly in their
 # text: 775,400 characters (200 rules of 3,900) took 2.2-6.7 s to compile and 0.7-1.4 s to run on a
@@ -17,7 +17,7 @@ MAX_CONDITION_CHARS = 40_000
 RULE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
-class RuleAction(BaseModel):
+class RuleAction(Contract):
     """Exactly one of: set output fields, add a flag with a reason, or reject the request."""
 
     model_config = ConfigDict(extra="forbid")
@@ -38,7 +38,7 @@ class RuleAction(BaseModel):
         return "set" if self.set is not None else "flag" if self.flag is not None else "reject"
 
 
-class Rule(BaseModel):
+class Rule(Contract):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=RULE_ID_PATTERN)
@@ -48,7 +48,7 @@ class Rule(BaseModel):
     then: RuleAction
 
 
-class Ruleset(BaseModel):
+class Ruleset(Contract):
     """A model's business rules, in order; `first` stops each stage at its first match."""
 
     model_config = ConfigDict(
@@ -102,7 +102,7 @@ class Ruleset(BaseModel):
         return self
 
 
-class FiredRule(BaseModel):
+class FiredRule(Contract):
     """A rule that matched an instance, and what it did."""
 
     id: str
@@ -113,7 +113,7 @@ class FiredRule(BaseModel):
     reject: str | None = None
 
 
-class RulesEvaluationRequest(BaseModel):
+class RulesEvaluationRequest(Contract):
     """Which rules fire on these instances. Give the predictions you already have to skip the model;
     give a ruleset to try it before saving."""
 
@@ -124,19 +124,19 @@ class RulesEvaluationRequest(BaseModel):
     ruleset: Ruleset | None = None
 
 
-class RuleEvaluation(BaseModel):
+class RuleEvaluation(Contract):
     rules: list[FiredRule]
     rejected: bool
     prediction: Any
 
 
-class RulesEvaluationResponse(BaseModel):
+class RulesEvaluationResponse(Contract):
     results: list[RuleEvaluation]
     rules_version: int | None
     model: ModelRef
 
 
-class RulesetVersion(BaseModel):
+class RulesetVersion(Contract):
     name: str
     version: int
     ruleset: Ruleset

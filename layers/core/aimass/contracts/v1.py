@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from aimass.contracts.common import ModelRef
+from aimass.contracts.common import Contract, ModelRef
 
 
-class PredictRequest(BaseModel):
+class PredictRequest(Contract):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -25,7 +25,7 @@ class PredictRequest(BaseModel):
     instances: list[Any] = Field(min_length=1)
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(Contract):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -64,7 +64,7 @@ class PredictResponse(BaseModel):
     )
 
 
-class StepDetail(BaseModel):
+class StepDetail(Contract):
     step: str = Field(description="the step's name: a sequence step's `name`, else the member `name@version`")
     model: ModelRef = Field(description="the member version that ran it")
     predictions: list[Any] = Field(description="its predictions as V1 answers them, one per instance it took")
@@ -73,7 +73,7 @@ class StepDetail(BaseModel):
     )
 
 
-class Fallback(BaseModel):
+class Fallback(Contract):
     from_: ModelRef = Field(alias="from", description="the version that could not answer")
     reason: str = Field(
         description="its error code: backend_throttled, backend_unavailable, backend_error, "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aimass.contracts.common import Contract
 
 V2Datatype = Literal[
     "BOOL",
@@ -23,7 +25,7 @@ V2Datatype = Literal[
 ]
 
 
-class InferTensor(BaseModel):
+class InferTensor(Contract):
     name: str
     shape: list[int]
     datatype: V2Datatype
@@ -31,12 +33,12 @@ class InferTensor(BaseModel):
     data: list[Any]
 
 
-class InferOutputRequest(BaseModel):
+class InferOutputRequest(Contract):
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class InferRequest(BaseModel):
+class InferRequest(Contract):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -51,7 +53,7 @@ class InferRequest(BaseModel):
     outputs: list[InferOutputRequest] | None = None
 
 
-class InferResponse(BaseModel):
+class InferResponse(Contract):
     model_name: str
     model_version: str
     id: str | None = None
@@ -64,13 +66,13 @@ class InferResponse(BaseModel):
     outputs: list[InferTensor]
 
 
-class V2TensorMetadata(BaseModel):
+class V2TensorMetadata(Contract):
     name: str
     datatype: V2Datatype
     shape: list[int]
 
 
-class V2ModelMetadata(BaseModel):
+class V2ModelMetadata(Contract):
     name: str
     versions: list[str]
     platform: str
@@ -78,12 +80,12 @@ class V2ModelMetadata(BaseModel):
     outputs: list[V2TensorMetadata]
 
 
-class V2Ready(BaseModel):
+class V2Ready(Contract):
     name: str
     ready: bool
 
 
-class V2ServerReady(BaseModel):
+class V2ServerReady(Contract):
     ready: bool
     reason: str | None = Field(
         default=None, description="why not (503): AWS (the registry, the artifacts) cannot be reached now"
