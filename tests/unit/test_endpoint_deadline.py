@@ -18,7 +18,7 @@ def test_the_worst_case_counts_every_attempt_and_the_longest_backoff_before_each
 
 
 def test_the_defaults_fit_the_deadline_which_fits_the_functions_timeout() -> None:
-    defaults = Settings()
+    defaults = Settings.from_environment()
     worst = sagemaker_worst_case_s(
         defaults.sagemaker_max_attempts,
         defaults.sagemaker_connect_timeout_s,
@@ -36,19 +36,19 @@ def test_settings_whose_calls_could_outlast_the_deadline_are_refused(monkeypatch
     monkeypatch.setenv("AIMASS_SAGEMAKER_MAX_ATTEMPTS", "3")
 
     with pytest.raises(ValidationError) as refused:
-        Settings()
+        Settings.from_environment()
 
     message = str(refused.value)
     assert "endpoint calls may take 34 s" in message and "AIMASS_SAGEMAKER_DEADLINE_S (20 s)" in message
     monkeypatch.setenv("AIMASS_SAGEMAKER_READ_TIMEOUT_S", "1")
-    assert Settings().sagemaker_max_attempts == 3
+    assert Settings.from_environment().sagemaker_max_attempts == 3
 
 
 def test_the_deadline_cannot_be_set_above_what_the_function_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIMASS_SAGEMAKER_DEADLINE_S", "28")
 
     with pytest.raises(ValidationError, match="sagemaker_deadline_s"):
-        Settings()
+        Settings.from_environment()
 
 
 def test_the_client_is_made_with_the_settings_attempts_and_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:

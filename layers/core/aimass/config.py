@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+ENV_PREFIX = "AIMASS_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIMASS_", extra="ignore")
+class Settings(BaseModel):
+    """Each field is read from AIMASS_<FIELD> (any case), or from the variable its validation alias
+    names, and validated by pydantic (`from_environment`)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     stage: str = "local"
     region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
@@ -148,6 +154,22 @@ class Settings(BaseSettings):
     event_bus: str | None = None
     allow_http_webhooks: bool = False
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings `environ` (the process's environment by default) gives. Read here rather than
+        with pydantic-settings, whose import costs the online function's cold start about 50 ms of CPU
+        for what this does (docs/design.md, "Cold start")."""
+        variables = {
+            name.upper(): value for name, value in (os.environ if environ is None else environ).items()
+        }
+        given = {}
+        for field, info in cls.model_fields.items():
+            alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+            variable = alias or f"{ENV_PREFIX}{field}"
+            if variable.upper() in variables:
+                given[alias or field] = variables[variable.upper()]
+        return cls.model_validate(given)
+
     @model_validator(mode="after")
     def _endpoint_calls_fit_deadline(self) -> Settings:
         worst = sagemaker_worst_case_s(
@@ -179,4 +201,4 @@ def sagemaker_worst_case_s(attempts: int, connect_timeout_s: float, read_timeout
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    return Settings()
+    return Settings.from_environment()
