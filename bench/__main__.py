@@ -111,7 +111,7 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         action="append",
         help="cold-start and imports: measure the functions and package of this checkout (e.g. an "
-        "earlier commit's `git archive`) instead of this one's; imports takes several, in turns",
+        "earlier commit's `git archive`) instead of this one's; several are measured in turns",
     )
     args = parser.parse_args()
     args.trees = [tree.resolve() for tree in args.tree or [REPO]]
@@ -122,8 +122,8 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.only) - set(TITLES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(TITLES)}")
-    if len(args.trees) > 1 and set(args.only or TITLES) != {"imports"}:
-        parser.error("several --tree are for the imports benchmark alone")
+    if len(args.trees) > 1 and not set(args.only or TITLES) <= {"imports", "cold-start"}:
+        parser.error("several --tree are for the imports and cold-start benchmarks alone")
     return args
 
 
@@ -164,6 +164,8 @@ def measure(name: str, stack: Any, quick: bool, trees: list[Path]) -> dict[str, 
         return restore.layers(stack, trees[0], 2 if quick else restore.FORKS)
     if name == "restore-hooks":
         return restore.hooks(stack, trees[0], 2 if quick else restore.FORKS)
+    if len(trees) > 1:
+        return cold_start.compare(stack, trees, 2 if quick else cold_start.COMPARE_REPEATS)
     return cold_start.run(stack, trees[0], 2 if quick else cold_start.REPEATS)
 
 

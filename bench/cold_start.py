@@ -8,6 +8,10 @@ the same model from a file and runs it once on the same row. Both are timed from
 process) and from inside (from the first line of the script to the first prediction). The batch
 process imports functions/batch/app.py and handles the S3 event of a small CSV file, a new object
 each run. The functions and the package are this checkout's, or those of the one `--tree` names.
+
+With several `--tree`, the online handler of each checkout instead, in turns (the order reversed
+every other round) with the floor once a round: a before and after on the same minutes of a shared
+machine (`compare`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from bench.stats import median
 
 MODEL = "breast-cancer"
 REPEATS = 7
+# Rounds of a comparison of checkouts: their differences are a few percent of the CPU.
+COMPARE_REPEATS = 21
 # The batch function's file: this many held-out rows, dropped into a bucket of its own that no S3
 # notification watches (the embedded stack's own would run the handler in this process too).
 BATCH_ROWS = 100
@@ -353,7 +359,74 @@ def run(stack: Any, tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
     }
 
 
+def compare(stack: Any, trees: list[Path], repeats: int = COMPARE_REPEATS) -> dict[str, Any]:
+    """Each checkout's cold online handler in turns, with the floor once a round."""
+    with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-") as folder:
+        inputs = prepare(Path(folder))
+        for tree in trees:  # discarded, as in `run`: the page cache
+            handler_run(stack, tree, inputs)
+        floor_run(stack, trees[0], inputs)
+        handlers: dict[str, list[dict[str, Any]]] = {str(tree): [] for tree in trees}
+        floors = []
+        for round_ in range(repeats):
+            for tree in trees if round_ % 2 == 0 else trees[::-1]:
+                handlers[str(tree)].append(handler_run(stack, tree, inputs)[0])
+            floors.append(floor_run(stack, trees[0], inputs))
+    summary = {
+        tree: {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
+        for tree, runs in handlers.items()
+    }
+    return {
+        "model": MODEL,
+        "repeats": repeats,
+        "median": summary,
+        "floor": {key: median([r[key] for r in floors]) for key in floors[0] if key.endswith("_ms")},
+        "runs": {"handlers": handlers, "floor": floors},
+    }
+
+
+def compare_tables(result: dict[str, Any]) -> list[Table]:
+    floor = result["floor"]
+    table = Table(
+        f"Cold start of each checkout's online handler in turns, {result['model']} x1: medians of "
+        f"{result['repeats']} rounds (ms)",
+        [
+            "checkout",
+            "import + first prediction (in child)",
+            "of which import",
+            "of which first prediction",
+            "CPU (in child)",
+            "ratio to the floor, in child",
+            "ratio to the floor, CPU",
+        ],
+        note="Each round runs every checkout's handler once, in an order reversed every other round, "
+        "then the floor (import onnxruntime + numpy, session from the model file, one run).",
+    )
+    for tree, handler in result["median"].items():
+        table.add(
+            tree,
+            ms(handler["in_child_ms"]),
+            ms(handler["import_ms"]),
+            ms(handler["first_request_ms"]),
+            ms(handler["in_child_cpu_ms"]),
+            ratio(handler["in_child_ms"] / floor["in_child_ms"]),
+            ratio(handler["in_child_cpu_ms"] / floor["in_child_cpu_ms"]),
+        )
+    table.add(
+        "ONNX Runtime floor",
+        ms(floor["in_child_ms"]),
+        ms(floor["import_ms"]),
+        "",
+        ms(floor["in_child_cpu_ms"]),
+        "1",
+        "1",
+    )
+    return [table]
+
+
 def tables(result: dict[str, Any]) -> list[Table]:
+    if "floor" in result:
+        return compare_tables(result)
     handler, floor = result["median"]["handler"], result["median"]["floor"]
     cold = Table(
         f"Cold start, fresh process, {result['model']} x1: "
