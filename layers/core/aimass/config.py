@@ -157,7 +157,7 @@ class Settings(BaseModel):
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings `environ` (the process's environment by default) gives. Read here rather than
-        with pydantic-settings, whose import costs the online function's cold start about 50 ms of CPU
+        with pydantic-settings, whose import cost the online function's cold start 20-50 ms of CPU
         for what this does (docs/design.md, "Cold start")."""
         variables = {
             name.upper(): value for name, value in (os.environ if environ is None else environ).items()
