@@ -58,7 +58,7 @@ def test_the_process_environment_is_read_by_default(monkeypatch: pytest.MonkeyPa
 
 
 def test_reading_the_settings_imports_no_settings_framework() -> None:
-    """pydantic-settings' import costs the online function's cold start about 50 ms of CPU."""
+    """pydantic-settings' import cost the online function's cold start 20-50 ms of CPU."""
     code = "import sys, aimass.config; aimass.config.settings(); print('pydantic_settings' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
