@@ -91,7 +91,7 @@ def running_stack(
     else:
         os.environ["AIMASS_TEMPLATE"] = str(template)
     os.environ.update(environment or {})
-    templates.load.cache_clear()
+    templates.parsed.cache_clear()
     local = LocalStack(aws_port=free_port(), state_dir=root / "state", bucket=bucket, **options)
     try:
         local.start()
@@ -100,7 +100,7 @@ def running_stack(
         local.stop()
         os.environ.clear()
         os.environ.update(environ)
-        templates.load.cache_clear()
+        templates.parsed.cache_clear()
         reset_caches()
 
 

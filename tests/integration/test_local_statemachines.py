@@ -227,7 +227,7 @@ def write_template(root: Path, resources: dict[str, Any]) -> Path:
 
 def use_template(path: Path) -> None:
     os.environ["AIMASS_TEMPLATE"] = str(path)
-    template.load.cache_clear()
+    template.parsed.cache_clear()
 
 
 @pytest.fixture(scope="module")
