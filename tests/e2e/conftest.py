@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -52,13 +53,27 @@ class Stack:
         )
 
 
+@pytest.fixture(scope="session")
+def trained_demos(state_dir: Path, demos: dict[str, Any]) -> Path:
+    """The demo models the session trained (tests/conftest.py), the heavy network too, as `aimass
+    serve` keeps them in its state dir: a server started with them finds them there, as a user's
+    second start does, instead of training them again (about 3 s a start)."""
+    from aimass.local import demo
+
+    demo.gpu_network(state_dir)
+    return state_dir / "demo"
+
+
 @contextmanager
 def serving(
-    state_dir: Path, settings: dict[str, str] | None = None
+    state_dir: Path, settings: dict[str, str] | None = None, demos: Path | None = None
 ) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
     """`aimass serve` as a user starts it, on free ports, with its own state dir and these settings
     on top of the environment (less any AIMASS_/AWS_ one of the test's own): the stack and its process
-    once /health answers; stopped with SIGTERM afterwards, unless the test stopped it."""
+    once /health answers; stopped with SIGTERM afterwards, unless the test stopped it. With `demos`
+    (`trained_demos`), the state dir starts with those trained demo models; without, it trains them."""
+    if demos is not None:
+        shutil.copytree(demos, state_dir / "demo")
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "AWS_"))} | {"COLUMNS": "200"}
     command = [str(AIMASS), "serve", "--port", str(port), "--aws-port", str(aws_port)]
@@ -92,11 +107,11 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_demos: Path) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("e2e-state")
     # Files over 50 kB go through the batch state machine, in parts of 50 rows
     in_parts = {"AIMASS_BATCH_MAP_THRESHOLD_BYTES": "50000", "AIMASS_BATCH_PART_ROWS": "50"}
-    with serving(state_dir, in_parts) as (started, _):
+    with serving(state_dir, in_parts, trained_demos) as (started, _):
         yield started
     # Stopping `aimass serve` (SIGTERM) stops the emulated SageMaker endpoint it started.
     assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"

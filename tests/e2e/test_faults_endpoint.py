@@ -42,10 +42,10 @@ FACTOR = 50
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_demos: Path) -> Iterator[Stack]:
     """`aimass serve` as tests/e2e/conftest.py starts it, with the endpoint settings above."""
     state_dir = tmp_path_factory.mktemp("faults-endpoint")
-    with serving(state_dir, ENDPOINT_SETTINGS) as (started, _):
+    with serving(state_dir, ENDPOINT_SETTINGS, trained_demos) as (started, _):
         yield started
     assert not running_with(state_dir / "endpoint"), "the emulated endpoint outlived aimass serve"
 

@@ -29,7 +29,8 @@ STOP_DEADLINE_S = 20
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """A running `aimass serve` (demos registered), its URL and its state dir."""
+    """A running `aimass serve` (demos registered), its URL and its state dir. Its state dir starts
+    empty: this module's server trains the demos, as a first `make serve` does."""
     state_dir = tmp_path_factory.mktemp("faults-memory")
     with serving(state_dir) as (stack, server):
         yield server, stack.url, state_dir

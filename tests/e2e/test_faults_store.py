@@ -26,9 +26,11 @@ SERVER_ENV = {"AIMASS_REGISTRY_TTL_S": "1", "AIMASS_INTEGRITY_RECHECK_S": "2"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, trained_demos: Path
+) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
     """`aimass serve` as tests/e2e/conftest.py starts it, with its process: the signals go to it."""
-    with serving(tmp_path_factory.mktemp("e2e-faults-store"), SERVER_ENV) as started:
+    with serving(tmp_path_factory.mktemp("e2e-faults-store"), SERVER_ENV, trained_demos) as started:
         yield started
 
 

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with serving(tmp_path_factory.mktemp("e2e-monitor")) as (started, _):
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_demos: Path) -> Iterator[Stack]:
+    with serving(tmp_path_factory.mktemp("e2e-monitor"), None, trained_demos) as (started, _):
         yield started
 
 

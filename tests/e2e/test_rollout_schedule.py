@@ -20,9 +20,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, trained_demos: Path) -> Iterator[Stack]:
     # Rollouts ticked every second, so that steps of 2 s are taken on time
-    with serving(tmp_path_factory.mktemp("e2e-rollouts"), {"AIMASS_ROLLOUT_TICK_S": "1"}) as (started, _):
+    tick = {"AIMASS_ROLLOUT_TICK_S": "1"}
+    with serving(tmp_path_factory.mktemp("e2e-rollouts"), tick, trained_demos) as (started, _):
         yield started
 
 
