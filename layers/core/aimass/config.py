@@ -164,10 +164,11 @@ class Settings(BaseModel):
         }
         given = {}
         for field, info in cls.model_fields.items():
+            # A field with an alias (the region) is read from that variable and given by that name
             alias = info.validation_alias if isinstance(info.validation_alias, str) else None
-            variable = alias or f"{ENV_PREFIX}{field}"
-            if variable.upper() in variables:
-                given[alias or field] = variables[variable.upper()]
+            variable = (alias or f"{ENV_PREFIX}{field}").upper()
+            if variable in variables:
+                given[alias or field] = variables[variable]
         return cls.model_validate(given)
 
     @model_validator(mode="after")
