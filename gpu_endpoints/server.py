@@ -23,19 +23,20 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aimass.protocol import binary
-from aimass.protocol.asgi import AnswerUnexpected
+from aimass.protocol.asgi import AnswerUnexpected, Receive, Scope, Send
 from aimass.protocol.errors import (
     AimassError,
     BadJson,
@@ -62,27 +63,45 @@ BATCH_ROWS = "X-Aimass-Batch-Rows"
 QUEUE_MS = "X-Aimass-Queue-Ms"
 # The custom attribute each answer adds: the sha256 of the model file that answered.
 MODEL_SHA256 = "model-sha256"
+# The request headers an invocation reads, by the lower-case names ASGI gives them.
+TARGET_KEY, ATTRIBUTES_KEY = TARGET_MODEL.lower(), CUSTOM_ATTRIBUTES.lower()
+INFERENCE_ID_KEY, BINARY_KEY = INFERENCE_ID.lower(), binary.HEADER.lower()
+ECHOED = ((INFERENCE_ID, INFERENCE_ID_KEY), (CUSTOM_ATTRIBUTES, ATTRIBUTES_KEY))
+JSON = payloads.JSON
 
 
 def error_response(error: AimassError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers={**(headers or {}), **error.headers})
 
 
-def _echo(request: Request, settings: Settings) -> dict[str, str]:
+@dataclass(frozen=True)
+class Reply:
+    """An invocation's answer, as either way in writes it (Starlette's routes, or the direct path)."""
+
+    status: int
+    content: bytes
+    media: str
+    headers: dict[str, str]
+
+    def response(self) -> Response:
+        return Response(self.content, status_code=self.status, media_type=self.media, headers=self.headers)
+
+
+def _echo(headers: Mapping[str, str], settings: Settings) -> dict[str, str]:
     """The SageMaker headers an answer carries back: the inference id and custom attributes as given,
     and the production variant when the environment names it."""
-    headers = {}
-    for name in (INFERENCE_ID, CUSTOM_ATTRIBUTES):
-        value = request.headers.get(name)
+    echoed = {}
+    for name, key in ECHOED:
+        value = headers.get(key)
         if value is not None:
-            headers[name] = value
+            echoed[name] = value
     if settings.production_variant:
-        headers[PRODUCTION_VARIANT] = settings.production_variant
-    return headers
+        echoed[PRODUCTION_VARIANT] = settings.production_variant
+    return echoed
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The request's body, refused past `limit` bytes: by its Content-Length, or as it arrives."""
     if declared is not None:
         try:
             size = int(declared)
@@ -90,14 +109,25 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest("Content-Length is not a number") from None
         if size > limit:
             raise PayloadTooLarge(f"the body is {size:,} bytes; at most {limit:,} are accepted")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         received += len(chunk)
         if received > limit:
             raise PayloadTooLarge(f"the body is over {limit:,} bytes, the most accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """A request's body as ASGI's server hands it over; ClientDisconnect when the client is gone."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 class Server:
@@ -133,56 +163,70 @@ class Server:
         return JSONResponse({"status": "healthy", "models": sorted(store.loaded)})
 
     async def invocations(self, request: Request) -> Response:
-        started, name = time.perf_counter(), None
-        headers = _echo(request, self.settings)
-        try:
-            target = request.headers.get(TARGET_MODEL)
-            name = target_name(target) if target else self.store.only()
-            if name is None:
-                known = sorted(self.store.known())
-                if not known:
-                    raise Unavailable("no model is loaded yet", retry_after_s=5)
-                raise BadRequest(
-                    f"this endpoint serves {len(known)} models: name one with {TARGET_MODEL}",
-                    [field_error(["headers", TARGET_MODEL], f"one of {', '.join(known)}", "missing")],
-                )
-            response = await self._invoke(request, name, headers)
-        except AimassError as error:
-            response = self._failed(request, error, headers)
-        self._answered(name, response, started)
-        return response
+        return (await self.invocation(request.headers, self._body(request))).response()
 
     async def invoke(self, request: Request) -> Response:
         """SageMaker's multi-model Invoke Model API: POST /models/{name}/invoke."""
-        started, name = time.perf_counter(), request.path_params["name"]
-        headers = _echo(request, self.settings)
-        try:
-            response = await self._invoke(request, name, headers)
-        except AimassError as error:
-            response = self._failed(request, error, headers)
-        self._answered(name, response, started)
-        return response
+        return (
+            await self.invocation(request.headers, self._body(request), request.path_params["name"])
+        ).response()
 
-    def _answered(self, name: str | None, response: Response, started: float) -> None:
+    def _body(self, request: Request) -> Callable[[], Awaitable[bytes]]:
+        limit = self.settings.max_body_bytes
+        return lambda: read_body(request.headers.get("content-length"), request.stream(), limit)
+
+    async def invocation(
+        self, headers: Mapping[str, str], body: Callable[[], Awaitable[bytes]], name: str | None = None
+    ) -> Reply:
+        """One invocation, from its headers (read by lower-case name) and its body: the model `name`,
+        else the one X-Amzn-SageMaker-Target-Model names, else the only one."""
+        started = time.perf_counter()
+        echoed = _echo(headers, self.settings)
+        try:
+            if name is None:
+                name = self._target(headers)
+            reply = await self._invoke(headers, body, name, echoed)
+        except AimassError as error:
+            reply = self._failed(headers, error, echoed)
         # A name the endpoint does not serve is whatever its caller wrote: counted without it, so that
         # callers cannot grow the metrics without bound.
         model = name if name is not None and name in self.store.known() else ""
-        self.metrics.answered(model, response.status_code, time.perf_counter() - started)
+        self.metrics.answered(model, reply.status, time.perf_counter() - started)
+        return reply
 
-    async def _invoke(self, request: Request, name: str, headers: dict[str, str]) -> Response:
-        attributes = payloads.custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-        body = await read_body(request, self.settings.max_body_bytes)
+    def _target(self, headers: Mapping[str, str]) -> str:
+        target = headers.get(TARGET_KEY)
+        name = target_name(target) if target else self.store.only()
+        if name is not None:
+            return name
+        known = sorted(self.store.known())
+        if not known:
+            raise Unavailable("no model is loaded yet", retry_after_s=5)
+        raise BadRequest(
+            f"this endpoint serves {len(known)} models: name one with {TARGET_MODEL}",
+            [field_error(["headers", TARGET_MODEL], f"one of {', '.join(known)}", "missing")],
+        )
+
+    async def _invoke(
+        self,
+        headers: Mapping[str, str],
+        body: Callable[[], Awaitable[bytes]],
+        name: str,
+        echoed: dict[str, str],
+    ) -> Reply:
+        attributes = payloads.custom_attributes(headers.get(ATTRIBUTES_KEY))
+        content = await body()
         model = await self.store.get(name)
         # No await between here and submit: the model cannot be unloaded in between.
         decoded = payloads.decode(
-            body, request.headers.get("content-type"), model, attributes, request.headers.get(binary.HEADER)
+            content, headers.get("content-type"), model, attributes, headers.get(BINARY_KEY)
         )
-        media = payloads.negotiate(request.headers.get("accept"), decoded, model)
+        media = payloads.negotiate(headers.get("accept"), decoded, model)
         rows = next(iter(decoded.feeds.values())).shape[0] if decoded.feeds else 0
         answer = await model.batcher.submit(decoded.feeds, alone=not attributes.batching)
         content, extra = payloads.answer(answer.outputs, decoded, media, model, rows)
-        given = headers.get(CUSTOM_ATTRIBUTES)
-        headers |= extra | {
+        given = echoed.get(CUSTOM_ATTRIBUTES)
+        echoed |= extra | {
             CUSTOM_ATTRIBUTES: f"{given}; {MODEL_SHA256}={model.sha256}"
             if given
             else f"{MODEL_SHA256}={model.sha256}",
@@ -194,24 +238,24 @@ class Server:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "invocation %s: model %s, %d rows, batch of %d requests",
-                headers.get(INFERENCE_ID, "-"),
+                echoed.get(INFERENCE_ID, "-"),
                 model.name,
                 rows,
                 answer.batch_requests,
             )
-        return Response(content, media_type=media, headers=headers)
+        return Reply(200, content, media, echoed)
 
-    def _failed(self, request: Request, error: AimassError, headers: dict[str, str]) -> Response:
+    def _failed(self, headers: Mapping[str, str], error: AimassError, echoed: dict[str, str]) -> Reply:
         level = logging.WARNING if error.status >= 500 else logging.INFO
         log.log(
             level,
             "invocation %s failed with %d %s: %s",
-            request.headers.get(INFERENCE_ID, "-"),
+            headers.get(INFERENCE_ID_KEY, "-"),
             error.status,
             error.code,
             error.message,
         )
-        return error_response(error, headers)
+        return Reply(error.status, payloads.dump_json(error.body()), JSON, {**echoed, **error.headers})
 
     async def invoke_endpoint(self, request: Request) -> Response:
         """SageMaker Runtime's InvokeEndpoint, for the emulated endpoint (runtime.py)."""
@@ -314,6 +358,55 @@ def _answer_unexpected(scope: Any, error: Exception) -> Response:
     return error_response(AimassError("an unexpected error occurred; see the server's log"))
 
 
+class InferenceApp(Starlette):
+    """The server's Starlette app, with its hot route taken straight from ASGI: `POST /invocations`
+    is answered by Server.invocation, as its Starlette route would answer it, without the routing,
+    middleware, request and response objects around it, which cost a front end about as much CPU as
+    the invocation's own work (bench/RESULTS.md, docs/design.md). Every other request, and the
+    lifespan, go through Starlette."""
+
+    def __init__(self, server: Server, **options: Any) -> None:
+        super().__init__(**options)
+        self.server = server
+        self.state.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/invocations" and scope["method"] == "POST":
+            await self.invocations(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1")
+            if name not in headers:  # the first of a repeated header, as Starlette's Headers.get reads it
+                headers[name] = value.decode("latin-1")
+        limit = self.server.settings.max_body_bytes
+        started = False
+        try:
+            reply = await self.server.invocation(
+                headers, lambda: read_body(headers.get("content-length"), asgi_chunks(receive), limit)
+            )
+            raw = [
+                (b"content-type", reply.media.encode("latin-1")),
+                (b"content-length", str(len(reply.content)).encode("latin-1")),
+            ]
+            raw += [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in reply.headers.items()
+            ]
+            started = True
+            await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+            await send({"type": "http.response.body", "body": reply.content})
+        except ClientDisconnect:
+            return  # no one is left to answer
+        except Exception as error:
+            if started:
+                raise
+            await _answer_unexpected(scope, error)(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, store: ModelStore | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     server = Server(settings, store)
@@ -330,12 +423,12 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     ]
     if settings.runtime_endpoint:
         routes.append(Route("/endpoints/{endpoint}/invocations", server.invoke_endpoint, methods=["POST"]))
-    app = Starlette(
+    app = InferenceApp(
+        server,
         routes=routes,
         lifespan=server.lifespan,
         exception_handlers={AimassError: _server_error, HTTPException: _http_error, Exception: _unexpected},
     )
-    app.state.server = server
     # Outermost: an exception no handler took is answered on a connection that stays open
     app.add_middleware(AnswerUnexpected, answer=_answer_unexpected)
     return app

@@ -34,6 +34,16 @@ def served(tmp_path: Path, demos: dict[str, Any]) -> Iterator[str]:
 
     # The one route added here: a fault the server's own routes are tested not to have.
     app.router.routes.append(Route("/fail", failing, methods=["GET"]))
+    # And the same fault on the direct path (POST /invocations), for the model named "fault".
+    store = app.server.store
+    get = store.get
+
+    async def faulty_get(name: str) -> Any:
+        if name == "fault":
+            raise RuntimeError("a fault no handler expects")
+        return await get(name)
+
+    store.get = faulty_get  # type: ignore[method-assign]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -49,9 +59,17 @@ def served(tmp_path: Path, demos: dict[str, Any]) -> Iterator[str]:
         thread.join(30)
 
 
-def test_the_inference_server_answers_an_unexpected_error_and_keeps_the_connection(served: str) -> None:
+@pytest.mark.parametrize("way", ["a Starlette route", "the direct path"])
+def test_the_inference_server_answers_an_unexpected_error_and_keeps_the_connection(
+    served: str, way: str
+) -> None:
     with httpx.Client(base_url=served) as client:
-        broken = client.get("/fail")
+        if way == "the direct path":
+            broken = client.post(
+                "/invocations", json=[[0.0] * 30], headers={"X-Amzn-SageMaker-Target-Model": "fault"}
+            )
+        else:
+            broken = client.get("/fail")
         assert broken.status_code == 500 and broken.json()["error"]["code"] == "internal_error"
         after = client.get("/ping")
         assert after.status_code == 200
