@@ -234,3 +234,23 @@ def test_zipmap_v2_output_is_bytes_of_json_keyed_by_class_label() -> None:
     assert (probabilities["datatype"], probabilities["shape"]) == ("BYTES", [1])
     assert json.loads(probabilities["data"][0]) == {"setosa": 0.0, "versicolor": 0.25, "virginica": 0.75}
     assert out["output_label"]["datatype"] == "INT64"
+
+
+@pytest.mark.parametrize(
+    ("array", "datatype"),
+    [
+        (np.zeros(2, np.float32), "FP32"),
+        (np.zeros(2, np.float64), "FP64"),
+        (np.zeros(2, np.float16), "FP16"),
+        (np.zeros(2, np.int64), "INT64"),
+        (np.zeros(2, np.uint8), "UINT8"),
+        (np.zeros(2, bool), "BOOL"),
+        (np.array(["a"], dtype=object), "BYTES"),
+        (np.array(["a"]), "BYTES"),
+        (np.zeros(2, ">f4"), "BYTES"),  # not the machine's byte order: no V2 datatype says so
+    ],
+)
+def test_an_output_array_is_named_by_its_v2_datatype(array: np.ndarray, datatype: str) -> None:
+    from aimass.protocol.tensors import datatype_of
+
+    assert datatype_of(array) == datatype
