@@ -361,9 +361,9 @@ def _answer_unexpected(scope: Any, error: Exception) -> Response:
 class InferenceApp(Starlette):
     """The server's Starlette app, with its hot route taken straight from ASGI: `POST /invocations`
     is answered by Server.invocation, as its Starlette route would answer it, without the routing,
-    middleware, request and response objects around it, which cost a front end about as much CPU as
-    the invocation's own work (bench/RESULTS.md, docs/design.md). Every other request, and the
-    lifespan, go through Starlette."""
+    middleware, request and response objects around it, which cost a fifth to a quarter of the
+    server's CPU per one-image request (gpu_endpoints/README.md, bench/RESULTS.md). Every other
+    request, and the lifespan, go through Starlette."""
 
     def __init__(self, server: Server, **options: Any) -> None:
         super().__init__(**options)
