@@ -5,13 +5,14 @@ hooks) and starts new environments from that memory. `os.fork` of such a process
 stand-in: the child starts with the parent's memory and none of its work to do again. A fresh process
 (the cold-start benchmark's environment: the embedded AWS, an empty model cache) imports
 functions/online/app.py and makes no request. Then:
-- init only: a fork answers its first request, then 300 more (its warm p50), as SnapStart without
-  runtime hooks would leave it: the first request reads the registry and loads the model;
+- init only: a fork answers its first request, four more one by one, then 300 (their p50: its warm
+  p50), as SnapStart without runtime hooks would leave it: the first request reads the registry and
+  loads the model;
 - with the hooks: after `aimass.api.snapstart.run_before_snapshot()` in the parent (once, after the forks
   above, which it would otherwise help), a fork runs `run_after_restore()` (timed apart: Lambda runs
   it during the restore, within its 10 s, and a restored environment's first caller waits for it; its
-  priming requests, `snapstart.prime`, timed apart again), then answers its first request, a second,
-  and 300 more.
+  priming requests, `snapstart.prime`, timed apart again), then answers its first request, four more
+  timed one by one (how the first one's excess fades), and 300 more.
 Each fork counts its minor page faults (the first write to a page shared with the parent copies it) in
 the hook and in the first request. Each request's event is read from its JSON in the fork, just before
 the handler is called and outside its time, as the Lambda runtime reads each event after a restore: an
@@ -82,6 +83,7 @@ CHILD = (
     CHILD_PRELUDE
     + """
 warm_calls = sys.argv[5]
+FOLLOWING = 4
 event_text = json.dumps(event)
 
 # The hook's priming (snapstart.prime, which the hooks call by its module name) timed apart: it is the
@@ -108,10 +110,12 @@ def restored(hooks):
     response = module.handler(arrived, Context())
     answered, first_faults = time.perf_counter(), faults()
     assert response["statusCode"] == 200, response
-    arrived = json.loads(event_text)
-    since_second = time.perf_counter()
-    module.handler(arrived, Context())
-    second = time.perf_counter() - since_second
+    following = []  # the 2nd to 5th requests, one by one: how the first request's excess fades
+    for _ in range(FOLLOWING):
+        arrived = json.loads(event_text)
+        since_next = time.perf_counter()
+        module.handler(arrived, Context())
+        following.append((time.perf_counter() - since_next) * 1e6)
     warm = []
     for _ in range(int(warm_calls)):
         arrived = json.loads(event_text)
@@ -125,7 +129,8 @@ def restored(hooks):
         "priming_ms": priming_ms[0],
         "first_request_us": (answered - since) * 1e6,
         "first_request_faults": first_faults - since_faults,
-        "second_request_us": second * 1e6,
+        "second_request_us": following[0],
+        "following_us": following,
         "warm_p50_us": statistics.median(warm) / 1e3,
     }
 
@@ -179,6 +184,9 @@ def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
                 "first_request_us": first,
                 "first_request_faults": median([r["first_request_faults"] for r in runs]),
                 "second_request_us": median([r["second_request_us"] for r in runs]),
+                "following_us": [
+                    median(calls) for calls in zip(*(r["following_us"] for r in runs), strict=True)
+                ],
                 "warm_p50_us": warm,
                 "first_over_warm": first / warm,
             }
@@ -197,11 +205,11 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "of which priming (ms)",
             "first request (µs)",
             "first's page faults",
-            "second (µs)",
+            "2nd, 3rd, 4th, 5th (µs)",
             "warm p50 (µs)",
             "first / warm",
         ],
-        note=f"Warm p50: the {result['warm_calls']} requests after the second, in the same fork. Page "
+        note=f"Warm p50: the {result['warm_calls']} requests after the fifth, in the same fork. Page "
         f"faults: minor faults (getrusage's ru_minflt) in the fork. The before-snapshot hook took "
         f"{ms(result['before_snapshot_ms'])} ms, once, before the forks.",
     )
@@ -213,7 +221,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ms(case["priming_ms"]) if case["hooks"] else "-",
             us(case["first_request_us"]),
             f"{case['first_request_faults']:,.0f}",
-            us(case["second_request_us"]),
+            " / ".join(us(call) for call in case["following_us"]),
             us(case["warm_p50_us"]),
             ratio(case["first_over_warm"]),
         )
