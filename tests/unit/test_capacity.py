@@ -84,6 +84,8 @@ def test_a_p99_bound_picks_the_cheapest_memory_that_meets_it() -> None:
     # gpu.one: the server's 1 ms on 4 vCPUs bounds it; its latency is not measured here
     assert (gpu.per_instance_req_s, gpu.invocations_per_instance) == (4000, 120000)
     assert gpu.p99_ms is None and gpu.meets_p99 is None and gpu.monthly_usd == pytest.approx(730.0)
+    # 4 vCPUs are the server's with 3 front ends beside its model process
+    assert "GpuFrontends 3 (the template's default is 2)" in gpu.notes[1]
     assert result.recommended == "lambda 1024 MB"
 
 

@@ -51,15 +51,22 @@ class Recorded:
 
 # The predict handler's own cost per one-instance request, above the ONNX Runtime floor.
 HANDLER_OVERHEAD_P50_MS = Recorded(
-    0.524, "bench/RESULTS.md section 1: breast-cancer x1, handler p50 535 µs - floor 11.7 µs"
+    0.167,
+    'bench/RESULTS.md "Figures the capacity plans take as recorded": breast-cancer x1, handler p50 '
+    "173 µs - floor 6.0 µs (the higher of two runs)",
 )
 HANDLER_OVERHEAD_P99_MS = Recorded(
-    0.669, "bench/RESULTS.md section 1: breast-cancer x1, handler p99 716 µs - floor 47.4 µs"
+    0.299,
+    'bench/RESULTS.md "Figures the capacity plans take as recorded": breast-cancer x1, handler p99 '
+    "321 µs - floor 22.3 µs (the higher of two runs)",
 )
-# The inference server's CPU per one-row request (HTTP, JSON, batching), clients included:
-# 2 cores / 1,540 req/s, the light digits model (its run is ~20 µs) at concurrency 64, batching on.
+# The inference server's CPU per one-row request (HTTP, payload, batching): its processes' CPU over
+# its requests, the clients' apart, through 2 front ends (the template's default) on the light demo,
+# whose model costs what a GPU's does, with .npy (the API's own calls send .npz).
 SERVER_CPU_MS = Recorded(
-    2 * 1000 / 1540, "bench/RESULTS.md section 7: digits x64, batching on, 1,540 req/s on 2 cores"
+    0.170,
+    'bench/RESULTS.md "The inference server\'s invocations without Starlette": digits-linear, .npy '
+    "x256, 2 front ends, 170 µs of the server's CPU per request",
 )
 # What one inference server sustained within a p99 of 50 ms: digits-cnn (the heavy demo) at
 # concurrency 32, batching on: 1,141 req/s, p99 33.7 ms (at concurrency 64 the p99 was 66.3 ms).
@@ -291,7 +298,11 @@ def sagemaker_options(
         )
         meets = None if p99_ms is None or estimate is None else estimate <= p99_ms
         notes = (
-            ["GPU latency not measured here: load-test on the instance (docs/capacity.md)"]
+            [
+                "GPU latency not measured here: load-test on the instance (docs/capacity.md)",
+                f"the server's work on its {instance.vcpus} vCPUs: GpuFrontends {max(1, instance.vcpus - 1)} "
+                "(the template's default is 2)",
+            ]
             if instance.gpu
             else [f"p99 estimate: {BATCH_DELAY_MS:g} ms batching delay + server + a batch of 32"]
         )
