@@ -68,7 +68,10 @@ def test_plan_prints_the_options_and_takes_a_price_table(api: TestClient, tmp_pa
     table = {
         **{k: v for k, v in PRICES.__dict__.items() if k != "instances"},
         "date": "2030-01",
-        "instances": [{"name": "ml.test.large", "vcpus": 2, "gpu": None, "usd_per_hour": 1.0}],
+        "instances": [
+            {"name": "ml.test.large", "vcpus": 2, "gpu": None, "usd_per_hour": 1.0},
+            {"name": "ml.test.gpu", "vcpus": 8, "gpu": "T", "usd_per_hour": 2.0},
+        ],
     }
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps(table))
@@ -78,6 +81,8 @@ def test_plan_prints_the_options_and_takes_a_price_table(api: TestClient, tmp_pa
     assert ran.exit_code == 0, ran.output
     assert "provisioned 1" in ran.stdout and "snapstart" in ran.stdout and "ml.test.large" in ran.stdout
     assert "cheapest: lambda" in ran.stdout and "2030-01" in ran.stdout
+    # what the plan cannot measure here, and how to use the instance's vCPUs, said under the table
+    assert "ml.test.gpu: GPU latency not measured here" in ran.stdout and "GpuFrontends 7" in ran.stdout
 
 
 def test_plan_refuses_an_unknown_version_and_a_bad_price_table(api: TestClient, tmp_path: Path) -> None:

@@ -147,6 +147,9 @@ def _print(name: str, version: int, result: Any) -> None:
             f"{e.monthly_usd:,.2f}",
         )
     console.print(table)
+    for e in result.sagemaker_options:
+        if e.gpu:
+            console.print(f"{e.instance_type}: {'; '.join(e.notes)}")
     which = "cheapest" if result.p99_ms is None else "cheapest that meets the bound"
     console.print(f"{which}: [bold]{result.recommended}[/bold]")
     console.print("target/min: the autoscaling target, InvocationsPerInstance (per instance, per minute)")
