@@ -329,6 +329,11 @@ def import_breakdown(stderr: str) -> dict[str, Any]:
     return {"packages": packages, "top_modules_by_cumulative": top, "totals_ms": totals}
 
 
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The median of each timing (`*_ms`) over the runs of one side."""
+    return {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
+
+
 def run(stack: Any, tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aimass-bench-cold-") as folder:
         inputs = prepare(Path(folder))
@@ -344,8 +349,7 @@ def run(stack: Any, tree: Path, repeats: int = REPEATS) -> dict[str, Any]:
             batches.append(batch_run(stack, tree, inputs, run))
         imports = profile_imports(stack, tree, inputs)
     summary = {
-        side: {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
-        for side, runs in (("handler", handlers), ("floor", floors), ("batch", batches))
+        side: medians(runs) for side, runs in (("handler", handlers), ("floor", floors), ("batch", batches))
     }
     return {
         "model": MODEL,
@@ -372,15 +376,11 @@ def compare(stack: Any, trees: list[Path], repeats: int = COMPARE_REPEATS) -> di
             for tree in trees if round_ % 2 == 0 else trees[::-1]:
                 handlers[str(tree)].append(handler_run(stack, tree, inputs)[0])
             floors.append(floor_run(stack, trees[0], inputs))
-    summary = {
-        tree: {key: median([r[key] for r in runs]) for key in runs[0] if key.endswith("_ms")}
-        for tree, runs in handlers.items()
-    }
     return {
         "model": MODEL,
         "repeats": repeats,
-        "median": summary,
-        "floor": {key: median([r[key] for r in floors]) for key in floors[0] if key.endswith("_ms")},
+        "median": {tree: medians(runs) for tree, runs in handlers.items()},
+        "floor": medians(floors),
         "runs": {"handlers": handlers, "floor": floors},
     }
 

@@ -129,7 +129,6 @@ def restored(hooks):
         "priming_ms": priming_ms[0],
         "first_request_us": (answered - since) * 1e6,
         "first_request_faults": first_faults - since_faults,
-        "second_request_us": following[0],
         "following_us": following,
         "warm_p50_us": statistics.median(warm) / 1e3,
     }
@@ -183,7 +182,6 @@ def run(stack: Any, tree: Path, forks: int = FORKS) -> dict[str, Any]:
                 "priming_ms": median([r["priming_ms"] for r in runs]),
                 "first_request_us": first,
                 "first_request_faults": median([r["first_request_faults"] for r in runs]),
-                "second_request_us": median([r["second_request_us"] for r in runs]),
                 "following_us": [
                     median(calls) for calls in zip(*(r["following_us"] for r in runs), strict=True)
                 ],
