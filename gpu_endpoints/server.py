@@ -70,10 +70,6 @@ ECHOED = ((INFERENCE_ID, INFERENCE_ID_KEY), (CUSTOM_ATTRIBUTES, ATTRIBUTES_KEY))
 JSON = payloads.JSON
 
 
-def error_response(error: AimassError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={**(headers or {}), **error.headers})
-
-
 @dataclass(frozen=True)
 class Reply:
     """An invocation's answer, as either way in writes it (Starlette's routes, or the direct path)."""
@@ -83,8 +79,17 @@ class Reply:
     media: str
     headers: dict[str, str]
 
+    @classmethod
+    def failed(cls, error: AimassError, headers: Mapping[str, str] | None = None) -> Reply:
+        """The server's answer to an error: its JSON body, status and headers over `headers`."""
+        return cls(error.status, payloads.dump_json(error.body()), JSON, {**(headers or {}), **error.headers})
+
     def response(self) -> Response:
         return Response(self.content, status_code=self.status, media_type=self.media, headers=self.headers)
+
+
+def error_response(error: AimassError) -> Response:
+    return Reply.failed(error).response()
 
 
 def _echo(headers: Mapping[str, str], settings: Settings) -> dict[str, str]:
@@ -255,7 +260,7 @@ class Server:
             error.code,
             error.message,
         )
-        return Reply(error.status, payloads.dump_json(error.body()), JSON, {**echoed, **error.headers})
+        return Reply.failed(error, echoed)
 
     async def invoke_endpoint(self, request: Request) -> Response:
         """SageMaker Runtime's InvokeEndpoint, for the emulated endpoint (runtime.py)."""
