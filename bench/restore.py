@@ -89,12 +89,12 @@ event_text = json.dumps(event)
 # The hook's priming (snapstart.prime, which the hooks call by its module name) timed apart: it is the
 # part of the hook that the first request's figures depend on.
 prime, priming_ms = snapstart.prime, [0.0]
-def timed_prime(models):
+def timed_prime(models, *args, **kwargs):
     started = time.perf_counter()
     try:
-        return prime(models)
+        return prime(models, *args, **kwargs)
     finally:
-        priming_ms[0] = (time.perf_counter() - started) * 1e3
+        priming_ms[0] += (time.perf_counter() - started) * 1e3
 snapstart.prime = timed_prime
 
 def restored(hooks):

@@ -133,6 +133,29 @@ def test_a_restore_reads_the_aliases_again_and_keeps_the_clients(
     assert all(wiring.serving().store.local(name) for name in registered.versions)
 
 
+def test_a_restore_primes_the_path_twice_the_second_time_last(
+    registered: Any, monkeypatch: pytest.MonkeyPatch, function_records: list[logging.LogRecord]
+) -> None:
+    load_handler("online")
+    snapstart.run_before_snapshot()
+    prime, steps = snapstart.prime, []
+
+    def recording(models: Any, health: bool = True) -> dict[str, int]:
+        statuses = prime(models, health)
+        steps.append((statuses, len(function_records)))
+        return statuses
+
+    monkeypatch.setattr(snapstart, "prime", recording)
+    function_records.clear()
+    snapstart.run_after_restore()
+
+    # The first pass faults the restored memory in; the second runs the predictions on it, and nothing
+    # after it (the hook's log line included) pushes their path out of the caches before a request
+    predictions = {f"/v1/models/{name}:predict": 200 for name in registered.versions}
+    assert [statuses for statuses, _ in steps] == [{"/health": 200} | predictions, predictions]
+    assert steps[-1][1] == len(function_records) > 0
+
+
 def test_a_restore_gives_the_random_generators_new_seeds() -> None:
     # Every environment restored from one snapshot starts from the same generator state.
     random.seed(7)
