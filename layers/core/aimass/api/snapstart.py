@@ -14,8 +14,9 @@ through the function's own handler, Powertools' decorators and all (less the tra
 aimass.serving.pipeline.priming so that nothing records it, with its EMF lines sent nowhere and
 Powertools' cold-start flags set back (`unrecorded`): the first real invocation still reports itself cold.
 Before the snapshot that makes what a first request makes once; after a restore it touches the
-memory the first request would otherwise fault in (bench/RESULTS.md, "The first request after a
-SnapStart restore").
+memory the first request would otherwise fault in, then runs the predictions once more as the hook's
+last step, with that memory in place (bench/RESULTS.md, "The first request after a SnapStart restore"
+and "A second priming pass, last in the after-restore hook").
 
 The hooks come from `snapshot_restore_py`, which the Lambda Python runtimes include. Where it is absent
 (the local stack, tests, this package's CLI) they are kept here and run only when asked
