@@ -252,7 +252,7 @@ def with_rules(stack: Any, rows: int) -> dict[str, Any]:
 def memory(stack: Any, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
     found = []
     with tempfile.TemporaryDirectory(prefix="aimass-bench-batch-") as folder:
-        env = {**os.environ, **aws_env(stack, Path(folder) / "models"), "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, **aws_env(stack, Path(folder) / "models")}
         for rows in sizes:
             path = Path(folder) / f"rows-{rows}.csv"
             write_rows(path, rows, seed=rows)

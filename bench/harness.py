@@ -23,10 +23,13 @@ EVENTS = REPO / "events"
 # Demo models and the server's state, kept between runs so only the first run trains (gitignored).
 STATE_DIR = REPO / ".aimass" / "bench"
 # What the SAM template gives every function; the tracer is off because no X-Ray daemon runs here.
-POWERTOOLS_ENV = {
+FUNCTION_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "aimass",
     "POWERTOOLS_SERVICE_NAME": "aimass",
+    # numpy's BLAS on one thread, as the template's Globals set it: its thread pool, started at numpy's
+    # import, spent about 70 ms of CPU in each fresh process here, which no deployed function spends.
+    "OPENBLAS_NUM_THREADS": "1",
     # Data capture off: its S3 PUT would go to the moto server inside this very process (about 8 ms of
     # CPU here), which says nothing of S3. Its cost is measured on its own (docs/deploy.md).
     "AIMASS_CAPTURE_ENABLED": "false",
@@ -44,7 +47,7 @@ def local_aws() -> Iterator[Any]:
     """
     from aimass.local.stack import LocalStack
 
-    os.environ.update(POWERTOOLS_ENV)
+    os.environ.update(FUNCTION_ENV)
     # With a key set, every request would need the x-api-key header: the events from events/ have none.
     os.environ.pop("AIMASS_API_KEY", None)
     stack = LocalStack(aws_port=free_port(), state_dir=STATE_DIR)
@@ -84,7 +87,7 @@ def aws_env(stack: Any, model_cache_dir: Path) -> dict[str, str]:
     """The environment a function process needs to reach the embedded AWS (and nothing else)."""
     return {
         **FAKE_CREDENTIALS,
-        **POWERTOOLS_ENV,
+        **FUNCTION_ENV,
         "AIMASS_AWS_ENDPOINT_URL": stack.aws_endpoint,
         "AIMASS_BUCKET": stack.bucket,
         "AIMASS_REGISTRY_TABLE": stack.table,

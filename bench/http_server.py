@@ -42,7 +42,7 @@ START_TIMEOUT_S = 180
 def server_env(capture: bool = False) -> dict[str, str]:
     """This process's environment less its own embedded AWS's settings, which the server must not reuse."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMASS_", "MOTO_", "AWS_"))}
-    # Data capture off unless asked for, as in the in-process benchmarks (bench.harness.POWERTOOLS_ENV
+    # Data capture off unless asked for, as in the in-process benchmarks (bench.harness.FUNCTION_ENV
     # says why).
     return {**env, **FAKE_CREDENTIALS, "AIMASS_CAPTURE_ENABLED": str(capture).lower()}
 

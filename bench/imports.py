@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold_start import PHASE_MARK
-from bench.harness import POWERTOOLS_ENV, function_file, layer_env
+from bench.harness import FUNCTION_ENV, function_file, layer_env
 from bench.report import Table, ms
 from bench.stats import median
 
@@ -61,7 +61,7 @@ def child_env(tree: Path) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
-        **POWERTOOLS_ENV,
+        **FUNCTION_ENV,
     }
 
 
