@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from bench import (
     anomaly,
     batch,
@@ -183,7 +185,13 @@ def main() -> None:
     selected = args.only or list(TITLES)
     # One embedded AWS for the whole run: the in-process handler and the cold-start processes use it.
     stack_needed = not set(selected) <= WITHOUT_STACK
-    with local_aws() if stack_needed else contextlib.nullcontext() as stack:
+    # numpy's BLAS on one thread in this process, as template.yaml sets it for the functions
+    # (OPENBLAS_NUM_THREADS, which the function processes the benchmarks start have: bench.harness):
+    # numpy was imported before the variable could be set here.
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        local_aws() if stack_needed else contextlib.nullcontext() as stack,
+    ):
         for name in selected:
             console.rule(TITLES[name])
             result = measure(name, stack, args.quick, args.trees)

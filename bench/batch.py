@@ -274,14 +274,9 @@ def memory(stack: Any, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
 
 
 def run(stack: Any, quick: bool) -> dict[str, Any]:
-    from threadpoolctl import threadpool_limits
-
     rows = QUICK["throughput"] if quick else THROUGHPUT_ROWS
     sizes = QUICK["memory"] if quick else MEMORY_ROWS
-    # numpy's BLAS on one thread, as template.yaml sets it for the functions (OPENBLAS_NUM_THREADS):
-    # this process imported numpy before the benchmark could set the variable.
-    with threadpool_limits(limits=1, user_api="blas"):
-        found = throughput(stack, int(rows))
+    found = throughput(stack, int(rows))
     return {"throughput": found, "memory": memory(stack, tuple(sizes))}  # type: ignore[arg-type]
 
 
