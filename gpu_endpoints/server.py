@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,23 +168,20 @@ class Server:
         return JSONResponse({"status": "healthy", "models": sorted(store.loaded)})
 
     async def invocations(self, request: Request) -> Response:
-        return (await self.invocation(request.headers, self._body(request))).response()
+        return (await self.invocation(request.headers, request.stream())).response()
 
     async def invoke(self, request: Request) -> Response:
         """SageMaker's multi-model Invoke Model API: POST /models/{name}/invoke."""
         return (
-            await self.invocation(request.headers, self._body(request), request.path_params["name"])
+            await self.invocation(request.headers, request.stream(), request.path_params["name"])
         ).response()
 
-    def _body(self, request: Request) -> Callable[[], Awaitable[bytes]]:
-        limit = self.settings.max_body_bytes
-        return lambda: read_body(request.headers.get("content-length"), request.stream(), limit)
-
     async def invocation(
-        self, headers: Mapping[str, str], body: Callable[[], Awaitable[bytes]], name: str | None = None
+        self, headers: Mapping[str, str], body: AsyncIterator[bytes], name: str | None = None
     ) -> Reply:
-        """One invocation, from its headers (read by lower-case name) and its body: the model `name`,
-        else the one X-Amzn-SageMaker-Target-Model names, else the only one."""
+        """One invocation, from its headers (read by lower-case name) and its body's chunks (read once
+        the headers are found good, up to the body limit): the model `name`, else the one
+        X-Amzn-SageMaker-Target-Model names, else the only one."""
         started = time.perf_counter()
         echoed = _echo(headers, self.settings)
         try:
@@ -215,12 +212,12 @@ class Server:
     async def _invoke(
         self,
         headers: Mapping[str, str],
-        body: Callable[[], Awaitable[bytes]],
+        body: AsyncIterator[bytes],
         name: str,
         echoed: dict[str, str],
     ) -> Reply:
         attributes = payloads.custom_attributes(headers.get(ATTRIBUTES_KEY))
-        content = await body()
+        content = await read_body(headers.get("content-length"), body, self.settings.max_body_bytes)
         model = await self.store.get(name)
         # No await between here and submit: the model cannot be unloaded in between.
         decoded = payloads.decode(
@@ -387,12 +384,9 @@ class InferenceApp(Starlette):
             name = key.decode("latin-1")
             if name not in headers:  # the first of a repeated header, as Starlette's Headers.get reads it
                 headers[name] = value.decode("latin-1")
-        limit = self.server.settings.max_body_bytes
         started = False
         try:
-            reply = await self.server.invocation(
-                headers, lambda: read_body(headers.get("content-length"), asgi_chunks(receive), limit)
-            )
+            reply = await self.server.invocation(headers, asgi_chunks(receive))
             raw = [
                 (b"content-type", reply.media.encode("latin-1")),
                 (b"content-length", str(len(reply.content)).encode("latin-1")),
