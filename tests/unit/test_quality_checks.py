@@ -10,6 +10,7 @@ import numpy as np
 from aimass.contracts.registry import Feature, Signature, TensorSpec, TensorType
 from aimass.quality.anomaly import AnomalyModel, fit
 from aimass.quality.checks import RequestChecks
+from aimass.quality.columns import true_cells
 
 OUTPUTS = [TensorSpec(name="variable", dtype="float32", shape=[None, 1])]
 
@@ -172,3 +173,12 @@ def test_a_single_row_gets_the_same_findings_as_the_same_row_in_a_batch() -> Non
     batch = checks.violations(matrix)
     assert [checks.violations(matrix[i : i + 1])[0] for i in range(len(matrix))] == batch
     assert [len(found) for found in batch] == [0, 3, 2, 1]
+
+
+def test_true_cells_are_numpys_nonzero_row_by_row() -> None:
+    rng = np.random.default_rng(3)
+    for shape, share in [((2000, 30), 0.001), ((7, 3), 0.5), ((1, 30), 0.1), ((0, 4), 0.5), ((5, 1), 1.0)]:
+        mask = rng.random(shape) < share
+        rows, columns = np.nonzero(mask)
+        assert true_cells(mask) == list(zip(rows.tolist(), columns.tolist(), strict=True))
+    assert true_cells(np.zeros((3, 3), dtype=bool)) == []

@@ -25,7 +25,7 @@ from aimass.contracts.rules import FiredRule
 from aimass.errors import MAX_DETAILS
 from aimass.protocol.tensors import NUMPY_DTYPES
 from aimass.quality.checks import RequestChecks
-from aimass.quality.columns import MISSING
+from aimass.quality.columns import MISSING, true_cells
 from aimass.rule_columns import ColumnRules, output_columns
 from aimass.rules import CompiledRuleset
 from aimass.serving import codecs
@@ -400,14 +400,12 @@ def _matrix(
 def _missing(features: list[Feature], matrix: np.ndarray, offsets: list[int]) -> dict[int, list[Reason]]:
     """The reasons of rows of a matrix pyarrow read (every value a number or missing) that lack a
     required feature: in feature order, as _matrix lists them."""
-    required = [j for j, feature in enumerate(features) if not feature.nullable]
+    required = np.array([not feature.nullable for feature in features], dtype=bool)
     reasons: dict[int, list[Reason]] = {}
-    if not required:
-        return reasons
-    rows, columns = np.nonzero(np.isnan(matrix[:, required]))  # row by row, then column by column
-    for k, j in zip(rows.tolist(), columns.tolist(), strict=True):
-        name = features[required[j]].name
-        reasons.setdefault(offsets[k], []).append(reason("required feature is missing", "missing", name))
+    for k, j in true_cells(np.isnan(matrix) & required):  # row by row, then column by column
+        reasons.setdefault(offsets[k], []).append(
+            reason("required feature is missing", "missing", features[j].name)
+        )
     return reasons
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from aimass.contracts.registry import Signature
 from aimass.quality.anomaly import AnomalyModel
-from aimass.quality.columns import Column, columns_of
+from aimass.quality.columns import Column, columns_of, true_cells
 
 # A baseline only knows the range its reference held; a fresh value from the same population falls
 # just outside it about 2/(n+1) of the time per feature. Its bounds are widened by this share of
@@ -104,13 +104,11 @@ class RequestChecks:
         found: dict[int, list[dict[str, Any]]] = {}
         if matrix.dtype != object:
             # NaN (a null in a nullable column) compares False: missing is not out of range.
-            outside = (matrix < self.low) | (matrix > self.high)
-            if outside.any():
-                for i, j in zip(*np.nonzero(outside), strict=True):
-                    found.setdefault(int(i), []).append(self._range_violation(int(j), float(matrix[i, j])))
+            for i, j in true_cells((matrix < self.low) | (matrix > self.high)):
+                found.setdefault(i, []).append(self._range_violation(j, float(matrix[i, j])))
             if self.always_present is not None:
-                for i, j in zip(*np.nonzero(np.isnan(matrix) & self.always_present), strict=True):
-                    found.setdefault(int(i), []).append(
+                for i, j in true_cells(np.isnan(matrix) & self.always_present):
+                    found.setdefault(i, []).append(
                         {
                             "feature": self.columns[j].name,
                             "check": "completeness",
