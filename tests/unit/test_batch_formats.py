@@ -321,3 +321,16 @@ def test_float_cells_are_what_str_writes_on_edge_and_drawn_values() -> None:
     draw.shuffle(column)
     assert csv_cells(column) == [str(v) for v in column]
     assert csv_cells(EDGE_FLOATS * 4) == [str(v) for v in EDGE_FLOATS * 4]
+    # The column path hands its floats over as arrays: written as their lists are, long or short.
+    assert csv_cells(np.array(column)) == [str(v) for v in column]
+    assert csv_cells(np.array(EDGE_FLOATS[:5])) == [str(v) for v in EDGE_FLOATS[:5]]
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet"])
+def test_a_float_array_is_written_as_its_list_is(tmp_path: Path, name: str) -> None:
+    values = [*EDGE_FLOATS, *np.random.default_rng(2).random(100).tolist()]
+    for kind, column in [("list", values), ("array", np.array(values))]:
+        writer = RowWriter(tmp_path / f"{kind}-{name}", FileFormat.of(name))
+        writer.write_columns({"id": list(range(len(values))), "p": column}, len(values))
+        writer.close()
+    assert (tmp_path / f"list-{name}").read_bytes() == (tmp_path / f"array-{name}").read_bytes()

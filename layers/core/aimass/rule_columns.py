@@ -379,7 +379,9 @@ class ColumnRules:
             matched[row, [where[id(rule)] for rule in fired]] = True
 
 
-def output_columns(signature: Signature, columns: Mapping[str, list[Any]]) -> dict[tuple[Any, ...], Column]:
+def output_columns(
+    signature: Signature, columns: Mapping[str, list[Any] | np.ndarray]
+) -> dict[tuple[Any, ...], Column]:
     """The model's answer (aimass.batch.columns' output columns) as rules read it: `output.label`,
     `output.probabilities[...]` (by class name, or by index without class labels), `output.value`."""
     found: dict[tuple[Any, ...], Column] = {}
@@ -396,7 +398,7 @@ def output_columns(signature: Signature, columns: Mapping[str, list[Any]]) -> di
             if key.startswith(prefix):
                 name = key[len(prefix) :]
                 path = ("probabilities", name if names else int(name))
-                found[path] = Column("double", np.array(values, dtype=np.float64))
+                found[path] = Column("double", np.asarray(values, dtype=np.float64))
     elif "prediction" in columns:
         values = columns["prediction"]
         if set(map(type, values)) == {float}:

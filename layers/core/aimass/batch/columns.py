@@ -32,6 +32,10 @@ from aimass.serving import codecs
 from aimass.serving.pipeline import RequestPipeline
 from aimass.serving.store import LoadedModel
 
+# A column of the answer: a list, or a float64 array (probabilities, anomaly scores), which the
+# writer and the rules take as it is rather than as a list made of it.
+Values = list[Any] | np.ndarray
+
 
 @dataclass
 class ColumnarAnswer:
@@ -41,7 +45,7 @@ class ColumnarAnswer:
     kept: list[int]
     # The kept records' features as the model saw them (float64, NaN where missing).
     matrix: np.ndarray
-    columns: dict[str, list[Any]]
+    columns: dict[str, Values]
     refused: dict[int, list[Reason]]
     # The data-quality findings of each kept record that has any, in order.
     flagged: list[list[dict[str, Any]]]
@@ -134,7 +138,7 @@ class ColumnarModel:
         columns = self._outputs(tensor if whole else tensor[kept], ruled, kept) if len(kept) else {}
         found, quality = _findings(violations, kept, whole)
         if scores is not None:
-            columns["anomaly_score"] = scores.tolist()
+            columns["anomaly_score"] = scores.astype(np.float64, copy=False)
             columns["anomalous"] = (scores > threshold).tolist()
         if quality is not None:
             columns["quality"] = quality
@@ -147,12 +151,12 @@ class ColumnarModel:
             0 if scores is None else int((scores > threshold).sum()),
         )
 
-    def _outputs(self, tensor: np.ndarray, ruled: _Ruled | None, kept: np.ndarray) -> dict[str, list[Any]]:
+    def _outputs(self, tensor: np.ndarray, ruled: _Ruled | None, kept: np.ndarray) -> dict[str, Values]:
         """The model's answer as columns named as the row-by-row path flattens its items, and what
         the rules did to it."""
         signature = self.signature
         outputs = self.model.run({signature.inputs[0].name: tensor})
-        found: dict[str, list[Any]]
+        found: dict[str, Values]
         if signature.task == "classification" and signature.label_output and signature.probabilities_output:
             found_labels = outputs[signature.label_output]
             labels = found_labels.tolist()
@@ -169,7 +173,8 @@ class ColumnarModel:
             classes = names or [str(j) for j in range(probabilities.shape[1])]
             found = {"label": labels}
             for j, name in enumerate(classes):
-                found[f"probability_{name}"] = probabilities[:, j].tolist()
+                # float64, as .tolist() would give them: the same text and the same Parquet type
+                found[f"probability_{name}"] = probabilities[:, j].astype(np.float64)
         else:
             [only] = outputs.values()
             rows = only.tolist()
@@ -282,7 +287,7 @@ class _Ruled:
         return rejected
 
     def post(
-        self, kept: np.ndarray, outputs: dict[str, np.ndarray], columns: dict[str, list[Any]]
+        self, kept: np.ndarray, outputs: dict[str, np.ndarray], columns: dict[str, Values]
     ) -> dict[str, list[Any]]:
         """The post stage on the model's answer, and the columns of what fired in both stages."""
         rules, signature = self.rules, self.signature

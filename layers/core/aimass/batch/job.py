@@ -25,7 +25,7 @@ from typing import Any, cast
 import numpy as np
 
 from aimass.batch.arrowcsv import column_chunks
-from aimass.batch.columns import ColumnarAnswer, ColumnarModel, scalar
+from aimass.batch.columns import ColumnarAnswer, ColumnarModel, Values, scalar
 from aimass.batch.formats import (
     BadRecord,
     Chunk,
@@ -431,7 +431,7 @@ class _FileRun:
             self.predictions.columns = self.shape.columns
         assert chunk.columns is not None
         where = {name: j for j, name in enumerate(chunk.columns)}
-        leading: dict[str, list[Any]] = {}
+        leading: dict[str, Values] = {}
         parsed = chunk.parsed or {}
         for column in [self.shape.id_column, *self.shape.carried]:
             if column in parsed and column not in self.shape.masker.personal:
