@@ -39,7 +39,7 @@ from typing import Any
 from aimass.protocol.errors import AimassError
 from aimass.protocol.tensors import Spec
 from gpu_endpoints.batching import Answer
-from gpu_endpoints.channel import Outbox, error_fields, pack, receive, unpack
+from gpu_endpoints.channel import Outbox, error_fields, messages, pack, unpack
 from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelConfig, ModelStore
 from gpu_endpoints.settings import Settings, SettingsError
@@ -129,7 +129,7 @@ class Engine:
         self._state = self.state()
         outbox.send(("state", self._state))
         try:
-            while (message := await receive(reader)) is not None:
+            async for message in messages(reader):
                 if message[0] == "infer" and self._infer(message, outbox):
                     continue
                 task = asyncio.create_task(self._answer(message, outbox))

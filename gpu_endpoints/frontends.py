@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from gpu_endpoints.batching import Answer, Batcher
-from gpu_endpoints.channel import SOCKET_ENV, Outbox, error_from, pack, private_socket, receive, unpack
+from gpu_endpoints.channel import SOCKET_ENV, Outbox, error_from, messages, pack, private_socket, unpack
 from gpu_endpoints.engine import ModelView, State, server_gone
 from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelStore
@@ -92,7 +92,7 @@ class EngineClient:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
-            while (message := await receive(reader)) is not None:
+            async for message in messages(reader):
                 if message[0] == "state":
                     self.on_state(message[1])
                     continue
