@@ -88,7 +88,7 @@ def unpack(packed: Packed) -> dict[str, Any]:
 async def messages(reader: asyncio.StreamReader) -> AsyncIterator[tuple[Any, ...]]:
     """The messages as they come, until the other side closes the connection. Each read takes what
     the socket holds, and every whole message in it is unpickled without waiting again: under load a
-    read holds many. Two awaits a message cost about 0.8 µs more each, about 3 % of the model
+    read holds many. Two awaits a message cost about 0.7 µs more each, 3-4 % of the model
     process's CPU per request (bench/RESULTS.md, "The model channel read a buffer at a time"). The
     rest of a message larger than what has come (a large tensor) is read at once."""
     data, at = b"", 0
