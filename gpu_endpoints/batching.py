@@ -73,6 +73,11 @@ class Answer:
     queued_ms: float
 
 
+# Where a request's answer (or its error) goes without a future: called on the event loop as soon as
+# its batch is done.
+Reply = Callable[[Answer | BaseException], None]
+
+
 @dataclass(eq=False)
 class Pending:
     feeds: dict[str, np.ndarray]
@@ -81,6 +86,7 @@ class Pending:
     arrived: float
     future: asyncio.Future[Answer] | None = None
     dispatched: float = 0.0
+    reply: Reply | None = None
 
 
 @dataclass(eq=False)
@@ -196,8 +202,24 @@ class Batcher:
         return await self.enqueue(feeds, alone)
 
     def enqueue(self, feeds: Mapping[str, np.ndarray], alone: bool = False) -> asyncio.Future[Answer]:
-        """`submit` without the await: the future of the request's answer (the model process answers
-        its front ends from a callback on it, with no task per request)."""
+        """`submit` without the await: the future of the request's answer."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._add(feeds, alone, future, None)
+        return future
+
+    def send(self, feeds: Mapping[str, np.ndarray], reply: Reply, alone: bool = False) -> None:
+        """`enqueue` with no future: `reply` gets the answer or the error as its batch finishes, in the
+        same turn of the loop. The model process answers its front ends this way: a future's callback
+        would wait a turn of the loop more, each request on its own."""
+        self._add(feeds, alone, None, reply)
+
+    def _add(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        alone: bool,
+        future: asyncio.Future[Answer] | None,
+        reply: Reply | None,
+    ) -> None:
         if self._closed:
             raise Unavailable(f"model {self.name!r} is being unloaded; retry")
         if self._outstanding >= self.config.max_queue_size:
@@ -205,15 +227,12 @@ class Batcher:
                 f"model {self.name!r} has {self._outstanding} requests waiting or running "
                 f"(at most {self.config.max_queue_size}); retry shortly"
             )
-        loop = asyncio.get_running_loop()
         key, rows = batch_key(feeds)
-        request = Pending(dict(feeds), rows, key, self.clock(), loop.create_future())
+        request = Pending(dict(feeds), rows, key, self.clock(), future, reply=reply)
         self._queue.add(request, alone=alone or not self.config.enabled)
         self._outstanding += 1
         self._start()
         self.wake()
-        assert request.future is not None
-        return request.future
 
     def wake(self) -> None:
         """Look at the queue again now (a request came, an instance is free, or the clock moved)."""
@@ -256,6 +275,11 @@ class Batcher:
             else list(finished.result())
         )
         for request, result in zip(requests, results, strict=True):
+            if request.reply is not None:
+                if not isinstance(result, Answer):
+                    self.failed += 1
+                _reply(request.reply, result)
+                continue
             future = request.future
             if future is None or future.done():  # the client went away
                 continue
@@ -335,13 +359,25 @@ class Batcher:
         self._closed = True
         for request in self._queue.drain():
             self._outstanding -= 1
-            if request.future is not None and not request.future.done():
-                request.future.set_exception(Unavailable(f"model {self.name!r} was unloaded; retry"))
+            unloaded = Unavailable(f"model {self.name!r} was unloaded; retry")
+            if request.reply is not None:
+                _reply(request.reply, unloaded)
+            elif request.future is not None and not request.future.done():
+                request.future.set_exception(unloaded)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._executor.shutdown(wait=False)
+
+
+def _reply(reply: Reply, result: Answer | BaseException) -> None:
+    """A reply that fails is logged, as the event loop logs a future's callback that fails: the
+    other requests of its batch still get theirs."""
+    try:
+        reply(result)
+    except Exception:
+        log.exception("a reply to a request failed")
 
 
 def split(outputs: Outputs, rows: list[int]) -> list[Outputs]:

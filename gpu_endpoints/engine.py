@@ -40,7 +40,6 @@ from aimass.protocol.errors import AimassError
 from aimass.protocol.tensors import Spec
 from gpu_endpoints.batching import Answer
 from gpu_endpoints.channel import Outbox, error_fields, messages, pack, unpack
-from gpu_endpoints.errors import Unavailable
 from gpu_endpoints.models import Model, ModelConfig, ModelStore
 from gpu_endpoints.settings import Settings, SettingsError
 
@@ -153,18 +152,16 @@ class Engine:
         if model is None:
             return False
         store.loaded.move_to_end(name)  # what ModelStore.get does: least recently used goes first
+        reply = functools.partial(self._answered, ident, model.sha256, outbox)
         try:
-            future = model.batcher.enqueue(unpack(feeds), alone=alone)
+            model.batcher.send(unpack(feeds), reply, alone=alone)
         except AimassError as error:
             outbox.send(("error", ident, error_fields(error)))
-            return True
-        future.add_done_callback(functools.partial(self._answered, ident, model.sha256, outbox))
         return True
 
-    def _answered(self, ident: int, sha256: str, outbox: Outbox, future: asyncio.Future[Answer]) -> None:
-        error = Unavailable("the request was cancelled") if future.cancelled() else future.exception()
-        if error is None:
-            answer = future.result()
+    def _answered(self, ident: int, sha256: str, outbox: Outbox, result: Answer | BaseException) -> None:
+        if isinstance(result, Answer):
+            answer = result
             outbox.send(
                 (
                     "answer",
@@ -176,10 +173,10 @@ class Engine:
                     answer.queued_ms,
                 )
             )
-        elif isinstance(error, AimassError):
-            outbox.send(("error", ident, error_fields(error)))
+        elif isinstance(result, AimassError):
+            outbox.send(("error", ident, error_fields(result)))
         else:  # the single-process server's answer to the unexpected, the same
-            log.error("unexpected error on a request", exc_info=error)
+            log.error("unexpected error on a request", exc_info=result)
             outbox.send(("error", ident, error_fields(AimassError(UNEXPECTED))))
 
     async def _answer(self, message: tuple[Any, ...], outbox: Outbox) -> None:

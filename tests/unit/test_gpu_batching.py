@@ -419,3 +419,85 @@ def test_a_full_queue_refuses_requests_with_503() -> None:
         assert all(isinstance(r, Unavailable) for r in results)
 
     run(scenario)
+
+
+def test_requests_sent_with_a_reply_get_their_answers_and_errors_as_their_batches_finish() -> None:
+    async def scenario() -> tuple[dict[float, Answer | BaseException], dict[str, Any], FakeModel]:
+        clock, model = Clock(), FakeModel()
+        batcher = Batcher(model, config(max_batch_size=4), clock=clock)
+        got: dict[float, Answer | BaseException] = {}
+        done = asyncio.Event()
+
+        def reply_to(value: float) -> Callable[[Answer | BaseException], None]:
+            def reply(result: Answer | BaseException) -> None:
+                got[value] = result
+                if len(got) == 6:
+                    done.set()
+
+            return reply
+
+        for value in (0.0, float("nan"), 2.0, 3.0, 4.0, 5.0):  # batches [0, nan, 2, 3] and [4, 5]
+            batcher.send(row(value), reply_to(value))
+        await settle()
+        clock.now = FOREVER_MS
+        batcher.wake()
+        await asyncio.wait_for(done.wait(), ANSWER_TIMEOUT_S)
+        stats = batcher.stats()
+        await batcher.close()
+        return got, stats, model
+
+    got, stats, model = run(scenario)
+
+    assert {v: float(r.outputs["y"][0, 0]) for v, r in got.items() if isinstance(r, Answer)} == {
+        0.0: 0.0,
+        2.0: 4.0,
+        3.0: 6.0,
+        4.0: 8.0,
+        5.0: 10.0,
+    }
+    [failed] = [r for r in got.values() if not isinstance(r, Answer)]
+    assert "cannot take NaN" in str(failed)
+    assert stats["failed_requests"] == 1 and stats["requests"] == 5  # those a model call answered
+    assert model.batch_rows == [4, 1, 1, 1, 1, 2]  # as with futures: the failed batch ran again one by one
+
+
+def test_a_request_sent_with_a_reply_is_told_when_its_model_is_unloaded() -> None:
+    async def scenario() -> list[Answer | BaseException]:
+        batcher = Batcher(FakeModel(), config(), clock=Clock())
+        got: list[Answer | BaseException] = []
+        batcher.send(row(1.0), got.append)
+        await settle()
+        await batcher.close()
+        return got
+
+    [result] = run(scenario)
+    assert isinstance(result, Unavailable) and "unloaded" in str(result)
+
+
+def test_a_reply_that_fails_leaves_the_other_replies_of_its_batch_to_arrive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> list[float]:
+        clock = Clock()
+        batcher = Batcher(FakeModel(), config(max_batch_size=3), clock=clock)
+        got: list[float] = []
+
+        def broken(result: Answer | BaseException) -> None:
+            raise RuntimeError("this front end is gone")
+
+        def keep(result: Answer | BaseException) -> None:
+            assert isinstance(result, Answer)
+            got.append(float(result.outputs["y"][0, 0]))
+
+        batcher.send(row(1.0), keep)
+        batcher.send(row(2.0), broken)
+        batcher.send(row(3.0), keep)
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await batcher.close()
+        return got
+
+    assert run(scenario) == [2.0, 6.0]
+    assert "a reply to a request failed" in caplog.text
