@@ -73,8 +73,7 @@ class Answer:
     queued_ms: float
 
 
-# Where a request's answer (or its error) goes without a future: called on the event loop as soon as
-# its batch is done.
+# Where a request's answer (or its error) goes: called on the event loop as soon as its batch is done.
 Reply = Callable[[Answer | BaseException], None]
 
 
@@ -84,8 +83,8 @@ class Pending:
     rows: int
     key: Hashable | None
     arrived: float
-    future: asyncio.Future[Answer] | None = None
     dispatched: float = 0.0
+    # None only where the queue's bookkeeping is used alone, with no batcher to answer.
     reply: Reply | None = None
 
 
@@ -204,22 +203,22 @@ class Batcher:
     def enqueue(self, feeds: Mapping[str, np.ndarray], alone: bool = False) -> asyncio.Future[Answer]:
         """`submit` without the await: the future of the request's answer."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._add(feeds, alone, future, None)
+
+        def settle(result: Answer | BaseException) -> None:
+            if future.done():  # the client went away
+                return
+            if isinstance(result, Answer):
+                future.set_result(result)
+            else:
+                future.set_exception(result)
+
+        self.send(feeds, settle, alone)
         return future
 
     def send(self, feeds: Mapping[str, np.ndarray], reply: Reply, alone: bool = False) -> None:
         """`enqueue` with no future: `reply` gets the answer or the error as its batch finishes, in the
         same turn of the loop. The model process answers its front ends this way: a future's callback
         would wait a turn of the loop more, each request on its own."""
-        self._add(feeds, alone, None, reply)
-
-    def _add(
-        self,
-        feeds: Mapping[str, np.ndarray],
-        alone: bool,
-        future: asyncio.Future[Answer] | None,
-        reply: Reply | None,
-    ) -> None:
         if self._closed:
             raise Unavailable(f"model {self.name!r} is being unloaded; retry")
         if self._outstanding >= self.config.max_queue_size:
@@ -228,7 +227,7 @@ class Batcher:
                 f"(at most {self.config.max_queue_size}); retry shortly"
             )
         key, rows = batch_key(feeds)
-        request = Pending(dict(feeds), rows, key, self.clock(), future, reply=reply)
+        request = Pending(dict(feeds), rows, key, self.clock(), reply=reply)
         self._queue.add(request, alone=alone or not self.config.enabled)
         self._outstanding += 1
         self._start()
@@ -275,19 +274,9 @@ class Batcher:
             else list(finished.result())
         )
         for request, result in zip(requests, results, strict=True):
-            if request.reply is not None:
-                if not isinstance(result, Answer):
-                    self.failed += 1
-                _reply(request.reply, result)
-                continue
-            future = request.future
-            if future is None or future.done():  # the client went away
-                continue
-            if isinstance(result, Answer):
-                future.set_result(result)
-            else:
+            if not isinstance(result, Answer):
                 self.failed += 1
-                future.set_exception(result)
+            _reply(request, result)
         self.wake()
 
     # In a worker thread from here on.
@@ -359,11 +348,7 @@ class Batcher:
         self._closed = True
         for request in self._queue.drain():
             self._outstanding -= 1
-            unloaded = Unavailable(f"model {self.name!r} was unloaded; retry")
-            if request.reply is not None:
-                _reply(request.reply, unloaded)
-            elif request.future is not None and not request.future.done():
-                request.future.set_exception(unloaded)
+            _reply(request, Unavailable(f"model {self.name!r} was unloaded; retry"))
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -371,11 +356,12 @@ class Batcher:
         self._executor.shutdown(wait=False)
 
 
-def _reply(reply: Reply, result: Answer | BaseException) -> None:
-    """A reply that fails is logged, as the event loop logs a future's callback that fails: the
-    other requests of its batch still get theirs."""
+def _reply(request: Pending, result: Answer | BaseException) -> None:
+    """The request's answer to its reply. A reply that fails is logged, as the event loop logs a
+    future's callback that fails: the other requests of its batch still get theirs."""
+    assert request.reply is not None
     try:
-        reply(result)
+        request.reply(result)
     except Exception:
         log.exception("a reply to a request failed")
 
